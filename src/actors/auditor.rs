@@ -1,0 +1,140 @@
+//! The auditor actor: buffers settled messages and writes their audit rows in
+//! one PostgreSQL transaction per flush, when `audit_batch_size` messages are
+//! buffered or the oldest has waited `audit_flush_interval`, whichever comes
+//! first. Only after the commit does it acknowledge the offsets to their
+//! partition actors. While a flush runs, or PostgreSQL is unreachable, its
+//! mailbox is blocked: upstream stages pause rather than buffer without bound.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::actors::messages::{Ack, Record};
+use crate::backoff::Backoff;
+use crate::config::PipelineSettings;
+use crate::metrics::metrics;
+use crate::pipeline::Settled;
+use crate::store::audit;
+use crate::store::PgPool;
+
+pub struct Auditor {
+    pub pool: PgPool,
+    pub group: String,
+    pub settings: PipelineSettings,
+    buffer: Vec<Settled>,
+    /// Who to acknowledge after the next flush, with which offsets.
+    acks: Vec<(Recipient<Ack>, Vec<i64>)>,
+    /// When the oldest buffered message arrived.
+    oldest: Option<Instant>,
+    flushing: bool,
+}
+
+impl Auditor {
+    pub fn new(pool: PgPool, group: String, settings: PipelineSettings) -> Self {
+        Auditor {
+            buffer: Vec::with_capacity(settings.audit_batch_size),
+            pool,
+            group,
+            settings,
+            acks: Vec::new(),
+            oldest: None,
+            flushing: false,
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.buffer.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        self.oldest = None;
+        let batch = std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(self.settings.audit_batch_size),
+        );
+        let acks = std::mem::take(&mut self.acks);
+        let pool = self.pool.clone();
+        let group = self.group.clone();
+        let mut backoff = Backoff::new(
+            self.settings.dependency_backoff_min,
+            self.settings.dependency_backoff_max,
+        );
+        let write = async move {
+            let started = Instant::now();
+            loop {
+                let written = match pool.get().await {
+                    Ok(mut conn) => audit::write_batch(&mut conn, &batch, &group)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match written {
+                    Ok(duplicates) => {
+                        for topic in duplicates {
+                            metrics().duplicates.with_label_values(&[topic]).inc();
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        let delay = backoff.next_delay();
+                        metrics()
+                            .dependency_waits
+                            .with_label_values(&["postgres"])
+                            .inc();
+                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "audit write failed: pausing");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+            metrics()
+                .audit_flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics().audit_batch_size.observe(batch.len() as f64);
+            for (ack, offsets) in acks {
+                // Bounded by the partition's in-flight limit, not by a mailbox.
+                ack.do_send(Ack::Durable(offsets));
+            }
+        };
+        ctx.wait(
+            write
+                .into_actor(self)
+                .map(|(), act, _| act.flushing = false),
+        );
+    }
+}
+
+impl Actor for Auditor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+        // Check at a fraction of the interval so a message waits at most
+        // about one interval.
+        let tick =
+            (self.settings.audit_flush_interval / 4).max(std::time::Duration::from_millis(1));
+        ctx.run_interval(tick, |act, ctx| {
+            if act
+                .oldest
+                .is_some_and(|t| t.elapsed() >= act.settings.audit_flush_interval)
+            {
+                act.flush(ctx);
+            }
+        });
+    }
+}
+
+impl Handler<Record> for Auditor {
+    type Result = ();
+
+    fn handle(&mut self, record: Record, ctx: &mut Self::Context) {
+        self.oldest.get_or_insert_with(Instant::now);
+        self.acks.push((
+            record.ack,
+            record.settled.iter().map(|s| s.envelope.offset).collect(),
+        ));
+        self.buffer.extend(record.settled);
+        if self.buffer.len() >= self.settings.audit_batch_size {
+            self.flush(ctx);
+        }
+    }
+}

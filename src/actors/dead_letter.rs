@@ -1,0 +1,107 @@
+//! The dead-letter actor: parks failed messages in Redis, then passes them to
+//! the auditor (MESSAGE_FAILED, MESSAGE_DLQ). The audit rows, and so the
+//! offset commit, come only after Redis acknowledged the push; while Redis is
+//! unreachable this actor waits with its mailbox blocked, which pauses the
+//! partitions that have failures to park.
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use crate::actors::messages::{Ack, Park, Record};
+use crate::backoff::Backoff;
+use crate::config::PipelineSettings;
+use crate::dlq::{self, DlqEntry};
+use crate::metrics::metrics;
+use crate::store::pool::RedisPool;
+
+pub struct DeadLetter {
+    pub redis: RedisPool,
+    pub group: String,
+    pub settings: PipelineSettings,
+}
+
+impl Actor for DeadLetter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+    }
+}
+
+impl Handler<Park> for DeadLetter {
+    type Result = ();
+
+    fn handle(&mut self, park: Park, ctx: &mut Self::Context) {
+        let redis = self.redis.clone();
+        let group = self.group.clone();
+        let backoff = Backoff::new(
+            self.settings.dependency_backoff_min,
+            self.settings.dependency_backoff_max,
+        );
+        ctx.wait(park_all(redis, group, backoff, park).into_actor(self));
+    }
+}
+
+async fn park_all(redis: RedisPool, group: String, mut backoff: Backoff, park: Park) {
+    let Park { mut settled, route } = park;
+    let mut by_topic: BTreeMap<&str, Vec<DlqEntry>> = BTreeMap::new();
+    for s in &settled {
+        if let Some(entry) = DlqEntry::from_settled(s, &group) {
+            by_topic.entry(&s.envelope.topic).or_default().push(entry);
+        }
+    }
+    for (topic, entries) in &by_topic {
+        loop {
+            let pushed = match redis.get().await {
+                Ok(mut conn) => dlq::push(&mut *conn, topic, entries)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match pushed {
+                Ok(new) => {
+                    metrics().dlq.with_label_values(&[topic]).inc_by(new as u64);
+                    for entry in entries {
+                        tracing::warn!(
+                            message_id = %entry.message_id, topic, partition = entry.partition,
+                            offset = entry.offset, error_kind = %entry.error_kind, error = %entry.error,
+                            "message dead-lettered"
+                        );
+                    }
+                    break;
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    metrics()
+                        .dependency_waits
+                        .with_label_values(&["redis"])
+                        .inc();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "redis unavailable: pausing dead-letter pushes");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+    drop(by_topic);
+    let parked_at = Utc::now();
+    for s in &mut settled {
+        s.at = parked_at;
+    }
+    let offsets: Vec<i64> = settled.iter().map(|s| s.envelope.offset).collect();
+    let sent = route
+        .auditor
+        .send(Record {
+            settled,
+            ack: route.ack.clone(),
+        })
+        .await;
+    if let Err(e) = sent {
+        // Bounded by the partition's in-flight limit, not by a mailbox.
+        route.ack.do_send(Ack::Lost {
+            offsets,
+            reason: format!("auditor unavailable: {e}"),
+        });
+    }
+}

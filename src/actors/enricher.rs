@@ -1,0 +1,51 @@
+//! The enricher actor: decodes and enriches a partition's batch, then hands
+//! it to the processor. Partitions map to enrichers by number, and each actor
+//! handles its mailbox in order, so per-partition order holds.
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use crate::actors::messages::{Ack, Batch, Prepared};
+use crate::pipeline;
+
+pub struct Enricher {
+    pub mailbox_capacity: usize,
+}
+
+impl Actor for Enricher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Handler<Batch> for Enricher {
+    type Result = ();
+
+    /// Accepts the batch at once (the sender moves on) and blocks this
+    /// actor's mailbox until the processor has accepted the result.
+    fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
+        let now = Utc::now();
+        let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset).collect();
+        let items = batch
+            .records
+            .into_iter()
+            .map(|record| pipeline::prepare(record, now))
+            .collect();
+        let route = batch.route;
+        let ack = route.ack.clone();
+        let processor = route.processor.clone();
+        let send = processor.send(Prepared { items, route });
+        ctx.wait(
+            async move {
+                if let Err(e) = send.await {
+                    let reason = format!("processor unavailable: {e}");
+                    // Acks are bounded by the partition's in-flight limit, not by a mailbox.
+                    ack.do_send(Ack::Lost { offsets, reason });
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The messages actors exchange. Data moves in batches; every data message
+//! carries its `Route`, so stages are wired with `Recipient`s and a test can
+//! put a recording actor in place of any of them.
+
+use actix::prelude::*;
+
+use crate::kafka::envelope::Envelope;
+use crate::kafka::PartitionQueue;
+use crate::pipeline::{Item, Settled};
+
+/// Where a partition's batches go next, and where their acknowledgement returns.
+#[derive(Clone)]
+pub struct Route {
+    pub processor: Recipient<Prepared>,
+    pub dead_letter: Recipient<Park>,
+    pub auditor: Recipient<Record>,
+    /// The partition actor that read the batch.
+    pub ack: Recipient<Ack>,
+}
+
+/// Partition actor → enricher: records read, in offset order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Batch {
+    pub records: Vec<Envelope>,
+    pub route: Route,
+}
+
+/// Enricher → processor: decoded and enriched records (or why they are not).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Prepared {
+    pub items: Vec<Item>,
+    pub route: Route,
+}
+
+/// Processor → dead-letter actor: failed messages to park in Redis.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Park {
+    pub settled: Vec<Settled>,
+    pub route: Route,
+}
+
+/// Processor or dead-letter actor → auditor: messages with a final outcome.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Record {
+    pub settled: Vec<Settled>,
+    pub ack: Recipient<Ack>,
+}
+
+/// Auditor → partition actor: what became durable (or was lost on the way).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Ack {
+    /// These offsets' outcomes are durable.
+    Durable(Vec<i64>),
+    /// A stage could not take these offsets; the partition must restart from
+    /// its watermark so they are read again.
+    Lost { offsets: Vec<i64>, reason: String },
+}
+
+/// Supervisor → partition actor: stop reading, report when all is durable.
+#[derive(Message)]
+#[rtype(result = "Drained")]
+pub struct Drain;
+
+/// The partition's state after a drain.
+#[derive(Debug, Clone, Copy, MessageResponse)]
+pub struct Drained {
+    /// Messages still in flight (0 unless the drain timed out).
+    pub in_flight: usize,
+    /// The offset stored for commit.
+    pub watermark: Option<i64>,
+}
+
+/// Rebalance callback → Supervisor: new partitions, with their split queues.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Assigned {
+    pub queues: Vec<(String, i32, PartitionQueue)>,
+}
+
+/// Rebalance callback → Supervisor: drain these; answer on `done`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Revoked {
+    pub partitions: Vec<(String, i32)>,
+    pub done: std::sync::mpsc::Sender<()>,
+}
+
+/// Partition actor → Supervisor: it stopped because a stage failed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PartitionFailed {
+    pub topic: String,
+    pub partition: i32,
+    /// Where to resume so nothing undurable is skipped.
+    pub resume_at: Option<i64>,
+}
+
+/// App → Supervisor: drain everything for shutdown.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;

@@ -1,0 +1,294 @@
+//! The partition actor: one per assigned partition. It reads its partition's
+//! own queue in offset order, hands batches to its enricher, and stores the
+//! durable watermark for commit as acknowledgements come back (see
+//! `kafka/offsets.rs` for the contract).
+//!
+//! Reading is a small state machine: at most one receive is pending (and it
+//! is the only thing cancelled on drain, so no record read is ever dropped),
+//! at most one batch is being handed over, and no read starts while the
+//! partition has `max_in_flight` records without a durable outcome. That
+//! limit is what pauses the partition when a dependency is down.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+
+use crate::actors::messages::{Ack, Batch, Drain, Drained, PartitionFailed, Route};
+use crate::kafka::envelope::Envelope;
+use crate::kafka::offsets::OffsetTracker;
+use crate::kafka::{KafkaConsumer, PartitionQueue};
+use crate::metrics::metrics;
+
+/// Where a partition actor's batches go; the ack recipient is its own address.
+#[derive(Clone)]
+pub struct Downstream {
+    pub enricher: Recipient<Batch>,
+    pub processor: Recipient<crate::actors::messages::Prepared>,
+    pub dead_letter: Recipient<crate::actors::messages::Park>,
+    pub auditor: Recipient<crate::actors::messages::Record>,
+}
+
+pub struct PartitionActor {
+    topic: Arc<str>,
+    partition: i32,
+    /// The partition number as a metric label.
+    partition_label: String,
+    queue: Arc<PartitionQueue>,
+    consumer: Arc<KafkaConsumer>,
+    downstream: Downstream,
+    supervisor: Recipient<PartitionFailed>,
+    batch_size: usize,
+    max_in_flight: usize,
+    tracker: OffsetTracker,
+    /// The pending receive, if any (cancellable).
+    reading: Option<SpawnHandle>,
+    /// A batch is being handed to the enricher.
+    handing_over: bool,
+    draining: bool,
+    drain_waiters: Vec<oneshot::Sender<Drained>>,
+    span: tracing::Span,
+}
+
+pub struct PartitionConfig {
+    pub batch_size: usize,
+    pub max_in_flight: usize,
+}
+
+impl PartitionActor {
+    pub fn new(
+        topic: &str,
+        partition: i32,
+        queue: Arc<PartitionQueue>,
+        consumer: Arc<KafkaConsumer>,
+        downstream: Downstream,
+        supervisor: Recipient<PartitionFailed>,
+        config: PartitionConfig,
+    ) -> Self {
+        PartitionActor {
+            span: tracing::info_span!("partition", topic, partition),
+            topic: Arc::from(topic),
+            partition,
+            partition_label: partition.to_string(),
+            queue,
+            consumer,
+            downstream,
+            supervisor,
+            batch_size: config.batch_size,
+            max_in_flight: config.max_in_flight,
+            tracker: OffsetTracker::new(),
+            reading: None,
+            handing_over: false,
+            draining: false,
+            drain_waiters: Vec::new(),
+        }
+    }
+
+    fn schedule_read(&mut self, ctx: &mut Context<Self>) {
+        if self.reading.is_some()
+            || self.handing_over
+            || self.draining
+            || self.tracker.in_flight() + self.batch_size > self.max_in_flight
+        {
+            return;
+        }
+        let queue = Arc::clone(&self.queue);
+        let topic = Arc::clone(&self.topic);
+        let max = self.batch_size;
+        let span = self.span.clone();
+        let read = async move { read_batch(&queue, &topic, max, &span).await };
+        let handle = ctx.spawn(read.into_actor(self).map(|records, act, ctx| {
+            act.reading = None;
+            act.hand_over(records, ctx);
+        }));
+        self.reading = Some(handle);
+    }
+
+    fn hand_over(&mut self, records: Vec<Envelope>, ctx: &mut Context<Self>) {
+        if records.is_empty() {
+            self.schedule_read(ctx);
+            return;
+        }
+        for record in &records {
+            self.tracker.register(record.offset);
+        }
+        metrics()
+            .consumed
+            .with_label_values(&[&*self.topic])
+            .inc_by(records.len() as u64);
+        self.update_gauge();
+        let route = Route {
+            processor: self.downstream.processor.clone(),
+            dead_letter: self.downstream.dead_letter.clone(),
+            auditor: self.downstream.auditor.clone(),
+            ack: ctx.address().recipient(),
+        };
+        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+        self.handing_over = true;
+        let send = self.downstream.enricher.send(Batch { records, route });
+        ctx.spawn(send.into_actor(self).map(move |sent, act, ctx| {
+            act.handing_over = false;
+            match sent {
+                Ok(()) => act.schedule_read(ctx),
+                Err(e) => act.fail(ctx, offsets, format!("enricher unavailable: {e}")),
+            }
+        }));
+    }
+
+    fn store_watermark(&mut self) {
+        let Some(watermark) = self.tracker.advance() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        let stored = tpl
+            .add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark))
+            .and_then(|()| self.consumer.store_offsets(&tpl));
+        match stored {
+            Ok(()) => metrics()
+                .committed_offset
+                .with_label_values(&[&*self.topic, self.partition_label.as_str()])
+                .set(watermark),
+            Err(e) => self.span.in_scope(|| {
+                tracing::warn!(watermark, error = %e, "cannot store offset (partition no longer assigned?)")
+            }),
+        }
+    }
+
+    fn update_gauge(&self) {
+        metrics()
+            .in_flight
+            .with_label_values(&[&*self.topic, self.partition_label.as_str()])
+            .set(self.tracker.in_flight() as i64);
+    }
+
+    fn drained(&self) -> Drained {
+        Drained {
+            in_flight: self.tracker.in_flight(),
+            watermark: self.tracker.watermark(),
+        }
+    }
+
+    fn maybe_finish_drain(&mut self) {
+        if self.draining && !self.handing_over && self.tracker.in_flight() == 0 {
+            let report = self.drained();
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(report);
+            }
+        }
+    }
+
+    /// A downstream stage dropped records: stop, and let the Supervisor
+    /// restart this partition from its watermark so they are read again.
+    fn fail(&mut self, ctx: &mut Context<Self>, offsets: Vec<i64>, reason: String) {
+        self.span.in_scope(|| {
+            tracing::error!(lost = offsets.len(), %reason, "partition pipeline failed; restarting from the durable watermark")
+        });
+        self.draining = true;
+        let _ = self.supervisor.try_send(PartitionFailed {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            resume_at: self.tracker.watermark(),
+        });
+        ctx.stop();
+    }
+}
+
+/// Waits for at least one record, then takes whatever else is already
+/// queued, up to `max`.
+async fn read_batch(
+    queue: &PartitionQueue,
+    topic: &Arc<str>,
+    max: usize,
+    span: &tracing::Span,
+) -> Vec<Envelope> {
+    let mut stream = queue.stream();
+    let mut records = Vec::with_capacity(max.min(1024));
+    match stream.next().await {
+        Some(Ok(message)) => records.push(Envelope::from_borrowed(&message, topic)),
+        Some(Err(e)) => {
+            span.in_scope(|| tracing::warn!(error = %e, "kafka partition error"));
+            return records;
+        }
+        None => return records,
+    }
+    while records.len() < max {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(message))) => records.push(Envelope::from_borrowed(&message, topic)),
+            Some(Some(Err(e))) => {
+                span.in_scope(|| tracing::warn!(error = %e, "kafka partition error"));
+                break;
+            }
+            _ => break,
+        }
+    }
+    records
+}
+
+impl Actor for PartitionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.span
+            .in_scope(|| tracing::info!("partition actor started"));
+        self.schedule_read(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        metrics().forget_partition(&self.topic, &self.partition_label);
+        self.span.in_scope(
+            || tracing::info!(watermark = ?self.tracker.watermark(), "partition actor stopped"),
+        );
+    }
+}
+
+impl Handler<Ack> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, ack: Ack, ctx: &mut Self::Context) {
+        match ack {
+            Ack::Durable(offsets) => {
+                for offset in offsets {
+                    self.tracker.complete(offset);
+                }
+                self.store_watermark();
+                self.update_gauge();
+                self.maybe_finish_drain();
+                self.schedule_read(ctx);
+            }
+            Ack::Lost { offsets, reason } => self.fail(ctx, offsets, reason),
+        }
+    }
+}
+
+impl Handler<Drain> for PartitionActor {
+    type Result = ResponseFuture<Drained>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        if let Some(handle) = self.reading.take() {
+            // The receive is cancellation-safe: no record is lost.
+            ctx.cancel_future(handle);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        self.maybe_finish_drain();
+        let fallback = self.drained();
+        Box::pin(async move { rx.await.unwrap_or(fallback) })
+    }
+}
+
+/// Supervisor → partition actor: stop now (after a drain).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,230 @@
+//! The Supervisor: owns one partition actor per assigned partition.
+//!
+//! - On assignment it starts an actor per split queue, spreading them over
+//!   the arbiters and wiring each to an enricher, processor and auditor
+//!   chosen by partition number (so one partition always takes one path and
+//!   keeps its order).
+//! - On revocation it drains the revoked partitions (in parallel, bounded by
+//!   the drain timeout), stops them, then answers the rebalance callback,
+//!   which commits.
+//! - If a partition actor fails it rewinds the partition to its durable
+//!   watermark and starts a fresh actor on the same queue.
+//! - On shutdown it drains everything.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rdkafka::consumer::Consumer;
+use rdkafka::Offset;
+
+use crate::actors::messages::{
+    Assigned, Batch, Drain, Drained, Park, PartitionFailed, Prepared, Record, Revoked, Shutdown,
+};
+use crate::actors::partition::{Downstream, PartitionActor, PartitionConfig, Stop};
+use crate::kafka::{KafkaConsumer, PartitionQueue};
+
+/// The stages partition actors are wired to.
+pub struct Stages {
+    pub enrichers: Vec<Recipient<Batch>>,
+    pub processors: Vec<Recipient<Prepared>>,
+    pub auditors: Vec<Recipient<Record>>,
+    pub dead_letter: Recipient<Park>,
+}
+
+struct Owned {
+    addr: Addr<PartitionActor>,
+    queue: Arc<PartitionQueue>,
+}
+
+pub struct Supervisor {
+    consumer: Arc<KafkaConsumer>,
+    stages: Stages,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    batch_size: usize,
+    max_in_flight: usize,
+    drain_timeout: Duration,
+    partitions: HashMap<(String, i32), Owned>,
+    shutting_down: bool,
+}
+
+impl Supervisor {
+    pub fn new(
+        consumer: Arc<KafkaConsumer>,
+        stages: Stages,
+        arbiters: Vec<ArbiterHandle>,
+        pipeline: &crate::config::PipelineSettings,
+        drain_timeout: Duration,
+    ) -> Self {
+        Supervisor {
+            consumer,
+            stages,
+            arbiters,
+            next_arbiter: 0,
+            batch_size: pipeline.partition_batch_size,
+            max_in_flight: pipeline.max_in_flight_per_partition,
+            drain_timeout,
+            partitions: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    fn start_partition(
+        &mut self,
+        ctx: &mut Context<Self>,
+        topic: String,
+        partition: i32,
+        queue: Arc<PartitionQueue>,
+    ) {
+        let pick = |n: usize| partition.unsigned_abs() as usize % n;
+        let downstream = Downstream {
+            enricher: self.stages.enrichers[pick(self.stages.enrichers.len())].clone(),
+            processor: self.stages.processors[pick(self.stages.processors.len())].clone(),
+            auditor: self.stages.auditors[pick(self.stages.auditors.len())].clone(),
+            dead_letter: self.stages.dead_letter.clone(),
+        };
+        let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+        self.next_arbiter += 1;
+        let consumer = Arc::clone(&self.consumer);
+        let supervisor = ctx.address().recipient();
+        let config = PartitionConfig {
+            batch_size: self.batch_size,
+            max_in_flight: self.max_in_flight,
+        };
+        let actor_queue = Arc::clone(&queue);
+        let actor_topic = topic.clone();
+        let addr = PartitionActor::start_in_arbiter(arbiter, move |_| {
+            PartitionActor::new(
+                &actor_topic,
+                partition,
+                actor_queue,
+                consumer,
+                downstream,
+                supervisor,
+                config,
+            )
+        });
+        self.partitions
+            .insert((topic, partition), Owned { addr, queue });
+    }
+
+    /// Drains the given partitions concurrently, then stops their actors.
+    fn drain(
+        &mut self,
+        keys: Vec<(String, i32)>,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let timeout = self.drain_timeout;
+        let owned: Vec<((String, i32), Owned)> = keys
+            .into_iter()
+            .filter_map(|key| self.partitions.remove(&key).map(|o| (key, o)))
+            .collect();
+        async move {
+            let drains = owned.iter().map(|((topic, partition), o)| {
+                let request = o.addr.send(Drain);
+                async move {
+                    match tokio::time::timeout(timeout, request).await {
+                        Ok(Ok(Drained {
+                            in_flight: 0,
+                            watermark,
+                        })) => {
+                            tracing::info!(topic, partition, ?watermark, "partition drained");
+                        }
+                        Ok(Ok(Drained {
+                            in_flight,
+                            watermark,
+                        })) => {
+                            tracing::warn!(
+                                topic,
+                                partition,
+                                in_flight,
+                                ?watermark,
+                                "partition drain incomplete; those messages will be redelivered"
+                            );
+                        }
+                        Ok(Err(_)) => {}
+                        Err(_) => tracing::warn!(
+                            topic,
+                            partition,
+                            "partition drain timed out; undrained messages will be redelivered"
+                        ),
+                    }
+                }
+            });
+            futures::future::join_all(drains).await;
+            for (_, o) in owned {
+                let _ = o.addr.send(Stop).await;
+            }
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Assigned> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Assigned, ctx: &mut Self::Context) {
+        if self.shutting_down {
+            return;
+        }
+        for (topic, partition, queue) in msg.queues {
+            if let Some(old) = self.partitions.remove(&(topic.clone(), partition)) {
+                // `assign` invalidated the old queue; its actor must go.
+                old.addr.do_send(Stop);
+            }
+            self.start_partition(ctx, topic, partition, Arc::new(queue));
+        }
+    }
+}
+
+impl Handler<Revoked> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Revoked, _ctx: &mut Self::Context) -> Self::Result {
+        let drain = self.drain(msg.partitions);
+        let done = msg.done;
+        Box::pin(async move {
+            drain.await;
+            let _ = done.send(());
+        })
+    }
+}
+
+impl Handler<PartitionFailed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionFailed, ctx: &mut Self::Context) {
+        let key = (msg.topic, msg.partition);
+        let Some(owned) = self.partitions.remove(&key) else {
+            return;
+        };
+        if self.shutting_down {
+            return;
+        }
+        if let Some(offset) = msg.resume_at {
+            if let Err(e) =
+                self.consumer
+                    .seek(&key.0, key.1, Offset::Offset(offset), Duration::ZERO)
+            {
+                tracing::error!(topic = key.0, partition = key.1, error = %e, "cannot rewind failed partition");
+            }
+        }
+        tracing::warn!(topic = key.0, partition = key.1, resume_at = ?msg.resume_at, "restarting partition actor");
+        let (topic, partition) = key;
+        self.start_partition(ctx, topic, partition, owned.queue);
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        let keys: Vec<_> = self.partitions.keys().cloned().collect();
+        Box::pin(self.drain(keys))
+    }
+}

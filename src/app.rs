@@ -1,0 +1,252 @@
+//! Start-up and shutdown order.
+//!
+//! Start: migrations (before the actor system, see `store/migrate.rs`), pools,
+//! arbiters, the stage actors, the consumer and its Supervisor, the Kafka
+//! event thread, the HTTP server.
+//! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the Supervisor drains
+//! every partition (no new reads; in-flight outcomes become durable and their
+//! watermark is stored), the event thread commits synchronously and leaves
+//! the group, the HTTP server stops, the arbiters stop. The drain is bounded
+//! by `runtime.drain_timeout`; whatever did not drain is redelivered later.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use rdkafka::consumer::Consumer;
+use tokio::sync::oneshot;
+
+use crate::actors::auditor::Auditor;
+use crate::actors::dead_letter::DeadLetter;
+use crate::actors::enricher::Enricher;
+use crate::actors::messages::Shutdown;
+use crate::actors::processor::Processor;
+use crate::actors::supervisor::{Stages, Supervisor};
+use crate::config::Settings;
+use crate::health::Health;
+use crate::http::{self, AppState};
+use crate::kafka::client::consumer_config;
+use crate::kafka::context::KafkaContext;
+use crate::kafka::events::EventLoop;
+use crate::kafka::KafkaConsumer;
+use crate::store::{migrate, pool};
+
+/// How long start-up waits for PostgreSQL to accept connections.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs custodian until `shutdown` resolves. Blocks the calling thread.
+/// `on_ready` receives the HTTP address once everything is started.
+pub fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + 'static,
+    on_ready: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let applied = migrate::run(&settings.postgres.url, STARTUP_PATIENCE)?;
+    tracing::info!(applied, "migrations up to date");
+    actix::System::new().block_on(serve(settings, shutdown, on_ready))
+}
+
+async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    on_ready: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    tracing::info!(config = ?settings.summary(), "starting custodian");
+    let postgres = pool::postgres(&settings.postgres);
+    let redis = pool::redis(&settings.redis).context("redis.url")?;
+    let pipeline = settings.pipeline.clone();
+    let group = settings.kafka.group_id.clone();
+
+    let arbiters: Vec<Arbiter> = (0..settings.runtime.arbiter_threads)
+        .map(|_| Arbiter::new())
+        .collect();
+    let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+    let on = |i: usize| &handles[i % handles.len()];
+
+    let auditors = (0..pipeline.auditors)
+        .map(|i| {
+            let (pool, group, pipeline) = (postgres.clone(), group.clone(), pipeline.clone());
+            Auditor::start_in_arbiter(on(i), move |_| Auditor::new(pool, group, pipeline))
+                .recipient()
+        })
+        .collect();
+    let dead_letter = {
+        let (redis, group, settings) = (redis.clone(), group.clone(), pipeline.clone());
+        DeadLetter::start_in_arbiter(on(0), move |_| DeadLetter {
+            redis,
+            group,
+            settings,
+        })
+        .recipient()
+    };
+    let processors = (0..pipeline.processors)
+        .map(|i| {
+            let (pool, settings) = (postgres.clone(), pipeline.clone());
+            Processor::start_in_arbiter(on(i + 1), move |_| Processor { pool, settings })
+                .recipient()
+        })
+        .collect();
+    let enrichers = (0..pipeline.enrichers)
+        .map(|i| {
+            let mailbox_capacity = pipeline.mailbox_capacity;
+            Enricher::start_in_arbiter(on(i), move |_| Enricher { mailbox_capacity }).recipient()
+        })
+        .collect();
+    let stages = Stages {
+        enrichers,
+        processors,
+        auditors,
+        dead_letter,
+    };
+
+    let health = Arc::new(Health::default());
+    let context = KafkaContext::new(settings.runtime.drain_timeout, Arc::clone(&health));
+    let consumer: Arc<KafkaConsumer> = Arc::new(
+        consumer_config(&settings.kafka)
+            .create_with_context(context)
+            .context("cannot create the Kafka consumer (check kafka.* settings)")?,
+    );
+    let supervisor = Supervisor::new(
+        Arc::clone(&consumer),
+        stages,
+        handles.clone(),
+        &pipeline,
+        settings.runtime.drain_timeout,
+    )
+    .start();
+    consumer.context().connect(
+        Arc::downgrade(&consumer),
+        supervisor.clone().recipient(),
+        supervisor.clone().recipient(),
+    );
+    let topics: Vec<&str> = settings.kafka.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .context("cannot subscribe to kafka.topics")?;
+    let events =
+        EventLoop::spawn(Arc::clone(&consumer)).context("cannot start the Kafka event thread")?;
+
+    let (server, addr) = http::server(
+        &settings.http,
+        AppState {
+            postgres: postgres.clone(),
+            redis: redis.clone(),
+            health,
+        },
+    )
+    .with_context(|| format!("cannot bind http.bind {}", settings.http.bind))?;
+    let server_handle = server.handle();
+    actix_rt::spawn(server);
+    tracing::info!(%addr, "custodian running: GET /health /ready /metrics");
+    if let Some(on_ready) = on_ready {
+        let _ = on_ready.send(addr);
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: draining partitions");
+    let drain_bound = settings.runtime.drain_timeout + Duration::from_secs(5);
+    if tokio::time::timeout(drain_bound, supervisor.send(Shutdown))
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain did not finish in time; undrained messages will be redelivered");
+    }
+    consumer.context().close();
+    actix_rt::task::spawn_blocking(move || events.stop())
+        .await
+        .context("kafka event thread")?;
+    server_handle.stop(true).await;
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    tracing::info!("custodian stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// custodian running on its own thread (tests, the benchmark).
+pub struct Running {
+    pub http_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Starts custodian and waits until it serves HTTP.
+    pub fn start(settings: Settings) -> anyhow::Result<Running> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (ready, is_ready) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("custodian".into())
+            .spawn(move || {
+                run(
+                    settings,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    Some(ready),
+                )
+            })?;
+        match is_ready.blocking_recv() {
+            Ok(http_addr) => Ok(Running {
+                http_addr,
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(_) => match thread.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(anyhow::anyhow!("custodian exited before it was ready")),
+            },
+        }
+    }
+
+    /// Graceful stop: drain, commit, exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(anyhow::anyhow!("custodian thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The settings tree: one TOML file plus `CUSTODIAN_` environment overrides,
+//! loaded once at start and validated before anything connects.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, environment
+//! variables (`CUSTODIAN_KAFKA__BROKERS=…`, with `__` separating levels).
+//! Every error names the key that is wrong. Secrets (database and Redis URLs,
+//! the API token) are `SecretString`s: their `Debug` output is redacted, so a
+//! settings dump can never leak them into logs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// What went wrong while loading the settings. Always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} does not exist")]
+    MissingFile { path: String },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The whole configuration tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub postgres: PostgresSettings,
+    pub redis: RedisSettings,
+    pub pipeline: PipelineSettings,
+    pub http: HttpSettings,
+    pub runtime: RuntimeSettings,
+    pub log: LogSettings,
+}
+
+/// Where to consume from and as which group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Consumer group; scale out by starting more instances with the same id.
+    pub group_id: String,
+    /// Topics to subscribe to.
+    pub topics: Vec<String>,
+    /// Where a group with no committed offset starts: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    /// How often stored (durable) offsets are committed to Kafka.
+    #[serde(deserialize_with = "duration")]
+    pub commit_interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub session_timeout: Duration,
+    /// Extra librdkafka properties (TLS, SASL, fetch tuning). Values are
+    /// never logged.
+    pub extra: BTreeMap<String, SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    pub url: SecretString,
+    /// Connections shared by the processors, auditors and HTTP handlers.
+    pub pool_size: u32,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    pub pool_size: u32,
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+/// The knobs that scale one instance: actor counts, mailboxes, batches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Enricher actors; partitions are spread over them by number.
+    pub enrichers: usize,
+    /// Processor actors (each applies batches in one PostgreSQL transaction).
+    pub processors: usize,
+    /// Auditor actors (each batches audit rows into PostgreSQL).
+    pub auditors: usize,
+    /// Capacity of every data-path mailbox, in batches.
+    pub mailbox_capacity: usize,
+    /// Most messages a partition actor reads into one batch.
+    pub partition_batch_size: usize,
+    /// Most messages of one partition between read and durable outcome.
+    pub max_in_flight_per_partition: usize,
+    /// The auditor flushes when this many messages are buffered…
+    pub audit_batch_size: usize,
+    /// …or when the oldest buffered message is this old.
+    #[serde(deserialize_with = "duration")]
+    pub audit_flush_interval: Duration,
+    /// First and largest wait between attempts when PostgreSQL or Redis is
+    /// unreachable (the affected partitions pause meanwhile).
+    #[serde(deserialize_with = "duration")]
+    pub dependency_backoff_min: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub dependency_backoff_max: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of the health/metrics/API server (`127.0.0.1:0` picks a port).
+    pub bind: String,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Arbiter (single-threaded runtime) threads the actors are spread over.
+    pub arbiter_threads: usize,
+    /// Longest a revocation or shutdown waits for in-flight work to drain.
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `custodian=debug`); `RUST_LOG` wins if set.
+    pub level: String,
+    /// `auto` (JSON unless stdout is a terminal), `json` or `plain`.
+    pub format: String,
+}
+
+/// The defaults: everything on localhost, as `dev/run` starts it.
+fn defaults() -> serde_json::Value {
+    serde_json::json!({
+        "kafka": {
+            "brokers": "localhost:9092",
+            "group_id": "custodian",
+            "topics": ["transactions"],
+            "auto_offset_reset": "earliest",
+            "commit_interval": "1s",
+            "session_timeout": "10s",
+            "extra": {},
+        },
+        "postgres": {
+            "url": "postgres://postgres@localhost:5432/custodian",
+            "pool_size": 8,
+            "connect_timeout": "5s",
+        },
+        "redis": {
+            "url": "redis://127.0.0.1:6379",
+            "pool_size": 4,
+            "connect_timeout": "5s",
+        },
+        "pipeline": {
+            "enrichers": 2,
+            "processors": 2,
+            "auditors": 2,
+            "mailbox_capacity": 16,
+            "partition_batch_size": 500,
+            "max_in_flight_per_partition": 5000,
+            "audit_batch_size": 2000,
+            "audit_flush_interval": "20ms",
+            "dependency_backoff_min": "100ms",
+            "dependency_backoff_max": "5s",
+        },
+        "http": { "bind": "127.0.0.1:8080", "workers": 1 },
+        "runtime": { "arbiter_threads": 2, "drain_timeout": "30s" },
+        "log": { "level": "info", "format": "auto" },
+    })
+}
+
+impl Settings {
+    /// Loads defaults, then `path` (required if given explicitly, optional
+    /// `custodian.toml` otherwise), then the environment; validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(defaults()));
+        match path {
+            Some(p) if !p.exists() => {
+                return Err(ConfigError::MissingFile {
+                    path: p.display().to_string(),
+                })
+            }
+            Some(p) => figment = figment.merge(Toml::file(p)),
+            None => figment = figment.merge(Toml::file("custodian.toml")),
+        }
+        Self::from_figment(
+            figment.merge(Env::prefixed("CUSTODIAN_").ignore(&["CONFIG"]).split("__")),
+        )
+    }
+
+    /// Defaults plus a list of overrides, for tests and the benchmark.
+    pub fn from_overrides(overrides: &[(&str, serde_json::Value)]) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(defaults()));
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::global(key, value));
+        }
+        Self::from_figment(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            }
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(invalid(
+                "kafka.topics",
+                "must list at least one non-empty topic",
+            ));
+        }
+        if !matches!(self.kafka.auto_offset_reset.as_str(), "earliest" | "latest") {
+            return Err(invalid(
+                "kafka.auto_offset_reset",
+                format!(
+                    "must be `earliest` or `latest`, not `{}`",
+                    self.kafka.auto_offset_reset
+                ),
+            ));
+        }
+        for (key, url, schemes) in [
+            (
+                "postgres.url",
+                self.postgres.url.expose_secret(),
+                &["postgres://", "postgresql://"][..],
+            ),
+            (
+                "redis.url",
+                self.redis.url.expose_secret(),
+                &["redis://", "rediss://", "unix://"][..],
+            ),
+        ] {
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                // The value itself is a secret: name the key, not the URL.
+                return Err(invalid(
+                    key,
+                    format!("must start with one of {}", schemes.join(", ")),
+                ));
+            }
+        }
+        let positive = [
+            ("postgres.pool_size", self.postgres.pool_size as usize),
+            ("redis.pool_size", self.redis.pool_size as usize),
+            ("pipeline.enrichers", self.pipeline.enrichers),
+            ("pipeline.processors", self.pipeline.processors),
+            ("pipeline.auditors", self.pipeline.auditors),
+            ("pipeline.mailbox_capacity", self.pipeline.mailbox_capacity),
+            (
+                "pipeline.partition_batch_size",
+                self.pipeline.partition_batch_size,
+            ),
+            (
+                "pipeline.max_in_flight_per_partition",
+                self.pipeline.max_in_flight_per_partition,
+            ),
+            ("pipeline.audit_batch_size", self.pipeline.audit_batch_size),
+            ("http.workers", self.http.workers),
+            ("runtime.arbiter_threads", self.runtime.arbiter_threads),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.pipeline.max_in_flight_per_partition < self.pipeline.partition_batch_size {
+            return Err(invalid(
+                "pipeline.max_in_flight_per_partition",
+                "must be at least pipeline.partition_batch_size",
+            ));
+        }
+        if self.pipeline.dependency_backoff_min > self.pipeline.dependency_backoff_max {
+            return Err(invalid(
+                "pipeline.dependency_backoff_min",
+                "must not exceed pipeline.dependency_backoff_max",
+            ));
+        }
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.bind",
+                format!(
+                    "`{}` is not a socket address like 0.0.0.0:8080",
+                    self.http.bind
+                ),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "auto" | "json" | "plain") {
+            return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (or a bare number of milliseconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 250ms, 5s or 2m"))?;
+    match unit.trim() {
+        "" | "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        other => Err(format!("unknown duration unit `{other}` in `{text}`")),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Millis(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A redacted view for the start-up log line: shapes, never secrets.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub brokers: &'a str,
+    pub group_id: &'a str,
+    pub topics: &'a [String],
+    pub enrichers: usize,
+    pub processors: usize,
+    pub auditors: usize,
+    pub http_bind: &'a str,
+}
+
+impl Settings {
+    pub fn summary(&self) -> Summary<'_> {
+        Summary {
+            brokers: &self.kafka.brokers,
+            group_id: &self.kafka.group_id,
+            topics: &self.kafka.topics,
+            enrichers: self.pipeline.enrichers,
+            processors: self.pipeline.processors,
+            auditors: self.pipeline.auditors,
+            http_bind: &self.http.bind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::from_overrides(&[]).expect("defaults load");
+        assert_eq!(s.kafka.topics, vec!["transactions".to_string()]);
+        assert_eq!(s.pipeline.audit_flush_interval, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = Settings::from_overrides(&[("pipeline.audit_batch_size", "lots".into())])
+            .expect_err("must fail");
+        assert!(err.to_string().contains("audit_batch_size"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_the_key() {
+        let err =
+            Settings::from_overrides(&[("pipeline.processors", 0.into())]).expect_err("must fail");
+        assert!(err.to_string().contains("pipeline.processors"), "{err}");
+        let err = Settings::from_overrides(&[("kafka.auto_offset_reset", "middle".into())])
+            .expect_err("must fail");
+        assert!(err.to_string().contains("kafka.auto_offset_reset"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err =
+            Settings::from_overrides(&[("pipeline.enrichrs", 3.into())]).expect_err("must fail");
+        assert!(err.to_string().contains("enrichrs"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_error_does_not_echo_the_secret() {
+        let err = Settings::from_overrides(&[("postgres.url", "mysql://user:hunter2@db/x".into())])
+            .expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains("postgres.url"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let s = Settings::from_overrides(&[("postgres.url", "postgres://app:hunter2@db/x".into())])
+            .expect("loads");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err =
+            Settings::load(Some(Path::new("/nonexistent/custodian.toml"))).expect_err("must fail");
+        assert!(matches!(err, ConfigError::MissingFile { .. }));
+    }
+}

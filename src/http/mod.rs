@@ -1,0 +1,49 @@
+//! The HTTP server (actix-web): health, readiness, metrics and the read API.
+
+pub mod error;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::HttpSettings;
+use crate::health::Health;
+use crate::store::pool::RedisPool;
+use crate::store::PgPool;
+
+/// What handlers share.
+pub struct AppState {
+    pub postgres: PgPool,
+    pub redis: RedisPool,
+    pub health: Arc<Health>,
+}
+
+/// Binds the server (port 0 picks one) and returns it with the bound address.
+pub fn server(settings: &HttpSettings, state: AppState) -> std::io::Result<(Server, SocketAddr)> {
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(error::json_config())
+            .app_data(error::path_config())
+            .app_data(error::query_config())
+            .service(routes::health)
+            .service(routes::ready)
+            .service(routes::prometheus)
+            .service(routes::message)
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(settings.workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(&settings.bind)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("HTTP server bound no address"))?;
+    Ok((server.run(), addr))
+}

@@ -1,0 +1,89 @@
+//! Operational endpoints: liveness, readiness, metrics, and a message's audit
+//! lifecycle.
+
+use std::time::Duration;
+
+use actix_web::{get, web, HttpResponse};
+use uuid::Uuid;
+
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::metrics::metrics;
+use crate::store::audit;
+use crate::store::pool::{ping_postgres, ping_redis};
+
+const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Liveness: the process serves HTTP.
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: Kafka assignment known, PostgreSQL and Redis answering.
+#[get("/ready")]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let (postgres, redis) = futures::join!(
+        ping_postgres(&state.postgres, PROBE_DEADLINE),
+        ping_redis(&state.redis, PROBE_DEADLINE)
+    );
+    let assignment = state.health.assignment();
+    let mut failing = Vec::new();
+    if assignment.is_none() {
+        failing.push("kafka");
+    }
+    if postgres.is_err() {
+        failing.push("postgres");
+    }
+    if redis.is_err() {
+        failing.push("redis");
+    }
+    let body = serde_json::json!({
+        "status": if failing.is_empty() { "ready" } else { "unavailable" },
+        "failing": failing,
+        "kafka": { "assigned_partitions": assignment },
+        "postgres": postgres.err().map(|e| e.to_string()),
+        "redis": redis.err(),
+    });
+    if failing.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text exposition.
+#[get("/metrics")]
+pub async fn prometheus() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics().render())
+}
+
+/// A message's whole audit lifecycle, oldest first.
+#[get("/messages/{message_id}")]
+pub async fn message(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|e| ApiError::BadRequest(format!("message_id: {e}")))?;
+    let mut conn = state
+        .postgres
+        .get()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("postgres unavailable: {e}")))?;
+    let rows = audit::lifecycle(&mut conn, id)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no audit record for message {id}"
+        )));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "message_id": id, "lifecycle": rows })))
+}
+
+/// Anything else: a JSON 404.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint".into()))
+}

@@ -1,0 +1,15 @@
+//! Kafka: client settings, the rebalance context, the owned record type, the
+//! per-partition offset tracker and the development broker.
+
+pub mod client;
+pub mod context;
+pub mod dev_broker;
+pub mod envelope;
+pub mod events;
+pub mod offsets;
+
+/// The consumer custodian runs: a stream consumer with the rebalance context.
+pub type KafkaConsumer = rdkafka::consumer::StreamConsumer<context::KafkaContext>;
+/// One partition's own message queue, split off the consumer.
+pub type PartitionQueue =
+    rdkafka::consumer::stream_consumer::StreamPartitionQueue<context::KafkaContext>;

@@ -1,0 +1,35 @@
+//! custodian: an auditable Kafka stream processor. Every message ends either
+//! processed, with an append-only audit trail in PostgreSQL, or parked in a
+//! Redis dead-letter queue with everything needed to replay it; offsets are
+//! committed only past outcomes that are durable.
+//!
+//! The map of the crate:
+//! - [`config`]: the settings tree (TOML + `CUSTODIAN_` env), validated at start.
+//! - [`app`]: start-up and shutdown order; `Running` for tests.
+//! - [`kafka`]: consumer settings, rebalance context, the owned `Envelope`,
+//!   the per-partition offset tracker, the event thread, the dev broker.
+//! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
+//!   auditor actors, and the messages between them.
+//! - [`pipeline`]: decoding, message ids, enrichment, projection folding —
+//!   plain functions, no actors, no I/O.
+//! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
+//! - [`dlq`]: the Redis dead-letter entry and push.
+//! - [`http`]: health, readiness, metrics and the read API.
+//! - [`metrics`], [`telemetry`]: the metric set and tracing setup.
+//! - [`backoff`], [`health`]: small shared pieces.
+//! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
+
+pub mod actors;
+pub mod app;
+pub mod backoff;
+pub mod config;
+pub mod dlq;
+pub mod health;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
+pub mod produce;
+pub mod store;
+pub mod synth;
+pub mod telemetry;

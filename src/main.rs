@@ -1,0 +1,172 @@
+//! The `custodian` command: run the processor, apply migrations, start a
+//! development broker, or publish synthetic events.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use custodian::config::Settings;
+use custodian::kafka::dev_broker::DevBroker;
+use custodian::{app, produce, store, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "custodian",
+    version,
+    about = "Auditable Kafka stream processor"
+)]
+struct Cli {
+    /// TOML settings file (default: ./custodian.toml if present).
+    #[arg(long, global = true, env = "CUSTODIAN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume, process, audit (the default).
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print its redacted summary.
+    CheckConfig,
+    /// Run librdkafka's in-memory mock cluster (development only, not for production).
+    DevBroker {
+        /// Topics to create.
+        #[arg(long, value_delimiter = ',', default_value = "transactions")]
+        topics: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        /// Also write the bootstrap address to this file.
+        #[arg(long)]
+        bootstrap_file: Option<PathBuf>,
+    },
+    /// Publish events to Kafka.
+    Produce {
+        /// Seed-003 synthetic transaction events.
+        #[arg(long, required = true)]
+        synthetic: bool,
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Pin every event to this user (default: spread over --users users).
+        #[arg(long)]
+        user_id: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+        /// Share of events that update an earlier transaction.
+        #[arg(long, default_value_t = 0.1)]
+        update_ratio: f64,
+        /// Messages per second (default: unlimited).
+        #[arg(long)]
+        rate: Option<NonZeroU32>,
+        /// Topic (default: the first of kafka.topics).
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("custodian: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => app::run(settings, app::shutdown_signal(), None),
+        Command::Migrate => {
+            store::migrate::run(&settings.postgres.url, std::time::Duration::from_secs(60))
+                .map(|n| println!("{n} migration(s) applied"))
+                .map_err(Into::into)
+        }
+        Command::CheckConfig => {
+            println!("{:#?}", settings.summary());
+            Ok(())
+        }
+        Command::DevBroker {
+            topics,
+            partitions,
+            bootstrap_file,
+        } => dev_broker(&topics, partitions, bootstrap_file),
+        Command::Produce {
+            synthetic: _,
+            count,
+            user_id,
+            users,
+            update_ratio,
+            rate,
+            topic,
+            seed,
+        } => {
+            let options = produce::SyntheticOptions {
+                brokers: settings.kafka.brokers.clone(),
+                topic: topic.unwrap_or_else(|| settings.kafka.topics[0].clone()),
+                count,
+                user_id,
+                users,
+                update_ratio,
+                rate,
+                seed,
+            };
+            current_thread(async move {
+                let report = produce::synthetic(options).await?;
+                println!(
+                    "produced {} events ({} failed) in {:.1}s",
+                    report.acknowledged,
+                    report.failed,
+                    report.elapsed.as_secs_f64()
+                );
+                anyhow::ensure!(
+                    report.failed == 0,
+                    "{} events were not acknowledged",
+                    report.failed
+                );
+                Ok(())
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "custodian failed");
+            eprintln!("custodian: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn current_thread<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+fn dev_broker(
+    topics: &[String],
+    partitions: i32,
+    bootstrap_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let broker = DevBroker::start(1, topics, partitions)?;
+    let bootstrap = broker.bootstrap_servers();
+    if let Some(path) = bootstrap_file {
+        std::fs::write(&path, &bootstrap)?;
+    }
+    println!("{bootstrap}");
+    eprintln!(
+        "dev broker (librdkafka mock cluster, in memory, NOT for production) at {bootstrap}; topics {topics:?} with {partitions} partitions; Ctrl-C to stop"
+    );
+    current_thread(async {
+        app::shutdown_signal().await;
+        Ok(())
+    })?;
+    drop(broker);
+    Ok(())
+}

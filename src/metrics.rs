@@ -1,0 +1,160 @@
+//! The metric set, defined in one place so names and labels stay consistent.
+//! Label values are bounded: topics, partitions, stages and failure kinds,
+//! never message ids or free text.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Records read from Kafka.
+    pub consumed: IntCounterVec,
+    /// Records applied, by topic and event type.
+    pub processed: IntCounterVec,
+    /// Records that failed, by topic, stage and kind.
+    pub failed: IntCounterVec,
+    /// Records skipped because their id was already applied.
+    pub duplicates: IntCounterVec,
+    /// Records parked in the dead-letter queue (seed 004's name).
+    pub dlq: IntCounterVec,
+    /// Messages per audit flush.
+    pub audit_batch_size: Histogram,
+    /// Seconds per audit flush (one PostgreSQL transaction).
+    pub audit_flush_seconds: Histogram,
+    /// Records between read and durable outcome, per partition.
+    pub in_flight: IntGaugeVec,
+    /// Times a stage waited for an unreachable dependency.
+    pub dependency_waits: IntCounterVec,
+    /// Offsets stored for commit (the durable watermark), per partition.
+    pub committed_offset: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("static metric definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        Metrics {
+            consumed: counter(
+                &r,
+                "messages_consumed_total",
+                "Records read from Kafka.",
+                &["topic"],
+            ),
+            processed: counter(
+                &r,
+                "messages_processed_total",
+                "Records applied.",
+                &["topic", "type"],
+            ),
+            failed: counter(
+                &r,
+                "messages_failed_total",
+                "Records that failed.",
+                &["topic", "stage", "kind"],
+            ),
+            duplicates: counter(
+                &r,
+                "duplicates_total",
+                "Records skipped as already applied.",
+                &["topic"],
+            ),
+            dlq: counter(
+                &r,
+                "dlq_count_total",
+                "Records parked in the dead-letter queue.",
+                &["topic"],
+            ),
+            audit_batch_size: histogram(
+                &r,
+                "audit_batch_size",
+                "Messages per audit flush.",
+                vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0],
+            ),
+            audit_flush_seconds: histogram(
+                &r,
+                "audit_flush_seconds",
+                "Seconds per audit flush.",
+                prometheus::exponential_buckets(0.001, 2.0, 14).expect("static buckets"),
+            ),
+            in_flight: gauge(
+                &r,
+                "partition_in_flight_messages",
+                "Records between read and durable outcome.",
+                &["topic", "partition"],
+            ),
+            dependency_waits: counter(
+                &r,
+                "dependency_waits_total",
+                "Waits for an unreachable dependency.",
+                &["dependency"],
+            ),
+            committed_offset: gauge(
+                &r,
+                "partition_stored_offset",
+                "Durable watermark stored for commit.",
+                &["topic", "partition"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// The bounded label for an event type: known types, else `other`.
+    pub fn type_label(event_type: Option<&str>) -> &'static str {
+        match event_type {
+            Some("transaction.created") => "transaction.created",
+            Some("transaction.updated") => "transaction.updated",
+            Some("transaction.deleted") => "transaction.deleted",
+            _ => "other",
+        }
+    }
+
+    /// Drops a revoked partition's series.
+    pub fn forget_partition(&self, topic: &str, partition: &str) {
+        let _ = self.in_flight.remove_label_values(&[topic, partition]);
+        let _ = self
+            .committed_offset
+            .remove_label_values(&[topic, partition]);
+    }
+}
+
+/// The process-wide metric set.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}

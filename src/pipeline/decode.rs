@@ -1,0 +1,253 @@
+//! From payload bytes to a typed event and a message id.
+//!
+//! The payload is parsed once into a shallow view with every field optional,
+//! so the message id can be derived even when the event itself is invalid;
+//! the transaction body is then parsed on its own, so a schema error names
+//! the field at fault.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::kafka::envelope::Envelope;
+use crate::pipeline::failure::Failure;
+use crate::pipeline::message_id;
+use crate::pipeline::transaction::{Action, RawTransaction, TransactionEvent};
+
+/// A decoded event, ready for enrichment.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Transaction(TransactionEvent),
+}
+
+/// What decoding learned about a record, whether or not it is valid.
+#[derive(Debug)]
+pub struct Decoded {
+    pub message_id: Uuid,
+    /// The event's declared type, when it has one (for audit and metrics).
+    pub event_type: Option<String>,
+    pub event: Result<Event, Failure>,
+}
+
+#[derive(Deserialize)]
+struct Shallow<'a> {
+    #[serde(rename = "eventId", default, borrow)]
+    event_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event_type: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    timestamp: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    transaction: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct TransactionId<'a> {
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
+}
+
+pub fn decode(envelope: &Envelope) -> Decoded {
+    let header_id = envelope
+        .header(message_id::MESSAGE_ID_HEADER)
+        .and_then(message_id::from_header);
+    let position_id =
+        || message_id::for_position(&envelope.topic, envelope.partition, envelope.offset);
+
+    let Some(payload) = envelope.payload.as_deref() else {
+        return Decoded {
+            message_id: header_id.unwrap_or_else(position_id),
+            event_type: None,
+            event: Err(Failure::undecodable("empty payload (tombstone)")),
+        };
+    };
+    let shallow: Shallow<'_> = match serde_json::from_slice(payload) {
+        Ok(s) => s,
+        Err(e) => {
+            return Decoded {
+                message_id: header_id.unwrap_or_else(position_id),
+                event_type: None,
+                event: Err(Failure::undecodable(format!(
+                    "payload is not a JSON object: {e}"
+                ))),
+            }
+        }
+    };
+
+    // Seed-004 envelope: `eventId` + `type`.
+    if let Some(event_id) = shallow.event_id.as_deref() {
+        let event_type = shallow.kind.as_deref().map(|t| t.replace('\0', "\u{FFFD}"));
+        let message = match &event_type {
+            Some(t) => format!("no handler is configured for event type `{t}`"),
+            None => "envelope has an eventId but no `type`".to_owned(),
+        };
+        return Decoded {
+            message_id: header_id.unwrap_or_else(|| message_id::from_event_id(event_id)),
+            event_type,
+            event: Err(Failure::unknown_event_type(message)),
+        };
+    }
+
+    // Seed-003 transaction event: `event_type` + `transaction` + `timestamp`.
+    let Some(event_type) = shallow.event_type.as_deref() else {
+        return Decoded {
+            message_id: header_id.unwrap_or_else(position_id),
+            event_type: shallow.kind.as_deref().map(str::to_owned),
+            event: Err(Failure::schema(
+                "event has neither `eventId`/`type` nor `event_type`",
+            )),
+        };
+    };
+    let transaction_id = shallow
+        .transaction
+        .and_then(|raw| serde_json::from_str::<TransactionId<'_>>(raw.get()).ok())
+        .and_then(|t| t.id.map(|id| id.into_owned()));
+    let message_id = header_id.unwrap_or_else(|| {
+        match (transaction_id.as_deref(), shallow.timestamp.as_deref()) {
+            (Some(tx), Some(ts)) => message_id::for_transaction_event(tx, event_type, ts),
+            _ => position_id(),
+        }
+    });
+    let event = decode_transaction(event_type, &shallow).map(Event::Transaction);
+    Decoded {
+        message_id,
+        event_type: Some(event_type.replace('\0', "\u{FFFD}")),
+        event,
+    }
+}
+
+fn decode_transaction(
+    event_type: &str,
+    shallow: &Shallow<'_>,
+) -> Result<TransactionEvent, Failure> {
+    let action = Action::from_event_type(event_type).ok_or_else(|| {
+        Failure::unknown_event_type(format!(
+            "unknown event type `{event_type}` (expected transaction.created, transaction.updated or transaction.deleted)"
+        ))
+    })?;
+    let raw = shallow
+        .transaction
+        .ok_or_else(|| Failure::schema("missing field `transaction`"))?;
+    let transaction: RawTransaction = serde_json::from_str(raw.get())
+        .map_err(|e| Failure::schema(format!("field `transaction`: {e}")))?;
+    let timestamp = shallow
+        .timestamp
+        .as_deref()
+        .ok_or_else(|| Failure::schema("missing field `timestamp`"))?;
+    let timestamp = chrono::DateTime::parse_from_rfc3339(timestamp)
+        .map_err(|e| {
+            Failure::schema(format!(
+                "field `timestamp`: `{timestamp}` is not RFC 3339: {e}"
+            ))
+        })?
+        .with_timezone(&chrono::Utc);
+    TransactionEvent::new(action, transaction, timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn envelope(payload: &[u8]) -> Envelope {
+        Envelope {
+            topic: Arc::from("transactions"),
+            partition: 0,
+            offset: 42,
+            key: None,
+            payload: Some(payload.to_vec()),
+            headers: Vec::new(),
+            timestamp_ms: None,
+            received_at: chrono::Utc::now(),
+        }
+    }
+
+    const CREATED: &str = r#"{"event_type":"transaction.created","transaction":{"id":"tx-1","user_id":"u1","transaction_type":"card","product":"Card","status":"completed","currency":"USD","amount":100.50,"created_at":"2024-01-01T12:00:00Z","metadata":{"merchant_name":"Starbucks","card_last_four":"1234"}},"timestamp":"2024-01-01T12:00:00Z","source":"test"}"#;
+
+    #[test]
+    fn seed_003_event_decodes_with_a_stable_id() {
+        let d = decode(&envelope(CREATED.as_bytes()));
+        let Ok(Event::Transaction(e)) = &d.event else {
+            panic!("expected a transaction event, got {:?}", d.event)
+        };
+        assert_eq!(e.action, Action::Created);
+        assert_eq!(e.transaction_id, "tx-1");
+        assert_eq!(
+            d.message_id,
+            message_id::for_transaction_event(
+                "tx-1",
+                "transaction.created",
+                "2024-01-01T12:00:00Z"
+            )
+        );
+        // The same event at another offset is the same message.
+        let mut other = envelope(CREATED.as_bytes());
+        other.offset = 99;
+        assert_eq!(decode(&other).message_id, d.message_id);
+    }
+
+    #[test]
+    fn garbage_is_undecodable_with_a_positional_id() {
+        let d = decode(&envelope(b"\xff\x00not json"));
+        assert_eq!(
+            d.event.as_ref().map_err(|f| f.kind).err(),
+            Some("undecodable")
+        );
+        assert_eq!(
+            d.message_id,
+            message_id::for_position("transactions", 0, 42)
+        );
+    }
+
+    #[test]
+    fn unknown_event_type_is_permanent() {
+        let payload = CREATED.replace("transaction.created", "transaction.exploded");
+        let d = decode(&envelope(payload.as_bytes()));
+        let f = d.event.expect_err("must fail");
+        assert_eq!(f.kind, "unknown_event_type");
+        assert!(f.is_permanent());
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let payload = CREATED.replace(r#""user_id":"u1","#, "");
+        let f = decode(&envelope(payload.as_bytes()))
+            .event
+            .expect_err("must fail");
+        assert_eq!(f.kind, "schema_violation");
+        assert!(f.message.contains("user_id"), "{}", f.message);
+    }
+
+    #[test]
+    fn event_id_is_honoured_and_header_wins() {
+        let payload =
+            br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"UserCreated","data":{}}"#;
+        let d = decode(&envelope(payload));
+        assert_eq!(
+            d.message_id.to_string(),
+            "550e8400-e29b-41d4-a716-446655440001"
+        );
+        assert_eq!(d.event_type.as_deref(), Some("UserCreated"));
+        let mut replayed = envelope(CREATED.as_bytes());
+        replayed.headers.push((
+            message_id::MESSAGE_ID_HEADER.to_owned(),
+            Some(b"550e8400-e29b-41d4-a716-446655440009".to_vec()),
+        ));
+        assert_eq!(
+            decode(&replayed).message_id.to_string(),
+            "550e8400-e29b-41d4-a716-446655440009"
+        );
+    }
+
+    #[test]
+    fn tombstone_is_undecodable() {
+        let mut e = envelope(b"");
+        e.payload = None;
+        assert_eq!(
+            decode(&e).event.map_err(|f| f.kind).err(),
+            Some("undecodable")
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! Why a message did not get processed, and whether trying again can help.
+//!
+//! Every failure names its stage and a short, stable `kind` (used in the DLQ
+//! entry, the audit row and metrics) plus a human message. `Permanent`
+//! failures go to the dead-letter queue at once; `Transient` ones (a database
+//! that is down) are retried in place, pausing the partition.
+
+use serde::Serialize;
+
+/// Where in the pipeline the failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Decode,
+    Enrich,
+    Process,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Enrich => "enrich",
+            Stage::Process => "process",
+        }
+    }
+}
+
+/// Whether retrying can change the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    Permanent,
+    Transient,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub stage: Stage,
+    pub retry: Retry,
+    /// Stable machine-readable kind: `undecodable`, `schema_violation`,
+    /// `unknown_event_type`, `constraint_violation`, `database`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn undecodable(message: impl Into<String>) -> Self {
+        Self::permanent(Stage::Decode, "undecodable", message)
+    }
+
+    pub fn schema(message: impl Into<String>) -> Self {
+        Self::permanent(Stage::Decode, "schema_violation", message)
+    }
+
+    pub fn unknown_event_type(message: impl Into<String>) -> Self {
+        Self::permanent(Stage::Decode, "unknown_event_type", message)
+    }
+
+    pub fn permanent(stage: Stage, kind: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            stage,
+            retry: Retry::Permanent,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.retry == Retry::Permanent
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at {}: {}",
+            self.kind,
+            self.stage.as_str(),
+            self.message
+        )
+    }
+}

@@ -1,0 +1,79 @@
+//! The processing rules, free of actors and I/O: decode, derive the message
+//! id, enrich, fold into projection writes. Actors call these; tests call
+//! them directly.
+
+pub mod decode;
+pub mod enrich;
+pub mod failure;
+pub mod message_id;
+pub mod transaction;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::kafka::envelope::Envelope;
+use decode::Event;
+use failure::Failure;
+use transaction::TransactionChange;
+
+/// A record after decoding and enrichment: what a processor receives.
+#[derive(Debug)]
+pub struct Item {
+    pub envelope: Envelope,
+    pub message_id: Uuid,
+    pub event_type: Option<String>,
+    pub work: Result<Task, Failure>,
+}
+
+/// What a processor has to apply.
+#[derive(Debug)]
+pub enum Task {
+    Transaction(TransactionChange),
+}
+
+/// Decodes and enriches one record.
+pub fn prepare(envelope: Envelope, now: DateTime<Utc>) -> Item {
+    let decoded = decode::decode(&envelope);
+    let work = decoded.event.map(|event| match event {
+        Event::Transaction(event) => {
+            let enrichment = event.transaction.as_ref().map(|tx| enrich::enrich(tx, now));
+            Task::Transaction(TransactionChange {
+                message_id: decoded.message_id,
+                event,
+                enrichment,
+            })
+        }
+    });
+    Item {
+        envelope,
+        message_id: decoded.message_id,
+        event_type: decoded.event_type,
+        work,
+    }
+}
+
+/// How a message ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Applied now.
+    Processed,
+    /// Its id was already applied by an earlier delivery. The auditor audits
+    /// it MESSAGE_DUPLICATE if that delivery's MESSAGE_PROCESSED row exists,
+    /// and MESSAGE_PROCESSED if not (that delivery crashed before its audit).
+    AlreadyApplied,
+    /// Parked in the dead-letter queue.
+    DeadLettered { failure: Failure, attempts: u32 },
+}
+
+/// A message whose outcome is decided, on its way to the audit trail.
+#[derive(Debug)]
+pub struct Settled {
+    pub envelope: Envelope,
+    pub message_id: Uuid,
+    pub event_type: Option<String>,
+    pub outcome: Outcome,
+    /// When the outcome was reached (processing done, or DLQ push acknowledged).
+    pub at: DateTime<Utc>,
+    /// When the failure was first seen, for dead letters.
+    pub failed_at: Option<DateTime<Utc>>,
+}

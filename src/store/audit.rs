@@ -1,0 +1,234 @@
+//! Writing the audit trail: a batch of settled messages becomes their
+//! lifecycle rows plus one payload row per message, in one transaction.
+//!
+//! Lifecycle per outcome:
+//! - processed:     MESSAGE_RECEIVED, MESSAGE_PROCESSED
+//! - duplicate:     MESSAGE_RECEIVED, MESSAGE_DUPLICATE (the id was already
+//!   applied and audited MESSAGE_PROCESSED; an id applied by a delivery that
+//!   crashed before its audit is audited MESSAGE_PROCESSED now)
+//! - dead-lettered: MESSAGE_RECEIVED, MESSAGE_FAILED (one per attempt), MESSAGE_DLQ
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::pipeline::{Outcome, Settled};
+use crate::store::schema::{message_audit, message_payloads};
+
+pub const RECEIVED: &str = "MESSAGE_RECEIVED";
+pub const PROCESSED: &str = "MESSAGE_PROCESSED";
+pub const FAILED: &str = "MESSAGE_FAILED";
+pub const DLQ: &str = "MESSAGE_DLQ";
+pub const DUPLICATE: &str = "MESSAGE_DUPLICATE";
+
+/// Bind parameters per statement stay under PostgreSQL's 65,535 limit.
+const AUDIT_ROWS_PER_STATEMENT: usize = 65_535 / 11;
+const PAYLOAD_ROWS_PER_STATEMENT: usize = 65_535 / 8;
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = message_audit)]
+pub struct NewAuditRow<'a> {
+    pub message_id: Uuid,
+    pub status: &'static str,
+    pub topic: &'a str,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub message_key: Option<String>,
+    pub event_type: Option<&'a str>,
+    pub attempt: i32,
+    pub error: Option<String>,
+    pub consumer_group: &'a str,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = message_payloads)]
+struct NewPayloadRow<'a> {
+    message_id: Uuid,
+    topic: &'a str,
+    kafka_partition: i32,
+    kafka_offset: i64,
+    message_key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    headers: serde_json::Value,
+    kafka_timestamp: Option<DateTime<Utc>>,
+}
+
+/// One audit row as read back (for `GET /messages/{id}` and tests).
+#[derive(Debug, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = message_audit)]
+pub struct AuditRow {
+    pub id: i64,
+    pub message_id: Uuid,
+    pub status: String,
+    pub topic: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub message_key: Option<String>,
+    pub event_type: Option<String>,
+    pub attempt: i32,
+    pub error: Option<String>,
+    pub consumer_group: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Headers as JSON: text values stay text, others are base64 and flagged.
+pub fn headers_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value {
+    use base64::Engine;
+    if headers.is_empty() {
+        return serde_json::Value::Array(Vec::new());
+    }
+    headers
+        .iter()
+        .map(|(key, value)| match value.as_deref().map(std::str::from_utf8) {
+            None => serde_json::json!({ "key": key, "value": null }),
+            Some(Ok(text)) => serde_json::json!({ "key": key, "value": text }),
+            Some(Err(_)) => serde_json::json!({
+                "key": key,
+                "value": base64::engine::general_purpose::STANDARD.encode(value.as_deref().unwrap_or_default()),
+                "encoding": "base64",
+            }),
+        })
+        .collect()
+}
+
+/// PostgreSQL text cannot hold NUL; a key or error that has one keeps the
+/// rest (the exact bytes are in `message_payloads` and the DLQ entry).
+fn no_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+/// The lifecycle rows of a batch, in order. `processed` holds the ids that
+/// already have a MESSAGE_PROCESSED row; it grows with this batch's.
+pub fn lifecycle_rows<'a>(
+    batch: &'a [Settled],
+    group: &'a str,
+    processed: &mut HashSet<Uuid>,
+) -> Vec<NewAuditRow<'a>> {
+    let mut rows = Vec::with_capacity(batch.len() * 2);
+    for s in batch {
+        let e = &s.envelope;
+        let row = |status: &'static str, attempt: i32, error: Option<String>, at: DateTime<Utc>| {
+            NewAuditRow {
+                message_id: s.message_id,
+                status,
+                topic: &e.topic,
+                kafka_partition: e.partition,
+                kafka_offset: e.offset,
+                message_key: e.key_text().map(no_nul),
+                event_type: s.event_type.as_deref(),
+                attempt,
+                error: error.map(no_nul),
+                consumer_group: group,
+                occurred_at: at,
+            }
+        };
+        rows.push(row(RECEIVED, 1, None, e.received_at));
+        match &s.outcome {
+            Outcome::Processed => {
+                processed.insert(s.message_id);
+                rows.push(row(PROCESSED, 1, None, s.at));
+            }
+            Outcome::AlreadyApplied => {
+                if processed.insert(s.message_id) {
+                    rows.push(row(PROCESSED, 1, None, s.at));
+                } else {
+                    rows.push(row(DUPLICATE, 1, None, s.at));
+                }
+            }
+            Outcome::DeadLettered { failure, attempts } => {
+                let failed_at = s.failed_at.unwrap_or(s.at);
+                let attempts = (*attempts).max(1) as i32;
+                for attempt in 1..=attempts {
+                    rows.push(row(FAILED, attempt, Some(failure.to_string()), failed_at));
+                }
+                rows.push(row(DLQ, attempts, Some(failure.to_string()), s.at));
+            }
+        }
+    }
+    rows
+}
+
+/// Writes a batch's lifecycle and payload rows in one transaction; returns
+/// the topic of each message audited as a duplicate.
+pub async fn write_batch(
+    conn: &mut AsyncPgConnection,
+    batch: &[Settled],
+    group: &str,
+) -> Result<Vec<String>, diesel::result::Error> {
+    let already: Vec<Uuid> = batch
+        .iter()
+        .filter(|s| matches!(s.outcome, Outcome::AlreadyApplied))
+        .map(|s| s.message_id)
+        .collect();
+    let payloads: Vec<NewPayloadRow<'_>> = batch
+        .iter()
+        .map(|s| NewPayloadRow {
+            message_id: s.message_id,
+            topic: &s.envelope.topic,
+            kafka_partition: s.envelope.partition,
+            kafka_offset: s.envelope.offset,
+            message_key: s.envelope.key.as_deref(),
+            payload: s.envelope.payload.as_deref(),
+            headers: headers_json(&s.envelope.headers),
+            kafka_timestamp: s.envelope.kafka_timestamp(),
+        })
+        .collect();
+    conn.transaction(async |conn| {
+        let mut processed: HashSet<Uuid> = if already.is_empty() {
+            HashSet::new()
+        } else {
+            message_audit::table
+                .filter(message_audit::message_id.eq_any(&already))
+                .filter(message_audit::status.eq(PROCESSED))
+                .select(message_audit::message_id)
+                .distinct()
+                .load::<Uuid>(conn)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let rows = lifecycle_rows(batch, group, &mut processed);
+        let duplicates: Vec<String> = rows
+            .iter()
+            .filter(|r| r.status == DUPLICATE)
+            .map(|r| r.topic.to_owned())
+            .collect();
+        for chunk in payloads.chunks(PAYLOAD_ROWS_PER_STATEMENT) {
+            diesel::insert_into(message_payloads::table)
+                .values(chunk)
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        }
+        for chunk in rows.chunks(AUDIT_ROWS_PER_STATEMENT) {
+            diesel::insert_into(message_audit::table)
+                .values(chunk)
+                .execute(conn)
+                .await?;
+        }
+        Ok(duplicates)
+    })
+    .await
+}
+
+/// A message's lifecycle, oldest first.
+pub async fn lifecycle(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Vec<AuditRow>, diesel::result::Error> {
+    message_audit::table
+        .filter(message_audit::message_id.eq(id))
+        .order(message_audit::id.asc())
+        .select(AuditRow::as_select())
+        .load(conn)
+        .await
+}

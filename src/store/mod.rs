@@ -1,0 +1,19 @@
+//! PostgreSQL: the pool, migrations, the audit trail and the projections.
+//! Every statement goes through diesel with bound parameters.
+
+pub mod audit;
+pub mod migrate;
+pub mod pool;
+pub mod projection;
+pub mod schema;
+
+pub use pool::PgPool;
+
+/// A PostgreSQL operation that did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("postgres connection unavailable: {0}")]
+    Pool(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}

@@ -1,0 +1,68 @@
+//! Diesel table definitions, matching `migrations/` (what `diesel
+//! print-schema` would write).
+
+diesel::table! {
+    message_audit (id) {
+        id -> Int8,
+        message_id -> Uuid,
+        status -> Text,
+        topic -> Text,
+        kafka_partition -> Int4,
+        kafka_offset -> Int8,
+        message_key -> Nullable<Text>,
+        event_type -> Nullable<Text>,
+        attempt -> Int4,
+        error -> Nullable<Text>,
+        consumer_group -> Text,
+        occurred_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_payloads (message_id) {
+        message_id -> Uuid,
+        topic -> Text,
+        kafka_partition -> Int4,
+        kafka_offset -> Int8,
+        message_key -> Nullable<Bytea>,
+        payload -> Nullable<Bytea>,
+        headers -> Jsonb,
+        kafka_timestamp -> Nullable<Timestamptz>,
+        first_seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    applied_messages (message_id) {
+        message_id -> Uuid,
+        handler -> Text,
+        topic -> Text,
+        kafka_partition -> Int4,
+        kafka_offset -> Int8,
+        applied_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    transactions (id) {
+        id -> Text,
+        user_id -> Text,
+        transaction_type -> Text,
+        product -> Nullable<Text>,
+        status -> Text,
+        currency -> Text,
+        amount -> Numeric,
+        created_at -> Nullable<Timestamptz>,
+        metadata -> Jsonb,
+        enrichment -> Jsonb,
+        enriched -> Bool,
+        enriched_at -> Nullable<Timestamptz>,
+        searchable_content -> Text,
+        version -> Int8,
+        last_event_type -> Text,
+        last_message_id -> Uuid,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}

@@ -1,0 +1,148 @@
+//! Synthetic seed-003 transaction events (what seed 003's
+//! `publish_test_data_to_kafka.py` produces): creates, and with
+//! `update_ratio` probability updates of an earlier transaction, keyed by
+//! `user_id` so one user's events stay in order on one partition.
+
+use chrono::{SecondsFormat, Utc};
+use rand::prelude::*;
+use serde_json::json;
+use uuid::Uuid;
+
+pub struct Generator {
+    rng: StdRng,
+    users: Vec<String>,
+    update_ratio: f64,
+    /// Transactions created so far (id, user), for updates.
+    created: Vec<(String, String)>,
+}
+
+/// One event ready to publish.
+pub struct SyntheticEvent {
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+const MERCHANTS: &[&str] = &[
+    "Starbucks",
+    "Uber",
+    "Amazon",
+    "Netflix",
+    "Walmart",
+    "Corner Shop",
+];
+const PEERS: &[&str] = &["Ana", "Bruno", "Chen", "Dara", "Emeka"];
+const ASSETS: &[&str] = &["BTC", "ETH", "USDC"];
+const STATUSES: &[&str] = &["pending", "completed", "failed"];
+
+impl Generator {
+    /// `user_id` pins every event to one user; otherwise `users` users.
+    pub fn new(seed: u64, user_id: Option<String>, users: usize, update_ratio: f64) -> Self {
+        let users = match user_id {
+            Some(u) => vec![u],
+            None => (0..users.max(1)).map(|i| format!("user_{i:04}")).collect(),
+        };
+        Generator {
+            rng: StdRng::seed_from_u64(seed),
+            users,
+            update_ratio: update_ratio.clamp(0.0, 1.0),
+            created: Vec::new(),
+        }
+    }
+
+    pub fn next_event(&mut self) -> SyntheticEvent {
+        let update = !self.created.is_empty() && self.rng.random_bool(self.update_ratio);
+        let (id, user, event_type) = if update {
+            let pick = self.rng.random_range(0..self.created.len());
+            let (id, user) = self.created[pick].clone();
+            (id, user, "transaction.updated")
+        } else {
+            let user = self.users[self.rng.random_range(0..self.users.len())].clone();
+            let id = Uuid::from_u128(self.rng.random()).to_string();
+            self.created.push((id.clone(), user.clone()));
+            (id, user, "transaction.created")
+        };
+        let (kind, product, metadata) = match self.rng.random_range(0..10) {
+            0..=5 => (
+                "card",
+                "Card",
+                json!({
+                    "merchant_name": MERCHANTS[self.rng.random_range(0..MERCHANTS.len())],
+                    "card_last_four": format!("{:04}", self.rng.random_range(0..10_000)),
+                }),
+            ),
+            6..=8 => (
+                "p2p",
+                "Transfer",
+                json!({ "counterparty_name": PEERS[self.rng.random_range(0..PEERS.len())] }),
+            ),
+            _ => (
+                "crypto",
+                "Crypto",
+                json!({
+                    "asset": ASSETS[self.rng.random_range(0..ASSETS.len())],
+                    "network": "mainnet",
+                    "wallet_address": format!("bc1q{:012x}", self.rng.random::<u64>() >> 16),
+                }),
+            ),
+        };
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let cents: i64 = self.rng.random_range(100..500_000);
+        let payload = json!({
+            "event_type": event_type,
+            "transaction": {
+                "id": id,
+                "user_id": user,
+                "transaction_type": kind,
+                "product": product,
+                "status": STATUSES[self.rng.random_range(0..STATUSES.len())],
+                "currency": "USD",
+                "amount": cents as f64 / 100.0,
+                "created_at": now,
+                "metadata": metadata,
+            },
+            "timestamp": now,
+            "source": "custodian_synthetic",
+        });
+        SyntheticEvent {
+            key: user,
+            payload: payload.to_string().into_bytes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::envelope::Envelope;
+    use crate::pipeline::decode::{decode, Event};
+
+    #[test]
+    fn synthetic_events_decode_and_updates_reuse_ids() {
+        let mut g = Generator::new(7, None, 3, 0.5);
+        let mut updates = 0;
+        for offset in 0..200 {
+            let e = g.next_event();
+            let envelope = Envelope {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+                key: Some(e.key.clone().into_bytes()),
+                payload: Some(e.payload),
+                headers: vec![],
+                timestamp_ms: None,
+                received_at: Utc::now(),
+            };
+            let Ok(Event::Transaction(tx)) = decode(&envelope).event else {
+                panic!("synthetic event must decode")
+            };
+            assert_eq!(
+                tx.transaction.as_ref().map(|t| t.user_id.as_str()),
+                Some(e.key.as_str())
+            );
+            if tx.action == crate::pipeline::transaction::Action::Updated {
+                updates += 1;
+            }
+        }
+        assert!(updates > 50 && updates < 150, "{updates}");
+    }
+}

@@ -1,0 +1,313 @@
+//! Test harness: real PostgreSQL and Redis (from `dev/services.sh`, found
+//! through TEST_POSTGRES_ADMIN_URL and TEST_REDIS_URL), and a real Kafka
+//! protocol peer (librdkafka's mock cluster, in this process). Each test gets
+//! its own database, topic and consumer group.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use custodian::config::Settings;
+use custodian::kafka::dev_broker::DevBroker;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use uuid::Uuid;
+
+pub struct TestEnv {
+    pub rt: tokio::runtime::Runtime,
+    pub broker: DevBroker,
+    pub topic: String,
+    pub group: String,
+    pub partitions: i32,
+    pub database: String,
+    admin_url: String,
+    pub database_url: String,
+    pub redis_url: String,
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through dev/test (it starts PostgreSQL and Redis)")
+    })
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct StatusCount {
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+impl TestEnv {
+    pub fn new(partitions: i32) -> TestEnv {
+        let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let admin_url = required_env("TEST_POSTGRES_ADMIN_URL");
+        let redis_url = required_env("TEST_REDIS_URL");
+        let id = Uuid::new_v4().simple().to_string();
+        let database = format!("custodian_test_{}", &id[..16]);
+        rt.block_on(async {
+            let mut admin = AsyncPgConnection::establish(&admin_url)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            // The name is generated here from hex digits only.
+            diesel::sql_query(format!("CREATE DATABASE {database}"))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+        });
+        let database_url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{database}"),
+            None => panic!("TEST_POSTGRES_ADMIN_URL has no database part"),
+        };
+        let topic = format!("tx-{}", &id[..12]);
+        let broker =
+            DevBroker::start(1, std::slice::from_ref(&topic), partitions).expect("mock cluster");
+        TestEnv {
+            rt,
+            broker,
+            group: format!("group-{}", &id[..12]),
+            topic,
+            partitions,
+            database,
+            admin_url,
+            database_url,
+            redis_url,
+        }
+    }
+
+    /// Settings for this test's custodian: tight intervals, port 0.
+    pub fn settings(&self) -> Settings {
+        Settings::from_overrides(&self.overrides()).expect("test settings are valid")
+    }
+
+    pub fn overrides(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("kafka.brokers", self.broker.bootstrap_servers().into()),
+            ("kafka.group_id", self.group.clone().into()),
+            ("kafka.topics", serde_json::json!([self.topic])),
+            ("kafka.commit_interval", "200ms".into()),
+            ("kafka.session_timeout", "6s".into()),
+            ("postgres.url", self.database_url.clone().into()),
+            ("postgres.pool_size", 4.into()),
+            ("redis.url", self.redis_url.clone().into()),
+            ("http.bind", "127.0.0.1:0".into()),
+            ("pipeline.audit_flush_interval", "10ms".into()),
+            ("pipeline.dependency_backoff_max", "500ms".into()),
+            ("runtime.drain_timeout", "10s".into()),
+        ]
+    }
+
+    /// The same settings as `CUSTODIAN_*` environment variables, for a child process.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        self.overrides()
+            .into_iter()
+            .map(|(key, value)| {
+                let name = format!("CUSTODIAN_{}", key.replace('.', "__").to_uppercase());
+                let value = match value {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (name, value)
+            })
+            .collect()
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        custodian::kafka::client::producer_config(&self.broker.bootstrap_servers())
+            .create()
+            .expect("producer")
+    }
+
+    /// Publishes records (key, payload, partition) and waits for the acks.
+    pub fn produce(&self, records: &[(Option<&str>, &[u8], Option<i32>)]) {
+        let producer = self.producer();
+        self.rt.block_on(async {
+            for (key, payload, partition) in records {
+                let mut record: FutureRecord<'_, str, [u8]> =
+                    FutureRecord::to(&self.topic).payload(payload);
+                if let Some(k) = key {
+                    record = record.key(k);
+                }
+                if let Some(p) = partition {
+                    record = record.partition(*p);
+                }
+                producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .map_err(|(e, _)| e)
+                    .expect("kafka acknowledged");
+            }
+        });
+    }
+
+    /// Publishes `count` synthetic seed-003 events; returns them.
+    pub fn produce_synthetic(
+        &self,
+        count: usize,
+        seed: u64,
+        update_ratio: f64,
+    ) -> Vec<custodian::synth::SyntheticEvent> {
+        let mut generator = custodian::synth::Generator::new(seed, None, 20, update_ratio);
+        let events: Vec<_> = (0..count).map(|_| generator.next_event()).collect();
+        let producer = self.producer();
+        self.rt.block_on(async {
+            let sends = events.iter().map(|e| {
+                producer.send(
+                    FutureRecord::to(&self.topic)
+                        .key(&e.key)
+                        .payload(&e.payload),
+                    Duration::from_secs(30),
+                )
+            });
+            for result in futures::future::join_all(sends).await {
+                result.map_err(|(e, _)| e).expect("kafka acknowledged");
+            }
+        });
+        events
+    }
+
+    pub fn conn(&self) -> AsyncPgConnection {
+        self.rt
+            .block_on(AsyncPgConnection::establish(&self.database_url))
+            .expect("connect to test database")
+    }
+
+    /// Runs a `SELECT count(*) AS n …` query.
+    pub fn count(&self, sql: &str) -> i64 {
+        let mut conn = self.conn();
+        self.rt
+            .block_on(diesel::sql_query(sql).get_result::<Count>(&mut conn))
+            .map(|c| c.n)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Audit rows per status (0 when the table does not exist yet).
+    pub fn audit_counts(&self) -> HashMap<String, i64> {
+        let mut conn = self.conn();
+        self.rt
+            .block_on(
+                diesel::sql_query(
+                    "SELECT status, count(*) AS n FROM message_audit GROUP BY status",
+                )
+                .load::<StatusCount>(&mut conn),
+            )
+            .map(|rows| rows.into_iter().map(|r| (r.status, r.n)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn redis(&self) -> redis::Client {
+        redis::Client::open(self.redis_url.as_str()).expect("redis url")
+    }
+
+    pub fn dlq_entries(&self) -> Vec<custodian::dlq::DlqEntry> {
+        let client = self.redis();
+        self.rt.block_on(async {
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis connection");
+            let raw: Vec<String> = redis::cmd("LRANGE")
+                .arg(custodian::dlq::list_key(&self.topic))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .expect("LRANGE");
+            raw.iter()
+                .map(|j| {
+                    serde_json::from_str(j).expect("DLQ entry is JSON of the documented shape")
+                })
+                .collect()
+        })
+    }
+
+    /// Committed offsets of this test's group, per partition.
+    pub fn committed(&self) -> Vec<Option<i64>> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.broker.bootstrap_servers())
+            .set("group.id", &self.group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..self.partitions)
+            .map(
+                |p| match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    /// The high watermark (next offset to be written) per partition.
+    pub fn high_watermarks(&self) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.broker.bootstrap_servers())
+            .create()
+            .expect("consumer");
+        (0..self.partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    }
+
+    pub fn get(&self, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        self.rt.block_on(async {
+            let response = reqwest::get(format!("http://{addr}{path}"))
+                .await
+                .expect("HTTP request");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("body"))
+        })
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let (admin_url, database) = (self.admin_url.clone(), self.database.clone());
+        let _ = self.rt.block_on(async move {
+            let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)
+        });
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes; panics with `what`.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        if started.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn block_on<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    rt.block_on(f)
+}
