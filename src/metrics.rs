@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -30,6 +31,10 @@ pub struct Metrics {
     pub dependency_waits: IntCounterVec,
     /// Offsets stored for commit (the durable watermark), per partition.
     pub committed_offset: IntGaugeVec,
+    /// Messages whose audit rows are committed.
+    pub audited: IntCounter,
+    /// Seconds from the record's Kafka timestamp to its durable audit.
+    pub end_to_end_seconds: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -120,6 +125,22 @@ impl Metrics {
                 "partition_stored_offset",
                 "Durable watermark stored for commit.",
                 &["topic", "partition"],
+            ),
+            audited: {
+                let c = IntCounter::new(
+                    "messages_audited_total",
+                    "Messages whose audit rows are committed.",
+                )
+                .expect("static metric definition");
+                r.register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
+            end_to_end_seconds: histogram(
+                &r,
+                "end_to_end_latency_seconds",
+                "Seconds from Kafka timestamp to durable outcome.",
+                prometheus::exponential_buckets(0.0005, 1.25, 60).expect("static buckets"),
             ),
             registry: r,
         }

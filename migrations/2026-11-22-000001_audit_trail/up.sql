@@ -21,7 +21,6 @@ CREATE TABLE message_audit (
     recorded_at     TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX message_audit_by_message ON message_audit (message_id, id);
-CREATE INDEX message_audit_by_position ON message_audit (topic, kafka_partition, kafka_offset);
 
 CREATE TABLE message_payloads (
     message_id      UUID        PRIMARY KEY,
@@ -30,7 +29,7 @@ CREATE TABLE message_payloads (
     kafka_offset    BIGINT      NOT NULL,
     message_key     BYTEA,
     payload         BYTEA,
-    headers         JSONB       NOT NULL DEFAULT '[]',
+    headers         JSONB,
     kafka_timestamp TIMESTAMPTZ,
     first_seen_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );

@@ -5,9 +5,6 @@
 CREATE TABLE applied_messages (
     message_id      UUID        PRIMARY KEY,
     handler         TEXT        NOT NULL,
-    topic           TEXT        NOT NULL,
-    kafka_partition INTEGER     NOT NULL,
-    kafka_offset    BIGINT      NOT NULL,
     applied_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
@@ -32,4 +29,3 @@ CREATE TABLE transactions (
     deleted_at         TIMESTAMPTZ
 );
 CREATE INDEX transactions_by_user ON transactions (user_id, updated_at DESC);
-CREATE INDEX transactions_by_status ON transactions (status, updated_at DESC);

@@ -90,6 +90,15 @@ impl Auditor {
                 .audit_flush_seconds
                 .observe(started.elapsed().as_secs_f64());
             metrics().audit_batch_size.observe(batch.len() as f64);
+            metrics().audited.inc_by(batch.len() as u64);
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            for settled in &batch {
+                if let Some(ts) = settled.envelope.timestamp_ms {
+                    metrics()
+                        .end_to_end_seconds
+                        .observe((now_ms - ts).max(0) as f64 / 1000.0);
+                }
+            }
             for (ack, offsets) in acks {
                 // Bounded by the partition's in-flight limit, not by a mailbox.
                 ack.do_send(Ack::Durable(offsets));

@@ -11,7 +11,6 @@ use std::str::FromStr;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
-use diesel::prelude::Insertable;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -149,8 +148,7 @@ pub struct TransactionChange {
 }
 
 /// One row of the projection, as written by an upsert.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = crate::store::schema::transactions)]
+#[derive(Debug, Clone)]
 pub struct TransactionRow {
     pub id: String,
     pub user_id: String,

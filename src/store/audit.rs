@@ -16,7 +16,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::pipeline::{Outcome, Settled};
-use crate::store::schema::{message_audit, message_payloads};
+use crate::store::schema::message_audit;
 
 pub const RECEIVED: &str = "MESSAGE_RECEIVED";
 pub const PROCESSED: &str = "MESSAGE_PROCESSED";
@@ -24,12 +24,8 @@ pub const FAILED: &str = "MESSAGE_FAILED";
 pub const DLQ: &str = "MESSAGE_DLQ";
 pub const DUPLICATE: &str = "MESSAGE_DUPLICATE";
 
-/// Bind parameters per statement stay under PostgreSQL's 65,535 limit.
-const AUDIT_ROWS_PER_STATEMENT: usize = 65_535 / 11;
-const PAYLOAD_ROWS_PER_STATEMENT: usize = 65_535 / 8;
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = message_audit)]
+/// One lifecycle row to insert.
+#[derive(Debug)]
 pub struct NewAuditRow<'a> {
     pub message_id: Uuid,
     pub status: &'static str,
@@ -44,8 +40,7 @@ pub struct NewAuditRow<'a> {
     pub occurred_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = message_payloads)]
+#[derive(Debug)]
 struct NewPayloadRow<'a> {
     message_id: Uuid,
     topic: &'a str,
@@ -53,7 +48,7 @@ struct NewPayloadRow<'a> {
     kafka_offset: i64,
     message_key: Option<&'a [u8]>,
     payload: Option<&'a [u8]>,
-    headers: serde_json::Value,
+    headers: Option<serde_json::Value>,
     kafka_timestamp: Option<DateTime<Utc>>,
 }
 
@@ -178,7 +173,7 @@ pub async fn write_batch(
             kafka_offset: s.envelope.offset,
             message_key: s.envelope.key.as_deref(),
             payload: s.envelope.payload.as_deref(),
-            headers: headers_json(&s.envelope.headers),
+            headers: (!s.envelope.headers.is_empty()).then(|| headers_json(&s.envelope.headers)),
             kafka_timestamp: s.envelope.kafka_timestamp(),
         })
         .collect();
@@ -202,21 +197,65 @@ pub async fn write_batch(
             .filter(|r| r.status == DUPLICATE)
             .map(|r| r.topic.to_owned())
             .collect();
-        for chunk in payloads.chunks(PAYLOAD_ROWS_PER_STATEMENT) {
-            diesel::insert_into(message_payloads::table)
-                .values(chunk)
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-        }
-        for chunk in rows.chunks(AUDIT_ROWS_PER_STATEMENT) {
-            diesel::insert_into(message_audit::table)
-                .values(chunk)
-                .execute(conn)
-                .await?;
-        }
+        insert_payloads(conn, &payloads).await?;
+        insert_lifecycle(conn, &rows).await?;
         Ok(duplicates)
     })
+    .await
+}
+
+// Rows go in as one array per column (`INSERT … SELECT FROM unnest(…)`):
+// a handful of bound parameters however large the batch, so PostgreSQL
+// parses and plans one small statement instead of one with tens of
+// thousands of parameters.
+
+async fn insert_payloads(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewPayloadRow<'_>],
+) -> QueryResult<usize> {
+    use diesel::sql_types::{
+        Array, Bytea, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    };
+    diesel::sql_query(
+        "INSERT INTO message_payloads \
+           (message_id, topic, kafka_partition, kafka_offset, message_key, payload, headers, kafka_timestamp) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[], $5::bytea[], $6::bytea[], $7::jsonb[], $8::timestamptz[]) \
+         ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.topic).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Bytea>>, _>(rows.iter().map(|r| r.message_key).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Bytea>>, _>(rows.iter().map(|r| r.payload).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.headers.as_ref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.kafka_timestamp).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+}
+
+async fn insert_lifecycle(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewAuditRow<'_>],
+) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    diesel::sql_query(
+        "INSERT INTO message_audit \
+           (message_id, status, topic, kafka_partition, kafka_offset, message_key, event_type, attempt, error, consumer_group, occurred_at) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::timestamptz[])",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.topic).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.message_key.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.event_type).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.attempt).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.consumer_group).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+    .execute(conn)
     .await
 }
 

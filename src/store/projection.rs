@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -22,12 +21,10 @@ use crate::kafka::envelope::Envelope;
 use crate::pipeline::failure::{Failure, Stage};
 use crate::pipeline::transaction::{fold, ProjectionWrite, TransactionChange, TransactionRow};
 use crate::store::pool::{ping_postgres, PgPool};
-use crate::store::schema::{applied_messages, transactions};
+use crate::store::schema::transactions;
 use crate::store::StoreError;
 
 const HANDLER: &str = "transactions";
-const LEDGER_ROWS_PER_STATEMENT: usize = 65_535 / 5;
-const UPSERT_ROWS_PER_STATEMENT: usize = 65_535 / 18;
 
 /// Whether this delivery applied the event, or an earlier one had (a
 /// redelivery, a producer duplicate, or a second copy in the same batch).
@@ -42,14 +39,9 @@ pub enum Applied {
 #[error("postgres unavailable: {0}")]
 pub struct Unavailable(pub String);
 
-#[derive(Insertable)]
-#[diesel(table_name = applied_messages)]
 struct LedgerRow<'a> {
     message_id: Uuid,
     handler: &'a str,
-    topic: &'a str,
-    kafka_partition: i32,
-    kafka_offset: i64,
 }
 
 /// Applies `changes` (each with the record it came from), returning one
@@ -112,12 +104,9 @@ async fn apply_in_one_transaction(
         .map_err(|e| StoreError::Pool(e.to_string()))?;
     let ledger: Vec<LedgerRow<'_>> = changes
         .iter()
-        .map(|(c, e)| LedgerRow {
+        .map(|(c, _)| LedgerRow {
             message_id: c.message_id,
             handler: HANDLER,
-            topic: &e.topic,
-            kafka_partition: e.partition,
-            kafka_offset: e.offset,
         })
         .collect();
     // A message delivered twice within one batch counts once.
@@ -130,15 +119,7 @@ async fn apply_in_one_transaction(
     let new_ids = conn
         .transaction(async |conn| {
             let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(ledger.len());
-            for chunk in ledger.chunks(LEDGER_ROWS_PER_STATEMENT) {
-                let inserted: Vec<Uuid> = diesel::insert_into(applied_messages::table)
-                    .values(chunk)
-                    .on_conflict_do_nothing()
-                    .returning(applied_messages::message_id)
-                    .get_results(conn)
-                    .await?;
-                new_ids.extend(inserted);
-            }
+            new_ids.extend(insert_ledger(conn, &ledger).await?);
             let fresh: Vec<&TransactionChange> = changes
                 .iter()
                 .enumerate()
@@ -187,33 +168,79 @@ async fn write(conn: &mut AsyncPgConnection, writes: Vec<ProjectionWrite>) -> Qu
             }
         }
     }
-    for chunk in upserts.chunks(UPSERT_ROWS_PER_STATEMENT) {
-        use transactions::dsl as t;
-        diesel::insert_into(t::transactions)
-            .values(chunk)
-            .on_conflict(t::id)
-            .do_update()
-            .set((
-                t::user_id.eq(excluded(t::user_id)),
-                t::transaction_type.eq(excluded(t::transaction_type)),
-                t::product.eq(excluded(t::product)),
-                t::status.eq(excluded(t::status)),
-                t::currency.eq(excluded(t::currency)),
-                t::amount.eq(excluded(t::amount)),
-                t::created_at.eq(excluded(t::created_at)),
-                t::metadata.eq(excluded(t::metadata)),
-                t::enrichment.eq(excluded(t::enrichment)),
-                t::enriched.eq(excluded(t::enriched)),
-                t::enriched_at.eq(excluded(t::enriched_at)),
-                t::searchable_content.eq(excluded(t::searchable_content)),
-                t::version.eq(t::version + excluded(t::version)),
-                t::last_event_type.eq(excluded(t::last_event_type)),
-                t::last_message_id.eq(excluded(t::last_message_id)),
-                t::updated_at.eq(excluded(t::updated_at)),
-                t::deleted_at.eq(excluded(t::deleted_at)),
-            ))
-            .execute(conn)
-            .await?;
+    if !upserts.is_empty() {
+        upsert(conn, &upserts).await?;
     }
     Ok(())
+}
+
+#[derive(QueryableByName)]
+struct InsertedId {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    message_id: Uuid,
+}
+
+// Rows go in as one array per column (`INSERT … SELECT FROM unnest(…)`): a
+// fixed handful of bound parameters whatever the batch size.
+
+/// Inserts ledger rows; returns the ids that were not there yet.
+async fn insert_ledger(
+    conn: &mut AsyncPgConnection,
+    rows: &[LedgerRow<'_>],
+) -> QueryResult<Vec<Uuid>> {
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    let inserted: Vec<InsertedId> = diesel::sql_query(
+        "INSERT INTO applied_messages (message_id, handler) \
+         SELECT * FROM unnest($1::uuid[], $2::text[]) \
+         ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+    )
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.handler).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    Ok(inserted.into_iter().map(|r| r.message_id).collect())
+}
+
+/// Upserts projection rows (one per transaction id); `version` is added.
+async fn upsert(conn: &mut AsyncPgConnection, rows: &[TransactionRow]) -> QueryResult<usize> {
+    use diesel::sql_types::{
+        Array, Bool, Int8, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+    };
+    diesel::sql_query(
+        "INSERT INTO transactions (id, user_id, transaction_type, product, status, currency, amount, created_at, \
+           metadata, enrichment, enriched, enriched_at, searchable_content, version, last_event_type, \
+           last_message_id, updated_at, deleted_at) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+           $7::numeric[], $8::timestamptz[], $9::jsonb[], $10::jsonb[], $11::bool[], $12::timestamptz[], \
+           $13::text[], $14::int8[], $15::text[], $16::uuid[], $17::timestamptz[], $18::timestamptz[]) \
+         ON CONFLICT (id) DO UPDATE SET \
+           user_id = EXCLUDED.user_id, transaction_type = EXCLUDED.transaction_type, \
+           product = EXCLUDED.product, status = EXCLUDED.status, currency = EXCLUDED.currency, \
+           amount = EXCLUDED.amount, created_at = EXCLUDED.created_at, metadata = EXCLUDED.metadata, \
+           enrichment = EXCLUDED.enrichment, enriched = EXCLUDED.enriched, \
+           enriched_at = EXCLUDED.enriched_at, searchable_content = EXCLUDED.searchable_content, \
+           version = transactions.version + EXCLUDED.version, \
+           last_event_type = EXCLUDED.last_event_type, last_message_id = EXCLUDED.last_message_id, \
+           updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at",
+    )
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.user_id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.transaction_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.product.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.currency.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Numeric>, _>(rows.iter().map(|r| &r.amount).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(rows.iter().map(|r| &r.metadata).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(rows.iter().map(|r| &r.enrichment).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(rows.iter().map(|r| r.enriched).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.enriched_at).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.searchable_content.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.last_event_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.last_message_id).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await
 }

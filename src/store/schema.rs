@@ -27,7 +27,7 @@ diesel::table! {
         kafka_offset -> Int8,
         message_key -> Nullable<Bytea>,
         payload -> Nullable<Bytea>,
-        headers -> Jsonb,
+        headers -> Nullable<Jsonb>,
         kafka_timestamp -> Nullable<Timestamptz>,
         first_seen_at -> Timestamptz,
     }
@@ -37,9 +37,6 @@ diesel::table! {
     applied_messages (message_id) {
         message_id -> Uuid,
         handler -> Text,
-        topic -> Text,
-        kafka_partition -> Int4,
-        kafka_offset -> Int8,
         applied_at -> Timestamptz,
     }
 }
