@@ -58,6 +58,9 @@ enum Command {
         /// Share of events that update an earlier transaction.
         #[arg(long, default_value_t = 0.1)]
         update_ratio: f64,
+        /// Share of deliberately invalid events, to see the dead-letter queue at work.
+        #[arg(long, default_value_t = 0.0)]
+        poison_ratio: f64,
         /// Messages per second (default: unlimited).
         #[arg(long)]
         rate: Option<NonZeroU32>,
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             user_id,
             users,
             update_ratio,
+            poison_ratio,
             rate,
             topic,
             seed,
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
                 user_id,
                 users,
                 update_ratio,
+                poison_ratio,
                 rate,
                 seed,
             };

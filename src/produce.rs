@@ -17,6 +17,8 @@ pub struct SyntheticOptions {
     pub user_id: Option<String>,
     pub users: usize,
     pub update_ratio: f64,
+    /// Share of deliberately invalid events (they end in the DLQ).
+    pub poison_ratio: f64,
     /// Messages per second; `None` for as fast as Kafka takes them.
     pub rate: Option<NonZeroU32>,
     pub seed: u64,
@@ -40,7 +42,8 @@ pub async fn synthetic(options: SyntheticOptions) -> anyhow::Result<Report> {
         options.user_id.clone(),
         options.users,
         options.update_ratio,
-    );
+    )
+    .with_poison_ratio(options.poison_ratio);
     let started = Instant::now();
     let mut report = Report::default();
     let mut pending = futures::stream::FuturesUnordered::new();

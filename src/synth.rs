@@ -12,6 +12,8 @@ pub struct Generator {
     rng: StdRng,
     users: Vec<String>,
     update_ratio: f64,
+    /// Share of events made deliberately invalid (for DLQ demos).
+    poison_ratio: f64,
     /// Transactions created so far (id, user), for updates.
     created: Vec<(String, String)>,
 }
@@ -45,11 +47,40 @@ impl Generator {
             rng: StdRng::seed_from_u64(seed),
             users,
             update_ratio: update_ratio.clamp(0.0, 1.0),
+            poison_ratio: 0.0,
             created: Vec::new(),
         }
     }
 
+    /// Makes about `ratio` of the events invalid: alternately bytes that are
+    /// not JSON, and a transaction event of an unknown type.
+    pub fn with_poison_ratio(mut self, ratio: f64) -> Self {
+        self.poison_ratio = ratio.clamp(0.0, 1.0);
+        self
+    }
+
+    fn poison(&mut self) -> SyntheticEvent {
+        let user = self.users[self.rng.random_range(0..self.users.len())].clone();
+        let payload = if self.rng.random_bool(0.5) {
+            vec![
+                0xff, 0xfe, b'n', b'o', b't', b' ', b'j', b's', b'o', b'n', 0x00,
+            ]
+        } else {
+            json!({
+                "event_type": "transaction.refunded",
+                "transaction": { "id": Uuid::from_u128(self.rng.random()).to_string(), "user_id": user },
+                "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
+            })
+            .to_string()
+            .into_bytes()
+        };
+        SyntheticEvent { key: user, payload }
+    }
+
     pub fn next_event(&mut self) -> SyntheticEvent {
+        if self.poison_ratio > 0.0 && self.rng.random_bool(self.poison_ratio) {
+            return self.poison();
+        }
         let update = !self.created.is_empty() && self.rng.random_bool(self.update_ratio);
         let (id, user, event_type) = if update {
             let pick = self.rng.random_range(0..self.created.len());
