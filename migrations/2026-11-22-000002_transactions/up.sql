@@ -9,8 +9,10 @@ CREATE TABLE applied_messages (
 );
 
 CREATE TABLE transactions (
-    id                 TEXT          PRIMARY KEY,
-    user_id            TEXT          NOT NULL,
+    -- Identifiers compare bytewise (COLLATE "C"): cheaper index work, and
+    -- no dependence on the server's locale.
+    id                 TEXT COLLATE "C" PRIMARY KEY,
+    user_id            TEXT COLLATE "C" NOT NULL,
     transaction_type   TEXT          NOT NULL,
     product            TEXT,
     status             TEXT          NOT NULL,

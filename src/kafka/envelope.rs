@@ -57,11 +57,10 @@ impl Envelope {
             .and_then(|(_, v)| v.as_deref())
     }
 
-    /// The key as text, if it is UTF-8 (for audit rows and logs).
-    pub fn key_text(&self) -> Option<String> {
-        self.key
-            .as_deref()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
+    /// The key as text (lossy where it is not UTF-8), for audit rows and
+    /// logs; borrowed when it already is text.
+    pub fn key_text(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.key.as_deref().map(String::from_utf8_lossy)
     }
 
     pub fn kafka_timestamp(&self) -> Option<DateTime<Utc>> {

@@ -147,25 +147,16 @@ pub struct TransactionChange {
     pub enrichment: Option<Enrichment>,
 }
 
-/// One row of the projection, as written by an upsert.
+/// One row of the projection, as written by an upsert. It borrows the
+/// event's state: nothing is copied between folding and binding.
 #[derive(Debug, Clone)]
-pub struct TransactionRow {
-    pub id: String,
-    pub user_id: String,
-    pub transaction_type: String,
-    pub product: Option<String>,
-    pub status: String,
-    pub currency: String,
-    pub amount: BigDecimal,
-    pub created_at: Option<DateTime<Utc>>,
-    pub metadata: serde_json::Value,
-    pub enrichment: serde_json::Value,
-    pub enriched: bool,
-    pub enriched_at: Option<DateTime<Utc>>,
-    pub searchable_content: String,
+pub struct TransactionRow<'a> {
+    pub tx: &'a Transaction,
+    /// `None` when the event carried no enrichment (written as un-enriched).
+    pub enrichment: Option<&'a Enrichment>,
     /// On insert the version; on conflict *added* to the stored version.
     pub version: i64,
-    pub last_event_type: String,
+    pub last_event_type: &'static str,
     pub last_message_id: Uuid,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -173,10 +164,10 @@ pub struct TransactionRow {
 
 /// A fold result: a full upsert, or a soft delete of a row known only by id.
 #[derive(Debug, Clone)]
-pub enum ProjectionWrite {
-    Upsert(Box<TransactionRow>),
+pub enum ProjectionWrite<'a> {
+    Upsert(TransactionRow<'a>),
     SoftDelete {
-        id: String,
+        id: &'a str,
         deleted_at: DateTime<Utc>,
         version_delta: i64,
         last_message_id: Uuid,
@@ -185,7 +176,7 @@ pub enum ProjectionWrite {
 
 /// Folds changes (already filtered to the newly applied ones, in partition
 /// order) into one write per transaction id, in first-seen order.
-pub fn fold(changes: &[&TransactionChange]) -> Vec<ProjectionWrite> {
+pub fn fold<'a>(changes: &[&'a TransactionChange]) -> Vec<ProjectionWrite<'a>> {
     struct State<'a> {
         latest: Option<&'a TransactionChange>,
         last: &'a TransactionChange,
@@ -193,8 +184,8 @@ pub fn fold(changes: &[&TransactionChange]) -> Vec<ProjectionWrite> {
         count: i64,
     }
     let mut order: Vec<&str> = Vec::new();
-    let mut states: HashMap<&str, State<'_>> = HashMap::new();
-    for change in changes {
+    let mut states: HashMap<&str, State<'a>> = HashMap::new();
+    for change in changes.iter().copied() {
         let id = change.event.transaction_id.as_str();
         let state = states.entry(id).or_insert_with(|| {
             order.push(id);
@@ -219,40 +210,21 @@ pub fn fold(changes: &[&TransactionChange]) -> Vec<ProjectionWrite> {
         .into_iter()
         .filter_map(|id| states.remove(id))
         .map(|state| {
-            match state
+            let full = state
                 .latest
-                .and_then(|c| c.event.transaction.as_ref().map(|t| (c, t)))
-            {
-                Some((change, tx)) => {
-                    let enrichment = change.enrichment.clone().unwrap_or_else(|| Enrichment {
-                        enriched: false,
-                        data: serde_json::json!({}),
-                        searchable_content: String::new(),
-                        enriched_at: None,
-                    });
-                    ProjectionWrite::Upsert(Box::new(TransactionRow {
-                        id: tx.id.clone(),
-                        user_id: tx.user_id.clone(),
-                        transaction_type: tx.transaction_type.clone(),
-                        product: tx.product.clone(),
-                        status: tx.status.clone(),
-                        currency: tx.currency.clone(),
-                        amount: tx.amount.clone(),
-                        created_at: tx.created_at,
-                        metadata: tx.metadata.clone(),
-                        enrichment: enrichment.data,
-                        enriched: enrichment.enriched,
-                        enriched_at: enrichment.enriched_at,
-                        searchable_content: enrichment.searchable_content,
-                        version: state.count,
-                        last_event_type: state.last.event.action.event_type().to_owned(),
-                        last_message_id: state.last.message_id,
-                        updated_at: state.last.event.timestamp,
-                        deleted_at: state.deleted_at,
-                    }))
-                }
+                .and_then(|c| c.event.transaction.as_ref().map(|t| (c, t)));
+            match full {
+                Some((change, tx)) => ProjectionWrite::Upsert(TransactionRow {
+                    tx,
+                    enrichment: change.enrichment.as_ref(),
+                    version: state.count,
+                    last_event_type: state.last.event.action.event_type(),
+                    last_message_id: state.last.message_id,
+                    updated_at: state.last.event.timestamp,
+                    deleted_at: state.deleted_at,
+                }),
                 None => ProjectionWrite::SoftDelete {
-                    id: state.last.event.transaction_id.clone(),
+                    id: &state.last.event.transaction_id,
                     deleted_at: state.deleted_at.unwrap_or(state.last.event.timestamp),
                     version_delta: state.count,
                     last_message_id: state.last.message_id,
@@ -297,7 +269,7 @@ mod tests {
             panic!("upsert expected")
         };
         assert_eq!(
-            (row.id.as_str(), row.status.as_str(), row.version),
+            (row.tx.id.as_str(), row.tx.status.as_str(), row.version),
             ("t1", "completed", 2)
         );
         assert_eq!(row.last_message_id, b.message_id);
@@ -309,7 +281,7 @@ mod tests {
         let d = change("t9", Action::Deleted, "", false, 7);
         let writes = fold(&[&d]);
         assert!(
-            matches!(&writes[0], ProjectionWrite::SoftDelete { id, version_delta: 1, .. } if id == "t9")
+            matches!(&writes[0], ProjectionWrite::SoftDelete { id, version_delta: 1, .. } if *id == "t9")
         );
     }
 

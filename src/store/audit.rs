@@ -8,6 +8,7 @@
 //!   crashed before its audit is audited MESSAGE_PROCESSED now)
 //! - dead-lettered: MESSAGE_RECEIVED, MESSAGE_FAILED (one per attempt), MESSAGE_DLQ
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -32,7 +33,7 @@ pub struct NewAuditRow<'a> {
     pub topic: &'a str,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
-    pub message_key: Option<String>,
+    pub message_key: Option<Cow<'a, str>>,
     pub event_type: Option<&'a str>,
     pub attempt: i32,
     pub error: Option<String>,
@@ -93,9 +94,9 @@ pub fn headers_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value 
 
 /// PostgreSQL text cannot hold NUL; a key or error that has one keeps the
 /// rest (the exact bytes are in `message_payloads` and the DLQ entry).
-fn no_nul(text: String) -> String {
+fn no_nul(text: Cow<'_, str>) -> Cow<'_, str> {
     if text.contains('\0') {
-        text.replace('\0', "\u{FFFD}")
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
     } else {
         text
     }
@@ -111,6 +112,7 @@ pub fn lifecycle_rows<'a>(
     let mut rows = Vec::with_capacity(batch.len() * 2);
     for s in batch {
         let e = &s.envelope;
+        let key = e.key_text().map(no_nul);
         let row = |status: &'static str, attempt: i32, error: Option<String>, at: DateTime<Utc>| {
             NewAuditRow {
                 message_id: s.message_id,
@@ -118,10 +120,10 @@ pub fn lifecycle_rows<'a>(
                 topic: &e.topic,
                 kafka_partition: e.partition,
                 kafka_offset: e.offset,
-                message_key: e.key_text().map(no_nul),
+                message_key: key.clone(),
                 event_type: s.event_type.as_deref(),
                 attempt,
-                error: error.map(no_nul),
+                error: error.map(|e| no_nul(Cow::Owned(e)).into_owned()),
                 consumer_group: group,
                 occurred_at: at,
             }

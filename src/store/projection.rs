@@ -143,11 +143,11 @@ async fn apply_in_one_transaction(
         .collect())
 }
 
-async fn write(conn: &mut AsyncPgConnection, writes: Vec<ProjectionWrite>) -> QueryResult<()> {
-    let mut upserts: Vec<TransactionRow> = Vec::with_capacity(writes.len());
+async fn write(conn: &mut AsyncPgConnection, writes: Vec<ProjectionWrite<'_>>) -> QueryResult<()> {
+    let mut upserts: Vec<TransactionRow<'_>> = Vec::with_capacity(writes.len());
     for w in writes {
         match w {
-            ProjectionWrite::Upsert(row) => upserts.push(*row),
+            ProjectionWrite::Upsert(row) => upserts.push(row),
             ProjectionWrite::SoftDelete {
                 id,
                 deleted_at,
@@ -202,7 +202,8 @@ async fn insert_ledger(
 }
 
 /// Upserts projection rows (one per transaction id); `version` is added.
-async fn upsert(conn: &mut AsyncPgConnection, rows: &[TransactionRow]) -> QueryResult<usize> {
+async fn upsert(conn: &mut AsyncPgConnection, rows: &[TransactionRow<'_>]) -> QueryResult<usize> {
+    let unenriched = serde_json::Value::Object(Default::default());
     use diesel::sql_types::{
         Array, Bool, Int8, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
     };
@@ -223,21 +224,21 @@ async fn upsert(conn: &mut AsyncPgConnection, rows: &[TransactionRow]) -> QueryR
            last_event_type = EXCLUDED.last_event_type, last_message_id = EXCLUDED.last_message_id, \
            updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at",
     )
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.user_id.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.transaction_type.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.product.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.currency.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Numeric>, _>(rows.iter().map(|r| &r.amount).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(rows.iter().map(|r| &r.metadata).collect::<Vec<_>>())
-    .bind::<Array<Jsonb>, _>(rows.iter().map(|r| &r.enrichment).collect::<Vec<_>>())
-    .bind::<Array<Bool>, _>(rows.iter().map(|r| r.enriched).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.enriched_at).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.searchable_content.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.tx.id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.tx.user_id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.tx.transaction_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.tx.product.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.tx.status.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.tx.currency.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Numeric>, _>(rows.iter().map(|r| &r.tx.amount).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.tx.created_at).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(rows.iter().map(|r| &r.tx.metadata).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(rows.iter().map(|r| r.enrichment.map_or(&unenriched, |e| &e.data)).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(rows.iter().map(|r| r.enrichment.is_some_and(|e| e.enriched)).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.enrichment.and_then(|e| e.enriched_at)).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.enrichment.map_or("", |e| e.searchable_content.as_str())).collect::<Vec<_>>())
     .bind::<Array<Int8>, _>(rows.iter().map(|r| r.version).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.last_event_type.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.last_event_type).collect::<Vec<_>>())
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.last_message_id).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
     .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.deleted_at).collect::<Vec<_>>())
