@@ -29,7 +29,7 @@ use crate::config::Settings;
 use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::kafka::client::consumer_config;
-use crate::kafka::context::KafkaContext;
+use crate::kafka::context::{commit_watermarks, KafkaContext};
 use crate::kafka::events::EventLoop;
 use crate::kafka::KafkaConsumer;
 use crate::store::{migrate, pool};
@@ -115,6 +115,7 @@ async fn serve(
         handles.clone(),
         &pipeline,
         settings.runtime.drain_timeout,
+        settings.kafka.commit_interval,
     )
     .start();
     consumer.context().connect(
@@ -148,11 +149,16 @@ async fn serve(
     shutdown.await;
     tracing::info!("shutting down: draining partitions");
     let drain_bound = settings.runtime.drain_timeout + Duration::from_secs(5);
-    if tokio::time::timeout(drain_bound, supervisor.send(Shutdown))
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain did not finish in time; undrained messages will be redelivered");
+    match tokio::time::timeout(drain_bound, supervisor.send(Shutdown)).await {
+        Ok(Ok(watermarks)) => {
+            let committer = Arc::clone(&consumer);
+            actix_rt::task::spawn_blocking(move || {
+                commit_watermarks(&*committer, &watermarks, "shutdown")
+            })
+            .await
+            .context("offset commit at shutdown")?;
+        }
+        _ => tracing::warn!("drain did not finish in time; undrained messages will be redelivered"),
     }
     consumer.context().close();
     actix_rt::task::spawn_blocking(move || events.stop())

@@ -82,12 +82,16 @@ pub struct Assigned {
     pub queues: Vec<(String, i32, PartitionQueue)>,
 }
 
-/// Rebalance callback → Supervisor: drain these; answer on `done`.
+/// A partition's durable watermark: the offset to commit.
+pub type Watermark = (String, i32, i64);
+
+/// Rebalance callback → Supervisor: drain these; answer on `done` with the
+/// watermarks to commit.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Revoked {
     pub partitions: Vec<(String, i32)>,
-    pub done: std::sync::mpsc::Sender<()>,
+    pub done: std::sync::mpsc::Sender<Vec<Watermark>>,
 }
 
 /// Partition actor → Supervisor: it stopped because a stage failed.
@@ -100,7 +104,8 @@ pub struct PartitionFailed {
     pub resume_at: Option<i64>,
 }
 
-/// App → Supervisor: drain everything for shutdown.
+/// App → Supervisor: drain everything for shutdown; answers the watermarks
+/// to commit.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<Watermark>")]
 pub struct Shutdown;

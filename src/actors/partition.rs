@@ -1,7 +1,9 @@
 //! The partition actor: one per assigned partition. It reads its partition's
-//! own queue in offset order, hands batches to its enricher, and stores the
-//! durable watermark for commit as acknowledgements come back (see
-//! `kafka/offsets.rs` for the contract).
+//! own queue in offset order, hands batches to its enricher, and commits the
+//! durable watermark (every `kafka.commit_interval` while it moves) as
+//! acknowledgements come back (see `kafka/offsets.rs` for the contract). On
+//! drain it reports the final watermark, which the rebalance callback or the
+//! shutdown path commits synchronously.
 //!
 //! Reading is a small state machine: at most one receive is pending (and it
 //! is the only thing cancelled on drain, so no record read is ever dropped),
@@ -13,7 +15,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
@@ -48,6 +50,9 @@ pub struct PartitionActor {
     reading: Option<SpawnHandle>,
     /// A batch is being handed to the enricher.
     handing_over: bool,
+    /// A durable watermark not yet committed.
+    uncommitted: Option<i64>,
+    commit_interval: std::time::Duration,
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<Drained>>,
     span: tracing::Span,
@@ -56,6 +61,8 @@ pub struct PartitionActor {
 pub struct PartitionConfig {
     pub batch_size: usize,
     pub max_in_flight: usize,
+    /// How often a moved watermark is committed.
+    pub commit_interval: std::time::Duration,
 }
 
 impl PartitionActor {
@@ -82,6 +89,8 @@ impl PartitionActor {
             tracker: OffsetTracker::new(),
             reading: None,
             handing_over: false,
+            uncommitted: None,
+            commit_interval: config.commit_interval,
             draining: false,
             drain_waiters: Vec::new(),
         }
@@ -138,21 +147,31 @@ impl PartitionActor {
         }));
     }
 
-    fn store_watermark(&mut self) {
-        let Some(watermark) = self.tracker.advance() else {
+    /// Notes a moved watermark; `commit_watermark` sends it.
+    fn advance_watermark(&mut self) {
+        if let Some(watermark) = self.tracker.advance() {
+            self.uncommitted = Some(watermark);
+        }
+    }
+
+    /// Commits the durable watermark if it moved since the last commit
+    /// (asynchronously: the drain path commits synchronously at the end).
+    fn commit_watermark(&mut self) {
+        let Some(watermark) = self.uncommitted.take() else {
             return;
         };
         let mut tpl = TopicPartitionList::new();
-        let stored = tpl
+        let committed = tpl
             .add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark))
-            .and_then(|()| self.consumer.store_offsets(&tpl));
-        match stored {
+            .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async));
+        match committed {
             Ok(()) => metrics()
                 .committed_offset
                 .with_label_values(&[&*self.topic, self.partition_label.as_str()])
                 .set(watermark),
             Err(e) => self.span.in_scope(|| {
-                tracing::warn!(watermark, error = %e, "cannot store offset (partition no longer assigned?)")
+                tracing::warn!(watermark, error = %e, "offset commit failed; retrying at the next interval");
+                self.uncommitted = Some(watermark);
             }),
         }
     }
@@ -233,6 +252,7 @@ impl Actor for PartitionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.span
             .in_scope(|| tracing::info!("partition actor started"));
+        ctx.run_interval(self.commit_interval, |act, _| act.commit_watermark());
         self.schedule_read(ctx);
     }
 
@@ -253,7 +273,7 @@ impl Handler<Ack> for PartitionActor {
                 for offset in offsets {
                     self.tracker.complete(offset);
                 }
-                self.store_watermark();
+                self.advance_watermark();
                 self.update_gauge();
                 self.maybe_finish_drain();
                 self.schedule_read(ctx);

@@ -21,6 +21,7 @@ use rdkafka::Offset;
 
 use crate::actors::messages::{
     Assigned, Batch, Drain, Drained, Park, PartitionFailed, Prepared, Record, Revoked, Shutdown,
+    Watermark,
 };
 use crate::actors::partition::{Downstream, PartitionActor, PartitionConfig, Stop};
 use crate::kafka::{KafkaConsumer, PartitionQueue};
@@ -46,6 +47,7 @@ pub struct Supervisor {
     batch_size: usize,
     max_in_flight: usize,
     drain_timeout: Duration,
+    commit_interval: Duration,
     partitions: HashMap<(String, i32), Owned>,
     shutting_down: bool,
 }
@@ -57,6 +59,7 @@ impl Supervisor {
         arbiters: Vec<ArbiterHandle>,
         pipeline: &crate::config::PipelineSettings,
         drain_timeout: Duration,
+        commit_interval: Duration,
     ) -> Self {
         Supervisor {
             consumer,
@@ -66,6 +69,7 @@ impl Supervisor {
             batch_size: pipeline.partition_batch_size,
             max_in_flight: pipeline.max_in_flight_per_partition,
             drain_timeout,
+            commit_interval,
             partitions: HashMap::new(),
             shutting_down: false,
         }
@@ -92,6 +96,7 @@ impl Supervisor {
         let config = PartitionConfig {
             batch_size: self.batch_size,
             max_in_flight: self.max_in_flight,
+            commit_interval: self.commit_interval,
         };
         let actor_queue = Arc::clone(&queue);
         let actor_topic = topic.clone();
@@ -110,11 +115,13 @@ impl Supervisor {
             .insert((topic, partition), Owned { addr, queue });
     }
 
-    /// Drains the given partitions concurrently, then stops their actors.
+    /// Drains the given partitions concurrently, stops their actors, and
+    /// resolves to the watermarks to commit (none for a partition whose drain
+    /// timed out: its last commit stands and the rest is redelivered).
     fn drain(
         &mut self,
         keys: Vec<(String, i32)>,
-    ) -> impl std::future::Future<Output = ()> + 'static {
+    ) -> impl std::future::Future<Output = Vec<Watermark>> + 'static {
         let timeout = self.drain_timeout;
         let owned: Vec<((String, i32), Owned)> = keys
             .into_iter()
@@ -124,38 +131,40 @@ impl Supervisor {
             let drains = owned.iter().map(|((topic, partition), o)| {
                 let request = o.addr.send(Drain);
                 async move {
-                    match tokio::time::timeout(timeout, request).await {
-                        Ok(Ok(Drained {
-                            in_flight: 0,
-                            watermark,
-                        })) => {
-                            tracing::info!(topic, partition, ?watermark, "partition drained");
-                        }
-                        Ok(Ok(Drained {
-                            in_flight,
-                            watermark,
-                        })) => {
+                    let drained = match tokio::time::timeout(timeout, request).await {
+                        Ok(Ok(drained)) => drained,
+                        Ok(Err(_)) | Err(_) => {
                             tracing::warn!(
                                 topic,
                                 partition,
-                                in_flight,
-                                ?watermark,
-                                "partition drain incomplete; those messages will be redelivered"
+                                "partition drain timed out; undrained messages will be redelivered"
                             );
+                            return None;
                         }
-                        Ok(Err(_)) => {}
-                        Err(_) => tracing::warn!(
+                    };
+                    let Drained {
+                        in_flight,
+                        watermark,
+                    } = drained;
+                    if in_flight == 0 {
+                        tracing::info!(topic, partition, ?watermark, "partition drained");
+                    } else {
+                        tracing::warn!(
                             topic,
                             partition,
-                            "partition drain timed out; undrained messages will be redelivered"
-                        ),
+                            in_flight,
+                            ?watermark,
+                            "partition drain incomplete; those messages will be redelivered"
+                        );
                     }
+                    watermark.map(|w| (topic.clone(), *partition, w))
                 }
             });
-            futures::future::join_all(drains).await;
+            let watermarks = futures::future::join_all(drains).await;
             for (_, o) in owned {
                 let _ = o.addr.send(Stop).await;
             }
+            watermarks.into_iter().flatten().collect()
         }
     }
 }
@@ -188,8 +197,7 @@ impl Handler<Revoked> for Supervisor {
         let drain = self.drain(msg.partitions);
         let done = msg.done;
         Box::pin(async move {
-            drain.await;
-            let _ = done.send(());
+            let _ = done.send(drain.await);
         })
     }
 }
@@ -220,7 +228,7 @@ impl Handler<PartitionFailed> for Supervisor {
 }
 
 impl Handler<Shutdown> for Supervisor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<Vec<Watermark>>;
 
     fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;

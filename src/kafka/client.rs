@@ -1,9 +1,11 @@
 //! librdkafka settings for the consumer and the producers.
 //!
-//! The consumer stores offsets only when custodian says so
-//! (`enable.auto.offset.store=false`, see `offsets.rs`); librdkafka then
-//! commits what was stored every `commit_interval`, and custodian commits
-//! synchronously on revocation and shutdown.
+//! Neither offsets storing nor committing is automatic: custodian commits
+//! each partition's durable watermark itself (see `offsets.rs`), at most
+//! every `commit_interval` while it moves, and synchronously on revocation
+//! and shutdown. (librdkafka's stored offsets outlive an assignment: a
+//! partition that comes back to an earlier owner would otherwise have a
+//! stale stored offset committed over a newer one.)
 
 use rdkafka::config::ClientConfig;
 use secrecy::ExposeSecret;
@@ -15,12 +17,8 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     config
         .set("bootstrap.servers", &settings.brokers)
         .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "true")
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.commit.interval.ms",
-            settings.commit_interval.as_millis().to_string(),
-        )
         .set("auto.offset.reset", &settings.auto_offset_reset)
         .set(
             "session.timeout.ms",

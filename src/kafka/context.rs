@@ -21,7 +21,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaResult;
 use rdkafka::TopicPartitionList;
 
-use crate::actors::messages::{Assigned, Revoked};
+use crate::actors::messages::{Assigned, Revoked, Watermark};
 use crate::health::Health;
 use crate::kafka::KafkaConsumer;
 
@@ -107,20 +107,20 @@ impl ConsumerContext for KafkaContext {
             .revoked
             .get()
             .filter(|_| !self.closing.load(Ordering::Acquire));
-        if let Some(revoked) = revoked {
-            let (done, wait) = std::sync::mpsc::channel();
-            // Control path, one message per rebalance: no mailbox bound needed.
-            let sent = revoked.try_send(Revoked { partitions, done }).is_ok();
-            if sent && wait.recv_timeout(self.drain_timeout).is_err() {
-                tracing::warn!(
-                    timeout_ms = self.drain_timeout.as_millis() as u64,
-                    "drain did not finish in time; undrained messages will be redelivered"
-                );
-            }
+        let Some(revoked) = revoked else {
+            return;
+        };
+        let (done, wait) = std::sync::mpsc::channel();
+        // Control path, one message per rebalance: no mailbox bound needed.
+        if revoked.try_send(Revoked { partitions, done }).is_err() {
+            return;
         }
-        match base.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => tracing::info!("offsets committed on revocation"),
-            Err(e) => tracing::debug!(error = %e, "nothing committed on revocation"),
+        match wait.recv_timeout(self.drain_timeout) {
+            Ok(watermarks) => commit_watermarks(base, &watermarks, "revocation"),
+            Err(_) => tracing::warn!(
+                timeout_ms = self.drain_timeout.as_millis() as u64,
+                "drain did not finish in time; undrained messages will be redelivered"
+            ),
         }
     }
 
@@ -164,5 +164,32 @@ impl ConsumerContext for KafkaContext {
                 tracing::warn!(error = %e, "offset commit failed; will retry at next interval")
             }
         }
+    }
+}
+
+/// Commits partition watermarks synchronously (revocation, shutdown).
+pub fn commit_watermarks<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    watermarks: &[Watermark],
+    when: &str,
+) {
+    if watermarks.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in watermarks {
+        if let Err(e) =
+            tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))
+        {
+            tracing::error!(topic, partition, offset, error = %e, "invalid offset to commit");
+        }
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => tracing::info!(partitions = watermarks.len(), when, "offsets committed"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            when,
+            "offset commit failed; the uncommitted messages will be redelivered"
+        ),
     }
 }

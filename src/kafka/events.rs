@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::Offset;
 use tokio::sync::oneshot;
@@ -55,9 +55,6 @@ impl EventLoop {
                         }
                     }
                 });
-                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    tracing::debug!(error = %e, "nothing to commit at shutdown");
-                }
             })?;
         Ok(EventLoop {
             stop: Some(stop),
@@ -65,7 +62,7 @@ impl EventLoop {
         })
     }
 
-    /// Stops polling, commits what is stored, and waits for the thread.
+    /// Stops polling and waits for the thread.
     pub fn stop(mut self) {
         if let Some(thread) = &self.thread {
             tracing::debug!(thread = ?thread.thread().name(), "stopping kafka event loop");

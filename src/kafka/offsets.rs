@@ -1,9 +1,9 @@
 //! The offset contract, per partition.
 //!
-//! Automatic offset *storing* is off. Every record read is registered here as
+//! Automatic offset storing and committing are off. Every record read is registered here as
 //! pending; it is completed only when its outcome is durable (audit rows
 //! committed in PostgreSQL, and the Redis dead-letter push acknowledged where
-//! there is one). The offset custodian stores for commit is the *watermark*:
+//! there is one). The offset custodian commits is the *watermark*:
 //! the lowest offset still pending, or one past the highest offset read when
 //! nothing is pending. Every record below the watermark has a durable outcome,
 //! so a crash at any instant redelivers only records at or above it.
@@ -19,8 +19,8 @@ pub struct OffsetTracker {
     pending: BTreeSet<i64>,
     /// One past the highest offset ever registered.
     next: Option<i64>,
-    /// The last watermark handed out by `advance`, so it is stored only when
-    /// it moves.
+    /// The last watermark handed out by `advance`, so it is committed only
+    /// when it moves.
     stored: Option<i64>,
 }
 
@@ -51,7 +51,7 @@ impl OffsetTracker {
     }
 
     /// The watermark, if it moved since the last call (then it should be
-    /// stored for commit).
+    /// committed).
     pub fn advance(&mut self) -> Option<i64> {
         let watermark = self.watermark()?;
         if self.stored.is_some_and(|s| s >= watermark) {

@@ -52,6 +52,11 @@ struct StatusCount {
 
 impl TestEnv {
     pub fn new(partitions: i32) -> TestEnv {
+        // Warnings and errors show in a failing test's output; RUST_LOG widens.
+        custodian::telemetry::init(&custodian::config::LogSettings {
+            level: "warn".into(),
+            format: "plain".into(),
+        });
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
         let admin_url = required_env("TEST_POSTGRES_ADMIN_URL");
         let redis_url = required_env("TEST_REDIS_URL");
@@ -310,4 +315,80 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 
 pub fn block_on<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
     rt.block_on(f)
+}
+
+/// A Redis server of this test's own (real `redis-server`, append-only file
+/// in a temporary directory), so the test can stop and restart it without
+/// disturbing other tests.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let dir = std::env::temp_dir().join(format!(
+            "custodian-redis-{port}-{}",
+            Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = PrivateRedis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (dev/services.sh installs it)");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).expect("url");
+        wait_until(Duration::from_secs(10), "private redis to answer", || {
+            client
+                .get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+    }
+
+    /// Kills the server (as an outage would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

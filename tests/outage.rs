@@ -1,0 +1,77 @@
+//! A dependency that goes away pauses the work that needs it; nothing is
+//! dropped and no offset moves past an outcome that is not durable.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{wait_until, PrivateRedis, TestEnv};
+use custodian::app::Running;
+use custodian::config::Settings;
+
+#[test]
+fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
+    let env = TestEnv::new(1);
+    let mut redis = PrivateRedis::start();
+    let mut overrides = env.overrides();
+    overrides.push(("redis.url", redis.url().into()));
+    let app =
+        Running::start(Settings::from_overrides(&overrides).expect("settings")).expect("starts");
+
+    let valid = |n: u32| {
+        format!(
+            r#"{{"event_type":"transaction.created","transaction":{{"id":"{}-{n}","user_id":"u1","transaction_type":"card","status":"completed","currency":"USD","amount":1,"metadata":{{}}}},"timestamp":"2024-01-01T12:00:00Z"}}"#,
+            env.topic
+        )
+    };
+    env.produce(&[
+        (None, valid(0).as_bytes(), None),
+        (None, valid(1).as_bytes(), None),
+    ]);
+    wait_until(
+        Duration::from_secs(60),
+        "first two processed and committed",
+        || env.committed() == vec![Some(2)],
+    );
+
+    redis.stop();
+    env.produce(&[
+        (None, b"\xffpoison", None),
+        (None, valid(2).as_bytes(), None),
+    ]);
+    wait_until(
+        Duration::from_secs(60),
+        "the message after the poison processed",
+        || env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3),
+    );
+    let (status, body) = env.get(app.http_addr, "/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("redis"), "{body}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        env.audit_counts().get("MESSAGE_DLQ"),
+        None,
+        "no DLQ outcome while Redis is down"
+    );
+    assert_eq!(
+        env.committed(),
+        vec![Some(2)],
+        "nothing committed past the undelivered dead letter"
+    );
+
+    redis.restart();
+    wait_until(
+        Duration::from_secs(60),
+        "the dead letter parked and everything committed",
+        || env.audit_counts().get("MESSAGE_DLQ") == Some(&1) && env.committed() == vec![Some(4)],
+    );
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client.get_connection().expect("connection");
+    let parked: usize = redis::cmd("LLEN")
+        .arg(custodian::dlq::list_key(&env.topic))
+        .query(&mut conn)
+        .expect("LLEN");
+    assert_eq!(parked, 1);
+    assert_eq!(env.get(app.http_addr, "/ready").0, 200);
+    app.stop().expect("graceful stop");
+}
