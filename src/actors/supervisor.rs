@@ -183,6 +183,7 @@ impl Handler<Assigned> for Supervisor {
         for (topic, partition, queue) in msg.queues {
             if let Some(old) = self.partitions.remove(&(topic.clone(), partition)) {
                 // `assign` invalidated the old queue; its actor must go.
+                // Control path, once per partition and rebalance.
                 old.addr.do_send(Stop);
             }
             self.start_partition(ctx, topic, partition, Arc::new(queue));
