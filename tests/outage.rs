@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_until, PrivateRedis, TestEnv};
+use common::{wait_until, PrivatePostgres, PrivateRedis, TestEnv};
 use custodian::app::Running;
 use custodian::config::Settings;
 
@@ -73,5 +73,83 @@ fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
         .expect("LLEN");
     assert_eq!(parked, 1);
     assert_eq!(env.get(app.http_addr, "/ready").0, 200);
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn postgres_outage_pauses_processing_and_resumes_without_loss() {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    let env = TestEnv::new(1);
+    let pg = PrivatePostgres::start();
+    let mut overrides = env.overrides();
+    overrides.push(("postgres.url", pg.url().into()));
+    let app =
+        Running::start(Settings::from_overrides(&overrides).expect("settings")).expect("starts");
+    let count = |sql: &str| -> Option<i64> {
+        env.rt.block_on(async {
+            let mut conn = AsyncPgConnection::establish(&pg.url()).await.ok()?;
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut conn)
+                .await
+                .ok()
+                .map(|c| c.n)
+        })
+    };
+    let processed =
+        || count("SELECT count(*) AS n FROM message_audit WHERE status = 'MESSAGE_PROCESSED'");
+    let valid = |n: u32| {
+        format!(
+            r#"{{"event_type":"transaction.created","transaction":{{"id":"pg-{n}","user_id":"u1","transaction_type":"crypto","status":"completed","currency":"BTC","amount":0.5,"metadata":{{"asset":"btc"}}}},"timestamp":"2024-01-01T12:00:00Z"}}"#
+        )
+    };
+    env.produce(&[
+        (None, valid(0).as_bytes(), None),
+        (None, valid(1).as_bytes(), None),
+    ]);
+    wait_until(
+        Duration::from_secs(60),
+        "first two processed and committed",
+        || processed() == Some(2) && env.committed() == vec![Some(2)],
+    );
+
+    pg.crash();
+    env.produce(&[
+        (None, valid(2).as_bytes(), None),
+        (None, valid(3).as_bytes(), None),
+        (None, valid(4).as_bytes(), None),
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, body) = env.get(app.http_addr, "/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("postgres"), "{body}");
+    assert_eq!(
+        env.committed(),
+        vec![Some(2)],
+        "nothing committed while PostgreSQL is down"
+    );
+
+    pg.restart();
+    wait_until(
+        Duration::from_secs(90),
+        "all five processed and committed",
+        || processed() == Some(5) && env.committed() == vec![Some(5)],
+    );
+    assert_eq!(
+        count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions"),
+        Some(5)
+    );
+    assert_eq!(
+        count("SELECT count(*) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'"),
+        Some(0),
+        "an outage is not a poison message"
+    );
     app.stop().expect("graceful stop");
 }

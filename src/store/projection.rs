@@ -76,7 +76,27 @@ pub async fn apply(
     }
 }
 
+/// Did the database refuse the statement, or did the statement not get an
+/// answer? The second is never the message's fault: no connection from the
+/// pool, a connection that broke, a serialization conflict. Those, and any
+/// error while a `SELECT 1` probe fails, mean "unavailable, retry later".
 async fn probe(pool: &PgPool, cause: &StoreError) -> Result<(), Unavailable> {
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    let no_answer = match cause {
+        StoreError::Pool(_) => true,
+        StoreError::Query(E::DatabaseError(kind, _)) => matches!(
+            kind,
+            K::UnableToSendCommand
+                | K::ClosedConnection
+                | K::SerializationFailure
+                | K::ReadOnlyTransaction
+        ),
+        StoreError::Query(E::BrokenTransactionManager | E::RollbackErrorOnCommit { .. }) => true,
+        StoreError::Query(_) => false,
+    };
+    if no_answer {
+        return Err(Unavailable(cause.to_string()));
+    }
     ping_postgres(pool, Duration::from_secs(2))
         .await
         .map_err(|probe| Unavailable(format!("{cause} (probe: {probe})")))

@@ -392,3 +392,109 @@ impl Drop for PrivateRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A PostgreSQL cluster of this test's own (Debian's server binaries, data in
+/// a temporary directory), so the test can crash and restart it without
+/// disturbing other tests.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+fn as_postgres_user(program: &std::path::Path) -> std::process::Command {
+    // initdb and postgres refuse to run as root.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+impl PrivatePostgres {
+    pub fn start() -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server packages (dev/services.sh installs them)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("a PostgreSQL server version");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let dir =
+            std::env::temp_dir().join(format!("custodian-pg-{port}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let _ = std::process::Command::new("chown")
+            .arg("postgres:")
+            .arg(&dir)
+            .status();
+        let status = as_postgres_user(&bin.join("initdb"))
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(dir.join("data"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(status.success(), "initdb failed");
+        let pg = PrivatePostgres { port, dir, bin };
+        pg.restart();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn restart(&self) {
+        let status = as_postgres_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-w", "-l"])
+            .arg(self.dir.join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1",
+                self.port,
+                self.dir.display()
+            ))
+            .arg("start")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("pg_ctl start");
+        assert!(status.success(), "pg_ctl start failed");
+    }
+
+    /// Stops the server the way a crash would (immediate mode, no checkpoint).
+    pub fn crash(&self) {
+        let _ = as_postgres_user(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.crash();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
