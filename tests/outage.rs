@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_until, PrivatePostgres, PrivateRedis, TestEnv};
+use common::{created_event, wait_until, PrivatePostgres, PrivateRedis, TestEnv};
 use custodian::app::Running;
 use custodian::config::Settings;
 
@@ -18,12 +18,7 @@ fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
     let app =
         Running::start(Settings::from_overrides(&overrides).expect("settings")).expect("starts");
 
-    let valid = |n: u32| {
-        format!(
-            r#"{{"event_type":"transaction.created","transaction":{{"id":"{}-{n}","user_id":"u1","transaction_type":"card","status":"completed","currency":"USD","amount":1,"metadata":{{}}}},"timestamp":"2024-01-01T12:00:00Z"}}"#,
-            env.topic
-        )
-    };
+    let valid = |n: u32| created_event(&format!("{}-{n}", env.topic));
     env.produce(&[
         (None, valid(0).as_bytes(), None),
         (None, valid(1).as_bytes(), None),
@@ -105,11 +100,7 @@ fn postgres_outage_pauses_processing_and_resumes_without_loss() {
     };
     let processed =
         || count("SELECT count(*) AS n FROM message_audit WHERE status = 'MESSAGE_PROCESSED'");
-    let valid = |n: u32| {
-        format!(
-            r#"{{"event_type":"transaction.created","transaction":{{"id":"pg-{n}","user_id":"u1","transaction_type":"crypto","status":"completed","currency":"BTC","amount":0.5,"metadata":{{"asset":"btc"}}}},"timestamp":"2024-01-01T12:00:00Z"}}"#
-        )
-    };
+    let valid = |n: u32| created_event(&format!("pg-{n}"));
     env.produce(&[
         (None, valid(0).as_bytes(), None),
         (None, valid(1).as_bytes(), None),

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{wait_until, TestEnv};
+use common::{created_event, wait_until, TestEnv};
 use custodian::app::Running;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -87,11 +87,7 @@ fn malformed_and_unknown_events_are_dead_lettered_and_the_partition_keeps_flowin
     let app = Running::start(env.settings()).expect("custodian starts");
     // Ids unique to this test: Redis (and so the DLQ's by-id hash) is shared.
     let topic = env.topic.clone();
-    let valid = move |id: &str| {
-        format!(
-            r#"{{"event_type":"transaction.created","transaction":{{"id":"{topic}-{id}","user_id":"u1","transaction_type":"card","status":"completed","currency":"USD","amount":12.5,"metadata":{{}}}},"timestamp":"2024-01-01T12:00:00Z"}}"#
-        )
-    };
+    let valid = move |id: &str| created_event(&format!("{topic}-{id}"));
     let not_utf8: &[u8] = b"\xff\xfe\x00binary\x80";
     let unknown = valid("tx-u").replace("transaction.created", "transaction.exploded");
     let missing_field = valid("tx-m").replace(r#""user_id":"u1","#, "");

@@ -64,27 +64,9 @@ fn a_second_instance_takes_over_partitions_without_loss_or_double_application() 
     wait_until(
         Duration::from_secs(60),
         "the first instance to commit every partition",
-        || {
-            env.committed()
-                .into_iter()
-                .map(|c| c.unwrap_or(0))
-                .collect::<Vec<_>>()
-                == end
-        },
+        || env.committed_or_zero() == end,
     );
     first.stop().expect("graceful stop");
-    assert_eq!(
-        env.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions"),
-        N
-    );
-    assert_eq!(
-        env.count("SELECT count(*) AS n FROM (SELECT message_id FROM message_audit WHERE status = 'MESSAGE_PROCESSED' GROUP BY message_id HAVING count(*) > 1) d"),
-        0
-    );
-    let committed: Vec<i64> = env
-        .committed()
-        .into_iter()
-        .map(|c| c.unwrap_or(0))
-        .collect();
-    assert_eq!(committed, env.high_watermarks());
+    env.assert_applied_once(N);
+    env.assert_committed_to_end();
 }

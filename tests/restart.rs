@@ -13,6 +13,10 @@ fn spawn(env: &TestEnv) -> Child {
         .arg("run")
         .envs(env.env_vars())
         .env("CUSTODIAN_LOG__LEVEL", "warn")
+        // Small batches keep many messages between read and durable outcome
+        // for longer, so the kill lands mid-stream.
+        .env("CUSTODIAN_PIPELINE__PARTITION_BATCH_SIZE", "50")
+        .env("CUSTODIAN_PIPELINE__MAX_IN_FLIGHT_PER_PARTITION", "400")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -34,7 +38,7 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
                 .get("MESSAGE_PROCESSED")
                 .copied()
                 .unwrap_or(0)
-                >= 300
+                >= 100
         },
     );
     first.kill().expect("SIGKILL");
@@ -67,19 +71,6 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
         "the kill happened mid-stream ({at_kill} of {N} processed)"
     );
     // No event applied twice: versions add up to exactly N.
-    assert_eq!(
-        env.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions"),
-        N
-    );
-    // No message has two PROCESSED rows; redeliveries show as DUPLICATE.
-    assert_eq!(
-        env.count("SELECT count(*) AS n FROM (SELECT message_id FROM message_audit WHERE status = 'MESSAGE_PROCESSED' GROUP BY message_id HAVING count(*) > 1) d"),
-        0
-    );
-    let committed: Vec<i64> = env
-        .committed()
-        .into_iter()
-        .map(|c| c.unwrap_or(0))
-        .collect();
-    assert_eq!(committed, env.high_watermarks());
+    env.assert_applied_once(N);
+    env.assert_committed_to_end();
 }

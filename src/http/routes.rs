@@ -67,11 +67,10 @@ pub async fn message(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|e| ApiError::BadRequest(format!("message_id: {e}")))?;
-    let mut conn = state
-        .postgres
-        .get()
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("postgres unavailable: {e}")))?;
+    let mut conn = state.postgres.get().await.map_err(|e| {
+        tracing::warn!(error = %e, "no PostgreSQL connection for /messages");
+        ApiError::Unavailable("postgres")
+    })?;
     let rows = audit::lifecycle(&mut conn, id)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;

@@ -302,6 +302,44 @@ impl Drop for TestEnv {
     }
 }
 
+/// A valid seed-003 `transaction.created` event for transaction `id`.
+pub fn created_event(id: &str) -> String {
+    format!(
+        r#"{{"event_type":"transaction.created","transaction":{{"id":"{id}","user_id":"u1","transaction_type":"card","status":"completed","currency":"USD","amount":12.5,"metadata":{{}}}},"timestamp":"2024-01-01T12:00:00Z"}}"#
+    )
+}
+
+impl TestEnv {
+    /// Every one of `n` events applied exactly once: versions add up to `n`
+    /// and no message has two PROCESSED rows (redeliveries are DUPLICATE).
+    pub fn assert_applied_once(&self, n: i64) {
+        assert_eq!(
+            self.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions"),
+            n
+        );
+        assert_eq!(
+            self.count(
+                "SELECT count(*) AS n FROM (SELECT message_id FROM message_audit \
+                 WHERE status = 'MESSAGE_PROCESSED' GROUP BY message_id HAVING count(*) > 1) d"
+            ),
+            0
+        );
+    }
+
+    /// The group's committed offsets, 0 where none.
+    pub fn committed_or_zero(&self) -> Vec<i64> {
+        self.committed()
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect()
+    }
+
+    /// Every partition committed up to its end.
+    pub fn assert_committed_to_end(&self) {
+        assert_eq!(self.committed_or_zero(), self.high_watermarks());
+    }
+}
+
 /// Polls `check` until it returns true or `timeout` passes; panics with `what`.
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let started = Instant::now();
