@@ -307,6 +307,26 @@ impl Settings {
                 ),
             ));
         }
+        let day = Duration::from_secs(86_400);
+        for (key, value) in [
+            ("kafka.commit_interval", self.kafka.commit_interval),
+            ("kafka.session_timeout", self.kafka.session_timeout),
+            ("postgres.connect_timeout", self.postgres.connect_timeout),
+            ("redis.connect_timeout", self.redis.connect_timeout),
+            (
+                "pipeline.audit_flush_interval",
+                self.pipeline.audit_flush_interval,
+            ),
+            (
+                "pipeline.dependency_backoff_min",
+                self.pipeline.dependency_backoff_min,
+            ),
+            ("runtime.drain_timeout", self.runtime.drain_timeout),
+        ] {
+            if value.is_zero() || value > day {
+                return Err(invalid(key, "must be more than zero and at most 24h"));
+            }
+        }
         if !matches!(self.log.format.as_str(), "auto" | "json" | "plain") {
             return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
         }
@@ -327,8 +347,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match unit.trim() {
         "" | "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        "h" => Ok(Duration::from_secs(value * 3600)),
+        "m" => value
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long")),
+        "h" => value
+            .checked_mul(3600)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long")),
         other => Err(format!("unknown duration unit `{other}` in `{text}`")),
     }
 }
@@ -395,6 +421,9 @@ mod tests {
         let err =
             Settings::from_overrides(&[("pipeline.processors", 0.into())]).expect_err("must fail");
         assert!(err.to_string().contains("pipeline.processors"), "{err}");
+        let err = Settings::from_overrides(&[("kafka.commit_interval", "0s".into())])
+            .expect_err("must fail");
+        assert!(err.to_string().contains("kafka.commit_interval"), "{err}");
         let err = Settings::from_overrides(&[("kafka.auto_offset_reset", "middle".into())])
             .expect_err("must fail");
         assert!(err.to_string().contains("kafka.auto_offset_reset"), "{err}");
@@ -430,6 +459,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("18446744073709551615h").is_err());
     }
 
     #[test]

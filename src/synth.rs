@@ -160,6 +160,7 @@ mod tests {
                 key: Some(e.key.clone().into_bytes()),
                 payload: Some(e.payload),
                 headers: vec![],
+                unreadable_headers: false,
                 timestamp_ms: None,
                 received_at: Utc::now(),
             };

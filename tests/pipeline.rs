@@ -243,3 +243,50 @@ fn http_errors_are_json_and_4xx() {
     assert!(body.contains("not_found"));
     app.stop().expect("graceful stop");
 }
+
+#[test]
+fn hostile_headers_and_timestamps_do_not_stall_the_partition() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    let (a, b, c) = (
+        created_event(&format!("{}-a", env.topic)),
+        created_event(&format!("{}-b", env.topic)),
+        created_event(&format!("{}-c", env.topic)),
+    );
+    let producer = env.producer();
+    env.rt.block_on(async {
+        // A binary header value with NUL bytes (jsonb cannot hold NUL).
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some(&[0u8, 0, 0, 1][..]),
+        });
+        let with_nul = FutureRecord::<str, str>::to(&env.topic)
+            .payload(&a)
+            .headers(headers);
+        // A timestamp in the year ~11,000 (beyond PostgreSQL's range).
+        let far_future = FutureRecord::<str, str>::to(&env.topic)
+            .payload(&b)
+            .timestamp(300_000_000_000_000);
+        let plain = FutureRecord::<str, str>::to(&env.topic).payload(&c);
+        for record in [with_nul, far_future, plain] {
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("acknowledged");
+        }
+    });
+    wait_until(PATIENCE, "all three processed", || {
+        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+    });
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM message_payloads WHERE headers -> 0 ->> 'encoding' = 'base64'"),
+        1,
+        "the NUL header value is kept, base64"
+    );
+    app.stop().expect("graceful stop");
+    assert_eq!(env.committed(), vec![Some(3)]);
+}

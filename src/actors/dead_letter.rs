@@ -64,9 +64,15 @@ async fn park_all(redis: RedisPool, group: String, mut backoff: Backoff, park: P
                 Ok(new) => {
                     metrics().dlq.with_label_values(&[topic]).inc_by(new as u64);
                     for entry in entries {
+                        // The error text can quote payload values: it stays in the DLQ
+                        // entry and the audit row, out of the logs.
                         tracing::warn!(
-                            message_id = %entry.message_id, topic, partition = entry.partition,
-                            offset = entry.offset, error_kind = %entry.error_kind, error = %entry.error,
+                            message_id = %entry.message_id,
+                            topic,
+                            partition = entry.partition,
+                            offset = entry.offset,
+                            error_kind = %entry.error_kind,
+                            stage = %entry.stage,
                             "message dead-lettered"
                         );
                     }

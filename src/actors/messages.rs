@@ -100,6 +100,9 @@ pub struct Revoked {
 pub struct PartitionFailed {
     pub topic: String,
     pub partition: i32,
+    /// Which incarnation failed: a report from an actor the Supervisor has
+    /// already replaced is ignored.
+    pub generation: u64,
     /// Where to resume so nothing undurable is skipped.
     pub resume_at: Option<i64>,
 }

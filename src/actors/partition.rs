@@ -43,6 +43,7 @@ pub struct PartitionActor {
     consumer: Arc<KafkaConsumer>,
     downstream: Downstream,
     supervisor: Recipient<PartitionFailed>,
+    generation: u64,
     batch_size: usize,
     max_in_flight: usize,
     tracker: OffsetTracker,
@@ -59,6 +60,8 @@ pub struct PartitionActor {
 }
 
 pub struct PartitionConfig {
+    /// This incarnation's number, echoed in `PartitionFailed`.
+    pub generation: u64,
     pub batch_size: usize,
     pub max_in_flight: usize,
     /// How often a moved watermark is committed.
@@ -84,6 +87,7 @@ impl PartitionActor {
             consumer,
             downstream,
             supervisor,
+            generation: config.generation,
             batch_size: config.batch_size,
             max_in_flight: config.max_in_flight,
             tracker: OffsetTracker::new(),
@@ -140,6 +144,7 @@ impl PartitionActor {
         let send = self.downstream.enricher.send(Batch { records, route });
         ctx.spawn(send.into_actor(self).map(move |sent, act, ctx| {
             act.handing_over = false;
+            act.maybe_finish_drain();
             match sent {
                 Ok(()) => act.schedule_read(ctx),
                 Err(e) => act.fail(ctx, offsets, format!("enricher unavailable: {e}")),
@@ -206,9 +211,11 @@ impl PartitionActor {
             tracing::error!(lost = offsets.len(), %reason, "partition pipeline failed; restarting from the durable watermark")
         });
         self.draining = true;
-        let _ = self.supervisor.try_send(PartitionFailed {
+        // Control path, once per failure; must not be lost to a full mailbox.
+        self.supervisor.do_send(PartitionFailed {
             topic: self.topic.to_string(),
             partition: self.partition,
+            generation: self.generation,
             resume_at: self.tracker.watermark(),
         });
         ctx.stop();

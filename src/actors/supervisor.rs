@@ -37,6 +37,7 @@ pub struct Stages {
 struct Owned {
     addr: Addr<PartitionActor>,
     queue: Arc<PartitionQueue>,
+    generation: u64,
 }
 
 pub struct Supervisor {
@@ -49,6 +50,8 @@ pub struct Supervisor {
     drain_timeout: Duration,
     commit_interval: Duration,
     partitions: HashMap<(String, i32), Owned>,
+    /// Incarnations started so far (numbers partition actors).
+    generations: u64,
     shutting_down: bool,
 }
 
@@ -71,6 +74,7 @@ impl Supervisor {
             drain_timeout,
             commit_interval,
             partitions: HashMap::new(),
+            generations: 0,
             shutting_down: false,
         }
     }
@@ -93,7 +97,10 @@ impl Supervisor {
         self.next_arbiter += 1;
         let consumer = Arc::clone(&self.consumer);
         let supervisor = ctx.address().recipient();
+        self.generations += 1;
+        let generation = self.generations;
         let config = PartitionConfig {
+            generation,
             batch_size: self.batch_size,
             max_in_flight: self.max_in_flight,
             commit_interval: self.commit_interval,
@@ -111,8 +118,14 @@ impl Supervisor {
                 config,
             )
         });
-        self.partitions
-            .insert((topic, partition), Owned { addr, queue });
+        self.partitions.insert(
+            (topic, partition),
+            Owned {
+                addr,
+                queue,
+                generation,
+            },
+        );
     }
 
     /// Drains the given partitions concurrently, stops their actors, and
@@ -122,7 +135,9 @@ impl Supervisor {
         &mut self,
         keys: Vec<(String, i32)>,
     ) -> impl std::future::Future<Output = Vec<Watermark>> + 'static {
-        let timeout = self.drain_timeout;
+        // Leave the rebalance callback (which waits `drain_timeout`) time to
+        // commit what drained.
+        let timeout = self.drain_timeout.mul_f32(0.8);
         let owned: Vec<((String, i32), Owned)> = keys
             .into_iter()
             .filter_map(|key| self.partitions.remove(&key).map(|o| (key, o)))
@@ -162,7 +177,8 @@ impl Supervisor {
             });
             let watermarks = futures::future::join_all(drains).await;
             for (_, o) in owned {
-                let _ = o.addr.send(Stop).await;
+                // Control path, once per partition and rebalance.
+                o.addr.do_send(Stop);
             }
             watermarks.into_iter().flatten().collect()
         }
@@ -208,9 +224,15 @@ impl Handler<PartitionFailed> for Supervisor {
 
     fn handle(&mut self, msg: PartitionFailed, ctx: &mut Self::Context) {
         let key = (msg.topic, msg.partition);
+        let current = self.partitions.get(&key).map(|o| o.generation);
+        if current != Some(msg.generation) {
+            // A report from an incarnation already replaced or revoked.
+            return;
+        }
         let Some(owned) = self.partitions.remove(&key) else {
             return;
         };
+        owned.addr.do_send(Stop);
         if self.shutting_down {
             return;
         }

@@ -168,6 +168,7 @@ mod tests {
                 key: Some(b"k1".to_vec()),
                 payload: Some(raw.clone()),
                 headers: vec![("h".into(), Some(vec![0xfe]))],
+                unreadable_headers: false,
                 timestamp_ms: Some(1_700_000_000_000),
                 received_at: Utc::now(),
             },

@@ -21,6 +21,9 @@ pub struct Envelope {
     pub payload: Option<Vec<u8>>,
     /// Header name and value, in record order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// A header name was not UTF-8 (librdkafka's binding cannot read it):
+    /// the record is dead-lettered as undecodable, its payload intact.
+    pub unreadable_headers: bool,
     /// Kafka's record timestamp, milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
     /// When this partition actor read the record.
@@ -30,12 +33,19 @@ pub struct Envelope {
 impl Envelope {
     /// Copies a borrowed record. `topic` is the partition actor's shared name.
     pub fn from_borrowed(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Self {
-        let headers = match message.headers() {
-            Some(headers) => headers
-                .iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                .collect(),
-            None => Vec::new(),
+        // rdkafka's header iterator panics on a name that is not UTF-8;
+        // any producer can send one, so contain it here.
+        let read =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match message.headers() {
+                Some(headers) => headers
+                    .iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect(),
+                None => Vec::new(),
+            }));
+        let (headers, unreadable_headers) = match read {
+            Ok(headers) => (headers, false),
+            Err(_) => (Vec::new(), true),
         };
         Envelope {
             topic: Arc::clone(topic),
@@ -44,6 +54,7 @@ impl Envelope {
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec),
             headers,
+            unreadable_headers,
             timestamp_ms: message.timestamp().to_millis(),
             received_at: Utc::now(),
         }
@@ -63,7 +74,12 @@ impl Envelope {
         self.key.as_deref().map(String::from_utf8_lossy)
     }
 
+    /// The record timestamp, when it is one PostgreSQL can store (years 1
+    /// to 9999; producers can set any value).
     pub fn kafka_timestamp(&self) -> Option<DateTime<Utc>> {
-        self.timestamp_ms.and_then(DateTime::from_timestamp_millis)
+        use chrono::Datelike;
+        self.timestamp_ms
+            .and_then(DateTime::from_timestamp_millis)
+            .filter(|t| (1..=9999).contains(&t.year()))
     }
 }

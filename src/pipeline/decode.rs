@@ -56,6 +56,13 @@ pub fn decode(envelope: &Envelope) -> Decoded {
     let position_id =
         || message_id::for_position(&envelope.topic, envelope.partition, envelope.offset);
 
+    if envelope.unreadable_headers {
+        return Decoded {
+            message_id: position_id(),
+            event_type: None,
+            event: Err(Failure::undecodable("a record header name is not UTF-8")),
+        };
+    }
     let Some(payload) = envelope.payload.as_deref() else {
         return Decoded {
             message_id: header_id.unwrap_or_else(position_id),
@@ -94,7 +101,7 @@ pub fn decode(envelope: &Envelope) -> Decoded {
     let Some(event_type) = shallow.event_type.as_deref() else {
         return Decoded {
             message_id: header_id.unwrap_or_else(position_id),
-            event_type: shallow.kind.as_deref().map(str::to_owned),
+            event_type: shallow.kind.as_deref().map(|t| t.replace('\0', "\u{FFFD}")),
             event: Err(Failure::schema(
                 "event has neither `eventId`/`type` nor `event_type`",
             )),
@@ -159,6 +166,7 @@ mod tests {
             key: None,
             payload: Some(payload.to_vec()),
             headers: Vec::new(),
+            unreadable_headers: false,
             timestamp_ms: None,
             received_at: chrono::Utc::now(),
         }

@@ -82,8 +82,11 @@ pub fn headers_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value 
         .iter()
         .map(|(key, value)| match value.as_deref().map(std::str::from_utf8) {
             None => serde_json::json!({ "key": key, "value": null }),
-            Some(Ok(text)) => serde_json::json!({ "key": key, "value": text }),
-            Some(Err(_)) => serde_json::json!({
+            // jsonb cannot hold NUL: such values are written as base64 too.
+            Some(Ok(text)) if !text.contains('\0') => {
+                serde_json::json!({ "key": key, "value": text })
+            }
+            Some(_) => serde_json::json!({
                 "key": key,
                 "value": base64::engine::general_purpose::STANDARD.encode(value.as_deref().unwrap_or_default()),
                 "encoding": "base64",

@@ -57,24 +57,60 @@ pub async fn apply(
         Ok(applied) => Ok(applied),
         Err(batch_error) => {
             probe(pool, &batch_error).await?;
-            if changes.len() == 1 {
-                return Ok(vec![Err(refused(&batch_error))]);
-            }
-            // The database answers but refused the batch: find the culprit(s).
+            // The database answers but did not take the batch: apply the
+            // events one by one, each retried a few times, so a deadlock or a
+            // lock timeout passes and only an event the database keeps
+            // refusing is dead-lettered.
             let mut results = Vec::with_capacity(changes.len());
             for change in changes {
-                match apply_in_one_transaction(pool, std::slice::from_ref(change)).await {
-                    Ok(mut one) => results.push(one.pop().unwrap_or(Ok(Applied::New))),
-                    Err(e) => {
-                        probe(pool, &e).await?;
-                        results.push(Err(refused(&e)));
-                    }
-                }
+                results.push(apply_alone(pool, change).await?);
             }
             Ok(results)
         }
     }
 }
+
+/// How often one event is tried alone before the refusal counts as its own.
+const ATTEMPTS_ALONE: u32 = 3;
+
+async fn apply_alone(
+    pool: &PgPool,
+    change: &(&TransactionChange, &Envelope),
+) -> Result<Result<Applied, Failure>, Unavailable> {
+    let mut refusal = None;
+    for attempt in 0..ATTEMPTS_ALONE {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        }
+        match apply_in_one_transaction(pool, std::slice::from_ref(change)).await {
+            Ok(mut one) => return Ok(one.pop().unwrap_or(Ok(Applied::New))),
+            Err(e) => {
+                probe(pool, &e).await?;
+                refusal = Some(e);
+            }
+        }
+    }
+    Ok(Err(refusal.map_or_else(
+        || Failure::permanent(Stage::Process, "database_rejected", "refused"),
+        |e| refused(&e),
+    )))
+}
+
+/// Error texts PostgreSQL gives for conditions of the server, not of the
+/// statement (diesel does not expose their SQLSTATE: they all arrive as
+/// `Unknown`). A match means "unavailable, retry later".
+const ENVIRONMENTAL: &[&str] = &[
+    "deadlock detected",
+    "could not serialize",
+    "lock timeout",
+    "canceling statement due to",
+    "could not extend file",
+    "No space left on device",
+    "out of memory",
+    "terminating connection",
+    "the database system is",
+    "too many connections",
+];
 
 /// Did the database refuse the statement, or did the statement not get an
 /// answer? The second is never the message's fault: no connection from the
@@ -92,7 +128,10 @@ async fn probe(pool: &PgPool, cause: &StoreError) -> Result<(), Unavailable> {
                 | K::ReadOnlyTransaction
         ),
         StoreError::Query(E::BrokenTransactionManager | E::RollbackErrorOnCommit { .. }) => true,
-        StoreError::Query(_) => false,
+        StoreError::Query(other) => {
+            let text = other.to_string();
+            ENVIRONMENTAL.iter().any(|needle| text.contains(needle))
+        }
     };
     if no_answer {
         return Err(Unavailable(cause.to_string()));
@@ -189,6 +228,9 @@ async fn write(conn: &mut AsyncPgConnection, writes: Vec<ProjectionWrite<'_>>) -
         }
     }
     if !upserts.is_empty() {
+        // One lock order for every processor: concurrent batches touching the
+        // same ids wait for each other instead of deadlocking.
+        upserts.sort_unstable_by(|a, b| a.tx.id.cmp(&b.tx.id));
         upsert(conn, &upserts).await?;
     }
     Ok(())
