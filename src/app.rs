@@ -34,6 +34,10 @@ use crate::kafka::events::EventLoop;
 use crate::kafka::KafkaConsumer;
 use crate::store::{migrate, pool};
 
+/// Bound on each step after the drain (final commit, event thread stop), so
+/// shutdown ends in drain_timeout plus a fixed margin.
+const FINAL_STEP_BOUND: Duration = Duration::from_secs(10);
+
 /// How long start-up waits for PostgreSQL to accept connections.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -148,22 +152,33 @@ async fn serve(
 
     shutdown.await;
     tracing::info!("shutting down: draining partitions");
-    let drain_bound = settings.runtime.drain_timeout + Duration::from_secs(5);
+    let drain_bound = settings
+        .runtime
+        .drain_timeout
+        .saturating_add(Duration::from_secs(5));
     match tokio::time::timeout(drain_bound, supervisor.send(Shutdown)).await {
         Ok(Ok(watermarks)) => {
             let committer = Arc::clone(&consumer);
-            actix_rt::task::spawn_blocking(move || {
+            let commit = actix_rt::task::spawn_blocking(move || {
                 commit_watermarks(&*committer, &watermarks, "shutdown")
-            })
-            .await
-            .context("offset commit at shutdown")?;
+            });
+            if tokio::time::timeout(FINAL_STEP_BOUND, commit)
+                .await
+                .is_err()
+            {
+                tracing::warn!("offset commit at shutdown timed out; the rest is redelivered");
+            }
         }
         _ => tracing::warn!("drain did not finish in time; undrained messages will be redelivered"),
     }
     consumer.context().close();
-    actix_rt::task::spawn_blocking(move || events.stop())
+    let stop_events = actix_rt::task::spawn_blocking(move || events.stop());
+    if tokio::time::timeout(FINAL_STEP_BOUND, stop_events)
         .await
-        .context("kafka event thread")?;
+        .is_err()
+    {
+        tracing::warn!("kafka event thread did not stop in time");
+    }
     server_handle.stop(true).await;
     for arbiter in arbiters {
         arbiter.stop();
