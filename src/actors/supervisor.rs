@@ -232,6 +232,7 @@ impl Handler<PartitionFailed> for Supervisor {
         let Some(owned) = self.partitions.remove(&key) else {
             return;
         };
+        // Control path, once per failure.
         owned.addr.do_send(Stop);
         if self.shutting_down {
             return;
