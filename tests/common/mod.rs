@@ -334,6 +334,19 @@ impl TestEnv {
             .collect()
     }
 
+    /// `/ready` answers 503 and names `dependency` as failing.
+    pub fn assert_unready(&self, addr: std::net::SocketAddr, dependency: &str) {
+        let (status, body) = self.get(addr, "/ready");
+        assert_eq!(status, 503, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+        assert!(
+            body["failing"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|d| d == dependency)),
+            "{dependency} not named failing: {body}"
+        );
+    }
+
     /// Every partition committed up to its end.
     pub fn assert_committed_to_end(&self) {
         assert_eq!(self.committed_or_zero(), self.high_watermarks());
