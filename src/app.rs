@@ -17,6 +17,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureProducer;
 use tokio::sync::oneshot;
 
 use crate::actors::auditor::Auditor;
@@ -26,9 +27,11 @@ use crate::actors::messages::Shutdown;
 use crate::actors::processor::Processor;
 use crate::actors::supervisor::{Stages, Supervisor};
 use crate::config::Settings;
+use crate::dlq::replay::DeadLetters;
+use crate::dlq::Keys;
 use crate::health::Health;
 use crate::http::{self, AppState};
-use crate::kafka::client::consumer_config;
+use crate::kafka::client::{consumer_config, replay_producer_config};
 use crate::kafka::context::{commit_watermarks, KafkaContext};
 use crate::kafka::events::EventLoop;
 use crate::kafka::KafkaConsumer;
@@ -63,6 +66,17 @@ async fn serve(
     let redis = pool::redis(&settings.redis).context("redis.url")?;
     let pipeline = settings.pipeline.clone();
     let group = settings.kafka.group_id.clone();
+    let settings_dlq_prefix = settings.dlq.key_prefix.clone();
+    let replay_producer: FutureProducer = replay_producer_config(&settings.kafka)
+        .create()
+        .context("cannot create the replay producer (check kafka.* settings)")?;
+    let dead_letters = Arc::new(DeadLetters::new(
+        redis.clone(),
+        postgres.clone(),
+        replay_producer,
+        &settings.dlq,
+    ));
+    actix_rt::spawn(warn_unless_redis_persists(redis.clone()));
 
     let arbiters: Vec<Arbiter> = (0..settings.runtime.arbiter_threads)
         .map(|_| Arbiter::new())
@@ -79,8 +93,10 @@ async fn serve(
         .collect();
     let dead_letter = {
         let (redis, group, settings) = (redis.clone(), group.clone(), pipeline.clone());
+        let keys = Keys::new(&settings_dlq_prefix);
         DeadLetter::start_in_arbiter(on(0), move |_| DeadLetter {
             redis,
+            keys,
             group,
             settings,
         })
@@ -88,9 +104,14 @@ async fn serve(
     };
     let processors = (0..pipeline.processors)
         .map(|i| {
-            let (pool, settings) = (postgres.clone(), pipeline.clone());
-            Processor::start_in_arbiter(on(i + 1), move |_| Processor { pool, settings })
-                .recipient()
+            let (pool, settings, retry) =
+                (postgres.clone(), pipeline.clone(), settings.retry.clone());
+            Processor::start_in_arbiter(on(i + 1), move |_| Processor {
+                pool,
+                settings,
+                retry,
+            })
+            .recipient()
         })
         .collect();
     let enrichers = (0..pipeline.enrichers)
@@ -141,11 +162,12 @@ async fn serve(
             redis: redis.clone(),
             health,
         },
+        dead_letters,
     )
     .with_context(|| format!("cannot bind http.bind {}", settings.http.bind))?;
     let server_handle = server.handle();
     actix_rt::spawn(server);
-    tracing::info!(%addr, "custodian running: GET /health /ready /metrics");
+    tracing::info!(%addr, "custodian running: GET /health /ready /metrics; API /messages /dlq /replay");
     if let Some(on_ready) = on_ready {
         let _ = on_ready.send(addr);
     }
@@ -185,6 +207,28 @@ async fn serve(
     }
     tracing::info!("custodian stopped");
     Ok(())
+}
+
+/// Dead letters are only as durable as Redis: say so at start if it runs
+/// without an append-only file. (Managed Redis may refuse CONFIG; then the
+/// operator has to check.)
+async fn warn_unless_redis_persists(redis: pool::RedisPool) {
+    let Ok(mut conn) = redis.get().await else {
+        return;
+    };
+    let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut *conn)
+        .await;
+    match reply.as_deref() {
+        Ok([_, value]) if value == "yes" => {}
+        Ok([_, value]) => tracing::warn!(
+            appendonly = %value,
+            "redis runs without appendonly: a Redis crash can lose dead letters whose offsets are committed; set appendonly yes and appendfsync always"
+        ),
+        _ => tracing::info!("cannot read redis persistence settings; make sure appendonly is on"),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

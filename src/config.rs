@@ -35,6 +35,8 @@ pub struct Settings {
     pub postgres: PostgresSettings,
     pub redis: RedisSettings,
     pub pipeline: PipelineSettings,
+    pub retry: RetrySettings,
+    pub dlq: DlqSettings,
     pub http: HttpSettings,
     pub runtime: RuntimeSettings,
     pub log: LogSettings,
@@ -70,6 +72,11 @@ pub struct PostgresSettings {
     pub pool_size: u32,
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// Longest one statement may run. A statement that hits it (a lock held
+    /// elsewhere, an overloaded server) is a transient failure: retried, then
+    /// dead-lettered. Set on every connection custodian opens.
+    #[serde(deserialize_with = "duration")]
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,12 +117,43 @@ pub struct PipelineSettings {
     pub dependency_backoff_max: Duration,
 }
 
+/// Retrying a message whose failure is transient (a statement timeout, a
+/// deadlock, a downstream 5xx): in place, so its partition keeps its order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts per message before it is dead-lettered (1 = no retry).
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubles per attempt (with full
+    /// jitter) up to `backoff_max`.
+    #[serde(deserialize_with = "duration")]
+    pub backoff_min: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub backoff_max: Duration,
+}
+
+/// The Redis dead-letter queue and its replay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqSettings {
+    /// Key prefix: entries are in the list `<prefix>:<topic>`.
+    pub key_prefix: String,
+    /// Bulk replays publish at most this many records per second.
+    pub replay_rate_per_second: u32,
+    /// Most entries one bulk replay may take.
+    pub replay_max_batch: usize,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Address of the health/metrics/API server (`127.0.0.1:0` picks a port).
     pub bind: String,
     pub workers: usize,
+    /// Bearer token for the API (replay, discard, DLQ and audit reads).
+    /// Unset: those endpoints answer 403. Health, readiness and metrics are
+    /// always open.
+    pub api_token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +191,7 @@ fn defaults() -> serde_json::Value {
             "url": "postgres://postgres@localhost:5432/custodian",
             "pool_size": 8,
             "connect_timeout": "5s",
+            "statement_timeout": "30s",
         },
         "redis": {
             "url": "redis://127.0.0.1:6379",
@@ -170,6 +209,16 @@ fn defaults() -> serde_json::Value {
             "audit_flush_interval": "20ms",
             "dependency_backoff_min": "100ms",
             "dependency_backoff_max": "5s",
+        },
+        "retry": {
+            "max_attempts": 3,
+            "backoff_min": "200ms",
+            "backoff_max": "5s",
+        },
+        "dlq": {
+            "key_prefix": "dlq",
+            "replay_rate_per_second": 100,
+            "replay_max_batch": 10000,
         },
         "http": { "bind": "127.0.0.1:8080", "workers": 1 },
         "runtime": { "arbiter_threads": 2, "drain_timeout": "30s" },
@@ -279,6 +328,12 @@ impl Settings {
             ),
             ("pipeline.audit_batch_size", self.pipeline.audit_batch_size),
             ("http.workers", self.http.workers),
+            ("retry.max_attempts", self.retry.max_attempts as usize),
+            (
+                "dlq.replay_rate_per_second",
+                self.dlq.replay_rate_per_second as usize,
+            ),
+            ("dlq.replay_max_batch", self.dlq.replay_max_batch),
             ("runtime.arbiter_threads", self.runtime.arbiter_threads),
         ];
         for (key, value) in positive {
@@ -298,6 +353,33 @@ impl Settings {
                 "must not exceed pipeline.dependency_backoff_max",
             ));
         }
+        if self.retry.backoff_min > self.retry.backoff_max {
+            return Err(invalid(
+                "retry.backoff_min",
+                "must not exceed retry.backoff_max",
+            ));
+        }
+        if self.dlq.key_prefix.is_empty()
+            || !self
+                .dlq
+                .key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+        {
+            return Err(invalid(
+                "dlq.key_prefix",
+                "must be non-empty ASCII letters, digits, '.', '_', '-' or ':'",
+            ));
+        }
+        if let Some(token) = &self.http.api_token {
+            // The value is a secret: say what is wrong, never what it is.
+            if token.expose_secret().trim().len() < 16 {
+                return Err(invalid(
+                    "http.api_token",
+                    "must be at least 16 characters (or unset to disable the API)",
+                ));
+            }
+        }
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "http.bind",
@@ -313,6 +395,11 @@ impl Settings {
             ("kafka.session_timeout", self.kafka.session_timeout),
             ("postgres.connect_timeout", self.postgres.connect_timeout),
             ("redis.connect_timeout", self.redis.connect_timeout),
+            (
+                "postgres.statement_timeout",
+                self.postgres.statement_timeout,
+            ),
+            ("retry.backoff_min", self.retry.backoff_min),
             (
                 "pipeline.audit_flush_interval",
                 self.pipeline.audit_flush_interval,

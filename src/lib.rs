@@ -30,6 +30,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod produce;
+pub mod retry;
 pub mod store;
 pub mod synth;
 pub mod telemetry;

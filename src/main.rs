@@ -10,6 +10,8 @@ use custodian::config::Settings;
 use custodian::kafka::dev_broker::DevBroker;
 use custodian::{app, produce, store, telemetry};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "custodian",
@@ -42,6 +44,12 @@ enum Command {
         /// Also write the bootstrap address to this file.
         #[arg(long)]
         bootstrap_file: Option<PathBuf>,
+    },
+    /// Inspect, replay and discard dead letters (Redis, Kafka and PostgreSQL
+    /// from the same configuration as `run`).
+    Dlq {
+        #[command(subcommand)]
+        command: cli::DlqCommand,
     },
     /// Publish events to Kafka.
     Produce {
@@ -93,6 +101,7 @@ fn main() -> ExitCode {
             println!("{:#?}", settings.summary());
             Ok(())
         }
+        Command::Dlq { command } => current_thread(cli::dlq(settings, command)),
         Command::DevBroker {
             topics,
             partitions,

@@ -21,6 +21,12 @@ pub struct Metrics {
     pub duplicates: IntCounterVec,
     /// Records parked in the dead-letter queue (seed 004's name).
     pub dlq: IntCounterVec,
+    /// Entries in each topic's dead-letter list (read from Redis at scrape).
+    pub dlq_depth: IntGaugeVec,
+    /// Transient failures retried in place, by topic, stage and kind.
+    pub retries: IntCounterVec,
+    /// Operator replays and discards, by topic and result.
+    pub replays: IntCounterVec,
     /// Messages per audit flush.
     pub audit_batch_size: Histogram,
     /// Seconds per audit flush (one PostgreSQL transaction).
@@ -95,6 +101,24 @@ impl Metrics {
                 "dlq_count_total",
                 "Records parked in the dead-letter queue.",
                 &["topic"],
+            ),
+            dlq_depth: gauge(
+                &r,
+                "dlq_depth",
+                "Entries in the topic's dead-letter list.",
+                &["topic"],
+            ),
+            retries: counter(
+                &r,
+                "retries_total",
+                "Transient failures retried in place.",
+                &["topic", "stage", "kind"],
+            ),
+            replays: counter(
+                &r,
+                "replays_total",
+                "Dead letters replayed or discarded by an operator.",
+                &["topic", "result"],
             ),
             audit_batch_size: histogram(
                 &r,

@@ -9,15 +9,17 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 use chrono::Utc;
 
-use crate::actors::messages::{Ack, Park, Record};
+use crate::actors::messages::Park;
 use crate::backoff::Backoff;
 use crate::config::PipelineSettings;
-use crate::dlq::{self, DlqEntry};
+use crate::dlq::{store, DlqEntry, Keys};
 use crate::metrics::metrics;
+use crate::retry;
 use crate::store::pool::RedisPool;
 
 pub struct DeadLetter {
     pub redis: RedisPool,
+    pub keys: Keys,
     pub group: String,
     pub settings: PipelineSettings,
 }
@@ -35,16 +37,17 @@ impl Handler<Park> for DeadLetter {
 
     fn handle(&mut self, park: Park, ctx: &mut Self::Context) {
         let redis = self.redis.clone();
+        let keys = self.keys.clone();
         let group = self.group.clone();
         let backoff = Backoff::new(
             self.settings.dependency_backoff_min,
             self.settings.dependency_backoff_max,
         );
-        ctx.wait(park_all(redis, group, backoff, park).into_actor(self));
+        ctx.wait(park_all(redis, keys, group, backoff, park).into_actor(self));
     }
 }
 
-async fn park_all(redis: RedisPool, group: String, mut backoff: Backoff, park: Park) {
+async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Backoff, park: Park) {
     let Park { mut settled, route } = park;
     let mut by_topic: BTreeMap<&str, Vec<DlqEntry>> = BTreeMap::new();
     for s in &settled {
@@ -55,9 +58,18 @@ async fn park_all(redis: RedisPool, group: String, mut backoff: Backoff, park: P
     for (topic, entries) in &by_topic {
         loop {
             let pushed = match redis.get().await {
-                Ok(mut conn) => dlq::push(&mut *conn, topic, entries)
+                Ok(mut conn) => store::push(&mut *conn, &keys, topic, entries)
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| {
+                        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                            e.to_string()
+                        } else {
+                            // Redis answers but refuses (wrong key type, out of
+                            // memory, read-only replica): an operator must act.
+                            // Parking is never skipped, so the partition waits.
+                            format!("redis refuses dead-letter writes: {e}")
+                        }
+                    }),
                 Err(e) => Err(e.to_string()),
             };
             match pushed {
@@ -78,15 +90,7 @@ async fn park_all(redis: RedisPool, group: String, mut backoff: Backoff, park: P
                     }
                     break;
                 }
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    metrics()
-                        .dependency_waits
-                        .with_label_values(&["redis"])
-                        .inc();
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "redis unavailable: pausing dead-letter pushes");
-                    tokio::time::sleep(delay).await;
-                }
+                Err(error) => retry::wait_out(&mut backoff, "redis", &error).await,
             }
         }
     }
@@ -95,19 +99,5 @@ async fn park_all(redis: RedisPool, group: String, mut backoff: Backoff, park: P
     for s in &mut settled {
         s.at = parked_at;
     }
-    let offsets: Vec<i64> = settled.iter().map(|s| s.envelope.offset).collect();
-    let sent = route
-        .auditor
-        .send(Record {
-            settled,
-            ack: route.ack.clone(),
-        })
-        .await;
-    if let Err(e) = sent {
-        // Bounded by the partition's in-flight limit, not by a mailbox.
-        route.ack.do_send(Ack::Lost {
-            offsets,
-            reason: format!("auditor unavailable: {e}"),
-        });
-    }
+    route.record(settled).await;
 }

@@ -18,6 +18,29 @@ pub struct Route {
     pub ack: Recipient<Ack>,
 }
 
+impl Route {
+    /// Hands settled messages to the auditor (waiting for mailbox room). If
+    /// the auditor is gone, the partition is told the offsets were lost, so
+    /// it rereads them from its watermark.
+    pub async fn record(&self, settled: Vec<Settled>) {
+        let offsets: Vec<i64> = settled.iter().map(|s| s.envelope.offset).collect();
+        let sent = self
+            .auditor
+            .send(Record {
+                settled,
+                ack: self.ack.clone(),
+            })
+            .await;
+        if let Err(e) = sent {
+            // Bounded by the partition's in-flight limit, not by a mailbox.
+            self.ack.do_send(Ack::Lost {
+                offsets,
+                reason: format!("auditor unavailable: {e}"),
+            });
+        }
+    }
+}
+
 /// Partition actor → enricher: records read, in offset order.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -1,25 +1,30 @@
-//! The processor actor: applies a batch's events to the projections in one
-//! PostgreSQL transaction, then sends processed messages to the auditor and
-//! failed ones to the dead-letter actor.
+//! The processor actor: applies a batch's events to the projections, then
+//! sends processed messages to the auditor and failed ones to the
+//! dead-letter actor.
 //!
-//! While PostgreSQL is unreachable it waits (capped backoff) with its mailbox
-//! blocked, so the partitions feeding it pause instead of failing; nothing is
-//! acknowledged meanwhile, so no offset moves.
+//! The whole batch goes in one PostgreSQL transaction. If that fails and
+//! PostgreSQL is unreachable, the actor waits (capped backoff) with its
+//! mailbox blocked, so the partitions feeding it pause; nothing is
+//! acknowledged meanwhile, so no offset moves. If PostgreSQL answered, the
+//! events are applied one by one, in offset order, each retried in place on
+//! a transient failure (`retry.*`), so only the events the database keeps
+//! refusing are dead-lettered, and the partition's order is kept.
 
 use actix::prelude::*;
 use chrono::Utc;
 
-use crate::actors::messages::{Ack, Park, Prepared, Record};
-use crate::backoff::Backoff;
-use crate::config::PipelineSettings;
+use crate::actors::messages::{Ack, Park, Prepared};
+use crate::config::{PipelineSettings, RetrySettings};
 use crate::metrics::{metrics, Metrics};
-use crate::pipeline::{Outcome, Settled, Task};
+use crate::pipeline::{Item, Outcome, Settled, Task};
+use crate::retry::{self, AttemptFailure, DependencyWait, TryError};
 use crate::store::projection::{self, Applied};
 use crate::store::PgPool;
 
 pub struct Processor {
     pub pool: PgPool,
     pub settings: PipelineSettings,
+    pub retry: RetrySettings,
 }
 
 impl Actor for Processor {
@@ -34,120 +39,154 @@ impl Handler<Prepared> for Processor {
     type Result = ();
 
     fn handle(&mut self, batch: Prepared, ctx: &mut Self::Context) {
-        let pool = self.pool.clone();
-        let backoff = Backoff::new(
-            self.settings.dependency_backoff_min,
-            self.settings.dependency_backoff_max,
-        );
-        ctx.wait(process(pool, backoff, batch).into_actor(self));
+        let work = Work {
+            pool: self.pool.clone(),
+            retry: self.retry.clone(),
+            wait: DependencyWait {
+                min: self.settings.dependency_backoff_min,
+                max: self.settings.dependency_backoff_max,
+            },
+        };
+        ctx.wait(async move { work.process(batch).await }.into_actor(self));
     }
 }
 
-/// Applies one batch and routes every message to its next stage.
-async fn process(pool: PgPool, mut backoff: Backoff, batch: Prepared) {
-    let Prepared { items, route } = batch;
-    let changes: Vec<_> = items
-        .iter()
-        .filter_map(|item| match &item.work {
-            Ok(Task::Transaction(change)) => Some((change, &item.envelope)),
-            Err(_) => None,
-        })
-        .collect();
-    let mut results = loop {
-        match projection::apply(&pool, &changes).await {
-            Ok(results) => break results.into_iter(),
-            Err(unavailable) => {
-                let delay = backoff.next_delay();
-                metrics()
-                    .dependency_waits
-                    .with_label_values(&["postgres"])
-                    .inc();
-                tracing::warn!(error = %unavailable, retry_in_ms = delay.as_millis() as u64, "postgres unavailable: pausing");
-                tokio::time::sleep(delay).await;
+/// What one batch's processing needs.
+struct Work {
+    pool: PgPool,
+    retry: RetrySettings,
+    wait: DependencyWait,
+}
+
+/// One message's result: applied (and how), or not, with its failed attempts.
+type Attempted = (Result<Applied, ()>, Vec<AttemptFailure>);
+
+impl Work {
+    /// Applies one batch and routes every message to its next stage.
+    async fn process(&self, batch: Prepared) {
+        let Prepared { items, route } = batch;
+        let mut results = self.apply(&items).await.into_iter();
+
+        let now = Utc::now();
+        let mut done = Vec::with_capacity(items.len());
+        let mut failed = Vec::new();
+        for item in items {
+            let (outcome, failures) = match item.work {
+                Ok(Task::Transaction(_)) => match results.next() {
+                    Some((Ok(Applied::New), failures)) => (Outcome::Processed, failures),
+                    Some((Ok(Applied::AlreadyApplied), failures)) => {
+                        (Outcome::AlreadyApplied, failures)
+                    }
+                    Some((Err(()), failures)) => (Outcome::DeadLettered, failures),
+                    None => (Outcome::Processed, Vec::new()),
+                },
+                Err(failure) => (
+                    Outcome::DeadLettered,
+                    vec![AttemptFailure {
+                        attempt: 1,
+                        at: now,
+                        failure,
+                    }],
+                ),
+            };
+            let topic = &item.envelope.topic;
+            match outcome {
+                Outcome::Processed => metrics()
+                    .processed
+                    .with_label_values(&[topic, Metrics::type_label(item.event_type.as_deref())])
+                    .inc(),
+                Outcome::AlreadyApplied => {}
+                Outcome::DeadLettered => {
+                    if let Some(last) = failures.last() {
+                        metrics()
+                            .failed
+                            .with_label_values(&[
+                                topic,
+                                last.failure.stage.as_str(),
+                                last.failure.kind,
+                            ])
+                            .inc();
+                    }
+                }
+            }
+            let settled = Settled {
+                envelope: item.envelope,
+                message_id: item.message_id,
+                event_type: item.event_type,
+                outcome,
+                at: now,
+                failures,
+            };
+            if outcome == Outcome::DeadLettered {
+                failed.push(settled);
+            } else {
+                done.push(settled);
             }
         }
-    };
-    drop(changes);
 
-    let now = Utc::now();
-    let mut done = Vec::with_capacity(items.len());
-    let mut failed = Vec::new();
-    for item in items {
-        let outcome = match item.work {
-            Ok(Task::Transaction(_)) => match results.next() {
-                Some(Ok(Applied::New)) => Outcome::Processed,
-                Some(Ok(Applied::AlreadyApplied)) => Outcome::AlreadyApplied,
-                Some(Err(failure)) => Outcome::DeadLettered {
-                    failure,
-                    attempts: 1,
-                },
-                None => Outcome::Processed,
-            },
-            Err(failure) => Outcome::DeadLettered {
-                failure,
-                attempts: 1,
-            },
-        };
-        let topic = &item.envelope.topic;
-        match &outcome {
-            Outcome::Processed => metrics()
-                .processed
-                .with_label_values(&[topic, Metrics::type_label(item.event_type.as_deref())])
-                .inc(),
-            Outcome::AlreadyApplied => {}
-            Outcome::DeadLettered { failure, .. } => metrics()
-                .failed
-                .with_label_values(&[topic, failure.stage.as_str(), failure.kind])
-                .inc(),
+        if !done.is_empty() {
+            route.record(done).await;
         }
-        let settled = Settled {
-            failed_at: matches!(outcome, Outcome::DeadLettered { .. }).then_some(now),
-            envelope: item.envelope,
-            message_id: item.message_id,
-            event_type: item.event_type,
-            outcome,
-            at: now,
-        };
-        if settled.failed_at.is_some() {
-            failed.push(settled);
-        } else {
-            done.push(settled);
+        if !failed.is_empty() {
+            let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
+            let ack = route.ack.clone();
+            let sent = route
+                .dead_letter
+                .clone()
+                .send(Park {
+                    settled: failed,
+                    route,
+                })
+                .await;
+            if let Err(e) = sent {
+                ack.do_send(Ack::Lost {
+                    offsets,
+                    reason: format!("dead-letter actor unavailable: {e}"),
+                });
+            }
         }
     }
 
-    if !done.is_empty() {
-        let offsets: Vec<i64> = done.iter().map(|s| s.envelope.offset).collect();
-        let sent = route
-            .auditor
-            .send(Record {
-                settled: done,
-                ack: route.ack.clone(),
+    /// One result per transaction task of `items`, in order.
+    async fn apply(&self, items: &[Item]) -> Vec<Attempted> {
+        let changes: Vec<_> = items
+            .iter()
+            .filter_map(|item| match &item.work {
+                Ok(Task::Transaction(change)) => Some(change),
+                Err(_) => None,
+            })
+            .collect();
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        let mut down = self.wait.backoff();
+        loop {
+            let error = match projection::apply(&self.pool, &changes).await {
+                Ok(applied) => return applied.into_iter().map(|a| (Ok(a), Vec::new())).collect(),
+                Err(error) => error,
+            };
+            match projection::classify(&self.pool, &error).await {
+                TryError::Unavailable { dependency, error } => {
+                    retry::wait_out(&mut down, dependency, &error).await;
+                }
+                TryError::Failed(_) => break,
+            }
+        }
+        // PostgreSQL answers but refused the batch: one event at a time, in
+        // offset order, each with its own attempts.
+        let topic = items.first().map_or("", |i| &*i.envelope.topic);
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            let one = std::slice::from_ref(&change);
+            let attempted = retry::run(&self.retry, self.wait, topic, || async {
+                match projection::apply(&self.pool, one).await {
+                    Ok(mut applied) => Ok(applied.pop().unwrap_or(Applied::New)),
+                    Err(error) => Err(projection::classify(&self.pool, &error).await),
+                }
             })
             .await;
-        if let Err(e) = sent {
-            // Bounded by the partition's in-flight limit, not by a mailbox.
-            route.ack.do_send(Ack::Lost {
-                offsets,
-                reason: format!("auditor unavailable: {e}"),
-            });
+            results.push(attempted);
         }
-    }
-    if !failed.is_empty() {
-        let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
-        let ack = route.ack.clone();
-        let sent = route
-            .dead_letter
-            .clone()
-            .send(Park {
-                settled: failed,
-                route,
-            })
-            .await;
-        if let Err(e) = sent {
-            ack.do_send(Ack::Lost {
-                offsets,
-                reason: format!("dead-letter actor unavailable: {e}"),
-            });
-        }
+        results
     }
 }

@@ -1,27 +1,76 @@
-//! The Redis dead-letter queue.
+//! The Redis dead-letter queue: what an entry holds, where it is kept, and
+//! the operations on it.
 //!
-//! Each parked message is one JSON entry, appended to the list `dlq:<topic>`
-//! (so `LLEN` and `LRANGE` work as the seeds describe) and stored under its
-//! message id in the hash `dlq:messages` (lookup by id). Both writes happen in
-//! one Lua script, and only if the id is not parked already, so a redelivered
-//! failure does not park the same message twice. The push is acknowledged by
-//! Redis before the message's offset may be committed; run Redis with
-//! `appendonly yes` (and `appendfsync always` for no loss window on a Redis
-//! crash).
+//! Each parked message is one JSON entry, appended to the list
+//! `<prefix>:<topic>` (with the default prefix, `LLEN dlq:<topic>` and
+//! `LRANGE dlq:<topic> 0 -1` work as the seeds describe) and stored under its
+//! message id in the hash `<prefix>:#messages` (lookup by id). `#` cannot
+//! occur in a Kafka topic name, so the index never collides with a topic's
+//! list. The push is acknowledged by Redis before the message's offset may be
+//! committed; run Redis with `appendonly yes` and `appendfsync always` for
+//! no loss window on a Redis crash.
+//!
+//! - [`store`]: the Redis commands (atomic Lua scripts).
+//! - [`replay`]: republishing, discarding and listing, as the HTTP API and
+//!   the `custodian dlq` command use them.
+
+pub mod replay;
+pub mod store;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::pipeline::{Outcome, Settled};
+use crate::kafka::envelope::Headers;
+use crate::pipeline::failure::Retry;
+use crate::pipeline::Settled;
 use crate::store::audit::headers_json;
 
-/// The hash of every parked entry, by message id.
-pub const BY_ID: &str = "dlq:messages";
+/// The headers a replayed record carries (besides the message id header).
+pub const REPLAY_COUNT_HEADER: &str = "custodian-replay-count";
+pub const REPLAYED_BY_HEADER: &str = "custodian-replayed-by";
+pub const REPLAY_REASON_HEADER: &str = "custodian-replay-reason";
+pub const REPLAYED_AT_HEADER: &str = "custodian-replayed-at";
+pub const REPLAYED_FROM_HEADER: &str = "custodian-replayed-from";
 
-pub fn list_key(topic: &str) -> String {
-    format!("dlq:{topic}")
+/// The Redis key names, under one configurable prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The list of a topic's entries, oldest first.
+    pub fn list(&self, topic: &str) -> String {
+        format!("{}:{topic}", self.prefix)
+    }
+
+    /// What precedes the topic in a list key.
+    pub fn list_prefix(&self) -> String {
+        format!("{}:", self.prefix)
+    }
+
+    /// The hash of every entry by message id.
+    pub fn index(&self) -> String {
+        format!("{}:#messages", self.prefix)
+    }
+
+    /// The set of topics that have had entries.
+    pub fn topics(&self) -> String {
+        format!("{}:#topics", self.prefix)
+    }
+
+    /// The lock an operator action holds on one entry.
+    pub fn lock(&self, id: Uuid) -> String {
+        format!("{}:#lock:{id}", self.prefix)
+    }
 }
 
 /// Everything needed to understand and replay a failed message.
@@ -31,22 +80,34 @@ pub struct DlqEntry {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    /// `utf8` or `base64`: how `key` and `payload` are written.
+    /// `utf8` or `base64`: how `key` is written.
     pub key_encoding: Option<String>,
     pub key: Option<String>,
+    /// `utf8` or `base64`: how `payload` is written.
     pub payload_encoding: String,
     /// The original payload, byte-exact once decoded per `payload_encoding`.
     pub payload: Option<String>,
+    /// `[{"key", "value", "encoding"?}]`, in record order.
     pub headers: serde_json::Value,
+    /// A header name was not UTF-8 and could not be read: `headers` is empty.
+    #[serde(default)]
+    pub headers_unreadable: bool,
     pub kafka_timestamp: Option<DateTime<Utc>>,
     pub consumer_group: String,
     pub event_type: Option<String>,
+    /// Attempts made before it was parked.
     pub attempts: u32,
+    /// `permanent` or `transient` (transient: attempts ran out).
+    pub error_class: String,
     pub error_kind: String,
     pub error: String,
+    /// `decode`, `enrich` or `process`.
     pub stage: String,
     pub first_failed_at: DateTime<Utc>,
     pub last_failed_at: DateTime<Utc>,
+    /// How often this message had been replayed before this failure.
+    #[serde(default)]
+    pub replay_count: u32,
 }
 
 /// Text stays text; anything else is base64.
@@ -60,50 +121,6 @@ fn encode(bytes: &[u8]) -> (String, &'static str) {
     }
 }
 
-impl DlqEntry {
-    /// The entry for a dead-lettered message; `None` for other outcomes.
-    pub fn from_settled(s: &Settled, group: &str) -> Option<Self> {
-        let Outcome::DeadLettered { failure, attempts } = &s.outcome else {
-            return None;
-        };
-        let e = &s.envelope;
-        let key = e.key.as_deref().map(encode);
-        let payload = e.payload.as_deref().map(encode);
-        Some(DlqEntry {
-            message_id: s.message_id,
-            topic: e.topic.to_string(),
-            partition: e.partition,
-            offset: e.offset,
-            key_encoding: key.as_ref().map(|(_, enc)| (*enc).to_owned()),
-            key: key.map(|(k, _)| k),
-            payload_encoding: payload.as_ref().map_or("utf8", |(_, enc)| enc).to_owned(),
-            payload: payload.map(|(p, _)| p),
-            headers: headers_json(&e.headers),
-            kafka_timestamp: e.kafka_timestamp(),
-            consumer_group: group.to_owned(),
-            event_type: s.event_type.clone(),
-            attempts: *attempts,
-            error_kind: failure.kind.to_owned(),
-            error: failure.message.clone(),
-            stage: failure.stage.as_str().to_owned(),
-            first_failed_at: s.failed_at.unwrap_or(s.at),
-            last_failed_at: s.at,
-        })
-    }
-
-    /// The original payload bytes.
-    pub fn payload_bytes(&self) -> Result<Option<Vec<u8>>, base64::DecodeError> {
-        decode(self.payload.as_deref(), &self.payload_encoding)
-    }
-
-    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, base64::DecodeError> {
-        decode(
-            self.key.as_deref(),
-            self.key_encoding.as_deref().unwrap_or("utf8"),
-        )
-    }
-}
-
 fn decode(value: Option<&str>, encoding: &str) -> Result<Option<Vec<u8>>, base64::DecodeError> {
     match (value, encoding) {
         (None, _) => Ok(None),
@@ -114,40 +131,78 @@ fn decode(value: Option<&str>, encoding: &str) -> Result<Option<Vec<u8>>, base64
     }
 }
 
-/// KEYS[1] = the topic's list, KEYS[2] = the by-id hash;
-/// ARGV = id1, json1, id2, json2, …  Returns how many were newly parked.
-const PUSH_SCRIPT: &str = r"
-local pushed = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('RPUSH', KEYS[1], ARGV[i + 1])
-    pushed = pushed + 1
-  end
-end
-return pushed
-";
-
-/// Parks entries of one topic; returns how many were new. An `Err` means
-/// Redis did not acknowledge, and nothing may be committed past them.
-pub async fn push<C: redis::aio::ConnectionLike>(
-    conn: &mut C,
-    topic: &str,
-    entries: &[DlqEntry],
-) -> Result<usize, redis::RedisError> {
-    let script = redis::Script::new(PUSH_SCRIPT);
-    let mut invocation = script.key(list_key(topic));
-    invocation.key(BY_ID);
-    for entry in entries {
-        let json = serde_json::to_string(entry).map_err(|e| {
-            redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "cannot serialise DLQ entry",
-                e.to_string(),
-            ))
-        })?;
-        invocation.arg(entry.message_id.to_string()).arg(json);
+impl DlqEntry {
+    /// The entry for a dead-lettered message; `None` if it has no failure.
+    pub fn from_settled(s: &Settled, group: &str) -> Option<Self> {
+        let first = s.failures.first()?;
+        let last = s.failures.last()?;
+        let e = &s.envelope;
+        let key = e.key.as_deref().map(encode);
+        let payload = e.payload.as_deref().map(encode);
+        let replay_count = e
+            .header(REPLAY_COUNT_HEADER)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Some(DlqEntry {
+            message_id: s.message_id,
+            topic: e.topic.to_string(),
+            partition: e.partition,
+            offset: e.offset,
+            key_encoding: key.as_ref().map(|(_, enc)| (*enc).to_owned()),
+            key: key.map(|(k, _)| k),
+            payload_encoding: payload.as_ref().map_or("utf8", |(_, enc)| enc).to_owned(),
+            payload: payload.map(|(p, _)| p),
+            headers: headers_json(&e.headers),
+            headers_unreadable: e.unreadable_headers,
+            kafka_timestamp: e.kafka_timestamp(),
+            consumer_group: group.to_owned(),
+            event_type: s.event_type.clone(),
+            attempts: last.attempt,
+            error_class: match last.failure.retry {
+                Retry::Permanent => "permanent",
+                Retry::Transient => "transient",
+            }
+            .to_owned(),
+            error_kind: last.failure.kind.to_owned(),
+            error: last.failure.message.clone(),
+            stage: last.failure.stage.as_str().to_owned(),
+            first_failed_at: first.at,
+            last_failed_at: last.at,
+            replay_count,
+        })
     }
-    invocation.invoke_async(conn).await
+
+    /// The original payload bytes.
+    pub fn payload_bytes(&self) -> Result<Option<Vec<u8>>, base64::DecodeError> {
+        decode(self.payload.as_deref(), &self.payload_encoding)
+    }
+
+    /// The original key bytes.
+    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, base64::DecodeError> {
+        decode(
+            self.key.as_deref(),
+            self.key_encoding.as_deref().unwrap_or("utf8"),
+        )
+    }
+
+    /// The original headers, bytes restored, in record order.
+    pub fn header_bytes(&self) -> Result<Headers, String> {
+        let Some(headers) = self.headers.as_array() else {
+            return Err("headers is not an array".into());
+        };
+        headers
+            .iter()
+            .map(|h| {
+                let key = h["key"]
+                    .as_str()
+                    .ok_or_else(|| "a header has no key".to_string())?;
+                let encoding = h["encoding"].as_str().unwrap_or("utf8");
+                let value = decode(h["value"].as_str(), encoding).map_err(|e| e.to_string())?;
+                Ok((key.to_owned(), value))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -155,37 +210,51 @@ mod tests {
     use super::*;
     use crate::kafka::envelope::Envelope;
     use crate::pipeline::failure::Failure;
+    use crate::pipeline::Outcome;
+    use crate::retry::AttemptFailure;
     use std::sync::Arc;
 
     #[test]
-    fn non_utf8_payload_round_trips_through_base64() {
+    fn non_utf8_payload_key_and_headers_round_trip() {
         let raw = vec![0xff, 0x00, 0x80, b'x'];
         let settled = Settled {
             envelope: Envelope {
                 topic: Arc::from("t"),
                 partition: 1,
                 offset: 7,
-                key: Some(b"k1".to_vec()),
+                key: Some(vec![0xc3, 0x28]),
                 payload: Some(raw.clone()),
-                headers: vec![("h".into(), Some(vec![0xfe]))],
+                headers: vec![
+                    ("h".into(), Some(vec![0xfe])),
+                    ("n".into(), None),
+                    ("t".into(), Some(b"text".to_vec())),
+                    (REPLAY_COUNT_HEADER.into(), Some(b"2".to_vec())),
+                ],
                 unreadable_headers: false,
                 timestamp_ms: Some(1_700_000_000_000),
                 received_at: Utc::now(),
             },
             message_id: Uuid::new_v4(),
             event_type: None,
-            outcome: Outcome::DeadLettered {
-                failure: Failure::undecodable("bad"),
-                attempts: 1,
-            },
+            outcome: Outcome::DeadLettered,
             at: Utc::now(),
-            failed_at: None,
+            failures: vec![AttemptFailure {
+                attempt: 1,
+                at: Utc::now(),
+                failure: Failure::undecodable("bad"),
+            }],
         };
         let entry = DlqEntry::from_settled(&settled, "g").expect("dead letter");
         assert_eq!(entry.payload_encoding, "base64");
         assert_eq!(entry.payload_bytes().expect("decodes"), Some(raw));
-        assert_eq!(entry.key.as_deref(), Some("k1"));
-        assert_eq!(entry.headers[0]["encoding"], "base64");
+        assert_eq!(entry.key_encoding.as_deref(), Some("base64"));
+        assert_eq!(entry.key_bytes().expect("decodes"), Some(vec![0xc3, 0x28]));
+        assert_eq!(
+            entry.header_bytes().expect("headers"),
+            settled.envelope.headers
+        );
+        assert_eq!(entry.replay_count, 2);
+        assert_eq!(entry.error_class, "permanent");
         let json = serde_json::to_string(&entry).expect("serialises");
         let back: DlqEntry = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, entry);

@@ -10,6 +10,22 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with work in progress.
+    #[error("{0}")]
+    Conflict(String),
+    /// Well-formed, but the stored data cannot be used.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A dependency answered with a failure (Kafka refused a publish).
+    #[error("{0}")]
+    BadGateway(String),
+    /// Part of an operation happened; the message says which (503).
+    #[error("{0}")]
+    Incomplete(String),
     /// A dependency (PostgreSQL, Redis) does not answer; try again later.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
@@ -22,6 +38,12 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::BadGateway(_) => "bad_gateway",
+            ApiError::Incomplete(_) => "incomplete",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -33,6 +55,12 @@ impl ResponseError for ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Incomplete(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -42,8 +70,32 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(cause) = self {
             tracing::error!(error = ?cause, "request failed");
         }
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.kind(), "message": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(serde_json::json!({ "error": self.kind(), "message": self.to_string() }))
+    }
+}
+
+impl From<crate::dlq::replay::DlqError> for ApiError {
+    fn from(e: crate::dlq::replay::DlqError) -> Self {
+        use crate::dlq::replay::DlqError as D;
+        match e {
+            D::NotFound(_) => ApiError::NotFound(e.to_string()),
+            D::Busy(_) => ApiError::Conflict(e.to_string()),
+            D::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            D::Corrupt { .. } => ApiError::Unprocessable(e.to_string()),
+            D::Publish(_) => ApiError::BadGateway(e.to_string()),
+            D::Incomplete(_) => ApiError::Incomplete(e.to_string()),
+            D::Unavailable {
+                dependency,
+                ref error,
+            } => {
+                tracing::warn!(dependency, error = %error, "request could not complete");
+                ApiError::Unavailable(dependency)
+            }
+        }
     }
 }
 

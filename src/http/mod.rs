@@ -1,5 +1,8 @@
-//! The HTTP server (actix-web): health, readiness, metrics and the read API.
+//! The HTTP server (actix-web). Open: health, readiness, metrics. Behind the
+//! bearer token: a message's audit lifecycle, the dead-letter queue, replay.
 
+pub mod auth;
+pub mod dlq;
 pub mod error;
 pub mod routes;
 
@@ -10,6 +13,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::HttpSettings;
+use crate::dlq::replay::DeadLetters;
 use crate::health::Health;
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
@@ -22,11 +26,19 @@ pub struct AppState {
 }
 
 /// Binds the server (port 0 picks one) and returns it with the bound address.
-pub fn server(settings: &HttpSettings, state: AppState) -> std::io::Result<(Server, SocketAddr)> {
+pub fn server(
+    settings: &HttpSettings,
+    state: AppState,
+    dead_letters: Arc<DeadLetters>,
+) -> std::io::Result<(Server, SocketAddr)> {
     let state = web::Data::new(state);
+    let dead_letters = web::Data::from(dead_letters);
+    let token = web::Data::new(auth::ApiToken(settings.api_token.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(dead_letters.clone())
+            .app_data(token.clone())
             .app_data(error::json_config())
             .app_data(error::path_config())
             .app_data(error::query_config())
@@ -34,6 +46,11 @@ pub fn server(settings: &HttpSettings, state: AppState) -> std::io::Result<(Serv
             .service(routes::ready)
             .service(routes::prometheus)
             .service(routes::message)
+            .service(dlq::list)
+            .service(dlq::show)
+            .service(dlq::discard)
+            .service(dlq::replay_one)
+            .service(dlq::replay_matching)
             .default_service(web::to(routes::not_found))
     })
     .workers(settings.workers)

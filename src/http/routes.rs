@@ -1,11 +1,14 @@
-//! Operational endpoints: liveness, readiness, metrics, and a message's audit
-//! lifecycle.
+//! Operational endpoints: liveness, readiness, metrics (open), and a
+//! message's audit lifecycle (behind the token).
 
 use std::time::Duration;
 
 use actix_web::{get, web, HttpResponse};
 use uuid::Uuid;
 
+use crate::dlq::replay::DeadLetters;
+use crate::http::auth::Authorized;
+use crate::http::dlq::message_id;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::metrics::metrics;
@@ -52,9 +55,13 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus text exposition.
+/// Prometheus text exposition. The DLQ depth gauge is read from Redis now
+/// (if Redis does not answer quickly, the last value stays).
 #[get("/metrics")]
-pub async fn prometheus() -> HttpResponse {
+pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
+    if let Ok(Err(e)) = tokio::time::timeout(PROBE_DEADLINE, dlq.depths()).await {
+        tracing::debug!(error = %e, "dlq depth not refreshed");
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(metrics().render())
@@ -63,10 +70,11 @@ pub async fn prometheus() -> HttpResponse {
 /// A message's whole audit lifecycle, oldest first.
 #[get("/messages/{message_id}")]
 pub async fn message(
+    _: Authorized,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|e| ApiError::BadRequest(format!("message_id: {e}")))?;
+    let id: Uuid = message_id(&id)?;
     let mut conn = state.postgres.get().await.map_err(|e| {
         tracing::warn!(error = %e, "no PostgreSQL connection for /messages");
         ApiError::Unavailable("postgres")

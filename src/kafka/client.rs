@@ -43,3 +43,14 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
         .set("message.timeout.ms", "30000");
     config
 }
+
+/// The producer that republishes dead letters: `acks=all`, idempotent, with
+/// the same connection settings (`kafka.extra`: TLS, SASL) as the consumer.
+pub fn replay_producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = producer_config(&settings.brokers);
+    config.set("enable.idempotence", "true");
+    for (key, value) in &settings.extra {
+        config.set(key, value.expose_secret());
+    }
+    config
+}

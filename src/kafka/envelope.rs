@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+
+/// Header names and values, in record order.
+pub type Headers = Vec<(String, Option<Vec<u8>>)>;
 
 /// One Kafka record, owned.
 #[derive(Debug, Clone)]
@@ -20,7 +23,7 @@ pub struct Envelope {
     /// `None` for a tombstone.
     pub payload: Option<Vec<u8>>,
     /// Header name and value, in record order.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Headers,
     /// A header name was not UTF-8 (librdkafka's binding cannot read it):
     /// the record is dead-lettered as undecodable, its payload intact.
     pub unreadable_headers: bool,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::kafka::envelope::Envelope;
+use crate::retry::AttemptFailure;
 use decode::Event;
 use failure::Failure;
 use transaction::TransactionChange;
@@ -53,7 +54,7 @@ pub fn prepare(envelope: Envelope, now: DateTime<Utc>) -> Item {
 }
 
 /// How a message ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Applied now.
     Processed,
@@ -61,8 +62,8 @@ pub enum Outcome {
     /// it MESSAGE_DUPLICATE if that delivery's MESSAGE_PROCESSED row exists,
     /// and MESSAGE_PROCESSED if not (that delivery crashed before its audit).
     AlreadyApplied,
-    /// Parked in the dead-letter queue.
-    DeadLettered { failure: Failure, attempts: u32 },
+    /// Parked in the dead-letter queue; the last failed attempt is why.
+    DeadLettered,
 }
 
 /// A message whose outcome is decided, on its way to the audit trail.
@@ -74,6 +75,13 @@ pub struct Settled {
     pub outcome: Outcome,
     /// When the outcome was reached (processing done, or DLQ push acknowledged).
     pub at: DateTime<Utc>,
-    /// When the failure was first seen, for dead letters.
-    pub failed_at: Option<DateTime<Utc>>,
+    /// Every failed attempt, in order (empty for the common first-try success).
+    pub failures: Vec<AttemptFailure>,
+}
+
+impl Settled {
+    /// The failure that decided a dead letter (the last attempt's).
+    pub fn last_failure(&self) -> Option<&AttemptFailure> {
+        self.failures.last()
+    }
 }

@@ -7,6 +7,11 @@
 //!   applied and audited MESSAGE_PROCESSED; an id applied by a delivery that
 //!   crashed before its audit is audited MESSAGE_PROCESSED now)
 //! - dead-lettered: MESSAGE_RECEIVED, MESSAGE_FAILED (one per attempt), MESSAGE_DLQ
+//! - retried, then processed: MESSAGE_RECEIVED, MESSAGE_FAILED (one per failed
+//!   attempt), MESSAGE_PROCESSED (with the attempt that succeeded)
+//!
+//! Operators add MESSAGE_REPLAYED and MESSAGE_DISCARDED, with who and why in
+//! `detail` (see [`write_operator_event`]).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -24,6 +29,8 @@ pub const PROCESSED: &str = "MESSAGE_PROCESSED";
 pub const FAILED: &str = "MESSAGE_FAILED";
 pub const DLQ: &str = "MESSAGE_DLQ";
 pub const DUPLICATE: &str = "MESSAGE_DUPLICATE";
+pub const REPLAYED: &str = "MESSAGE_REPLAYED";
+pub const DISCARDED: &str = "MESSAGE_DISCARDED";
 
 /// One lifecycle row to insert.
 #[derive(Debug)]
@@ -70,6 +77,8 @@ pub struct AuditRow {
     pub consumer_group: String,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
+    /// Who and why, for operator actions.
+    pub detail: Option<serde_json::Value>,
 }
 
 /// Headers as JSON: text values stay text, others are base64 and flagged.
@@ -132,25 +141,31 @@ pub fn lifecycle_rows<'a>(
             }
         };
         rows.push(row(RECEIVED, 1, None, e.received_at));
-        match &s.outcome {
+        for failed in &s.failures {
+            let error = failed.failure.to_string();
+            rows.push(row(FAILED, failed.attempt as i32, Some(error), failed.at));
+        }
+        let next_attempt = s.failures.len() as i32 + 1;
+        match s.outcome {
             Outcome::Processed => {
                 processed.insert(s.message_id);
-                rows.push(row(PROCESSED, 1, None, s.at));
+                rows.push(row(PROCESSED, next_attempt, None, s.at));
             }
             Outcome::AlreadyApplied => {
                 if processed.insert(s.message_id) {
-                    rows.push(row(PROCESSED, 1, None, s.at));
+                    rows.push(row(PROCESSED, next_attempt, None, s.at));
                 } else {
-                    rows.push(row(DUPLICATE, 1, None, s.at));
+                    rows.push(row(DUPLICATE, next_attempt, None, s.at));
                 }
             }
-            Outcome::DeadLettered { failure, attempts } => {
-                let failed_at = s.failed_at.unwrap_or(s.at);
-                let attempts = (*attempts).max(1) as i32;
-                for attempt in 1..=attempts {
-                    rows.push(row(FAILED, attempt, Some(failure.to_string()), failed_at));
-                }
-                rows.push(row(DLQ, attempts, Some(failure.to_string()), s.at));
+            Outcome::DeadLettered => {
+                let last = s.last_failure();
+                rows.push(row(
+                    DLQ,
+                    last.map_or(1, |f| f.attempt as i32),
+                    last.map(|f| f.failure.to_string()),
+                    s.at,
+                ));
             }
         }
     }
@@ -275,4 +290,48 @@ pub async fn lifecycle(
         .select(AuditRow::as_select())
         .load(conn)
         .await
+}
+
+/// An operator's action on a dead-lettered message (replay, discard).
+#[derive(Debug)]
+pub struct OperatorEvent<'a> {
+    pub message_id: Uuid,
+    /// [`REPLAYED`] or [`DISCARDED`].
+    pub status: &'static str,
+    pub topic: &'a str,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub message_key: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    /// The replay count for a replay; the attempts so far for a discard.
+    pub attempt: i32,
+    pub consumer_group: &'a str,
+    /// Who, why, and for a replay where the new copy went.
+    pub detail: serde_json::Value,
+}
+
+/// Appends one operator action to the message's lifecycle.
+pub async fn write_operator_event(
+    conn: &mut AsyncPgConnection,
+    event: &OperatorEvent<'_>,
+) -> QueryResult<()> {
+    use message_audit::dsl as a;
+    let key = event.message_key.map(|k| no_nul(Cow::Borrowed(k)));
+    diesel::insert_into(message_audit::table)
+        .values((
+            a::message_id.eq(event.message_id),
+            a::status.eq(event.status),
+            a::topic.eq(event.topic),
+            a::kafka_partition.eq(event.kafka_partition),
+            a::kafka_offset.eq(event.kafka_offset),
+            a::message_key.eq(key.as_deref()),
+            a::event_type.eq(event.event_type),
+            a::attempt.eq(event.attempt),
+            a::consumer_group.eq(event.consumer_group),
+            a::occurred_at.eq(Utc::now()),
+            a::detail.eq(&event.detail),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }

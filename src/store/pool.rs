@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
-use diesel_async::pooled_connection::{bb8, AsyncDieselConnectionManager};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::pooled_connection::{bb8, AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::FutureExt;
 use secrecy::ExposeSecret;
 
 use crate::config::{PostgresSettings, RedisSettings};
@@ -18,8 +19,26 @@ pub type PgPool = bb8::Pool<AsyncPgConnection>;
 pub type RedisPool = ::bb8::Pool<bb8_redis::RedisConnectionManager>;
 
 pub fn postgres(settings: &PostgresSettings) -> PgPool {
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose_secret());
+    let timeout_ms = settings.statement_timeout.as_millis().to_string();
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let timeout_ms = timeout_ms.clone();
+        async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            // A bound parameter, not SET: the value never becomes SQL text.
+            diesel::sql_query("SELECT set_config('statement_timeout', $1, false)")
+                .bind::<diesel::sql_types::Text, _>(timeout_ms)
+                .execute(&mut conn)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        settings.url.expose_secret(),
+        config,
+    );
     bb8::Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(settings.connect_timeout)

@@ -3,12 +3,12 @@
 //! A batch is applied in one database transaction: first the message ids go
 //! into the `applied_messages` ledger (`ON CONFLICT DO NOTHING RETURNING`),
 //! and only the ids that were new are folded into projection writes. The same
-//! event delivered twice therefore changes nothing the second time.
+//! event delivered twice therefore changes nothing the second time. A
+//! dead-lettered message never reaches the ledger, so it can be replayed.
 //!
-//! When a batch fails, the database is probed: if it does not answer, the
-//! caller is told it is unavailable (and pauses); if it answers, each event is
-//! applied alone so the one the database refuses is dead-lettered with its
-//! error while the others go through.
+//! When a statement fails, [`classify`] decides what it means: PostgreSQL
+//! unreachable (pause, not the message's fault), a transient refusal
+//! (timeout, deadlock: retry), or a permanent one (dead-letter).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,9 +17,9 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::kafka::envelope::Envelope;
-use crate::pipeline::failure::{Failure, Stage};
+use crate::pipeline::failure::{Failure, Retry, Stage};
 use crate::pipeline::transaction::{fold, ProjectionWrite, TransactionChange, TransactionRow};
+use crate::retry::TryError;
 use crate::store::pool::{ping_postgres, PgPool};
 use crate::store::schema::transactions;
 use crate::store::StoreError;
@@ -34,115 +34,74 @@ pub enum Applied {
     AlreadyApplied,
 }
 
-/// PostgreSQL did not answer; nothing of the batch is known to be applied.
-#[derive(Debug, thiserror::Error)]
-#[error("postgres unavailable: {0}")]
-pub struct Unavailable(pub String);
-
 struct LedgerRow<'a> {
     message_id: Uuid,
     handler: &'a str,
 }
 
-/// Applies `changes` (each with the record it came from), returning one
-/// result per change in the same order.
-pub async fn apply(
-    pool: &PgPool,
-    changes: &[(&TransactionChange, &Envelope)],
-) -> Result<Vec<Result<Applied, Failure>>, Unavailable> {
-    if changes.is_empty() {
-        return Ok(Vec::new());
-    }
-    match apply_in_one_transaction(pool, changes).await {
-        Ok(applied) => Ok(applied),
-        Err(batch_error) => {
-            probe(pool, &batch_error).await?;
-            // The database answers but did not take the batch: apply the
-            // events one by one, each retried a few times, so a deadlock or a
-            // lock timeout passes and only an event the database keeps
-            // refusing is dead-lettered.
-            let mut results = Vec::with_capacity(changes.len());
-            for change in changes {
-                results.push(apply_alone(pool, change).await?);
-            }
-            Ok(results)
-        }
-    }
-}
-
-/// How often one event is tried alone before the refusal counts as its own.
-const ATTEMPTS_ALONE: u32 = 3;
-
-async fn apply_alone(
-    pool: &PgPool,
-    change: &(&TransactionChange, &Envelope),
-) -> Result<Result<Applied, Failure>, Unavailable> {
-    let mut refusal = None;
-    for attempt in 0..ATTEMPTS_ALONE {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-        }
-        match apply_in_one_transaction(pool, std::slice::from_ref(change)).await {
-            Ok(mut one) => return Ok(one.pop().unwrap_or(Ok(Applied::New))),
-            Err(e) => {
-                probe(pool, &e).await?;
-                refusal = Some(e);
-            }
-        }
-    }
-    Ok(Err(refusal.map_or_else(
-        || Failure::permanent(Stage::Process, "database_rejected", "refused"),
-        |e| refused(&e),
-    )))
-}
-
-/// Error texts PostgreSQL gives for conditions of the server, not of the
-/// statement (diesel does not expose their SQLSTATE: they all arrive as
-/// `Unknown`). A match means "unavailable, retry later".
-const ENVIRONMENTAL: &[&str] = &[
-    "deadlock detected",
-    "could not serialize",
-    "lock timeout",
-    "canceling statement due to",
-    "could not extend file",
-    "No space left on device",
-    "out of memory",
+/// Error texts PostgreSQL gives when the server itself is in trouble (diesel
+/// does not expose their SQLSTATE: they all arrive as `Unknown`). A match
+/// means "unavailable": wait, do not count an attempt.
+const SERVER_TROUBLE: &[&str] = &[
     "terminating connection",
     "the database system is",
     "too many connections",
+    "could not extend file",
+    "No space left on device",
+    "out of memory",
+    "cannot execute",
 ];
 
-/// Did the database refuse the statement, or did the statement not get an
-/// answer? The second is never the message's fault: no connection from the
-/// pool, a connection that broke, a serialization conflict. Those, and any
-/// error while a `SELECT 1` probe fails, mean "unavailable, retry later".
-async fn probe(pool: &PgPool, cause: &StoreError) -> Result<(), Unavailable> {
+/// Error texts of transient refusals: the statement may well pass if tried
+/// again (`kind`, needle).
+const TRANSIENT: &[(&str, &str)] = &[
+    (
+        "database_timeout",
+        "canceling statement due to statement timeout",
+    ),
+    (
+        "database_timeout",
+        "canceling statement due to lock timeout",
+    ),
+    ("database_timeout", "lock timeout"),
+    ("database_conflict", "deadlock detected"),
+    ("database_conflict", "could not serialize"),
+];
+
+/// What a failed statement means for the message that caused it.
+///
+/// No answer at all (no connection from the pool, a broken connection, a
+/// server shutting down or out of space), or any error while a `SELECT 1`
+/// probe fails: [`TryError::Unavailable`]. A timeout or a conflict: a
+/// transient failure. Anything else the database answered: permanent.
+pub async fn classify(pool: &PgPool, error: &StoreError) -> TryError {
     use diesel::result::{DatabaseErrorKind as K, Error as E};
-    let no_answer = match cause {
+    let unavailable = |error: String| TryError::Unavailable {
+        dependency: "postgres",
+        error,
+    };
+    let text = error.to_string();
+    let no_answer = match error {
         StoreError::Pool(_) => true,
-        StoreError::Query(E::DatabaseError(kind, _)) => matches!(
-            kind,
-            K::UnableToSendCommand
-                | K::ClosedConnection
-                | K::SerializationFailure
-                | K::ReadOnlyTransaction
-        ),
+        StoreError::Query(E::DatabaseError(
+            K::UnableToSendCommand | K::ClosedConnection | K::ReadOnlyTransaction,
+            _,
+        )) => true,
         StoreError::Query(E::BrokenTransactionManager | E::RollbackErrorOnCommit { .. }) => true,
-        StoreError::Query(other) => {
-            let text = other.to_string();
-            ENVIRONMENTAL.iter().any(|needle| text.contains(needle))
-        }
+        StoreError::Query(_) => SERVER_TROUBLE.iter().any(|needle| text.contains(needle)),
     };
     if no_answer {
-        return Err(Unavailable(cause.to_string()));
+        return unavailable(text);
     }
-    ping_postgres(pool, Duration::from_secs(2))
-        .await
-        .map_err(|probe| Unavailable(format!("{cause} (probe: {probe})")))
-}
-
-fn refused(error: &StoreError) -> Failure {
-    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    if let Err(probe) = ping_postgres(pool, Duration::from_secs(2)).await {
+        return unavailable(format!("{text} (probe: {probe})"));
+    }
+    if let StoreError::Query(E::DatabaseError(K::SerializationFailure, _)) = error {
+        return TryError::Failed(transient("database_conflict", text));
+    }
+    if let Some((kind, _)) = TRANSIENT.iter().find(|(_, needle)| text.contains(needle)) {
+        return TryError::Failed(transient(kind, text));
+    }
     let kind = match error {
         StoreError::Query(E::DatabaseError(
             K::UniqueViolation | K::ForeignKeyViolation | K::NotNullViolation | K::CheckViolation,
@@ -150,20 +109,34 @@ fn refused(error: &StoreError) -> Failure {
         )) => "constraint_violation",
         _ => "database_rejected",
     };
-    Failure::permanent(Stage::Process, kind, error.to_string())
+    TryError::Failed(Failure::permanent(Stage::Process, kind, text))
 }
 
-async fn apply_in_one_transaction(
+fn transient(kind: &'static str, message: String) -> Failure {
+    Failure {
+        stage: Stage::Process,
+        retry: Retry::Transient,
+        kind,
+        message,
+    }
+}
+
+/// Applies `changes` in one database transaction, returning for each (in
+/// order) whether this delivery applied it.
+pub async fn apply(
     pool: &PgPool,
-    changes: &[(&TransactionChange, &Envelope)],
-) -> Result<Vec<Result<Applied, Failure>>, StoreError> {
+    changes: &[&TransactionChange],
+) -> Result<Vec<Applied>, StoreError> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut conn = pool
         .get()
         .await
         .map_err(|e| StoreError::Pool(e.to_string()))?;
     let ledger: Vec<LedgerRow<'_>> = changes
         .iter()
-        .map(|(c, _)| LedgerRow {
+        .map(|c| LedgerRow {
             message_id: c.message_id,
             handler: HANDLER,
         })
@@ -172,7 +145,7 @@ async fn apply_in_one_transaction(
     let mut ids_seen = HashSet::with_capacity(changes.len());
     let first: Vec<bool> = changes
         .iter()
-        .map(|(c, _)| ids_seen.insert(c.message_id))
+        .map(|c| ids_seen.insert(c.message_id))
         .collect();
     let first = &first;
     let new_ids = conn
@@ -182,8 +155,8 @@ async fn apply_in_one_transaction(
             let fresh: Vec<&TransactionChange> = changes
                 .iter()
                 .enumerate()
-                .filter(|(i, (c, _))| new_ids.contains(&c.message_id) && first[*i])
-                .map(|(_, (c, _))| *c)
+                .filter(|(i, c)| new_ids.contains(&c.message_id) && first[*i])
+                .map(|(_, c)| *c)
                 .collect();
             write(conn, fold(&fresh)).await?;
             Ok::<_, diesel::result::Error>(new_ids)
@@ -192,12 +165,12 @@ async fn apply_in_one_transaction(
     Ok(changes
         .iter()
         .zip(first)
-        .map(|((c, _), first)| {
-            Ok(if !first || !new_ids.contains(&c.message_id) {
-                Applied::AlreadyApplied
-            } else {
+        .map(|(c, first)| {
+            if *first && new_ids.contains(&c.message_id) {
                 Applied::New
-            })
+            } else {
+                Applied::AlreadyApplied
+            }
         })
         .collect())
 }

@@ -16,6 +16,7 @@ diesel::table! {
         consumer_group -> Text,
         occurred_at -> Timestamptz,
         recorded_at -> Timestamptz,
+        detail -> Nullable<Jsonb>,
     }
 }
 

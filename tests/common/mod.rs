@@ -18,6 +18,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use uuid::Uuid;
 
+/// The API token every test's custodian is configured with.
+pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
+
 pub struct TestEnv {
     pub rt: tokio::runtime::Runtime,
     pub broker: DevBroker,
@@ -97,6 +100,13 @@ impl TestEnv {
         Settings::from_overrides(&self.overrides()).expect("test settings are valid")
     }
 
+    /// This test's settings with some keys changed.
+    pub fn settings_with(&self, extra: &[(&'static str, serde_json::Value)]) -> Settings {
+        let mut all = self.overrides();
+        all.extend(extra.iter().cloned());
+        Settings::from_overrides(&all).expect("test settings are valid")
+    }
+
     pub fn overrides(&self) -> Vec<(&'static str, serde_json::Value)> {
         vec![
             ("kafka.brokers", self.broker.bootstrap_servers().into()),
@@ -111,6 +121,9 @@ impl TestEnv {
             ("pipeline.audit_flush_interval", "10ms".into()),
             ("pipeline.dependency_backoff_max", "500ms".into()),
             ("runtime.drain_timeout", "10s".into()),
+            ("http.api_token", TEST_TOKEN.into()),
+            ("retry.backoff_min", "50ms".into()),
+            ("retry.backoff_max", "200ms".into()),
         ]
     }
 
@@ -224,7 +237,7 @@ impl TestEnv {
                 .await
                 .expect("redis connection");
             let raw: Vec<String> = redis::cmd("LRANGE")
-                .arg(custodian::dlq::list_key(&self.topic))
+                .arg(format!("dlq:{}", self.topic))
                 .arg(0)
                 .arg(-1)
                 .query_async(&mut conn)
@@ -278,6 +291,70 @@ impl TestEnv {
             .collect()
     }
 
+    /// An API call with the test token; answers status and JSON body.
+    pub fn api(
+        &self,
+        addr: std::net::SocketAddr,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.request(addr, method, path, body, Some(TEST_TOKEN))
+    }
+
+    /// An HTTP call with any token (or none); answers status and JSON body.
+    pub fn request(
+        &self,
+        addr: std::net::SocketAddr,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        self.rt.block_on(async {
+            let mut request =
+                reqwest::Client::new().request(method, format!("http://{addr}{path}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("HTTP request");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+                panic!("{path} answered {status} with a non-JSON body ({e}): {text}")
+            });
+            (status, json)
+        })
+    }
+
+    /// The statuses of a message's audit rows, in order.
+    pub fn lifecycle(&self, id: &str) -> Vec<(String, i32)> {
+        #[derive(QueryableByName)]
+        struct Step {
+            #[diesel(sql_type = Text)]
+            status: String,
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            attempt: i32,
+        }
+        let mut conn = self.conn();
+        let id = Uuid::parse_str(id).expect("message id");
+        self.rt
+            .block_on(
+                diesel::sql_query(
+                    "SELECT status, attempt FROM message_audit WHERE message_id = $1 ORDER BY id",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(id)
+                .load::<Step>(&mut conn),
+            )
+            .expect("lifecycle")
+            .into_iter()
+            .map(|s| (s.status, s.attempt))
+            .collect()
+    }
+
     pub fn get(&self, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         self.rt.block_on(async {
             let response = reqwest::get(format!("http://{addr}{path}"))
@@ -300,6 +377,69 @@ impl Drop for TestEnv {
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)
         });
     }
+}
+
+/// A row lock held by another session, the way a long-running job or a
+/// stuck migration would hold one, until `release`.
+pub struct RowLock<'a> {
+    env: &'a TestEnv,
+    conn: AsyncPgConnection,
+}
+
+impl TestEnv {
+    /// Locks transaction `id`'s projection row (`SELECT … FOR UPDATE` in an
+    /// open transaction).
+    pub fn lock_transaction_row(&self, id: &str) -> RowLock<'_> {
+        let mut conn = self.conn();
+        self.rt.block_on(async {
+            diesel::sql_query("BEGIN")
+                .execute(&mut conn)
+                .await
+                .expect("BEGIN");
+            let locked = diesel::sql_query("SELECT id FROM transactions WHERE id = $1 FOR UPDATE")
+                .bind::<Text, _>(id)
+                .execute(&mut conn)
+                .await
+                .expect("lock row");
+            assert_eq!(locked, 1, "row {id} exists and is locked");
+        });
+        RowLock { env: self, conn }
+    }
+
+    /// Runs one SQL statement on the test database (test set-up only).
+    pub fn execute(&self, sql: &str) {
+        let mut conn = self.conn();
+        self.rt
+            .block_on(diesel::sql_query(sql).execute(&mut conn))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The sum of a counter's or gauge's series whose labels include
+    /// `topic="<this test's topic>"`.
+    pub fn metric(&self, addr: std::net::SocketAddr, name: &str) -> f64 {
+        let (_, text) = self.get(addr, "/metrics");
+        let topic = format!("topic=\"{}\"", self.topic);
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&topic))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl RowLock<'_> {
+    pub fn release(mut self) {
+        self.env
+            .rt
+            .block_on(diesel::sql_query("COMMIT").execute(&mut self.conn))
+            .expect("COMMIT");
+    }
+}
+
+/// A seed-003 event of `event_type` for transaction `id` with `amount`.
+pub fn transaction_event(event_type: &str, id: &str, amount: f64, timestamp: &str) -> String {
+    format!(
+        r#"{{"event_type":"{event_type}","transaction":{{"id":"{id}","user_id":"u1","transaction_type":"card","status":"completed","currency":"USD","amount":{amount},"metadata":{{}}}},"timestamp":"{timestamp}"}}"#
+    )
 }
 
 /// A valid seed-003 `transaction.created` event for transaction `id`.

@@ -1,0 +1,1 @@
+ALTER TABLE message_audit DROP COLUMN detail;

@@ -1,0 +1,170 @@
+//! `custodian dlq …`: the dead-letter operations from a terminal. They call
+//! the same functions as the HTTP API, so a replay from here is published,
+//! audited and removed exactly as one through `POST /replay`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use custodian::config::Settings;
+use custodian::dlq::replay::{DeadLetters, Request};
+use custodian::dlq::store::Filter;
+use custodian::kafka::client::replay_producer_config;
+use custodian::store::pool;
+use rdkafka::producer::FutureProducer;
+use uuid::Uuid;
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List entries (oldest first), one per line; --json for whole entries.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print each entry as a JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one entry as JSON.
+    Show { message_id: Uuid },
+    /// Republish one entry (by id) or every entry matching --all's filter.
+    Replay {
+        /// The message to replay.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        message_id: Option<Uuid>,
+        /// Replay every entry that matches the filter (up to --limit).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Remove one entry for good (audited MESSAGE_DISCARDED).
+    Discard {
+        message_id: Uuid,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long)]
+    error_kind: Option<String>,
+    /// Last failure at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<DateTime<Utc>>,
+    /// Last failure before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<DateTime<Utc>>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(a: FilterArgs) -> Self {
+        Filter {
+            topic: a.topic,
+            error_kind: a.error_kind,
+            from: a.from,
+            to: a.to,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct Who {
+    /// Why (required; kept in the audit trail and the record's headers).
+    #[arg(long)]
+    reason: String,
+    /// Who (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+impl From<Who> for Request {
+    fn from(w: Who) -> Self {
+        Request {
+            reason: w.reason,
+            requested_by: Some(
+                w.by.or_else(|| std::env::var("USER").ok())
+                    .unwrap_or_else(|| "cli".into()),
+            ),
+        }
+    }
+}
+
+pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> {
+    let redis = pool::redis(&settings.redis).context("redis.url")?;
+    let postgres = pool::postgres(&settings.postgres);
+    let producer: FutureProducer = replay_producer_config(&settings.kafka)
+        .create()
+        .context("cannot create the replay producer (check kafka.* settings)")?;
+    let dlq = Arc::new(DeadLetters::new(redis, postgres, producer, &settings.dlq));
+    match command {
+        DlqCommand::List {
+            filter,
+            offset,
+            limit,
+            json,
+        } => {
+            let page = dlq.list(&filter.into(), offset, limit).await?;
+            for e in &page.entries {
+                if json {
+                    println!("{}", serde_json::to_string(e)?);
+                } else {
+                    println!(
+                        "{}  {}/{}@{}  {}  attempts={}  last_failed={}  {}",
+                        e.message_id,
+                        e.topic,
+                        e.partition,
+                        e.offset,
+                        e.error_kind,
+                        e.attempts,
+                        e.last_failed_at.to_rfc3339(),
+                        e.stage
+                    );
+                }
+            }
+            if let Some(next) = page.next_offset {
+                eprintln!("more: --offset {next}");
+            }
+        }
+        DlqCommand::Show { message_id } => {
+            let entry = dlq.get(message_id).await?;
+            println!("{}", serde_json::to_string_pretty(&entry)?);
+        }
+        DlqCommand::Replay {
+            message_id,
+            all,
+            filter,
+            limit,
+            who,
+        } => {
+            let request: Request = who.into();
+            match message_id {
+                Some(id) if !all => {
+                    let r = dlq.replay(id, &request).await?;
+                    println!("{}", serde_json::to_string(&r)?);
+                }
+                _ => {
+                    let report = dlq.replay_matching(&filter.into(), limit, &request).await?;
+                    println!("{}", serde_json::to_string(&report)?);
+                    anyhow::ensure!(report.failed == 0, "{} replays failed", report.failed);
+                }
+            }
+        }
+        DlqCommand::Discard { message_id, who } => {
+            let entry = dlq.discard(message_id, &who.into()).await?;
+            println!("discarded {} from {}", entry.message_id, entry.topic);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! What operators do with dead letters: look, replay, discard. The HTTP API
+//! and the `custodian dlq` command both call these.
+//!
+//! A replay republishes the original record (payload, key and headers, byte
+//! for byte) to its source topic and partition, adding the message id header
+//! (so the lifecycle continues under the same id) and replay headers (count,
+//! who, why, when, from where). Order of steps, so that nothing is lost and a
+//! repeat is harmless:
+//! 1. take a short lock on the entry (a concurrent replay or discard of the
+//!    same message answers "busy");
+//! 2. publish, and wait for Kafka's acknowledgement (`acks=all`);
+//! 3. audit MESSAGE_REPLAYED (who, why, where the copy went);
+//! 4. remove the entry, only if it is still the one that was replayed.
+//!
+//! If step 3 or 4 fails the entry stays, and replaying it again publishes a
+//! second copy, which the idempotency ledger turns into MESSAGE_DUPLICATE.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::store::{self, Filter, Page, Stored};
+use super::{
+    DlqEntry, Keys, REPLAYED_AT_HEADER, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER,
+    REPLAY_COUNT_HEADER, REPLAY_REASON_HEADER,
+};
+use crate::config::DlqSettings;
+use crate::metrics::metrics;
+use crate::pipeline::message_id::MESSAGE_ID_HEADER;
+use crate::store::audit::{self, OperatorEvent, DISCARDED, REPLAYED};
+use crate::store::pool::RedisPool;
+use crate::store::PgPool;
+
+/// How long an operator action may hold its lock on an entry (a crashed
+/// caller's lock expires by itself).
+const LOCK_TTL: Duration = Duration::from_secs(60);
+/// How long a publish may wait for Kafka's acknowledgement.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an operation did not happen. Each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("message {0} is not in the dead-letter queue")]
+    NotFound(Uuid),
+    #[error("another replay or discard of message {0} is in progress")]
+    Busy(Uuid),
+    #[error("{dependency} is unavailable: {error}")]
+    Unavailable {
+        dependency: &'static str,
+        error: String,
+    },
+    #[error("the entry of message {id} cannot be republished: {reason}")]
+    Corrupt { id: Uuid, reason: String },
+    #[error("Kafka did not acknowledge the republished record: {0}")]
+    Publish(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// Part of the operation happened; the text says what.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+fn redis_down(e: impl std::fmt::Display) -> DlqError {
+    DlqError::Unavailable {
+        dependency: "redis",
+        error: e.to_string(),
+    }
+}
+
+fn postgres_down(e: impl std::fmt::Display) -> DlqError {
+    DlqError::Unavailable {
+        dependency: "postgres",
+        error: e.to_string(),
+    }
+}
+
+/// Who asks for an operator action, and why. Both end up in the audit trail
+/// (and, for a replay, in the record's headers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub reason: String,
+    pub requested_by: Option<String>,
+}
+
+impl Request {
+    /// The validated (who, why).
+    pub fn validate(&self) -> Result<(&str, &str), DlqError> {
+        let reason = self.reason.trim();
+        if reason.is_empty() || reason.len() > 1000 {
+            return Err(DlqError::Invalid(
+                "reason: required, at most 1000 characters".into(),
+            ));
+        }
+        let by = self.requested_by.as_deref().map_or("api", str::trim);
+        if by.is_empty() || by.len() > 200 {
+            return Err(DlqError::Invalid(
+                "requested_by: 1 to 200 characters".into(),
+            ));
+        }
+        Ok((by, reason))
+    }
+}
+
+/// Where a replayed copy went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replayed {
+    pub message_id: Uuid,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub replay_count: u32,
+    /// `false` if a newer failure of the message replaced the entry
+    /// meanwhile (that newer entry stays parked).
+    pub removed_from_dlq: bool,
+}
+
+/// What a bulk replay did.
+#[derive(Debug, Default, Serialize)]
+pub struct BulkReport {
+    pub matched: usize,
+    pub replayed: usize,
+    /// Gone or busy by the time their turn came.
+    pub skipped: usize,
+    pub failed: usize,
+    pub errors: Vec<BulkError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BulkError {
+    pub message_id: Uuid,
+    pub error: String,
+}
+
+/// The dead-letter queue's operations.
+pub struct DeadLetters {
+    redis: RedisPool,
+    postgres: PgPool,
+    producer: FutureProducer,
+    keys: Keys,
+    limiter: DefaultDirectRateLimiter,
+    max_batch: usize,
+}
+
+impl DeadLetters {
+    pub fn new(
+        redis: RedisPool,
+        postgres: PgPool,
+        producer: FutureProducer,
+        settings: &DlqSettings,
+    ) -> Self {
+        let rate = NonZeroU32::new(settings.replay_rate_per_second).unwrap_or(NonZeroU32::MIN);
+        DeadLetters {
+            redis,
+            postgres,
+            producer,
+            keys: Keys::new(&settings.key_prefix),
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            max_batch: settings.replay_max_batch,
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<DlqEntry, DlqError> {
+        let mut conn = self.redis.get().await.map_err(redis_down)?;
+        match store::get(&mut *conn, &self.keys, id).await {
+            Ok(Some(stored)) => Ok(stored.entry),
+            Ok(None) => Err(DlqError::NotFound(id)),
+            Err(e) if e.kind() == redis::ErrorKind::Parse => Err(DlqError::Corrupt {
+                id,
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(redis_down(e)),
+        }
+    }
+
+    pub async fn list(
+        &self,
+        filter: &Filter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page, DlqError> {
+        let mut conn = self.redis.get().await.map_err(redis_down)?;
+        store::list(&mut *conn, &self.keys, filter, offset, limit)
+            .await
+            .map_err(redis_down)
+    }
+
+    /// Entries per topic, also set on the `dlq_depth` gauge.
+    pub async fn depths(&self) -> Result<Vec<(String, u64)>, DlqError> {
+        let mut conn = self.redis.get().await.map_err(redis_down)?;
+        let depths = store::depths(&mut *conn, &self.keys)
+            .await
+            .map_err(redis_down)?;
+        for (topic, depth) in &depths {
+            metrics()
+                .dlq_depth
+                .with_label_values(&[topic])
+                .set(i64::try_from(*depth).unwrap_or(i64::MAX));
+        }
+        Ok(depths)
+    }
+
+    /// Republishes one dead letter (see the module documentation).
+    pub async fn replay(&self, id: Uuid, request: &Request) -> Result<Replayed, DlqError> {
+        let (by, reason) = request.validate()?;
+        let result = self
+            .locked(id, |stored| self.republish(stored, by, reason))
+            .await;
+        let result_label = match &result {
+            Ok(_) => "replayed",
+            Err(DlqError::NotFound(_) | DlqError::Busy(_)) => "skipped",
+            Err(_) => "failed",
+        };
+        let topic = result.as_ref().map_or("unknown", |r| r.topic.as_str());
+        metrics()
+            .replays
+            .with_label_values(&[topic, result_label])
+            .inc();
+        result
+    }
+
+    /// Replays up to `limit` entries matching `filter`, at most
+    /// `dlq.replay_rate_per_second`.
+    pub async fn replay_matching(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        request: &Request,
+    ) -> Result<BulkReport, DlqError> {
+        request.validate()?;
+        if limit == 0 || limit > self.max_batch {
+            return Err(DlqError::Invalid(format!(
+                "limit: 1 to {} (dlq.replay_max_batch)",
+                self.max_batch
+            )));
+        }
+        let page = self.list(filter, 0, limit).await?;
+        let mut report = BulkReport {
+            matched: page.entries.len(),
+            ..BulkReport::default()
+        };
+        for entry in page.entries {
+            self.limiter.until_ready().await;
+            match self.replay(entry.message_id, request).await {
+                Ok(_) => report.replayed += 1,
+                Err(DlqError::NotFound(_) | DlqError::Busy(_)) => report.skipped += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    report.errors.push(BulkError {
+                        message_id: entry.message_id,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes a dead letter for good, audited MESSAGE_DISCARDED with who and
+    /// why (and the failure it had).
+    pub async fn discard(&self, id: Uuid, request: &Request) -> Result<DlqEntry, DlqError> {
+        let (by, reason) = request.validate()?;
+        let result = self
+            .locked(id, |stored| async move {
+                let e = &stored.entry;
+                let detail = serde_json::json!({
+                    "requested_by": by,
+                    "reason": reason,
+                    "error_kind": e.error_kind,
+                    "error": e.error,
+                    "attempts": e.attempts,
+                });
+                self.audit(&stored, DISCARDED, e.attempts as i32, detail)
+                    .await?;
+                let mut conn = self.redis.get().await.map_err(redis_down)?;
+                store::remove(&mut *conn, &self.keys, &stored)
+                    .await
+                    .map_err(redis_down)?;
+                Ok(stored.entry)
+            })
+            .await;
+        if let Ok(entry) = &result {
+            metrics()
+                .replays
+                .with_label_values(&[&entry.topic, "discarded"])
+                .inc();
+        }
+        result
+    }
+
+    /// Runs `action` on the entry under `id` while holding its lock.
+    async fn locked<T, F, Fut>(&self, id: Uuid, action: F) -> Result<T, DlqError>
+    where
+        F: FnOnce(Stored) -> Fut,
+        Fut: Future<Output = Result<T, DlqError>>,
+    {
+        let holder = Uuid::new_v4().to_string();
+        {
+            let mut conn = self.redis.get().await.map_err(redis_down)?;
+            if !store::lock(&mut *conn, &self.keys, id, &holder, LOCK_TTL)
+                .await
+                .map_err(redis_down)?
+            {
+                return Err(DlqError::Busy(id));
+            }
+        }
+        let result = async {
+            let stored = {
+                let mut conn = self.redis.get().await.map_err(redis_down)?;
+                match store::get(&mut *conn, &self.keys, id).await {
+                    Ok(Some(stored)) => stored,
+                    Ok(None) => return Err(DlqError::NotFound(id)),
+                    Err(e) if e.kind() == redis::ErrorKind::Parse => {
+                        return Err(DlqError::Corrupt {
+                            id,
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(e) => return Err(redis_down(e)),
+                }
+            };
+            action(stored).await
+        }
+        .await;
+        // If this fails the lock expires by itself after LOCK_TTL.
+        if let Ok(mut conn) = self.redis.get().await {
+            if let Err(e) = store::unlock(&mut *conn, &self.keys, id, &holder).await {
+                tracing::warn!(message_id = %id, error = %e, "cannot release a DLQ lock; it expires by itself");
+            }
+        }
+        result
+    }
+
+    async fn republish(
+        &self,
+        stored: Stored,
+        by: &str,
+        reason: &str,
+    ) -> Result<Replayed, DlqError> {
+        let e = &stored.entry;
+        let corrupt = |reason: String| DlqError::Corrupt {
+            id: e.message_id,
+            reason,
+        };
+        let payload = e.payload_bytes().map_err(|x| corrupt(x.to_string()))?;
+        let key = e.key_bytes().map_err(|x| corrupt(x.to_string()))?;
+        let original = e.header_bytes().map_err(corrupt)?;
+        let count = e.replay_count.saturating_add(1);
+        let id = e.message_id.to_string();
+        let count_text = count.to_string();
+        let at = chrono::Utc::now().to_rfc3339();
+        let from = format!("{}/{}/{}", e.topic, e.partition, e.offset);
+        let ours = [
+            (MESSAGE_ID_HEADER, id.as_str()),
+            (REPLAY_COUNT_HEADER, count_text.as_str()),
+            (REPLAYED_BY_HEADER, by),
+            (REPLAY_REASON_HEADER, reason),
+            (REPLAYED_AT_HEADER, at.as_str()),
+            (REPLAYED_FROM_HEADER, from.as_str()),
+        ];
+        let mut headers = OwnedHeaders::new_with_capacity(original.len() + ours.len());
+        for (name, value) in &original {
+            if ours.iter().any(|(ours, _)| ours == name) {
+                continue;
+            }
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        for (name, value) in ours {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&e.topic)
+            .partition(e.partition)
+            .headers(headers);
+        if let Some(payload) = payload.as_deref() {
+            record = record.payload(payload);
+        }
+        if let Some(key) = key.as_deref() {
+            record = record.key(key);
+        }
+        let delivery = self
+            .producer
+            .send(record, PUBLISH_TIMEOUT)
+            .await
+            .map_err(|(error, _)| DlqError::Publish(error.to_string()))?;
+
+        let detail = serde_json::json!({
+            "requested_by": by,
+            "reason": reason,
+            "replay_count": count,
+            "republished_to": {
+                "topic": e.topic,
+                "partition": delivery.partition,
+                "offset": delivery.offset,
+            },
+            "error_kind": e.error_kind,
+        });
+        self.audit(&stored, REPLAYED, count as i32, detail)
+            .await
+            .map_err(|failure| {
+                DlqError::Incomplete(format!(
+                    "published to {}/{}@{}, but the audit write failed ({failure}); \
+                     the entry stays in the DLQ",
+                    e.topic, delivery.partition, delivery.offset
+                ))
+            })?;
+        let mut conn = self.redis.get().await.map_err(redis_down)?;
+        let removed = store::remove(&mut *conn, &self.keys, &stored)
+            .await
+            .map_err(redis_down)?;
+        tracing::info!(
+            message_id = %e.message_id,
+            topic = %e.topic,
+            partition = delivery.partition,
+            offset = delivery.offset,
+            replay_count = count,
+            requested_by = by,
+            "dead letter replayed"
+        );
+        Ok(Replayed {
+            message_id: e.message_id,
+            topic: e.topic.clone(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+            replay_count: count,
+            removed_from_dlq: removed,
+        })
+    }
+
+    async fn audit(
+        &self,
+        stored: &Stored,
+        status: &'static str,
+        attempt: i32,
+        detail: serde_json::Value,
+    ) -> Result<(), DlqError> {
+        let e = &stored.entry;
+        let key = match e.key_encoding.as_deref() {
+            Some("base64") => None,
+            _ => e.key.as_deref(),
+        };
+        let event = OperatorEvent {
+            message_id: e.message_id,
+            status,
+            topic: &e.topic,
+            kafka_partition: e.partition,
+            kafka_offset: e.offset,
+            message_key: key,
+            event_type: e.event_type.as_deref(),
+            attempt,
+            consumer_group: &e.consumer_group,
+            detail,
+        };
+        let mut conn = self.postgres.get().await.map_err(postgres_down)?;
+        audit::write_operator_event(&mut conn, &event)
+            .await
+            .map_err(postgres_down)
+    }
+}

@@ -1,0 +1,134 @@
+//! The dead-letter API: list, show, replay (one or a filtered batch) and
+//! discard. Every endpoint here requires the bearer token.
+
+use actix_web::{delete, get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::dlq::replay::{DeadLetters, Request};
+use crate::dlq::store::Filter;
+use crate::http::auth::Authorized;
+use crate::http::error::ApiError;
+
+/// Parses a path's message id, or answers 400 naming the parameter.
+pub fn message_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|e| ApiError::BadRequest(format!("message_id: {e}")))
+}
+
+const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    topic: Option<String>,
+    error_kind: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+/// `GET /dlq`: matching entries, oldest first, paged with `offset`/`limit`.
+#[get("/dlq")]
+pub async fn list(
+    _: Authorized,
+    dlq: web::Data<DeadLetters>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!("limit: 1 to {MAX_PAGE}")));
+    }
+    let filter = Filter {
+        topic: q.topic,
+        error_kind: q.error_kind,
+        from: q.from,
+        to: q.to,
+    };
+    let page = dlq.list(&filter, q.offset, limit).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "offset": q.offset,
+        "limit": limit,
+        "count": page.entries.len(),
+        "next_offset": page.next_offset,
+        "entries": page.entries,
+    })))
+}
+
+/// `GET /dlq/{message_id}`: one entry.
+#[get("/dlq/{message_id}")]
+pub async fn show(
+    _: Authorized,
+    dlq: web::Data<DeadLetters>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let entry = dlq.get(message_id(&id)?).await?;
+    Ok(HttpResponse::Ok().json(entry))
+}
+
+/// `DELETE /dlq/{message_id}` with `{"reason": …, "requested_by": …}`.
+#[delete("/dlq/{message_id}")]
+pub async fn discard(
+    _: Authorized,
+    dlq: web::Data<DeadLetters>,
+    id: web::Path<String>,
+    body: web::Json<Request>,
+) -> Result<HttpResponse, ApiError> {
+    let entry = dlq.discard(message_id(&id)?, &body).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "discarded": entry.message_id,
+        "topic": entry.topic,
+    })))
+}
+
+/// `POST /replay/{message_id}` with `{"reason": …, "requested_by": …}`.
+#[post("/replay/{message_id}")]
+pub async fn replay_one(
+    _: Authorized,
+    dlq: web::Data<DeadLetters>,
+    id: web::Path<String>,
+    body: web::Json<Request>,
+) -> Result<HttpResponse, ApiError> {
+    let replayed = dlq.replay(message_id(&id)?, &body).await?;
+    Ok(HttpResponse::Ok().json(replayed))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    topic: Option<String>,
+    error_kind: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<usize>,
+    reason: String,
+    requested_by: Option<String>,
+}
+
+/// `POST /replay` with a filter: replays matching entries, rate-limited, and
+/// reports how many were replayed, skipped and failed.
+#[post("/replay")]
+pub async fn replay_matching(
+    _: Authorized,
+    dlq: web::Data<DeadLetters>,
+    body: web::Json<BulkRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let filter = Filter {
+        topic: b.topic,
+        error_kind: b.error_kind,
+        from: b.from,
+        to: b.to,
+    };
+    let request = Request {
+        reason: b.reason,
+        requested_by: b.requested_by,
+    };
+    let report = dlq
+        .replay_matching(&filter, b.limit.unwrap_or(100), &request)
+        .await?;
+    Ok(HttpResponse::Ok().json(report))
+}

@@ -1,0 +1,213 @@
+//! Trying one message's work until it succeeds, fails for good, or runs out
+//! of attempts.
+//!
+//! Three ways a try can fail, handled differently:
+//! - `Unavailable`: the dependency does not answer (PostgreSQL down, no
+//!   connection). Not the message's fault, so not an attempt: wait with the
+//!   dependency backoff and try again, for as long as it takes. The partition
+//!   pauses meanwhile and nothing is committed past the message.
+//! - a transient `Failure` (statement timeout, deadlock, a downstream 5xx):
+//!   an attempt. Retried in place after a capped, jittered exponential
+//!   backoff, up to `retry.max_attempts`, then dead-lettered.
+//! - a permanent `Failure` (a constraint violation, a 4xx): one attempt,
+//!   dead-lettered at once.
+//!
+//! Every failed attempt is returned, so the audit trail shows each one.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::backoff::Backoff;
+use crate::config::RetrySettings;
+use crate::metrics::metrics;
+use crate::pipeline::failure::Failure;
+
+/// One failed attempt at a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFailure {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    pub failure: Failure,
+}
+
+/// Why one try did not succeed.
+#[derive(Debug)]
+pub enum TryError {
+    /// The dependency did not answer; `String` says which and how.
+    Unavailable {
+        dependency: &'static str,
+        error: String,
+    },
+    /// It answered with a refusal (or a transient failure).
+    Failed(Failure),
+}
+
+/// How long to wait for a dependency that is down (not an attempt).
+#[derive(Debug, Clone, Copy)]
+pub struct DependencyWait {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl DependencyWait {
+    pub fn backoff(self) -> Backoff {
+        Backoff::new(self.min, self.max)
+    }
+}
+
+/// Waits out one period of a dependency's unavailability, counting it.
+pub async fn wait_out(backoff: &mut Backoff, dependency: &'static str, error: &str) {
+    let delay = backoff.next_delay();
+    metrics()
+        .dependency_waits
+        .with_label_values(&[dependency])
+        .inc();
+    tracing::warn!(
+        dependency,
+        error,
+        retry_in_ms = delay.as_millis() as u64,
+        "dependency unavailable: pausing"
+    );
+    tokio::time::sleep(delay).await;
+}
+
+/// Runs `op` until it succeeds (`Ok`), or fails permanently or
+/// `max_attempts` times (`Err`). Either way, the failed attempts come back
+/// in order. `topic` labels the retry metric.
+pub async fn run<T, F, Fut>(
+    policy: &RetrySettings,
+    dependency: DependencyWait,
+    topic: &str,
+    mut op: F,
+) -> (Result<T, ()>, Vec<AttemptFailure>)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, TryError>>,
+{
+    let mut failures: Vec<AttemptFailure> = Vec::new();
+    let mut retry = Backoff::new(policy.backoff_min, policy.backoff_max);
+    let mut down = dependency.backoff();
+    loop {
+        match op().await {
+            Ok(value) => return (Ok(value), failures),
+            Err(TryError::Unavailable { dependency, error }) => {
+                wait_out(&mut down, dependency, &error).await;
+            }
+            Err(TryError::Failed(failure)) => {
+                let attempt = failures.len() as u32 + 1;
+                let give_up = failure.is_permanent() || attempt >= policy.max_attempts;
+                let stage = failure.stage.as_str();
+                let kind = failure.kind;
+                failures.push(AttemptFailure {
+                    attempt,
+                    at: Utc::now(),
+                    failure,
+                });
+                if give_up {
+                    return (Err(()), failures);
+                }
+                metrics()
+                    .retries
+                    .with_label_values(&[topic, stage, kind])
+                    .inc();
+                let delay = retry.next_delay();
+                tracing::info!(
+                    topic,
+                    attempt,
+                    error_kind = kind,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "transient failure: retrying in place"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::failure::{Retry, Stage};
+    use std::cell::Cell;
+
+    fn policy(max_attempts: u32) -> RetrySettings {
+        RetrySettings {
+            max_attempts,
+            backoff_min: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+        }
+    }
+
+    const NO_WAIT: DependencyWait = DependencyWait {
+        min: Duration::from_millis(1),
+        max: Duration::from_millis(1),
+    };
+
+    fn transient() -> Failure {
+        Failure {
+            stage: Stage::Process,
+            retry: Retry::Transient,
+            kind: "database_timeout",
+            message: "statement timeout".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_success() {
+        let calls = Cell::new(0);
+        let (result, failures) = run(&policy(5), NO_WAIT, "t", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 3 {
+                    Err(TryError::Failed(transient()))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result, Ok(3));
+        assert_eq!(
+            failures.iter().map(|f| f.attempt).collect::<Vec<_>>(),
+            [1, 2]
+        );
+    }
+
+    #[tokio::test]
+    async fn transient_failures_stop_at_max_attempts() {
+        let (result, failures) = run(&policy(3), NO_WAIT, "t", || async {
+            Err::<(), _>(TryError::Failed(transient()))
+        })
+        .await;
+        assert_eq!(result, Err(()));
+        assert_eq!(failures.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_not_retried_and_outages_are_not_attempts() {
+        let calls = Cell::new(0);
+        let (result, failures) = run(&policy(3), NO_WAIT, "t", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n <= 4 {
+                    Err::<(), _>(TryError::Unavailable {
+                        dependency: "postgres",
+                        error: "down".into(),
+                    })
+                } else {
+                    Err(TryError::Failed(Failure::schema("bad")))
+                }
+            }
+        })
+        .await;
+        assert_eq!(result, Err(()));
+        assert_eq!(calls.get(), 5, "four outages waited out, then one attempt");
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].attempt, 1);
+    }
+}
