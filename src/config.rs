@@ -550,6 +550,32 @@ mod tests {
     }
 
     #[test]
+    fn a_short_api_token_is_refused_without_echoing_it() {
+        let err = Settings::from_overrides(&[("http.api_token", "hunter2".into())])
+            .expect_err("must fail");
+        let text = err.to_string();
+        assert!(text.contains("http.api_token"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let s = Settings::from_overrides(&[("http.api_token", "a-long-enough-token-123".into())])
+            .expect("loads");
+        assert!(!format!("{s:?}").contains("a-long-enough-token-123"));
+    }
+
+    #[test]
+    fn retry_and_dlq_settings_are_checked() {
+        for (key, value) in [
+            ("retry.max_attempts", serde_json::json!(0)),
+            ("retry.backoff_min", serde_json::json!("10s")),
+            ("dlq.key_prefix", serde_json::json!("has space")),
+            ("dlq.replay_rate_per_second", serde_json::json!(0)),
+            ("postgres.statement_timeout", serde_json::json!("0s")),
+        ] {
+            let err = Settings::from_overrides(&[(key, value)]).expect_err(key);
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let err =
             Settings::load(Some(Path::new("/nonexistent/custodian.toml"))).expect_err("must fail");

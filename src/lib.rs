@@ -13,8 +13,11 @@
 //! - [`pipeline`]: decoding, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
 //! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
-//! - [`dlq`]: the Redis dead-letter entry and push.
-//! - [`http`]: health, readiness, metrics and the read API.
+//! - [`retry`]: attempts at one message: transient failures retried with
+//!   backoff, permanent ones parked, outages waited out.
+//! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
+//!   actions on it (list, replay, discard) shared by HTTP and the CLI.
+//! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
 //! - [`metrics`], [`telemetry`]: the metric set and tracing setup.
 //! - [`backoff`], [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
