@@ -36,7 +36,8 @@ pub enum DlqCommand {
         /// The message to replay.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         message_id: Option<Uuid>,
-        /// Replay every entry that matches the filter (up to --limit).
+        /// Replay every entry that matches the filter (up to --limit); with
+        /// no filter, every topic's.
         #[arg(long)]
         all: bool,
         #[command(flatten)]
@@ -155,7 +156,9 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> 
                     println!("{}", serde_json::to_string(&r)?);
                 }
                 _ => {
-                    let report = dlq.replay_matching(&filter.into(), limit, &request).await?;
+                    let report = dlq
+                        .replay_matching(&filter.into(), true, limit, &request)
+                        .await?;
                     println!("{}", serde_json::to_string(&report)?);
                     anyhow::ensure!(report.failed == 0, "{} replays failed", report.failed);
                 }

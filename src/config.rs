@@ -373,10 +373,11 @@ impl Settings {
         }
         if let Some(token) = &self.http.api_token {
             // The value is a secret: say what is wrong, never what it is.
-            if token.expose_secret().trim().len() < 16 {
+            let token = token.expose_secret();
+            if token.len() < 16 || token.trim() != token || token.contains(char::is_whitespace) {
                 return Err(invalid(
                     "http.api_token",
-                    "must be at least 16 characters (or unset to disable the API)",
+                    "must be at least 16 characters without whitespace (or unset to close the API)",
                 ));
             }
         }

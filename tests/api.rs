@@ -20,7 +20,11 @@ fn the_token_guards_the_api_and_only_the_api() {
         (Method::GET, format!("/dlq/{id}"), None),
         (Method::DELETE, format!("/dlq/{id}"), Some(reason.clone())),
         (Method::POST, format!("/replay/{id}"), Some(reason.clone())),
-        (Method::POST, "/replay".into(), Some(reason.clone())),
+        (
+            Method::POST,
+            "/replay".into(),
+            Some(serde_json::json!({"reason": "test", "topic": env.topic})),
+        ),
     ];
     for (method, path, body) in &guarded {
         let (status, json) = env.request(addr, method.clone(), path, body.clone(), None);

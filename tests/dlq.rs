@@ -82,6 +82,31 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
     assert_eq!(none["count"], 0);
     assert_eq!(env.metric(app.http_addr, "dlq_depth"), 5.0);
 
+    // An entry another operator is working on answers 409.
+    let busy = refused["entries"][0]["message_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let lock_key = format!("{}:#lock:{busy}", env.dlq_prefix);
+    let client = env.redis();
+    let mut conn = client.get_connection().expect("redis");
+    let _: () = redis::cmd("SET")
+        .arg(&lock_key)
+        .arg("someone-else")
+        .query(&mut conn)
+        .expect("SET");
+    let (status, body) = env.api(
+        app.http_addr,
+        Method::POST,
+        &format!("/replay/{busy}"),
+        Some(serde_json::json!({"reason": "x"})),
+    );
+    assert_eq!(status, 409, "{body}");
+    let _: () = redis::cmd("DEL")
+        .arg(&lock_key)
+        .query(&mut conn)
+        .expect("DEL");
+
     // The cause is fixed; replay exactly the refused ones.
     env.execute("ALTER TABLE transactions DROP CONSTRAINT test_amount_limit");
     let bulk = serde_json::json!({
@@ -239,5 +264,43 @@ fn the_command_line_lists_shows_replays_and_discards() {
     let counts = env.audit_counts();
     assert_eq!(counts.get("MESSAGE_REPLAYED"), Some(&3));
     assert_eq!(counts.get("MESSAGE_DISCARDED"), Some(&1));
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn two_records_claiming_one_id_are_both_kept() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    let id = uuid::Uuid::new_v4().to_string();
+    let first = transaction_event("transaction.exploded", &format!("{}-1", env.topic), 1.0, AT);
+    let second = transaction_event("transaction.imploded", &format!("{}-2", env.topic), 2.0, AT);
+    env.produce_with_headers(first.as_bytes(), &[("custodian-message-id", id.as_bytes())]);
+    env.produce_with_headers(
+        second.as_bytes(),
+        &[("custodian-message-id", id.as_bytes())],
+    );
+    wait_until(PATIENCE, "both parked", || {
+        env.audit_counts().get("MESSAGE_DLQ") == Some(&2)
+    });
+    // Neither record's bytes are lost; the id finds the first.
+    let entries = env.dlq_entries();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].payload.as_deref(), Some(first.as_str()));
+    assert_eq!(entries[1].payload.as_deref(), Some(second.as_str()));
+    let path = format!("/dlq/{id}");
+    let (_, shown) = env.api(app.http_addr, Method::GET, &path, None);
+    assert_eq!(shown["offset"], 0, "{shown}");
+    // Once the first is dealt with, the id finds the second.
+    let reason = serde_json::json!({"reason": "handled"});
+    let (status, body) = env.api(app.http_addr, Method::DELETE, &path, Some(reason.clone()));
+    assert_eq!(status, 200, "{body}");
+    let (status, shown) = env.api(app.http_addr, Method::GET, &path, None);
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["offset"], 1, "{shown}");
+    let (status, _) = env.api(app.http_addr, Method::DELETE, &path, Some(reason.clone()));
+    assert_eq!(status, 200);
+    let (status, _) = env.api(app.http_addr, Method::DELETE, &path, Some(reason));
+    assert_eq!(status, 404);
+    assert!(env.dlq_entries().is_empty());
     app.stop().expect("graceful stop");
 }

@@ -61,7 +61,7 @@ fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
     let client = redis::Client::open(redis.url()).expect("url");
     let mut conn = client.get_connection().expect("connection");
     let parked: usize = redis::cmd("LLEN")
-        .arg(format!("dlq:{}", env.topic))
+        .arg(env.dlq_list_key())
         .query(&mut conn)
         .expect("LLEN");
     assert_eq!(parked, 1);

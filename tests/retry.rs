@@ -166,6 +166,31 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
     assert_eq!(replayed["replay_count"], 1);
     assert_eq!(replayed["removed_from_dlq"], true);
     assert_eq!(replayed["offset"], 3, "appended to the source partition");
+    // The copy is the original record plus the replay headers.
+    let (key, payload, headers) = env.record_at(0, 3);
+    assert_eq!(key.as_deref(), Some(&b"u1"[..]));
+    assert_eq!(payload.as_deref(), Some(update.as_bytes()));
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("custodian-message-id"), Some(id.to_string()));
+    assert_eq!(header("custodian-replay-count").as_deref(), Some("1"));
+    assert_eq!(
+        header("custodian-replayed-by").as_deref(),
+        Some("ops-alice")
+    );
+    assert_eq!(
+        header("custodian-replay-reason").as_deref(),
+        Some("row lock released")
+    );
+    assert_eq!(
+        header("custodian-replayed-from"),
+        Some(format!("{}/0/1", env.topic))
+    );
     wait_until(PATIENCE, "the replayed copy processed", || {
         env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });

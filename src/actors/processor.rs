@@ -70,6 +70,7 @@ impl Work {
         let now = Utc::now();
         let mut done = Vec::with_capacity(items.len());
         let mut failed = Vec::new();
+        let mut unaccounted = Vec::new();
         for item in items {
             let (outcome, failures) = match item.work {
                 Ok(Task::Transaction(_)) => match results.next() {
@@ -78,7 +79,12 @@ impl Work {
                         (Outcome::AlreadyApplied, failures)
                     }
                     Some((Err(()), failures)) => (Outcome::DeadLettered, failures),
-                    None => (Outcome::Processed, Vec::new()),
+                    None => {
+                        // One result per change is the store's contract; if
+                        // it broke, have the partition read these again.
+                        unaccounted.push(item.envelope.offset);
+                        continue;
+                    }
                 },
                 Err(failure) => (
                     Outcome::DeadLettered,
@@ -124,6 +130,16 @@ impl Work {
             }
         }
 
+        if !unaccounted.is_empty() {
+            tracing::error!(
+                count = unaccounted.len(),
+                "processing results missing: rereading"
+            );
+            route.ack.do_send(Ack::Lost {
+                offsets: unaccounted,
+                reason: "processing results missing".into(),
+            });
+        }
         if !done.is_empty() {
             route.record(done).await;
         }

@@ -62,6 +62,11 @@ impl Keys {
         format!("{}:#messages", self.prefix)
     }
 
+    /// How many extra entries (same id, another record) each id has.
+    pub fn extras(&self) -> String {
+        format!("{}:#extras", self.prefix)
+    }
+
     /// The set of topics that have had entries.
     pub fn topics(&self) -> String {
         format!("{}:#topics", self.prefix)
@@ -98,6 +103,7 @@ pub struct DlqEntry {
     /// Attempts made before it was parked.
     pub attempts: u32,
     /// `permanent` or `transient` (transient: attempts ran out).
+    #[serde(default)]
     pub error_class: String,
     pub error_kind: String,
     pub error: String,
@@ -108,6 +114,18 @@ pub struct DlqEntry {
     /// How often this message had been replayed before this failure.
     #[serde(default)]
     pub replay_count: u32,
+    /// For a replayed copy: the `topic/partition/offset` it was replayed
+    /// from (its `custodian-replayed-from` header).
+    #[serde(default)]
+    pub replayed_from: Option<String>,
+}
+
+impl DlqEntry {
+    /// `topic/partition/offset`, as the `custodian-replayed-from` header
+    /// writes it.
+    pub fn position(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
 }
 
 /// Text stays text; anything else is base64.
@@ -144,6 +162,10 @@ impl DlqEntry {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
+        let replayed_from = e
+            .header(REPLAYED_FROM_HEADER)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned);
         Some(DlqEntry {
             message_id: s.message_id,
             topic: e.topic.to_string(),
@@ -170,6 +192,7 @@ impl DlqEntry {
             first_failed_at: first.at,
             last_failed_at: last.at,
             replay_count,
+            replayed_from,
         })
     }
 

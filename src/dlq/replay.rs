@@ -39,7 +39,9 @@ use crate::store::PgPool;
 
 /// How long an operator action may hold its lock on an entry (a crashed
 /// caller's lock expires by itself).
-const LOCK_TTL: Duration = Duration::from_secs(60);
+/// Longer than the steps it covers can take together (publish timeout,
+/// pool waits, the audit statement's timeout).
+const LOCK_TTL: Duration = Duration::from_secs(300);
 /// How long a publish may wait for Kafka's acknowledgement.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,6 +52,8 @@ pub enum DlqError {
     NotFound(Uuid),
     #[error("another replay or discard of message {0} is in progress")]
     Busy(Uuid),
+    #[error("the entry of message {0} changed meanwhile (a newer failure of it was parked); the discard is audited, the newer entry stays")]
+    Changed(Uuid),
     #[error("{dependency} is unavailable: {error}")]
     Unavailable {
         dependency: &'static str,
@@ -64,6 +68,20 @@ pub enum DlqError {
     /// Part of the operation happened; the text says what.
     #[error("{0}")]
     Incomplete(String),
+}
+
+impl DlqError {
+    /// The text for an API answer: causes inside PostgreSQL or Redis are
+    /// logged, not echoed.
+    pub fn public_message(&self) -> String {
+        match self {
+            DlqError::Unavailable { dependency, error } => {
+                tracing::warn!(dependency, error = %error, "dead-letter operation could not complete");
+                format!("{dependency} is unavailable")
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 fn redis_down(e: impl std::fmt::Display) -> DlqError {
@@ -193,6 +211,7 @@ impl DeadLetters {
         offset: usize,
         limit: usize,
     ) -> Result<Page, DlqError> {
+        filter.validate().map_err(DlqError::Invalid)?;
         let mut conn = self.redis.get().await.map_err(redis_down)?;
         store::list(&mut *conn, &self.keys, filter, offset, limit)
             .await
@@ -216,9 +235,25 @@ impl DeadLetters {
 
     /// Republishes one dead letter (see the module documentation).
     pub async fn replay(&self, id: Uuid, request: &Request) -> Result<Replayed, DlqError> {
+        self.replay_if(id, None, request).await
+    }
+
+    /// Replays `id` if its entry (as read under the lock) matches `filter`.
+    async fn replay_if(
+        &self,
+        id: Uuid,
+        filter: Option<&Filter>,
+        request: &Request,
+    ) -> Result<Replayed, DlqError> {
         let (by, reason) = request.validate()?;
         let result = self
-            .locked(id, |stored| self.republish(stored, by, reason))
+            .locked(id, |stored| async move {
+                if filter.is_some_and(|f| !f.matches(&stored.entry)) {
+                    // Replaced meanwhile by a failure the filter does not take.
+                    return Err(DlqError::NotFound(id));
+                }
+                self.republish(stored, by, reason).await
+            })
             .await;
         let result_label = match &result {
             Ok(_) => "replayed",
@@ -234,14 +269,23 @@ impl DeadLetters {
     }
 
     /// Replays up to `limit` entries matching `filter`, at most
-    /// `dlq.replay_rate_per_second`.
+    /// `dlq.replay_rate_per_second`. An empty filter is refused unless `all`
+    /// says the caller means every topic.
     pub async fn replay_matching(
         &self,
         filter: &Filter,
+        all: bool,
         limit: usize,
         request: &Request,
     ) -> Result<BulkReport, DlqError> {
         request.validate()?;
+        filter.validate().map_err(DlqError::Invalid)?;
+        if filter.is_empty() && !all {
+            return Err(DlqError::Invalid(
+                "give a filter (topic, error_kind, from, to), or all: true to replay every topic"
+                    .into(),
+            ));
+        }
         if limit == 0 || limit > self.max_batch {
             return Err(DlqError::Invalid(format!(
                 "limit: 1 to {} (dlq.replay_max_batch)",
@@ -255,14 +299,17 @@ impl DeadLetters {
         };
         for entry in page.entries {
             self.limiter.until_ready().await;
-            match self.replay(entry.message_id, request).await {
+            match self
+                .replay_if(entry.message_id, Some(filter), request)
+                .await
+            {
                 Ok(_) => report.replayed += 1,
                 Err(DlqError::NotFound(_) | DlqError::Busy(_)) => report.skipped += 1,
                 Err(e) => {
                     report.failed += 1;
                     report.errors.push(BulkError {
                         message_id: entry.message_id,
-                        error: e.to_string(),
+                        error: e.public_message(),
                     });
                 }
             }
@@ -284,12 +331,21 @@ impl DeadLetters {
                     "error": e.error,
                     "attempts": e.attempts,
                 });
-                self.audit(&stored, DISCARDED, e.attempts as i32, detail)
-                    .await?;
+                self.audit(
+                    &stored,
+                    DISCARDED,
+                    e.attempts as i32,
+                    chrono::Utc::now(),
+                    detail,
+                )
+                .await?;
                 let mut conn = self.redis.get().await.map_err(redis_down)?;
-                store::remove(&mut *conn, &self.keys, &stored)
+                if !store::remove(&mut *conn, &self.keys, &stored)
                     .await
-                    .map_err(redis_down)?;
+                    .map_err(redis_down)?
+                {
+                    return Err(DlqError::Changed(id));
+                }
                 Ok(stored.entry)
             })
             .await;
@@ -360,10 +416,11 @@ impl DeadLetters {
         let key = e.key_bytes().map_err(|x| corrupt(x.to_string()))?;
         let original = e.header_bytes().map_err(corrupt)?;
         let count = e.replay_count.saturating_add(1);
+        let started = chrono::Utc::now();
         let id = e.message_id.to_string();
         let count_text = count.to_string();
-        let at = chrono::Utc::now().to_rfc3339();
-        let from = format!("{}/{}/{}", e.topic, e.partition, e.offset);
+        let at = started.to_rfc3339();
+        let from = e.position();
         let ours = [
             (MESSAGE_ID_HEADER, id.as_str()),
             (REPLAY_COUNT_HEADER, count_text.as_str()),
@@ -414,7 +471,7 @@ impl DeadLetters {
             },
             "error_kind": e.error_kind,
         });
-        self.audit(&stored, REPLAYED, count as i32, detail)
+        self.audit(&stored, REPLAYED, count as i32, started, detail)
             .await
             .map_err(|failure| {
                 DlqError::Incomplete(format!(
@@ -451,6 +508,7 @@ impl DeadLetters {
         stored: &Stored,
         status: &'static str,
         attempt: i32,
+        at: chrono::DateTime<chrono::Utc>,
         detail: serde_json::Value,
     ) -> Result<(), DlqError> {
         let e = &stored.entry;
@@ -468,6 +526,7 @@ impl DeadLetters {
             event_type: e.event_type.as_deref(),
             attempt,
             consumer_group: &e.consumer_group,
+            occurred_at: at,
             detail,
         };
         let mut conn = self.postgres.get().await.map_err(postgres_down)?;

@@ -15,49 +15,80 @@ use super::{DlqEntry, Keys};
 const CHUNK_BYTES: usize = 4 << 20;
 
 /// KEYS[1] = the topic's list, KEYS[2] = the by-id index, KEYS[3] = the topic
-/// set. ARGV[1] = topic, ARGV[2] = list key prefix, then per entry: id,
-/// partition, offset, json.
+/// set, KEYS[4] = the count of extra entries per id. ARGV[1] = topic,
+/// ARGV[2] = list key prefix, then per entry: id, partition, offset,
+/// replayed-from position (or ""), json.
 ///
-/// An id already parked from the same record (a redelivery) is left as it
-/// is. An id parked from another record (a replayed copy that failed again,
-/// or a producer's duplicate) replaces the older entry. Returns how many
-/// entries were parked now.
-const PUSH: &str = r"
+/// Per entry, when the id is already indexed:
+/// - from the same record (a redelivery): nothing changes;
+/// - from a replay of the indexed entry (its replayed-from is that entry's
+///   position): the new failure replaces the old entry;
+/// - from any other record with the same id (a producer's duplicate, or a
+///   header naming someone else's id): it is appended to the list too, so its
+///   bytes are kept, and counted in KEYS[4]; the index keeps the first. When
+///   the first is removed, the next one takes its place in the index.
+///
+/// Returns how many entries were added.
+const PUSH: &str = r#"
 local parked = 0
-for i = 3, #ARGV, 4 do
-  local id, json = ARGV[i], ARGV[i + 3]
+for i = 3, #ARGV, 5 do
+  local id, from, json = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local old = redis.call('HGET', KEYS[2], id)
-  local same = false
-  if old then
-    local ok, o = pcall(cjson.decode, old)
-    if ok and type(o) == 'table' then
-      same = o.topic == ARGV[1] and o.partition == tonumber(ARGV[i + 1])
-        and o.offset == tonumber(ARGV[i + 2])
-      if not same and type(o.topic) == 'string' then
-        redis.call('LREM', ARGV[2] .. o.topic, 1, old)
-      end
-    end
-  end
-  if not same then
+  if not old then
     redis.call('HSET', KEYS[2], id, json)
     redis.call('RPUSH', KEYS[1], json)
     parked = parked + 1
+  else
+    local ok, o = pcall(cjson.decode, old)
+    local known = ok and type(o) == 'table' and type(o.topic) == 'string'
+      and type(o.partition) == 'number' and type(o.offset) == 'number'
+    local same = known and o.topic == ARGV[1] and o.partition == tonumber(ARGV[i + 1])
+      and o.offset == tonumber(ARGV[i + 2])
+    if not same then
+      if known and from == o.topic .. '/' .. string.format('%d', o.partition) .. '/'
+          .. string.format('%d', o.offset) then
+        redis.call('LREM', ARGV[2] .. o.topic, 1, old)
+        redis.call('HSET', KEYS[2], id, json)
+      else
+        redis.call('HINCRBY', KEYS[4], id, 1)
+      end
+      redis.call('RPUSH', KEYS[1], json)
+      parked = parked + 1
+    end
   end
 end
 redis.call('SADD', KEYS[3], ARGV[1])
 return parked
-";
+"#;
 
-/// KEYS[1] = the index, KEYS[2] = the entry's list; ARGV[1] = id,
-/// ARGV[2] = the entry exactly as read. Removes it only if it is still that
-/// entry (a newer failure of the same message stays). Returns 1 if removed.
-const REMOVE: &str = r"
+/// KEYS[1] = the index, KEYS[2] = the entry's list, KEYS[3] = the extras
+/// count; ARGV[1] = id, ARGV[2] = the entry exactly as read, ARGV[3] = list
+/// key prefix. Removes it only if it is still the indexed entry. If other
+/// entries with the same id are parked, the oldest takes its place in the
+/// index. Returns 1 if removed.
+const REMOVE: &str = r#"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('LREM', KEYS[2], 1, current)
+if tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') > 0 then
+  local needle = '"message_id":"' .. ARGV[1] .. '"'
+  local lists = redis.call('SMEMBERS', KEYS[4])
+  for _, topic in ipairs(lists) do
+    for _, item in ipairs(redis.call('LRANGE', ARGV[3] .. topic, 0, -1)) do
+      if string.find(item, needle, 1, true) then
+        redis.call('HSET', KEYS[1], ARGV[1], item)
+        if redis.call('HINCRBY', KEYS[3], ARGV[1], -1) <= 0 then
+          redis.call('HDEL', KEYS[3], ARGV[1])
+        end
+        return 1
+      end
+    end
+  end
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
 return 1
-";
+"#;
 
 /// KEYS[1] = lock; ARGV[1] = holder. Releases the lock only for its holder.
 const UNLOCK: &str = r"
@@ -91,6 +122,7 @@ pub async fn push<C: ConnectionLike>(
         invocation
             .key(keys.index())
             .key(keys.topics())
+            .key(keys.extras())
             .arg(topic)
             .arg(keys.list_prefix());
         let mut bytes = 0;
@@ -101,6 +133,7 @@ pub async fn push<C: ConnectionLike>(
                 .arg(entry.message_id.to_string())
                 .arg(entry.partition)
                 .arg(entry.offset)
+                .arg(entry.replayed_from.as_deref().unwrap_or(""))
                 .arg(json);
         }
         parked += invocation.invoke_async::<usize>(conn).await?;
@@ -148,8 +181,11 @@ pub async fn remove<C: ConnectionLike>(
     let removed: i64 = redis::Script::new(REMOVE)
         .key(keys.index())
         .key(keys.list(&stored.entry.topic))
+        .key(keys.extras())
+        .key(keys.topics())
         .arg(stored.entry.message_id.to_string())
         .arg(&stored.raw)
+        .arg(keys.list_prefix())
         .invoke_async(conn)
         .await?;
     Ok(removed == 1)
@@ -201,7 +237,41 @@ pub struct Filter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// Kafka's rule for topic names.
+pub fn valid_topic(topic: &str) -> bool {
+    (1..=249).contains(&topic.len())
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 impl Filter {
+    /// Whether the filter narrows anything at all.
+    pub fn is_empty(&self) -> bool {
+        self.topic.is_none()
+            && self.error_kind.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+    }
+
+    /// Refuses what cannot be a real filter, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(topic) = &self.topic {
+            if !valid_topic(topic) {
+                return Err("topic: 1 to 249 of A-Z a-z 0-9 . _ -".into());
+            }
+        }
+        if self.error_kind.as_ref().is_some_and(|k| k.len() > 100) {
+            return Err("error_kind: at most 100 characters".into());
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if from >= to {
+                return Err("from must be before to".into());
+            }
+        }
+        Ok(())
+    }
+
     pub fn matches(&self, entry: &DlqEntry) -> bool {
         self.topic.as_ref().is_none_or(|t| *t == entry.topic)
             && self

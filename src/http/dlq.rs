@@ -104,6 +104,9 @@ pub struct BulkRequest {
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     limit: Option<usize>,
+    /// Required (true) to replay with no filter at all.
+    #[serde(default)]
+    all: bool,
     reason: String,
     requested_by: Option<String>,
 }
@@ -127,8 +130,7 @@ pub async fn replay_matching(
         reason: b.reason,
         requested_by: b.requested_by,
     };
-    let report = dlq
-        .replay_matching(&filter, b.limit.unwrap_or(100), &request)
-        .await?;
+    let limit = b.limit.unwrap_or(dlq.max_batch().min(100));
+    let report = dlq.replay_matching(&filter, b.all, limit, &request).await?;
     Ok(HttpResponse::Ok().json(report))
 }

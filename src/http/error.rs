@@ -83,7 +83,7 @@ impl From<crate::dlq::replay::DlqError> for ApiError {
         use crate::dlq::replay::DlqError as D;
         match e {
             D::NotFound(_) => ApiError::NotFound(e.to_string()),
-            D::Busy(_) => ApiError::Conflict(e.to_string()),
+            D::Busy(_) | D::Changed(_) => ApiError::Conflict(e.to_string()),
             D::Invalid(_) => ApiError::BadRequest(e.to_string()),
             D::Corrupt { .. } => ApiError::Unprocessable(e.to_string()),
             D::Publish(_) => ApiError::BadGateway(e.to_string()),

@@ -79,9 +79,11 @@ pub async fn message(
         tracing::warn!(error = %e, "no PostgreSQL connection for /messages");
         ApiError::Unavailable("postgres")
     })?;
-    let rows = audit::lifecycle(&mut conn, id)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let rows = audit::lifecycle(&mut conn, id).await.map_err(|e| {
+        // A read by key fails only when the database is in trouble.
+        tracing::warn!(error = %e, "audit lifecycle query failed");
+        ApiError::Unavailable("postgres")
+    })?;
     if rows.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no audit record for message {id}"

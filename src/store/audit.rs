@@ -279,14 +279,15 @@ async fn insert_lifecycle(
     .await
 }
 
-/// A message's lifecycle, oldest first.
+/// A message's lifecycle, in the order things happened (ties in insert
+/// order).
 pub async fn lifecycle(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> Result<Vec<AuditRow>, diesel::result::Error> {
     message_audit::table
         .filter(message_audit::message_id.eq(id))
-        .order(message_audit::id.asc())
+        .order((message_audit::occurred_at.asc(), message_audit::id.asc()))
         .select(AuditRow::as_select())
         .load(conn)
         .await
@@ -306,6 +307,9 @@ pub struct OperatorEvent<'a> {
     /// The replay count for a replay; the attempts so far for a discard.
     pub attempt: i32,
     pub consumer_group: &'a str,
+    /// For a replay, when it started (before the publish), so the lifecycle
+    /// lists it before the copy's own rows.
+    pub occurred_at: DateTime<Utc>,
     /// Who, why, and for a replay where the new copy went.
     pub detail: serde_json::Value,
 }
@@ -328,7 +332,7 @@ pub async fn write_operator_event(
             a::event_type.eq(event.event_type),
             a::attempt.eq(event.attempt),
             a::consumer_group.eq(event.consumer_group),
-            a::occurred_at.eq(Utc::now()),
+            a::occurred_at.eq(event.occurred_at),
             a::detail.eq(&event.detail),
         ))
         .execute(conn)

@@ -40,8 +40,9 @@ struct LedgerRow<'a> {
 }
 
 /// Error texts PostgreSQL gives when the server itself is in trouble (diesel
-/// does not expose their SQLSTATE: they all arrive as `Unknown`). A match
-/// means "unavailable": wait, do not count an attempt.
+/// does not expose their SQLSTATE: they all arrive as `Unknown`, so this
+/// assumes the server's `lc_messages` is English, its default). While a
+/// probe fails they mean "unavailable"; once it answers, a transient failure.
 const SERVER_TROUBLE: &[&str] = &[
     "terminating connection",
     "the database system is",
@@ -66,35 +67,50 @@ const TRANSIENT: &[(&str, &str)] = &[
     ("database_timeout", "lock timeout"),
     ("database_conflict", "deadlock detected"),
     ("database_conflict", "could not serialize"),
+    (
+        "database_timeout",
+        "canceling statement due to user request",
+    ),
 ];
 
 /// What a failed statement means for the message that caused it.
 ///
-/// No answer at all (no connection from the pool, a broken connection, a
-/// server shutting down or out of space), or any error while a `SELECT 1`
-/// probe fails: [`TryError::Unavailable`]. A timeout or a conflict: a
+/// No connection from the pool, or any error while a `SELECT 1` probe fails:
+/// [`TryError::Unavailable`] (wait, not an attempt). A timeout, a conflict,
+/// a broken connection or server trouble while the probe answers: a
 /// transient failure. Anything else the database answered: permanent.
 pub async fn classify(pool: &PgPool, error: &StoreError) -> TryError {
     use diesel::result::{DatabaseErrorKind as K, Error as E};
-    let unavailable = |error: String| TryError::Unavailable {
-        dependency: "postgres",
-        error,
-    };
     let text = error.to_string();
-    let no_answer = match error {
-        StoreError::Pool(_) => true,
-        StoreError::Query(E::DatabaseError(
-            K::UnableToSendCommand | K::ClosedConnection | K::ReadOnlyTransaction,
-            _,
-        )) => true,
-        StoreError::Query(E::BrokenTransactionManager | E::RollbackErrorOnCommit { .. }) => true,
-        StoreError::Query(_) => SERVER_TROUBLE.iter().any(|needle| text.contains(needle)),
-    };
-    if no_answer {
-        return unavailable(text);
+    // No connection at all: nothing to probe with, nothing was tried.
+    if let StoreError::Pool(_) = error {
+        return TryError::Unavailable {
+            dependency: "postgres",
+            error: text,
+        };
     }
     if let Err(probe) = ping_postgres(pool, Duration::from_secs(2)).await {
-        return unavailable(format!("{text} (probe: {probe})"));
+        return TryError::Unavailable {
+            dependency: "postgres",
+            error: format!("{text} (probe: {probe})"),
+        };
+    }
+    // PostgreSQL answers. A broken connection or a server in trouble is then
+    // a transient failure of this statement: retried, and if it keeps
+    // happening (the message itself breaks the backend) dead-lettered
+    // rather than blocking its partition forever.
+    let troubled = matches!(
+        error,
+        StoreError::Query(
+            E::DatabaseError(
+                K::UnableToSendCommand | K::ClosedConnection | K::ReadOnlyTransaction,
+                _
+            ) | E::BrokenTransactionManager
+                | E::RollbackErrorOnCommit { .. }
+        )
+    ) || SERVER_TROUBLE.iter().any(|needle| text.contains(needle));
+    if troubled {
+        return TryError::Failed(transient("database_unavailable", text));
     }
     if let StoreError::Query(E::DatabaseError(K::SerializationFailure, _)) = error {
         return TryError::Failed(transient("database_conflict", text));

@@ -31,6 +31,8 @@ pub struct TestEnv {
     admin_url: String,
     pub database_url: String,
     pub redis_url: String,
+    /// This test's DLQ key prefix: Redis is shared between tests.
+    pub dlq_prefix: String,
 }
 
 fn required_env(name: &str) -> String {
@@ -92,6 +94,7 @@ impl TestEnv {
             admin_url,
             database_url,
             redis_url,
+            dlq_prefix: format!("dlq-{}", &id[..12]),
         }
     }
 
@@ -122,6 +125,7 @@ impl TestEnv {
             ("pipeline.dependency_backoff_max", "500ms".into()),
             ("runtime.drain_timeout", "10s".into()),
             ("http.api_token", TEST_TOKEN.into()),
+            ("dlq.key_prefix", self.dlq_prefix.clone().into()),
             ("retry.backoff_min", "50ms".into()),
             ("retry.backoff_max", "200ms".into()),
         ]
@@ -168,6 +172,76 @@ impl TestEnv {
                     .expect("kafka acknowledged");
             }
         });
+    }
+
+    /// Publishes one record with headers to partition 0.
+    pub fn produce_with_headers(&self, payload: &[u8], headers: &[(&str, &[u8])]) {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        let producer = self.producer();
+        self.rt
+            .block_on(
+                producer.send(
+                    FutureRecord::<(), [u8]>::to(&self.topic)
+                        .partition(0)
+                        .payload(payload)
+                        .headers(owned),
+                    Duration::from_secs(10),
+                ),
+            )
+            .map_err(|(e, _)| e)
+            .expect("kafka acknowledged");
+    }
+
+    /// The record at `partition`/`offset`: key, payload and headers.
+    pub fn record_at(
+        &self,
+        partition: i32,
+        offset: i64,
+    ) -> (
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        custodian::kafka::envelope::Headers,
+    ) {
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.broker.bootstrap_servers())
+            .set("group.id", format!("{}-reader", self.group))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+            .expect("partition offset");
+        consumer.assign(&tpl).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) if m.offset() == offset => {
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    return (
+                        m.key().map(<[u8]>::to_vec),
+                        m.payload().map(<[u8]>::to_vec),
+                        headers,
+                    );
+                }
+                _ => {}
+            }
+        }
+        panic!("no record at {}/{partition}@{offset}", self.topic);
     }
 
     /// Publishes `count` synthetic seed-003 events; returns them.
@@ -229,6 +303,11 @@ impl TestEnv {
         redis::Client::open(self.redis_url.as_str()).expect("redis url")
     }
 
+    /// `<prefix>:<topic>`: with the default prefix, `dlq:<topic>`.
+    pub fn dlq_list_key(&self) -> String {
+        custodian::dlq::Keys::new(&self.dlq_prefix).list(&self.topic)
+    }
+
     pub fn dlq_entries(&self) -> Vec<custodian::dlq::DlqEntry> {
         let client = self.redis();
         self.rt.block_on(async {
@@ -237,7 +316,7 @@ impl TestEnv {
                 .await
                 .expect("redis connection");
             let raw: Vec<String> = redis::cmd("LRANGE")
-                .arg(format!("dlq:{}", self.topic))
+                .arg(self.dlq_list_key())
                 .arg(0)
                 .arg(-1)
                 .query_async(&mut conn)
@@ -344,7 +423,8 @@ impl TestEnv {
         self.rt
             .block_on(
                 diesel::sql_query(
-                    "SELECT status, attempt FROM message_audit WHERE message_id = $1 ORDER BY id",
+                    "SELECT status, attempt FROM message_audit WHERE message_id = $1 \
+                     ORDER BY occurred_at, id",
                 )
                 .bind::<diesel::sql_types::Uuid, _>(id)
                 .load::<Step>(&mut conn),
