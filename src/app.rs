@@ -30,11 +30,13 @@ use crate::config::Settings;
 use crate::dlq::replay::DeadLetters;
 use crate::dlq::Keys;
 use crate::health::Health;
+use crate::http::produce::ProduceTarget;
 use crate::http::{self, AppState};
 use crate::kafka::client::{consumer_config, replay_producer_config};
 use crate::kafka::context::{commit_watermarks, KafkaContext};
 use crate::kafka::events::EventLoop;
 use crate::kafka::KafkaConsumer;
+use crate::pipeline::routes::Routes;
 use crate::store::{migrate, pool};
 
 /// Bound on each step after the drain (final commit, event thread stop), so
@@ -70,6 +72,10 @@ async fn serve(
     let replay_producer: FutureProducer = replay_producer_config(&settings.kafka)
         .create()
         .context("cannot create the replay producer (check kafka.* settings)")?;
+    let produce_target = ProduceTarget {
+        producer: replay_producer.clone(),
+        topic: settings.kafka.topics[0].clone(),
+    };
     let dead_letters = Arc::new(DeadLetters::new(
         redis.clone(),
         postgres.clone(),
@@ -114,10 +120,16 @@ async fn serve(
             .recipient()
         })
         .collect();
+    let routes = Arc::new(Routes::new(&settings.routes));
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;
-            Enricher::start_in_arbiter(on(i), move |_| Enricher { mailbox_capacity }).recipient()
+            let routes = Arc::clone(&routes);
+            Enricher::start_in_arbiter(on(i), move |_| Enricher {
+                mailbox_capacity,
+                routes,
+            })
+            .recipient()
         })
         .collect();
     let stages = Stages {
@@ -163,6 +175,7 @@ async fn serve(
             health,
         },
         dead_letters,
+        produce_target,
     )
     .with_context(|| format!("cannot bind http.bind {}", settings.http.bind))?;
     let server_handle = server.handle();

@@ -37,6 +37,8 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     pub retry: RetrySettings,
     pub dlq: DlqSettings,
+    /// Which handler applies which event types (first match wins).
+    pub routes: Vec<RouteSettings>,
     pub http: HttpSettings,
     pub runtime: RuntimeSettings,
     pub log: LogSettings,
@@ -132,6 +134,18 @@ pub struct RetrySettings {
     pub backoff_max: Duration,
 }
 
+/// One entry of the route table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// Only this topic (unset: every topic).
+    #[serde(default)]
+    pub topic: Option<String>,
+    pub event_types: Vec<String>,
+    /// `transactions` (seed-003 events) or `domain` (seed-004 events).
+    pub handler: String,
+}
+
 /// The Redis dead-letter queue and its replay.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,6 +229,16 @@ fn defaults() -> serde_json::Value {
             "backoff_min": "200ms",
             "backoff_max": "5s",
         },
+        "routes": [
+            {
+                "event_types": ["transaction.created", "transaction.updated", "transaction.deleted"],
+                "handler": "transactions",
+            },
+            {
+                "event_types": crate::pipeline::domain::EVENT_TYPES,
+                "handler": "domain",
+            },
+        ],
         "dlq": {
             "key_prefix": "dlq",
             "replay_rate_per_second": 100,
@@ -352,6 +376,39 @@ impl Settings {
                 "pipeline.dependency_backoff_min",
                 "must not exceed pipeline.dependency_backoff_max",
             ));
+        }
+        for route in &self.routes {
+            let allowed: &[&str] = match route.handler.as_str() {
+                "transactions" => &[
+                    "transaction.created",
+                    "transaction.updated",
+                    "transaction.deleted",
+                ],
+                "domain" => &crate::pipeline::domain::EVENT_TYPES,
+                other => {
+                    return Err(invalid(
+                        "routes.handler",
+                        format!("`{other}` is not a handler (transactions, domain)"),
+                    ))
+                }
+            };
+            if route.event_types.is_empty() {
+                return Err(invalid("routes.event_types", "must not be empty"));
+            }
+            if let Some(bad) = route
+                .event_types
+                .iter()
+                .find(|t| !allowed.contains(&t.as_str()))
+            {
+                return Err(invalid(
+                    "routes.event_types",
+                    format!(
+                        "the {} handler does not apply `{bad}` (it applies {})",
+                        route.handler,
+                        allowed.join(", ")
+                    ),
+                ));
+            }
         }
         if self.retry.backoff_min > self.retry.backoff_max {
             return Err(invalid(

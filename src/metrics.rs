@@ -27,6 +27,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Operator replays and discards, by topic and result.
     pub replays: IntCounterVec,
+    /// Events published by `POST /produce` (seed 004's producer metric).
+    pub produced: IntCounterVec,
     /// Messages per audit flush.
     pub audit_batch_size: Histogram,
     /// Seconds per audit flush (one PostgreSQL transaction).
@@ -119,6 +121,12 @@ impl Metrics {
                 "replays_total",
                 "Dead letters replayed or discarded by an operator.",
                 &["topic", "result"],
+            ),
+            produced: counter(
+                &r,
+                "events_produced_total",
+                "Events published through POST /produce.",
+                &["topic", "type"],
             ),
             audit_batch_size: histogram(
                 &r,

@@ -151,6 +151,11 @@ mod tests {
     fn synthetic_events_decode_and_updates_reuse_ids() {
         let mut g = Generator::new(7, None, 3, 0.5);
         let mut updates = 0;
+        let routes = crate::pipeline::routes::Routes::new(
+            &crate::config::Settings::from_overrides(&[])
+                .expect("defaults")
+                .routes,
+        );
         for offset in 0..200 {
             let e = g.next_event();
             let envelope = Envelope {
@@ -164,7 +169,7 @@ mod tests {
                 timestamp_ms: None,
                 received_at: Utc::now(),
             };
-            let Ok(Event::Transaction(tx)) = decode(&envelope).event else {
+            let Ok(Event::Transaction(tx)) = decode(&envelope, &routes).event else {
                 panic!("synthetic event must decode")
             };
             assert_eq!(

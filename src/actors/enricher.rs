@@ -7,9 +7,11 @@ use chrono::Utc;
 
 use crate::actors::messages::{Ack, Batch, Prepared};
 use crate::pipeline;
+use crate::pipeline::routes::Routes;
 
 pub struct Enricher {
     pub mailbox_capacity: usize,
+    pub routes: std::sync::Arc<Routes>,
 }
 
 impl Actor for Enricher {
@@ -31,7 +33,7 @@ impl Handler<Batch> for Enricher {
         let items = batch
             .records
             .into_iter()
-            .map(|record| pipeline::prepare(record, now))
+            .map(|record| pipeline::prepare(record, &self.routes, now))
             .collect();
         let route = batch.route;
         let ack = route.ack.clone();

@@ -16,7 +16,7 @@ use chrono::Utc;
 use crate::actors::messages::{Ack, Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::metrics::{metrics, Metrics};
-use crate::pipeline::{Item, Outcome, Settled, Task};
+use crate::pipeline::{Item, Outcome, Settled};
 use crate::retry::{self, AttemptFailure, DependencyWait, TryError};
 use crate::store::projection::{self, Applied};
 use crate::store::PgPool;
@@ -73,7 +73,7 @@ impl Work {
         let mut unaccounted = Vec::new();
         for item in items {
             let (outcome, failures) = match item.work {
-                Ok(Task::Transaction(_)) => match results.next() {
+                Ok(_) => match results.next() {
                     Some((Ok(Applied::New), failures)) => (Outcome::Processed, failures),
                     Some((Ok(Applied::AlreadyApplied), failures)) => {
                         (Outcome::AlreadyApplied, failures)
@@ -167,10 +167,7 @@ impl Work {
     async fn apply(&self, items: &[Item]) -> Vec<Attempted> {
         let changes: Vec<_> = items
             .iter()
-            .filter_map(|item| match &item.work {
-                Ok(Task::Transaction(change)) => Some(change),
-                Err(_) => None,
-            })
+            .filter_map(|item| item.work.as_ref().ok())
             .collect();
         if changes.is_empty() {
             return Vec::new();

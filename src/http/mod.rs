@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod dlq;
 pub mod error;
+pub mod produce;
+pub mod read;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -30,7 +32,9 @@ pub fn server(
     settings: &HttpSettings,
     state: AppState,
     dead_letters: Arc<DeadLetters>,
+    produce_target: produce::ProduceTarget,
 ) -> std::io::Result<(Server, SocketAddr)> {
+    let produce_target = web::Data::new(produce_target);
     let state = web::Data::new(state);
     let dead_letters = web::Data::from(dead_letters);
     let token = web::Data::new(auth::ApiToken(settings.api_token.clone()));
@@ -39,6 +43,7 @@ pub fn server(
             .app_data(state.clone())
             .app_data(dead_letters.clone())
             .app_data(token.clone())
+            .app_data(produce_target.clone())
             .app_data(error::json_config())
             .app_data(error::path_config())
             .app_data(error::query_config())
@@ -51,6 +56,11 @@ pub fn server(
             .service(dlq::discard)
             .service(dlq::replay_one)
             .service(dlq::replay_matching)
+            .service(produce::produce)
+            .service(read::user)
+            .service(read::order)
+            .service(read::transactions)
+            .service(read::transaction)
             .default_service(web::to(routes::not_found))
     })
     .workers(settings.workers)

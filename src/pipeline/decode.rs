@@ -10,14 +10,18 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::kafka::envelope::Envelope;
+use crate::pipeline::domain::{self, DomainEvent};
 use crate::pipeline::failure::Failure;
 use crate::pipeline::message_id;
+use crate::pipeline::routes::{Handler, Routes};
 use crate::pipeline::transaction::{Action, RawTransaction, TransactionEvent};
 
 /// A decoded event, ready for enrichment.
 #[derive(Debug, Clone)]
 pub enum Event {
     Transaction(TransactionEvent),
+    /// A seed-004 event and its envelope's timestamp.
+    Domain(DomainEvent, chrono::DateTime<chrono::Utc>),
 }
 
 /// What decoding learned about a record, whether or not it is valid.
@@ -41,6 +45,8 @@ struct Shallow<'a> {
     timestamp: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow)]
     transaction: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -49,7 +55,9 @@ struct TransactionId<'a> {
     id: Option<std::borrow::Cow<'a, str>>,
 }
 
-pub fn decode(envelope: &Envelope) -> Decoded {
+/// Decodes `envelope`; `routes` says which handler (and so which shape) an
+/// event type has. An event type with no route is an unknown event type.
+pub fn decode(envelope: &Envelope, routes: &Routes) -> Decoded {
     let header_id = envelope
         .header(message_id::MESSAGE_ID_HEADER)
         .and_then(message_id::from_header);
@@ -83,17 +91,25 @@ pub fn decode(envelope: &Envelope) -> Decoded {
         }
     };
 
-    // Seed-004 envelope: `eventId` + `type`.
+    // Seed-004 envelope: `eventId` + `type` + `timestamp` + `data`.
     if let Some(event_id) = shallow.event_id.as_deref() {
-        let event_type = shallow.kind.as_deref().map(|t| t.replace('\0', "\u{FFFD}"));
-        let message = match &event_type {
-            Some(t) => format!("no handler is configured for event type `{t}`"),
-            None => "envelope has an eventId but no `type`".to_owned(),
+        let event = match shallow.kind.as_deref() {
+            None => Err(Failure::schema("missing field `type`")),
+            Some(t) => match routes.handler(&envelope.topic, t) {
+                None => Err(no_route(t, &envelope.topic)),
+                Some(Handler::Domain) => timestamp(&shallow).and_then(|at| {
+                    domain::decode(t, shallow.data.map(RawValue::get))
+                        .map(|event| Event::Domain(event, at))
+                }),
+                Some(Handler::Transactions) => Err(Failure::schema(format!(
+                    "`{t}` is routed to the transactions handler, which takes seed-003 events (event_type, transaction), not an eventId envelope"
+                ))),
+            },
         };
         return Decoded {
             message_id: header_id.unwrap_or_else(|| message_id::from_event_id(event_id)),
-            event_type,
-            event: Err(Failure::unknown_event_type(message)),
+            event_type: shallow.kind.as_deref().map(|t| t.replace('\0', "\u{FFFD}")),
+            event,
         };
     }
 
@@ -117,12 +133,41 @@ pub fn decode(envelope: &Envelope) -> Decoded {
             _ => position_id(),
         }
     });
-    let event = decode_transaction(event_type, &shallow).map(Event::Transaction);
+    let event = match routes.handler(&envelope.topic, event_type) {
+        None => Err(no_route(event_type, &envelope.topic)),
+        Some(Handler::Transactions) => {
+            decode_transaction(event_type, &shallow).map(Event::Transaction)
+        }
+        Some(Handler::Domain) => Err(Failure::schema(format!(
+            "`{event_type}` is routed to the domain handler, which takes seed-004 envelopes (eventId, type, timestamp, data)"
+        ))),
+    };
     Decoded {
         message_id,
         event_type: Some(event_type.replace('\0', "\u{FFFD}")),
         event,
     }
+}
+
+fn no_route(event_type: &str, topic: &str) -> Failure {
+    Failure::unknown_event_type(format!(
+        "unknown event type `{}`: no route sends it to a handler on topic `{topic}`",
+        event_type.replace('\0', "\u{FFFD}")
+    ))
+}
+
+fn timestamp(shallow: &Shallow<'_>) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+    let timestamp = shallow
+        .timestamp
+        .as_deref()
+        .ok_or_else(|| Failure::schema("missing field `timestamp`"))?;
+    chrono::DateTime::parse_from_rfc3339(timestamp)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            Failure::schema(format!(
+                "field `timestamp`: `{timestamp}` is not RFC 3339: {e}"
+            ))
+        })
 }
 
 fn decode_transaction(
@@ -139,24 +184,25 @@ fn decode_transaction(
         .ok_or_else(|| Failure::schema("missing field `transaction`"))?;
     let transaction: RawTransaction = serde_json::from_str(raw.get())
         .map_err(|e| Failure::schema(format!("field `transaction`: {e}")))?;
-    let timestamp = shallow
-        .timestamp
-        .as_deref()
-        .ok_or_else(|| Failure::schema("missing field `timestamp`"))?;
-    let timestamp = chrono::DateTime::parse_from_rfc3339(timestamp)
-        .map_err(|e| {
-            Failure::schema(format!(
-                "field `timestamp`: `{timestamp}` is not RFC 3339: {e}"
-            ))
-        })?
-        .with_timezone(&chrono::Utc);
-    TransactionEvent::new(action, transaction, timestamp)
+    TransactionEvent::new(action, transaction, timestamp(shallow)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    fn routes() -> Routes {
+        Routes::new(
+            &crate::config::Settings::from_overrides(&[])
+                .expect("defaults")
+                .routes,
+        )
+    }
+
+    fn decode(envelope: &Envelope) -> Decoded {
+        super::decode(envelope, &routes())
+    }
 
     fn envelope(payload: &[u8]) -> Envelope {
         Envelope {
@@ -231,8 +277,16 @@ mod tests {
     #[test]
     fn event_id_is_honoured_and_header_wins() {
         let payload =
-            br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"UserCreated","data":{}}"#;
+            br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"UserCreated","timestamp":"2025-01-11T12:00:00Z","data":{"userId":"u-1","name":"Alice","email":"a@example.com"}}"#;
         let d = decode(&envelope(payload));
+        assert!(
+            matches!(
+                d.event,
+                Ok(Event::Domain(DomainEvent::UserCreated { .. }, _))
+            ),
+            "{:?}",
+            d.event
+        );
         assert_eq!(
             d.message_id.to_string(),
             "550e8400-e29b-41d4-a716-446655440001"

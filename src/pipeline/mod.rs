@@ -3,9 +3,11 @@
 //! them directly.
 
 pub mod decode;
+pub mod domain;
 pub mod enrich;
 pub mod failure;
 pub mod message_id;
+pub mod routes;
 pub mod transaction;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +16,9 @@ use uuid::Uuid;
 use crate::kafka::envelope::Envelope;
 use crate::retry::AttemptFailure;
 use decode::Event;
+use domain::DomainChange;
 use failure::Failure;
+use routes::{Handler, Routes};
 use transaction::TransactionChange;
 
 /// A record after decoding and enrichment: what a processor receives.
@@ -30,12 +34,35 @@ pub struct Item {
 #[derive(Debug)]
 pub enum Task {
     Transaction(TransactionChange),
+    Domain(DomainChange),
 }
 
-/// Decodes and enriches one record.
-pub fn prepare(envelope: Envelope, now: DateTime<Utc>) -> Item {
-    let decoded = decode::decode(&envelope);
+impl Task {
+    pub fn message_id(&self) -> Uuid {
+        match self {
+            Task::Transaction(c) => c.message_id,
+            Task::Domain(c) => c.message_id,
+        }
+    }
+
+    pub fn handler(&self) -> Handler {
+        match self {
+            Task::Transaction(_) => Handler::Transactions,
+            Task::Domain(_) => Handler::Domain,
+        }
+    }
+}
+
+/// Decodes and enriches one record, routed by `routes`.
+pub fn prepare(envelope: Envelope, routes: &Routes, now: DateTime<Utc>) -> Item {
+    let decoded = decode::decode(&envelope, routes);
+    let message_id = decoded.message_id;
     let work = decoded.event.map(|event| match event {
+        Event::Domain(event, occurred_at) => Task::Domain(DomainChange {
+            message_id,
+            occurred_at,
+            event,
+        }),
         Event::Transaction(event) => {
             let enrichment = event.transaction.as_ref().map(|tx| enrich::enrich(tx, now));
             Task::Transaction(TransactionChange {

@@ -2,9 +2,11 @@
 //! Every statement goes through diesel with bound parameters.
 
 pub mod audit;
+pub mod domain;
 pub mod migrate;
 pub mod pool;
 pub mod projection;
+pub mod read;
 pub mod schema;
 
 pub use pool::PgPool;

@@ -19,12 +19,12 @@ use uuid::Uuid;
 
 use crate::pipeline::failure::{Failure, Retry, Stage};
 use crate::pipeline::transaction::{fold, ProjectionWrite, TransactionChange, TransactionRow};
+use crate::pipeline::Task;
 use crate::retry::TryError;
+use crate::store::domain;
 use crate::store::pool::{ping_postgres, PgPool};
 use crate::store::schema::transactions;
 use crate::store::StoreError;
-
-const HANDLER: &str = "transactions";
 
 /// Whether this delivery applied the event, or an earlier one had (a
 /// redelivery, a producer duplicate, or a second copy in the same batch).
@@ -137,12 +137,10 @@ fn transient(kind: &'static str, message: String) -> Failure {
     }
 }
 
-/// Applies `changes` in one database transaction, returning for each (in
+/// Applies `tasks` in one database transaction, returning for each (in
 /// order) whether this delivery applied it.
-pub async fn apply(
-    pool: &PgPool,
-    changes: &[&TransactionChange],
-) -> Result<Vec<Applied>, StoreError> {
+pub async fn apply(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, StoreError> {
+    let changes = tasks;
     if changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -153,28 +151,38 @@ pub async fn apply(
     let ledger: Vec<LedgerRow<'_>> = changes
         .iter()
         .map(|c| LedgerRow {
-            message_id: c.message_id,
-            handler: HANDLER,
+            message_id: c.message_id(),
+            handler: c.handler().name(),
         })
         .collect();
     // A message delivered twice within one batch counts once.
     let mut ids_seen = HashSet::with_capacity(changes.len());
     let first: Vec<bool> = changes
         .iter()
-        .map(|c| ids_seen.insert(c.message_id))
+        .map(|c| ids_seen.insert(c.message_id()))
         .collect();
     let first = &first;
     let new_ids = conn
         .transaction(async |conn| {
             let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(ledger.len());
             new_ids.extend(insert_ledger(conn, &ledger).await?);
-            let fresh: Vec<&TransactionChange> = changes
+            let fresh = changes
                 .iter()
                 .enumerate()
-                .filter(|(i, c)| new_ids.contains(&c.message_id) && first[*i])
-                .map(|(_, c)| *c)
-                .collect();
-            write(conn, fold(&fresh)).await?;
+                .filter(|(i, c)| new_ids.contains(&c.message_id()) && first[*i])
+                .map(|(_, c)| *c);
+            let mut transactions: Vec<&TransactionChange> = Vec::with_capacity(changes.len());
+            for task in fresh {
+                match task {
+                    Task::Transaction(change) => transactions.push(change),
+                    // Few and interdependent (an order needs its user): in
+                    // offset order, one statement each.
+                    Task::Domain(change) => domain::apply(conn, change).await?,
+                }
+            }
+            if !transactions.is_empty() {
+                write(conn, fold(&transactions)).await?;
+            }
             Ok::<_, diesel::result::Error>(new_ids)
         })
         .await?;
@@ -182,7 +190,7 @@ pub async fn apply(
         .iter()
         .zip(first)
         .map(|(c, first)| {
-            if *first && new_ids.contains(&c.message_id) {
+            if *first && new_ids.contains(&c.message_id()) {
                 Applied::New
             } else {
                 Applied::AlreadyApplied

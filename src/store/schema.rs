@@ -64,3 +64,52 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        name -> Text,
+        email -> Text,
+        created_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+        last_message_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        user_id -> Text,
+        amount -> Numeric,
+        currency -> Text,
+        items -> Jsonb,
+        placed_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        last_message_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    payments (order_id) {
+        order_id -> Text,
+        payment_id -> Nullable<Text>,
+        amount -> Numeric,
+        status -> Text,
+        settled_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        last_message_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    inventory (sku) {
+        sku -> Text,
+        quantity -> Int8,
+        updated_at -> Timestamptz,
+        last_message_id -> Uuid,
+    }
+}
+
+diesel::joinable!(orders -> users (user_id));
+diesel::joinable!(payments -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(users, orders, payments, inventory);

@@ -1,0 +1,4 @@
+DROP TABLE inventory;
+DROP TABLE payments;
+DROP TABLE orders;
+DROP TABLE users;

@@ -1,0 +1,142 @@
+//! The read API over the projections (seeds 001 and 004): users with recent
+//! orders, orders with payment status, transactions. Behind the token, like
+//! every endpoint that returns business data.
+
+use actix_web::{get, web, HttpResponse};
+use serde::Deserialize;
+
+use crate::http::auth::Authorized;
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::store::read::{self, TransactionFilter};
+
+const MAX_PAGE: i64 = 500;
+
+fn key(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 200 {
+        return Err(ApiError::BadRequest(format!(
+            "{field}: 1 to 200 characters"
+        )));
+    }
+    Ok(())
+}
+
+async fn conn(
+    state: &AppState,
+) -> Result<
+    diesel_async::pooled_connection::bb8::PooledConnection<'_, diesel_async::AsyncPgConnection>,
+    ApiError,
+> {
+    state.postgres.get().await.map_err(|e| {
+        tracing::warn!(error = %e, "no PostgreSQL connection for the read API");
+        ApiError::Unavailable("postgres")
+    })
+}
+
+fn query_failed(e: diesel::result::Error) -> ApiError {
+    tracing::warn!(error = %e, "read query failed");
+    ApiError::Unavailable("postgres")
+}
+
+/// `GET /users/{id}`: the user and their ten most recent orders.
+#[get("/users/{id}")]
+pub async fn user(
+    _: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    key("id", &id)?;
+    let mut conn = conn(&state).await?;
+    match read::user(&mut conn, &id).await.map_err(query_failed)? {
+        Some((user, orders)) => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "user": user,
+            "recent_orders": orders,
+        }))),
+        None => Err(ApiError::NotFound(format!("no user `{id}`"))),
+    }
+}
+
+/// `GET /orders/{id}`: the order and its payment status.
+#[get("/orders/{id}")]
+pub async fn order(
+    _: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    key("id", &id)?;
+    let mut conn = conn(&state).await?;
+    match read::order(&mut conn, &id).await.map_err(query_failed)? {
+        Some((order, payment)) => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "order": order,
+            "payment_status": payment.as_ref().map_or("PENDING", |p| p.status.as_str()),
+            "payment": payment,
+        }))),
+        None => Err(ApiError::NotFound(format!("no order `{id}`"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionQuery {
+    user_id: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    offset: i64,
+    limit: Option<i64>,
+}
+
+/// `GET /transactions?user_id=&status=&offset=&limit=`: most recent first.
+#[get("/transactions")]
+pub async fn transactions(
+    _: Authorized,
+    state: web::Data<AppState>,
+    query: web::Query<TransactionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit: 1 to {MAX_PAGE}")));
+    }
+    if q.offset < 0 {
+        return Err(ApiError::BadRequest("offset: not negative".into()));
+    }
+    for (field, value) in [("user_id", &q.user_id), ("status", &q.status)] {
+        if let Some(value) = value {
+            key(field, value)?;
+        }
+    }
+    let filter = TransactionFilter {
+        user_id: q.user_id,
+        status: q.status,
+        offset: q.offset,
+        limit,
+    };
+    let mut conn = conn(&state).await?;
+    let rows = read::transactions(&mut conn, &filter)
+        .await
+        .map_err(query_failed)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "offset": filter.offset,
+        "limit": limit,
+        "count": rows.len(),
+        "transactions": rows,
+    })))
+}
+
+/// `GET /transactions/{id}`.
+#[get("/transactions/{id}")]
+pub async fn transaction(
+    _: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    key("id", &id)?;
+    let mut conn = conn(&state).await?;
+    match read::transaction(&mut conn, &id)
+        .await
+        .map_err(query_failed)?
+    {
+        Some(tx) => Ok(HttpResponse::Ok().json(tx)),
+        None => Err(ApiError::NotFound(format!("no transaction `{id}`"))),
+    }
+}
