@@ -108,19 +108,23 @@ async fn serve(
         })
         .recipient()
     };
+    let routes = Arc::new(Routes::new(&settings.routes));
+    let client = crate::delivery::client().context("cannot build the HTTP delivery client")?;
     let processors = (0..pipeline.processors)
         .map(|i| {
             let (pool, settings, retry) =
                 (postgres.clone(), pipeline.clone(), settings.retry.clone());
+            let (routes, client) = (Arc::clone(&routes), client.clone());
             Processor::start_in_arbiter(on(i + 1), move |_| Processor {
                 pool,
                 settings,
                 retry,
+                routes,
+                client,
             })
             .recipient()
         })
         .collect();
-    let routes = Arc::new(Routes::new(&settings.routes));
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;

@@ -142,8 +142,21 @@ pub struct RouteSettings {
     #[serde(default)]
     pub topic: Option<String>,
     pub event_types: Vec<String>,
-    /// `transactions` (seed-003 events) or `domain` (seed-004 events).
+    /// `transactions` (seed-003 events), `domain` (seed-004 events) or
+    /// `http` (forward to `url`).
     pub handler: String,
+    /// For `http`: where to POST each message.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For `http`: longest wait for an answer (default 5s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+    /// For `http`: most messages per second to this URL (default 100)…
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    /// …and how many may go at once above that rate (default 10).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// The Redis dead-letter queue and its replay.
@@ -385,20 +398,47 @@ impl Settings {
                     "transaction.deleted",
                 ],
                 "domain" => &crate::pipeline::domain::EVENT_TYPES,
+                "http" => &[],
                 other => {
                     return Err(invalid(
                         "routes.handler",
-                        format!("`{other}` is not a handler (transactions, domain)"),
+                        format!("`{other}` is not a handler (transactions, domain, http)"),
                     ))
                 }
             };
+            let is_http = route.handler == "http";
+            match (&route.url, is_http) {
+                (Some(url), true) if url.starts_with("http://") || url.starts_with("https://") => {}
+                (_, true) => {
+                    return Err(invalid(
+                        "routes.url",
+                        "an http route needs a url starting with http:// or https://",
+                    ))
+                }
+                (Some(_), false) => {
+                    return Err(invalid("routes.url", "only an http route takes a url"))
+                }
+                (None, false) => {}
+            }
+            if route.rate_per_second == Some(0) || route.burst == Some(0) {
+                return Err(invalid(
+                    "routes.rate_per_second",
+                    "rate_per_second and burst must be greater than zero",
+                ));
+            }
+            if route
+                .timeout
+                .is_some_and(|t| t.is_zero() || t > Duration::from_secs(300))
+            {
+                return Err(invalid("routes.timeout", "more than zero and at most 5m"));
+            }
             if route.event_types.is_empty() {
                 return Err(invalid("routes.event_types", "must not be empty"));
             }
             if let Some(bad) = route
                 .event_types
                 .iter()
-                .find(|t| !allowed.contains(&t.as_str()))
+                .find(|t| !is_http && !allowed.contains(&t.as_str()))
             {
                 return Err(invalid(
                     "routes.event_types",
@@ -502,6 +542,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("`{text}` is too long")),
         other => Err(format!("unknown duration unit `{other}` in `{text}`")),
     }
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

@@ -13,6 +13,8 @@
 //! - [`pipeline`]: decoding, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
 //! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
+//! - [`delivery`]: forwarding a message to a downstream URL, and what its
+//!   answer means.
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
@@ -21,12 +23,15 @@
 //! - [`metrics`], [`telemetry`]: the metric set and tracing setup.
 //! - [`backoff`], [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
+//! - [`downstream`]: the mock downstream service for demos and tests.
 
 pub mod actors;
 pub mod app;
 pub mod backoff;
 pub mod config;
+pub mod delivery;
 pub mod dlq;
+pub mod downstream;
 pub mod health;
 pub mod http;
 pub mod kafka;

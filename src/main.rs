@@ -51,6 +51,23 @@ enum Command {
         #[command(subcommand)]
         command: cli::DlqCommand,
     },
+    /// A mock downstream HTTP service for `http` routes (demos and tests).
+    MockDownstream {
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Share of requests answered 503 at random.
+        #[arg(long, default_value_t = 0.0)]
+        failure_rate: f64,
+        /// Delay before each answer.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Answer the first N requests 503.
+        #[arg(long, default_value_t = 0)]
+        fail_first: u64,
+    },
     /// Publish events to Kafka.
     Produce {
         /// Seed-003 synthetic transaction events.
@@ -101,6 +118,18 @@ fn main() -> ExitCode {
             println!("{:#?}", settings.summary());
             Ok(())
         }
+        Command::MockDownstream {
+            port,
+            host,
+            failure_rate,
+            latency_ms,
+            fail_first,
+        } => mock_downstream(custodian::downstream::Options {
+            bind: std::net::SocketAddr::new(host, port),
+            failure_rate,
+            latency: std::time::Duration::from_millis(latency_ms),
+            fail_first,
+        }),
         Command::Dlq { command } => current_thread(cli::dlq(settings, command)),
         Command::DevBroker {
             topics,
@@ -161,6 +190,24 @@ fn current_thread<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> 
         .enable_all()
         .build()?
         .block_on(f)
+}
+
+fn mock_downstream(options: custodian::downstream::Options) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&options.failure_rate),
+        "--failure-rate must be between 0 and 1"
+    );
+    let server = custodian::downstream::MockDownstream::start(options)?;
+    eprintln!(
+        "mock downstream at http://{} (POST anything; GET /received lists requests); Ctrl-C to stop",
+        server.addr
+    );
+    current_thread(async {
+        app::shutdown_signal().await;
+        Ok(())
+    })?;
+    server.stop();
+    Ok(())
 }
 
 fn dev_broker(

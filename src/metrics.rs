@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -29,6 +29,12 @@ pub struct Metrics {
     pub replays: IntCounterVec,
     /// Events published by `POST /produce` (seed 004's producer metric).
     pub produced: IntCounterVec,
+    /// HTTP deliveries by route and outcome.
+    pub downstream_requests: IntCounterVec,
+    /// Seconds per HTTP delivery attempt, by route.
+    pub downstream_seconds: HistogramVec,
+    /// Deliveries that waited for the route's rate limit.
+    pub rate_limit_waits: IntCounterVec,
     /// Messages per audit flush.
     pub audit_batch_size: Histogram,
     /// Seconds per audit flush (one PostgreSQL transaction).
@@ -127,6 +133,34 @@ impl Metrics {
                 "events_produced_total",
                 "Events published through POST /produce.",
                 &["topic", "type"],
+            ),
+            downstream_requests: counter(
+                &r,
+                "downstream_requests_total",
+                "HTTP deliveries by route and outcome.",
+                &["route", "outcome"],
+            ),
+            downstream_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "downstream_latency_seconds",
+                        "Seconds per HTTP delivery attempt.",
+                    )
+                    .buckets(
+                        prometheus::exponential_buckets(0.001, 2.0, 14).expect("static buckets"),
+                    ),
+                    &["route"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(h.clone()))
+                    .expect("metric registered once");
+                h
+            },
+            rate_limit_waits: counter(
+                &r,
+                "rate_limit_waits_total",
+                "Deliveries that waited for their route's rate limit.",
+                &["route"],
             ),
             audit_batch_size: histogram(
                 &r,

@@ -10,13 +10,18 @@
 //! a transient failure (`retry.*`), so only the events the database keeps
 //! refusing are dead-lettered, and the partition's order is kept.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use chrono::Utc;
 
 use crate::actors::messages::{Ack, Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
+use crate::delivery;
 use crate::metrics::{metrics, Metrics};
-use crate::pipeline::{Item, Outcome, Settled};
+use crate::pipeline::failure::{Failure, Stage};
+use crate::pipeline::routes::Routes;
+use crate::pipeline::{Item, Outcome, Settled, Task};
 use crate::retry::{self, AttemptFailure, DependencyWait, TryError};
 use crate::store::projection::{self, Applied};
 use crate::store::PgPool;
@@ -25,6 +30,8 @@ pub struct Processor {
     pub pool: PgPool,
     pub settings: PipelineSettings,
     pub retry: RetrySettings,
+    pub routes: Arc<Routes>,
+    pub client: reqwest::Client,
 }
 
 impl Actor for Processor {
@@ -41,6 +48,8 @@ impl Handler<Prepared> for Processor {
     fn handle(&mut self, batch: Prepared, ctx: &mut Self::Context) {
         let work = Work {
             pool: self.pool.clone(),
+            routes: Arc::clone(&self.routes),
+            client: self.client.clone(),
             retry: self.retry.clone(),
             wait: DependencyWait {
                 min: self.settings.dependency_backoff_min,
@@ -54,6 +63,8 @@ impl Handler<Prepared> for Processor {
 /// What one batch's processing needs.
 struct Work {
     pool: PgPool,
+    routes: Arc<Routes>,
+    client: reqwest::Client,
     retry: RetrySettings,
     wait: DependencyWait,
 }
@@ -163,18 +174,38 @@ impl Work {
         }
     }
 
-    /// One result per transaction task of `items`, in order.
+    /// One result per task of `items` (the items that decoded), in order.
     async fn apply(&self, items: &[Item]) -> Vec<Attempted> {
-        let changes: Vec<_> = items
-            .iter()
-            .filter_map(|item| item.work.as_ref().ok())
-            .collect();
+        let mut stored = Vec::new();
+        let mut forwarded = Vec::new();
+        for (position, item) in items.iter().filter(|i| i.work.is_ok()).enumerate() {
+            match &item.work {
+                Ok(Task::Forward { .. }) => forwarded.push((position, item)),
+                Ok(task) => stored.push((position, task)),
+                Err(_) => {}
+            }
+        }
+        let mut results: Vec<Option<Attempted>> = Vec::new();
+        results.resize_with(stored.len() + forwarded.len(), || None);
+        let tasks: Vec<&Task> = stored.iter().map(|(_, t)| *t).collect();
+        for ((position, _), result) in stored.iter().zip(self.store(&tasks, items).await) {
+            results[*position] = Some(result);
+        }
+        for (position, result) in self.forward(&forwarded).await {
+            results[position] = Some(result);
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Applies projection tasks: the batch in one transaction, or one by
+    /// one with retries when PostgreSQL refuses the batch.
+    async fn store(&self, changes: &[&Task], items: &[Item]) -> Vec<Attempted> {
         if changes.is_empty() {
             return Vec::new();
         }
         let mut down = self.wait.backoff();
         loop {
-            let error = match projection::apply(&self.pool, &changes).await {
+            let error = match projection::apply(&self.pool, changes).await {
                 Ok(applied) => return applied.into_iter().map(|a| (Ok(a), Vec::new())).collect(),
                 Err(error) => error,
             };
@@ -190,7 +221,7 @@ impl Work {
         let topic = items.first().map_or("", |i| &*i.envelope.topic);
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
-            let one = std::slice::from_ref(&change);
+            let one = std::slice::from_ref(change);
             let attempted = retry::run(&self.retry, self.wait, topic, || async {
                 match projection::apply(&self.pool, one).await {
                     Ok(mut applied) => Ok(applied.pop().unwrap_or(Applied::New)),
@@ -199,6 +230,74 @@ impl Work {
             })
             .await;
             results.push(attempted);
+        }
+        results
+    }
+
+    /// Delivers HTTP tasks one by one, in offset order; ids the ledger
+    /// already has are not sent again. Delivered ids go to the ledger.
+    async fn forward(&self, items: &[(usize, &Item)]) -> Vec<(usize, Attempted)> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<uuid::Uuid> = items.iter().map(|(_, i)| i.message_id).collect();
+        let mut down = self.wait.backoff();
+        let mut done = loop {
+            match projection::already_applied(&self.pool, &ids).await {
+                Ok(done) => break done,
+                Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
+            }
+        };
+        let mut results = Vec::with_capacity(items.len());
+        let mut delivered: Vec<&Task> = Vec::new();
+        for (position, item) in items {
+            let Ok(task @ Task::Forward { route, .. }) = &item.work else {
+                continue;
+            };
+            if !done.insert(item.message_id) {
+                results.push((*position, (Ok(Applied::AlreadyApplied), Vec::new())));
+                continue;
+            }
+            let Some(route) = self.routes.http(*route) else {
+                let failure =
+                    Failure::permanent(Stage::Process, "no_route", "the HTTP route is gone");
+                let attempt = AttemptFailure {
+                    attempt: 1,
+                    at: Utc::now(),
+                    failure,
+                };
+                results.push((*position, (Err(()), vec![attempt])));
+                continue;
+            };
+            let topic = &*item.envelope.topic;
+            let attempted = retry::run(&self.retry, self.wait, topic, || {
+                delivery::forward(
+                    &self.client,
+                    route,
+                    &item.envelope,
+                    item.message_id,
+                    item.event_type.as_deref(),
+                )
+            })
+            .await;
+            let (result, failures) = attempted;
+            if result.is_ok() {
+                delivered.push(task);
+            } else {
+                // Not delivered: a later copy may try again.
+                done.remove(&item.message_id);
+            }
+            results.push((*position, (result.map(|()| Applied::New), failures)));
+        }
+        // The deliveries are done; remember them so a redelivery is not sent
+        // again. (If this never succeeds the offsets are not acknowledged and
+        // the records come back: at least once, as documented.)
+        let mut down = self.wait.backoff();
+        while !delivered.is_empty() {
+            match projection::apply(&self.pool, &delivered).await {
+                Ok(_) => break,
+                Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
+            }
         }
         results
     }

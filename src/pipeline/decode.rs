@@ -22,6 +22,8 @@ pub enum Event {
     Transaction(TransactionEvent),
     /// A seed-004 event and its envelope's timestamp.
     Domain(DomainEvent, chrono::DateTime<chrono::Utc>),
+    /// Forwarded as it is over the HTTP route with this index.
+    Forward(usize),
 }
 
 /// What decoding learned about a record, whether or not it is valid.
@@ -101,6 +103,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes) -> Decoded {
                     domain::decode(t, shallow.data.map(RawValue::get))
                         .map(|event| Event::Domain(event, at))
                 }),
+                Some(Handler::Http(route)) => Ok(Event::Forward(route)),
                 Some(Handler::Transactions) => Err(Failure::schema(format!(
                     "`{t}` is routed to the transactions handler, which takes seed-003 events (event_type, transaction), not an eventId envelope"
                 ))),
@@ -138,6 +141,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes) -> Decoded {
         Some(Handler::Transactions) => {
             decode_transaction(event_type, &shallow).map(Event::Transaction)
         }
+        Some(Handler::Http(route)) => Ok(Event::Forward(route)),
         Some(Handler::Domain) => Err(Failure::schema(format!(
             "`{event_type}` is routed to the domain handler, which takes seed-004 envelopes (eventId, type, timestamp, data)"
         ))),

@@ -35,6 +35,11 @@ pub struct Item {
 pub enum Task {
     Transaction(TransactionChange),
     Domain(DomainChange),
+    /// Forward the record over the HTTP route with this index.
+    Forward {
+        message_id: Uuid,
+        route: usize,
+    },
 }
 
 impl Task {
@@ -42,6 +47,7 @@ impl Task {
         match self {
             Task::Transaction(c) => c.message_id,
             Task::Domain(c) => c.message_id,
+            Task::Forward { message_id, .. } => *message_id,
         }
     }
 
@@ -49,6 +55,7 @@ impl Task {
         match self {
             Task::Transaction(_) => Handler::Transactions,
             Task::Domain(_) => Handler::Domain,
+            Task::Forward { route, .. } => Handler::Http(*route),
         }
     }
 }
@@ -58,6 +65,7 @@ pub fn prepare(envelope: Envelope, routes: &Routes, now: DateTime<Utc>) -> Item 
     let decoded = decode::decode(&envelope, routes);
     let message_id = decoded.message_id;
     let work = decoded.event.map(|event| match event {
+        Event::Forward(route) => Task::Forward { message_id, route },
         Event::Domain(event, occurred_at) => Task::Domain(DomainChange {
             message_id,
             occurred_at,

@@ -1,6 +1,12 @@
 //! The route table: which handler applies an event type, per topic. Built
 //! once from `routes` in the configuration; the first matching entry wins.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
 use crate::config::RouteSettings;
 
 /// What applies an event.
@@ -10,44 +16,93 @@ pub enum Handler {
     Transactions,
     /// Seed-004 domain events → `users`, `orders`, `payments`, `inventory`.
     Domain,
+    /// Forwarded over HTTP: the index of the route in [`Routes::http`].
+    Http(usize),
 }
 
 impl Handler {
-    pub fn parse(name: &str) -> Option<Handler> {
-        match name {
-            "transactions" => Some(Handler::Transactions),
-            "domain" => Some(Handler::Domain),
-            _ => None,
-        }
-    }
-
     /// The name written to the idempotency ledger.
     pub fn name(self) -> &'static str {
         match self {
             Handler::Transactions => "transactions",
             Handler::Domain => "domain",
+            Handler::Http(_) => "http",
         }
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// A downstream URL, with its timeout and rate limit (shared by every
+/// processor, so the limit holds for the whole instance).
+pub struct HttpRoute {
+    pub url: String,
+    /// The URL without credentials or query, for logs, errors and metric
+    /// labels (the full URL may hold a secret).
+    pub label: String,
+    pub timeout: Duration,
+    pub limiter: DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for HttpRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRoute")
+            .field("url", &self.label)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct Routes {
     entries: Vec<(Option<String>, String, Handler)>,
+    http: Vec<Arc<HttpRoute>>,
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RATE: u32 = 100;
+const DEFAULT_BURST: u32 = 10;
+
+/// `scheme://host/path` of `url`: no user, password or query.
+fn label(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{rest}")
+        }
+        None => without_query.to_owned(),
+    }
 }
 
 impl Routes {
     /// From validated settings (unknown handler names were refused at start).
     pub fn new(settings: &[RouteSettings]) -> Self {
-        let entries = settings
-            .iter()
-            .filter_map(|r| Handler::parse(&r.handler).map(|h| (r, h)))
-            .flat_map(|(r, h)| {
-                r.event_types
-                    .iter()
-                    .map(move |t| (r.topic.clone(), t.clone(), h))
-            })
-            .collect();
-        Routes { entries }
+        let mut routes = Routes::default();
+        for r in settings {
+            let handler = match (r.handler.as_str(), &r.url) {
+                ("transactions", _) => Handler::Transactions,
+                ("domain", _) => Handler::Domain,
+                ("http", Some(url)) => {
+                    let rate = NonZeroU32::new(r.rate_per_second.unwrap_or(DEFAULT_RATE))
+                        .unwrap_or(NonZeroU32::MIN);
+                    let burst = NonZeroU32::new(r.burst.unwrap_or(DEFAULT_BURST))
+                        .unwrap_or(NonZeroU32::MIN);
+                    routes.http.push(Arc::new(HttpRoute {
+                        url: url.clone(),
+                        label: label(url),
+                        timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                        limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+                    }));
+                    Handler::Http(routes.http.len() - 1)
+                }
+                _ => continue,
+            };
+            for event_type in &r.event_types {
+                routes
+                    .entries
+                    .push((r.topic.clone(), event_type.clone(), handler));
+            }
+        }
+        routes
     }
 
     pub fn handler(&self, topic: &str, event_type: &str) -> Option<Handler> {
@@ -55,5 +110,24 @@ impl Routes {
             .iter()
             .find(|(t, e, _)| e == event_type && t.as_deref().is_none_or(|t| t == topic))
             .map(|(_, _, h)| *h)
+    }
+
+    pub fn http(&self, index: usize) -> Option<&Arc<HttpRoute>> {
+        self.http.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_drop_credentials_and_queries() {
+        assert_eq!(
+            super::label("https://user:pw@hooks.example.com/in?token=s3cret"),
+            "https://hooks.example.com/in"
+        );
+        assert_eq!(
+            super::label("http://127.0.0.1:9000/x"),
+            "http://127.0.0.1:9000/x"
+        );
     }
 }

@@ -128,6 +128,22 @@ pub async fn classify(pool: &PgPool, error: &StoreError) -> TryError {
     TryError::Failed(Failure::permanent(Stage::Process, kind, text))
 }
 
+/// Which of `ids` the ledger already has: their effect happened before.
+pub async fn already_applied(pool: &PgPool, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+    use crate::store::schema::applied_messages;
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Pool(e.to_string()))?;
+    Ok(applied_messages::table
+        .filter(applied_messages::message_id.eq_any(ids))
+        .select(applied_messages::message_id)
+        .load::<Uuid>(&mut conn)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 fn transient(kind: &'static str, message: String) -> Failure {
     Failure {
         stage: Stage::Process,
@@ -178,6 +194,9 @@ pub async fn apply(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, Store
                     // Few and interdependent (an order needs its user): in
                     // offset order, one statement each.
                     Task::Domain(change) => domain::apply(conn, change).await?,
+                    // Delivered already (see `delivery`): the ledger row is
+                    // the whole record of it.
+                    Task::Forward { .. } => {}
                 }
             }
             if !transactions.is_empty() {

@@ -1,0 +1,208 @@
+//! HTTP delivery to a real downstream on loopback (custodian's own mock
+//! downstream): delivered once, transient failures retried, refusals parked,
+//! an unreachable downstream pauses the partition, the rate limit holds.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{wait_until, TestEnv};
+use custodian::app::Running;
+use custodian::downstream::{MockDownstream, Options};
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn downstream(fail_first: u64) -> MockDownstream {
+    MockDownstream::start(Options {
+        bind: "127.0.0.1:0".parse().expect("address"),
+        failure_rate: 0.0,
+        latency: Duration::ZERO,
+        fail_first,
+    })
+    .expect("mock downstream starts")
+}
+
+/// Settings that send `Notify` events to `url`.
+fn routed(env: &TestEnv, url: &str, extra: &[(&'static str, serde_json::Value)]) -> Running {
+    let mut overrides = vec![(
+        "routes",
+        json!([{ "event_types": ["Notify"], "handler": "http", "url": url, "timeout": "2s",
+                 "rate_per_second": 1000, "burst": 100 }]),
+    )];
+    overrides.extend_from_slice(extra);
+    Running::start(env.settings_with(&overrides)).expect("custodian starts")
+}
+
+fn notify(id: &uuid::Uuid, n: usize) -> String {
+    json!({"eventId": id, "type": "Notify", "timestamp": "2025-01-11T12:00:00Z", "data": {"n": n}})
+        .to_string()
+}
+
+fn produce(env: &TestEnv, payloads: &[String]) {
+    let records: Vec<_> = payloads
+        .iter()
+        .map(|p| (Some("k"), p.as_bytes(), Some(0)))
+        .collect();
+    env.produce(&records);
+}
+
+#[test]
+fn messages_are_delivered_once_with_their_id() {
+    let env = TestEnv::new(1);
+    let mock = downstream(0);
+    let app = routed(&env, &format!("http://{}/hook", mock.addr), &[]);
+    let ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+    let payloads: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| notify(id, n))
+        .collect();
+    produce(&env, &payloads);
+    wait_until(PATIENCE, "three processed", || {
+        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+    });
+    let received = mock.received();
+    assert_eq!(received.len(), 3);
+    for (r, id) in received.iter().zip(&ids) {
+        assert_eq!(r.message_id.as_deref(), Some(id.to_string().as_str()));
+        assert_eq!(r.event_type.as_deref(), Some("Notify"));
+        assert_eq!(r.path, "/hook");
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(received[0].bytes, payloads[0].len(), "the payload as is");
+    // The same event again is recognised and not sent again.
+    produce(&env, &payloads[..1]);
+    wait_until(PATIENCE, "the duplicate recorded", || {
+        env.audit_counts().get("MESSAGE_DUPLICATE") == Some(&1)
+    });
+    assert_eq!(mock.received().len(), 3);
+    app.stop().expect("graceful stop");
+    assert_eq!(env.committed(), vec![Some(4)]);
+}
+
+#[test]
+fn a_5xx_is_retried_and_a_4xx_is_parked() {
+    let env = TestEnv::new(1);
+    let mock = downstream(2);
+    let app = routed(
+        &env,
+        &format!("http://{}/hook", mock.addr),
+        &[("retry.max_attempts", 5.into())],
+    );
+    let id = uuid::Uuid::new_v4();
+    produce(&env, &[notify(&id, 1)]);
+    wait_until(PATIENCE, "delivered on the third attempt", || {
+        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
+    });
+    assert_eq!(
+        env.lifecycle(&id.to_string()),
+        [
+            ("MESSAGE_RECEIVED".to_string(), 1),
+            ("MESSAGE_FAILED".to_string(), 1),
+            ("MESSAGE_FAILED".to_string(), 2),
+            ("MESSAGE_PROCESSED".to_string(), 3),
+        ]
+    );
+    assert_eq!(
+        mock.received().iter().map(|r| r.status).collect::<Vec<_>>(),
+        [503, 503, 200]
+    );
+    app.stop().expect("graceful stop");
+
+    // A route whose downstream refuses: parked at once with status and body.
+    let env = TestEnv::new(1);
+    let app = routed(&env, &format!("http://{}/status/422", mock.addr), &[]);
+    let id = uuid::Uuid::new_v4();
+    produce(&env, &[notify(&id, 2)]);
+    wait_until(PATIENCE, "parked", || {
+        env.audit_counts().get("MESSAGE_DLQ") == Some(&1)
+    });
+    let entries = env.dlq_entries();
+    assert_eq!(entries[0].error_kind, "downstream_rejected");
+    assert_eq!(entries[0].attempts, 1);
+    assert!(
+        entries[0].error.contains("HTTP 422"),
+        "{}",
+        entries[0].error
+    );
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn an_unreachable_downstream_pauses_the_partition_until_it_returns() {
+    let env = TestEnv::new(1);
+    // A port nobody listens on (yet).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let app = routed(
+        &env,
+        &format!("http://{addr}/hook"),
+        &[("retry.max_attempts", 2.into())],
+    );
+    let id = uuid::Uuid::new_v4();
+    produce(&env, &[notify(&id, 1)]);
+    std::thread::sleep(Duration::from_secs(3));
+    let counts = env.audit_counts();
+    assert_eq!(counts.get("MESSAGE_DLQ"), None, "not parked while down");
+    assert_eq!(counts.get("MESSAGE_PROCESSED"), None);
+    assert_eq!(
+        env.committed_or_zero(),
+        vec![0],
+        "nothing committed past it"
+    );
+
+    let mock = MockDownstream::start(Options {
+        bind: addr,
+        failure_rate: 0.0,
+        latency: Duration::ZERO,
+        fail_first: 0,
+    })
+    .expect("downstream comes up");
+    wait_until(PATIENCE, "delivered once it is back", || {
+        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
+    });
+    assert_eq!(mock.received().len(), 1);
+    // Waiting for a downstream that is down is not an attempt.
+    assert_eq!(
+        env.lifecycle(&id.to_string()),
+        [
+            ("MESSAGE_RECEIVED".to_string(), 1),
+            ("MESSAGE_PROCESSED".to_string(), 1)
+        ]
+    );
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn the_route_rate_limit_holds() {
+    let env = TestEnv::new(1);
+    let mock = downstream(0);
+    let app = Running::start(env.settings_with(&[(
+        "routes",
+        json!([{ "event_types": ["Notify"], "handler": "http",
+                 "url": format!("http://{}/hook", mock.addr),
+                 "rate_per_second": 20, "burst": 1 }]),
+    )]))
+    .expect("custodian starts");
+    const N: usize = 30;
+    let payloads: Vec<String> = (0..N).map(|n| notify(&uuid::Uuid::new_v4(), n)).collect();
+    produce(&env, &payloads);
+    wait_until(PATIENCE, "all delivered", || mock.received().len() == N);
+    let received = mock.received();
+    let span = (received[N - 1].at - received[0].at)
+        .to_std()
+        .expect("in order");
+    // 30 requests at 20/s with a burst of 1: at least 29 intervals of 50 ms.
+    assert!(
+        span >= Duration::from_millis(1400),
+        "{N} deliveries in {span:?}: faster than 20/s"
+    );
+    let rate = (N - 1) as f64 / span.as_secs_f64();
+    assert!(rate <= 21.0, "measured {rate:.1}/s over a limit of 20/s");
+    app.stop().expect("graceful stop");
+}
