@@ -142,8 +142,8 @@ pub struct RouteSettings {
     #[serde(default)]
     pub topic: Option<String>,
     pub event_types: Vec<String>,
-    /// `transactions` (seed-003 events), `domain` (seed-004 events) or
-    /// `http` (forward to `url`).
+    /// `transactions` (seed-003 events), `domain` (seed-004 events),
+    /// `http` (forward to `url`) or `audit` (record only).
     pub handler: String,
     /// For `http`: where to POST each message.
     #[serde(default)]
@@ -250,6 +250,10 @@ fn defaults() -> serde_json::Value {
             {
                 "event_types": crate::pipeline::domain::EVENT_TYPES,
                 "handler": "domain",
+            },
+            {
+                "event_types": [crate::produce::TEXT_MESSAGE_TYPE],
+                "handler": "audit",
             },
         ],
         "dlq": {
@@ -398,11 +402,11 @@ impl Settings {
                     "transaction.deleted",
                 ],
                 "domain" => &crate::pipeline::domain::EVENT_TYPES,
-                "http" => &[],
+                "http" | "audit" => &[],
                 other => {
                     return Err(invalid(
                         "routes.handler",
-                        format!("`{other}` is not a handler (transactions, domain, http)"),
+                        format!("`{other}` is not a handler (transactions, domain, http, audit)"),
                     ))
                 }
             };
@@ -435,11 +439,11 @@ impl Settings {
             if route.event_types.is_empty() {
                 return Err(invalid("routes.event_types", "must not be empty"));
             }
-            if let Some(bad) = route
-                .event_types
-                .iter()
-                .find(|t| !is_http && !allowed.contains(&t.as_str()))
-            {
+            if let Some(bad) = route.event_types.iter().find(|t| {
+                t.is_empty()
+                    || t.len() > 200
+                    || !(allowed.is_empty() || allowed.contains(&t.as_str()))
+            }) {
                 return Err(invalid(
                     "routes.event_types",
                     format!(

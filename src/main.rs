@@ -68,10 +68,11 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         fail_first: u64,
     },
-    /// Publish events to Kafka.
+    /// Publish events to Kafka: lines typed (or piped) in, one message each,
+    /// or --synthetic seed-003 transaction events.
     Produce {
-        /// Seed-003 synthetic transaction events.
-        #[arg(long, required = true)]
+        /// Seed-003 synthetic transaction events instead of lines from stdin.
+        #[arg(long)]
         synthetic: bool,
         #[arg(long, default_value_t = 1000)]
         count: u64,
@@ -137,7 +138,26 @@ fn main() -> ExitCode {
             bootstrap_file,
         } => dev_broker(&topics, partitions, bootstrap_file),
         Command::Produce {
-            synthetic: _,
+            synthetic: false,
+            topic,
+            ..
+        } => {
+            let topic = topic.unwrap_or_else(|| settings.kafka.topics[0].clone());
+            let brokers = settings.kafka.brokers.clone();
+            current_thread(async move {
+                let sent = produce::interactive(
+                    &brokers,
+                    &topic,
+                    std::io::stdin().lock(),
+                    std::io::stdout().lock(),
+                )
+                .await?;
+                eprintln!("sent {sent} message(s) to {topic}");
+                Ok(())
+            })
+        }
+        Command::Produce {
+            synthetic: true,
             count,
             user_id,
             users,

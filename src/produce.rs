@@ -1,6 +1,12 @@
-//! `custodian produce --synthetic`: publishes synthetic seed-003 events,
-//! optionally rate-limited (governor), and reports what Kafka acknowledged.
+//! `custodian produce`: publishes events and reports what Kafka
+//! acknowledged.
+//!
+//! - interactive (seed 000): each line read becomes a `Message` event with a
+//!   new id, which is printed back once Kafka acknowledged it;
+//! - `--synthetic` (seed 003): generated transaction events, keyed by user,
+//!   optionally rate-limited (governor), with a progress bar.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -9,6 +15,67 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::kafka::client::producer_config;
 use crate::synth::Generator;
+
+/// The event type of a free-text message (routed to the audit-only handler
+/// by default).
+pub const TEXT_MESSAGE_TYPE: &str = "Message";
+
+/// The envelope a line of text travels in: `{eventId, type, timestamp,
+/// data: {text}}`.
+pub fn text_message(id: uuid::Uuid, text: &str) -> String {
+    serde_json::json!({
+        "eventId": id,
+        "type": TEXT_MESSAGE_TYPE,
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "data": { "text": text },
+    })
+    .to_string()
+}
+
+/// Reads lines from `input` until it ends; publishes each non-empty line as
+/// a message with a new id (also its key), and writes the id to `output`.
+/// With a terminal, prompts for each line. Returns how many were sent.
+pub async fn interactive(
+    brokers: &str,
+    topic: &str,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> anyhow::Result<u64> {
+    let producer: FutureProducer = producer_config(brokers).create()?;
+    let prompt = std::io::stdin().is_terminal();
+    let mut sent = 0;
+    if prompt {
+        eprintln!("type a message and press Enter (Ctrl-D to finish); each is sent to `{topic}`");
+        eprint!("> ");
+    }
+    for line in input.lines() {
+        let line = line?;
+        let text = line.trim_end_matches('\r');
+        if !text.is_empty() {
+            let id = uuid::Uuid::new_v4();
+            let key = id.to_string();
+            let payload = text_message(id, text);
+            let delivery = producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("Kafka did not acknowledge: {e}"))?;
+            writeln!(
+                output,
+                "{id}  {topic}/{}@{}",
+                delivery.partition, delivery.offset
+            )?;
+            output.flush()?;
+            sent += 1;
+        }
+        if prompt {
+            eprint!("> ");
+        }
+    }
+    Ok(sent)
+}
 
 pub struct SyntheticOptions {
     pub brokers: String,
@@ -75,20 +142,44 @@ pub async fn synthetic(options: SyntheticOptions) -> anyhow::Result<Report> {
             }
             tally(&mut report, done);
         }
-        if last_progress.elapsed() >= Duration::from_secs(1) {
-            eprintln!(
-                "produced {} / {} ({} failed)",
-                report.acknowledged, options.count, report.failed
-            );
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            progress(&report, options.count, started);
             last_progress = Instant::now();
         }
     }
     while let Some(done) = pending.next().await {
         tally(&mut report, Some(done));
     }
+    progress(&report, options.count, started);
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
     producer.flush(Duration::from_secs(30))?;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// `[########............]  4000/20000  20%  1998/s` on one redrawn line on a
+/// terminal, a plain line otherwise.
+fn progress(report: &Report, total: u64, started: Instant) {
+    const WIDTH: u64 = 30;
+    let done = report.acknowledged + report.failed;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
+    let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+    let line = format!(
+        "[{}{}] {done:>8}/{total}  {:>3}%  {rate:.0}/s  {} failed",
+        "#".repeat(filled),
+        ".".repeat(WIDTH as usize - filled.min(WIDTH as usize)),
+        (done * 100).checked_div(total).unwrap_or(100),
+        report.failed
+    );
+    if std::io::stderr().is_terminal() {
+        eprint!("\r{line}");
+    } else {
+        eprintln!("{line}");
+    }
 }
 
 fn tally(report: &mut Report, done: Option<Result<(), rdkafka::error::KafkaError>>) {

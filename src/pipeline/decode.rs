@@ -24,6 +24,8 @@ pub enum Event {
     Domain(DomainEvent, chrono::DateTime<chrono::Utc>),
     /// Forwarded as it is over the HTTP route with this index.
     Forward(usize),
+    /// Recorded in the audit trail only.
+    Record,
 }
 
 /// What decoding learned about a record, whether or not it is valid.
@@ -104,6 +106,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes) -> Decoded {
                         .map(|event| Event::Domain(event, at))
                 }),
                 Some(Handler::Http(route)) => Ok(Event::Forward(route)),
+                Some(Handler::Audit) => Ok(Event::Record),
                 Some(Handler::Transactions) => Err(Failure::schema(format!(
                     "`{t}` is routed to the transactions handler, which takes seed-003 events (event_type, transaction), not an eventId envelope"
                 ))),
@@ -142,6 +145,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes) -> Decoded {
             decode_transaction(event_type, &shallow).map(Event::Transaction)
         }
         Some(Handler::Http(route)) => Ok(Event::Forward(route)),
+        Some(Handler::Audit) => Ok(Event::Record),
         Some(Handler::Domain) => Err(Failure::schema(format!(
             "`{event_type}` is routed to the domain handler, which takes seed-004 envelopes (eventId, type, timestamp, data)"
         ))),

@@ -40,6 +40,10 @@ pub enum Task {
         message_id: Uuid,
         route: usize,
     },
+    /// Nothing to apply but the ledger row (the audit-only handler).
+    Record {
+        message_id: Uuid,
+    },
 }
 
 impl Task {
@@ -47,7 +51,7 @@ impl Task {
         match self {
             Task::Transaction(c) => c.message_id,
             Task::Domain(c) => c.message_id,
-            Task::Forward { message_id, .. } => *message_id,
+            Task::Forward { message_id, .. } | Task::Record { message_id } => *message_id,
         }
     }
 
@@ -56,6 +60,7 @@ impl Task {
             Task::Transaction(_) => Handler::Transactions,
             Task::Domain(_) => Handler::Domain,
             Task::Forward { route, .. } => Handler::Http(*route),
+            Task::Record { .. } => Handler::Audit,
         }
     }
 }
@@ -66,6 +71,7 @@ pub fn prepare(envelope: Envelope, routes: &Routes, now: DateTime<Utc>) -> Item 
     let message_id = decoded.message_id;
     let work = decoded.event.map(|event| match event {
         Event::Forward(route) => Task::Forward { message_id, route },
+        Event::Record => Task::Record { message_id },
         Event::Domain(event, occurred_at) => Task::Domain(DomainChange {
             message_id,
             occurred_at,

@@ -18,6 +18,9 @@ pub enum Handler {
     Domain,
     /// Forwarded over HTTP: the index of the route in [`Routes::http`].
     Http(usize),
+    /// Nothing to apply: the audit trail is the whole record (seed 000's
+    /// free-text messages).
+    Audit,
 }
 
 impl Handler {
@@ -27,6 +30,7 @@ impl Handler {
             Handler::Transactions => "transactions",
             Handler::Domain => "domain",
             Handler::Http(_) => "http",
+            Handler::Audit => "audit",
         }
     }
 }
@@ -81,6 +85,7 @@ impl Routes {
             let handler = match (r.handler.as_str(), &r.url) {
                 ("transactions", _) => Handler::Transactions,
                 ("domain", _) => Handler::Domain,
+                ("audit", _) => Handler::Audit,
                 ("http", Some(url)) => {
                     let rate = NonZeroU32::new(r.rate_per_second.unwrap_or(DEFAULT_RATE))
                         .unwrap_or(NonZeroU32::MIN);

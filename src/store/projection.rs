@@ -196,7 +196,7 @@ pub async fn apply(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, Store
                     Task::Domain(change) => domain::apply(conn, change).await?,
                     // Delivered already (see `delivery`): the ledger row is
                     // the whole record of it.
-                    Task::Forward { .. } => {}
+                    Task::Forward { .. } | Task::Record { .. } => {}
                 }
             }
             if !transactions.is_empty() {
