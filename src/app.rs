@@ -115,12 +115,15 @@ async fn serve(
             let (pool, settings, retry) =
                 (postgres.clone(), pipeline.clone(), settings.retry.clone());
             let (routes, client) = (Arc::clone(&routes), client.clone());
+            let (redis, keys) = (redis.clone(), Keys::new(&settings_dlq_prefix));
             Processor::start_in_arbiter(on(i + 1), move |_| Processor {
                 pool,
                 settings,
                 retry,
                 routes,
                 client,
+                redis,
+                keys,
             })
             .recipient()
         })

@@ -157,6 +157,10 @@ pub struct RouteSettings {
     /// …and how many may go at once above that rate (default 10).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// For `http`: keep each 2xx answer (status and up to 4 KiB of body) in
+    /// Redis this long, shown by `GET /messages/{id}`. Unset: not kept.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub cache_ttl: Option<Duration>,
 }
 
 /// The Redis dead-letter queue and its replay.

@@ -41,14 +41,57 @@ fn failure(retry: Retry, kind: &'static str, message: String) -> TryError {
     })
 }
 
-/// One attempt at delivering `envelope` over `route`.
+/// A downstream's answer to a delivery, as kept in Redis when the route asks.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Answer {
+    pub route: String,
+    pub status: u16,
+    pub body: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Most bytes of a kept answer's body.
+const ANSWER_BYTES: usize = 4096;
+
+/// The Redis key of a message's kept answer.
+pub fn answer_key(keys: &crate::dlq::Keys, message_id: uuid::Uuid) -> String {
+    format!("{}#response:{message_id}", keys.list_prefix())
+}
+
+/// Keeps `answer` for `ttl`. The cache is a convenience: a failure is
+/// logged, never fatal to the delivery.
+pub async fn keep_answer(
+    redis: &crate::store::pool::RedisPool,
+    keys: &crate::dlq::Keys,
+    message_id: uuid::Uuid,
+    answer: &Answer,
+    ttl: std::time::Duration,
+) {
+    let kept = async {
+        let json = serde_json::to_string(answer).map_err(|e| e.to_string())?;
+        let mut conn = redis.get().await.map_err(|e| e.to_string())?;
+        redis::cmd("SET")
+            .arg(answer_key(keys, message_id))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if let Err(error) = kept.await {
+        tracing::warn!(%message_id, error, "downstream answer not cached");
+    }
+}
+
+/// One attempt at delivering `envelope` over `route`; the 2xx answer.
 pub async fn forward(
     client: &reqwest::Client,
     route: &HttpRoute,
     envelope: &Envelope,
     message_id: uuid::Uuid,
     event_type: Option<&str>,
-) -> Result<(), TryError> {
+) -> Result<Answer, TryError> {
     if route.limiter.check().is_err() {
         metrics()
             .rate_limit_waits
@@ -108,14 +151,17 @@ pub async fn forward(
         }
     };
     let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
     if status.is_success() {
         count(route, "delivered");
-        return Ok(());
+        return Ok(Answer {
+            route: route.label.clone(),
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body[..body.len().min(ANSWER_BYTES)]).into_owned(),
+            at: chrono::Utc::now(),
+        });
     }
-    let excerpt = match response.bytes().await {
-        Ok(body) => String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)]).into_owned(),
-        Err(_) => String::new(),
-    };
+    let excerpt = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)]).into_owned();
     let message = format!(
         "{} answered HTTP {}: {excerpt}",
         route.label,

@@ -29,7 +29,7 @@ fn routed(env: &TestEnv, url: &str, extra: &[(&'static str, serde_json::Value)])
     let mut overrides = vec![(
         "routes",
         json!([{ "event_types": ["Notify"], "handler": "http", "url": url, "timeout": "2s",
-                 "rate_per_second": 1000, "burst": 100 }]),
+                 "rate_per_second": 1000, "burst": 100, "cache_ttl": "1m" }]),
     )];
     overrides.extend_from_slice(extra);
     Running::start(env.settings_with(&overrides)).expect("custodian starts")
@@ -72,6 +72,21 @@ fn messages_are_delivered_once_with_their_id() {
         assert_eq!(r.status, 200);
     }
     assert_eq!(received[0].bytes, payloads[0].len(), "the payload as is");
+    // The route keeps downstream answers: the message's record shows it.
+    let (status, body) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/messages/{}", ids[0]),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["downstream_answer"]["status"], 200, "{body}");
+    assert!(
+        body["downstream_answer"]["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("200")),
+        "{body}"
+    );
     // The same event again is recognised and not sent again.
     produce(&env, &payloads[..1]);
     wait_until(PATIENCE, "the duplicate recorded", || {

@@ -18,11 +18,13 @@ use chrono::Utc;
 use crate::actors::messages::{Ack, Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::delivery;
+use crate::dlq::Keys;
 use crate::metrics::{metrics, Metrics};
 use crate::pipeline::failure::{Failure, Stage};
 use crate::pipeline::routes::Routes;
 use crate::pipeline::{Item, Outcome, Settled, Task};
 use crate::retry::{self, AttemptFailure, DependencyWait, TryError};
+use crate::store::pool::RedisPool;
 use crate::store::projection::{self, Applied};
 use crate::store::PgPool;
 
@@ -32,6 +34,9 @@ pub struct Processor {
     pub retry: RetrySettings,
     pub routes: Arc<Routes>,
     pub client: reqwest::Client,
+    /// Where routes with `cache_ttl` keep downstream answers.
+    pub redis: RedisPool,
+    pub keys: Keys,
 }
 
 impl Actor for Processor {
@@ -50,6 +55,8 @@ impl Handler<Prepared> for Processor {
             pool: self.pool.clone(),
             routes: Arc::clone(&self.routes),
             client: self.client.clone(),
+            redis: self.redis.clone(),
+            keys: self.keys.clone(),
             retry: self.retry.clone(),
             wait: DependencyWait {
                 min: self.settings.dependency_backoff_min,
@@ -65,6 +72,8 @@ struct Work {
     pool: PgPool,
     routes: Arc<Routes>,
     client: reqwest::Client,
+    redis: RedisPool,
+    keys: Keys,
     retry: RetrySettings,
     wait: DependencyWait,
 }
@@ -281,13 +290,26 @@ impl Work {
             })
             .await;
             let (result, failures) = attempted;
-            if result.is_ok() {
-                delivered.push(task);
-            } else {
+            match &result {
+                Ok(answer) => {
+                    delivered.push(task);
+                    if let Some(ttl) = route.cache_ttl {
+                        delivery::keep_answer(
+                            &self.redis,
+                            &self.keys,
+                            item.message_id,
+                            answer,
+                            ttl,
+                        )
+                        .await;
+                    }
+                }
                 // Not delivered: a later copy may try again.
-                done.remove(&item.message_id);
+                Err(()) => {
+                    done.remove(&item.message_id);
+                }
             }
-            results.push((*position, (result.map(|()| Applied::New), failures)));
+            results.push((*position, (result.map(|_| Applied::New), failures)));
         }
         // The deliveries are done; remember them so a redelivery is not sent
         // again. (If this never succeeds the offsets are not acknowledged and

@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::{get, web, HttpResponse};
 use uuid::Uuid;
 
+use crate::delivery::answer_key;
 use crate::dlq::replay::DeadLetters;
 use crate::http::auth::Authorized;
 use crate::http::dlq::message_id;
@@ -72,6 +73,7 @@ pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
 pub async fn message(
     _: Authorized,
     state: web::Data<AppState>,
+    dlq: web::Data<DeadLetters>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id: Uuid = message_id(&id)?;
@@ -89,7 +91,22 @@ pub async fn message(
             "no audit record for message {id}"
         )));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "message_id": id, "lifecycle": rows })))
+    // A kept downstream answer, if its route caches them (best effort).
+    let answer: Option<serde_json::Value> = match state.redis.get().await {
+        Ok(mut conn) => redis::cmd("GET")
+            .arg(answer_key(dlq.keys(), id))
+            .query_async::<Option<String>>(&mut *conn)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str(&json).ok()),
+        Err(_) => None,
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "message_id": id,
+        "lifecycle": rows,
+        "downstream_answer": answer,
+    })))
 }
 
 /// Anything else: a JSON 404.

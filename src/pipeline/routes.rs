@@ -44,6 +44,8 @@ pub struct HttpRoute {
     pub label: String,
     pub timeout: Duration,
     pub limiter: DefaultDirectRateLimiter,
+    /// Keep 2xx answers in Redis this long (`cache_ttl`).
+    pub cache_ttl: Option<Duration>,
 }
 
 impl std::fmt::Debug for HttpRoute {
@@ -96,6 +98,7 @@ impl Routes {
                         label: label(url),
                         timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),
                         limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+                        cache_ttl: r.cache_ttl,
                     }));
                     Handler::Http(routes.http.len() - 1)
                 }
