@@ -581,6 +581,8 @@ pub struct Summary<'a> {
     pub processors: usize,
     pub auditors: usize,
     pub http_bind: &'a str,
+    /// `topic: event types → handler` per route (URLs without credentials).
+    pub routes: Vec<String>,
 }
 
 impl Settings {
@@ -593,6 +595,23 @@ impl Settings {
             processors: self.pipeline.processors,
             auditors: self.pipeline.auditors,
             http_bind: &self.http.bind,
+            routes: self
+                .routes
+                .iter()
+                .map(|r| {
+                    let target = match &r.url {
+                        Some(url) => {
+                            format!("{} {}", r.handler, crate::pipeline::routes::label(url))
+                        }
+                        None => r.handler.clone(),
+                    };
+                    format!(
+                        "{}: {} → {target}",
+                        r.topic.as_deref().unwrap_or("*"),
+                        r.event_types.join(", ")
+                    )
+                })
+                .collect(),
         }
     }
 }

@@ -68,7 +68,7 @@ const DEFAULT_RATE: u32 = 100;
 const DEFAULT_BURST: u32 = 10;
 
 /// `scheme://host/path` of `url`: no user, password or query.
-fn label(url: &str) -> String {
+pub fn label(url: &str) -> String {
     let without_query = url.split(['?', '#']).next().unwrap_or(url);
     match without_query.split_once("://") {
         Some((scheme, rest)) => {
