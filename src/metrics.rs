@@ -35,6 +35,15 @@ pub struct Metrics {
     pub downstream_seconds: HistogramVec,
     /// Deliveries that waited for the route's rate limit.
     pub rate_limit_waits: IntCounterVec,
+    /// Messages between the committed offset and the partition's end, from
+    /// librdkafka's statistics.
+    pub consumer_lag: IntGaugeVec,
+    /// Seconds per PostgreSQL write, by operation (seed 004's name).
+    pub db_latency_seconds: HistogramVec,
+    /// HTTP requests served, by method, route pattern and status.
+    pub http_requests: IntCounterVec,
+    /// Seconds per HTTP request served, by method and route pattern.
+    pub http_latency_seconds: HistogramVec,
     /// Messages per audit flush.
     pub audit_batch_size: Histogram,
     /// Seconds per audit flush (one PostgreSQL transaction).
@@ -70,6 +79,20 @@ fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGau
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .expect("static metric definition");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+/// Latency buckets from 1 ms to about 16 s.
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help)
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 15).expect("static buckets")),
+        labels,
+    )
+    .expect("static metric definition");
     registry
         .register(Box::new(h.clone()))
         .expect("metric registered once");
@@ -140,22 +163,36 @@ impl Metrics {
                 "HTTP deliveries by route and outcome.",
                 &["route", "outcome"],
             ),
-            downstream_seconds: {
-                let h = HistogramVec::new(
-                    HistogramOpts::new(
-                        "downstream_latency_seconds",
-                        "Seconds per HTTP delivery attempt.",
-                    )
-                    .buckets(
-                        prometheus::exponential_buckets(0.001, 2.0, 14).expect("static buckets"),
-                    ),
-                    &["route"],
-                )
-                .expect("static metric definition");
-                r.register(Box::new(h.clone()))
-                    .expect("metric registered once");
-                h
-            },
+            downstream_seconds: histogram_vec(
+                &r,
+                "downstream_latency_seconds",
+                "Seconds per HTTP delivery attempt.",
+                &["route"],
+            ),
+            consumer_lag: gauge(
+                &r,
+                "consumer_lag_messages",
+                "Messages between the committed offset and the end of the partition.",
+                &["topic", "partition"],
+            ),
+            db_latency_seconds: histogram_vec(
+                &r,
+                "db_latency_seconds",
+                "Seconds per PostgreSQL write.",
+                &["operation"],
+            ),
+            http_requests: counter(
+                &r,
+                "http_requests_total",
+                "HTTP requests served.",
+                &["method", "route", "status"],
+            ),
+            http_latency_seconds: histogram_vec(
+                &r,
+                "http_latency_seconds",
+                "Seconds per HTTP request served.",
+                &["method", "route"],
+            ),
             rate_limit_waits: counter(
                 &r,
                 "rate_limit_waits_total",
@@ -237,6 +274,7 @@ impl Metrics {
         let _ = self
             .committed_offset
             .remove_label_values(&[topic, partition]);
+        let _ = self.consumer_lag.remove_label_values(&[topic, partition]);
     }
 }
 

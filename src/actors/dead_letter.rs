@@ -79,10 +79,13 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Back
                         // The error text can quote payload values: it stays in the DLQ
                         // entry and the audit row, out of the logs.
                         tracing::warn!(
-                            message_id = %entry.message_id,
+                            eventId = %entry.message_id,
+                            r#type = entry.event_type.as_deref().unwrap_or(""),
+                            key = entry.key.as_deref().unwrap_or(""),
                             topic,
                             partition = entry.partition,
                             offset = entry.offset,
+                            attempts = entry.attempts,
                             error_kind = %entry.error_kind,
                             stage = %entry.stage,
                             "message dead-lettered"

@@ -40,6 +40,7 @@ pub fn server(
     let token = web::Data::new(auth::ApiToken(settings.api_token.clone()));
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(observe))
             .app_data(state.clone())
             .app_data(dead_letters.clone())
             .app_data(token.clone())
@@ -73,4 +74,39 @@ pub fn server(
         .copied()
         .ok_or_else(|| std::io::Error::other("HTTP server bound no address"))?;
     Ok((server.run(), addr))
+}
+
+/// Counts and times every request by method, route pattern (bounded: the
+/// pattern, never the concrete path) and status.
+async fn observe(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    };
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    let metrics = crate::metrics::metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[method, route.as_str(), status.as_str()])
+        .inc();
+    metrics
+        .http_latency_seconds
+        .with_label_values(&[method, route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(response)
 }

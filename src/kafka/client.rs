@@ -27,7 +27,9 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // Answer fetches sooner when little is flowing: the default 500 ms
         // shows up directly as latency at low rates (kafka.extra overrides).
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", "50")
+        // Statistics (consumer lag per partition) every 5 s.
+        .set("statistics.interval.ms", "5000");
     for (key, value) in &settings.extra {
         config.set(key, value.expose_secret());
     }

@@ -93,6 +93,22 @@ impl ClientContext for KafkaContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(error = %error, reason, "kafka client error");
     }
+
+    /// librdkafka's periodic statistics (`statistics.interval.ms`): consumer
+    /// lag of the partitions this instance owns.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || !p.desired || p.consumer_lag < 0 {
+                    continue;
+                }
+                crate::metrics::metrics()
+                    .consumer_lag
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set(p.consumer_lag);
+            }
+        }
+    }
 }
 
 impl ConsumerContext for KafkaContext {

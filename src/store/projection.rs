@@ -156,6 +156,16 @@ fn transient(kind: &'static str, message: String) -> Failure {
 /// Applies `tasks` in one database transaction, returning for each (in
 /// order) whether this delivery applied it.
 pub async fn apply(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, StoreError> {
+    let started = std::time::Instant::now();
+    let applied = apply_in_transaction(pool, tasks).await;
+    crate::metrics::metrics()
+        .db_latency_seconds
+        .with_label_values(&["projection"])
+        .observe(started.elapsed().as_secs_f64());
+    applied
+}
+
+async fn apply_in_transaction(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, StoreError> {
     let changes = tasks;
     if changes.is_empty() {
         return Ok(Vec::new());
