@@ -416,12 +416,16 @@ impl Settings {
             };
             let is_http = route.handler == "http";
             match (&route.url, is_http) {
-                (Some(url), true) if url.starts_with("http://") || url.starts_with("https://") => {}
+                (Some(url), true)
+                    if url::Url::parse(url).is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                    }) => {}
                 (_, true) => {
+                    // The URL may hold a secret: say what is wrong, not what it is.
                     return Err(invalid(
                         "routes.url",
-                        "an http route needs a url starting with http:// or https://",
-                    ))
+                        "an http route needs a valid http:// or https:// URL with a host",
+                    ));
                 }
                 (Some(_), false) => {
                     return Err(invalid("routes.url", "only an http route takes a url"))

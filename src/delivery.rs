@@ -3,9 +3,12 @@
 //! limit, and the answer classified.
 //!
 //! - 2xx: delivered.
-//! - 429, 5xx, a timeout: transient (retried per `retry.*`, then parked).
-//! - no connection at all: the downstream is down; the partition pauses
-//!   (not an attempt) and resumes when it answers again.
+//! - 429, 500 and other 5xx, a timeout: transient (retried per `retry.*`,
+//!   then parked).
+//! - the downstream is down: no connection (refused, unreachable, or not
+//!   within the connect timeout), or 502/503/504 (a gateway saying its
+//!   backend is down). Not the message's fault and not an attempt: the
+//!   partition pauses with capped backoff and resumes when it answers.
 //! - any other status (4xx, a redirect): permanent, parked with the status
 //!   and the start of the body.
 //!
@@ -21,6 +24,12 @@ use crate::pipeline::failure::{Failure, Retry, Stage};
 use crate::pipeline::routes::HttpRoute;
 use crate::retry::TryError;
 
+/// How long a connection may take before the downstream counts as down.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long keeping an answer in Redis may take before it is skipped.
+const CACHE_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Most bytes of a refusal's body kept in the error.
 const BODY_EXCERPT: usize = 500;
 
@@ -28,6 +37,7 @@ const BODY_EXCERPT: usize = 500;
 pub fn client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("custodian/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -79,8 +89,10 @@ pub async fn keep_answer(
             .await
             .map_err(|e| e.to_string())
     };
-    if let Err(error) = kept.await {
-        tracing::warn!(%message_id, error, "downstream answer not cached");
+    match tokio::time::timeout(CACHE_DEADLINE, kept).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%message_id, error, "downstream answer not cached"),
+        Err(_) => tracing::warn!(%message_id, "downstream answer not cached: redis too slow"),
     }
 }
 
@@ -126,6 +138,13 @@ pub async fn forward(
         .observe(started.elapsed().as_secs_f64());
     let response = match answer {
         Ok(response) => response,
+        Err(e) if e.is_connect() => {
+            count(route, "unreachable");
+            return Err(TryError::Unavailable {
+                dependency: "downstream",
+                error: format!("{}: cannot connect", route.label),
+            });
+        }
         Err(e) if e.is_timeout() => {
             count(route, "timeout");
             return Err(failure(
@@ -134,24 +153,24 @@ pub async fn forward(
                 format!("no answer from {} within {:?}", route.label, route.timeout),
             ));
         }
-        Err(e) if e.is_connect() => {
-            count(route, "unreachable");
-            return Err(TryError::Unavailable {
-                dependency: "downstream",
-                error: format!("{}: {}", route.label, e.without_url()),
-            });
-        }
-        Err(e) => {
+        Err(_) => {
             count(route, "error");
             return Err(failure(
                 Retry::Transient,
                 "downstream_error",
-                format!("{}: {}", route.label, e.without_url()),
+                format!("{}: the request failed", route.label),
             ));
         }
     };
     let status = response.status();
-    let body = response.bytes().await.unwrap_or_default();
+    if matches!(status.as_u16(), 502..=504) {
+        count(route, "unavailable");
+        return Err(TryError::Unavailable {
+            dependency: "downstream",
+            error: format!("{} answered HTTP {}", route.label, status.as_u16()),
+        });
+    }
+    let body = read_capped(response, ANSWER_BYTES).await;
     if status.is_success() {
         count(route, "delivered");
         return Ok(Answer {
@@ -179,6 +198,20 @@ pub async fn forward(
         count(route, "rejected");
         Err(failure(Retry::Permanent, "downstream_rejected", message))
     }
+}
+
+/// Up to `limit` bytes of the body (the rest is not read).
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())])
+            }
+            _ => break,
+        }
+    }
+    body
 }
 
 fn count(route: &HttpRoute, outcome: &str) {

@@ -1,7 +1,7 @@
 //! `custodian mock-downstream`: a small HTTP service that receives what an
 //! `http` route forwards, for demos and tests (seed 001's mock_downstream,
 //! seed 002's test client). It answers after `latency`, fails the first
-//! `fail_first` requests and then a random `failure_rate` share with 503,
+//! `fail_first` requests and then a random `failure_rate` share with 500,
 //! answers `/status/<code>` with that code, and logs what it received.
 //! `GET /received` lists the requests so far.
 
@@ -14,6 +14,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
+
+/// Requests kept for `GET /received`.
+const MAX_KEPT: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -54,8 +57,8 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
     let n = state.seen.fetch_add(1, Ordering::SeqCst);
     let status = match req.path().strip_prefix("/status/").map(str::parse::<u16>) {
         Some(Ok(code)) if (200..600).contains(&code) => code,
-        _ if n < state.options.fail_first => 503,
-        _ if rand::rng().random_bool(state.options.failure_rate.clamp(0.0, 1.0)) => 503,
+        _ if n < state.options.fail_first => 500,
+        _ if rand::rng().random_bool(state.options.failure_rate.clamp(0.0, 1.0)) => 500,
         _ => 200,
     };
     let received = Received {
@@ -77,6 +80,10 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
         "mock downstream received"
     );
     if let Ok(mut all) = state.received.lock() {
+        // A long demo run keeps the most recent requests only.
+        if all.len() >= MAX_KEPT {
+            all.drain(..MAX_KEPT / 2);
+        }
         all.push(received);
     }
     let code = actix_web::http::StatusCode::from_u16(status)

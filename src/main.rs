@@ -58,13 +58,13 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
-        /// Share of requests answered 503 at random.
+        /// Share of requests answered 500 at random.
         #[arg(long, default_value_t = 0.0)]
         failure_rate: f64,
         /// Delay before each answer.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
-        /// Answer the first N requests 503.
+        /// Answer the first N requests 500.
         #[arg(long, default_value_t = 0)]
         fail_first: u64,
     },

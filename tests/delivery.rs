@@ -29,7 +29,8 @@ fn routed(env: &TestEnv, url: &str, extra: &[(&'static str, serde_json::Value)])
     let mut overrides = vec![(
         "routes",
         json!([{ "event_types": ["Notify"], "handler": "http", "url": url, "timeout": "2s",
-                 "rate_per_second": 1000, "burst": 100, "cache_ttl": "1m" }]),
+                 "rate_per_second": 1000, "burst": 100, "cache_ttl": "1m" },
+               { "event_types": ["transaction.created"], "handler": "transactions" }]),
     )];
     overrides.extend_from_slice(extra);
     Running::start(env.settings_with(&overrides)).expect("custodian starts")
@@ -98,7 +99,7 @@ fn messages_are_delivered_once_with_their_id() {
 }
 
 #[test]
-fn a_5xx_is_retried_and_a_4xx_is_parked() {
+fn a_500_is_retried_and_a_4xx_is_parked() {
     let env = TestEnv::new(1);
     let mock = downstream(2);
     let app = routed(
@@ -122,7 +123,7 @@ fn a_5xx_is_retried_and_a_4xx_is_parked() {
     );
     assert_eq!(
         mock.received().iter().map(|r| r.status).collect::<Vec<_>>(),
-        [503, 503, 200]
+        [500, 500, 200]
     );
     app.stop().expect("graceful stop");
 
@@ -220,4 +221,41 @@ fn the_route_rate_limit_holds() {
     let rate = (N - 1) as f64 / span.as_secs_f64();
     assert!(rate <= 21.0, "measured {rate:.1}/s over a limit of 20/s");
     app.stop().expect("graceful stop");
+}
+
+#[test]
+fn a_gateway_saying_the_backend_is_down_pauses_instead_of_parking() {
+    let env = TestEnv::new(1);
+    let mock = downstream(0);
+    let app = routed(
+        &env,
+        &format!("http://{}/status/503", mock.addr),
+        &[("retry.max_attempts", 1.into())],
+    );
+    produce(&env, &[notify(&uuid::Uuid::new_v4(), 1)]);
+    wait_until(PATIENCE, "a few 503s", || mock.received().len() >= 3);
+    let counts = env.audit_counts();
+    assert_eq!(counts.get("MESSAGE_DLQ"), None, "not parked: {counts:?}");
+    assert_eq!(counts.get("MESSAGE_FAILED"), None, "not an attempt");
+    assert_eq!(env.committed_or_zero(), vec![0]);
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn a_batch_mixing_deliveries_and_projections_settles_each_message_once() {
+    let env = TestEnv::new(1);
+    let mock = downstream(0);
+    let app = routed(&env, &format!("http://{}/hook", mock.addr), &[]);
+    let a = uuid::Uuid::new_v4();
+    let c = uuid::Uuid::new_v4();
+    let b = common::created_event(&format!("{}-b", env.topic));
+    produce(&env, &[notify(&a, 1), b.clone(), notify(&c, 3)]);
+    wait_until(PATIENCE, "all three processed", || {
+        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+    });
+    let received: Vec<Option<String>> = mock.received().into_iter().map(|r| r.message_id).collect();
+    assert_eq!(received, [Some(a.to_string()), Some(c.to_string())]);
+    assert_eq!(env.count("SELECT count(*) AS n FROM transactions"), 1);
+    app.stop().expect("graceful stop");
+    assert_eq!(env.committed(), vec![Some(3)]);
 }

@@ -120,6 +120,8 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
     );
 
     // Absent things answer 404 with a JSON body.
+    let (status, _) = env.api(addr, Method::GET, "/users/%00", None);
+    assert_eq!(status, 400, "a NUL is bad input, not an outage");
     for path in ["/users/nobody", "/orders/nothing", "/transactions/none"] {
         let (status, body) = env.api(addr, Method::GET, path, None);
         assert_eq!(status, 404, "{path}: {body}");
@@ -225,6 +227,43 @@ fn seed_004_dead_letter_cases() {
 }
 
 #[test]
+fn an_order_that_arrives_before_its_user_waits_for_it() {
+    // Keyed by userId and orderId, the two usually land on different
+    // partitions; the order's missing user is retried, not parked.
+    let env = TestEnv::new(3);
+    let app = Running::start(env.settings_with(&[("retry.max_attempts", 10.into())]))
+        .expect("custodian starts");
+    let user = format!("{}-late-user", env.topic);
+    let order = format!("{}-early-order", env.topic);
+    let (_, order_event) = event(
+        "OrderPlaced",
+        json!({"orderId": order, "userId": user, "amount": 5}),
+    );
+    let (_, user_event) = event(
+        "UserCreated",
+        json!({"userId": user, "name": "Late", "email": "l@x.io"}),
+    );
+    // As a producer keying them apart would: different partitions, the
+    // order first.
+    let (order_event, user_event) = (order_event.to_string(), user_event.to_string());
+    env.produce(&[(Some(order.as_str()), order_event.as_bytes(), Some(0))]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.produce(&[(Some(user.as_str()), user_event.as_bytes(), Some(1))]);
+    wait_until(PATIENCE, "both processed", || {
+        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
+    });
+    assert_eq!(env.audit_counts().get("MESSAGE_DLQ"), None);
+    let (status, body) = env.api(
+        app.http_addr,
+        Method::GET,
+        &format!("/orders/{order}"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    app.stop().expect("graceful stop");
+}
+
+#[test]
 fn transactions_are_listed_by_user_and_status() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
@@ -265,7 +304,13 @@ fn transactions_are_listed_by_user_and_status() {
     assert_eq!(body["user_id"], "u1");
     assert_eq!(body["version"], 1);
     assert_eq!(body["enriched"], true);
-    for bad in ["limit=0", "limit=x", "offset=-1", "colour=red"] {
+    for bad in [
+        "limit=0",
+        "limit=x",
+        "offset=-1",
+        "colour=red",
+        "user_id=%00",
+    ] {
         let (status, _) = env.api(
             app.http_addr,
             Method::GET,

@@ -93,7 +93,7 @@ impl Work {
         let mut unaccounted = Vec::new();
         for item in items {
             let (outcome, failures) = match item.work {
-                Ok(_) => match results.next() {
+                Ok(_) => match results.next().flatten() {
                     Some((Ok(Applied::New), failures)) => (Outcome::Processed, failures),
                     Some((Ok(Applied::AlreadyApplied), failures)) => {
                         (Outcome::AlreadyApplied, failures)
@@ -183,27 +183,39 @@ impl Work {
         }
     }
 
-    /// One result per task of `items` (the items that decoded), in order.
-    async fn apply(&self, items: &[Item]) -> Vec<Attempted> {
-        let mut stored = Vec::new();
-        let mut forwarded = Vec::new();
-        for (position, item) in items.iter().filter(|i| i.work.is_ok()).enumerate() {
-            match &item.work {
-                Ok(Task::Forward { .. }) => forwarded.push((position, item)),
-                Ok(task) => stored.push((position, task)),
-                Err(_) => {}
+    /// One slot per task of `items` (the items that decoded), in order;
+    /// `None` where a result is missing (the caller rereads those).
+    ///
+    /// Consecutive tasks of one kind form a run: stored tasks (projections)
+    /// go to PostgreSQL together, forwarded tasks go out one by one. Runs are
+    /// handled in offset order, so a partition's order holds across kinds.
+    async fn apply(&self, items: &[Item]) -> Vec<Option<Attempted>> {
+        let tasks: Vec<(&Task, &Item)> = items
+            .iter()
+            .filter_map(|item| item.work.as_ref().ok().map(|task| (task, item)))
+            .collect();
+        let mut results: Vec<Option<Attempted>> = Vec::with_capacity(tasks.len());
+        let is_forward = |t: &Task| matches!(t, Task::Forward { .. });
+        let mut start = 0;
+        while start < tasks.len() {
+            let forward = is_forward(tasks[start].0);
+            let end = tasks[start..]
+                .iter()
+                .position(|(t, _)| is_forward(t) != forward)
+                .map_or(tasks.len(), |n| start + n);
+            let run = &tasks[start..end];
+            let mut outcome = if forward {
+                let run: Vec<&Item> = run.iter().map(|(_, item)| *item).collect();
+                self.forward(&run).await
+            } else {
+                let run: Vec<&Task> = run.iter().map(|(task, _)| *task).collect();
+                self.store(&run, items).await
             }
+            .into_iter();
+            results.extend((start..end).map(|_| outcome.next()));
+            start = end;
         }
-        let mut results: Vec<Option<Attempted>> = Vec::new();
-        results.resize_with(stored.len() + forwarded.len(), || None);
-        let tasks: Vec<&Task> = stored.iter().map(|(_, t)| *t).collect();
-        for ((position, _), result) in stored.iter().zip(self.store(&tasks, items).await) {
-            results[*position] = Some(result);
-        }
-        for (position, result) in self.forward(&forwarded).await {
-            results[position] = Some(result);
-        }
-        results.into_iter().flatten().collect()
+        results
     }
 
     /// Applies projection tasks: the batch in one transaction, or one by
@@ -243,13 +255,15 @@ impl Work {
         results
     }
 
-    /// Delivers HTTP tasks one by one, in offset order; ids the ledger
-    /// already has are not sent again. Delivered ids go to the ledger.
-    async fn forward(&self, items: &[(usize, &Item)]) -> Vec<(usize, Attempted)> {
+    /// Delivers HTTP tasks one by one, in offset order, one result each;
+    /// ids the ledger already has are not sent again. Each delivery goes to
+    /// the ledger as soon as it is made, so a new owner of the partition
+    /// does not send it again.
+    async fn forward(&self, items: &[&Item]) -> Vec<Attempted> {
         if items.is_empty() {
             return Vec::new();
         }
-        let ids: Vec<uuid::Uuid> = items.iter().map(|(_, i)| i.message_id).collect();
+        let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.message_id).collect();
         let mut down = self.wait.backoff();
         let mut done = loop {
             match projection::already_applied(&self.pool, &ids).await {
@@ -258,16 +272,12 @@ impl Work {
             }
         };
         let mut results = Vec::with_capacity(items.len());
-        let mut delivered: Vec<&Task> = Vec::new();
-        for (position, item) in items {
-            let Ok(task @ Task::Forward { route, .. }) = &item.work else {
-                continue;
+        for item in items {
+            let (task, route) = match &item.work {
+                Ok(task @ Task::Forward { route, .. }) => (Some(task), self.routes.http(*route)),
+                _ => (None, None),
             };
-            if !done.insert(item.message_id) {
-                results.push((*position, (Ok(Applied::AlreadyApplied), Vec::new())));
-                continue;
-            }
-            let Some(route) = self.routes.http(*route) else {
+            let (Some(task), Some(route)) = (task, route) else {
                 let failure =
                     Failure::permanent(Stage::Process, "no_route", "the HTTP route is gone");
                 let attempt = AttemptFailure {
@@ -275,11 +285,15 @@ impl Work {
                     at: Utc::now(),
                     failure,
                 };
-                results.push((*position, (Err(()), vec![attempt])));
+                results.push((Err(()), vec![attempt]));
                 continue;
             };
+            if !done.insert(item.message_id) {
+                results.push((Ok(Applied::AlreadyApplied), Vec::new()));
+                continue;
+            }
             let topic = &*item.envelope.topic;
-            let attempted = retry::run(&self.retry, self.wait, topic, || {
+            let (result, failures) = retry::run(&self.retry, self.wait, topic, || {
                 delivery::forward(
                     &self.client,
                     route,
@@ -289,10 +303,9 @@ impl Work {
                 )
             })
             .await;
-            let (result, failures) = attempted;
             match &result {
                 Ok(answer) => {
-                    delivered.push(task);
+                    self.remember(task).await;
                     if let Some(ttl) = route.cache_ttl {
                         delivery::keep_answer(
                             &self.redis,
@@ -309,18 +322,21 @@ impl Work {
                     done.remove(&item.message_id);
                 }
             }
-            results.push((*position, (result.map(|_| Applied::New), failures)));
+            results.push((result.map(|_| Applied::New), failures));
         }
-        // The deliveries are done; remember them so a redelivery is not sent
-        // again. (If this never succeeds the offsets are not acknowledged and
-        // the records come back: at least once, as documented.)
+        results
+    }
+
+    /// Writes a delivered task's ledger row, waiting out PostgreSQL outages.
+    /// (Until it is written the offset is not acknowledged: a crash before
+    /// it means the message is delivered again, at least once.)
+    async fn remember(&self, task: &Task) {
         let mut down = self.wait.backoff();
-        while !delivered.is_empty() {
-            match projection::apply(&self.pool, &delivered).await {
-                Ok(_) => break,
+        loop {
+            match projection::apply(&self.pool, std::slice::from_ref(&task)).await {
+                Ok(_) => return,
                 Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
             }
         }
-        results
     }
 }

@@ -13,9 +13,9 @@ use crate::store::read::{self, TransactionFilter};
 const MAX_PAGE: i64 = 500;
 
 fn key(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > 200 {
+    if value.is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!(
-            "{field}: 1 to 200 characters"
+            "{field}: 1 to 200 characters, no control characters"
         )));
     }
     Ok(())

@@ -92,16 +92,20 @@ pub async fn message(
         )));
     }
     // A kept downstream answer, if its route caches them (best effort).
-    let answer: Option<serde_json::Value> = match state.redis.get().await {
-        Ok(mut conn) => redis::cmd("GET")
+    let lookup = async {
+        let mut conn = state.redis.get().await.ok()?;
+        redis::cmd("GET")
             .arg(answer_key(dlq.keys(), id))
             .query_async::<Option<String>>(&mut *conn)
             .await
             .ok()
             .flatten()
-            .and_then(|json| serde_json::from_str(&json).ok()),
-        Err(_) => None,
     };
+    let answer: Option<serde_json::Value> = tokio::time::timeout(PROBE_DEADLINE, lookup)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|json| serde_json::from_str(&json).ok());
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "message_id": id,
         "lifecycle": rows,

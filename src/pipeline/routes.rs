@@ -67,15 +67,17 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RATE: u32 = 100;
 const DEFAULT_BURST: u32 = 10;
 
-/// `scheme://host/path` of `url`: no user, password or query.
+/// `scheme://host[:port]` of `url`: what logs, errors and metric labels
+/// show. The path, query and user info may all hold a secret (webhook
+/// tokens often live in the path), so none of them is shown.
 pub fn label(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or(url);
-    match without_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-            format!("{scheme}://{rest}")
-        }
-        None => without_query.to_owned(),
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", u.scheme()),
+            (Some(host), None) => format!("{}://{host}", u.scheme()),
+            (None, _) => u.scheme().to_owned(),
+        },
+        Err(_) => "invalid-url".to_owned(),
     }
 }
 
@@ -130,12 +132,13 @@ mod tests {
     #[test]
     fn labels_drop_credentials_and_queries() {
         assert_eq!(
-            super::label("https://user:pw@hooks.example.com/in?token=s3cret"),
-            "https://hooks.example.com/in"
+            super::label("https://user:pw@hooks.example.com/services/T/s3cret?token=s3cret"),
+            "https://hooks.example.com"
         );
         assert_eq!(
             super::label("http://127.0.0.1:9000/x"),
-            "http://127.0.0.1:9000/x"
+            "http://127.0.0.1:9000"
         );
+        assert_eq!(super::label("https://user:p?w@host/x"), "invalid-url");
     }
 }

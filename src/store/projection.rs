@@ -115,12 +115,18 @@ pub async fn classify(pool: &PgPool, error: &StoreError) -> TryError {
     if let StoreError::Query(E::DatabaseError(K::SerializationFailure, _)) = error {
         return TryError::Failed(transient("database_conflict", text));
     }
+    // A missing referenced row may just not be there yet: the event that
+    // creates it can be on another partition (seed 004 keys a user and its
+    // orders differently). Retried with backoff, then parked.
+    if let StoreError::Query(E::DatabaseError(K::ForeignKeyViolation, _)) = error {
+        return TryError::Failed(transient("constraint_violation", text));
+    }
     if let Some((kind, _)) = TRANSIENT.iter().find(|(_, needle)| text.contains(needle)) {
         return TryError::Failed(transient(kind, text));
     }
     let kind = match error {
         StoreError::Query(E::DatabaseError(
-            K::UniqueViolation | K::ForeignKeyViolation | K::NotNullViolation | K::CheckViolation,
+            K::UniqueViolation | K::NotNullViolation | K::CheckViolation,
             _,
         )) => "constraint_violation",
         _ => "database_rejected",
