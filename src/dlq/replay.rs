@@ -100,7 +100,7 @@ fn postgres_down(e: impl std::fmt::Display) -> DlqError {
 
 /// Who asks for an operator action, and why. Both end up in the audit trail
 /// (and, for a replay, in the record's headers).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     pub reason: String,

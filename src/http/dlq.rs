@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::dlq::replay::{DeadLetters, Request};
 use crate::dlq::store::Filter;
 use crate::http::auth::Authorized;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 
 /// Parses a path's message id, or answers 400 naming the parameter.
 pub fn message_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -18,8 +18,9 @@ pub fn message_id(raw: &str) -> Result<Uuid, ApiError> {
 
 const MAX_PAGE: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     topic: Option<String>,
     error_kind: Option<String>,
@@ -31,6 +32,7 @@ pub struct ListQuery {
 }
 
 /// `GET /dlq`: matching entries, oldest first, paged with `offset`/`limit`.
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "A page of entries, oldest first"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 503, description = "Redis unavailable", body = ErrorBody)))]
 #[get("/dlq")]
 pub async fn list(
     _: Authorized,
@@ -59,6 +61,7 @@ pub async fn list(
 }
 
 /// `GET /dlq/{message_id}`: one entry.
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The entry"), (status = 404, description = "Not parked", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
 #[get("/dlq/{message_id}")]
 pub async fn show(
     _: Authorized,
@@ -70,6 +73,7 @@ pub async fn show(
 }
 
 /// `DELETE /dlq/{message_id}` with `{"reason": …, "requested_by": …}`.
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Discarded, audited MESSAGE_DISCARDED"), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Busy or changed", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
 #[delete("/dlq/{message_id}")]
 pub async fn discard(
     _: Authorized,
@@ -85,6 +89,7 @@ pub async fn discard(
 }
 
 /// `POST /replay/{message_id}` with `{"reason": …, "requested_by": …}`.
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed"), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody)))]
 #[post("/replay/{message_id}")]
 pub async fn replay_one(
     _: Authorized,
@@ -96,7 +101,7 @@ pub async fn replay_one(
     Ok(HttpResponse::Ok().json(replayed))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     topic: Option<String>,
@@ -113,6 +118,7 @@ pub struct BulkRequest {
 
 /// `POST /replay` with a filter: replays matching entries, rate-limited, and
 /// reports how many were replayed, skipped and failed.
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
 #[post("/replay")]
 pub async fn replay_matching(
     _: Authorized,

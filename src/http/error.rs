@@ -33,6 +33,15 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// The JSON body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable kind: `bad_request`, `unauthorized`, `not_found`, …
+    pub error: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
 impl ApiError {
     fn kind(&self) -> &'static str {
         match self {

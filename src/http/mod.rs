@@ -1,9 +1,12 @@
-//! The HTTP server (actix-web). Open: health, readiness, metrics. Behind the
-//! bearer token: a message's audit lifecycle, the dead-letter queue, replay.
+//! The HTTP server (actix-web). Open: health, readiness, metrics, the
+//! OpenAPI document (`/openapi.json`) and its Swagger UI (`/docs`). Behind
+//! the bearer token: audit lifecycles, the dead-letter queue, replay, the
+//! read API and `POST /produce`.
 
 pub mod auth;
 pub mod dlq;
 pub mod error;
+pub mod openapi;
 pub mod produce;
 pub mod read;
 pub mod routes;
@@ -13,6 +16,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use utoipa_actix_web::AppExt;
 
 use crate::config::HttpSettings;
 use crate::dlq::replay::DeadLetters;
@@ -39,8 +43,11 @@ pub fn server(
     let dead_letters = web::Data::from(dead_letters);
     let token = web::Data::new(auth::ApiToken(settings.api_token.clone()));
     let server = HttpServer::new(move || {
-        App::new()
-            .wrap(actix_web::middleware::from_fn(observe))
+        // Every route is registered once, here; the OpenAPI document is
+        // collected from the same registration, so the two cannot drift.
+        let (app, api) = App::new()
+            .into_utoipa_app()
+            .openapi(openapi::base())
             .app_data(state.clone())
             .app_data(dead_letters.clone())
             .app_data(token.clone())
@@ -62,6 +69,9 @@ pub fn server(
             .service(read::order)
             .service(read::transactions)
             .service(read::transaction)
+            .split_for_parts();
+        app.wrap(actix_web::middleware::from_fn(observe))
+            .configure(openapi::serve(api))
             .default_service(web::to(routes::not_found))
     })
     .workers(settings.workers)

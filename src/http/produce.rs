@@ -9,7 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 
 use crate::http::auth::Authorized;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::metrics::metrics;
 use crate::pipeline::domain;
 
@@ -63,6 +63,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
+#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = serde_json::Value, description = "A seed-004 envelope: eventId, type, timestamp, data"), responses((status = 202, description = "Kafka acknowledged it"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody)))]
 #[post("/produce")]
 pub async fn produce(
     _: Authorized,

@@ -6,7 +6,7 @@ use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
 
 use crate::http::auth::Authorized;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::store::read::{self, TransactionFilter};
 
@@ -39,6 +39,7 @@ fn query_failed(e: diesel::result::Error) -> ApiError {
 }
 
 /// `GET /users/{id}`: the user and their ten most recent orders.
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id")), responses((status = 200, description = "The user and recent orders"), (status = 404, description = "Absent", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
 #[get("/users/{id}")]
 pub async fn user(
     _: Authorized,
@@ -57,6 +58,7 @@ pub async fn user(
 }
 
 /// `GET /orders/{id}`: the order and its payment status.
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id")), responses((status = 200, description = "The order and its payment status"), (status = 404, description = "Absent", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
 #[get("/orders/{id}")]
 pub async fn order(
     _: Authorized,
@@ -75,8 +77,9 @@ pub async fn order(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TransactionQuery {
     user_id: Option<String>,
     status: Option<String>,
@@ -86,6 +89,7 @@ pub struct TransactionQuery {
 }
 
 /// `GET /transactions?user_id=&status=&offset=&limit=`: most recent first.
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(TransactionQuery), responses((status = 200, description = "Transactions, most recently changed first"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
 #[get("/transactions")]
 pub async fn transactions(
     _: Authorized,
@@ -124,6 +128,7 @@ pub async fn transactions(
 }
 
 /// `GET /transactions/{id}`.
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id")), responses((status = 200, description = "The transaction"), (status = 404, description = "Absent", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
 #[get("/transactions/{id}")]
 pub async fn transaction(
     _: Authorized,

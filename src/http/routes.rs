@@ -10,7 +10,7 @@ use crate::delivery::answer_key;
 use crate::dlq::replay::DeadLetters;
 use crate::http::auth::Authorized;
 use crate::http::dlq::message_id;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use crate::metrics::metrics;
 use crate::store::audit;
@@ -19,12 +19,14 @@ use crate::store::pool::{ping_postgres, ping_redis};
 const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Liveness: the process serves HTTP.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process serves HTTP")))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Readiness: Kafka assignment known, PostgreSQL and Redis answering.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Kafka assignment known, PostgreSQL and Redis answer"), (status = 503, description = "Names the failing dependency")))]
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (postgres, redis) = futures::join!(
@@ -58,6 +60,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text exposition. The DLQ depth gauge is read from Redis now
 /// (if Redis does not answer quickly, the last value stays).
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
     if let Ok(Err(e)) = tokio::time::timeout(PROBE_DEADLINE, dlq.depths()).await {
@@ -69,6 +72,7 @@ pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
 }
 
 /// A message's whole audit lifecycle, oldest first.
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order"), (status = 404, description = "No audit record", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 503, description = "PostgreSQL unavailable", body = ErrorBody)))]
 #[get("/messages/{message_id}")]
 pub async fn message(
     _: Authorized,
