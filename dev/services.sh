@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local PostgreSQL and Redis for custodian's development runs and tests.
+# Local PostgreSQL and Redis for custodian's development runs and tests
+# (and Debian's headless Chromium with its WebDriver, for the console test).
 #
 #   dev/services.sh start   install (Debian packages) if missing, start, print env
 #   dev/services.sh env     same as start; only the `export` lines go to stdout,
@@ -35,6 +36,8 @@ install_missing() {
   [ -n "$(pg_bindir)" ] || packages+=(postgresql)
   command -v redis-server >/dev/null || packages+=(redis-server)
   command -v psql >/dev/null || packages+=(postgresql-client)
+  # Headless Chromium drives the console test (tests/console.rs).
+  command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
   if [ ${#packages[@]} -gt 0 ]; then
     log "installing ${packages[*]} (Debian packages)"
     as_root apt-get update -qq >&2

@@ -4,6 +4,7 @@
 //! read API and `POST /produce`.
 
 pub mod auth;
+pub mod console;
 pub mod dlq;
 pub mod error;
 pub mod openapi;
@@ -72,6 +73,7 @@ pub fn server(
             .split_for_parts();
         app.wrap(actix_web::middleware::from_fn(observe))
             .configure(openapi::serve(api))
+            .configure(console::serve)
             .default_service(web::to(routes::not_found))
     })
     .workers(settings.workers)
