@@ -38,6 +38,8 @@ install_missing() {
   command -v psql >/dev/null || packages+=(postgresql-client)
   # Headless Chromium drives the console test (tests/console.rs).
   command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
+  # .ci/check-compose validates docker-compose.yml against the Compose schema.
+  python3 -c 'import yaml, jsonschema' 2>/dev/null || packages+=(python3 python3-yaml python3-jsonschema)
   if [ ${#packages[@]} -gt 0 ]; then
     log "installing ${packages[*]} (Debian packages)"
     as_root apt-get update -qq >&2
