@@ -220,6 +220,14 @@ fn the_route_rate_limit_holds() {
     );
     let rate = (N - 1) as f64 / span.as_secs_f64();
     assert!(rate <= 21.0, "measured {rate:.1}/s over a limit of 20/s");
+    let (_, metrics) = env.get(app.http_addr, "/metrics");
+    let waits = format!("rate_limit_waits_total{{route=\"http://{}\"}}", mock.addr);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(&waits) && !l.ends_with(" 0")),
+        "the waits are counted: {waits}"
+    );
     app.stop().expect("graceful stop");
 }
 

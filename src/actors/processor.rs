@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::Utc;
+use tracing::Instrument;
 
 use crate::actors::messages::{Ack, Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
@@ -65,6 +66,20 @@ impl Handler<Prepared> for Processor {
         };
         ctx.wait(async move { work.process(batch).await }.into_actor(self));
     }
+}
+
+/// The fields every log line about one message carries (retries, waits).
+fn message_span(item: &Item) -> tracing::Span {
+    let e = &item.envelope;
+    tracing::info_span!(
+        "message",
+        eventId = %item.message_id,
+        r#type = item.event_type.as_deref().unwrap_or(""),
+        key = e.key_text().as_deref().unwrap_or(""),
+        topic = %e.topic,
+        partition = e.partition,
+        offset = e.offset,
+    )
 }
 
 /// What one batch's processing needs.
@@ -208,8 +223,7 @@ impl Work {
                 let run: Vec<&Item> = run.iter().map(|(_, item)| *item).collect();
                 self.forward(&run).await
             } else {
-                let run: Vec<&Task> = run.iter().map(|(task, _)| *task).collect();
-                self.store(&run, items).await
+                self.store(run).await
             }
             .into_iter();
             results.extend((start..end).map(|_| outcome.next()));
@@ -220,10 +234,12 @@ impl Work {
 
     /// Applies projection tasks: the batch in one transaction, or one by
     /// one with retries when PostgreSQL refuses the batch.
-    async fn store(&self, changes: &[&Task], items: &[Item]) -> Vec<Attempted> {
-        if changes.is_empty() {
+    async fn store(&self, run: &[(&Task, &Item)]) -> Vec<Attempted> {
+        if run.is_empty() {
             return Vec::new();
         }
+        let changes: Vec<&Task> = run.iter().map(|(task, _)| *task).collect();
+        let changes = &changes[..];
         let mut down = self.wait.backoff();
         loop {
             let error = match projection::apply(&self.pool, changes).await {
@@ -239,16 +255,17 @@ impl Work {
         }
         // PostgreSQL answers but refused the batch: one event at a time, in
         // offset order, each with its own attempts.
-        let topic = items.first().map_or("", |i| &*i.envelope.topic);
         let mut results = Vec::with_capacity(changes.len());
-        for change in changes {
+        for (change, item) in run {
             let one = std::slice::from_ref(change);
+            let topic = &*item.envelope.topic;
             let attempted = retry::run(&self.retry, self.wait, topic, || async {
                 match projection::apply(&self.pool, one).await {
                     Ok(mut applied) => Ok(applied.pop().unwrap_or(Applied::New)),
                     Err(error) => Err(projection::classify(&self.pool, &error).await),
                 }
             })
+            .instrument(message_span(item))
             .await;
             results.push(attempted);
         }
@@ -302,6 +319,7 @@ impl Work {
                     item.event_type.as_deref(),
                 )
             })
+            .instrument(message_span(item))
             .await;
             match &result {
                 Ok(answer) => {
