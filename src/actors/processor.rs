@@ -170,6 +170,7 @@ impl Work {
                 count = unaccounted.len(),
                 "processing results missing: rereading"
             );
+            // Bounded by the partition's in-flight limit, not by a mailbox.
             route.ack.do_send(Ack::Lost {
                 offsets: unaccounted,
                 reason: "processing results missing".into(),
@@ -190,6 +191,7 @@ impl Work {
                 })
                 .await;
             if let Err(e) = sent {
+                // Bounded by the partition's in-flight limit, not by a mailbox.
                 ack.do_send(Ack::Lost {
                     offsets,
                     reason: format!("dead-letter actor unavailable: {e}"),
