@@ -11,10 +11,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+mod duration;
+mod routes;
+
+pub use duration::parse_duration;
+use duration::{duration, optional_duration};
+pub use routes::RouteSettings;
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// What went wrong while loading the settings. Always names the key.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +32,14 @@ pub enum ConfigError {
     Parse(String),
     #[error("invalid configuration: key `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+}
+
+/// The error for a value the types accept but the checks do not.
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
 }
 
 /// The whole configuration tree.
@@ -132,35 +147,6 @@ pub struct RetrySettings {
     pub backoff_min: Duration,
     #[serde(deserialize_with = "duration")]
     pub backoff_max: Duration,
-}
-
-/// One entry of the route table.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSettings {
-    /// Only this topic (unset: every topic).
-    #[serde(default)]
-    pub topic: Option<String>,
-    pub event_types: Vec<String>,
-    /// `transactions` (seed-003 events), `domain` (seed-004 events),
-    /// `http` (forward to `url`) or `audit` (record only).
-    pub handler: String,
-    /// For `http`: where to POST each message.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// For `http`: longest wait for an answer (default 5s).
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub timeout: Option<Duration>,
-    /// For `http`: most messages per second to this URL (default 100)…
-    #[serde(default)]
-    pub rate_per_second: Option<u32>,
-    /// …and how many may go at once above that rate (default 10).
-    #[serde(default)]
-    pub burst: Option<u32>,
-    /// For `http`: keep each 2xx answer (status and up to 4 KiB of body) in
-    /// Redis this long, shown by `GET /messages/{id}`. Unset: not kept.
-    #[serde(default, deserialize_with = "optional_duration")]
-    pub cache_ttl: Option<Duration>,
 }
 
 /// The Redis dead-letter queue and its replay.
@@ -309,12 +295,6 @@ impl Settings {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                reason: reason.into(),
-            }
-        }
         if self.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers", "must not be empty"));
         }
@@ -399,68 +379,7 @@ impl Settings {
             ));
         }
         for route in &self.routes {
-            let allowed: &[&str] = match route.handler.as_str() {
-                "transactions" => &[
-                    "transaction.created",
-                    "transaction.updated",
-                    "transaction.deleted",
-                ],
-                "domain" => &crate::pipeline::domain::EVENT_TYPES,
-                "http" | "audit" => &[],
-                other => {
-                    return Err(invalid(
-                        "routes.handler",
-                        format!("`{other}` is not a handler (transactions, domain, http, audit)"),
-                    ))
-                }
-            };
-            let is_http = route.handler == "http";
-            match (&route.url, is_http) {
-                (Some(url), true)
-                    if url::Url::parse(url).is_ok_and(|u| {
-                        matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-                    }) => {}
-                (_, true) => {
-                    // The URL may hold a secret: say what is wrong, not what it is.
-                    return Err(invalid(
-                        "routes.url",
-                        "an http route needs a valid http:// or https:// URL with a host",
-                    ));
-                }
-                (Some(_), false) => {
-                    return Err(invalid("routes.url", "only an http route takes a url"))
-                }
-                (None, false) => {}
-            }
-            if route.rate_per_second == Some(0) || route.burst == Some(0) {
-                return Err(invalid(
-                    "routes.rate_per_second",
-                    "rate_per_second and burst must be greater than zero",
-                ));
-            }
-            if route
-                .timeout
-                .is_some_and(|t| t.is_zero() || t > Duration::from_secs(300))
-            {
-                return Err(invalid("routes.timeout", "more than zero and at most 5m"));
-            }
-            if route.event_types.is_empty() {
-                return Err(invalid("routes.event_types", "must not be empty"));
-            }
-            if let Some(bad) = route.event_types.iter().find(|t| {
-                t.is_empty()
-                    || t.len() > 200
-                    || !(allowed.is_empty() || allowed.contains(&t.as_str()))
-            }) {
-                return Err(invalid(
-                    "routes.event_types",
-                    format!(
-                        "the {} handler does not apply `{bad}` (it applies {})",
-                        route.handler,
-                        allowed.join(", ")
-                    ),
-                ));
-            }
+            route.validate()?;
         }
         if self.retry.backoff_min > self.retry.backoff_max {
             return Err(invalid(
@@ -531,50 +450,6 @@ impl Settings {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h` (or a bare number of milliseconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 250ms, 5s or 2m"))?;
-    match unit.trim() {
-        "" | "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => value
-            .checked_mul(60)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("`{text}` is too long")),
-        "h" => value
-            .checked_mul(3600)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("`{text}` is too long")),
-        other => Err(format!("unknown duration unit `{other}` in `{text}`")),
-    }
-}
-
-fn optional_duration<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
-    duration(deserializer).map(Some)
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Millis(u64),
-        Text(String),
-    }
-    match Raw::deserialize(deserializer)? {
-        Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
-        Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom),
-    }
-}
-
 /// A redacted view for the start-up log line: shapes, never secrets.
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
@@ -599,23 +474,7 @@ impl Settings {
             processors: self.pipeline.processors,
             auditors: self.pipeline.auditors,
             http_bind: &self.http.bind,
-            routes: self
-                .routes
-                .iter()
-                .map(|r| {
-                    let target = match &r.url {
-                        Some(url) => {
-                            format!("{} {}", r.handler, crate::pipeline::routes::label(url))
-                        }
-                        None => r.handler.clone(),
-                    };
-                    format!(
-                        "{}: {} → {target}",
-                        r.topic.as_deref().unwrap_or("*"),
-                        r.event_types.join(", ")
-                    )
-                })
-                .collect(),
+            routes: self.routes.iter().map(RouteSettings::describe).collect(),
         }
     }
 }
@@ -672,16 +531,6 @@ mod tests {
         let s = Settings::from_overrides(&[("postgres.url", "postgres://app:hunter2@db/x".into())])
             .expect("loads");
         assert!(!format!("{s:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("18446744073709551615h").is_err());
     }
 
     #[test]

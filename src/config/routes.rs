@@ -1,0 +1,117 @@
+//! One entry of the route table, and what makes it valid.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, optional_duration, ConfigError};
+
+/// One entry of the route table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    /// Only this topic (unset: every topic).
+    #[serde(default)]
+    pub topic: Option<String>,
+    pub event_types: Vec<String>,
+    /// `transactions` (seed-003 events), `domain` (seed-004 events),
+    /// `http` (forward to `url`) or `audit` (record only).
+    pub handler: String,
+    /// For `http`: where to POST each message.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For `http`: longest wait for an answer (default 5s).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+    /// For `http`: most messages per second to this URL (default 100)…
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    /// …and how many may go at once above that rate (default 10).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// For `http`: keep each 2xx answer (status and up to 4 KiB of body) in
+    /// Redis this long, shown by `GET /messages/{id}`. Unset: not kept.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub cache_ttl: Option<Duration>,
+}
+
+impl RouteSettings {
+    /// Refuses what the handler cannot do, naming the key.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let allowed: &[&str] = match self.handler.as_str() {
+            "transactions" => &[
+                "transaction.created",
+                "transaction.updated",
+                "transaction.deleted",
+            ],
+            "domain" => &crate::pipeline::domain::EVENT_TYPES,
+            "http" | "audit" => &[],
+            other => {
+                return Err(invalid(
+                    "routes.handler",
+                    format!("`{other}` is not a handler (transactions, domain, http, audit)"),
+                ))
+            }
+        };
+        let is_http = self.handler == "http";
+        match (&self.url, is_http) {
+            (Some(url), true)
+                if url::Url::parse(url).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                }) => {}
+            (_, true) => {
+                // The URL may hold a secret: say what is wrong, not what it is.
+                return Err(invalid(
+                    "routes.url",
+                    "an http route needs a valid http:// or https:// URL with a host",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(invalid("routes.url", "only an http route takes a url"))
+            }
+            (None, false) => {}
+        }
+        if self.rate_per_second == Some(0) || self.burst == Some(0) {
+            return Err(invalid(
+                "routes.rate_per_second",
+                "rate_per_second and burst must be greater than zero",
+            ));
+        }
+        if self
+            .timeout
+            .is_some_and(|t| t.is_zero() || t > Duration::from_secs(300))
+        {
+            return Err(invalid("routes.timeout", "more than zero and at most 5m"));
+        }
+        if self.event_types.is_empty() {
+            return Err(invalid("routes.event_types", "must not be empty"));
+        }
+        if let Some(bad) = self.event_types.iter().find(|t| {
+            t.is_empty() || t.len() > 200 || !(allowed.is_empty() || allowed.contains(&t.as_str()))
+        }) {
+            return Err(invalid(
+                "routes.event_types",
+                format!(
+                    "the {} handler does not apply `{bad}` (it applies {})",
+                    self.handler,
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `topic: event types → handler [host]`, for `check-config` (a URL is
+    /// shown without path, query or credentials).
+    pub(super) fn describe(&self) -> String {
+        let target = match &self.url {
+            Some(url) => format!("{} {}", self.handler, crate::pipeline::routes::label(url)),
+            None => self.handler.clone(),
+        };
+        format!(
+            "{}: {} → {target}",
+            self.topic.as_deref().unwrap_or("*"),
+            self.event_types.join(", ")
+        )
+    }
+}
