@@ -14,6 +14,7 @@ use crate::backoff::Backoff;
 use crate::config::PipelineSettings;
 use crate::metrics::metrics;
 use crate::pipeline::{Outcome, Settled};
+use crate::retry;
 use crate::store::audit;
 use crate::store::PgPool;
 
@@ -75,15 +76,8 @@ impl Auditor {
                         }
                         break;
                     }
-                    Err(error) => {
-                        let delay = backoff.next_delay();
-                        metrics()
-                            .dependency_waits
-                            .with_label_values(&["postgres"])
-                            .inc();
-                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "audit write failed: pausing");
-                        tokio::time::sleep(delay).await;
-                    }
+                    // Audit rows never give up: the write waits until it lands.
+                    Err(error) => retry::wait_out(&mut backoff, "postgres", &error).await,
                 }
             }
             let elapsed = started.elapsed().as_secs_f64();
