@@ -76,13 +76,23 @@ async fn serve(
         producer: replay_producer.clone(),
         topic: settings.kafka.topics[0].clone(),
     };
+    let header_key = crate::kafka::client::header_key(&settings.kafka);
     let dead_letters = Arc::new(DeadLetters::new(
         redis.clone(),
         postgres.clone(),
         replay_producer,
+        header_key.clone(),
         &settings.dlq,
     ));
     actix_rt::spawn(warn_unless_redis_persists(redis.clone()));
+    {
+        let dead_letters = Arc::clone(&dead_letters);
+        actix_rt::spawn(async move {
+            if let Err(e) = dead_letters.ensure_indexed().await {
+                tracing::warn!(error = %e.public_message(), "cannot build the DLQ time indexes now; listings may miss older entries until the next start");
+            }
+        });
+    }
 
     let arbiters: Vec<Arbiter> = (0..settings.runtime.arbiter_threads)
         .map(|_| Arbiter::new())
@@ -132,9 +142,11 @@ async fn serve(
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;
             let routes = Arc::clone(&routes);
+            let header_key = header_key.clone();
             Enricher::start_in_arbiter(on(i), move |_| Enricher {
                 mailbox_capacity,
                 routes,
+                header_key,
             })
             .recipient()
         })

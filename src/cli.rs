@@ -108,7 +108,14 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> 
     let producer: FutureProducer = replay_producer_config(&settings.kafka)
         .create()
         .context("cannot create the replay producer (check kafka.* settings)")?;
-    let dlq = Arc::new(DeadLetters::new(redis, postgres, producer, &settings.dlq));
+    let header_key = custodian::kafka::client::header_key(&settings.kafka);
+    let dlq = Arc::new(DeadLetters::new(
+        redis,
+        postgres,
+        producer,
+        header_key,
+        &settings.dlq,
+    ));
     match command {
         DlqCommand::List {
             filter,

@@ -67,7 +67,7 @@ pub async fn wait_out(backoff: &mut Backoff, dependency: &'static str, error: &s
         .inc();
     tracing::warn!(
         dependency,
-        error,
+        error = %crate::telemetry::clip(error),
         retry_in_ms = delay.as_millis() as u64,
         "dependency unavailable: pausing"
     );

@@ -169,7 +169,7 @@ mod tests {
                 timestamp_ms: None,
                 received_at: Utc::now(),
             };
-            let Ok(Event::Transaction(tx)) = decode(&envelope, &routes).event else {
+            let Ok(Event::Transaction(tx)) = decode(&envelope, &routes, None).event else {
                 panic!("synthetic event must decode")
             };
             assert_eq!(

@@ -271,14 +271,15 @@ fn the_command_line_lists_shows_replays_and_discards() {
 fn two_records_claiming_one_id_are_both_kept() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
+    // One producer event id, two different (unroutable) payloads.
     let id = uuid::Uuid::new_v4().to_string();
-    let first = transaction_event("transaction.exploded", &format!("{}-1", env.topic), 1.0, AT);
-    let second = transaction_event("transaction.imploded", &format!("{}-2", env.topic), 2.0, AT);
-    env.produce_with_headers(first.as_bytes(), &[("custodian-message-id", id.as_bytes())]);
-    env.produce_with_headers(
-        second.as_bytes(),
-        &[("custodian-message-id", id.as_bytes())],
-    );
+    let event = |n: u32| {
+        serde_json::json!({"eventId": id, "type": "Exploded", "timestamp": AT, "data": {"n": n}})
+            .to_string()
+    };
+    let (first, second) = (event(1), event(2));
+    env.produce_with_headers(first.as_bytes(), &[]);
+    env.produce_with_headers(second.as_bytes(), &[]);
     wait_until(PATIENCE, "both parked", || {
         env.audit_counts().get("MESSAGE_DLQ") == Some(&2)
     });

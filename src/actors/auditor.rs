@@ -17,6 +17,7 @@ use crate::pipeline::{Outcome, Settled};
 use crate::retry;
 use crate::store::audit;
 use crate::store::PgPool;
+use crate::telemetry::clip;
 
 pub struct Auditor {
     pub pool: PgPool,
@@ -128,8 +129,8 @@ fn log_outcomes(batch: &[Settled]) {
         };
         tracing::debug!(
             eventId = %s.message_id,
-            r#type = s.event_type.as_deref().unwrap_or(""),
-            key = e.key_text().as_deref().unwrap_or(""),
+            r#type = %clip(s.event_type.as_deref().unwrap_or("")),
+            key = %clip(e.key_text().as_deref().unwrap_or("")),
             topic = %e.topic,
             partition = e.partition,
             offset = e.offset,

@@ -16,6 +16,7 @@ use crate::dlq::{store, DlqEntry, Keys};
 use crate::metrics::metrics;
 use crate::retry;
 use crate::store::pool::RedisPool;
+use crate::telemetry::clip;
 
 pub struct DeadLetter {
     pub redis: RedisPool,
@@ -80,8 +81,8 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Back
                         // entry and the audit row, out of the logs.
                         tracing::warn!(
                             eventId = %entry.message_id,
-                            r#type = entry.event_type.as_deref().unwrap_or(""),
-                            key = entry.key.as_deref().unwrap_or(""),
+                            r#type = %clip(entry.event_type.as_deref().unwrap_or("")),
+                            key = %clip(entry.key.as_deref().unwrap_or("")),
                             topic,
                             partition = entry.partition,
                             offset = entry.offset,

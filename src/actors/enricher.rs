@@ -8,10 +8,13 @@ use chrono::Utc;
 use crate::actors::messages::{Ack, Batch, Prepared};
 use crate::pipeline;
 use crate::pipeline::routes::Routes;
+use crate::pipeline::steering::HeaderKey;
 
 pub struct Enricher {
     pub mailbox_capacity: usize,
     pub routes: std::sync::Arc<Routes>,
+    /// Checks the signature of steering headers.
+    pub header_key: HeaderKey,
 }
 
 impl Actor for Enricher {
@@ -33,7 +36,7 @@ impl Handler<Batch> for Enricher {
         let items = batch
             .records
             .into_iter()
-            .map(|record| pipeline::prepare(record, &self.routes, now))
+            .map(|record| pipeline::prepare(record, &self.routes, &self.header_key, now))
             .collect();
         let route = batch.route;
         let ack = route.ack.clone();

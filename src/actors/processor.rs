@@ -23,11 +23,13 @@ use crate::dlq::Keys;
 use crate::metrics::{metrics, Metrics};
 use crate::pipeline::failure::{Failure, Stage};
 use crate::pipeline::routes::Routes;
+use crate::pipeline::steering::hex;
 use crate::pipeline::{Item, Outcome, Settled, Task};
 use crate::retry::{self, AttemptFailure, DependencyWait, TryError};
 use crate::store::pool::RedisPool;
-use crate::store::projection::{self, Applied};
+use crate::store::projection::{self, Applied, Digested};
 use crate::store::PgPool;
+use crate::telemetry::clip;
 
 pub struct Processor {
     pub pool: PgPool,
@@ -74,8 +76,8 @@ fn message_span(item: &Item) -> tracing::Span {
     tracing::info_span!(
         "message",
         eventId = %item.message_id,
-        r#type = item.event_type.as_deref().unwrap_or(""),
-        key = e.key_text().as_deref().unwrap_or(""),
+        r#type = %clip(item.event_type.as_deref().unwrap_or("")),
+        key = %clip(e.key_text().as_deref().unwrap_or("")),
         topic = %e.topic,
         partition = e.partition,
         offset = e.offset,
@@ -112,6 +114,14 @@ impl Work {
                     Some((Ok(Applied::New), failures)) => (Outcome::Processed, failures),
                     Some((Ok(Applied::AlreadyApplied), failures)) => {
                         (Outcome::AlreadyApplied, failures)
+                    }
+                    Some((Ok(Applied::Conflict(applied)), mut failures)) => {
+                        failures.push(AttemptFailure {
+                            attempt: failures.len() as u32 + 1,
+                            at: now,
+                            failure: id_conflict(item.message_id, &applied, &item.payload_sha256),
+                        });
+                        (Outcome::DeadLettered, failures)
                     }
                     Some((Err(()), failures)) => (Outcome::DeadLettered, failures),
                     None => {
@@ -154,6 +164,8 @@ impl Work {
                 envelope: item.envelope,
                 message_id: item.message_id,
                 event_type: item.event_type,
+                payload_sha256: item.payload_sha256,
+                steering: item.steering,
                 outcome,
                 at: now,
                 failures,
@@ -240,7 +252,10 @@ impl Work {
         if run.is_empty() {
             return Vec::new();
         }
-        let changes: Vec<&Task> = run.iter().map(|(task, _)| *task).collect();
+        let changes: Vec<Digested<'_>> = run
+            .iter()
+            .map(|(task, item)| (*task, &item.payload_sha256))
+            .collect();
         let changes = &changes[..];
         let mut down = self.wait.backoff();
         loop {
@@ -258,7 +273,7 @@ impl Work {
         // PostgreSQL answers but refused the batch: one event at a time, in
         // offset order, each with its own attempts.
         let mut results = Vec::with_capacity(changes.len());
-        for (change, item) in run {
+        for (change, (_, item)) in changes.iter().zip(run) {
             let one = std::slice::from_ref(change);
             let topic = &*item.envelope.topic;
             let attempted = retry::run(&self.retry, self.wait, topic, || async {
@@ -307,10 +322,12 @@ impl Work {
                 results.push((Err(()), vec![attempt]));
                 continue;
             };
-            if !done.insert(item.message_id) {
-                results.push((Ok(Applied::AlreadyApplied), Vec::new()));
+            if let Some(applied) = done.get(&item.message_id) {
+                let repeat = projection::repeat(applied.as_ref(), &item.payload_sha256);
+                results.push((Ok(repeat), Vec::new()));
                 continue;
             }
+            done.insert(item.message_id, Some(item.payload_sha256));
             let topic = &*item.envelope.topic;
             let (result, failures) = retry::run(&self.retry, self.wait, topic, || {
                 delivery::forward(
@@ -325,7 +342,7 @@ impl Work {
             .await;
             match &result {
                 Ok(answer) => {
-                    self.remember(task).await;
+                    self.remember((task, &item.payload_sha256)).await;
                     if let Some(ttl) = route.cache_ttl {
                         delivery::keep_answer(
                             &self.redis,
@@ -350,7 +367,7 @@ impl Work {
     /// Writes a delivered task's ledger row, waiting out PostgreSQL outages.
     /// (Until it is written the offset is not acknowledged: a crash before
     /// it means the message is delivered again, at least once.)
-    async fn remember(&self, task: &Task) {
+    async fn remember(&self, task: Digested<'_>) {
         let mut down = self.wait.backoff();
         loop {
             match projection::apply(&self.pool, std::slice::from_ref(&task)).await {
@@ -359,4 +376,18 @@ impl Work {
             }
         }
     }
+}
+
+/// The failure of a record whose id was applied with other bytes: not a
+/// duplicate (that would drop it silently), but a conflict to look at.
+fn id_conflict(id: uuid::Uuid, applied: &[u8; 32], this: &[u8; 32]) -> Failure {
+    Failure::permanent(
+        Stage::Process,
+        "id_conflict",
+        format!(
+            "message id {id} was applied with payload sha256 {}; this record's payload has sha256 {}",
+            hex(applied),
+            hex(this)
+        ),
+    )
 }

@@ -79,6 +79,13 @@ pub struct KafkaSettings {
     /// Extra librdkafka properties (TLS, SASL, fetch tuning). Values are
     /// never logged.
     pub extra: BTreeMap<String, SecretString>,
+    /// The HMAC key custodian signs the headers that steer it with (a
+    /// replayed copy's message id and origin). Headers not signed with it
+    /// are ignored. Every instance of a group needs the same key; unset, each
+    /// process uses a random one, so only the instance that replayed a
+    /// message recognises its copy.
+    #[serde(default)]
+    pub header_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +405,15 @@ impl Settings {
                 "dlq.key_prefix",
                 "must be non-empty ASCII letters, digits, '.', '_', '-' or ':'",
             ));
+        }
+        if let Some(key) = &self.kafka.header_key {
+            // A secret: say what is wrong, never what it is.
+            if key.expose_secret().len() < 32 {
+                return Err(invalid(
+                    "kafka.header_key",
+                    "must be at least 32 bytes (or unset for a per-process random key)",
+                ));
+            }
         }
         if let Some(token) = &self.http.api_token {
             // The value is a secret: say what is wrong, never what it is.

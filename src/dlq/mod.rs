@@ -24,15 +24,16 @@ use uuid::Uuid;
 
 use crate::kafka::envelope::Headers;
 use crate::pipeline::failure::Retry;
+use crate::pipeline::steering::hex;
 use crate::pipeline::Settled;
 use crate::store::audit::headers_json;
 
-/// The headers a replayed record carries (besides the message id header).
-pub const REPLAY_COUNT_HEADER: &str = "custodian-replay-count";
+pub use crate::pipeline::steering::{REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER};
+/// Informational headers a replayed record carries (who, why, when); the
+/// steering ones (id, count, from) are signed, see `pipeline::steering`.
 pub const REPLAYED_BY_HEADER: &str = "custodian-replayed-by";
 pub const REPLAY_REASON_HEADER: &str = "custodian-replay-reason";
 pub const REPLAYED_AT_HEADER: &str = "custodian-replayed-at";
-pub const REPLAYED_FROM_HEADER: &str = "custodian-replayed-from";
 
 /// The Redis key names, under one configurable prefix.
 #[derive(Debug, Clone)]
@@ -72,6 +73,33 @@ impl Keys {
         format!("{}:#topics", self.prefix)
     }
 
+    /// The time index (ids scored by last failure) a filter on `topic` and
+    /// `error_kind` reads.
+    pub fn by_time(&self, topic: Option<&str>, error_kind: Option<&str>) -> String {
+        let p = &self.prefix;
+        match (topic, error_kind) {
+            (None, None) => format!("{p}:#by-time"),
+            (Some(t), None) => format!("{p}:#by-time:t:{t}"),
+            (None, Some(k)) => format!("{p}:#by-time:k:{k}"),
+            (Some(t), Some(k)) => format!("{p}:#by-time:tk:{t}:{k}"),
+        }
+    }
+
+    /// Every time index an entry of `topic` and `error_kind` is in.
+    pub fn time_indexes(&self, topic: &str, error_kind: &str) -> [String; 4] {
+        [
+            self.by_time(None, None),
+            self.by_time(Some(topic), None),
+            self.by_time(None, Some(error_kind)),
+            self.by_time(Some(topic), Some(error_kind)),
+        ]
+    }
+
+    /// Which version of the time indexes has been built.
+    pub fn index_version(&self) -> String {
+        format!("{}:#by-time-version", self.prefix)
+    }
+
     /// The lock an operator action holds on one entry.
     pub fn lock(&self, id: Uuid) -> String {
         format!("{}:#lock:{id}", self.prefix)
@@ -92,9 +120,14 @@ pub struct DlqEntry {
     pub payload_encoding: String,
     /// The original payload, byte-exact once decoded per `payload_encoding`.
     pub payload: Option<String>,
+    /// SHA-256 of the payload, hex (absent on entries parked by older
+    /// versions).
+    #[serde(default)]
+    pub payload_sha256: Option<String>,
     /// `[{"key", "value", "encoding"?}]`, in record order.
     pub headers: serde_json::Value,
-    /// A header name was not UTF-8 and could not be read: `headers` is empty.
+    /// A header name was not UTF-8: it is written lossily (U+FFFD) in
+    /// `headers`, so a replay cannot restore that name exactly.
     #[serde(default)]
     pub headers_unreadable: bool,
     pub kafka_timestamp: Option<DateTime<Utc>>,
@@ -115,7 +148,7 @@ pub struct DlqEntry {
     #[serde(default)]
     pub replay_count: u32,
     /// For a replayed copy: the `topic/partition/offset` it was replayed
-    /// from (its `custodian-replayed-from` header).
+    /// from (its signed `custodian-replayed-from` header).
     #[serde(default)]
     pub replayed_from: Option<String>,
 }
@@ -157,15 +190,6 @@ impl DlqEntry {
         let e = &s.envelope;
         let key = e.key.as_deref().map(encode);
         let payload = e.payload.as_deref().map(encode);
-        let replay_count = e
-            .header(REPLAY_COUNT_HEADER)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        let replayed_from = e
-            .header(REPLAYED_FROM_HEADER)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_owned);
         Some(DlqEntry {
             message_id: s.message_id,
             topic: e.topic.to_string(),
@@ -175,6 +199,7 @@ impl DlqEntry {
             key: key.map(|(k, _)| k),
             payload_encoding: payload.as_ref().map_or("utf8", |(_, enc)| enc).to_owned(),
             payload: payload.map(|(p, _)| p),
+            payload_sha256: Some(hex(&s.payload_sha256)),
             headers: headers_json(&e.headers),
             headers_unreadable: e.unreadable_headers,
             kafka_timestamp: e.kafka_timestamp(),
@@ -191,8 +216,8 @@ impl DlqEntry {
             stage: last.failure.stage.as_str().to_owned(),
             first_failed_at: first.at,
             last_failed_at: last.at,
-            replay_count,
-            replayed_from,
+            replay_count: s.steering.replay_count,
+            replayed_from: s.steering.replayed_from.clone(),
         })
     }
 
@@ -259,6 +284,11 @@ mod tests {
             },
             message_id: Uuid::new_v4(),
             event_type: None,
+            payload_sha256: crate::pipeline::steering::payload_digest(Some(&raw)),
+            steering: crate::pipeline::steering::Steering {
+                replay_count: 2,
+                ..Default::default()
+            },
             outcome: Outcome::DeadLettered,
             at: Utc::now(),
             failures: vec![AttemptFailure {

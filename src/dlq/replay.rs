@@ -4,17 +4,23 @@
 //! A replay republishes the original record (payload, key and headers, byte
 //! for byte) to its source topic and partition, adding the message id header
 //! (so the lifecycle continues under the same id) and replay headers (count,
-//! who, why, when, from where). Order of steps, so that nothing is lost and a
-//! repeat is harmless:
-//! 1. take a short lock on the entry (a concurrent replay or discard of the
+//! who, why, when, from where); the steering ones are signed (see
+//! `pipeline::steering`). Order of steps, so that nothing is published
+//! without the audit row that authorises it, and a repeat is harmless:
+//! 1. validate who and why (a 400 naming the field before anything happens);
+//! 2. take a short lock on the entry (a concurrent replay or discard of the
 //!    same message answers "busy");
-//! 2. publish, and wait for Kafka's acknowledgement (`acks=all`);
-//! 3. audit MESSAGE_REPLAYED (who, why, where the copy went);
-//! 4. remove the entry, only if it is still the one that was replayed.
+//! 3. audit MESSAGE_REPLAYED (who, why, which replay, from where);
+//! 4. publish, and wait for Kafka's acknowledgement (`acks=all`);
+//! 5. remove the entry, only if it is still the one that was replayed.
 //!
-//! If step 3 or 4 fails the entry stays, and replaying it again publishes a
-//! second copy, which the idempotency ledger turns into MESSAGE_DUPLICATE.
+//! If step 4 fails, the REPLAYED row records an attempt whose copy never
+//! arrives, and the entry stays. If step 5 fails the entry stays too; a
+//! second replay publishes a second copy of the same bytes under the same
+//! id, which the idempotency ledger turns into MESSAGE_DUPLICATE (or which,
+//! failing again, replaces the entry rather than adding one).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -33,6 +39,7 @@ use super::{
 use crate::config::DlqSettings;
 use crate::metrics::metrics;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
+use crate::pipeline::steering::{self, HeaderKey, Signed, SIGNATURE_HEADER, STEERING_HEADERS};
 use crate::store::audit::{self, OperatorEvent, DISCARDED, REPLAYED};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
@@ -44,6 +51,11 @@ use crate::store::PgPool;
 const LOCK_TTL: Duration = Duration::from_secs(300);
 /// How long a publish may wait for Kafka's acknowledgement.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Listings served at once; more wait up to [`LISTING_WAIT`], then answer
+/// "too many", so listings cannot crowd out the dead-letter pushes that
+/// share Redis with them.
+const CONCURRENT_LISTINGS: usize = 4;
+const LISTING_WAIT: Duration = Duration::from_secs(5);
 
 /// Why an operation did not happen. Each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +80,11 @@ pub enum DlqError {
     /// Part of the operation happened; the text says what.
     #[error("{0}")]
     Incomplete(String),
+    /// PostgreSQL answered but refused the audit row: nothing was done.
+    #[error("the audit row was refused; nothing was published or removed")]
+    AuditRefused(String),
+    #[error("too many dead-letter listings at once; try again shortly")]
+    Overloaded,
 }
 
 impl DlqError {
@@ -78,6 +95,10 @@ impl DlqError {
             DlqError::Unavailable { dependency, error } => {
                 tracing::warn!(dependency, error = %error, "dead-letter operation could not complete");
                 format!("{dependency} is unavailable")
+            }
+            DlqError::AuditRefused(error) => {
+                tracing::error!(error = %error, "the audit row of an operator action was refused");
+                self.to_string()
             }
             other => other.to_string(),
         }
@@ -108,22 +129,45 @@ pub struct Request {
 }
 
 impl Request {
-    /// The validated (who, why).
+    /// The validated (who, why). Every operator text ends up in the audit
+    /// trail and in Kafka headers, so one that cannot be stored there is
+    /// refused here, naming the field, before anything happens.
     pub fn validate(&self) -> Result<(&str, &str), DlqError> {
-        let reason = self.reason.trim();
-        if reason.is_empty() || reason.len() > 1000 {
-            return Err(DlqError::Invalid(
-                "reason: required, at most 1000 characters".into(),
-            ));
-        }
-        let by = self.requested_by.as_deref().map_or("api", str::trim);
-        if by.is_empty() || by.len() > 200 {
-            return Err(DlqError::Invalid(
-                "requested_by: 1 to 200 characters".into(),
-            ));
-        }
+        let reason = operator_text("reason", &self.reason, 1000, true)?;
+        let by = match &self.requested_by {
+            None => "api",
+            Some(by) => operator_text("requested_by", by, 200, false)?,
+        };
         Ok((by, reason))
     }
+}
+
+/// Trimmed `value`, if it is 1 to `max` characters with no control
+/// characters (line breaks and tabs allowed where `multiline`).
+pub fn operator_text<'a>(
+    field: &str,
+    value: &'a str,
+    max: usize,
+    multiline: bool,
+) -> Result<&'a str, DlqError> {
+    let text = value.trim();
+    if text.is_empty() || text.chars().count() > max {
+        return Err(DlqError::Invalid(format!(
+            "{field}: required, 1 to {max} characters"
+        )));
+    }
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\t');
+    if text.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(DlqError::Invalid(format!(
+            "{field}: must not contain control characters (such as NUL){}",
+            if multiline {
+                " other than line breaks and tabs"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(text)
 }
 
 /// Where a replayed copy went.
@@ -162,8 +206,11 @@ pub struct DeadLetters {
     postgres: PgPool,
     producer: FutureProducer,
     keys: Keys,
+    /// Signs the steering headers of replayed copies.
+    header_key: HeaderKey,
     limiter: DefaultDirectRateLimiter,
     max_batch: usize,
+    listings: tokio::sync::Semaphore,
 }
 
 impl DeadLetters {
@@ -171,6 +218,7 @@ impl DeadLetters {
         redis: RedisPool,
         postgres: PgPool,
         producer: FutureProducer,
+        header_key: HeaderKey,
         settings: &DlqSettings,
     ) -> Self {
         let rate = NonZeroU32::new(settings.replay_rate_per_second).unwrap_or(NonZeroU32::MIN);
@@ -179,8 +227,27 @@ impl DeadLetters {
             postgres,
             producer,
             keys: Keys::new(&settings.key_prefix),
+            header_key,
             limiter: RateLimiter::direct(Quota::per_second(rate)),
             max_batch: settings.replay_max_batch,
+            listings: tokio::sync::Semaphore::new(CONCURRENT_LISTINGS),
+        }
+    }
+
+    /// Builds the time indexes for entries parked by an older version (a
+    /// no-op once done).
+    pub async fn ensure_indexed(&self) -> Result<(), DlqError> {
+        let mut conn = self.redis.get().await.map_err(redis_down)?;
+        store::ensure_indexed(&mut *conn, &self.keys)
+            .await
+            .map_err(redis_down)
+    }
+
+    /// A listing slot, or [`DlqError::Overloaded`] after a short wait.
+    async fn listing_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, DlqError> {
+        match tokio::time::timeout(LISTING_WAIT, self.listings.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(DlqError::Overloaded),
         }
     }
 
@@ -212,6 +279,7 @@ impl DeadLetters {
         limit: usize,
     ) -> Result<Page, DlqError> {
         filter.validate().map_err(DlqError::Invalid)?;
+        let _slot = self.listing_slot().await?;
         let mut conn = self.redis.get().await.map_err(redis_down)?;
         store::list(&mut *conn, &self.keys, filter, offset, limit)
             .await
@@ -238,18 +306,22 @@ impl DeadLetters {
         self.replay_if(id, None, request).await
     }
 
-    /// Replays `id` if its entry (as read under the lock) matches `filter`.
+    /// Replays `id` if its entry (as read under the lock) is the one a bulk
+    /// replay listed: it still matches the filter and has the listed last
+    /// failure. An entry replayed meanwhile by someone else is gone, or is
+    /// its copy's newer failure: either way it is not replayed again here.
     async fn replay_if(
         &self,
         id: Uuid,
-        filter: Option<&Filter>,
+        listed: Option<(&Filter, i64)>,
         request: &Request,
     ) -> Result<Replayed, DlqError> {
         let (by, reason) = request.validate()?;
         let result = self
             .locked(id, |stored| async move {
-                if filter.is_some_and(|f| !f.matches(&stored.entry)) {
-                    // Replaced meanwhile by a failure the filter does not take.
+                if listed.is_some_and(|(filter, score)| {
+                    !filter.matches(&stored.entry) || store::entry_score(&stored.entry) != score
+                }) {
                     return Err(DlqError::NotFound(id));
                 }
                 self.republish(stored, by, reason).await
@@ -292,23 +364,33 @@ impl DeadLetters {
                 self.max_batch
             )));
         }
-        let page = self.list(filter, 0, limit).await?;
-        let mut report = BulkReport {
-            matched: page.entries.len(),
-            ..BulkReport::default()
-        };
-        for entry in page.entries {
-            self.limiter.until_ready().await;
-            match self
-                .replay_if(entry.message_id, Some(filter), request)
+        // Ids only: entries are read one at a time, under their lock.
+        let listed = {
+            let _slot = self.listing_slot().await?;
+            let mut conn = self.redis.get().await.map_err(redis_down)?;
+            store::matching(&mut *conn, &self.keys, filter, 0, limit)
                 .await
-            {
+                .map_err(redis_down)?
+        };
+        let mut seen = HashSet::with_capacity(listed.len());
+        let mut report = BulkReport::default();
+        for (id, score) in listed {
+            let Ok(id) = Uuid::parse_str(&id) else {
+                continue;
+            };
+            // An id is replayed at most once per request.
+            if !seen.insert(id) {
+                continue;
+            }
+            report.matched += 1;
+            self.limiter.until_ready().await;
+            match self.replay_if(id, Some((filter, score)), request).await {
                 Ok(_) => report.replayed += 1,
                 Err(DlqError::NotFound(_) | DlqError::Busy(_)) => report.skipped += 1,
                 Err(e) => {
                     report.failed += 1;
                     report.errors.push(BulkError {
-                        message_id: entry.message_id,
+                        message_id: id,
                         error: e.public_message(),
                     });
                 }
@@ -417,21 +499,43 @@ impl DeadLetters {
         let original = e.header_bytes().map_err(corrupt)?;
         let count = e.replay_count.saturating_add(1);
         let started = chrono::Utc::now();
+        let from = e.position();
+        let digest = steering::payload_digest(payload.as_deref());
+
+        // The audit row that authorises the publish comes first.
+        let detail = serde_json::json!({
+            "requested_by": by,
+            "reason": reason,
+            "replay_count": count,
+            "replayed_from": from,
+            "error_kind": e.error_kind,
+            "payload_sha256": steering::hex(&digest),
+        });
+        self.audit(&stored, REPLAYED, count as i32, started, detail)
+            .await?;
+
         let id = e.message_id.to_string();
         let count_text = count.to_string();
         let at = started.to_rfc3339();
-        let from = e.position();
+        let signature = self.header_key.sign(&Signed {
+            message_id: e.message_id,
+            replayed_from: &from,
+            replay_count: count,
+            payload_sha256: &digest,
+        });
         let ours = [
             (MESSAGE_ID_HEADER, id.as_str()),
             (REPLAY_COUNT_HEADER, count_text.as_str()),
+            (REPLAYED_FROM_HEADER, from.as_str()),
+            (SIGNATURE_HEADER, signature.as_str()),
             (REPLAYED_BY_HEADER, by),
             (REPLAY_REASON_HEADER, reason),
             (REPLAYED_AT_HEADER, at.as_str()),
-            (REPLAYED_FROM_HEADER, from.as_str()),
         ];
         let mut headers = OwnedHeaders::new_with_capacity(original.len() + ours.len());
         for (name, value) in &original {
-            if ours.iter().any(|(ours, _)| ours == name) {
+            // An earlier copy's steering and replay headers are replaced.
+            if STEERING_HEADERS.contains(&name.as_str()) || ours.iter().any(|(o, _)| o == name) {
                 continue;
             }
             headers = headers.insert(Header {
@@ -458,26 +562,9 @@ impl DeadLetters {
             .producer
             .send(record, PUBLISH_TIMEOUT)
             .await
-            .map_err(|(error, _)| DlqError::Publish(error.to_string()))?;
-
-        let detail = serde_json::json!({
-            "requested_by": by,
-            "reason": reason,
-            "replay_count": count,
-            "republished_to": {
-                "topic": e.topic,
-                "partition": delivery.partition,
-                "offset": delivery.offset,
-            },
-            "error_kind": e.error_kind,
-        });
-        self.audit(&stored, REPLAYED, count as i32, started, detail)
-            .await
-            .map_err(|failure| {
-                DlqError::Incomplete(format!(
-                    "published to {}/{}@{}, but the audit write failed ({failure}); \
-                     the entry stays in the DLQ",
-                    e.topic, delivery.partition, delivery.offset
+            .map_err(|(error, _)| {
+                DlqError::Publish(format!(
+                    "{error}; the MESSAGE_REPLAYED row records the attempt, the entry stays, and replaying again is safe"
                 ))
             })?;
         let mut conn = self.redis.get().await.map_err(redis_down)?;
@@ -532,6 +619,13 @@ impl DeadLetters {
         let mut conn = self.postgres.get().await.map_err(postgres_down)?;
         audit::write_operator_event(&mut conn, &event)
             .await
-            .map_err(postgres_down)
+            .map_err(|e| {
+                use diesel::result::{DatabaseErrorKind as K, Error as E};
+                match e {
+                    E::DatabaseError(K::UnableToSendCommand | K::ClosedConnection, _)
+                    | E::BrokenTransactionManager => postgres_down(e),
+                    refused => DlqError::AuditRefused(refused.to_string()),
+                }
+            })
     }
 }

@@ -14,41 +14,91 @@ use super::{DlqEntry, Keys};
 /// payloads goes in several calls rather than one huge request.
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// Lua shared by the scripts that change which entry an id's index holds:
+/// the time indexes (sorted sets scored by the last failure, in epoch
+/// milliseconds) follow the by-id index. `P` is the key prefix with its colon.
+const INDEX_LUA: &str = r#"
+local function ms(t)
+  if type(t) ~= 'string' then return 0 end
+  local y, mo, d, h, mi, s = string.match(t, '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)')
+  if not y then return 0 end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  local frac = string.match(t, '^[^.]*T%d+:%d+:%d+%.(%d+)') or '0'
+  frac = tonumber(string.sub(frac .. '000', 1, 3))
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  local days = era * 146097 + doe - 719468
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + tonumber(s) * 1000 + frac
+end
+local function zkeys(P, topic, kind)
+  return { P .. '#by-time', P .. '#by-time:t:' .. topic, P .. '#by-time:k:' .. kind,
+           P .. '#by-time:tk:' .. topic .. ':' .. kind }
+end
+local function index(P, id, topic, kind, score)
+  for _, k in ipairs(zkeys(P, topic, kind)) do redis.call('ZADD', k, score, id) end
+end
+local function unindex(P, id, o)
+  if type(o) == 'table' and type(o.topic) == 'string' and type(o.error_kind) == 'string' then
+    for _, k in ipairs(zkeys(P, o.topic, o.error_kind)) do redis.call('ZREM', k, id) end
+  end
+end
+local function parse(json)
+  local ok, o = pcall(cjson.decode, json)
+  if ok and type(o) == 'table' then return o end
+  return nil
+end
+local function position(o)
+  return o.topic .. '/' .. string.format('%d', o.partition) .. '/' .. string.format('%d', o.offset)
+end
+"#;
+
 /// KEYS[1] = the topic's list, KEYS[2] = the by-id index, KEYS[3] = the topic
 /// set, KEYS[4] = the count of extra entries per id. ARGV[1] = topic,
-/// ARGV[2] = list key prefix, then per entry: id, partition, offset,
-/// replayed-from position (or ""), json.
+/// ARGV[2] = key prefix with its colon, then per entry: id, partition,
+/// offset, replayed-from position (or ""), payload SHA-256 (hex), error
+/// kind, score (last failure, epoch ms), json.
 ///
 /// Per entry, when the id is already indexed:
 /// - from the same record (a redelivery): nothing changes;
-/// - from a replay of the indexed entry (its replayed-from is that entry's
-///   position): the new failure replaces the old entry;
-/// - from any other record with the same id (a producer's duplicate, or a
-///   header naming someone else's id): it is appended to the list too, so its
-///   bytes are kept, and counted in KEYS[4]; the index keeps the first. When
-///   the first is removed, the next one takes its place in the index.
+/// - from a replay of the indexed entry (its trusted replayed-from is that
+///   entry's position), or the same bytes failing again (equal payload
+///   digests: a producer's duplicate, or a second copy of one replay): the
+///   new failure replaces the old entry, so one message never has more
+///   entries than it has distinct payloads;
+/// - from any other record with the same id (another payload claiming the
+///   id): it is appended to the list too, so its bytes are kept, and counted
+///   in KEYS[4]; the index keeps the first. When the first is removed, the
+///   next one takes its place in the index.
 ///
-/// Returns how many entries were added.
+/// Returns how many entries were added or replaced.
 const PUSH: &str = r#"
+local P = ARGV[2]
 local parked = 0
-for i = 3, #ARGV, 5 do
-  local id, from, json = ARGV[i], ARGV[i + 3], ARGV[i + 4]
+for i = 3, #ARGV, 8 do
+  local id, from, digest = ARGV[i], ARGV[i + 3], ARGV[i + 4]
+  local kind, score, json = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   local old = redis.call('HGET', KEYS[2], id)
   if not old then
     redis.call('HSET', KEYS[2], id, json)
     redis.call('RPUSH', KEYS[1], json)
+    index(P, id, ARGV[1], kind, score)
     parked = parked + 1
   else
-    local ok, o = pcall(cjson.decode, old)
-    local known = ok and type(o) == 'table' and type(o.topic) == 'string'
+    local o = parse(old)
+    local known = o and type(o.topic) == 'string'
       and type(o.partition) == 'number' and type(o.offset) == 'number'
     local same = known and o.topic == ARGV[1] and o.partition == tonumber(ARGV[i + 1])
       and o.offset == tonumber(ARGV[i + 2])
     if not same then
-      if known and from == o.topic .. '/' .. string.format('%d', o.partition) .. '/'
-          .. string.format('%d', o.offset) then
-        redis.call('LREM', ARGV[2] .. o.topic, 1, old)
+      if known and ((from ~= '' and from == position(o))
+          or (digest ~= '' and o.payload_sha256 == digest)) then
+        redis.call('LREM', P .. o.topic, 1, old)
+        unindex(P, id, o)
         redis.call('HSET', KEYS[2], id, json)
+        index(P, id, ARGV[1], kind, score)
       else
         redis.call('HINCRBY', KEYS[4], id, 1)
       end
@@ -62,22 +112,28 @@ return parked
 "#;
 
 /// KEYS[1] = the index, KEYS[2] = the entry's list, KEYS[3] = the extras
-/// count; ARGV[1] = id, ARGV[2] = the entry exactly as read, ARGV[3] = list
-/// key prefix. Removes it only if it is still the indexed entry. If other
-/// entries with the same id are parked, the oldest takes its place in the
-/// index. Returns 1 if removed.
+/// count, KEYS[4] = the topic set; ARGV[1] = id, ARGV[2] = the entry exactly
+/// as read, ARGV[3] = key prefix with its colon. Removes it only if it is
+/// still the indexed entry. If other entries with the same id are parked,
+/// the oldest takes its place in the index. Returns 1 if removed.
 const REMOVE: &str = r#"
+local P = ARGV[3]
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('LREM', KEYS[2], 1, current)
+unindex(P, ARGV[1], parse(current))
 if tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') > 0 then
   local needle = '"message_id":"' .. ARGV[1] .. '"'
   local lists = redis.call('SMEMBERS', KEYS[4])
   for _, topic in ipairs(lists) do
-    for _, item in ipairs(redis.call('LRANGE', ARGV[3] .. topic, 0, -1)) do
+    for _, item in ipairs(redis.call('LRANGE', P .. topic, 0, -1)) do
       if string.find(item, needle, 1, true) then
         redis.call('HSET', KEYS[1], ARGV[1], item)
+        local o = parse(item)
+        if o and type(o.error_kind) == 'string' then
+          index(P, ARGV[1], topic, o.error_kind, ms(o.last_failed_at))
+        end
         if redis.call('HINCRBY', KEYS[3], ARGV[1], -1) <= 0 then
           redis.call('HDEL', KEYS[3], ARGV[1])
         end
@@ -95,6 +151,17 @@ const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
+
+/// A script with the shared index functions in front of it.
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{INDEX_LUA}\n{body}"))
+}
+
+/// The score an entry has in the time indexes: its last failure, in epoch
+/// milliseconds (what the Lua `ms` function computes from the JSON).
+fn score(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
 
 fn serialise(entry: &DlqEntry) -> Result<String, RedisError> {
     serde_json::to_string(entry).map_err(|e| {
@@ -114,7 +181,7 @@ pub async fn push<C: ConnectionLike>(
     topic: &str,
     entries: &[DlqEntry],
 ) -> Result<usize, RedisError> {
-    let script = redis::Script::new(PUSH);
+    let script = script(PUSH);
     let mut parked = 0;
     let mut pending = entries.iter().peekable();
     while pending.peek().is_some() {
@@ -134,6 +201,9 @@ pub async fn push<C: ConnectionLike>(
                 .arg(entry.partition)
                 .arg(entry.offset)
                 .arg(entry.replayed_from.as_deref().unwrap_or(""))
+                .arg(entry.payload_sha256.as_deref().unwrap_or(""))
+                .arg(&entry.error_kind)
+                .arg(score(entry.last_failed_at))
                 .arg(json);
         }
         parked += invocation.invoke_async::<usize>(conn).await?;
@@ -178,7 +248,7 @@ pub async fn remove<C: ConnectionLike>(
     keys: &Keys,
     stored: &Stored,
 ) -> Result<bool, RedisError> {
-    let removed: i64 = redis::Script::new(REMOVE)
+    let removed: i64 = script(REMOVE)
         .key(keys.index())
         .key(keys.list(&stored.entry.topic))
         .key(keys.extras())
@@ -291,12 +361,13 @@ pub struct Page {
     pub next_offset: Option<usize>,
 }
 
-/// Entries per LRANGE while scanning.
-const SCAN_CHUNK: isize = 500;
-
-/// Matching entries, oldest first per topic (topics in name order), skipping
-/// the first `offset` matches and returning at most `limit`. Scans the
-/// lists, so its cost grows with the queue's length.
+/// Matching entries, oldest last failure first, skipping the first
+/// `offset` matches and returning at most `limit`. The time index of the
+/// filter's topic and error kind answers which ids match, so a listing reads
+/// only the entries of its page, however long the queue.
+///
+/// Time filters work to the millisecond in the index and are checked
+/// exactly on the page's entries.
 pub async fn list<C: ConnectionLike>(
     conn: &mut C,
     keys: &Keys,
@@ -304,62 +375,145 @@ pub async fn list<C: ConnectionLike>(
     offset: usize,
     limit: usize,
 ) -> Result<Page, RedisError> {
-    let topics = match &filter.topic {
-        Some(topic) => vec![topic.clone()],
-        None => {
-            let mut topics: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(keys.topics())
-                .query_async(conn)
-                .await?;
-            topics.sort();
-            topics
-        }
+    let mut ids: Vec<String> = matching(conn, keys, filter, offset, limit.saturating_add(1))
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let more = ids.len() > limit;
+    ids.truncate(limit);
+    let raws: Vec<Option<String>> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        redis::cmd("HMGET")
+            .arg(keys.index())
+            .arg(&ids)
+            .query_async(conn)
+            .await?
     };
-    let mut skipped = 0;
-    let mut entries = Vec::new();
-    for topic in topics {
-        let key = keys.list(&topic);
-        let mut start: isize = 0;
-        loop {
-            let chunk: Vec<String> = redis::cmd("LRANGE")
-                .arg(&key)
-                .arg(start)
-                .arg(start + SCAN_CHUNK - 1)
-                .query_async(conn)
-                .await?;
-            for raw in &chunk {
-                let entry: DlqEntry = match serde_json::from_str(raw) {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        tracing::warn!(list = %key, error = %e, "skipping a DLQ entry that does not parse");
-                        continue;
-                    }
-                };
-                if !filter.matches(&entry) {
-                    continue;
-                }
-                if skipped < offset {
-                    skipped += 1;
-                } else if entries.len() < limit {
-                    entries.push(entry);
-                } else {
-                    // One more match exists: there is a next page.
-                    return Ok(Page {
-                        next_offset: Some(offset + entries.len()),
-                        entries,
-                    });
+    let entries = raws
+        .into_iter()
+        .zip(&ids)
+        .filter_map(|(raw, id)| {
+            // Removed between the two reads: not part of the page.
+            let raw = raw?;
+            match serde_json::from_str::<DlqEntry>(&raw) {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    tracing::warn!(message_id = %id, error = %e, "skipping a DLQ entry that does not parse");
+                    None
                 }
             }
-            if (chunk.len() as isize) < SCAN_CHUNK {
-                break;
-            }
-            start += SCAN_CHUNK;
-        }
-    }
+        })
+        .filter(|entry| filter.matches(entry))
+        .collect();
     Ok(Page {
         entries,
-        next_offset: None,
+        next_offset: more.then_some(offset + limit),
     })
+}
+
+/// The ids of matching entries with their time-index score (last failure,
+/// epoch ms), oldest first: what a bulk replay walks, one entry at a time.
+pub async fn matching<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &Keys,
+    filter: &Filter,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<(String, i64)>, RedisError> {
+    let (min, max) = score_range(filter);
+    redis::cmd("ZRANGEBYSCORE")
+        .arg(keys.by_time(filter.topic.as_deref(), filter.error_kind.as_deref()))
+        .arg(min)
+        .arg(max)
+        .arg("WITHSCORES")
+        .arg("LIMIT")
+        .arg(offset)
+        .arg(limit)
+        .query_async(conn)
+        .await
+}
+
+/// The score range of a filter's time bounds: `from` inclusive, `to`
+/// exclusive.
+fn score_range(filter: &Filter) -> (String, String) {
+    let min = filter
+        .from
+        .map_or_else(|| "-inf".to_owned(), |t| score(t).to_string());
+    let max = filter
+        .to
+        .map_or_else(|| "+inf".to_owned(), |t| format!("({}", score(t)));
+    (min, max)
+}
+
+/// The score an entry has in the time indexes.
+pub fn entry_score(entry: &DlqEntry) -> i64 {
+    score(entry.last_failed_at)
+}
+
+/// How many entries match `filter` (by the time index, to the millisecond).
+pub async fn count<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &Keys,
+    filter: &Filter,
+) -> Result<u64, RedisError> {
+    let (min, max) = score_range(filter);
+    redis::cmd("ZCOUNT")
+        .arg(keys.by_time(filter.topic.as_deref(), filter.error_kind.as_deref()))
+        .arg(min)
+        .arg(max)
+        .query_async(conn)
+        .await
+}
+
+/// The version of the time indexes this code maintains.
+const INDEX_VERSION: &str = "1";
+
+/// Builds the time indexes for entries parked before they existed (an
+/// upgrade); a no-op once done. Reads the by-id index in chunks, never the
+/// whole queue at once.
+pub async fn ensure_indexed<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &Keys,
+) -> Result<(), RedisError> {
+    let version: Option<String> = redis::cmd("GET")
+        .arg(keys.index_version())
+        .query_async(conn)
+        .await?;
+    if version.as_deref() == Some(INDEX_VERSION) {
+        return Ok(());
+    }
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, chunk): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(keys.index())
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(100)
+            .query_async(conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        for (id, raw) in &chunk {
+            let Ok(entry) = serde_json::from_str::<DlqEntry>(raw) else {
+                continue;
+            };
+            let at = score(entry.last_failed_at);
+            for key in keys.time_indexes(&entry.topic, &entry.error_kind) {
+                pipe.cmd("ZADD").arg(key).arg(at).arg(id).ignore();
+            }
+        }
+        pipe.query_async::<()>(conn).await?;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    redis::cmd("SET")
+        .arg(keys.index_version())
+        .arg(INDEX_VERSION)
+        .query_async::<()>(conn)
+        .await
 }
 
 /// How many entries each topic's list holds.

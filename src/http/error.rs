@@ -29,6 +29,9 @@ pub enum ApiError {
     /// A dependency (PostgreSQL, Redis) does not answer; try again later.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
+    /// Too many requests of this kind at once; try again shortly (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::BadGateway(_) => "bad_gateway",
             ApiError::Incomplete(_) => "incomplete",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -71,6 +75,7 @@ impl ResponseError for ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Incomplete(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +87,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if matches!(self, ApiError::TooManyRequests(_)) {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
         }
         response.json(serde_json::json!({ "error": self.kind(), "message": self.to_string() }))
     }
@@ -97,6 +105,10 @@ impl From<crate::dlq::replay::DlqError> for ApiError {
             D::Corrupt { .. } => ApiError::Unprocessable(e.to_string()),
             D::Publish(_) => ApiError::BadGateway(e.to_string()),
             D::Incomplete(_) => ApiError::Incomplete(e.to_string()),
+            D::Overloaded => ApiError::TooManyRequests(e.to_string()),
+            D::AuditRefused(ref cause) => {
+                ApiError::Internal(anyhow::anyhow!("audit row refused: {cause}"))
+            }
             D::Unavailable {
                 dependency,
                 ref error,

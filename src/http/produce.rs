@@ -83,7 +83,7 @@ pub async fn produce(
         .produced
         .with_label_values(&[&target.topic, kind.as_str()])
         .inc();
-    tracing::info!(%event_id, r#type = %kind, key = %key, topic = %target.topic, partition = delivery.partition, offset = delivery.offset, "event produced");
+    tracing::info!(%event_id, r#type = %crate::telemetry::clip(&kind), key = %crate::telemetry::clip(&key), topic = %target.topic, partition = delivery.partition, offset = delivery.offset, "event produced");
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "eventId": event_id,
         "topic": target.topic,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 
 /// Header names and values, in record order.
 pub type Headers = Vec<(String, Option<Vec<u8>>)>;
@@ -24,8 +24,8 @@ pub struct Envelope {
     pub payload: Option<Vec<u8>>,
     /// Header name and value, in record order.
     pub headers: Headers,
-    /// A header name was not UTF-8 (librdkafka's binding cannot read it):
-    /// the record is dead-lettered as undecodable, its payload intact.
+    /// A header name was not UTF-8: the record is dead-lettered as
+    /// undecodable, its payload and header values intact (the name lossy).
     pub unreadable_headers: bool,
     /// Kafka's record timestamp, milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
@@ -36,20 +36,7 @@ pub struct Envelope {
 impl Envelope {
     /// Copies a borrowed record. `topic` is the partition actor's shared name.
     pub fn from_borrowed(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Self {
-        // rdkafka's header iterator panics on a name that is not UTF-8;
-        // any producer can send one, so contain it here.
-        let read =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match message.headers() {
-                Some(headers) => headers
-                    .iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect(),
-                None => Vec::new(),
-            }));
-        let (headers, unreadable_headers) = match read {
-            Ok(headers) => (headers, false),
-            Err(_) => (Vec::new(), true),
-        };
+        let (headers, unreadable_headers) = read_headers(message);
         Envelope {
             topic: Arc::clone(topic),
             partition: message.partition(),
@@ -85,4 +72,55 @@ impl Envelope {
             .and_then(DateTime::from_timestamp_millis)
             .filter(|t| (1..=9999).contains(&t.year()))
     }
+}
+
+/// The record's headers, read through librdkafka's C API with names as
+/// bytes: rdkafka's own iterator panics on a name that is not UTF-8, and any
+/// producer can send one. Such a name is kept lossily (U+FFFD) and flagged,
+/// and the record is dead-lettered as undecodable; values stay byte-exact.
+///
+/// (The C API hands names out NUL-terminated, so a name with a NUL byte in
+/// it reads as its part before the NUL. That cannot forge anything: the
+/// headers that steer custodian count only when signed.)
+fn read_headers(message: &BorrowedMessage<'_>) -> (Headers, bool) {
+    use rdkafka::bindings as rd;
+    let mut native: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `message.ptr()` is the live message `message` borrows; the
+    // headers it hands out belong to that message and are only read while
+    // `message` is borrowed here.
+    let err = unsafe { rd::rd_kafka_message_headers(message.ptr(), &mut native) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || native.is_null() {
+        return (Vec::new(), false);
+    }
+    // SAFETY: `native` is valid (checked above) for the borrow of `message`.
+    let count = unsafe { rd::rd_kafka_header_cnt(native) };
+    let mut headers = Vec::with_capacity(count);
+    let mut unreadable = false;
+    for idx in 0..count {
+        let mut name: *const std::os::raw::c_char = std::ptr::null();
+        let mut value: *const std::os::raw::c_void = std::ptr::null();
+        let mut size: usize = 0;
+        // SAFETY: `idx` < count; librdkafka writes pointers into the
+        // message's own header storage, valid while `message` is borrowed.
+        let err =
+            unsafe { rd::rd_kafka_header_get_all(native, idx, &mut name, &mut value, &mut size) };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            continue;
+        }
+        // SAFETY: librdkafka's header names are NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+        let name = match std::str::from_utf8(name) {
+            Ok(name) => name.to_owned(),
+            Err(_) => {
+                unreadable = true;
+                String::from_utf8_lossy(name).into_owned()
+            }
+        };
+        let value = (!value.is_null()).then(|| {
+            // SAFETY: librdkafka gives `size` bytes at `value`.
+            unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec()
+        });
+        headers.push((name, value));
+    }
+    (headers, unreadable)
 }

@@ -1,8 +1,9 @@
 //! Stable message ids: the key of the audit trail and of idempotency.
 //!
 //! In order of preference:
-//! 1. the `custodian-message-id` header (set on replayed records, so a replay
-//!    continues the original lifecycle);
+//! 1. the `custodian-message-id` header, when custodian signed it (set on
+//!    replayed records, so a replay continues the original lifecycle; see
+//!    `steering`: an unsigned one is ignored);
 //! 2. the envelope's `eventId` (seed 004), taken as is when it is a UUID;
 //! 3. for seed-003 transaction events, a stable hash of transaction id, event
 //!    type and timestamp (a create and a later update of one transaction are
@@ -20,12 +21,6 @@ pub const MESSAGE_ID_HEADER: &str = "custodian-message-id";
 /// custodian's UUID v5 namespace (itself a v5 id of "custodian" in the URL
 /// namespace, fixed forever: changing it would change every derived id).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_5a2e_93d4_5b7a_8c1e_2f40_6d9b_3a71);
-
-pub fn from_header(value: &[u8]) -> Option<Uuid> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| Uuid::parse_str(s.trim()).ok())
-}
 
 pub fn from_event_id(event_id: &str) -> Uuid {
     Uuid::parse_str(event_id)
@@ -61,10 +56,5 @@ mod tests {
         let id = "550e8400-e29b-41d4-a716-446655440001";
         assert_eq!(from_event_id(id).to_string(), id);
         assert_eq!(from_event_id("not-a-uuid"), from_event_id("not-a-uuid"));
-        assert_eq!(
-            from_header(id.as_bytes()).map(|u| u.to_string()).as_deref(),
-            Some(id)
-        );
-        assert_eq!(from_header(b"\xff\xfe"), None);
     }
 }

@@ -8,6 +8,7 @@ pub mod enrich;
 pub mod failure;
 pub mod message_id;
 pub mod routes;
+pub mod steering;
 pub mod transaction;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ use decode::Event;
 use domain::DomainChange;
 use failure::Failure;
 use routes::{Handler, Routes};
+use steering::{HeaderKey, Steering};
 use transaction::TransactionChange;
 
 /// A record after decoding and enrichment: what a processor receives.
@@ -27,6 +29,11 @@ pub struct Item {
     pub envelope: Envelope,
     pub message_id: Uuid,
     pub event_type: Option<String>,
+    /// SHA-256 of the payload: what an id was applied with, and what a
+    /// later record claiming the same id is compared against.
+    pub payload_sha256: [u8; 32],
+    /// The record's steering headers, checked.
+    pub steering: Steering,
     pub work: Result<Task, Failure>,
 }
 
@@ -65,9 +72,12 @@ impl Task {
     }
 }
 
-/// Decodes and enriches one record, routed by `routes`.
-pub fn prepare(envelope: Envelope, routes: &Routes, now: DateTime<Utc>) -> Item {
-    let decoded = decode::decode(&envelope, routes);
+/// Decodes and enriches one record, routed by `routes`; its steering
+/// headers count only if signed with `key`.
+pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTime<Utc>) -> Item {
+    let payload_sha256 = steering::payload_digest(envelope.payload.as_deref());
+    let steering = key.read(&envelope, &payload_sha256);
+    let decoded = decode::decode(&envelope, routes, steering.message_id);
     let message_id = decoded.message_id;
     let work = decoded.event.map(|event| match event {
         Event::Forward(route) => Task::Forward { message_id, route },
@@ -90,6 +100,8 @@ pub fn prepare(envelope: Envelope, routes: &Routes, now: DateTime<Utc>) -> Item 
         envelope,
         message_id: decoded.message_id,
         event_type: decoded.event_type,
+        payload_sha256,
+        steering,
         work,
     }
 }
@@ -99,7 +111,9 @@ pub fn prepare(envelope: Envelope, routes: &Routes, now: DateTime<Utc>) -> Item 
 pub enum Outcome {
     /// Applied now.
     Processed,
-    /// Its id was already applied by an earlier delivery. The auditor audits
+    /// Its id was already applied, with the same payload, by an earlier
+    /// delivery. (Another payload under an applied id is not a duplicate:
+    /// it is dead-lettered as `id_conflict`.) The auditor audits
     /// it MESSAGE_DUPLICATE if that delivery's MESSAGE_PROCESSED row exists,
     /// and MESSAGE_PROCESSED if not (that delivery crashed before its audit).
     AlreadyApplied,
@@ -113,6 +127,8 @@ pub struct Settled {
     pub envelope: Envelope,
     pub message_id: Uuid,
     pub event_type: Option<String>,
+    pub payload_sha256: [u8; 32],
+    pub steering: Steering,
     pub outcome: Outcome,
     /// When the outcome was reached (processing done, or DLQ push acknowledged).
     pub at: DateTime<Utc>,

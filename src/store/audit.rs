@@ -46,6 +46,9 @@ pub struct NewAuditRow<'a> {
     pub error: Option<String>,
     pub consumer_group: &'a str,
     pub occurred_at: DateTime<Utc>,
+    /// On MESSAGE_RECEIVED: steering headers the record carried without
+    /// custodian's signature (ignored, but on the record).
+    pub detail: Option<serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -138,9 +141,16 @@ pub fn lifecycle_rows<'a>(
                 error: error.map(|e| no_nul(Cow::Owned(e)).into_owned()),
                 consumer_group: group,
                 occurred_at: at,
+                detail: None,
             }
         };
-        rows.push(row(RECEIVED, 1, None, e.received_at));
+        let mut received = row(RECEIVED, 1, None, e.received_at);
+        if !s.steering.untrusted.is_empty() {
+            received.detail = Some(serde_json::json!({
+                "untrusted_headers": s.steering.untrusted,
+            }));
+        }
+        rows.push(received);
         for failed in &s.failures {
             let error = failed.failure.to_string();
             rows.push(row(FAILED, failed.attempt as i32, Some(error), failed.at));
@@ -258,11 +268,13 @@ async fn insert_lifecycle(
     conn: &mut AsyncPgConnection,
     rows: &[NewAuditRow<'_>],
 ) -> QueryResult<usize> {
-    use diesel::sql_types::{Array, Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    use diesel::sql_types::{
+        Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    };
     diesel::sql_query(
         "INSERT INTO message_audit \
-           (message_id, status, topic, kafka_partition, kafka_offset, message_key, event_type, attempt, error, consumer_group, occurred_at) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::timestamptz[])",
+           (message_id, status, topic, kafka_partition, kafka_offset, message_key, event_type, attempt, error, consumer_group, occurred_at, detail) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::timestamptz[], $12::jsonb[])",
     )
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.status).collect::<Vec<_>>())
@@ -275,6 +287,7 @@ async fn insert_lifecycle(
     .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.consumer_group).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.detail.as_ref()).collect::<Vec<_>>())
     .execute(conn)
     .await
 }

@@ -10,7 +10,7 @@
 //! unreachable (pause, not the message's fault), a transient refusal
 //! (timeout, deadlock: retry), or a permanent one (dead-letter).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -32,11 +32,27 @@ use crate::store::StoreError;
 pub enum Applied {
     New,
     AlreadyApplied,
+    /// The id was applied with another payload (SHA-256 given): this record
+    /// is not a duplicate, and nothing of it was applied.
+    Conflict([u8; 32]),
 }
+
+/// A task and the SHA-256 of the payload it came from.
+pub type Digested<'a> = (&'a Task, &'a [u8; 32]);
 
 struct LedgerRow<'a> {
     message_id: Uuid,
     handler: &'a str,
+    payload_sha256: &'a [u8; 32],
+}
+
+/// Whether a record with payload `digest` repeats what the ledger holds for
+/// its id (`applied`: `None` for rows from before digests were kept).
+pub fn repeat(applied: Option<&[u8; 32]>, digest: &[u8; 32]) -> Applied {
+    match applied {
+        Some(applied) if applied != digest => Applied::Conflict(*applied),
+        _ => Applied::AlreadyApplied,
+    }
 }
 
 /// Error texts PostgreSQL gives when the server itself is in trouble (diesel
@@ -134,19 +150,31 @@ pub async fn classify(pool: &PgPool, error: &StoreError) -> TryError {
     TryError::Failed(Failure::permanent(Stage::Process, kind, text))
 }
 
-/// Which of `ids` the ledger already has: their effect happened before.
-pub async fn already_applied(pool: &PgPool, ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
-    use crate::store::schema::applied_messages;
+/// Which of `ids` the ledger already has (their effect happened before),
+/// with the payload digest each was applied with.
+pub async fn already_applied(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Option<[u8; 32]>>, StoreError> {
     let mut conn = pool
         .get()
         .await
         .map_err(|e| StoreError::Pool(e.to_string()))?;
-    Ok(applied_messages::table
-        .filter(applied_messages::message_id.eq_any(ids))
-        .select(applied_messages::message_id)
-        .load::<Uuid>(&mut conn)
+    Ok(applied_digests(&mut conn, ids).await?)
+}
+
+async fn applied_digests(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> QueryResult<HashMap<Uuid, Option<[u8; 32]>>> {
+    use crate::store::schema::applied_messages as a;
+    Ok(a::table
+        .filter(a::message_id.eq_any(ids))
+        .select((a::message_id, a::payload_sha256))
+        .load::<(Uuid, Option<Vec<u8>>)>(conn)
         .await?
         .into_iter()
+        .map(|(id, digest)| (id, digest.and_then(|d| <[u8; 32]>::try_from(d).ok())))
         .collect())
 }
 
@@ -161,7 +189,7 @@ fn transient(kind: &'static str, message: String) -> Failure {
 
 /// Applies `tasks` in one database transaction, returning for each (in
 /// order) whether this delivery applied it.
-pub async fn apply(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, StoreError> {
+pub async fn apply(pool: &PgPool, tasks: &[Digested<'_>]) -> Result<Vec<Applied>, StoreError> {
     let started = std::time::Instant::now();
     let applied = apply_in_transaction(pool, tasks).await;
     crate::metrics::metrics()
@@ -171,8 +199,11 @@ pub async fn apply(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, Store
     applied
 }
 
-async fn apply_in_transaction(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Applied>, StoreError> {
-    let changes = tasks;
+async fn apply_in_transaction(
+    pool: &PgPool,
+    tasks: &[Digested<'_>],
+) -> Result<Vec<Applied>, StoreError> {
+    let changes: Vec<&Task> = tasks.iter().map(|(task, _)| *task).collect();
     if changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -180,11 +211,12 @@ async fn apply_in_transaction(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Appl
         .get()
         .await
         .map_err(|e| StoreError::Pool(e.to_string()))?;
-    let ledger: Vec<LedgerRow<'_>> = changes
+    let ledger: Vec<LedgerRow<'_>> = tasks
         .iter()
-        .map(|c| LedgerRow {
+        .map(|(c, digest)| LedgerRow {
             message_id: c.message_id(),
             handler: c.handler().name(),
+            payload_sha256: digest,
         })
         .collect();
     // A message delivered twice within one batch counts once.
@@ -194,7 +226,8 @@ async fn apply_in_transaction(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Appl
         .map(|c| ids_seen.insert(c.message_id()))
         .collect();
     let first = &first;
-    let new_ids = conn
+    let changes = &changes;
+    let (new_ids, repeated) = conn
         .transaction(async |conn| {
             let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(ledger.len());
             new_ids.extend(insert_ledger(conn, &ledger).await?);
@@ -218,17 +251,31 @@ async fn apply_in_transaction(pool: &PgPool, tasks: &[&Task]) -> Result<Vec<Appl
             if !transactions.is_empty() {
                 write(conn, fold(&transactions)).await?;
             }
-            Ok::<_, diesel::result::Error>(new_ids)
+            // What the repeats were applied with (this batch's first copies
+            // included): rare, so only then a second statement.
+            let repeats: Vec<Uuid> = changes
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| !(first[*i] && new_ids.contains(&c.message_id())))
+                .map(|(_, c)| c.message_id())
+                .collect();
+            let repeated = if repeats.is_empty() {
+                HashMap::new()
+            } else {
+                applied_digests(conn, &repeats).await?
+            };
+            Ok::<_, diesel::result::Error>((new_ids, repeated))
         })
         .await?;
-    Ok(changes
+    Ok(tasks
         .iter()
         .zip(first)
-        .map(|(c, first)| {
-            if *first && new_ids.contains(&c.message_id()) {
+        .map(|((c, digest), first)| {
+            let id = c.message_id();
+            if *first && new_ids.contains(&id) {
                 Applied::New
             } else {
-                Applied::AlreadyApplied
+                repeat(repeated.get(&id).and_then(Option::as_ref), digest)
             }
         })
         .collect())
@@ -282,14 +329,19 @@ async fn insert_ledger(
     conn: &mut AsyncPgConnection,
     rows: &[LedgerRow<'_>],
 ) -> QueryResult<Vec<Uuid>> {
-    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    use diesel::sql_types::{Array, Bytea, Text, Uuid as SqlUuid};
     let inserted: Vec<InsertedId> = diesel::sql_query(
-        "INSERT INTO applied_messages (message_id, handler) \
-         SELECT * FROM unnest($1::uuid[], $2::text[]) \
+        "INSERT INTO applied_messages (message_id, handler, payload_sha256) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[]) \
          ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
     )
     .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.handler).collect::<Vec<_>>())
+    .bind::<Array<Bytea>, _>(
+        rows.iter()
+            .map(|r| r.payload_sha256.as_slice())
+            .collect::<Vec<_>>(),
+    )
     .load(conn)
     .await?;
     Ok(inserted.into_iter().map(|r| r.message_id).collect())

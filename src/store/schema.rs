@@ -39,6 +39,7 @@ diesel::table! {
         message_id -> Uuid,
         handler -> Text,
         applied_at -> Timestamptz,
+        payload_sha256 -> Nullable<Bytea>,
     }
 }
 

@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 /// The API token every test's custodian is configured with.
 pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
+/// The key every test's custodian signs steering headers with.
+pub const TEST_HEADER_KEY: &str = "test-header-key-0123456789abcdef0123";
 
 pub struct TestEnv {
     pub rt: tokio::runtime::Runtime,
@@ -125,6 +127,7 @@ impl TestEnv {
             ("pipeline.dependency_backoff_max", "500ms".into()),
             ("runtime.drain_timeout", "10s".into()),
             ("http.api_token", TEST_TOKEN.into()),
+            ("kafka.header_key", TEST_HEADER_KEY.into()),
             ("dlq.key_prefix", self.dlq_prefix.clone().into()),
             ("retry.backoff_min", "50ms".into()),
             ("retry.backoff_max", "200ms".into()),

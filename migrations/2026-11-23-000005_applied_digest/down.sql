@@ -1,0 +1,1 @@
+ALTER TABLE applied_messages DROP COLUMN payload_sha256;
