@@ -124,6 +124,12 @@ pub struct DlqEntry {
     /// versions).
     #[serde(default)]
     pub payload_sha256: Option<String>,
+    /// SHA-256 of the record as its producer made it (key, payload and the
+    /// headers not set by custodian), hex: a replayed copy failing again has
+    /// the same one as its original, and replaces it rather than adding an
+    /// entry.
+    #[serde(default)]
+    pub record_sha256: Option<String>,
     /// `[{"key", "value", "encoding"?}]`, in record order.
     pub headers: serde_json::Value,
     /// A header name was not UTF-8: it is written lossily (U+FFFD) in
@@ -182,6 +188,34 @@ fn decode(value: Option<&str>, encoding: &str) -> Result<Option<Vec<u8>>, base64
     }
 }
 
+/// See [`DlqEntry::record_sha256`]: every part length-prefixed, absent
+/// parts marked, custodian's own headers left out.
+fn record_digest(e: &crate::kafka::envelope::Envelope) -> String {
+    use sha2::{Digest, Sha256};
+    fn part(hash: &mut Sha256, bytes: Option<&[u8]>) {
+        match bytes {
+            None => hash.update([0]),
+            Some(b) => {
+                hash.update([1]);
+                hash.update((b.len() as u64).to_be_bytes());
+                hash.update(b);
+            }
+        }
+    }
+    let mut hash = Sha256::new();
+    part(&mut hash, e.key.as_deref());
+    part(&mut hash, e.payload.as_deref());
+    for (name, value) in e
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.starts_with("custodian-"))
+    {
+        part(&mut hash, Some(name.as_bytes()));
+        part(&mut hash, value.as_deref());
+    }
+    hex(&hash.finalize())
+}
+
 impl DlqEntry {
     /// The entry for a dead-lettered message; `None` if it has no failure.
     pub fn from_settled(s: &Settled, group: &str) -> Option<Self> {
@@ -200,6 +234,7 @@ impl DlqEntry {
             payload_encoding: payload.as_ref().map_or("utf8", |(_, enc)| enc).to_owned(),
             payload: payload.map(|(p, _)| p),
             payload_sha256: Some(hex(&s.payload_sha256)),
+            record_sha256: Some(record_digest(e)),
             headers: headers_json(&e.headers),
             headers_unreadable: e.unreadable_headers,
             kafka_timestamp: e.kafka_timestamp(),

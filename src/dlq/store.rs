@@ -58,16 +58,16 @@ end
 /// KEYS[1] = the topic's list, KEYS[2] = the by-id index, KEYS[3] = the topic
 /// set, KEYS[4] = the count of extra entries per id. ARGV[1] = topic,
 /// ARGV[2] = key prefix with its colon, then per entry: id, partition,
-/// offset, replayed-from position (or ""), payload SHA-256 (hex), error
+/// offset, replayed-from position (or ""), record SHA-256 (hex), error
 /// kind, score (last failure, epoch ms), json.
 ///
 /// Per entry, when the id is already indexed:
 /// - from the same record (a redelivery): nothing changes;
 /// - from a replay of the indexed entry (its trusted replayed-from is that
-///   entry's position), or the same bytes failing again (equal payload
-///   digests: a producer's duplicate, or a second copy of one replay): the
-///   new failure replaces the old entry, so one message never has more
-///   entries than it has distinct payloads;
+///   entry's position), or the same record failing again (equal record
+///   digests: key, payload and the producer's headers; a producer's resend,
+///   or a second copy of one replay): the new failure replaces the old
+///   entry, so one message never has more entries than distinct records;
 /// - from any other record with the same id (another payload claiming the
 ///   id): it is appended to the list too, so its bytes are kept, and counted
 ///   in KEYS[4]; the index keeps the first. When the first is removed, the
@@ -94,7 +94,7 @@ for i = 3, #ARGV, 8 do
       and o.offset == tonumber(ARGV[i + 2])
     if not same then
       if known and ((from ~= '' and from == position(o))
-          or (digest ~= '' and o.payload_sha256 == digest)) then
+          or (digest ~= '' and o.record_sha256 == digest)) then
         redis.call('LREM', P .. o.topic, 1, old)
         unindex(P, id, o)
         redis.call('HSET', KEYS[2], id, json)
@@ -201,7 +201,7 @@ pub async fn push<C: ConnectionLike>(
                 .arg(entry.partition)
                 .arg(entry.offset)
                 .arg(entry.replayed_from.as_deref().unwrap_or(""))
-                .arg(entry.payload_sha256.as_deref().unwrap_or(""))
+                .arg(entry.record_sha256.as_deref().unwrap_or(""))
                 .arg(&entry.error_kind)
                 .arg(score(entry.last_failed_at))
                 .arg(json);
