@@ -58,6 +58,9 @@ pub struct Metrics {
     pub audited: IntCounter,
     /// Seconds from the record's Kafka timestamp to its durable audit.
     pub end_to_end_seconds: Histogram,
+    /// Seconds from the partition actor reading the record to its outcome
+    /// being durable: custodian's own share of the end-to-end latency.
+    pub pipeline_seconds: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -243,6 +246,12 @@ impl Metrics {
                 &r,
                 "end_to_end_latency_seconds",
                 "Seconds from Kafka timestamp to durable outcome.",
+                prometheus::exponential_buckets(0.0005, 1.25, 60).expect("static buckets"),
+            ),
+            pipeline_seconds: histogram(
+                &r,
+                "pipeline_latency_seconds",
+                "Seconds from the partition actor reading a record to its durable outcome (time waiting in Kafka excluded).",
                 prometheus::exponential_buckets(0.0005, 1.25, 60).expect("static buckets"),
             ),
             registry: r,

@@ -60,13 +60,23 @@ fn metrics_expose_every_series_after_traffic() {
         "audit_batch_size_bucket",
         "audit_flush_seconds_bucket",
         "end_to_end_latency_seconds_bucket",
+        "pipeline_latency_seconds_bucket",
         "messages_audited_total",
     ];
     wait_until(PATIENCE, "every series present", || {
         let (_, text) = env.get(app.http_addr, "/metrics");
         series.iter().all(|s| text.contains(s))
     });
+    // Every durable outcome has its time in the pipeline observed.
     let (_, text) = env.get(app.http_addr, "/metrics");
+    let unlabelled = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    let audited = unlabelled("messages_audited_total");
+    assert!(audited >= 4.0, "{audited}");
+    assert_eq!(unlabelled("pipeline_latency_seconds_count"), audited);
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         assert!(
             !line.contains("message_id") && !line.contains("eventId"),

@@ -90,13 +90,18 @@ impl Auditor {
             metrics().audit_batch_size.observe(batch.len() as f64);
             metrics().audited.inc_by(batch.len() as u64);
             log_outcomes(&batch);
-            let now_ms = chrono::Utc::now().timestamp_millis();
+            let now = chrono::Utc::now();
+            let now_ms = now.timestamp_millis();
             for settled in &batch {
                 if let Some(ts) = settled.envelope.timestamp_ms {
                     metrics()
                         .end_to_end_seconds
                         .observe((now_ms - ts).max(0) as f64 / 1000.0);
                 }
+                let in_pipeline = now - settled.envelope.received_at;
+                metrics().pipeline_seconds.observe(
+                    in_pipeline.num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1e6,
+                );
             }
             for (ack, offsets) in acks {
                 // Bounded by the partition's in-flight limit, not by a mailbox.
