@@ -102,8 +102,9 @@ async fn serve(
 
     let auditors = (0..pipeline.auditors)
         .map(|i| {
-            let (pool, group, pipeline) = (postgres.clone(), group.clone(), pipeline.clone());
-            Auditor::start_in_arbiter(on(i), move |_| Auditor::new(pool, group, pipeline))
+            let (db, group, pipeline) =
+                (settings.postgres.clone(), group.clone(), pipeline.clone());
+            Auditor::start_in_arbiter(on(i), move |_| Auditor::new(&db, group, pipeline))
                 .recipient()
         })
         .collect();

@@ -12,15 +12,17 @@ use actix::prelude::*;
 use crate::actors::messages::{Ack, Record};
 use crate::backoff::Backoff;
 use crate::config::PipelineSettings;
+use crate::config::PostgresSettings;
 use crate::metrics::metrics;
 use crate::pipeline::{Outcome, Settled};
 use crate::retry;
 use crate::store::audit;
-use crate::store::PgPool;
+use crate::store::audit_writer::AuditWriter;
 use crate::telemetry::clip;
 
 pub struct Auditor {
-    pub pool: PgPool,
+    /// Its own connection for the COPY; `None` while a flush has it.
+    writer: Option<AuditWriter>,
     pub group: String,
     pub settings: PipelineSettings,
     buffer: Vec<Settled>,
@@ -32,10 +34,10 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    pub fn new(pool: PgPool, group: String, settings: PipelineSettings) -> Self {
+    pub fn new(postgres: &PostgresSettings, group: String, settings: PipelineSettings) -> Self {
         Auditor {
             buffer: Vec::with_capacity(settings.audit_batch_size),
-            pool,
+            writer: Some(AuditWriter::new(postgres)),
             group,
             settings,
             acks: Vec::new(),
@@ -48,6 +50,9 @@ impl Auditor {
         if self.flushing || self.buffer.is_empty() {
             return;
         }
+        let Some(mut writer) = self.writer.take() else {
+            return;
+        };
         self.flushing = true;
         self.oldest = None;
         let batch = std::mem::replace(
@@ -55,7 +60,6 @@ impl Auditor {
             Vec::with_capacity(self.settings.audit_batch_size),
         );
         let acks = std::mem::take(&mut self.acks);
-        let pool = self.pool.clone();
         let group = self.group.clone();
         let mut backoff = Backoff::new(
             self.settings.dependency_backoff_min,
@@ -64,12 +68,9 @@ impl Auditor {
         let write = async move {
             let started = Instant::now();
             loop {
-                let written = match pool.get().await {
-                    Ok(mut conn) => audit::write_batch(&mut conn, &batch, &group)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
+                let written = audit::write_batch(&mut writer, &batch, &group)
+                    .await
+                    .map_err(|e| e.to_string());
                 match written {
                     Ok(duplicates) => {
                         for topic in duplicates {
@@ -107,12 +108,12 @@ impl Auditor {
                 // Bounded by the partition's in-flight limit, not by a mailbox.
                 ack.do_send(Ack::Durable(offsets));
             }
+            writer
         };
-        ctx.wait(
-            write
-                .into_actor(self)
-                .map(|(), act, _| act.flushing = false),
-        );
+        ctx.wait(write.into_actor(self).map(|writer, act, _| {
+            act.writer = Some(writer);
+            act.flushing = false;
+        }));
     }
 }
 

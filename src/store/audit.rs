@@ -1,7 +1,9 @@
-//! Writing the audit trail: a batch of settled messages becomes their
-//! lifecycle rows plus one payload row per message, in one transaction.
+//! The audit trail's entries: what a batch of settled messages becomes, and
+//! the operator actions on dead letters. Entries go to `audit_log` (see
+//! `audit_writer` for the COPY); `message_audit` is the view that shows each
+//! step as a row.
 //!
-//! Lifecycle per outcome:
+//! Lifecycle per outcome (as `message_audit` shows it):
 //! - processed:     MESSAGE_RECEIVED, MESSAGE_PROCESSED
 //! - duplicate:     MESSAGE_RECEIVED, MESSAGE_DUPLICATE (the id was already
 //!   applied and audited MESSAGE_PROCESSED; an id applied by a delivery that
@@ -10,6 +12,8 @@
 //! - retried, then processed: MESSAGE_RECEIVED, MESSAGE_FAILED (one per failed
 //!   attempt), MESSAGE_PROCESSED (with the attempt that succeeded)
 //!
+//! MESSAGE_RECEIVED is not an entry of its own: the receipt (when it was
+//! read, the original record) rides on the first entry of each delivery.
 //! Operators add MESSAGE_REPLAYED and MESSAGE_DISCARDED, with who and why in
 //! `detail` (see [`write_operator_event`]).
 
@@ -18,11 +22,12 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::pipeline::{Outcome, Settled};
-use crate::store::schema::message_audit;
+use crate::store::audit_writer::{AuditWriter, WriteError};
+use crate::store::schema::{audit_log, message_audit};
 
 pub const RECEIVED: &str = "MESSAGE_RECEIVED";
 pub const PROCESSED: &str = "MESSAGE_PROCESSED";
@@ -32,9 +37,9 @@ pub const DUPLICATE: &str = "MESSAGE_DUPLICATE";
 pub const REPLAYED: &str = "MESSAGE_REPLAYED";
 pub const DISCARDED: &str = "MESSAGE_DISCARDED";
 
-/// One lifecycle row to insert.
+/// One entry of `audit_log`.
 #[derive(Debug)]
-pub struct NewAuditRow<'a> {
+pub struct AuditEntry<'a> {
     pub message_id: Uuid,
     pub status: &'static str,
     pub topic: &'a str,
@@ -46,21 +51,24 @@ pub struct NewAuditRow<'a> {
     pub error: Option<String>,
     pub consumer_group: &'a str,
     pub occurred_at: DateTime<Utc>,
-    /// On MESSAGE_RECEIVED: steering headers the record carried without
-    /// custodian's signature (ignored, but on the record).
+    /// Who and why, for operator actions.
     pub detail: Option<serde_json::Value>,
+    /// On the first entry of a delivery: its receipt.
+    pub receipt: Option<Receipt<'a>>,
 }
 
+/// A delivery's receipt: when it was read, and the record as it came.
 #[derive(Debug)]
-struct NewPayloadRow<'a> {
-    message_id: Uuid,
-    topic: &'a str,
-    kafka_partition: i32,
-    kafka_offset: i64,
-    message_key: Option<&'a [u8]>,
-    payload: Option<&'a [u8]>,
-    headers: Option<serde_json::Value>,
-    kafka_timestamp: Option<DateTime<Utc>>,
+pub struct Receipt<'a> {
+    pub received_at: DateTime<Utc>,
+    /// Steering headers the record carried without custodian's signature
+    /// (ignored, but on the record).
+    pub detail: Option<serde_json::Value>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub headers: Option<serde_json::Value>,
+    pub kafka_timestamp: Option<DateTime<Utc>>,
+    pub payload_sha256: &'a [u8; 32],
 }
 
 /// One audit row as read back (for `GET /messages/{id}` and tests).
@@ -117,60 +125,57 @@ fn no_nul(text: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// The lifecycle rows of a batch, in order. `processed` holds the ids that
-/// already have a MESSAGE_PROCESSED row; it grows with this batch's.
-pub fn lifecycle_rows<'a>(
+/// The entries of a batch, in order. `processed` holds the ids that
+/// already have a MESSAGE_PROCESSED entry; it grows with this batch's.
+pub fn entries<'a>(
     batch: &'a [Settled],
     group: &'a str,
     processed: &mut HashSet<Uuid>,
-) -> Vec<NewAuditRow<'a>> {
-    let mut rows = Vec::with_capacity(batch.len() * 2);
+) -> Vec<AuditEntry<'a>> {
+    let mut entries = Vec::with_capacity(batch.len());
     for s in batch {
         let e = &s.envelope;
         let key = e.key_text().map(no_nul);
-        let row = |status: &'static str, attempt: i32, error: Option<String>, at: DateTime<Utc>| {
-            NewAuditRow {
-                message_id: s.message_id,
-                status,
-                topic: &e.topic,
-                kafka_partition: e.partition,
-                kafka_offset: e.offset,
-                message_key: key.clone(),
-                event_type: s.event_type.as_deref(),
-                attempt,
-                error: error.map(|e| no_nul(Cow::Owned(e)).into_owned()),
-                consumer_group: group,
-                occurred_at: at,
-                detail: None,
-            }
-        };
-        let mut received = row(RECEIVED, 1, None, e.received_at);
-        if !s.steering.untrusted.is_empty() {
-            received.detail = Some(serde_json::json!({
-                "untrusted_headers": s.steering.untrusted,
-            }));
-        }
-        rows.push(received);
+        let entry =
+            |status: &'static str, attempt: i32, error: Option<String>, at: DateTime<Utc>| {
+                AuditEntry {
+                    message_id: s.message_id,
+                    status,
+                    topic: &e.topic,
+                    kafka_partition: e.partition,
+                    kafka_offset: e.offset,
+                    message_key: key.clone(),
+                    event_type: s.event_type.as_deref(),
+                    attempt,
+                    error: error.map(|e| no_nul(Cow::Owned(e)).into_owned()),
+                    consumer_group: group,
+                    occurred_at: at,
+                    detail: None,
+                    receipt: None,
+                }
+            };
+        let first = entries.len();
         for failed in &s.failures {
             let error = failed.failure.to_string();
-            rows.push(row(FAILED, failed.attempt as i32, Some(error), failed.at));
+            entries.push(entry(FAILED, failed.attempt as i32, Some(error), failed.at));
         }
         let next_attempt = s.failures.len() as i32 + 1;
         match s.outcome {
             Outcome::Processed => {
                 processed.insert(s.message_id);
-                rows.push(row(PROCESSED, next_attempt, None, s.at));
+                entries.push(entry(PROCESSED, next_attempt, None, s.at));
             }
             Outcome::AlreadyApplied => {
-                if processed.insert(s.message_id) {
-                    rows.push(row(PROCESSED, next_attempt, None, s.at));
+                let status = if processed.insert(s.message_id) {
+                    PROCESSED
                 } else {
-                    rows.push(row(DUPLICATE, next_attempt, None, s.at));
-                }
+                    DUPLICATE
+                };
+                entries.push(entry(status, next_attempt, None, s.at));
             }
             Outcome::DeadLettered => {
                 let last = s.last_failure();
-                rows.push(row(
+                entries.push(entry(
                     DLQ,
                     last.map_or(1, |f| f.attempt as i32),
                     last.map(|f| f.failure.to_string()),
@@ -178,118 +183,40 @@ pub fn lifecycle_rows<'a>(
                 ));
             }
         }
+        entries[first].receipt = Some(Receipt {
+            received_at: e.received_at,
+            detail: (!s.steering.untrusted.is_empty())
+                .then(|| serde_json::json!({ "untrusted_headers": s.steering.untrusted })),
+            key: e.key.as_deref(),
+            payload: e.payload.as_deref(),
+            headers: (!e.headers.is_empty()).then(|| headers_json(&e.headers)),
+            kafka_timestamp: e.kafka_timestamp(),
+            payload_sha256: &s.payload_sha256,
+        });
     }
-    rows
+    entries
 }
 
-/// Writes a batch's lifecycle and payload rows in one transaction; returns
-/// the topic of each message audited as a duplicate.
+/// Writes a batch's entries in one transaction; returns the topic of each
+/// message audited as a duplicate.
 pub async fn write_batch(
-    conn: &mut AsyncPgConnection,
+    writer: &mut AuditWriter,
     batch: &[Settled],
     group: &str,
-) -> Result<Vec<String>, diesel::result::Error> {
+) -> Result<Vec<String>, WriteError> {
     let already: Vec<Uuid> = batch
         .iter()
         .filter(|s| matches!(s.outcome, Outcome::AlreadyApplied))
         .map(|s| s.message_id)
         .collect();
-    let payloads: Vec<NewPayloadRow<'_>> = batch
+    let mut processed = writer.processed(&already).await?;
+    let entries = entries(batch, group, &mut processed);
+    writer.append(&entries).await?;
+    Ok(entries
         .iter()
-        .map(|s| NewPayloadRow {
-            message_id: s.message_id,
-            topic: &s.envelope.topic,
-            kafka_partition: s.envelope.partition,
-            kafka_offset: s.envelope.offset,
-            message_key: s.envelope.key.as_deref(),
-            payload: s.envelope.payload.as_deref(),
-            headers: (!s.envelope.headers.is_empty()).then(|| headers_json(&s.envelope.headers)),
-            kafka_timestamp: s.envelope.kafka_timestamp(),
-        })
-        .collect();
-    conn.transaction(async |conn| {
-        let mut processed: HashSet<Uuid> = if already.is_empty() {
-            HashSet::new()
-        } else {
-            message_audit::table
-                .filter(message_audit::message_id.eq_any(&already))
-                .filter(message_audit::status.eq(PROCESSED))
-                .select(message_audit::message_id)
-                .distinct()
-                .load::<Uuid>(conn)
-                .await?
-                .into_iter()
-                .collect()
-        };
-        let rows = lifecycle_rows(batch, group, &mut processed);
-        let duplicates: Vec<String> = rows
-            .iter()
-            .filter(|r| r.status == DUPLICATE)
-            .map(|r| r.topic.to_owned())
-            .collect();
-        insert_payloads(conn, &payloads).await?;
-        insert_lifecycle(conn, &rows).await?;
-        Ok(duplicates)
-    })
-    .await
-}
-
-// Rows go in as one array per column (`INSERT … SELECT FROM unnest(…)`):
-// a handful of bound parameters however large the batch, so PostgreSQL
-// parses and plans one small statement instead of one with tens of
-// thousands of parameters.
-
-async fn insert_payloads(
-    conn: &mut AsyncPgConnection,
-    rows: &[NewPayloadRow<'_>],
-) -> QueryResult<usize> {
-    use diesel::sql_types::{
-        Array, Bytea, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
-    };
-    diesel::sql_query(
-        "INSERT INTO message_payloads \
-           (message_id, topic, kafka_partition, kafka_offset, message_key, payload, headers, kafka_timestamp) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[], $5::bytea[], $6::bytea[], $7::jsonb[], $8::timestamptz[]) \
-         ON CONFLICT (message_id) DO NOTHING",
-    )
-    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.topic).collect::<Vec<_>>())
-    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
-    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Bytea>>, _>(rows.iter().map(|r| r.message_key).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Bytea>>, _>(rows.iter().map(|r| r.payload).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.headers.as_ref()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.kafka_timestamp).collect::<Vec<_>>())
-    .execute(conn)
-    .await
-}
-
-async fn insert_lifecycle(
-    conn: &mut AsyncPgConnection,
-    rows: &[NewAuditRow<'_>],
-) -> QueryResult<usize> {
-    use diesel::sql_types::{
-        Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
-    };
-    diesel::sql_query(
-        "INSERT INTO message_audit \
-           (message_id, status, topic, kafka_partition, kafka_offset, message_key, event_type, attempt, error, consumer_group, occurred_at, detail) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::int8[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::timestamptz[], $12::jsonb[])",
-    )
-    .bind::<Array<SqlUuid>, _>(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.status).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.topic).collect::<Vec<_>>())
-    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.kafka_partition).collect::<Vec<_>>())
-    .bind::<Array<Int8>, _>(rows.iter().map(|r| r.kafka_offset).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.message_key.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.event_type).collect::<Vec<_>>())
-    .bind::<Array<Int4>, _>(rows.iter().map(|r| r.attempt).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.consumer_group).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.detail.as_ref()).collect::<Vec<_>>())
-    .execute(conn)
-    .await
+        .filter(|e| e.status == DUPLICATE)
+        .map(|e| e.topic.to_owned())
+        .collect())
 }
 
 /// A message's lifecycle, in the order things happened (ties in insert
@@ -300,7 +227,13 @@ pub async fn lifecycle(
 ) -> Result<Vec<AuditRow>, diesel::result::Error> {
     message_audit::table
         .filter(message_audit::message_id.eq(id))
-        .order((message_audit::occurred_at.asc(), message_audit::id.asc()))
+        // A receipt and its delivery's first entry share an id; the receipt
+        // comes first.
+        .order((
+            message_audit::occurred_at.asc(),
+            message_audit::id.asc(),
+            message_audit::status.ne(RECEIVED),
+        ))
         .select(AuditRow::as_select())
         .load(conn)
         .await
@@ -332,9 +265,9 @@ pub async fn write_operator_event(
     conn: &mut AsyncPgConnection,
     event: &OperatorEvent<'_>,
 ) -> QueryResult<()> {
-    use message_audit::dsl as a;
+    use audit_log::dsl as a;
     let key = event.message_key.map(|k| no_nul(Cow::Borrowed(k)));
-    diesel::insert_into(message_audit::table)
+    diesel::insert_into(audit_log::table)
         .values((
             a::message_id.eq(event.message_id),
             a::status.eq(event.status),

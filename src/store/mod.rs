@@ -1,7 +1,10 @@
 //! PostgreSQL: the pool, migrations, the audit trail and the projections.
-//! Every statement goes through diesel with bound parameters.
+//! Every statement goes through diesel with bound parameters, except the
+//! audit trail's binary COPY (`audit_writer`), whose values travel in
+//! PostgreSQL's binary format.
 
 pub mod audit;
+pub mod audit_writer;
 pub mod domain;
 pub mod migrate;
 pub mod pool;

@@ -21,6 +21,32 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        message_id -> Uuid,
+        status -> Text,
+        topic -> Text,
+        kafka_partition -> Int4,
+        kafka_offset -> Int8,
+        message_key -> Nullable<Text>,
+        event_type -> Nullable<Text>,
+        attempt -> Int4,
+        error -> Nullable<Text>,
+        consumer_group -> Text,
+        occurred_at -> Timestamptz,
+        recorded_at -> Timestamptz,
+        detail -> Nullable<Jsonb>,
+        received_at -> Nullable<Timestamptz>,
+        received_detail -> Nullable<Jsonb>,
+        key_bytes -> Nullable<Bytea>,
+        payload -> Nullable<Bytea>,
+        headers -> Nullable<Jsonb>,
+        kafka_timestamp -> Nullable<Timestamptz>,
+        payload_sha256 -> Nullable<Bytea>,
+    }
+}
+
+diesel::table! {
     message_payloads (message_id) {
         message_id -> Uuid,
         topic -> Text,
