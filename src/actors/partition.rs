@@ -8,8 +8,9 @@
 //! Reading is a small state machine: at most one receive is pending (and it
 //! is the only thing cancelled on drain, so no record read is ever dropped),
 //! at most one batch is being handed over, and no read starts while the
-//! partition has `max_in_flight` records without a durable outcome. That
-//! limit is what pauses the partition when a dependency is down.
+//! partition has `max_in_flight` records (or `max_in_flight_bytes` of them)
+//! without a durable outcome. That limit is what pauses the partition when a
+//! dependency is down, and what bounds memory by bytes, not only by count.
 
 use std::sync::Arc;
 
@@ -46,6 +47,7 @@ pub struct PartitionActor {
     generation: u64,
     batch_size: usize,
     max_in_flight: usize,
+    max_in_flight_bytes: usize,
     tracker: OffsetTracker,
     /// The pending receive, if any (cancellable).
     reading: Option<SpawnHandle>,
@@ -64,6 +66,8 @@ pub struct PartitionConfig {
     pub generation: u64,
     pub batch_size: usize,
     pub max_in_flight: usize,
+    /// Most bytes of records between read and durable outcome.
+    pub max_in_flight_bytes: usize,
     /// How often a moved watermark is committed.
     pub commit_interval: std::time::Duration,
 }
@@ -90,6 +94,7 @@ impl PartitionActor {
             generation: config.generation,
             batch_size: config.batch_size,
             max_in_flight: config.max_in_flight,
+            max_in_flight_bytes: config.max_in_flight_bytes,
             tracker: OffsetTracker::new(),
             reading: None,
             handing_over: false,
@@ -105,6 +110,7 @@ impl PartitionActor {
             || self.handing_over
             || self.draining
             || self.tracker.in_flight() + self.batch_size > self.max_in_flight
+            || self.tracker.in_flight_bytes() >= self.max_in_flight_bytes
         {
             return;
         }
@@ -126,7 +132,7 @@ impl PartitionActor {
             return;
         }
         for record in &records {
-            self.tracker.register(record.offset);
+            self.tracker.register(record.offset, record.size());
         }
         metrics()
             .consumed

@@ -47,6 +47,7 @@ pub struct Supervisor {
     next_arbiter: usize,
     batch_size: usize,
     max_in_flight: usize,
+    max_in_flight_bytes: usize,
     drain_timeout: Duration,
     commit_interval: Duration,
     partitions: HashMap<(String, i32), Owned>,
@@ -71,6 +72,7 @@ impl Supervisor {
             next_arbiter: 0,
             batch_size: pipeline.partition_batch_size,
             max_in_flight: pipeline.max_in_flight_per_partition,
+            max_in_flight_bytes: pipeline.max_in_flight_bytes_per_partition,
             drain_timeout,
             commit_interval,
             partitions: HashMap::new(),
@@ -103,6 +105,7 @@ impl Supervisor {
             generation,
             batch_size: self.batch_size,
             max_in_flight: self.max_in_flight,
+            max_in_flight_bytes: self.max_in_flight_bytes,
             commit_interval: self.commit_interval,
         };
         let actor_queue = Arc::clone(&queue);

@@ -76,6 +76,9 @@ pub struct KafkaSettings {
     pub commit_interval: Duration,
     #[serde(deserialize_with = "duration")]
     pub session_timeout: Duration,
+    /// Most kilobytes librdkafka prefetches per assigned partition
+    /// (`queued.max.messages.kbytes`, which applies per partition queue).
+    pub prefetch_kbytes_per_partition: usize,
     /// Extra librdkafka properties (TLS, SASL, fetch tuning). Values are
     /// never logged.
     pub extra: BTreeMap<String, SecretString>,
@@ -128,6 +131,10 @@ pub struct PipelineSettings {
     pub partition_batch_size: usize,
     /// Most messages of one partition between read and durable outcome.
     pub max_in_flight_per_partition: usize,
+    /// Most bytes (keys, payloads, headers) of one partition's records
+    /// between read and durable outcome: bounds memory when records are
+    /// large. A partition stops reading at this mark (one batch may cross it).
+    pub max_in_flight_bytes_per_partition: usize,
     /// The auditor flushes when this many messages are buffered…
     pub audit_batch_size: usize,
     /// …or when the oldest buffered message is this old.
@@ -207,6 +214,7 @@ fn defaults() -> serde_json::Value {
             "group_id": "custodian",
             "topics": ["transactions"],
             "auto_offset_reset": "earliest",
+            "prefetch_kbytes_per_partition": 2048,
             "commit_interval": "1s",
             "session_timeout": "10s",
             "extra": {},
@@ -229,6 +237,7 @@ fn defaults() -> serde_json::Value {
             "mailbox_capacity": 16,
             "partition_batch_size": 1000,
             "max_in_flight_per_partition": 10000,
+            "max_in_flight_bytes_per_partition": 8388608,
             "audit_batch_size": 4000,
             "audit_flush_interval": "20ms",
             "dependency_backoff_min": "100ms",
@@ -358,7 +367,15 @@ impl Settings {
                 "pipeline.max_in_flight_per_partition",
                 self.pipeline.max_in_flight_per_partition,
             ),
+            (
+                "pipeline.max_in_flight_bytes_per_partition",
+                self.pipeline.max_in_flight_bytes_per_partition,
+            ),
             ("pipeline.audit_batch_size", self.pipeline.audit_batch_size),
+            (
+                "kafka.prefetch_kbytes_per_partition",
+                self.kafka.prefetch_kbytes_per_partition,
+            ),
             ("http.workers", self.http.workers),
             ("retry.max_attempts", self.retry.max_attempts as usize),
             (

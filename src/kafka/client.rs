@@ -28,6 +28,14 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         // Answer fetches sooner when little is flowing: the default 500 ms
         // shows up directly as latency at low rates (kafka.extra overrides).
         .set("fetch.wait.max.ms", "50")
+        // custodian reads each partition from its own queue, and for such
+        // queues this bound applies per partition (librdkafka's default is
+        // 64 MiB each): memory grows with the assignment unless it is small.
+        .set(
+            "queued.max.messages.kbytes",
+            settings.prefetch_kbytes_per_partition.to_string(),
+        )
+        .set("queued.min.messages", "10000")
         // Statistics (consumer lag per partition) every 5 s.
         .set("statistics.interval.ms", "5000");
     for (key, value) in &settings.extra {

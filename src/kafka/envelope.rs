@@ -50,6 +50,16 @@ impl Envelope {
         }
     }
 
+    /// Roughly the memory the record holds: key, payload and headers.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len) + headers
+    }
+
     /// The value of the first header called `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers

@@ -11,12 +11,15 @@
 //! earlier processed record); the watermark only moves over a contiguous
 //! prefix.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     /// Offsets read whose outcome is not yet durable.
-    pending: BTreeSet<i64>,
+    /// Offsets read and not yet durable, with their records' sizes.
+    pending: BTreeMap<i64, usize>,
+    /// The sum of `pending`'s sizes.
+    pending_bytes: usize,
     /// One past the highest offset ever registered.
     next: Option<i64>,
     /// The last watermark handed out by `advance`, so it is committed only
@@ -30,14 +33,24 @@ impl OffsetTracker {
     }
 
     /// A record was read and is now in flight.
-    pub fn register(&mut self, offset: i64) {
-        self.pending.insert(offset);
+    pub fn register(&mut self, offset: i64, bytes: usize) {
+        if let Some(old) = self.pending.insert(offset, bytes) {
+            self.pending_bytes -= old;
+        }
+        self.pending_bytes += bytes;
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
     }
 
     /// A record's outcome is durable.
     pub fn complete(&mut self, offset: i64) {
-        self.pending.remove(&offset);
+        if let Some(bytes) = self.pending.remove(&offset) {
+            self.pending_bytes -= bytes;
+        }
+    }
+
+    /// Bytes of the records read and not yet durable.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// How many records are in flight.
@@ -47,7 +60,7 @@ impl OffsetTracker {
 
     /// The offset to resume from: every record below it is durable.
     pub fn watermark(&self) -> Option<i64> {
-        self.pending.first().copied().or(self.next)
+        self.pending.keys().next().copied().or(self.next)
     }
 
     /// The watermark, if it moved since the last call (then it should be
@@ -77,7 +90,7 @@ mod tests {
     fn watermark_waits_for_the_lowest_pending_offset() {
         let mut t = OffsetTracker::new();
         for o in 10..15 {
-            t.register(o);
+            t.register(o, 10);
         }
         assert_eq!(t.watermark(), Some(10));
         t.complete(12);
@@ -91,14 +104,15 @@ mod tests {
         t.complete(13);
         assert_eq!(t.advance(), Some(15));
         assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.in_flight_bytes(), 0);
     }
 
     #[test]
     fn gaps_in_offsets_do_not_block() {
         // Compacted topics and transaction markers leave gaps.
         let mut t = OffsetTracker::new();
-        t.register(3);
-        t.register(7);
+        t.register(3, 10);
+        t.register(7, 10);
         t.complete(3);
         assert_eq!(t.advance(), Some(7));
         t.complete(7);
