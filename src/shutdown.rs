@@ -115,11 +115,15 @@ mod tests {
             .build()
             .expect("runtime");
         let (release, blocked) = std::sync::mpsc::channel::<()>();
-        let left = rt.block_on(bounded("test-stuck", Duration::from_millis(50), move || {
-            // Blocks until the test lets go, like a commit to a dead broker.
-            let _ = blocked.recv();
-            1
-        }));
+        let left = rt.block_on(bounded(
+            "test-stuck",
+            Duration::from_millis(50),
+            move || {
+                // Blocks until the test lets go, like a commit to a dead broker.
+                let _ = blocked.recv();
+                1
+            },
+        ));
         assert_eq!(left, None);
         let done = rt.block_on(bounded("test-quick", Duration::from_secs(5), || 2));
         assert_eq!(done, Some(2));

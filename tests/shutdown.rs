@@ -167,9 +167,7 @@ impl Broker {
             .expect("committed offsets");
         (0..PARTITIONS)
             .map(|p| {
-                let offset = committed
-                    .find_partition(&env.topic, p)
-                    .map(|e| e.offset());
+                let offset = committed.find_partition(&env.topic, p).map(|e| e.offset());
                 let end = consumer
                     .fetch_watermarks(&env.topic, p, Duration::from_secs(10))
                     .expect("watermarks")
@@ -216,11 +214,15 @@ impl Custodian {
             .env("CUSTODIAN_POSTGRES__URL", database_url)
             .env("CUSTODIAN_REDIS__URL", redis_url)
             .env("CUSTODIAN_HTTP__BIND", http.to_string())
-            .env("CUSTODIAN_RUNTIME__DRAIN_TIMEOUT", format!("{}s", DRAIN.as_secs()))
+            .env(
+                "CUSTODIAN_RUNTIME__DRAIN_TIMEOUT",
+                format!("{}s", DRAIN.as_secs()),
+            )
             .env("CUSTODIAN_LOG__LEVEL", "warn")
             .env("CUSTODIAN_LOG__FORMAT", "plain")
             .envs(extra.iter().copied())
-            .stdout(Stdio::null())
+            // Its warnings show in a failing test's output (logs go to stdout).
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn custodian run");
@@ -234,7 +236,12 @@ impl Custodian {
         };
         wait_until(Duration::from_secs(90), "custodian ready", || {
             assert!(
-                custodian.process.child.try_wait().expect("try_wait").is_none(),
+                custodian
+                    .process
+                    .child
+                    .try_wait()
+                    .expect("try_wait")
+                    .is_none(),
                 "custodian exited during start-up"
             );
             ready(env, custodian.http)
@@ -245,6 +252,15 @@ impl Custodian {
     /// Messages with a durable outcome (processed, parked, duplicate).
     fn outcomes(&self, env: &TestEnv) -> i64 {
         durable_below(env, &self.database_url, None)
+    }
+
+    /// Publishes `records` and waits until each has a durable outcome (the
+    /// topic and database start empty).
+    fn feed_until_durable(&self, env: &TestEnv, broker: &Broker, records: &[(Vec<u8>, i32)]) {
+        broker.produce(env, records);
+        wait_until(Duration::from_secs(60), "every message durable", || {
+            self.outcomes(env) == records.len() as i64
+        });
     }
 
     /// Waits until custodian has read `n` messages from Kafka.
@@ -317,16 +333,17 @@ fn with_everything_up_sigterm_exits_promptly_with_every_offset_committed() {
     let mut custodian = Custodian::start(&env, &broker, &env.database_url, &env.redis_url, &[]);
     let mut records = valid_events(60);
     records.extend((0..6).map(|i| (b"not json {".to_vec(), i % PARTITIONS)));
-    broker.produce(&env, &records);
-    wait_until(Duration::from_secs(60), "every message durable", || {
-        custodian.outcomes(&env) == records.len() as i64
-    });
+    custodian.feed_until_durable(&env, &broker, &records);
 
     custodian.process.terminate_within_bound();
 
     let committed = broker.committed_and_ends(&env);
     for (partition, (offset, end)) in committed.iter().enumerate() {
-        assert_eq!(*offset, Some(*end), "partition {partition} committed to its end");
+        assert_eq!(
+            *offset,
+            Some(*end),
+            "partition {partition} committed to its end"
+        );
     }
     custodian.assert_committed_are_durable(&env, &committed);
 }
@@ -367,10 +384,7 @@ fn with_postgres_stopped_sigterm_exits_within_the_bound_committing_only_durable_
     let broker = Broker::start(&env.topic);
     let mut custodian = Custodian::start(&env, &broker, &postgres.url(), &env.redis_url, &[]);
     let first = valid_events(60);
-    broker.produce(&env, &first);
-    wait_until(Duration::from_secs(60), "the first messages durable", || {
-        custodian.outcomes(&env) == first.len() as i64
-    });
+    custodian.feed_until_durable(&env, &broker, &first);
 
     postgres.crash();
     // These are read but cannot become durable: in flight at SIGTERM.
@@ -394,10 +408,7 @@ fn with_redis_stopped_and_poison_in_flight_sigterm_exits_within_the_bound() {
     let broker = Broker::start(&env.topic);
     let mut custodian = Custodian::start(&env, &broker, &env.database_url, &redis.url(), &[]);
     let good = valid_events(60);
-    broker.produce(&env, &good);
-    wait_until(Duration::from_secs(60), "the valid messages durable", || {
-        custodian.outcomes(&env) == good.len() as i64
-    });
+    custodian.feed_until_durable(&env, &broker, &good);
 
     redis.stop();
     // Poison goes to the dead-letter queue, which is down: in flight at SIGTERM.
@@ -415,6 +426,10 @@ fn with_redis_stopped_and_poison_in_flight_sigterm_exits_within_the_bound() {
         committed[0].0
     );
     for (partition, (offset, end)) in committed.iter().enumerate().skip(1) {
-        assert_eq!(*offset, Some(*end), "partition {partition} committed to its end");
+        assert_eq!(
+            *offset,
+            Some(*end),
+            "partition {partition} committed to its end"
+        );
     }
 }

@@ -259,13 +259,9 @@ impl Handler<Shutdown> for Supervisor {
         let keys: Vec<_> = self.partitions.keys().cloned().collect();
         // Stopping lets go of the consumer, which can then be closed (see
         // `kafka/close.rs`).
-        Box::pin(
-            self.drain(keys)
-                .into_actor(self)
-                .map(|watermarks, _, ctx| {
-                    ctx.stop();
-                    watermarks
-                }),
-        )
+        Box::pin(self.drain(keys).into_actor(self).map(|watermarks, _, ctx| {
+            ctx.stop();
+            watermarks
+        }))
     }
 }
