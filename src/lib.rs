@@ -6,8 +6,11 @@
 //! The map of the crate:
 //! - [`config`]: the settings tree (TOML + `CUSTODIAN_` env), validated at start.
 //! - [`app`]: start-up and shutdown order; `Running` for tests.
+//! - [`shutdown`]: the shutdown bound: bounded final steps on detached
+//!   threads, and the watchdog behind them.
 //! - [`kafka`]: consumer settings, rebalance context, the owned `Envelope`,
-//!   the per-partition offset tracker, the event thread, the dev broker.
+//!   the per-partition offset tracker, the event thread, closing the
+//!   consumer, the dev broker.
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the messages between them.
 //! - [`pipeline`]: decoding, message ids, enrichment, projection folding —
@@ -39,6 +42,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod produce;
 pub mod retry;
+pub mod shutdown;
 pub mod store;
 pub mod synth;
 pub mod telemetry;
