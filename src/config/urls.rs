@@ -99,7 +99,11 @@ mod tests {
 
     #[test]
     fn redis_urls_that_the_client_would_refuse_are_refused() {
-        for ok in ["redis://127.0.0.1:6379", "redis://:pw@h/3", "unix:///tmp/r.sock"] {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://:pw@h/3",
+            "unix:///tmp/r.sock",
+        ] {
             redis(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in [

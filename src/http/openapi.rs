@@ -40,6 +40,14 @@ const PAGE: &str = r##"<!doctype html>
 <script>SwaggerUIBundle({ url: "/openapi.json", dom_id: "#ui" });</script>
 </body></html>"##;
 
+/// The paths served here (for the `Allow` table).
+pub const PATHS: &[&str] = &[
+    "/openapi.json",
+    "/docs",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-ui.css",
+];
+
 /// Routes for the document and the UI.
 pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
     let json = api
@@ -47,7 +55,7 @@ pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
         .unwrap_or_else(|e| format!(r#"{{"error": "cannot render the document: {e}"}}"#));
     move |cfg: &mut web::ServiceConfig| {
         cfg.route(
-            "/openapi.json",
+            PATHS[0],
             web::get().to(move || {
                 let json = json.clone();
                 async move {
@@ -58,11 +66,11 @@ pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
             }),
         )
         .route(
-            "/docs",
+            PATHS[1],
             web::get().to(|| async { HttpResponse::Ok().content_type("text/html").body(PAGE) }),
         )
         .route(
-            "/docs/swagger-ui-bundle.js",
+            PATHS[2],
             web::get().to(|| async {
                 HttpResponse::Ok()
                     .content_type("application/javascript")
@@ -70,7 +78,7 @@ pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
             }),
         )
         .route(
-            "/docs/swagger-ui.css",
+            PATHS[3],
             web::get().to(|| async { HttpResponse::Ok().content_type("text/css").body(CSS) }),
         );
     }

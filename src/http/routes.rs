@@ -116,8 +116,3 @@ pub async fn message(
         "downstream_answer": answer,
     })))
 }
-
-/// Anything else: a JSON 404.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such endpoint".into()))
-}
