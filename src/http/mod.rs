@@ -3,6 +3,7 @@
 //! the bearer token: audit lifecycles, the dead-letter queue, replay, the
 //! read API and `POST /produce`.
 
+pub mod answers;
 pub mod auth;
 pub mod body_deadline;
 pub mod console;
@@ -12,6 +13,7 @@ pub mod methods;
 pub mod openapi;
 pub mod produce;
 pub mod read;
+pub mod responses;
 pub mod routes;
 
 use std::net::SocketAddr;

@@ -7,6 +7,8 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
 
+use crate::http::error::ErrorBody;
+
 /// Title, version and the bearer scheme; paths are added by registration.
 pub fn base() -> OpenApi {
     OpenApiBuilder::new()
@@ -21,6 +23,8 @@ pub fn base() -> OpenApi {
         )
         .components(Some(
             ComponentsBuilder::new()
+                // Named by the shared error response sets (`responses.rs`).
+                .schema_from::<ErrorBody>()
                 .security_scheme(
                     "bearer",
                     SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
