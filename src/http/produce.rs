@@ -8,8 +8,10 @@ use actix_web::{post, web, HttpResponse};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 
+use crate::http::answers::{EventEnvelope, Produced};
 use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::responses::{Guarded, WithBody};
 use crate::metrics::metrics;
 use crate::pipeline::domain;
 
@@ -63,7 +65,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
-#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = serde_json::Value, description = "A seed-004 envelope: eventId, type, timestamp, data"), responses((status = 202, description = "Kafka acknowledged it"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody)))]
+#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = EventEnvelope, description = "A seed-004 envelope: eventId, type, timestamp, data (at most 256 KiB)"), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
 #[post("/produce")]
 pub async fn produce(
     _: Authorized,
@@ -84,12 +86,12 @@ pub async fn produce(
         .with_label_values(&[&target.topic, kind.as_str()])
         .inc();
     tracing::info!(%event_id, r#type = %crate::telemetry::clip(&kind), key = %crate::telemetry::clip(&key), topic = %target.topic, partition = delivery.partition, offset = delivery.offset, "event produced");
-    Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "eventId": event_id,
-        "topic": target.topic,
-        "partition": delivery.partition,
-        "offset": delivery.offset,
-    })))
+    Ok(HttpResponse::Accepted().json(Produced {
+        event_id,
+        topic: target.topic.clone(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+    }))
 }
 
 #[cfg(test)]

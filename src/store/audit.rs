@@ -64,7 +64,7 @@ struct NewPayloadRow<'a> {
 }
 
 /// One audit row as read back (for `GET /messages/{id}` and tests).
-#[derive(Debug, Queryable, Selectable, serde::Serialize)]
+#[derive(Debug, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
 #[diesel(table_name = message_audit)]
 pub struct AuditRow {
     pub id: i64,
