@@ -159,7 +159,10 @@ fn post_produce_refuses_inexact_amounts_and_keeps_exact_ones() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
     let addr = app.http_addr;
-    let (user, order) = (format!("{}-user", env.topic), format!("{}-order", env.topic));
+    let (user, order) = (
+        format!("{}-user", env.topic),
+        format!("{}-order", env.topic),
+    );
 
     for (kind, data) in [
         (
@@ -189,7 +192,11 @@ fn post_produce_refuses_inexact_amounts_and_keeps_exact_ones() {
             "{data}: {answer}"
         );
     }
-    assert_eq!(env.high_watermarks(), vec![0], "nothing refused reached Kafka");
+    assert_eq!(
+        env.high_watermarks(),
+        vec![0],
+        "nothing refused reached Kafka"
+    );
 
     let created = json!({"eventId": uuid::Uuid::new_v4(), "type": "UserCreated", "timestamp": "2025-01-11T12:00:00Z",
         "data": {"userId": user, "name": "Payer", "email": "payer@example.com"}});
@@ -208,13 +215,22 @@ fn post_produce_refuses_inexact_amounts_and_keeps_exact_ones() {
         assert_eq!(status, 202, "{answer}");
         let offset = answer["offset"].as_i64().expect("offset");
         let (_, payload, _) = env.record_at(0, offset);
-        assert_eq!(payload.as_deref(), Some(body.as_bytes()), "published as posted");
+        assert_eq!(
+            payload.as_deref(),
+            Some(body.as_bytes()),
+            "published as posted"
+        );
     }
     wait_until(PATIENCE, "three processed", || {
         env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     assert_eq!(
-        stored(&env, "SELECT amount::text AS amount FROM orders WHERE id = $1", &order).as_deref(),
+        stored(
+            &env,
+            "SELECT amount::text AS amount FROM orders WHERE id = $1",
+            &order
+        )
+        .as_deref(),
         Some("99999999.99999999")
     );
     assert_eq!(

@@ -63,7 +63,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
-#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = serde_json::Value, description = "A seed-004 envelope: eventId, type, timestamp, data"), responses((status = 202, description = "Kafka acknowledged it"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody)))]
+#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = serde_json::Value, description = "A seed-004 envelope: eventId, type, timestamp, data. `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it"), (status = 400, description = "Malformed input, naming the field (`data.amount: …` for an amount that does not fit exactly)", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody)))]
 #[post("/produce")]
 pub async fn produce(
     _: Authorized,

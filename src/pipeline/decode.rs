@@ -289,9 +289,7 @@ mod tests {
         }
         for text in ["1e-400", "1e308", "0.123456789", r#""12.50""#] {
             let payload = CREATED.replace("100.50", text);
-            let f = decode(&envelope(payload.as_bytes()))
-                .event
-                .expect_err(text);
+            let f = decode(&envelope(payload.as_bytes())).event.expect_err(text);
             assert_eq!(f.kind, "schema_violation");
             assert!(
                 f.message.starts_with("field `transaction.amount`: "),

@@ -193,10 +193,7 @@ mod tests {
             exact("1234567890123456.12345678").as_deref(),
             Ok("1234567890123456.12345678")
         );
-        assert_eq!(
-            exact("1e-400"),
-            Err(MoneyError::TooManyFractionDigits(400))
-        );
+        assert_eq!(exact("1e-400"), Err(MoneyError::TooManyFractionDigits(400)));
         assert_eq!(exact("1e308"), Err(MoneyError::TooManyIntegerDigits(309)));
     }
 
@@ -245,7 +242,10 @@ mod tests {
                 MoneyError::TooManyFractionDigits(999_999_999_999_999_999),
             ),
             ("1e9999999999999999999", MoneyError::ExponentOutOfRange),
-            ("1e-99999999999999999999999999", MoneyError::ExponentOutOfRange),
+            (
+                "1e-99999999999999999999999999",
+                MoneyError::ExponentOutOfRange,
+            ),
         ] {
             assert_eq!(exact(text), Err(error), "{text}");
         }
