@@ -13,7 +13,7 @@
 //!   consumer, the dev broker.
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the messages between them.
-//! - [`pipeline`]: decoding, message ids, enrichment, projection folding —
+//! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
 //! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
 //! - [`delivery`]: forwarding a message to a downstream URL, and what its

@@ -519,6 +519,14 @@ fn hostile_records() -> Vec<Hostile> {
             r#"{{"event_type":"{event_type}","transaction":{{"id":"t-1","user_id":"u","transaction_type":"card","status":"completed","currency":"USD","amount":1}},"timestamp":"{AT}"}}"#
         )
     };
+    // Amounts an f64 would round, zero or let through to the database.
+    let amount = |amount: &str| {
+        Some(
+            transaction("transaction.created")
+                .replace(r#""amount":1"#, &format!(r#""amount":{amount}"#))
+                .into_bytes(),
+        )
+    };
     let row = |what, payload: Option<Vec<u8>>, error_kind| Hostile {
         what,
         key: None,
@@ -573,6 +581,23 @@ fn hostile_records() -> Vec<Hostile> {
                 "unknown_event_type",
             )
         },
+        row("an amount of 1e-400", amount("1e-400"), "schema_violation"),
+        row("an amount of 1e308", amount("1e308"), "schema_violation"),
+        row(
+            "an amount of 0.123456789 (nine decimals)",
+            amount("0.123456789"),
+            "schema_violation",
+        ),
+        row(
+            "an amount of 1e999999999",
+            amount("1e999999999"),
+            "schema_violation",
+        ),
+        row(
+            "an amount of 100,000 digits",
+            amount(&"9".repeat(100_000)),
+            "schema_violation",
+        ),
     ]
 }
 
