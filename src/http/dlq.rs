@@ -42,7 +42,7 @@ pub struct ListQuery {
 }
 
 /// `GET /dlq`: matching entries, oldest first, paged with `offset`/`limit`.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "A page of entries, oldest first", body = DlqPage), Guarded, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "A page of entries (one per id), oldest last failure first", body = DlqPage), (status = 429, description = "Too many listings at once (at most 4; more wait up to 5 s); try again after Retry-After", body = ErrorBody), Guarded, RedisBacked))]
 #[get("/dlq")]
 pub async fn list(
     _: Authorized,
@@ -83,7 +83,7 @@ pub async fn show(
 }
 
 /// `DELETE /dlq/{message_id}` with `{"reason": …, "requested_by": …}`.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Discarded, audited MESSAGE_DISCARDED", body = Discarded), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress, or the entry changed", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), Guarded, WithBody, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Discarded, audited MESSAGE_DISCARDED", body = Discarded), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress, or the entry changed", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[delete("/dlq/{message_id}")]
 pub async fn discard(
     _: Authorized,
@@ -100,7 +100,7 @@ pub async fn discard(
 
 /// `POST /replay/{message_id}` with `{"reason": …, "requested_by": …}`
 /// (documented by [`Request`]).
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed", body = Replayed), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 422, description = "The stored entry cannot be republished", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody), Guarded, WithBody, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed", body = Replayed), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 422, description = "The stored entry cannot be republished", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[post("/replay/{message_id}")]
 pub async fn replay_one(
     _: Authorized,
@@ -136,7 +136,7 @@ pub struct BulkRequest {
 
 /// `POST /replay` with a filter: replays matching entries, rate-limited, and
 /// reports how many were replayed, skipped and failed.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed", body = BulkReport), Guarded, WithBody, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed", body = BulkReport), (status = 429, description = "Too many listings at once; try again after Retry-After", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[post("/replay")]
 pub async fn replay_matching(
     _: Authorized,
