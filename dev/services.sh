@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local PostgreSQL and Redis for custodian's development runs and tests
-# (and Debian's headless Chromium with its WebDriver, for the console test).
+# (and Debian's headless Chromium with its WebDriver, for the console test;
+# and schemathesis in a Python venv, for the API fuzzing test).
 #
 #   dev/services.sh start   install (Debian packages) if missing, start, print env
 #   dev/services.sh env     same as start; only the `export` lines go to stdout,
@@ -45,6 +46,18 @@ install_missing() {
     as_root apt-get update -qq >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >&2
   fi
+}
+
+# schemathesis (PyPI) fuzzes the API against its OpenAPI document
+# (tests/schemathesis.rs); a venv under the state dir keeps it off the system.
+SCHEMATHESIS_VERSION='>=4.32,<5'
+install_schemathesis() {
+  local venv="$STATE/venv"
+  [ -x "$venv/bin/st" ] && return 0
+  log "installing schemathesis$SCHEMATHESIS_VERSION into $venv"
+  mkdir -p "$STATE"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q "schemathesis$SCHEMATHESIS_VERSION" >&2
 }
 
 # initdb and postgres refuse to run as root: use the package's postgres user.
@@ -92,12 +105,14 @@ export TEST_POSTGRES_ADMIN_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export DEV_PG_PORT=$PG_PORT
 export DEV_REDIS_PORT=$REDIS_PORT
+export SCHEMATHESIS=$STATE/venv/bin/st
 ENV
 }
 
 case "${1:-start}" in
   start|env)
     install_missing
+    install_schemathesis
     start_postgres
     start_redis
     print_env

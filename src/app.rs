@@ -5,9 +5,13 @@
 //! event thread, the HTTP server.
 //! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the Supervisor drains
 //! every partition (no new reads; in-flight outcomes become durable and their
-//! watermark is stored), the event thread commits synchronously and leaves
-//! the group, the HTTP server stops, the arbiters stop. The drain is bounded
-//! by `runtime.drain_timeout`; whatever did not drain is redelivered later.
+//! watermark is stored) and stops, the durable watermarks are committed
+//! synchronously, the event thread stops, the HTTP server stops, the arbiters
+//! stop, the consumer leaves the group. The drain is bounded by
+//! `runtime.drain_timeout`, each later step by its own bound (`shutdown.rs`),
+//! so `custodian run` exits within `drain_timeout` + `shutdown::MARGIN`
+//! whatever Kafka, PostgreSQL or Redis do; whatever did not drain or commit is
+//! redelivered later.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,15 +37,13 @@ use crate::health::Health;
 use crate::http::produce::ProduceTarget;
 use crate::http::{self, AppState};
 use crate::kafka::client::{consumer_config, replay_producer_config};
+use crate::kafka::close::close_when_last;
 use crate::kafka::context::{commit_watermarks, KafkaContext};
 use crate::kafka::events::EventLoop;
 use crate::kafka::KafkaConsumer;
 use crate::pipeline::routes::Routes;
+use crate::shutdown::{self, CLOSE_BOUND, COMMIT_BOUND, EVENTS_BOUND, HTTP_BOUND};
 use crate::store::{migrate, pool};
-
-/// Bound on each step after the drain (final commit, event thread stop), so
-/// shutdown ends in drain_timeout plus a fixed margin.
-const FINAL_STEP_BOUND: Duration = Duration::from_secs(10);
 
 /// How long start-up waits for PostgreSQL to accept connections.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
@@ -53,9 +55,33 @@ pub fn run(
     shutdown: impl Future<Output = ()> + 'static,
     on_ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
+    start(&settings)?.block_on(serve(settings, shutdown, on_ready))
+}
+
+/// `custodian run`: runs until SIGTERM or Ctrl-C and returns within
+/// `runtime.drain_timeout` + [`shutdown::MARGIN`] of the signal; the caller
+/// should end the process right away. A watchdog armed at the signal ends
+/// it if the orderly path overruns.
+pub fn run_until_signal(settings: Settings) -> anyhow::Result<()> {
+    let drain_timeout = settings.runtime.drain_timeout;
+    let signal = async move {
+        shutdown_signal().await;
+        shutdown::arm_watchdog(drain_timeout);
+    };
+    let system = start(&settings)?;
+    let result = system.block_on(serve(settings, signal, None));
+    // Dropping the runtime would join its blocking pool and drop what it
+    // still owns, which can block on an unreachable dependency; the bounded
+    // steps are done, so the process ends without it.
+    std::mem::forget(system);
+    result
+}
+
+/// Migrations, then the actor system to serve on.
+fn start(settings: &Settings) -> anyhow::Result<actix::SystemRunner> {
     let applied = migrate::run(&settings.postgres.url, STARTUP_PATIENCE)?;
     tracing::info!(applied, "migrations up to date");
-    actix::System::new().block_on(serve(settings, shutdown, on_ready))
+    Ok(actix::System::new())
 }
 
 async fn serve(
@@ -206,40 +232,71 @@ async fn serve(
     }
 
     shutdown.await;
+    stop(Stopping {
+        drain_timeout: settings.runtime.drain_timeout,
+        supervisor,
+        consumer,
+        events,
+        server: server_handle,
+        arbiters,
+    })
+    .await;
+    Ok(())
+}
+
+/// What the shutdown sequence stops, in order.
+struct Stopping {
+    drain_timeout: Duration,
+    supervisor: Addr<Supervisor>,
+    consumer: Arc<KafkaConsumer>,
+    events: EventLoop,
+    server: actix_web::dev::ServerHandle,
+    arbiters: Vec<Arbiter>,
+}
+
+/// The shutdown sequence: the drain, then the final steps, each bounded (see
+/// `shutdown.rs`), so it ends within `drain_timeout` + `shutdown::MARGIN`.
+async fn stop(s: Stopping) {
     tracing::info!("shutting down: draining partitions");
-    let drain_bound = settings
-        .runtime
-        .drain_timeout
-        .saturating_add(Duration::from_secs(5));
-    match tokio::time::timeout(drain_bound, supervisor.send(Shutdown)).await {
+    // The Supervisor bounds each partition's drain below the drain timeout.
+    match tokio::time::timeout(s.drain_timeout, s.supervisor.send(Shutdown)).await {
         Ok(Ok(watermarks)) => {
-            let committer = Arc::clone(&consumer);
-            let commit = actix_rt::task::spawn_blocking(move || {
+            let committer = Arc::clone(&s.consumer);
+            let commit = shutdown::bounded("commit", COMMIT_BOUND, move || {
                 commit_watermarks(&*committer, &watermarks, "shutdown")
             });
-            if tokio::time::timeout(FINAL_STEP_BOUND, commit)
-                .await
-                .is_err()
-            {
+            if commit.await.is_none() {
                 tracing::warn!("offset commit at shutdown timed out; the rest is redelivered");
             }
         }
         _ => tracing::warn!("drain did not finish in time; undrained messages will be redelivered"),
     }
-    consumer.context().close();
-    let stop_events = actix_rt::task::spawn_blocking(move || events.stop());
-    if tokio::time::timeout(FINAL_STEP_BOUND, stop_events)
+    s.consumer.context().close();
+    let events = s.events;
+    if shutdown::bounded("events", EVENTS_BOUND, move || events.stop())
         .await
-        .is_err()
+        .is_none()
     {
         tracing::warn!("kafka event thread did not stop in time");
     }
-    server_handle.stop(true).await;
-    for arbiter in arbiters {
+    if tokio::time::timeout(HTTP_BOUND, s.server.stop(true))
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP requests still in flight at shutdown were cut off");
+    }
+    for arbiter in s.arbiters {
         arbiter.stop();
     }
+    let consumer = s.consumer;
+    let closed = shutdown::bounded("close", CLOSE_BOUND, move || {
+        close_when_last(consumer, CLOSE_BOUND / 2)
+    })
+    .await;
+    if closed != Some(true) {
+        tracing::warn!("kafka consumer not closed in time; the group notices at session timeout");
+    }
     tracing::info!("custodian stopped");
-    Ok(())
 }
 
 /// Dead letters are only as durable as Redis: say so at start if it runs

@@ -6,11 +6,14 @@
 //! The map of the crate:
 //! - [`config`]: the settings tree (TOML + `CUSTODIAN_` env), validated at start.
 //! - [`app`]: start-up and shutdown order; `Running` for tests.
+//! - [`shutdown`]: the shutdown bound: bounded final steps on detached
+//!   threads, and the watchdog behind them.
 //! - [`kafka`]: consumer settings, rebalance context, the owned `Envelope`,
-//!   the per-partition offset tracker, the event thread, the dev broker.
+//!   the per-partition offset tracker, the event thread, closing the
+//!   consumer, the dev broker.
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the messages between them.
-//! - [`pipeline`]: decoding, message ids, enrichment, projection folding —
+//! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
 //! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
 //! - [`delivery`]: forwarding a message to a downstream URL, and what its
@@ -39,6 +42,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod produce;
 pub mod retry;
+pub mod shutdown;
 pub mod store;
 pub mod synth;
 pub mod telemetry;

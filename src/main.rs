@@ -109,7 +109,7 @@ fn main() -> ExitCode {
     };
     telemetry::init(&settings.log);
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => app::run(settings, app::shutdown_signal(), None),
+        Command::Run => app::run_until_signal(settings),
         Command::Migrate => {
             store::migrate::run(&settings.postgres.url, std::time::Duration::from_secs(60))
                 .map(|n| println!("{n} migration(s) applied"))

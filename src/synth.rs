@@ -5,7 +5,9 @@
 
 use chrono::{SecondsFormat, Utc};
 use rand::prelude::*;
+use serde::Serialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub struct Generator {
@@ -22,6 +24,38 @@ pub struct Generator {
 pub struct SyntheticEvent {
     pub key: String,
     pub payload: Vec<u8>,
+}
+
+/// A seed-003 event as published. Serialized from a struct, not `json!`,
+/// because a `serde_json::Value` holds a number as an f64; here the amount
+/// is written as exact decimal text.
+#[derive(Serialize)]
+struct Published<'a> {
+    event_type: &'a str,
+    transaction: PublishedTransaction<'a>,
+    timestamp: &'a str,
+    source: &'a str,
+}
+
+#[derive(Serialize)]
+struct PublishedTransaction<'a> {
+    id: &'a str,
+    user_id: &'a str,
+    transaction_type: &'a str,
+    product: &'a str,
+    status: &'a str,
+    currency: &'a str,
+    amount: Box<RawValue>,
+    created_at: &'a str,
+    metadata: serde_json::Value,
+}
+
+/// An amount of cents as the JSON number text with two decimals: `12.05`.
+fn decimal_cents(cents: i64) -> Box<RawValue> {
+    let sign = if cents < 0 { "-" } else { "" };
+    let (units, rest) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+    RawValue::from_string(format!("{sign}{units}.{rest:02}"))
+        .expect("digits, a point and two digits are a JSON number")
 }
 
 const MERCHANTS: &[&str] = &[
@@ -118,25 +152,25 @@ impl Generator {
         };
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         let cents: i64 = self.rng.random_range(100..500_000);
-        let payload = json!({
-            "event_type": event_type,
-            "transaction": {
-                "id": id,
-                "user_id": user,
-                "transaction_type": kind,
-                "product": product,
-                "status": STATUSES[self.rng.random_range(0..STATUSES.len())],
-                "currency": "USD",
-                "amount": cents as f64 / 100.0,
-                "created_at": now,
-                "metadata": metadata,
+        let payload = Published {
+            event_type,
+            transaction: PublishedTransaction {
+                id: &id,
+                user_id: &user,
+                transaction_type: kind,
+                product,
+                status: STATUSES[self.rng.random_range(0..STATUSES.len())],
+                currency: "USD",
+                amount: decimal_cents(cents),
+                created_at: &now,
+                metadata,
             },
-            "timestamp": now,
-            "source": "custodian_synthetic",
-        });
+            timestamp: &now,
+            source: "custodian_synthetic",
+        };
         SyntheticEvent {
+            payload: serde_json::to_vec(&payload).expect("strings and a Value serialize"),
             key: user,
-            payload: payload.to_string().into_bytes(),
         }
     }
 }
@@ -163,7 +197,7 @@ mod tests {
                 partition: 0,
                 offset,
                 key: Some(e.key.clone().into_bytes()),
-                payload: Some(e.payload),
+                payload: Some(e.payload.clone()),
                 headers: vec![],
                 unreadable_headers: false,
                 timestamp_ms: None,
@@ -176,10 +210,30 @@ mod tests {
                 tx.transaction.as_ref().map(|t| t.user_id.as_str()),
                 Some(e.key.as_str())
             );
+            // The amount is written as exact two-decimal text, not an f64.
+            let amount = tx.transaction.as_ref().map(|t| t.amount.with_scale(2));
+            let written = format!(r#""amount":{}"#, amount.expect("full state"));
+            assert!(
+                String::from_utf8_lossy(&e.payload).contains(&written),
+                "{written}"
+            );
             if tx.action == crate::pipeline::transaction::Action::Updated {
                 updates += 1;
             }
         }
         assert!(updates > 50 && updates < 150, "{updates}");
+    }
+
+    #[test]
+    fn cents_are_written_as_exact_decimals() {
+        for (cents, text) in [
+            (100, "1.00"),
+            (105, "1.05"),
+            (499_999, "4999.99"),
+            (7, "0.07"),
+            (-250, "-2.50"),
+        ] {
+            assert_eq!(decimal_cents(cents).get(), text);
+        }
     }
 }

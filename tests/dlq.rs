@@ -305,3 +305,41 @@ fn two_records_claiming_one_id_are_both_kept() {
     assert!(env.dlq_entries().is_empty());
     app.stop().expect("graceful stop");
 }
+
+#[test]
+fn entries_parked_before_the_time_indexes_existed_are_indexed_at_start() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    park_five(&env);
+    app.stop().expect("graceful stop");
+    // As an older version left them: entries and lists, no time indexes.
+    let client = env.redis();
+    let mut conn = client.get_connection().expect("redis");
+    let indexes: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:#by-time*", env.dlq_prefix))
+        .query(&mut conn)
+        .expect("KEYS");
+    assert!(!indexes.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&indexes)
+        .query(&mut conn)
+        .expect("DEL");
+    let app = Running::start(env.settings()).expect("custodian starts again");
+    wait_until(PATIENCE, "the five listed again", || {
+        let (status, body) = env.api(
+            app.http_addr,
+            Method::GET,
+            &format!("/dlq?topic={}", env.topic),
+            None,
+        );
+        status == 200 && body["count"] == 5
+    });
+    let (_, refused) = env.api(
+        app.http_addr,
+        Method::GET,
+        "/dlq?error_kind=constraint_violation",
+        None,
+    );
+    assert_eq!(refused["count"], 3, "{refused}");
+    app.stop().expect("graceful stop");
+}

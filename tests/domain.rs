@@ -95,13 +95,21 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
         3
     );
 
-    // Idempotency: the same eventId again changes nothing and is recorded.
-    let mut renamed = created.clone();
-    renamed["data"]["name"] = json!("Alice Again");
-    produce(&renamed);
+    // Idempotency: the same event again changes nothing and is recorded;
+    // the same eventId with other data is a conflict, parked, not applied.
+    produce(&created);
     wait_until(PATIENCE, "the duplicate recorded", || {
         env.audit_counts().get("MESSAGE_DUPLICATE") == Some(&1)
     });
+    let mut renamed = created.clone();
+    renamed["data"]["name"] = json!("Alice Again");
+    produce(&renamed);
+    wait_until(PATIENCE, "the conflict parked", || {
+        env.audit_counts().get("MESSAGE_DLQ") == Some(&1)
+    });
+    let conflicts = env.dlq_entries();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].error_kind, "id_conflict");
     assert_eq!(env.count("SELECT count(*) AS n FROM users"), 1);
     let (_, body) = env.api(addr, Method::GET, &format!("/users/{user}"), None);
     assert_eq!(body["user"]["name"], "Alice Example");
@@ -115,7 +123,10 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
             "MESSAGE_RECEIVED",
             "MESSAGE_PROCESSED",
             "MESSAGE_RECEIVED",
-            "MESSAGE_DUPLICATE"
+            "MESSAGE_DUPLICATE",
+            "MESSAGE_RECEIVED",
+            "MESSAGE_FAILED",
+            "MESSAGE_DLQ"
         ]
     );
 
@@ -130,7 +141,7 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
     let (_, metrics) = env.get(addr, "/metrics");
     assert!(
         metrics.contains(&format!(
-            "events_produced_total{{topic=\"{t}\",type=\"UserCreated\"}} 2"
+            "events_produced_total{{topic=\"{t}\",type=\"UserCreated\"}} 3"
         )),
         "{metrics}"
     );

@@ -156,18 +156,28 @@ fn operator_text_that_cannot_be_stored_is_refused_before_anything_is_published()
 fn concurrent_bulk_replays_publish_each_id_once() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
-    let ids: Vec<String> = (0..6).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    for (n, id) in ids.iter().enumerate() {
-        env.produce_with_headers(unroutable(id, n as u32).as_bytes(), &[]);
+    // Six events the database refuses until the test lifts its limit.
+    env.execute("ALTER TABLE transactions ADD CONSTRAINT test_amount_limit CHECK (amount < 1000)");
+    let events: Vec<String> = (0..6)
+        .map(|i| {
+            common::transaction_event(
+                "transaction.created",
+                &format!("{}-{i}", env.topic),
+                5000.0,
+                AT,
+            )
+        })
+        .collect();
+    for event in &events {
+        env.produce_with_headers(event.as_bytes(), &[]);
     }
-    // One id twice, with two payloads: two entries, one id.
-    env.produce_with_headers(unroutable(&ids[0], 99).as_bytes(), &[]);
-    wait_until(PATIENCE, "seven parked", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 7
+    wait_until(PATIENCE, "six parked", || {
+        audit_rows(&env, "MESSAGE_DLQ") == 6
     });
-    assert_eq!(env.dlq_entries().len(), 7);
+    let ids: Vec<uuid::Uuid> = env.dlq_entries().iter().map(|e| e.message_id).collect();
+    env.execute("ALTER TABLE transactions DROP CONSTRAINT test_amount_limit");
 
-    let body = serde_json::json!({"topic": env.topic, "reason": "all at once"});
+    let body = serde_json::json!({"topic": env.topic, "reason": "limit lifted"});
     let calls = (0..3)
         .map(|_| (Method::POST, "/replay".to_owned(), Some(body.clone())))
         .collect();
@@ -184,21 +194,42 @@ fn concurrent_bulk_replays_publish_each_id_once() {
         .sum();
     assert_eq!(replayed, 6, "each id once across all calls: {reports:?}");
     assert!(reports.iter().all(|r| r["failed"] == 0), "{reports:?}");
-    wait_until(PATIENCE, "the six copies parked again", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 13
+    wait_until(PATIENCE, "the six copies applied", || {
+        audit_rows(&env, "MESSAGE_PROCESSED") == 6
     });
     assert_eq!(audit_rows(&env, "MESSAGE_REPLAYED"), 6);
     for id in &ids {
         let replays = env
-            .lifecycle(id)
+            .lifecycle(&id.to_string())
             .iter()
             .filter(|(s, _)| s == "MESSAGE_REPLAYED")
             .count();
         assert_eq!(replays, 1, "{id}");
     }
-    // 1 + 6 + the copies (which replace their originals): still one entry
-    // per id and payload.
-    assert_eq!(env.dlq_entries().len(), 7);
+    // One copy each reached Kafka: the original six plus six copies.
+    assert_eq!(env.high_watermarks(), vec![12]);
+    assert!(env.dlq_entries().is_empty());
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn a_bulk_replay_takes_an_id_once_however_many_entries_it_has() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    // One producer id, two payloads: two entries, one id.
+    let id = uuid::Uuid::new_v4().to_string();
+    env.produce_with_headers(unroutable(&id, 1).as_bytes(), &[]);
+    env.produce_with_headers(unroutable(&id, 2).as_bytes(), &[]);
+    wait_until(PATIENCE, "two parked", || {
+        audit_rows(&env, "MESSAGE_DLQ") == 2
+    });
+    assert_eq!(env.dlq_entries().len(), 2);
+    let body = serde_json::json!({"topic": env.topic, "reason": "once"});
+    let (status, report) = env.api(app.http_addr, Method::POST, "/replay", Some(body));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["matched"], 1, "{report}");
+    assert_eq!(report["replayed"], 1, "{report}");
+    assert_eq!(env.high_watermarks(), vec![3]);
     app.stop().expect("graceful stop");
 }
 
@@ -409,8 +440,9 @@ fn filtered_listings_read_only_their_page_and_are_bounded() {
     let redis = PrivateRedis::start();
     let app = Running::start(env.settings_with(&[("redis.url", redis.url().into())]))
         .expect("custodian starts");
-    // 40 parked messages of 200 KB each: 8 MB of dead letters.
-    let filler = "x".repeat(200 * 1024);
+    // 40 parked messages of 100 KB each: 4 MB of dead letters (the mock
+    // cluster keeps about 5 MB per partition).
+    let filler = "x".repeat(100 * 1024);
     for n in 0..40u32 {
         let payload = serde_json::json!({"eventId": uuid::Uuid::new_v4().to_string(),
             "type": "Exploded", "timestamp": AT, "data": {"n": n, "filler": filler}})
@@ -458,10 +490,10 @@ fn filtered_listings_read_only_their_page_and_are_bounded() {
         .map(|(_, b)| b)
         .collect();
     assert!(matched.iter().all(|b| b["next_offset"] == 1), "{matched:?}");
-    // At most one 200 KB entry per listing crossed from Redis, not the
-    // whole queue each time (16 × 8 MB).
+    // At most one 100 KB entry per listing crossed from Redis, not the
+    // whole queue each time (16 × 4 MB).
     let sent = redis_output_bytes(&mut conn) - before;
-    assert!(sent < 8 * 210 * 1024 + 64 * 1024, "Redis sent {sent} bytes");
+    assert!(sent < 8 * 110 * 1024 + 64 * 1024, "Redis sent {sent} bytes");
     let commands: String = redis::cmd("INFO")
         .arg("commandstats")
         .query(&mut conn)
@@ -485,6 +517,14 @@ fn hostile_records() -> Vec<Hostile> {
     let transaction = |event_type: &str| {
         format!(
             r#"{{"event_type":"{event_type}","transaction":{{"id":"t-1","user_id":"u","transaction_type":"card","status":"completed","currency":"USD","amount":1}},"timestamp":"{AT}"}}"#
+        )
+    };
+    // Amounts an f64 would round, zero or let through to the database.
+    let amount = |amount: &str| {
+        Some(
+            transaction("transaction.created")
+                .replace(r#""amount":1"#, &format!(r#""amount":{amount}"#))
+                .into_bytes(),
         )
     };
     let row = |what, payload: Option<Vec<u8>>, error_kind| Hostile {
@@ -541,6 +581,23 @@ fn hostile_records() -> Vec<Hostile> {
                 "unknown_event_type",
             )
         },
+        row("an amount of 1e-400", amount("1e-400"), "schema_violation"),
+        row("an amount of 1e308", amount("1e308"), "schema_violation"),
+        row(
+            "an amount of 0.123456789 (nine decimals)",
+            amount("0.123456789"),
+            "schema_violation",
+        ),
+        row(
+            "an amount of 1e999999999",
+            amount("1e999999999"),
+            "schema_violation",
+        ),
+        row(
+            "an amount of 100,000 digits",
+            amount(&"9".repeat(100_000)),
+            "schema_violation",
+        ),
     ]
 }
 

@@ -9,7 +9,7 @@
 //!   which commits.
 //! - If a partition actor fails it rewinds the partition to its durable
 //!   watermark and starts a fresh actor on the same queue.
-//! - On shutdown it drains everything.
+//! - On shutdown it drains everything, then stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -255,11 +255,16 @@ impl Handler<PartitionFailed> for Supervisor {
 }
 
 impl Handler<Shutdown> for Supervisor {
-    type Result = ResponseFuture<Vec<Watermark>>;
+    type Result = ResponseActFuture<Self, Vec<Watermark>>;
 
     fn handle(&mut self, _: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
         let keys: Vec<_> = self.partitions.keys().cloned().collect();
-        Box::pin(self.drain(keys))
+        // Stopping lets go of the consumer, which can then be closed (see
+        // `kafka/close.rs`).
+        Box::pin(self.drain(keys).into_actor(self).map(|watermarks, _, ctx| {
+            ctx.stop();
+            watermarks
+        }))
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 mod duration;
 mod routes;
+mod urls;
 
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
@@ -113,6 +114,12 @@ pub struct RedisSettings {
     pub pool_size: u32,
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// Longest wait for one reply. The client's own default (500 ms) is
+    /// shorter than a batch of dead letters written with `appendfsync
+    /// always` can take on a busy machine, and a late reply reads as an
+    /// outage.
+    #[serde(deserialize_with = "duration")]
+    pub response_timeout: Duration,
 }
 
 /// The knobs that scale one instance: actor counts, mailboxes, batches.
@@ -185,6 +192,11 @@ pub struct HttpSettings {
     /// Unset: those endpoints answer 403. Health, readiness and metrics are
     /// always open.
     pub api_token: Option<SecretString>,
+    /// Longest a client may take to send a request body once its headers
+    /// are in; a slower body is answered 408 and its connection closed, so
+    /// a stalled client cannot hold a worker's connection open.
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -229,6 +241,7 @@ fn defaults() -> serde_json::Value {
             "url": "redis://127.0.0.1:6379",
             "pool_size": 4,
             "connect_timeout": "5s",
+            "response_timeout": "10s",
         },
         "pipeline": {
             "enrichers": 2,
@@ -267,7 +280,7 @@ fn defaults() -> serde_json::Value {
             "replay_rate_per_second": 100,
             "replay_max_batch": 10000,
         },
-        "http": { "bind": "127.0.0.1:8080", "workers": 1 },
+        "http": { "bind": "127.0.0.1:8080", "workers": 1, "body_timeout": "10s" },
         "runtime": { "arbiter_threads": 2, "drain_timeout": "30s" },
         "log": { "level": "info", "format": "auto" },
     })
@@ -311,9 +324,7 @@ impl Settings {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.kafka.brokers.trim().is_empty() {
-            return Err(invalid("kafka.brokers", "must not be empty"));
-        }
+        urls::kafka_brokers(&self.kafka.brokers)?;
         if self.kafka.group_id.trim().is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
@@ -332,26 +343,8 @@ impl Settings {
                 ),
             ));
         }
-        for (key, url, schemes) in [
-            (
-                "postgres.url",
-                self.postgres.url.expose_secret(),
-                &["postgres://", "postgresql://"][..],
-            ),
-            (
-                "redis.url",
-                self.redis.url.expose_secret(),
-                &["redis://", "rediss://", "unix://"][..],
-            ),
-        ] {
-            if !schemes.iter().any(|s| url.starts_with(s)) {
-                // The value itself is a secret: name the key, not the URL.
-                return Err(invalid(
-                    key,
-                    format!("must start with one of {}", schemes.join(", ")),
-                ));
-            }
-        }
+        urls::postgres(self.postgres.url.expose_secret())?;
+        urls::redis(self.redis.url.expose_secret())?;
         let positive = [
             ("postgres.pool_size", self.postgres.pool_size as usize),
             ("redis.pool_size", self.redis.pool_size as usize),
@@ -457,6 +450,7 @@ impl Settings {
             ("kafka.session_timeout", self.kafka.session_timeout),
             ("postgres.connect_timeout", self.postgres.connect_timeout),
             ("redis.connect_timeout", self.redis.connect_timeout),
+            ("redis.response_timeout", self.redis.response_timeout),
             (
                 "postgres.statement_timeout",
                 self.postgres.statement_timeout,
@@ -471,6 +465,7 @@ impl Settings {
                 self.pipeline.dependency_backoff_min,
             ),
             ("runtime.drain_timeout", self.runtime.drain_timeout),
+            ("http.body_timeout", self.http.body_timeout),
         ] {
             if value.is_zero() || value > day {
                 return Err(invalid(key, "must be more than zero and at most 24h"));
@@ -586,9 +581,26 @@ mod tests {
             ("dlq.key_prefix", serde_json::json!("has space")),
             ("dlq.replay_rate_per_second", serde_json::json!(0)),
             ("postgres.statement_timeout", serde_json::json!("0s")),
+            ("http.body_timeout", serde_json::json!("0s")),
         ] {
             let err = Settings::from_overrides(&[(key, value)]).expect_err(key);
             assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+    }
+
+    /// `check-config` used to accept these, and `run` then retried the
+    /// connection forever.
+    #[test]
+    fn unparseable_addresses_fail_at_start_without_the_password() {
+        for (key, value) in [
+            ("postgres.url", "postgres://u:secret@h:notaport/db"),
+            ("redis.url", "redis://:secret@h:notaport"),
+            ("kafka.brokers", "b1:9092,b2:port"),
+        ] {
+            let err = Settings::from_overrides(&[(key, value.into())]).expect_err(key);
+            let text = err.to_string();
+            assert!(text.contains(key), "{key}: {text}");
+            assert!(!text.contains("secret"), "{key}: {text}");
         }
     }
 

@@ -107,7 +107,7 @@ impl Keys {
 }
 
 /// Everything needed to understand and replay a failed message.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DlqEntry {
     pub message_id: Uuid,
     pub topic: String,
@@ -131,6 +131,7 @@ pub struct DlqEntry {
     #[serde(default)]
     pub record_sha256: Option<String>,
     /// `[{"key", "value", "encoding"?}]`, in record order.
+    #[schema(value_type = Vec<Object>)]
     pub headers: serde_json::Value,
     /// A header name was not UTF-8: it is written lossily (U+FFFD) in
     /// `headers`, so a replay cannot restore that name exactly.

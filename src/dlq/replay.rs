@@ -124,7 +124,12 @@ fn postgres_down(e: impl std::fmt::Display) -> DlqError {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
+    /// Why; recorded in the audit trail. Not blank; no control characters
+    /// but line breaks and tabs.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub reason: String,
+    /// Who (default `api`). No control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub requested_by: Option<String>,
 }
 
@@ -171,7 +176,7 @@ pub fn operator_text<'a>(
 }
 
 /// Where a replayed copy went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     pub message_id: Uuid,
     pub topic: String,
@@ -184,7 +189,7 @@ pub struct Replayed {
 }
 
 /// What a bulk replay did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct BulkReport {
     pub matched: usize,
     pub replayed: usize,
@@ -194,7 +199,7 @@ pub struct BulkReport {
     pub errors: Vec<BulkError>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkError {
     pub message_id: Uuid,
     pub error: String,

@@ -494,6 +494,7 @@ pub async fn ensure_indexed<C: ConnectionLike>(
             .query_async(conn)
             .await?;
         let mut pipe = redis::pipe();
+        let mut queued = false;
         for (id, raw) in &chunk {
             let Ok(entry) = serde_json::from_str::<DlqEntry>(raw) else {
                 continue;
@@ -501,9 +502,12 @@ pub async fn ensure_indexed<C: ConnectionLike>(
             let at = score(entry.last_failed_at);
             for key in keys.time_indexes(&entry.topic, &entry.error_kind) {
                 pipe.cmd("ZADD").arg(key).arg(at).arg(id).ignore();
+                queued = true;
             }
         }
-        pipe.query_async::<()>(conn).await?;
+        if queued {
+            pipe.query_async::<()>(conn).await?;
+        }
         if next == 0 {
             break;
         }

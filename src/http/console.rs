@@ -7,9 +7,12 @@ use actix_web::{web, HttpResponse};
 
 const PAGE: &str = include_str!("assets/console.html");
 
+/// The paths served here (for the `Allow` table).
+pub const PATHS: &[&str] = &["/ui"];
+
 pub fn serve(cfg: &mut web::ServiceConfig) {
     cfg.route(
-        "/ui",
+        PATHS[0],
         web::get().to(|| async {
             HttpResponse::Ok()
                 .content_type("text/html; charset=utf-8")

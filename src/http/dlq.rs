@@ -6,10 +6,13 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::dlq::replay::{DeadLetters, Request};
+use crate::dlq::replay::{BulkReport, DeadLetters, Replayed, Request};
 use crate::dlq::store::Filter;
+use crate::dlq::DlqEntry;
+use crate::http::answers::{Discarded, DlqPage};
 use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::responses::{Guarded, RedisBacked, WithBody};
 
 /// Parses a path's message id, or answers 400 naming the parameter.
 pub fn message_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -22,17 +25,24 @@ const MAX_PAGE: usize = 1000;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this topic.
     topic: Option<String>,
+    /// Only this error kind (`decode`, `invalid`, …).
     error_kind: Option<String>,
+    /// Only entries that last failed at or after this time (RFC 3339).
     from: Option<DateTime<Utc>>,
+    /// …and before this time.
     to: Option<DateTime<Utc>>,
+    /// Entries to skip.
     #[serde(default)]
     offset: usize,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// `GET /dlq`: matching entries, oldest first, paged with `offset`/`limit`.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "A page of entries, oldest first"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 503, description = "Redis unavailable", body = ErrorBody)))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "A page of entries (one per id), oldest last failure first", body = DlqPage), (status = 429, description = "Too many listings at once (at most 4; more wait up to 5 s); try again after Retry-After", body = ErrorBody), Guarded, RedisBacked))]
 #[get("/dlq")]
 pub async fn list(
     _: Authorized,
@@ -51,17 +61,17 @@ pub async fn list(
         to: q.to,
     };
     let page = dlq.list(&filter, q.offset, limit).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "offset": q.offset,
-        "limit": limit,
-        "count": page.entries.len(),
-        "next_offset": page.next_offset,
-        "entries": page.entries,
-    })))
+    Ok(HttpResponse::Ok().json(DlqPage {
+        offset: q.offset,
+        limit,
+        count: page.entries.len(),
+        next_offset: page.next_offset,
+        entries: page.entries,
+    }))
 }
 
 /// `GET /dlq/{message_id}`: one entry.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The entry"), (status = 404, description = "Not parked", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The entry", body = DlqEntry), (status = 404, description = "Not parked", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), Guarded, RedisBacked))]
 #[get("/dlq/{message_id}")]
 pub async fn show(
     _: Authorized,
@@ -73,7 +83,7 @@ pub async fn show(
 }
 
 /// `DELETE /dlq/{message_id}` with `{"reason": …, "requested_by": …}`.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Discarded, audited MESSAGE_DISCARDED"), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Busy or changed", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Discarded, audited MESSAGE_DISCARDED", body = Discarded), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress, or the entry changed", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[delete("/dlq/{message_id}")]
 pub async fn discard(
     _: Authorized,
@@ -82,14 +92,15 @@ pub async fn discard(
     body: web::Json<Request>,
 ) -> Result<HttpResponse, ApiError> {
     let entry = dlq.discard(message_id(&id)?, &body).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "discarded": entry.message_id,
-        "topic": entry.topic,
-    })))
+    Ok(HttpResponse::Ok().json(Discarded {
+        discarded: entry.message_id,
+        topic: entry.topic,
+    }))
 }
 
-/// `POST /replay/{message_id}` with `{"reason": …, "requested_by": …}`.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed"), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody)))]
+/// `POST /replay/{message_id}` with `{"reason": …, "requested_by": …}`
+/// (documented by [`Request`]).
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed", body = Replayed), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 422, description = "The stored entry cannot be republished", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[post("/replay/{message_id}")]
 pub async fn replay_one(
     _: Authorized,
@@ -108,17 +119,24 @@ pub struct BulkRequest {
     error_kind: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    /// Most entries to replay (default the smaller of 100 and
+    /// dlq.replay_max_batch; at most dlq.replay_max_batch).
+    #[schema(minimum = 1)]
     limit: Option<usize>,
     /// Required (true) to replay with no filter at all.
     #[serde(default)]
     all: bool,
+    /// Why; recorded in the audit trail. Not blank.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     reason: String,
+    /// Who (default `api`).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     requested_by: Option<String>,
 }
 
 /// `POST /replay` with a filter: replays matching entries, rate-limited, and
 /// reports how many were replayed, skipped and failed.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed", body = BulkReport), (status = 429, description = "Too many listings at once; try again after Retry-After", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[post("/replay")]
 pub async fn replay_matching(
     _: Authorized,

@@ -1,7 +1,11 @@
 //! HTTP errors in one place: each variant maps to a status and a JSON body
 //! `{"error": kind, "message": …}`. Causes are logged, not echoed.
 
-use actix_web::http::StatusCode;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +18,14 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The path exists, the method does not; carries the `Allow` list.
+    #[error("this endpoint answers {0}")]
+    MethodNotAllowed(String),
+    /// The client did not send its body within `http.body_timeout`.
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The request conflicts with work in progress.
     #[error("{0}")]
     Conflict(String),
@@ -52,6 +64,9 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::BadGateway(_) => "bad_gateway",
@@ -70,6 +85,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -85,8 +103,19 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?cause, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized(_)) {
-            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                response.insert_header((header::ALLOW, allow.as_str()));
+            }
+            // The rest of the body may still be on its way: do not wait for
+            // it on this connection.
+            ApiError::RequestTimeout(_) | ApiError::PayloadTooLarge(_) => {
+                response.force_close();
+            }
+            _ => {}
         }
         if matches!(self, ApiError::TooManyRequests(_)) {
             response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
@@ -120,11 +149,25 @@ impl From<crate::dlq::replay::DlqError> for ApiError {
     }
 }
 
-/// Malformed paths, queries and bodies answer 400 with the same JSON shape.
+/// Largest JSON body the operator endpoints take.
+pub const JSON_LIMIT: usize = 1 << 20;
+
+/// Malformed paths, queries and bodies answer 400 with the same JSON shape;
+/// a body over [`JSON_LIMIT`] answers 413.
 pub fn json_config() -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default()
-        .limit(1 << 20)
-        .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into())
+        .limit(JSON_LIMIT)
+        .error_handler(|err, _| {
+            match err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Payload(PayloadError::Overflow) => {
+                    ApiError::PayloadTooLarge(err.to_string())
+                }
+                _ => ApiError::BadRequest(err.to_string()),
+            }
+            .into()
+        })
 }
 
 pub fn path_config() -> actix_web::web::PathConfig {
@@ -135,4 +178,39 @@ pub fn path_config() -> actix_web::web::PathConfig {
 pub fn query_config() -> actix_web::web::QueryConfig {
     actix_web::web::QueryConfig::default()
         .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into())
+}
+
+/// Answers that actix itself makes (a raw body over its limit, a broken
+/// chunked encoding) come as text; this gives every 4xx and 5xx the JSON
+/// shape above, keeping the status and its headers (`Allow`, …).
+pub async fn json_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let response = next.call(req).await?;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return Ok(response.map_into_left_body());
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let kind = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    // A client error's text says what was wrong with the request; a server
+    // error's text may say things about the server, so it is not echoed.
+    let message = match response.response().error() {
+        Some(e) if status.is_client_error() => e.to_string(),
+        _ => reason.to_owned(),
+    };
+    let body = serde_json::json!({ "error": kind, "message": message }).to_string();
+    Ok(response.map_body(|head, _| {
+        head.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        EitherBody::right(BoxBody::new(body))
+    }))
 }

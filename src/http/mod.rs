@@ -3,19 +3,24 @@
 //! the bearer token: audit lifecycles, the dead-letter queue, replay, the
 //! read API and `POST /produce`.
 
+pub mod answers;
 pub mod auth;
+pub mod body_deadline;
 pub mod console;
 pub mod dlq;
 pub mod error;
+pub mod methods;
 pub mod openapi;
 pub mod produce;
 pub mod read;
+pub mod responses;
 pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use utoipa_actix_web::AppExt;
 
@@ -43,6 +48,7 @@ pub fn server(
     let state = web::Data::new(state);
     let dead_letters = web::Data::from(dead_letters);
     let token = web::Data::new(auth::ApiToken(settings.api_token.clone()));
+    let body_timeout = body_deadline::BodyTimeout(settings.body_timeout);
     let server = HttpServer::new(move || {
         // Every route is registered once, here; the OpenAPI document is
         // collected from the same registration, so the two cannot drift.
@@ -53,6 +59,7 @@ pub fn server(
             .app_data(dead_letters.clone())
             .app_data(token.clone())
             .app_data(produce_target.clone())
+            .app_data(body_timeout)
             .app_data(error::json_config())
             .app_data(error::path_config())
             .app_data(error::query_config())
@@ -71,10 +78,21 @@ pub fn server(
             .service(read::transactions)
             .service(read::transaction)
             .split_for_parts();
-        app.wrap(actix_web::middleware::from_fn(observe))
+        let allowed = web::Data::new(methods::Allowed::new(
+            &api,
+            &[openapi::PATHS, console::PATHS].concat(),
+        ));
+        // The last `wrap` is outermost: metrics see the final answer (and
+        // the method the client sent), then errors become JSON, then the
+        // body deadline, then HEAD is routed as GET.
+        app.app_data(allowed)
+            .wrap(from_fn(methods::head_as_get))
+            .wrap(from_fn(body_deadline::limit))
+            .wrap(from_fn(error::json_errors))
+            .wrap(from_fn(observe))
             .configure(openapi::serve(api))
             .configure(console::serve)
-            .default_service(web::to(routes::not_found))
+            .default_service(web::to(methods::unrouted))
     })
     .workers(settings.workers)
     .disable_signals()

@@ -7,6 +7,8 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
 
+use crate::http::error::ErrorBody;
+
 /// Title, version and the bearer scheme; paths are added by registration.
 pub fn base() -> OpenApi {
     OpenApiBuilder::new()
@@ -21,6 +23,8 @@ pub fn base() -> OpenApi {
         )
         .components(Some(
             ComponentsBuilder::new()
+                // Named by the shared error response sets (`responses.rs`).
+                .schema_from::<ErrorBody>()
                 .security_scheme(
                     "bearer",
                     SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -40,6 +44,14 @@ const PAGE: &str = r##"<!doctype html>
 <script>SwaggerUIBundle({ url: "/openapi.json", dom_id: "#ui" });</script>
 </body></html>"##;
 
+/// The paths served here (for the `Allow` table).
+pub const PATHS: &[&str] = &[
+    "/openapi.json",
+    "/docs",
+    "/docs/swagger-ui-bundle.js",
+    "/docs/swagger-ui.css",
+];
+
 /// Routes for the document and the UI.
 pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
     let json = api
@@ -47,7 +59,7 @@ pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
         .unwrap_or_else(|e| format!(r#"{{"error": "cannot render the document: {e}"}}"#));
     move |cfg: &mut web::ServiceConfig| {
         cfg.route(
-            "/openapi.json",
+            PATHS[0],
             web::get().to(move || {
                 let json = json.clone();
                 async move {
@@ -58,11 +70,11 @@ pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
             }),
         )
         .route(
-            "/docs",
+            PATHS[1],
             web::get().to(|| async { HttpResponse::Ok().content_type("text/html").body(PAGE) }),
         )
         .route(
-            "/docs/swagger-ui-bundle.js",
+            PATHS[2],
             web::get().to(|| async {
                 HttpResponse::Ok()
                     .content_type("application/javascript")
@@ -70,7 +82,7 @@ pub fn serve(api: OpenApi) -> impl FnOnce(&mut web::ServiceConfig) {
             }),
         )
         .route(
-            "/docs/swagger-ui.css",
+            PATHS[3],
             web::get().to(|| async { HttpResponse::Ok().content_type("text/css").body(CSS) }),
         );
     }

@@ -8,8 +8,10 @@ use actix_web::{post, web, HttpResponse};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 
+use crate::http::answers::{EventEnvelope, Produced};
 use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::responses::{Guarded, WithBody};
 use crate::metrics::metrics;
 use crate::pipeline::domain;
 
@@ -63,7 +65,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
-#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = serde_json::Value, description = "A seed-004 envelope: eventId, type, timestamp, data"), responses((status = 202, description = "Kafka acknowledged it"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody)))]
+#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = EventEnvelope, description = "A seed-004 envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
 #[post("/produce")]
 pub async fn produce(
     _: Authorized,
@@ -84,12 +86,12 @@ pub async fn produce(
         .with_label_values(&[&target.topic, kind.as_str()])
         .inc();
     tracing::info!(%event_id, r#type = %crate::telemetry::clip(&kind), key = %crate::telemetry::clip(&key), topic = %target.topic, partition = delivery.partition, offset = delivery.offset, "event produced");
-    Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "eventId": event_id,
-        "topic": target.topic,
-        "partition": delivery.partition,
-        "offset": delivery.offset,
-    })))
+    Ok(HttpResponse::Accepted().json(Produced {
+        event_id,
+        topic: target.topic.clone(),
+        partition: delivery.partition,
+        offset: delivery.offset,
+    }))
 }
 
 #[cfg(test)]
@@ -100,6 +102,8 @@ mod tests {
     fn the_error_names_the_field() {
         let ok = br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"UserCreated","timestamp":"2025-01-11T12:00:00Z","data":{"userId":"u-1","name":"A","email":"a@x.io"}}"#;
         assert_eq!(validate(ok).expect("valid").2, "u-1");
+        let exact = br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"OrderPlaced","timestamp":"2025-01-11T12:00:00Z","data":{"orderId":"o-1","userId":"u","amount":99999999.99999999}}"#;
+        assert_eq!(validate(exact).expect("valid").2, "o-1");
         for (body, field) in [
             (&br#"{"type":"UserCreated"}"#[..], "eventId"),
             (br#"{"eventId":"nope","type":"UserCreated"}"#, "eventId"),
@@ -107,6 +111,8 @@ mod tests {
             (br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"UserCreated","timestamp":"x"}"#, "timestamp"),
             (br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"UserCreated","timestamp":"2025-01-11T12:00:00Z"}"#, "data"),
             (br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"UserCreated","timestamp":"2025-01-11T12:00:00Z","data":{"userId":"u","name":"n","email":"x"}}"#, "data.email"),
+            (br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"OrderPlaced","timestamp":"2025-01-11T12:00:00Z","data":{"orderId":"o","userId":"u","amount":1e308}}"#, "data.amount"),
+            (br#"{"eventId":"550e8400-e29b-41d4-a716-446655440001","type":"PaymentSettled","timestamp":"2025-01-11T12:00:00Z","data":{"orderId":"o","amount":1e-400}}"#, "data.amount"),
             (b"[1,2]", "body"),
         ] {
             let e = validate(body).expect_err(field);

@@ -5,15 +5,18 @@
 use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
 
+use crate::http::answers::{OrderWithPayment, TransactionPage, UserWithOrders};
 use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
-use crate::store::read::{self, TransactionFilter};
+use crate::store::read::{self, Transaction, TransactionFilter};
 
 const MAX_PAGE: i64 = 500;
 
 fn key(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
+    // Characters, not bytes: the documented maxLength counts characters.
+    if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!(
             "{field}: 1 to 200 characters, no control characters"
         )));
@@ -39,7 +42,7 @@ fn query_failed(e: diesel::result::Error) -> ApiError {
 }
 
 /// `GET /users/{id}`: the user and their ten most recent orders.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id")), responses((status = 200, description = "The user and recent orders"), (status = 404, description = "Absent", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The user and recent orders", body = UserWithOrders), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/users/{id}")]
 pub async fn user(
     _: Authorized,
@@ -49,16 +52,16 @@ pub async fn user(
     key("id", &id)?;
     let mut conn = conn(&state).await?;
     match read::user(&mut conn, &id).await.map_err(query_failed)? {
-        Some((user, orders)) => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "user": user,
-            "recent_orders": orders,
-        }))),
+        Some((user, recent_orders)) => Ok(HttpResponse::Ok().json(UserWithOrders {
+            user,
+            recent_orders,
+        })),
         None => Err(ApiError::NotFound(format!("no user `{id}`"))),
     }
 }
 
 /// `GET /orders/{id}`: the order and its payment status.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id")), responses((status = 200, description = "The order and its payment status"), (status = 404, description = "Absent", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The order and its payment status", body = OrderWithPayment), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/orders/{id}")]
 pub async fn order(
     _: Authorized,
@@ -68,11 +71,14 @@ pub async fn order(
     key("id", &id)?;
     let mut conn = conn(&state).await?;
     match read::order(&mut conn, &id).await.map_err(query_failed)? {
-        Some((order, payment)) => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "order": order,
-            "payment_status": payment.as_ref().map_or("PENDING", |p| p.status.as_str()),
-            "payment": payment,
-        }))),
+        Some((order, payment)) => Ok(HttpResponse::Ok().json(OrderWithPayment {
+            order,
+            payment_status: payment
+                .as_ref()
+                .map_or("PENDING", |p| p.status.as_str())
+                .to_owned(),
+            payment,
+        })),
         None => Err(ApiError::NotFound(format!("no order `{id}`"))),
     }
 }
@@ -81,15 +87,31 @@ pub async fn order(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TransactionQuery {
+    /// Only this user's.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     user_id: Option<String>,
+    /// Only this status.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     status: Option<String>,
+    /// Rows to skip.
     #[serde(default)]
+    #[param(minimum = 0)]
     offset: i64,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
 /// `GET /transactions?user_id=&status=&offset=&limit=`: most recent first.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(TransactionQuery), responses((status = 200, description = "Transactions, most recently changed first"), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(TransactionQuery), responses((status = 200, description = "Transactions, most recently changed first", body = TransactionPage), Guarded, PostgresBacked))]
 #[get("/transactions")]
 pub async fn transactions(
     _: Authorized,
@@ -119,16 +141,16 @@ pub async fn transactions(
     let rows = read::transactions(&mut conn, &filter)
         .await
         .map_err(query_failed)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "offset": filter.offset,
-        "limit": limit,
-        "count": rows.len(),
-        "transactions": rows,
-    })))
+    Ok(HttpResponse::Ok().json(TransactionPage {
+        offset: filter.offset,
+        limit,
+        count: rows.len(),
+        transactions: rows,
+    }))
 }
 
 /// `GET /transactions/{id}`.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id")), responses((status = 200, description = "The transaction"), (status = 404, description = "Absent", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody)))]
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The transaction", body = Transaction), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/transactions/{id}")]
 pub async fn transaction(
     _: Authorized,

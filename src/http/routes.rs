@@ -8,9 +8,11 @@ use uuid::Uuid;
 
 use crate::delivery::answer_key;
 use crate::dlq::replay::DeadLetters;
+use crate::http::answers::{Health, KafkaReadiness, Lifecycle, Readiness};
 use crate::http::auth::Authorized;
 use crate::http::dlq::message_id;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
 use crate::metrics::metrics;
 use crate::store::audit;
@@ -19,14 +21,14 @@ use crate::store::pool::{ping_postgres, ping_redis};
 const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(tag = "operations", responses((status = 200, description = "The process serves HTTP")))]
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process serves HTTP", body = Health)))]
 #[get("/health")]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: "ok" })
 }
 
 /// Readiness: Kafka assignment known, PostgreSQL and Redis answering.
-#[utoipa::path(tag = "operations", responses((status = 200, description = "Kafka assignment known, PostgreSQL and Redis answer"), (status = 503, description = "Names the failing dependency")))]
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Kafka assignment known, PostgreSQL and Redis answer", body = Readiness), (status = 503, description = "Names the failing dependency", body = Readiness)))]
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (postgres, redis) = futures::join!(
@@ -44,14 +46,17 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if redis.is_err() {
         failing.push("redis");
     }
-    let body = serde_json::json!({
-        "status": if failing.is_empty() { "ready" } else { "unavailable" },
-        "failing": failing,
-        "kafka": { "assigned_partitions": assignment },
-        "postgres": postgres.err().map(|e| e.to_string()),
-        "redis": redis.err(),
-    });
-    if failing.is_empty() {
+    let ready = failing.is_empty();
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        failing,
+        kafka: KafkaReadiness {
+            assigned_partitions: assignment,
+        },
+        postgres: postgres.err().map(|e| e.to_string()),
+        redis: redis.err(),
+    };
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
@@ -60,7 +65,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text exposition. The DLQ depth gauge is read from Redis now
 /// (if Redis does not answer quickly, the last value stays).
-#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
     if let Ok(Err(e)) = tokio::time::timeout(PROBE_DEADLINE, dlq.depths()).await {
@@ -72,7 +77,7 @@ pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
 }
 
 /// A message's whole audit lifecycle, oldest first.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order"), (status = 404, description = "No audit record", body = ErrorBody), (status = 400, description = "Malformed input", body = ErrorBody), (status = 401, description = "No token", body = ErrorBody), (status = 403, description = "Wrong token, or no token configured", body = ErrorBody), (status = 503, description = "PostgreSQL unavailable", body = ErrorBody)))]
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order", body = Lifecycle), (status = 404, description = "No audit record", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages/{message_id}")]
 pub async fn message(
     _: Authorized,
@@ -110,14 +115,9 @@ pub async fn message(
         .ok()
         .flatten()
         .and_then(|json| serde_json::from_str(&json).ok());
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "message_id": id,
-        "lifecycle": rows,
-        "downstream_answer": answer,
-    })))
-}
-
-/// Anything else: a JSON 404.
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("no such endpoint".into()))
+    Ok(HttpResponse::Ok().json(Lifecycle {
+        message_id: id,
+        lifecycle: rows,
+        downstream_answer: answer,
+    }))
 }

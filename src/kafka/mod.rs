@@ -1,7 +1,9 @@
 //! Kafka: client settings, the rebalance context, the owned record type, the
-//! per-partition offset tracker and the development broker.
+//! per-partition offset tracker, closing at shutdown and the development
+//! broker.
 
 pub mod client;
+pub mod close;
 pub mod context;
 pub mod dev_broker;
 pub mod envelope;

@@ -273,6 +273,33 @@ mod tests {
     }
 
     #[test]
+    fn amounts_are_exact_or_refused_naming_the_field() {
+        for (text, exact) in [
+            ("99999999.99999999", "99999999.99999999"),
+            ("1234567890123456.12345678", "1234567890123456.12345678"),
+            ("-3.50", "-3.5"),
+        ] {
+            let payload = CREATED.replace("100.50", text);
+            let d = decode(&envelope(payload.as_bytes()));
+            let Ok(Event::Transaction(e)) = d.event else {
+                panic!("{text}: {:?}", d.event)
+            };
+            let amount = e.transaction.map(|t| t.amount.to_string());
+            assert_eq!(amount.as_deref(), Some(exact));
+        }
+        for text in ["1e-400", "1e308", "0.123456789", r#""12.50""#] {
+            let payload = CREATED.replace("100.50", text);
+            let f = decode(&envelope(payload.as_bytes())).event.expect_err(text);
+            assert_eq!(f.kind, "schema_violation");
+            assert!(
+                f.message.starts_with("field `transaction.amount`: "),
+                "{text}: {}",
+                f.message
+            );
+        }
+    }
+
+    #[test]
     fn missing_field_is_named() {
         let payload = CREATED.replace(r#""user_id":"u1","#, "");
         let f = decode(&envelope(payload.as_bytes()))

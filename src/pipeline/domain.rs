@@ -5,9 +5,11 @@
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::pipeline::failure::Failure;
+use crate::pipeline::money;
 
 /// The event types the domain handler applies.
 pub const EVENT_TYPES: [&str; 4] = [
@@ -77,10 +79,12 @@ struct User {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Order {
+struct Order<'a> {
     order_id: String,
     user_id: String,
-    amount: serde_json::Number,
+    /// The number's own text, for [`money::parse`] (no f64 on the way).
+    #[serde(borrow)]
+    amount: &'a RawValue,
     #[serde(default)]
     currency: Option<String>,
     #[serde(default)]
@@ -89,11 +93,12 @@ struct Order {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Payment {
+struct Payment<'a> {
     order_id: String,
     #[serde(default)]
     payment_id: Option<String>,
-    amount: serde_json::Number,
+    #[serde(borrow)]
+    amount: &'a RawValue,
     #[serde(default)]
     status: Option<String>,
 }
@@ -122,17 +127,10 @@ fn id(field: &str, value: String) -> Result<String, Failure> {
     Ok(value)
 }
 
-fn money(field: &str, number: &serde_json::Number) -> Result<BigDecimal, Failure> {
-    let amount: BigDecimal = number
-        .to_string()
-        .parse()
-        .map_err(|_| schema(format!("field `data.{field}`: not a decimal number")))?;
-    if amount < 0 || amount.digits() > 24 {
-        return Err(schema(format!(
-            "field `data.{field}`: must be a non-negative amount of at most 24 digits"
-        )));
-    }
-    Ok(amount)
+/// Order and payment amounts: exact, non-negative, fitting NUMERIC(24,8).
+fn money(field: &str, raw: &RawValue) -> Result<BigDecimal, Failure> {
+    money::parse(raw.get(), money::Signs::NonNegative)
+        .map_err(|e| schema(format!("field `data.{field}`: {e}")))
 }
 
 /// Validates `data` for `event_type` (one of [`EVENT_TYPES`]).
@@ -152,13 +150,13 @@ pub fn decode(event_type: &str, data: Option<&str>) -> Result<DomainEvent, Failu
             })
         }
         "OrderPlaced" => {
-            let o: Order = parse(data)?;
+            let o: Order<'_> = parse(data)?;
             let currency = o.currency.unwrap_or_else(|| "USD".into());
             if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(schema("field `data.currency`: three capital letters"));
             }
             Ok(DomainEvent::OrderPlaced {
-                amount: money("amount", &o.amount)?,
+                amount: money("amount", o.amount)?,
                 order_id: id("orderId", o.order_id)?,
                 user_id: id("userId", o.user_id)?,
                 currency,
@@ -166,9 +164,9 @@ pub fn decode(event_type: &str, data: Option<&str>) -> Result<DomainEvent, Failu
             })
         }
         "PaymentSettled" => {
-            let p: Payment = parse(data)?;
+            let p: Payment<'_> = parse(data)?;
             Ok(DomainEvent::PaymentSettled {
-                amount: money("amount", &p.amount)?,
+                amount: money("amount", p.amount)?,
                 order_id: id("orderId", p.order_id)?,
                 payment_id: p.payment_id.map(|v| id("paymentId", v)).transpose()?,
                 status: p.status.unwrap_or_else(|| "SETTLED".into()),
@@ -219,6 +217,22 @@ mod tests {
     }
 
     #[test]
+    fn amounts_are_exact() {
+        for (text, exact) in [
+            ("99999999.99999999", "99999999.99999999"),
+            ("1234567890123456.12345678", "1234567890123456.12345678"),
+            ("-0", "0"),
+        ] {
+            let data = format!(r#"{{"orderId":"o","userId":"u","amount":{text}}}"#);
+            let Ok(DomainEvent::OrderPlaced { amount, .. }) = decode("OrderPlaced", Some(&data))
+            else {
+                panic!("{text} is a valid order amount")
+            };
+            assert_eq!(amount.to_string(), exact);
+        }
+    }
+
+    #[test]
     fn bad_fields_are_named() {
         let cases = [
             ("UserCreated", None, "data"),
@@ -237,6 +251,21 @@ mod tests {
                 "OrderPlaced",
                 Some(r#"{"orderId":"","userId":"u","amount":1}"#),
                 "orderId",
+            ),
+            (
+                "OrderPlaced",
+                Some(r#"{"orderId":"o","userId":"u","amount":1e308}"#),
+                "data.amount",
+            ),
+            (
+                "PaymentSettled",
+                Some(r#"{"orderId":"o","amount":1e-400}"#),
+                "data.amount",
+            ),
+            (
+                "PaymentSettled",
+                Some(r#"{"orderId":"o","amount":"5.00"}"#),
+                "data.amount",
             ),
             (
                 "InventoryAdjusted",

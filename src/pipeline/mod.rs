@@ -7,6 +7,7 @@ pub mod domain;
 pub mod enrich;
 pub mod failure;
 pub mod message_id;
+pub mod money;
 pub mod routes;
 pub mod steering;
 pub mod transaction;

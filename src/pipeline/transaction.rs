@@ -7,14 +7,15 @@
 //! folded in order into a single write whose `version` delta counts them.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::pipeline::failure::Failure;
+use crate::pipeline::money;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -51,7 +52,9 @@ pub struct RawTransaction {
     pub product: Option<String>,
     pub status: Option<String>,
     pub currency: Option<String>,
-    pub amount: Option<serde_json::Number>,
+    /// The amount's own JSON text, read exactly by [`money::parse`]: a
+    /// `serde_json::Number` would already have rounded it through an f64.
+    pub amount: Option<Box<RawValue>>,
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -106,8 +109,8 @@ impl TransactionEvent {
         fn required<T>(value: Option<T>, field: &str) -> Result<T, Failure> {
             value.ok_or_else(|| Failure::schema(format!("missing field `transaction.{field}`")))
         }
-        let amount = required(raw.amount, "amount")?;
-        let amount = BigDecimal::from_str(&amount.to_string())
+        // Negative amounts are money going out (enrichment reads the sign).
+        let amount = money::parse(required(raw.amount, "amount")?.get(), money::Signs::Any)
             .map_err(|e| Failure::schema(format!("field `transaction.amount`: {e}")))?;
         let transaction = Transaction {
             user_id: required(raw.user_id, "user_id")?,
@@ -238,6 +241,10 @@ pub fn fold<'a>(changes: &[&'a TransactionChange]) -> Vec<ProjectionWrite<'a>> {
 mod tests {
     use super::*;
 
+    fn amount(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).expect("JSON")
+    }
+
     fn change(id: &str, action: Action, status: &str, full: bool, secs: i64) -> TransactionChange {
         let raw = RawTransaction {
             id: id.to_owned(),
@@ -246,7 +253,7 @@ mod tests {
             product: None,
             status: full.then(|| status.to_owned()),
             currency: full.then(|| "USD".to_owned()),
-            amount: full.then(|| serde_json::Number::from(5)),
+            amount: full.then(|| amount("5")),
             created_at: None,
             metadata: Default::default(),
         };
@@ -306,7 +313,7 @@ mod tests {
             product: None,
             status: Some("ok".into()),
             currency: Some("USD".into()),
-            amount: Some(1.into()),
+            amount: Some(amount("1")),
             created_at: None,
             metadata: Default::default(),
         };

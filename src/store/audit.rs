@@ -72,7 +72,7 @@ pub struct Receipt<'a> {
 }
 
 /// One audit row as read back (for `GET /messages/{id}` and tests).
-#[derive(Debug, Queryable, Selectable, serde::Serialize)]
+#[derive(Debug, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
 #[diesel(table_name = message_audit)]
 pub struct AuditRow {
     pub id: i64,

@@ -50,7 +50,27 @@ pub fn redis(settings: &RedisSettings) -> Result<RedisPool, redis::RedisError> {
     Ok(::bb8::Pool::builder()
         .max_size(settings.pool_size)
         .connection_timeout(settings.connect_timeout)
+        .connection_customizer(Box::new(ResponseTimeout(settings.response_timeout)))
         .build_unchecked(manager))
+}
+
+/// Sets `redis.response_timeout` on each new Redis connection (bb8-redis
+/// opens them with the client's default).
+#[derive(Debug)]
+struct ResponseTimeout(Duration);
+
+impl ::bb8::CustomizeConnection<redis::aio::MultiplexedConnection, redis::RedisError>
+    for ResponseTimeout
+{
+    fn on_acquire<'a>(
+        &'a self,
+        conn: &'a mut redis::aio::MultiplexedConnection,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), redis::RedisError>> + Send + 'a>,
+    > {
+        conn.set_response_timeout(self.0);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// `SELECT 1` with a deadline: is PostgreSQL answering right now?

@@ -12,7 +12,7 @@ use crate::store::schema::{orders, payments, transactions, users};
 /// Orders shown with a user.
 const RECENT_ORDERS: i64 = 10;
 
-#[derive(Debug, Queryable, Selectable, Serialize)]
+#[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: String,
@@ -22,11 +22,13 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Queryable, Selectable, Serialize)]
+#[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = orders)]
 pub struct Order {
     pub id: String,
     pub user_id: String,
+    /// A decimal, as a string.
+    #[schema(value_type = String)]
     pub amount: BigDecimal,
     pub currency: String,
     pub items: serde_json::Value,
@@ -34,16 +36,18 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Queryable, Selectable, Serialize)]
+#[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = payments)]
 pub struct Payment {
     pub payment_id: Option<String>,
+    /// A decimal, as a string.
+    #[schema(value_type = String)]
     pub amount: BigDecimal,
     pub status: String,
     pub settled_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Queryable, Selectable, Serialize)]
+#[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = transactions)]
 pub struct Transaction {
     pub id: String,
@@ -52,6 +56,8 @@ pub struct Transaction {
     pub product: Option<String>,
     pub status: String,
     pub currency: String,
+    /// A decimal, as a string.
+    #[schema(value_type = String)]
     pub amount: BigDecimal,
     pub created_at: Option<DateTime<Utc>>,
     pub metadata: serde_json::Value,
