@@ -8,6 +8,9 @@
 #                           so `eval "$(dev/services.sh env)"` works
 #   dev/services.sh stop    stop both
 #
+# DEV_TOOLS=0 skips the test-only tools (Chromium, schemathesis): dev/bench
+# uses it for its private instances.
+#
 # Private instances, on loopback only, data under $DEV_STATE_DIR
 # (default /tmp/custodian-dev): PostgreSQL on $DEV_PG_PORT (55432, trust
 # auth: development only), Redis on $DEV_REDIS_PORT (56379, append-only
@@ -37,10 +40,12 @@ install_missing() {
   [ -n "$(pg_bindir)" ] || packages+=(postgresql)
   command -v redis-server >/dev/null || packages+=(redis-server)
   command -v psql >/dev/null || packages+=(postgresql-client)
-  # Headless Chromium drives the console test (tests/console.rs).
-  command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
-  # .ci/check-compose validates docker-compose.yml against the Compose schema.
-  python3 -c 'import yaml, jsonschema' 2>/dev/null || packages+=(python3 python3-yaml python3-jsonschema)
+  if [ "${DEV_TOOLS:-1}" = 1 ]; then
+    # Headless Chromium drives the console test (tests/console.rs).
+    command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
+    # .ci/check-compose validates docker-compose.yml against the Compose schema.
+    python3 -c 'import yaml, jsonschema' 2>/dev/null || packages+=(python3 python3-yaml python3-jsonschema)
+  fi
   if [ ${#packages[@]} -gt 0 ]; then
     log "installing ${packages[*]} (Debian packages)"
     as_root apt-get update -qq >&2
@@ -112,7 +117,7 @@ ENV
 case "${1:-start}" in
   start|env)
     install_missing
-    install_schemathesis
+    [ "${DEV_TOOLS:-1}" = 1 ] && install_schemathesis
     start_postgres
     start_redis
     print_env

@@ -1,0 +1,140 @@
+//! The load: seed-003 events (a share of them poison) produced to the broker
+//! by this driver, counting what the broker acknowledged per partition, and
+//! the consumer group's committed offsets read back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use custodian::synth::Generator;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+
+/// Where each partition ends: one past the last acknowledged offset.
+pub type Ends = HashMap<i32, i64>;
+
+#[derive(Default)]
+struct Acks {
+    ends: Mutex<Ends>,
+    acked: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut ends) = self.ends.lock() {
+                    let end = ends.entry(m.partition()).or_insert(0);
+                    *end = (*end).max(m.offset() + 1);
+                }
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+pub struct Load {
+    producer: BaseProducer<Acks>,
+    events: Generator,
+}
+
+impl Load {
+    pub fn new(bootstrap: &str, seed: u64, poison: f64) -> anyhow::Result<Load> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "500000")
+            .set("message.timeout.ms", "120000")
+            .create_with_context(Acks::default())?;
+        let events = Generator::new(seed, None, 1000, 0.1).with_poison_ratio(poison);
+        Ok(Load { producer, events })
+    }
+
+    /// Produces `n` events, `rate` per second (0: as fast as the broker
+    /// takes them), and waits for every acknowledgement.
+    pub fn produce(&mut self, topic: &str, n: u64, rate: u64) -> anyhow::Result<Ends> {
+        let started = Instant::now();
+        for i in 0..n {
+            if rate > 0 {
+                let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    self.producer.poll(Duration::ZERO);
+                    std::thread::sleep(wait);
+                }
+            }
+            let event = self.events.next_event();
+            let mut record = BaseRecord::to(topic)
+                .key(&event.key)
+                .payload(&event.payload);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        self.producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                    Err((e, _)) => anyhow::bail!("produce: {e}"),
+                }
+            }
+        }
+        self.producer.flush(Duration::from_secs(300))?;
+        let acks = self.producer.context();
+        let failed = acks.failed.swap(0, Ordering::Relaxed);
+        anyhow::ensure!(failed == 0, "{failed} records were not acknowledged");
+        let ends = acks
+            .ends
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
+        Ok(ends)
+    }
+}
+
+/// Reads a consumer group's committed offsets without joining it.
+pub struct Group {
+    consumer: BaseConsumer,
+}
+
+impl Group {
+    pub fn new(bootstrap: &str, group: &str) -> anyhow::Result<Group> {
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        Ok(Group { consumer })
+    }
+
+    /// How many of the records before `ends` lie below the committed
+    /// offsets of `topic`.
+    pub fn settled(&self, topic: &str, ends: &Ends) -> anyhow::Result<i64> {
+        let mut tpl = TopicPartitionList::new();
+        for p in ends.keys() {
+            tpl.add_partition(topic, *p);
+        }
+        let got = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok(got
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o.min(ends.get(&e.partition()).copied().unwrap_or(0)),
+                _ => 0,
+            })
+            .sum())
+    }
+}
