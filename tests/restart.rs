@@ -9,9 +9,14 @@ use std::time::Duration;
 use common::{wait_until, TestEnv};
 
 fn spawn(env: &TestEnv) -> Child {
+    spawn_with(env, &[])
+}
+
+fn spawn_with(env: &TestEnv, extra: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_custodian"))
         .arg("run")
         .envs(env.env_vars())
+        .envs(extra.iter().copied())
         .env("CUSTODIAN_LOG__LEVEL", "warn")
         // Small batches keep many messages between read and durable outcome
         // for longer, so the kill lands mid-stream.
@@ -23,13 +28,134 @@ fn spawn(env: &TestEnv) -> Child {
         .expect("spawn custodian")
 }
 
+/// SIGKILLs `child`; returns how many messages were processed by then.
+fn kill_hard(env: &TestEnv, mut child: Child) -> i64 {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    processed(env)
+}
+
+fn processed(env: &TestEnv) -> i64 {
+    env.audit_counts()
+        .get("MESSAGE_PROCESSED")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// `partition_in_flight_messages` per partition of this test's topic, from
+/// custodian's `/metrics` at `addr`.
+fn in_flight_by_partition(env: &TestEnv, addr: std::net::SocketAddr) -> Vec<(String, f64)> {
+    let (_, text) = env.get(addr, "/metrics");
+    text.lines()
+        .filter(|l| l.starts_with("partition_in_flight_messages{"))
+        .filter_map(|l| {
+            let partition = l
+                .split("partition=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .to_owned();
+            Some((partition, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_hard_kill_during_a_merged_multi_partition_audit_batch_loses_nothing_and_applies_nothing_twice()
+{
+    let env = TestEnv::new(6);
+    const N: i64 = 6000;
+    const POISON: i64 = 30;
+    env.produce_synthetic(N as usize, 29, 0.2);
+    let poison: &[u8] = b"\xff\xfe not json";
+    let records: Vec<_> = (0..POISON)
+        .map(|i| (None, poison, Some((i % 6) as i32)))
+        .collect();
+    env.produce(&records);
+
+    // One auditor that flushes once a second with no size limit: it merges
+    // what every partition settled meanwhile into one COPY transaction, so
+    // at almost any moment a multi-partition batch is buffered or being
+    // written.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let addr: std::net::SocketAddr = bind.parse().expect("address");
+    let merged = [
+        ("CUSTODIAN_HTTP__BIND", bind.as_str()),
+        ("CUSTODIAN_PIPELINE__AUDITORS", "1"),
+        ("CUSTODIAN_PIPELINE__AUDIT_BATCH_SIZE", "100000"),
+        ("CUSTODIAN_PIPELINE__AUDIT_FLUSH_INTERVAL", "1s"),
+    ];
+    let first = spawn_with(&env, &merged);
+    // Kill once a flush has landed (mid-stream) and at least two partitions
+    // hold messages read but not yet durable.
+    let mut pending = Vec::new();
+    wait_until(
+        Duration::from_secs(90),
+        "a multi-partition batch in flight after the first flush",
+        || {
+            if std::net::TcpStream::connect(addr).is_err() {
+                return false; // not serving yet
+            }
+            let processed = processed(&env);
+            pending = in_flight_by_partition(&env, addr)
+                .into_iter()
+                .filter(|(_, n)| *n > 0.0)
+                .collect();
+            processed > 0 && processed < N && pending.len() >= 2
+        },
+    );
+    let at_kill = kill_hard(&env, first);
+    assert!(
+        at_kill < N,
+        "the kill happened mid-stream ({at_kill} of {N} processed; in flight: {pending:?})"
+    );
+
+    let mut second = spawn(&env);
+    wait_until(
+        Duration::from_secs(120),
+        "every message with one terminal outcome",
+        || {
+            env.count(
+                "SELECT count(DISTINCT (kafka_partition, kafka_offset)) AS n FROM message_audit \
+                 WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')",
+            ) == N + POISON
+        },
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(second.id().to_string())
+        .status();
+    assert!(second.wait().expect("reaped").success(), "graceful exit");
+
+    // Nothing lost: every offset of every partition ended processed or
+    // dead-lettered; nothing applied twice; offsets committed to the end.
+    let dead_lettered = env.count(
+        "SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'",
+    );
+    assert_eq!(
+        dead_lettered, POISON,
+        "the poison was dead-lettered once each"
+    );
+    env.assert_applied_once(N);
+    assert_eq!(
+        env.dlq_entries().len() as i64,
+        dead_lettered,
+        "one DLQ entry per dead-lettered message"
+    );
+    env.assert_committed_to_end();
+}
+
 #[test]
 fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate_effects() {
     let env = TestEnv::new(3);
     const N: i64 = 4000;
     env.produce_synthetic(N as usize, 23, 0.3);
 
-    let mut first = spawn(&env);
+    let first = spawn(&env);
     wait_until(
         Duration::from_secs(90),
         "some progress before the kill",
@@ -41,13 +167,7 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
                 >= 100
         },
     );
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reaped");
-    let at_kill = env
-        .audit_counts()
-        .get("MESSAGE_PROCESSED")
-        .copied()
-        .unwrap_or(0);
+    let at_kill = kill_hard(&env, first);
 
     let mut second = spawn(&env);
     wait_until(

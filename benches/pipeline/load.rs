@@ -66,8 +66,28 @@ impl Load {
     /// Produces `n` events, `rate` per second (0: as fast as the broker
     /// takes them), and waits for every acknowledgement.
     pub fn produce(&mut self, topic: &str, n: u64, rate: u64) -> anyhow::Result<Ends> {
+        self.produce_within(topic, n, rate, None)
+    }
+
+    /// Like `produce`, but never more than `window` records ahead of what
+    /// `group` has committed: for a broker that cannot hold the whole load
+    /// (the mock cluster keeps ~5 MB per partition).
+    pub fn produce_within(
+        &mut self,
+        topic: &str,
+        n: u64,
+        rate: u64,
+        window: Option<(u64, &Group)>,
+    ) -> anyhow::Result<Ends> {
         let started = Instant::now();
+        let mut settled = 0;
         for i in 0..n {
+            if let Some((window, group)) = window {
+                while i >= settled + window {
+                    self.producer.poll(Duration::from_millis(5));
+                    settled = group.committed_total(topic, self.ends()?.keys())? as u64;
+                }
+            }
             if rate > 0 {
                 let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -91,15 +111,15 @@ impl Load {
             }
         }
         self.producer.flush(Duration::from_secs(300))?;
-        let acks = self.producer.context();
-        let failed = acks.failed.swap(0, Ordering::Relaxed);
+        let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         anyhow::ensure!(failed == 0, "{failed} records were not acknowledged");
-        let ends = acks
-            .ends
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .clone();
-        Ok(ends)
+        self.ends()
+    }
+
+    fn ends(&self) -> anyhow::Result<Ends> {
+        let acks = self.producer.context();
+        let ends = acks.ends.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        Ok(ends.clone())
     }
 }
 
@@ -118,11 +138,13 @@ impl Group {
         Ok(Group { consumer })
     }
 
-    /// How many of the records before `ends` lie below the committed
-    /// offsets of `topic`.
-    pub fn settled(&self, topic: &str, ends: &Ends) -> anyhow::Result<i64> {
+    fn committed<'a>(
+        &self,
+        topic: &str,
+        partitions: impl Iterator<Item = &'a i32>,
+    ) -> anyhow::Result<Ends> {
         let mut tpl = TopicPartitionList::new();
-        for p in ends.keys() {
+        for p in partitions {
             tpl.add_partition(topic, *p);
         }
         let got = self
@@ -132,9 +154,28 @@ impl Group {
             .elements()
             .iter()
             .map(|e| match e.offset() {
-                Offset::Offset(o) => o.min(ends.get(&e.partition()).copied().unwrap_or(0)),
-                _ => 0,
+                Offset::Offset(o) => (e.partition(), o),
+                _ => (e.partition(), 0),
             })
+            .collect())
+    }
+
+    /// The sum of the committed offsets of these partitions of `topic`.
+    pub fn committed_total<'a>(
+        &self,
+        topic: &str,
+        partitions: impl Iterator<Item = &'a i32>,
+    ) -> anyhow::Result<i64> {
+        Ok(self.committed(topic, partitions)?.values().sum())
+    }
+
+    /// How many of the records before `ends` lie below the committed
+    /// offsets of `topic`.
+    pub fn settled(&self, topic: &str, ends: &Ends) -> anyhow::Result<i64> {
+        Ok(self
+            .committed(topic, ends.keys())?
+            .iter()
+            .map(|(p, o)| (*o).min(ends.get(p).copied().unwrap_or(0)))
             .sum())
     }
 }

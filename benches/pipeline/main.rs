@@ -15,7 +15,9 @@
 //! BENCH_MEMORY_MESSAGES (1000000; 0 skips), BENCH_VARIANTS (extra
 //! saturated runs, `;`-separated, each a space-separated list of
 //! CUSTODIAN_…=value settings), BENCH_TANSU (tansu's path, or
-//! `dev-broker`), and from dev/bench: BENCH_ADMIN_URL, BENCH_REDIS_URL,
+//! `dev-broker`), BENCH_METRICS_FILE (where to save custodian's
+//! /metrics after the paced phase), BENCH_WINDOW (15000: with the dev broker, how far the
+//! load may run ahead of the committed offsets), and from dev/bench: BENCH_ADMIN_URL, BENCH_REDIS_URL,
 //! BENCH_PG_DATA.
 
 mod broker;
@@ -247,9 +249,19 @@ struct Bench {
     partitions: i32,
     poison: f64,
     seed: u64,
+    /// How far ahead of the committed offsets the load may run (only for
+    /// the dev broker, which keeps ~5 MB per partition).
+    window: Option<u64>,
 }
 
 impl Bench {
+    fn feed(&self) -> String {
+        self.window.map_or_else(
+            || "preloaded".to_owned(),
+            |w| format!("fed at most {w} ahead of the committed offsets"),
+        )
+    }
+
     fn target(&self) -> Target<'_> {
         Target {
             bootstrap: &self.broker.bootstrap,
@@ -267,25 +279,38 @@ impl Bench {
         n: u64,
         extra: &[(String, String)],
     ) -> anyhow::Result<(Drain, Custodian, Load, Group, String, Ends)> {
-        let topic = format!("bench-{}-{name}", self.run);
+        let topic = topic_name(&self.run, name);
         let group = format!("bench-{}-{name}", self.run);
         self.broker.create_topic(&topic, self.partitions)?;
         self.seed += 1;
         let mut load = Load::new(&self.broker.bootstrap, self.seed, self.poison)?;
         let produced = Instant::now();
-        let ends = load.produce(&topic, n, 0)?;
+        // A broker that cannot hold the whole load gets its head start,
+        // and the rest while custodian drains it.
+        let head = self.window.map_or(n, |w| w.min(n));
+        let mut ends = load.produce(&topic, head, 0)?;
         eprintln!(
-            "  preloaded {n} events on {topic} in {:.1} s",
+            "  preloaded {head} events on {topic} in {:.1} s",
             produced.elapsed().as_secs_f64()
         );
-        let messages: i64 = ends.values().sum();
         let group_reader = Group::new(&self.broker.bootstrap, &group)?;
         let pg_before = procs::cluster_cpu_seconds(&self.pg_data);
         let broker_before = procs::cpu_seconds(self.broker.pid());
         let started = Instant::now();
         let mut custodian = Custodian::spawn(&self.target(), &topic, &group, extra)?;
+        if let Some(window) = self.window.filter(|_| n > head) {
+            ends = load.produce_within(&topic, n - head, 0, Some((window, &group_reader)))?;
+            eprintln!(
+                "  produced the remaining {} events within a window of {window}",
+                n - head
+            );
+        }
+        let messages: i64 = ends.values().sum();
         let (elapsed, first_commit) =
             wait_settled(&group_reader, &topic, &ends, started, &mut custodian)?;
+        // Fed within a window, the first commit came while this thread was
+        // still producing: no steady rate to tell apart.
+        let first_commit = first_commit.filter(|_| self.window.is_none());
         let postgres_cpu = procs::cluster_cpu_seconds(&self.pg_data) - pg_before;
         let custodian_cpu = procs::cpu_seconds(custodian.pid());
         let broker_cpu = procs::cpu_seconds(self.broker.pid()) - broker_before;
@@ -354,6 +379,7 @@ fn main() -> anyhow::Result<()> {
     let redis_url = required("BENCH_REDIS_URL")?;
     let pg_data = PathBuf::from(required("BENCH_PG_DATA")?);
     let tansu = std::env::var("BENCH_TANSU").unwrap_or_else(|_| "tansu".into());
+    let window = (tansu == "dev-broker").then(|| env_or("BENCH_WINDOW", 15_000u64));
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -375,10 +401,15 @@ fn main() -> anyhow::Result<()> {
     );
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{run}"));
     std::fs::create_dir_all(&work)?;
+    let variants = variants();
+    let phases = ["saturated".to_owned(), "memory".to_owned()]
+        .into_iter()
+        .chain((0..variants.len()).map(|i| format!("variant{i}")));
+    let topics: Vec<String> = phases.map(|p| topic_name(&run, &p)).collect();
     let broker = Broker::start(
         &tansu,
         Path::new(env!("CARGO_BIN_EXE_custodian")),
-        &[],
+        &topics,
         partitions,
         &work,
     )?;
@@ -400,11 +431,15 @@ fn main() -> anyhow::Result<()> {
         partitions,
         poison,
         seed: 42,
+        window,
     };
 
     // 1. Saturated, from a cold start.
     let (drain, custodian, mut load, group, topic, ends) = bench.drain("saturated", n, &[])?;
-    drain.print(&format!("saturated: {n} preloaded events, cold start"));
+    drain.print(&format!(
+        "saturated: {n} events ({}), cold start",
+        bench.feed()
+    ));
 
     // 2. Paced, on the same (warm) process.
     let before = custodian.metrics(&bench.rt);
@@ -420,6 +455,9 @@ fn main() -> anyhow::Result<()> {
     let mut custodian = custodian;
     wait_settled(&group, &topic, &more, started, &mut custodian)?;
     let after = custodian.metrics(&bench.rt);
+    if let Ok(path) = std::env::var("BENCH_METRICS_FILE") {
+        std::fs::write(path, &after)?;
+    }
     let pipeline = Buckets::parse(&after, "pipeline_latency_seconds")
         .since(&Buckets::parse(&before, "pipeline_latency_seconds"));
     let e2e = Buckets::parse(&after, "end_to_end_latency_seconds")
@@ -440,7 +478,7 @@ fn main() -> anyhow::Result<()> {
     bench.check_outcomes(&topic, more.values().sum())?;
 
     // Extra saturated runs with other settings, for before/after figures.
-    for (i, extra) in variants().iter().enumerate() {
+    for (i, extra) in variants.iter().enumerate() {
         let (drain, custodian, _, _, topic, ends) =
             bench.drain(&format!("variant{i}"), n, extra)?;
         let label: Vec<String> = extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -452,11 +490,18 @@ fn main() -> anyhow::Result<()> {
     // 3. Memory: a larger preload drained by a fresh process.
     if memory_n > 0 {
         let (drain, custodian, _, _, topic, ends) = bench.drain("memory", memory_n, &[])?;
-        drain.print(&format!("memory: {memory_n} preloaded events, cold start"));
+        drain.print(&format!(
+            "memory: {memory_n} events ({}), cold start",
+            bench.feed()
+        ));
         custodian.stop()?;
         bench.check_outcomes(&topic, ends.values().sum())?;
     }
     Ok(())
+}
+
+fn topic_name(run: &str, phase: &str) -> String {
+    format!("bench-{run}-{phase}")
 }
 
 fn hostname() -> String {
