@@ -28,7 +28,8 @@ const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// A file path of this test's own.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("custodian-chain-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("custodian-chain-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir.join(name)
 }
@@ -119,14 +120,21 @@ impl Drop for Copy<'_> {
         as_superuser(
             self.env,
             &admin_url(),
-            &[&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)],
+            &[&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )],
         );
     }
 }
 
 /// The one break of `report`, on `chain`.
 fn only_break(report: &Report, chain: &str) -> (i64, BreakKind) {
-    let broken: Vec<_> = report.chains.iter().filter(|c| c.breach.is_some()).collect();
+    let broken: Vec<_> = report
+        .chains
+        .iter()
+        .filter(|c| c.breach.is_some())
+        .collect();
     assert_eq!(broken.len(), 1, "exactly one broken chain: {report:#?}");
     assert_eq!(broken[0].chain, chain, "{report:#?}");
     let b = broken[0].breach.as_ref().expect("break");
@@ -149,8 +157,10 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
             )
         })
         .collect();
-    let borrowed: Vec<(Option<&str>, &[u8], Option<i32>)> =
-        records.iter().map(|(k, p, part)| (*k, p.as_slice(), *part)).collect();
+    let borrowed: Vec<(Option<&str>, &[u8], Option<i32>)> = records
+        .iter()
+        .map(|(k, p, part)| (*k, p.as_slice(), *part))
+        .collect();
     env.produce(&borrowed);
     // One undecodable record, dead-lettered, then discarded by an operator:
     // an entry on the operator chain.
@@ -168,7 +178,12 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     );
     assert_eq!(status, 200, "{body}");
     // The endpoint agrees before anything is touched.
-    let (status, body) = env.api(app.http_addr, Method::GET, "/audit/verify?budget_ms=20000", None);
+    let (status, body) = env.api(
+        app.http_addr,
+        Method::GET,
+        "/audit/verify?budget_ms=20000",
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["holds"], true, "{body}");
     app.stop().expect("graceful stop");
@@ -188,31 +203,45 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
         .find(|c| c.chain == "operator")
         .expect("operator chain");
     assert_eq!(operator.entries, 1);
-    assert!(clean.chains.iter().all(|c| c.checkpoints_matched >= 1), "{clean:#?}");
+    assert!(
+        clean.chains.iter().all(|c| c.checkpoints_matched >= 1),
+        "{clean:#?}"
+    );
     let last = clean
         .chains
         .iter()
         .find(|c| c.chain == chain)
         .expect("partition 0's chain")
         .last_seq;
-    assert!(last >= 31, "30 processed + the dead-lettered one on partition 0: {last}");
+    assert!(
+        last >= 31,
+        "30 processed + the dead-lettered one on partition 0: {last}"
+    );
 
     let id = format!(
         "(SELECT chain_id FROM audit_chains WHERE name = 'partition/{}/0')",
         env.topic
     );
     let at = |seq: i64| format!("chain_id = {id} AND chain_seq = {seq}");
-    let check = |case: &str, statements: Vec<String>, file: Option<&Path>, want: (i64, BreakKind)| {
-        let copy = Copy::of(&env, case);
-        let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
-        copy.tamper(&refs);
-        let report = verify(&env, &settings_for(&env, &scratch("unused"), Some(&copy.url)), file);
-        assert_eq!(only_break(&report, &chain), want, "{case}: {report:#?}");
-    };
+    let check =
+        |case: &str, statements: Vec<String>, file: Option<&Path>, want: (i64, BreakKind)| {
+            let copy = Copy::of(&env, case);
+            let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+            copy.tamper(&refs);
+            let report = verify(
+                &env,
+                &settings_for(&env, &scratch("unused"), Some(&copy.url)),
+                file,
+            );
+            assert_eq!(only_break(&report, &chain), want, "{case}: {report:#?}");
+        };
 
     check(
         "edit",
-        vec![format!("UPDATE audit_log SET kafka_offset = 999 WHERE {}", at(5))],
+        vec![format!(
+            "UPDATE audit_log SET kafka_offset = 999 WHERE {}",
+            at(5)
+        )],
         None,
         (5, BreakKind::Edited),
     );
@@ -252,14 +281,20 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     );
     check(
         "payload",
-        vec![format!("UPDATE audit_log SET payload = 'replaced' WHERE {}", at(3))],
+        vec![format!(
+            "UPDATE audit_log SET payload = 'replaced' WHERE {}",
+            at(3)
+        )],
         None,
         (3, BreakKind::Edited),
     );
     // The tail, and the checkpoints in the database with it: only the file
     // still knows how long the chain was.
     let truncate = vec![
-        format!("DELETE FROM audit_log WHERE chain_id = {id} AND chain_seq > {}", last - 3),
+        format!(
+            "DELETE FROM audit_log WHERE chain_id = {id} AND chain_seq > {}",
+            last - 3
+        ),
         "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER".into(),
         format!("DELETE FROM audit_checkpoints WHERE chain_id = {id}"),
     ];
@@ -269,14 +304,22 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
         copy.tamper(&refs);
         let empty = scratch("empty.log");
         std::fs::write(&empty, "").expect("empty file");
-        let without_file =
-            verify(&env, &settings_for(&env, &empty, Some(&copy.url)), Some(&empty));
+        let without_file = verify(
+            &env,
+            &settings_for(&env, &empty, Some(&copy.url)),
+            Some(&empty),
+        );
         assert!(
             without_file.holds,
             "without the file a truncated tail looks whole: that is what the file is for"
         );
     }
-    check("tail", truncate, Some(&file), (last - 2, BreakKind::Deleted));
+    check(
+        "tail",
+        truncate,
+        Some(&file),
+        (last - 2, BreakKind::Deleted),
+    );
 
     // A checkpoint signed with another key (same name) is refused.
     let forger = Signer::new(
@@ -298,7 +341,10 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     let report = verify(&env, &settings, Some(&tampered_file));
     assert!(!report.holds);
     assert_eq!(report.refused_checkpoints.len(), 1, "{report:#?}");
-    assert!(report.chains.iter().all(|c| c.breach.is_none()), "{report:#?}");
+    assert!(
+        report.chains.iter().all(|c| c.breach.is_none()),
+        "{report:#?}"
+    );
 
     // The command line names the break and fails.
     let copy = Copy::of(&env, "cli");
@@ -321,14 +367,18 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     );
 }
 
-#[test]
-fn the_audit_role_may_insert_and_select_but_not_change_the_trail() {
-    let env = TestEnv::new(1);
-    let _ = custodian::store::migrate::run(
+fn migrate(env: &TestEnv) {
+    custodian::store::migrate::run(
         &secrecy::SecretString::from(env.database_url.clone()),
         Duration::from_secs(30),
     )
     .expect("migrations");
+}
+
+#[test]
+fn the_audit_role_may_insert_and_select_but_not_change_the_trail() {
+    let env = TestEnv::new(1);
+    migrate(&env);
     env.rt.block_on(async {
         let mut conn = AsyncPgConnection::establish(&env.database_url)
             .await
@@ -357,12 +407,10 @@ fn the_audit_role_may_insert_and_select_but_not_change_the_trail() {
                 "{sql}: {text}"
             );
         }
-        diesel::sql_query(
-            "INSERT INTO audit_chains (name) VALUES ('partition/role-test/0')",
-        )
-        .execute(&mut conn)
-        .await
-        .expect("the role may append");
+        diesel::sql_query("INSERT INTO audit_chains (name) VALUES ('partition/role-test/0')")
+            .execute(&mut conn)
+            .await
+            .expect("the role may append");
     });
 }
 
@@ -389,12 +437,16 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
     const N: i64 = 3000;
     let file = scratch("checkpoints.log");
     env.produce_synthetic(N as usize, 41, 0.3);
+    migrate(&env);
     let mut first = spawn(&env, &file);
     wait_until(Duration::from_secs(90), "progress before the kill", || {
         env.count("SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") >= 300
     });
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
+    let at_kill =
+        env.count("SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'");
+    assert!(at_kill < N, "the kill landed mid-stream ({at_kill} of {N})");
     let mut second = spawn(&env, &file);
     wait_until(Duration::from_secs(120), "every message processed", || {
         env.count("SELECT count(DISTINCT message_id) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") == N
@@ -425,8 +477,15 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
         partition: None,
         range: Range::Committed,
     };
-    let reconciled = env.rt.block_on(access.reconcile(&request)).expect("reconcile");
-    assert_eq!((reconciled.gaps, reconciled.doubles), (0, 0), "{reconciled:#?}");
+    let reconciled = env
+        .rt
+        .block_on(access.reconcile(&request))
+        .expect("reconcile");
+    assert_eq!(
+        (reconciled.gaps, reconciled.doubles),
+        (0, 0),
+        "{reconciled:#?}"
+    );
     assert_eq!(reconciled.pending, 0, "{reconciled:#?}");
     let t = &reconciled.totals;
     assert_eq!(
@@ -452,12 +511,19 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
         partition: Some(1),
         range: Range::Offsets { from: 0, to: 20 },
     };
-    let reconciled = env.rt.block_on(access.reconcile(&request)).expect("reconcile");
+    let reconciled = env
+        .rt
+        .block_on(access.reconcile(&request))
+        .expect("reconcile");
     assert_eq!(reconciled.gaps, 1, "{reconciled:#?}");
     assert_eq!(reconciled.partitions[0].gap_ranges, vec![[10, 10]]);
     // And the chain says the same.
     let report = verify(&env, &settings, Some(&file));
-    let broken: Vec<_> = report.chains.iter().filter_map(|c| c.breach.as_ref()).collect();
+    let broken: Vec<_> = report
+        .chains
+        .iter()
+        .filter_map(|c| c.breach.as_ref())
+        .collect();
     assert_eq!(broken.len(), 1, "{report:#?}");
     assert_eq!(broken[0].kind, BreakKind::Deleted);
 }
@@ -470,9 +536,11 @@ fn a_new_owner_after_a_rebalance_continues_each_chain() {
     let settings = settings_for(&env, &file, None);
     let first = Running::start(settings.clone()).expect("first instance");
     env.produce_synthetic(N as usize / 2, 51, 0.2);
-    wait_until(Duration::from_secs(60), "progress on the first instance", || {
-        env.count("SELECT count(*) AS n FROM audit_log") >= 200
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "progress on the first instance",
+        || env.count("SELECT count(*) AS n FROM audit_log") >= 200,
+    );
     let second = Running::start(settings.clone()).expect("second instance");
     env.produce_synthetic(N as usize / 2, 52, 0.2);
     wait_until(Duration::from_secs(120), "every event audited", || {

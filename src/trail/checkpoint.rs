@@ -225,12 +225,12 @@ impl Verifier {
     }
 }
 
+/// Lines of a checkpoint file the verifier refused: (line number, why).
+pub type Refused = Vec<(usize, CheckpointError)>;
+
 /// Every checkpoint of a file, each opened with `verifier`; a refused or
-/// malformed line is returned as (line number, error), not skipped.
-pub fn read_file(
-    path: &Path,
-    verifier: &Verifier,
-) -> std::io::Result<(Vec<Checkpoint>, Vec<(usize, CheckpointError)>)> {
+/// malformed line is returned, not skipped.
+pub fn read_file(path: &Path, verifier: &Verifier) -> std::io::Result<(Vec<Checkpoint>, Refused)> {
     let text = std::fs::read_to_string(path)?;
     let mut good = Vec::new();
     let mut refused = Vec::new();

@@ -520,7 +520,7 @@ impl<'a> ChainCheck<'a> {
             ));
         }
         let prev = self.prev;
-        if self.valid_at(&entry, e, &prev) {
+        if self.valid_at(entry, e, &prev) {
             if let Some(anchor) = self.anchors.get(&e) {
                 if anchor.hash != entry.stored {
                     return Some(broken(
@@ -540,7 +540,7 @@ impl<'a> ChainCheck<'a> {
             return Some(State::Holding);
         }
         if let Some(pp) = self.prev_prev {
-            if self.valid_at(&entry, e - 1, &pp) {
+            if self.valid_at(entry, e - 1, &pp) {
                 return Some(broken(
                     e - 1,
                     BreakKind::Inserted,
