@@ -74,7 +74,7 @@ pub struct ReconcileQuery {
 }
 
 /// One terminal outcome per offset: gaps, doubles and totals by outcome.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ReconcileQuery), responses((status = 200, description = "Per partition: the range checked, totals by outcome, gaps and doubles; `holds` is true when there are none", body = ReconcileReport), (status = 404, description = "The broker does not know the topic", body = ErrorBody), (status = 503, description = "PostgreSQL or Kafka does not answer", body = ErrorBody), Guarded))]
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ReconcileQuery), responses((status = 200, description = "Per partition: the range checked, totals by outcome, gaps and doubles; `holds` is true when there are none", body = ReconcileReport), (status = 404, description = "custodian does not consume the topic, or the broker does not know it", body = ErrorBody), (status = 503, description = "PostgreSQL or Kafka does not answer", body = ErrorBody), Guarded))]
 #[get("/audit/reconcile")]
 pub async fn reconcile(
     _: Authorized,
@@ -104,9 +104,9 @@ pub async fn reconcile(
 /// Input faults are the client's; the rest means a dependency is down.
 fn answer(e: AccessError) -> ApiError {
     match e {
-        AccessError::Reconcile(ReconcileError::UnknownTopic(_)) => {
-            ApiError::NotFound(e.to_string())
-        }
+        AccessError::Reconcile(
+            ReconcileError::UnknownTopic(_) | ReconcileError::NotConsumed(_),
+        ) => ApiError::NotFound(e.to_string()),
         AccessError::Reconcile(
             ReconcileError::BadRange(_) | ReconcileError::UnknownPartition(..),
         ) => ApiError::BadRequest(e.to_string()),

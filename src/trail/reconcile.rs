@@ -36,6 +36,8 @@ pub enum ReconcileError {
     Kafka(String),
     #[error("topic `{0}` is unknown to the broker")]
     UnknownTopic(String),
+    #[error("custodian does not consume topic `{0}` (kafka.topics)")]
+    NotConsumed(String),
     #[error("partition {1} of `{0}` is unknown to the broker")]
     UnknownPartition(String, i32),
     #[error("{0}")]
@@ -110,6 +112,7 @@ pub struct PartitionReport {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ReconcileReport)]
 pub struct Report {
     /// No gaps and no doubles.
     pub holds: bool,
@@ -226,6 +229,14 @@ pub async fn reconcile(
     kafka: &KafkaSettings,
     request: &Request,
 ) -> Result<Report, ReconcileError> {
+    if !kafka.topics.contains(&request.topic) {
+        return Err(ReconcileError::NotConsumed(request.topic.clone()));
+    }
+    if request.partition.is_some_and(|p| p < 0) {
+        return Err(ReconcileError::BadRange(
+            "partition must be at least 0".into(),
+        ));
+    }
     if let Range::Offsets { from, to } = request.range {
         if from < 0 || to < from {
             return Err(ReconcileError::BadRange(

@@ -90,6 +90,7 @@ pub struct ChainReport {
 
 /// The whole result.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = VerifyReport)]
 pub struct Report {
     /// Every chain and checkpoint holds, and every chain was reached.
     pub holds: bool,
