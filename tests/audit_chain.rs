@@ -367,6 +367,22 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     );
 }
 
+/// Signs the heads, then verifies against the file: every chain holds and is
+/// gap-free (its last sequence number is its number of rows), and every row
+/// of `audit_log` is on a chain.
+fn assert_every_chain_whole(env: &TestEnv, settings: &Settings, file: &Path) {
+    checkpoint_now(env, settings);
+    let report = verify(env, settings, Some(file));
+    assert!(report.holds, "{report:#?}");
+    assert_eq!(
+        report.entries_checked as i64,
+        env.count("SELECT count(*) AS n FROM audit_log")
+    );
+    for c in &report.chains {
+        assert_eq!(c.last_seq as u64, c.entries, "{c:#?}");
+    }
+}
+
 fn migrate(env: &TestEnv) {
     custodian::store::migrate::run(
         &secrecy::SecretString::from(env.database_url.clone()),
@@ -459,17 +475,7 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
     env.assert_committed_to_end();
 
     let settings = settings_for(&env, &file, None);
-    checkpoint_now(&env, &settings);
-    let report = verify(&env, &settings, Some(&file));
-    assert!(report.holds, "{report:#?}");
-    // Gap-free: each chain's last sequence number is its number of rows.
-    assert_eq!(
-        report.entries_checked as i64,
-        env.count("SELECT count(*) AS n FROM audit_log")
-    );
-    for c in &report.chains {
-        assert_eq!(c.last_seq as u64, c.entries, "{c:#?}");
-    }
+    assert_every_chain_whole(&env, &settings, &file);
 
     let access = Access::from_settings(&settings).expect("settings");
     let request = Request {
@@ -548,14 +554,5 @@ fn a_new_owner_after_a_rebalance_continues_each_chain() {
     });
     second.stop().expect("graceful stop");
     first.stop().expect("graceful stop");
-    checkpoint_now(&env, &settings);
-    let report = verify(&env, &settings, Some(&file));
-    assert!(report.holds, "{report:#?}");
-    assert_eq!(
-        report.entries_checked as i64,
-        env.count("SELECT count(*) AS n FROM audit_log")
-    );
-    for c in &report.chains {
-        assert_eq!(c.last_seq as u64, c.entries, "{c:#?}");
-    }
+    assert_every_chain_whole(&env, &settings, &file);
 }

@@ -283,27 +283,7 @@ async fn reconcile_partition(
     from: i64,
     to: i64,
 ) -> Result<PartitionReport, ReconcileError> {
-    let mut fold = Fold {
-        report: PartitionReport {
-            partition: m.partition,
-            low_watermark: m.low,
-            high_watermark: m.high,
-            committed: m.committed,
-            from,
-            to,
-            totals: Totals::default(),
-            gaps: 0,
-            gap_ranges: Vec::new(),
-            doubles: 0,
-            double_offsets: Vec::new(),
-            redelivered: 0,
-            pending: 0,
-        },
-        must_below: m.committed.unwrap_or(m.low),
-        next: from,
-        offset: None,
-        statuses: Vec::new(),
-    };
+    let mut fold = Fold::new(m, from, to);
     let tx = client.transaction().await?;
     let statement = tx
         .prepare(
@@ -343,6 +323,30 @@ struct Fold {
 }
 
 impl Fold {
+    fn new(m: &Marks, from: i64, to: i64) -> Fold {
+        Fold {
+            report: PartitionReport {
+                partition: m.partition,
+                low_watermark: m.low,
+                high_watermark: m.high,
+                committed: m.committed,
+                from,
+                to,
+                totals: Totals::default(),
+                gaps: 0,
+                gap_ranges: Vec::new(),
+                doubles: 0,
+                double_offsets: Vec::new(),
+                redelivered: 0,
+                pending: 0,
+            },
+            must_below: m.committed.unwrap_or(m.low),
+            next: from,
+            offset: None,
+            statuses: Vec::new(),
+        }
+    }
+
     fn push(&mut self, offset: i64, status: &str) {
         if self.offset != Some(offset) {
             self.close();
@@ -434,27 +438,14 @@ mod tests {
     use super::*;
 
     fn fold(from: i64, must_below: i64) -> Fold {
-        Fold {
-            report: PartitionReport {
-                partition: 0,
-                low_watermark: 0,
-                high_watermark: 100,
-                committed: Some(must_below),
-                from,
-                to: 0,
-                totals: Totals::default(),
-                gaps: 0,
-                gap_ranges: Vec::new(),
-                doubles: 0,
-                double_offsets: Vec::new(),
-                redelivered: 0,
-                pending: 0,
-            },
-            must_below,
-            next: from,
-            offset: None,
-            statuses: Vec::new(),
-        }
+        let marks = Marks {
+            partition: 0,
+            low: 0,
+            high: 100,
+            committed: Some(must_below),
+            since: None,
+        };
+        Fold::new(&marks, from, 0)
     }
 
     #[test]
