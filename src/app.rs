@@ -111,6 +111,10 @@ async fn serve(
         &settings.dlq,
     ));
     actix_rt::spawn(warn_unless_redis_persists(redis.clone()));
+    if let Some(checkpointer) = crate::trail::checkpointer::Checkpointer::from_settings(&settings)?
+    {
+        actix_rt::spawn(checkpointer.run());
+    }
     {
         let dead_letters = Arc::clone(&dead_letters);
         actix_rt::spawn(async move {
@@ -130,8 +134,11 @@ async fn serve(
         .map(|i| {
             let (db, group, pipeline) =
                 (settings.postgres.clone(), group.clone(), pipeline.clone());
-            Auditor::start_in_arbiter(on(i), move |_| Auditor::new(&db, group, pipeline))
-                .recipient()
+            let chain = settings.audit.chain;
+            Auditor::start_in_arbiter(on(i), move |_| {
+                Auditor::new(&db, group, pipeline).chained(chain)
+            })
+            .recipient()
         })
         .collect();
     let dead_letter = {
@@ -219,6 +226,7 @@ async fn serve(
             postgres: postgres.clone(),
             redis: redis.clone(),
             health,
+            audit: crate::trail::Access::from_settings(&settings)?,
         },
         dead_letters,
         produce_target,

@@ -178,3 +178,188 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every audit chain; exit non-zero naming the first break of each.
+    Verify {
+        /// Trusted checkpoint file (default: audit.checkpoint_file).
+        #[arg(long)]
+        checkpoints: Option<std::path::PathBuf>,
+        /// Start each chain at its latest checkpoint in that file.
+        #[arg(long)]
+        from_checkpoints: bool,
+        /// The verifier key (`name+id+key`, as `audit keygen` prints it)
+        /// instead of the one derived from audit.signing_key.
+        #[arg(long)]
+        verifier_key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One terminal outcome per offset: gaps, doubles, totals.
+    Reconcile {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: Option<i32>,
+        #[arg(long, requires = "to_offset", conflicts_with = "since")]
+        from_offset: Option<i64>,
+        /// Included.
+        #[arg(long, requires = "from_offset")]
+        to_offset: Option<i64>,
+        /// From the first offset at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a new signing key (base64 seed) to FILE and print its verifier key.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
+
+pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> {
+    use custodian::trail::{checkpoint, reconcile, Access};
+    let access = Access::from_settings(&settings)?;
+    match command {
+        AuditCommand::Verify {
+            checkpoints,
+            from_checkpoints,
+            verifier_key,
+            json,
+        } => {
+            let access = match verifier_key {
+                Some(key) => access.with_verifier(checkpoint::Verifier::parse(&key)?),
+                None => access,
+            };
+            let report = access
+                .verify(checkpoints.as_deref(), from_checkpoints, None)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for c in &report.chains {
+                    match &c.breach {
+                        None => println!(
+                            "ok      {}  entries={} last_seq={} checkpoints_matched={}",
+                            c.chain, c.entries, c.last_seq, c.checkpoints_matched
+                        ),
+                        Some(b) => println!(
+                            "BROKEN  {}  at seq {}: {} ({})",
+                            c.chain, b.seq, b.kind, b.detail
+                        ),
+                    }
+                }
+                for r in &report.refused_checkpoints {
+                    println!("REFUSED checkpoint {r}");
+                }
+                println!(
+                    "checked {} entries in {:.2}s ({:.0} entries/s); unchained entries: {}; legacy (pre-chain) entries: {}",
+                    report.entries_checked,
+                    report.seconds,
+                    report.entries_per_second,
+                    report.unchained_entries,
+                    report.legacy_entries
+                );
+            }
+            let breaks: Vec<String> = report
+                .chains
+                .iter()
+                .filter_map(|c| {
+                    c.breach
+                        .as_ref()
+                        .map(|b| format!("{} seq {}: {}", c.chain, b.seq, b.kind))
+                })
+                .chain(
+                    report
+                        .refused_checkpoints
+                        .iter()
+                        .map(|r| format!("refused checkpoint {r}")),
+                )
+                .collect();
+            anyhow::ensure!(
+                breaks.is_empty(),
+                "audit trail broken: {}",
+                breaks.join("; ")
+            );
+        }
+        AuditCommand::Reconcile {
+            topic,
+            partition,
+            from_offset,
+            to_offset,
+            since,
+            json,
+        } => {
+            let range = match (from_offset, to_offset, since) {
+                (Some(from), Some(to), _) => reconcile::Range::Offsets { from, to },
+                (_, _, Some(since)) => reconcile::Range::Since(since),
+                _ => reconcile::Range::Committed,
+            };
+            let report = access
+                .reconcile(&reconcile::Request {
+                    topic,
+                    partition,
+                    range,
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for p in &report.partitions {
+                    println!(
+                        "partition {}  offsets {}..{} (low {}, committed {:?}, high {})  processed={} dead_lettered={} duplicate={} discarded={} replayed={}  gaps={} {:?}  doubles={} {:?}  redelivered={} pending={}",
+                        p.partition, p.from, p.to, p.low_watermark, p.committed, p.high_watermark,
+                        p.totals.processed, p.totals.dead_lettered, p.totals.duplicate,
+                        p.totals.discarded, p.totals.replayed, p.gaps, p.gap_ranges,
+                        p.doubles, p.double_offsets, p.redelivered, p.pending
+                    );
+                }
+                println!(
+                    "{}: gaps={} doubles={} pending={}",
+                    report.topic, report.gaps, report.doubles, report.pending
+                );
+            }
+            anyhow::ensure!(
+                report.holds,
+                "{} gap(s) and {} double(s) in {}",
+                report.gaps,
+                report.doubles,
+                report.topic
+            );
+        }
+        AuditCommand::Keygen { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists; not overwriting a key",
+                out.display()
+            );
+            let seed = checkpoint::generate_seed();
+            write_private(&out, &seed)?;
+            let mut audit = settings.audit.clone();
+            audit.signing_key = None;
+            audit.signing_key_file = Some(out.clone());
+            let seed = audit.signing_seed()?.context("the key just written")?;
+            let verifier = checkpoint::Signer::new(&audit.origin, &seed).verifier();
+            eprintln!("signing key written to {} (keep it secret)", out.display());
+            println!("{}", verifier.encode());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}

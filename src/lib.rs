@@ -22,6 +22,8 @@
 //!   backoff, permanent ones parked, outages waited out.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
 //!   actions on it (list, replay, discard) shared by HTTP and the CLI.
+//! - [`trail`]: the provable audit trail: hash chains, signed checkpoints,
+//!   `audit verify` and `audit reconcile`.
 //! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
 //! - [`metrics`], [`telemetry`]: the metric set and tracing setup.
 //! - [`backoff`], [`health`]: small shared pieces.
@@ -46,3 +48,4 @@ pub mod shutdown;
 pub mod store;
 pub mod synth;
 pub mod telemetry;
+pub mod trail;

@@ -51,6 +51,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::DlqCommand,
     },
+    /// Check the audit trail: verify its hash chains, reconcile it with
+    /// Kafka's offsets, make a checkpoint signing key.
+    Audit {
+        #[command(subcommand)]
+        command: cli::AuditCommand,
+    },
     /// A mock downstream HTTP service for `http` routes (demos and tests).
     MockDownstream {
         #[arg(long, default_value_t = 9000)]
@@ -132,6 +138,7 @@ fn main() -> ExitCode {
             fail_first,
         }),
         Command::Dlq { command } => current_thread(cli::dlq(settings, command)),
+        Command::Audit { command } => current_thread(cli::audit(settings, command)),
         Command::DevBroker {
             topics,
             partitions,

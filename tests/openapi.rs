@@ -31,6 +31,8 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
         listed,
         [
             "DELETE /dlq/{message_id}",
+            "GET /audit/reconcile",
+            "GET /audit/verify",
             "GET /dlq",
             "GET /dlq/{message_id}",
             "GET /health",

@@ -46,6 +46,12 @@ impl Auditor {
         }
     }
 
+    /// Hash-chains the entries it writes (the default) or not (`audit.chain`).
+    pub fn chained(mut self, on: bool) -> Self {
+        self.writer = self.writer.map(|w| w.chained(on));
+        self
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.flushing || self.buffer.is_empty() {
             return;

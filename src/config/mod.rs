@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+mod audit;
 mod duration;
 mod routes;
 mod urls;
 
+pub use audit::{AuditSettings, SigningSeed};
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
 pub use routes::RouteSettings;
@@ -58,6 +60,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub runtime: RuntimeSettings,
     pub log: LogSettings,
+    /// Hash chains and signed checkpoints of the audit trail.
+    pub audit: AuditSettings,
 }
 
 /// Where to consume from and as which group.
@@ -283,6 +287,7 @@ fn defaults() -> serde_json::Value {
         "http": { "bind": "127.0.0.1:8080", "workers": 1, "body_timeout": "10s" },
         "runtime": { "arbiter_threads": 2, "drain_timeout": "30s" },
         "log": { "level": "info", "format": "auto" },
+        "audit": audit::defaults(),
     })
 }
 
@@ -474,6 +479,7 @@ impl Settings {
         if !matches!(self.log.format.as_str(), "auto" | "json" | "plain") {
             return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
         }
+        self.audit.validate()?;
         Ok(())
     }
 }

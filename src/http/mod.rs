@@ -4,6 +4,7 @@
 //! read API and `POST /produce`.
 
 pub mod answers;
+pub mod audit;
 pub mod auth;
 pub mod body_deadline;
 pub mod console;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub postgres: PgPool,
     pub redis: RedisPool,
     pub health: Arc<Health>,
+    /// `audit verify` and `audit reconcile` (`trail`).
+    pub audit: crate::trail::Access,
 }
 
 /// Binds the server (port 0 picks one) and returns it with the bound address.
@@ -67,6 +70,8 @@ pub fn server(
             .service(routes::ready)
             .service(routes::prometheus)
             .service(routes::message)
+            .service(audit::verify)
+            .service(audit::reconcile)
             .service(dlq::list)
             .service(dlq::show)
             .service(dlq::discard)

@@ -27,7 +27,8 @@ use uuid::Uuid;
 
 use crate::pipeline::{Outcome, Settled};
 use crate::store::audit_writer::{AuditWriter, WriteError};
-use crate::store::schema::{audit_log, message_audit};
+use crate::store::schema::{audit_chains, audit_log, message_audit};
+use crate::trail::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
 
 pub const RECEIVED: &str = "MESSAGE_RECEIVED";
 pub const PROCESSED: &str = "MESSAGE_PROCESSED";
@@ -55,6 +56,35 @@ pub struct AuditEntry<'a> {
     pub detail: Option<serde_json::Value>,
     /// On the first entry of a delivery: its receipt.
     pub receipt: Option<Receipt<'a>>,
+}
+
+impl AuditEntry<'_> {
+    /// What the entry's hash covers, as entry `seq` of `chain`.
+    pub fn fields<'s>(&'s self, chain: &'s str, seq: i64) -> Fields<'s> {
+        let receipt = self.receipt.as_ref();
+        Fields {
+            chain,
+            seq,
+            message_id: self.message_id,
+            status: self.status,
+            topic: self.topic,
+            kafka_partition: self.kafka_partition,
+            kafka_offset: self.kafka_offset,
+            message_key: self.message_key.as_deref(),
+            event_type: self.event_type,
+            attempt: self.attempt,
+            error: self.error.as_deref(),
+            consumer_group: self.consumer_group,
+            occurred_at: self.occurred_at,
+            detail: self.detail.as_ref(),
+            received_at: receipt.map(|r| r.received_at),
+            received_detail: receipt.and_then(|r| r.detail.as_ref()),
+            key_bytes: receipt.and_then(|r| r.key),
+            headers: receipt.and_then(|r| r.headers.as_ref()),
+            kafka_timestamp: receipt.and_then(|r| r.kafka_timestamp),
+            payload_sha256: receipt.map(|r| &r.payload_sha256[..]),
+        }
+    }
 }
 
 /// A delivery's receipt: when it was read, and the record as it came.
@@ -260,13 +290,82 @@ pub struct OperatorEvent<'a> {
     pub detail: serde_json::Value,
 }
 
-/// Appends one operator action to the message's lifecycle.
+/// Appends one operator action to the message's lifecycle, as the next
+/// entry of the operator chain. Two actions racing for the same sequence
+/// number collide on the unique (chain_id, chain_seq): the loser reads the
+/// new head and tries again, so the chain never forks.
 pub async fn write_operator_event(
+    conn: &mut AsyncPgConnection,
+    event: &OperatorEvent<'_>,
+) -> QueryResult<()> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    const ATTEMPTS: usize = 8;
+    let mut attempt = 1;
+    loop {
+        match append_operator_event(conn, event).await {
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.constraint_name() == Some("audit_log_chain_seq") && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn append_operator_event(
     conn: &mut AsyncPgConnection,
     event: &OperatorEvent<'_>,
 ) -> QueryResult<()> {
     use audit_log::dsl as a;
     let key = event.message_key.map(|k| no_nul(Cow::Borrowed(k)));
+    let chain_id: i32 = audit_chains::table
+        .filter(audit_chains::name.eq(OPERATOR_CHAIN))
+        .select(audit_chains::chain_id)
+        .first(conn)
+        .await?;
+    let head: Option<(Option<i64>, Option<Vec<u8>>)> = audit_log::table
+        .filter(a::chain_id.eq(chain_id))
+        .order(a::chain_seq.desc())
+        .select((a::chain_seq, a::entry_hash))
+        .first(conn)
+        .await
+        .optional()?;
+    let (prev_seq, prev_hash) = match head {
+        Some((Some(seq), Some(hash))) => (
+            seq,
+            <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                diesel::result::Error::DeserializationError(
+                    "the operator chain's head has a malformed entry_hash".into(),
+                )
+            })?,
+        ),
+        _ => (0, GENESIS),
+    };
+    let seq = prev_seq + 1;
+    let fields = Fields {
+        chain: OPERATOR_CHAIN,
+        seq,
+        message_id: event.message_id,
+        status: event.status,
+        topic: event.topic,
+        kafka_partition: event.kafka_partition,
+        kafka_offset: event.kafka_offset,
+        message_key: key.as_deref(),
+        event_type: event.event_type,
+        attempt: event.attempt,
+        error: None,
+        consumer_group: event.consumer_group,
+        occurred_at: event.occurred_at,
+        detail: Some(&event.detail),
+        received_at: None,
+        received_detail: None,
+        key_bytes: None,
+        headers: None,
+        kafka_timestamp: None,
+        payload_sha256: None,
+    };
+    let hash = Hasher::default().hash(&fields, &prev_hash);
     diesel::insert_into(audit_log::table)
         .values((
             a::message_id.eq(event.message_id),
@@ -280,6 +379,9 @@ pub async fn write_operator_event(
             a::consumer_group.eq(event.consumer_group),
             a::occurred_at.eq(event.occurred_at),
             a::detail.eq(&event.detail),
+            a::chain_id.eq(chain_id),
+            a::chain_seq.eq(seq),
+            a::entry_hash.eq(&hash[..]),
         ))
         .execute(conn)
         .await

@@ -43,6 +43,17 @@ diesel::table! {
         headers -> Nullable<Jsonb>,
         kafka_timestamp -> Nullable<Timestamptz>,
         payload_sha256 -> Nullable<Bytea>,
+        chain_id -> Nullable<Int4>,
+        chain_seq -> Nullable<Int8>,
+        entry_hash -> Nullable<Bytea>,
+    }
+}
+
+diesel::table! {
+    audit_chains (chain_id) {
+        chain_id -> Int4,
+        name -> Text,
+        created_at -> Timestamptz,
     }
 }
 

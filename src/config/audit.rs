@@ -1,0 +1,157 @@
+//! The `audit` section: hash-chaining the audit trail and signing its
+//! checkpoints (see `trail`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::Deserialize;
+
+use super::duration::duration;
+use super::{invalid, ConfigError};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Hash-chain pipeline entries (`false` only to measure what chaining
+    /// costs: entries written unchained cannot be verified). Operator actions
+    /// are always chained.
+    pub chain: bool,
+    /// Who signs: the first line of every checkpoint and the signing key's
+    /// name (no whitespace, no '+').
+    pub origin: String,
+    /// A file holding the Ed25519 signing key: the base64 of its 32-byte
+    /// seed (`custodian audit keygen` writes one).
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// The same key given directly (`CUSTODIAN_AUDIT__SIGNING_KEY`). Never
+    /// logged, never stored in the database.
+    #[serde(default)]
+    pub signing_key: Option<SecretString>,
+    /// Where checkpoints are appended, one line each. Ship this file off the
+    /// database server: it is what a truncated trail is caught against.
+    #[serde(default)]
+    pub checkpoint_file: Option<PathBuf>,
+    /// A chain is checkpointed once this many entries are past its last
+    /// checkpoint…
+    pub checkpoint_every_entries: u64,
+    /// …or once its last checkpoint is this old and it has new entries.
+    #[serde(deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+}
+
+pub fn defaults() -> serde_json::Value {
+    serde_json::json!({
+        "chain": true,
+        "origin": "custodian",
+        "checkpoint_every_entries": 10000,
+        "checkpoint_interval": "60s",
+    })
+}
+
+/// The 32-byte Ed25519 seed, kept secret in memory.
+pub type SigningSeed = SecretBox<[u8; 32]>;
+
+impl AuditSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.origin.is_empty()
+            || self.origin.len() > 200
+            || self
+                .origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(invalid(
+                "audit.origin",
+                "must be 1 to 200 characters without whitespace or '+'",
+            ));
+        }
+        if self.checkpoint_every_entries == 0 {
+            return Err(invalid(
+                "audit.checkpoint_every_entries",
+                "must be greater than zero",
+            ));
+        }
+        if self.checkpoint_interval.is_zero()
+            || self.checkpoint_interval > Duration::from_secs(86_400)
+        {
+            return Err(invalid(
+                "audit.checkpoint_interval",
+                "must be more than zero and at most 24h",
+            ));
+        }
+        self.signing_seed().map(|_| ())
+    }
+
+    /// The configured signing key, if any. Errors name the key, never the
+    /// value.
+    pub fn signing_seed(&self) -> Result<Option<SigningSeed>, ConfigError> {
+        let text = match (&self.signing_key_file, &self.signing_key) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "audit.signing_key",
+                    "set either audit.signing_key or audit.signing_key_file, not both",
+                ))
+            }
+            (None, None) => return Ok(None),
+            (None, Some(key)) => SecretString::from(key.expose_secret().to_owned()),
+            (Some(path), None) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(
+                        "audit.signing_key_file",
+                        format!("cannot read {}: {}", path.display(), e.kind()),
+                    )
+                })?;
+                SecretString::from(text)
+            }
+        };
+        let key = if self.signing_key.is_some() {
+            "audit.signing_key"
+        } else {
+            "audit.signing_key_file"
+        };
+        parse_seed(text.expose_secret())
+            .map(|seed| Some(SecretBox::new(Box::new(seed))))
+            .ok_or_else(|| invalid(key, "must be the base64 of a 32-byte Ed25519 seed"))
+    }
+}
+
+fn parse_seed(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+
+    #[test]
+    fn bad_audit_settings_name_the_key_without_echoing_secrets() {
+        for (key, value) in [
+            ("audit.origin", serde_json::json!("has space")),
+            ("audit.checkpoint_every_entries", serde_json::json!(0)),
+            ("audit.checkpoint_interval", serde_json::json!("0s")),
+            ("audit.signing_key", serde_json::json!("hunter2-not-a-key")),
+            (
+                "audit.signing_key_file",
+                serde_json::json!("/nonexistent/custodian.key"),
+            ),
+        ] {
+            let err = Settings::from_overrides(&[(key, value)]).expect_err(key);
+            let text = err.to_string();
+            assert!(text.contains(key), "{key}: {text}");
+            assert!(!text.contains("hunter2"), "{key}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_good_key_loads_and_stays_out_of_debug_output() {
+        let seed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let s = Settings::from_overrides(&[("audit.signing_key", seed.into())]).expect("loads");
+        assert!(s.audit.signing_seed().expect("valid").is_some());
+        assert!(!format!("{s:?}").contains(seed));
+    }
+}
