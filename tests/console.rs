@@ -169,6 +169,13 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
         fill(&c, "#token", TEST_TOKEN).await;
         click(&c, "#connect").await;
         eventually("two rows", || async { rows(&c).await.len() == 2 }).await;
+        // The integrity line: the chains verified by GET /audit/verify.
+        eventually("the trail verified", || async {
+            text(&c, "#integrity")
+                .await
+                .starts_with("audit trail: holds (")
+        })
+        .await;
 
         // A filter narrows the list.
         fill(&c, "#kind", "constraint_violation").await;
