@@ -38,6 +38,9 @@ pub struct AuditSettings {
     /// …or once its last checkpoint is this old and it has new entries.
     #[serde(deserialize_with = "duration")]
     pub checkpoint_interval: Duration,
+    /// Connections `audit verify` (and `GET /audit/verify`) reads chains
+    /// over concurrently: more is faster, and more load on the database.
+    pub verify_connections: usize,
 }
 
 pub fn defaults() -> serde_json::Value {
@@ -46,6 +49,7 @@ pub fn defaults() -> serde_json::Value {
         "origin": "custodian",
         "checkpoint_every_entries": 10000,
         "checkpoint_interval": "60s",
+        "verify_connections": 3,
     })
 }
 
@@ -79,6 +83,9 @@ impl AuditSettings {
                 "audit.checkpoint_interval",
                 "must be more than zero and at most 24h",
             ));
+        }
+        if !(1..=16).contains(&self.verify_connections) {
+            return Err(invalid("audit.verify_connections", "must be 1 to 16"));
         }
         self.signing_seed().map(|_| ())
     }
@@ -134,6 +141,7 @@ mod tests {
             ("audit.origin", serde_json::json!("has space")),
             ("audit.checkpoint_every_entries", serde_json::json!(0)),
             ("audit.checkpoint_interval", serde_json::json!("0s")),
+            ("audit.verify_connections", serde_json::json!(0)),
             ("audit.signing_key", serde_json::json!("hunter2-not-a-key")),
             (
                 "audit.signing_key_file",

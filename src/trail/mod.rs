@@ -23,6 +23,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{Client, NoTls};
 
+
 /// A PostgreSQL connection of its own for a long read (verify, reconcile)
 /// or the checkpointer. The connect error never holds the password.
 pub async fn connect(url: &SecretString, timeout: Duration) -> Result<Client, String> {
@@ -45,6 +46,8 @@ pub async fn connect(url: &SecretString, timeout: Duration) -> Result<Client, St
 pub struct Access {
     url: SecretString,
     connect_timeout: Duration,
+    /// `audit.verify_connections`.
+    verify_connections: usize,
     kafka: crate::config::KafkaSettings,
     /// The public half of the configured signing key, if any.
     pub verifier: Option<checkpoint::Verifier>,
@@ -74,6 +77,7 @@ impl Access {
             .map(|seed| checkpoint::Signer::new(&settings.audit.origin, &seed).verifier());
         Ok(Access {
             url: settings.postgres.url.clone(),
+            verify_connections: settings.audit.verify_connections,
             connect_timeout: settings.postgres.connect_timeout,
             kafka: settings.kafka.clone(),
             verifier,
@@ -122,8 +126,11 @@ impl Access {
                 .map(|(line, e)| format!("{} line {line}: {e}", path.display()))
                 .collect();
         }
-        let mut client = self.client().await?;
-        let mut report = verify::verify(&mut client, &options).await?;
+        let mut clients = Vec::with_capacity(self.verify_connections);
+        for _ in 0..self.verify_connections {
+            clients.push(self.client().await?);
+        }
+        let mut report = verify::verify(&mut clients, &options).await?;
         report.refused_checkpoints.extend(refused_lines);
         report.holds = report.holds();
         Ok(report)
