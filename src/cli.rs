@@ -178,3 +178,58 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// `custodian outbox …`: demo rows for the relay (seed 002's
+/// `insertMessages.sql`).
+#[derive(Subcommand)]
+pub enum OutboxCommand {
+    /// Insert one event into the `outbox` table, as an application would.
+    Add {
+        #[arg(long)]
+        topic: String,
+        /// The aggregate id: the Kafka key, and the unit of ordering.
+        #[arg(long)]
+        key: String,
+        /// The event type.
+        #[arg(long = "type")]
+        event_type: String,
+        /// The payload (UTF-8 text, usually JSON).
+        #[arg(long)]
+        payload: String,
+        /// The aggregate type (default: the topic).
+        #[arg(long)]
+        aggregate_type: Option<String>,
+    },
+}
+
+pub async fn outbox(settings: Settings, command: OutboxCommand) -> anyhow::Result<()> {
+    use custodian::relay::outbox::{add, NewEvent};
+    use diesel_async::AsyncConnection as _;
+    use secrecy::ExposeSecret as _;
+    let OutboxCommand::Add {
+        topic,
+        key,
+        event_type,
+        payload,
+        aggregate_type,
+    } = command;
+    let mut conn =
+        diesel_async::AsyncPgConnection::establish(settings.postgres.url.expose_secret())
+            .await
+            .context("cannot connect to postgres.url")?;
+    let added = add(
+        &mut conn,
+        &NewEvent {
+            aggregate_type: aggregate_type.as_deref().unwrap_or(&topic),
+            aggregate_id: &key,
+            event_type: &event_type,
+            topic: &topic,
+            payload: Some(payload.as_bytes()),
+            headers: serde_json::json!({}),
+        },
+    )
+    .await
+    .context("cannot insert into outbox (run `custodian migrate` first?)")?;
+    println!("outbox row {} event {}", added.id, added.event_id);
+    Ok(())
+}

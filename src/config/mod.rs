@@ -12,11 +12,13 @@ use std::path::Path;
 use std::time::Duration;
 
 mod duration;
+mod relay;
 mod routes;
 mod urls;
 
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
+pub use relay::RelaySettings;
 pub use routes::RouteSettings;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -58,6 +60,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub runtime: RuntimeSettings,
     pub log: LogSettings,
+    /// The transactional outbox relay (`custodian relay`).
+    pub relay: RelaySettings,
 }
 
 /// Where to consume from and as which group.
@@ -283,6 +287,7 @@ fn defaults() -> serde_json::Value {
         "http": { "bind": "127.0.0.1:8080", "workers": 1, "body_timeout": "10s" },
         "runtime": { "arbiter_threads": 2, "drain_timeout": "30s" },
         "log": { "level": "info", "format": "auto" },
+        "relay": relay::defaults(),
     })
 }
 
@@ -474,7 +479,7 @@ impl Settings {
         if !matches!(self.log.format.as_str(), "auto" | "json" | "plain") {
             return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
         }
-        Ok(())
+        self.relay.validate()
     }
 }
 

@@ -772,3 +772,22 @@ impl Drop for PrivatePostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl TestEnv {
+    /// Locks every `outbox` row (`SELECT … FOR UPDATE` in an open
+    /// transaction), as a long transaction touching them would.
+    pub fn lock_outbox_rows(&self) -> RowLock<'_> {
+        let mut conn = self.conn();
+        self.rt.block_on(async {
+            diesel::sql_query("BEGIN")
+                .execute(&mut conn)
+                .await
+                .expect("BEGIN");
+            diesel::sql_query("SELECT id FROM outbox FOR UPDATE")
+                .execute(&mut conn)
+                .await
+                .expect("lock outbox rows");
+        });
+        RowLock { env: self, conn }
+    }
+}
