@@ -76,6 +76,8 @@ enum Command {
         #[command(subcommand)]
         command: cli::OutboxCommand,
     },
+    /// Search transactions (what GET /transactions/search answers).
+    Search(cli::SearchArgs),
     /// Publish events to Kafka: lines typed (or piped) in, one message each,
     /// or --synthetic seed-003 transaction events.
     Produce {
@@ -145,6 +147,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Outbox { command } => current_thread(cli::outbox(settings, command)),
+        Command::Search(args) => current_thread(cli::search(settings, args)),
         Command::DevBroker {
             topics,
             partitions,

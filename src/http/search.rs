@@ -20,34 +20,34 @@ const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 const MAX_QUERY_CHARS: usize = 200;
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// What to look for: words (all must match), "a phrase", `or`, `-word`.
     #[param(min_length = 1, max_length = 200)]
-    q: String,
+    pub q: String,
     /// Only this user's.
     #[param(min_length = 1, max_length = 200)]
-    user_id: Option<String>,
+    pub user_id: Option<String>,
     /// Only this transaction type (`card`, `p2p`, `crypto`, …).
     #[serde(rename = "type")]
     #[param(rename = "type", min_length = 1, max_length = 200)]
-    transaction_type: Option<String>,
+    pub transaction_type: Option<String>,
     /// Only this status.
     #[param(min_length = 1, max_length = 200)]
-    status: Option<String>,
+    pub status: Option<String>,
     /// Created at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
-    from: Option<String>,
+    pub from: Option<String>,
     /// Created before this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
-    to: Option<String>,
+    pub to: Option<String>,
     /// Page size (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 /// A page of results.
@@ -89,7 +89,7 @@ pub fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
 }
 
 /// Checks the query string; the search to run.
-fn parse(q: SearchQuery) -> Result<Search, ApiError> {
+pub fn parse(q: SearchQuery) -> Result<Search, ApiError> {
     let text = q.q.trim();
     if text.is_empty() {
         return Err(bad("q", "must not be empty"));
@@ -140,9 +140,18 @@ pub async fn search(
     state: web::Data<AppState>,
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut wanted = parse(query.into_inner())?;
+    let wanted = parse(query.into_inner())?;
     let mut conn = conn(&state).await?;
-    if !store::has_words(&mut conn, &wanted.q)
+    Ok(HttpResponse::Ok().json(run(&mut conn, wanted).await?))
+}
+
+/// Runs a checked search: one page, and the cursor to the next. (The
+/// handler and `custodian search` share it.)
+pub async fn run(
+    conn: &mut diesel_async::AsyncPgConnection,
+    mut wanted: Search,
+) -> Result<SearchPage, ApiError> {
+    if !store::has_words(conn, &wanted.q)
         .await
         .map_err(query_failed)?
     {
@@ -151,9 +160,7 @@ pub async fn search(
     let page_size = wanted.limit;
     // One more than the page: whether there is a next page.
     wanted.limit += 1;
-    let mut results = store::search(&mut conn, &wanted)
-        .await
-        .map_err(query_failed)?;
+    let mut results = store::search(conn, &wanted).await.map_err(query_failed)?;
     let more = results.len() as i64 > page_size;
     results.truncate(page_size as usize);
     let next_cursor = more.then(|| results.last()).flatten().map(|last| {
@@ -162,12 +169,12 @@ pub async fn search(
             id: last.id.clone(),
         })
     });
-    Ok(HttpResponse::Ok().json(SearchPage {
+    Ok(SearchPage {
         query: wanted.q,
         count: results.len(),
         results,
         next_cursor,
-    }))
+    })
 }
 
 #[cfg(test)]
