@@ -171,7 +171,7 @@ async fn bench(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
             "merchant + user + status",
             SearchQuery {
                 q: "starbucks".into(),
-                user_id: Some("user_40".into()),
+                user_id: Some("user_0".into()),
                 status: Some("completed".into()),
                 ..Default::default()
             },

@@ -2,8 +2,9 @@
 //!
 //! Start: migrations (before the actor system, see `store/migrate.rs`), pools,
 //! arbiters, the stage actors, the consumer and its Supervisor, the Kafka
-//! event thread, the HTTP server.
-//! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the Supervisor drains
+//! event thread, the HTTP server, the outbox relay (with `relay.enabled`).
+//! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the relay is told to
+//! stop (it finishes its round while the rest stops), the Supervisor drains
 //! every partition (no new reads; in-flight outcomes become durable and their
 //! watermark is stored) and stops, the durable watermarks are committed
 //! synchronously, the event thread stops, the HTTP server stops, the arbiters

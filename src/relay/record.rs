@@ -4,10 +4,10 @@
 //! outbox event id as the message id and recognises a republished copy.
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
-use crate::pipeline::steering::{self, HeaderKey, Signed, SIGNATURE_HEADER, STEERING_HEADERS};
+use crate::pipeline::steering::{self, HeaderKey, Signed, SIGNATURE_HEADER};
 use crate::relay::outbox::Pending;
 
 /// The outbox row's event type.
@@ -32,29 +32,26 @@ pub fn headers(row: &Pending, key: &HeaderKey) -> OwnedHeaders {
         (EVENT_TYPE_HEADER, row.event_type.as_str()),
         (AGGREGATE_TYPE_HEADER, row.aggregate_type.as_str()),
     ];
-    let extra = row.headers.as_object();
-    let mut headers = OwnedHeaders::new_with_capacity(ours.len() + extra.map_or(0, |m| m.len()));
-    for (name, value) in extra.into_iter().flatten() {
-        if STEERING_HEADERS.contains(&name.as_str()) || ours.iter().any(|(o, _)| o == name) {
-            continue;
-        }
-        let text = match value {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        };
-        headers = headers.insert(Header {
-            key: name,
-            value: text.as_deref(),
-        });
-    }
-    for (name, value) in ours {
-        headers = headers.insert(Header {
-            key: name,
-            value: Some(value),
-        });
-    }
-    headers
+    let theirs: Vec<(&str, Option<String>)> = row
+        .headers
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            };
+            (name.as_str(), text)
+        })
+        .collect();
+    steering::compose_headers(
+        theirs
+            .iter()
+            .map(|(name, value)| (*name, value.as_deref().map(str::as_bytes))),
+        &ours,
+    )
 }
 
 /// Why a record was not sent.
