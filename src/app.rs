@@ -2,8 +2,9 @@
 //!
 //! Start: migrations (before the actor system, see `store/migrate.rs`), pools,
 //! arbiters, the stage actors, the consumer and its Supervisor, the Kafka
-//! event thread, the HTTP server.
-//! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the Supervisor drains
+//! event thread, the HTTP server, the outbox relay (with `relay.enabled`).
+//! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the relay is told to
+//! stop (it finishes its round while the rest stops), the Supervisor drains
 //! every partition (no new reads; in-flight outcomes become durable and their
 //! watermark is stored) and stops, the durable watermarks are committed
 //! synchronously, the event thread stops, the HTTP server stops, the arbiters
@@ -234,6 +235,7 @@ async fn serve(
     .with_context(|| format!("cannot bind http.bind {}", settings.http.bind))?;
     let server_handle = server.handle();
     actix_rt::spawn(server);
+    let relay = start_relay(&settings)?;
     tracing::info!(%addr, "custodian running: GET /health /ready /metrics; API /messages /dlq /replay");
     if let Some(on_ready) = on_ready {
         let _ = on_ready.send(addr);
@@ -247,9 +249,29 @@ async fn serve(
         events,
         server: server_handle,
         arbiters,
+        relay,
     })
     .await;
     Ok(())
+}
+
+/// With `relay.enabled`, the outbox relay runs beside the consumer (one
+/// publisher across instances: see `relay::session`).
+fn start_relay(settings: &Settings) -> anyhow::Result<Option<Relay>> {
+    if !settings.relay.enabled {
+        return Ok(None);
+    }
+    let publisher = crate::relay::Publisher::new(settings.clone())?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = actix_rt::spawn(publisher.run(stopped));
+    tracing::info!("outbox relay running (relay.enabled)");
+    Ok(Some(Relay { stop, task }))
+}
+
+/// The outbox relay running inside `run`.
+struct Relay {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// What the shutdown sequence stops, in order.
@@ -260,12 +282,18 @@ struct Stopping {
     events: EventLoop,
     server: actix_web::dev::ServerHandle,
     arbiters: Vec<Arbiter>,
+    relay: Option<Relay>,
 }
 
 /// The shutdown sequence: the drain, then the final steps, each bounded (see
 /// `shutdown.rs`), so it ends within `drain_timeout` + `shutdown::MARGIN`.
 async fn stop(s: Stopping) {
     tracing::info!("shutting down: draining partitions");
+    // The relay finishes its round meanwhile; one cut short is republished
+    // under the same ids.
+    if let Some(relay) = &s.relay {
+        let _ = relay.stop.send(true);
+    }
     // The Supervisor bounds each partition's drain below the drain timeout.
     match tokio::time::timeout(s.drain_timeout, s.supervisor.send(Shutdown)).await {
         Ok(Ok(watermarks)) => {
@@ -287,10 +315,15 @@ async fn stop(s: Stopping) {
     {
         tracing::warn!("kafka event thread did not stop in time");
     }
-    if tokio::time::timeout(HTTP_BOUND, s.server.stop(true))
-        .await
-        .is_err()
-    {
+    let relay = async {
+        if let Some(relay) = s.relay {
+            if tokio::time::timeout(HTTP_BOUND, relay.task).await.is_err() {
+                tracing::warn!("the outbox relay's round was cut off; its batch is republished");
+            }
+        }
+    };
+    let (http, ()) = futures::join!(tokio::time::timeout(HTTP_BOUND, s.server.stop(true)), relay);
+    if http.is_err() {
         tracing::warn!("HTTP requests still in flight at shutdown were cut off");
     }
     for arbiter in s.arbiters {

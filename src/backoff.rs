@@ -21,6 +21,12 @@ impl Backoff {
         }
     }
 
+    /// The same backoff as after `attempts` waits.
+    pub fn after(mut self, attempts: u32) -> Self {
+        self.attempt = attempts;
+        self
+    }
+
     /// The ceiling for the current attempt: min · 2^attempt, capped at max.
     pub fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);

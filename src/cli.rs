@@ -363,3 +363,128 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     }
     options.open(path)?.write_all(text.as_bytes())
 }
+
+/// `custodian outbox …`: demo rows for the relay (seed 002's
+/// `insertMessages.sql`).
+#[derive(Subcommand)]
+pub enum OutboxCommand {
+    /// Insert one event into the `outbox` table, as an application would.
+    Add {
+        #[arg(long)]
+        topic: String,
+        /// The aggregate id: the Kafka key, and the unit of ordering.
+        #[arg(long)]
+        key: String,
+        /// The event type.
+        #[arg(long = "type")]
+        event_type: String,
+        /// The payload (UTF-8 text, usually JSON).
+        #[arg(long)]
+        payload: String,
+        /// The aggregate type (default: the topic).
+        #[arg(long)]
+        aggregate_type: Option<String>,
+    },
+}
+
+pub async fn outbox(settings: Settings, command: OutboxCommand) -> anyhow::Result<()> {
+    use custodian::relay::outbox::{add, NewEvent};
+    use diesel_async::AsyncConnection as _;
+    use secrecy::ExposeSecret as _;
+    let OutboxCommand::Add {
+        topic,
+        key,
+        event_type,
+        payload,
+        aggregate_type,
+    } = command;
+    let mut conn =
+        diesel_async::AsyncPgConnection::establish(settings.postgres.url.expose_secret())
+            .await
+            .context("cannot connect to postgres.url")?;
+    let added = add(
+        &mut conn,
+        &NewEvent {
+            aggregate_type: aggregate_type.as_deref().unwrap_or(&topic),
+            aggregate_id: &key,
+            event_type: &event_type,
+            topic: &topic,
+            payload: Some(payload.as_bytes()),
+            headers: serde_json::json!({}),
+        },
+    )
+    .await
+    .context("cannot insert into outbox (run `custodian migrate` first?)")?;
+    println!("outbox row {} event {}", added.id, added.event_id);
+    Ok(())
+}
+
+/// `custodian search "q"`: the transaction search of
+/// `GET /transactions/search`, from a terminal.
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Words, "a phrase", `or`, `-word`.
+    q: String,
+    #[arg(long)]
+    user_id: Option<String>,
+    #[arg(long = "type")]
+    transaction_type: Option<String>,
+    #[arg(long)]
+    status: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Created before (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    limit: Option<u32>,
+    /// The `next_cursor` a previous page printed.
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Print the page as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn search(settings: Settings, args: SearchArgs) -> anyhow::Result<()> {
+    use custodian::http::search::{parse, run, SearchQuery};
+    use diesel_async::AsyncConnection as _;
+    use secrecy::ExposeSecret as _;
+    let wanted = parse(SearchQuery {
+        q: args.q,
+        user_id: args.user_id,
+        transaction_type: args.transaction_type,
+        status: args.status,
+        from: args.from,
+        to: args.to,
+        limit: args.limit.map(|l| l.to_string()),
+        cursor: args.cursor,
+    })?;
+    let mut conn =
+        diesel_async::AsyncPgConnection::establish(settings.postgres.url.expose_secret())
+            .await
+            .context("cannot connect to postgres.url")?;
+    let page = run(&mut conn, wanted).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(());
+    }
+    for hit in &page.results {
+        println!(
+            "{:.4}  {}  {} {} {} {}  v{}  {}",
+            hit.rank,
+            hit.id,
+            hit.transaction_type,
+            hit.status,
+            hit.amount,
+            hit.currency,
+            hit.version,
+            hit.highlight.replace("<mark>", "[").replace("</mark>", "]")
+        );
+    }
+    if let Some(next) = &page.next_cursor {
+        eprintln!("more: --cursor {next}");
+    }
+    Ok(())
+}

@@ -29,6 +29,8 @@
 //! - [`backoff`], [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
+//! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
+//!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
 pub mod actors;
 pub mod app;
@@ -43,6 +45,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod produce;
+pub mod relay;
 pub mod retry;
 pub mod shutdown;
 pub mod store;

@@ -74,6 +74,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         fail_first: u64,
     },
+    /// Publish the `outbox` table to Kafka (the transactional outbox relay)
+    /// until SIGTERM or Ctrl-C; several instances elect one publisher.
+    Relay,
+    /// Add rows to the `outbox` table (demos).
+    Outbox {
+        #[command(subcommand)]
+        command: cli::OutboxCommand,
+    },
+    /// Search transactions (what GET /transactions/search answers).
+    Search(cli::SearchArgs),
     /// Publish events to Kafka: lines typed (or piped) in, one message each,
     /// or --synthetic seed-003 transaction events.
     Produce {
@@ -139,6 +149,12 @@ fn main() -> ExitCode {
         }),
         Command::Dlq { command } => current_thread(cli::dlq(settings, command)),
         Command::Audit { command } => current_thread(cli::audit(settings, command)),
+        Command::Relay => current_thread(async move {
+            custodian::relay::run(settings, app::shutdown_signal()).await?;
+            Ok(())
+        }),
+        Command::Outbox { command } => current_thread(cli::outbox(settings, command)),
+        Command::Search(args) => current_thread(cli::search(settings, args)),
         Command::DevBroker {
             topics,
             partitions,

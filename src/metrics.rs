@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -61,6 +61,21 @@ pub struct Metrics {
     /// Seconds from the partition actor reading the record to its outcome
     /// being durable: custodian's own share of the end-to-end latency.
     pub pipeline_seconds: Histogram,
+    /// Outbox rows not yet published (set by the relay that leads).
+    pub outbox_pending: IntGauge,
+    /// Age of the oldest unpublished outbox row (0 when none).
+    pub outbox_oldest_pending_seconds: Gauge,
+    /// Outbox events published and marked, by topic.
+    pub outbox_published: IntCounterVec,
+    /// Outbox events Kafka refused (their aggregate waits), by topic.
+    pub outbox_refused: IntCounterVec,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -253,6 +268,31 @@ impl Metrics {
                 "pipeline_latency_seconds",
                 "Seconds from the partition actor reading a record to its durable outcome (time waiting in Kafka excluded).",
                 prometheus::exponential_buckets(0.0005, 1.25, 60).expect("static buckets"),
+            ),
+            outbox_pending: register(
+                &r,
+                IntGauge::new("outbox_pending", "Outbox rows not yet published.")
+                    .expect("static metric definition"),
+            ),
+            outbox_oldest_pending_seconds: register(
+                &r,
+                Gauge::new(
+                    "outbox_oldest_pending_seconds",
+                    "Age of the oldest unpublished outbox row.",
+                )
+                .expect("static metric definition"),
+            ),
+            outbox_published: counter(
+                &r,
+                "outbox_published_total",
+                "Outbox events published to Kafka and marked.",
+                &["topic"],
+            ),
+            outbox_refused: counter(
+                &r,
+                "outbox_refused_total",
+                "Outbox events Kafka refused; their aggregate waits and retries.",
+                &["topic"],
             ),
             registry: r,
         }

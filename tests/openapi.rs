@@ -41,6 +41,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "GET /orders/{id}",
             "GET /ready",
             "GET /transactions",
+            "GET /transactions/search",
             "GET /transactions/{id}",
             "GET /users/{id}",
             "POST /produce",

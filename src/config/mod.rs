@@ -13,12 +13,14 @@ use std::time::Duration;
 
 mod audit;
 mod duration;
+mod relay;
 mod routes;
 mod urls;
 
 pub use audit::{AuditSettings, SigningSeed};
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
+pub use relay::RelaySettings;
 pub use routes::RouteSettings;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -62,6 +64,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Hash chains and signed checkpoints of the audit trail.
     pub audit: AuditSettings,
+    /// The transactional outbox relay (`custodian relay`).
+    pub relay: RelaySettings,
 }
 
 /// Where to consume from and as which group.
@@ -288,6 +292,7 @@ fn defaults() -> serde_json::Value {
         "runtime": { "arbiter_threads": 2, "drain_timeout": "30s" },
         "log": { "level": "info", "format": "auto" },
         "audit": audit::defaults(),
+        "relay": relay::defaults(),
     })
 }
 
@@ -480,7 +485,7 @@ impl Settings {
             return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
         }
         self.audit.validate()?;
-        Ok(())
+        self.relay.validate()
     }
 }
 

@@ -26,7 +26,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,7 +38,7 @@ use super::{
 use crate::config::DlqSettings;
 use crate::metrics::metrics;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
-use crate::pipeline::steering::{self, HeaderKey, Signed, SIGNATURE_HEADER, STEERING_HEADERS};
+use crate::pipeline::steering::{self, HeaderKey, Signed, SIGNATURE_HEADER};
 use crate::store::audit::{self, OperatorEvent, DISCARDED, REPLAYED};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
@@ -537,23 +536,13 @@ impl DeadLetters {
             (REPLAY_REASON_HEADER, reason),
             (REPLAYED_AT_HEADER, at.as_str()),
         ];
-        let mut headers = OwnedHeaders::new_with_capacity(original.len() + ours.len());
-        for (name, value) in &original {
-            // An earlier copy's steering and replay headers are replaced.
-            if STEERING_HEADERS.contains(&name.as_str()) || ours.iter().any(|(o, _)| o == name) {
-                continue;
-            }
-            headers = headers.insert(Header {
-                key: name,
-                value: value.as_deref(),
-            });
-        }
-        for (name, value) in ours {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value),
-            });
-        }
+        // An earlier copy's steering and replay headers are replaced.
+        let headers = steering::compose_headers(
+            original
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_deref())),
+            &ours,
+        );
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&e.topic)
             .partition(e.partition)
             .headers(headers);

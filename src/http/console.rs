@@ -1,7 +1,8 @@
 //! The dead-letter console at `/ui`: one self-contained page (no build step,
 //! no network beyond custodian's own API). It lists dead letters with
 //! filters, shows a message's lifecycle, replays and discards (with the
-//! operator's token and a reason), and shows live counters from `/metrics`.
+//! operator's token and a reason), searches transactions, and shows live
+//! counters from `/metrics`.
 
 use actix_web::{web, HttpResponse};
 

@@ -1,7 +1,7 @@
 //! The HTTP server (actix-web). Open: health, readiness, metrics, the
 //! OpenAPI document (`/openapi.json`) and its Swagger UI (`/docs`). Behind
 //! the bearer token: audit lifecycles, the dead-letter queue, replay, the
-//! read API and `POST /produce`.
+//! read API, transaction search and `POST /produce`.
 
 pub mod answers;
 pub mod audit;
@@ -16,6 +16,7 @@ pub mod produce;
 pub mod read;
 pub mod responses;
 pub mod routes;
+pub mod search;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub fn server(
             .service(read::user)
             .service(read::order)
             .service(read::transactions)
+            // Before `/transactions/{id}`, which would take "search" as an id.
+            .service(search::search)
             .service(read::transaction)
             .split_for_parts();
         let allowed = web::Data::new(methods::Allowed::new(

@@ -14,7 +14,7 @@ use crate::store::read::{self, Transaction, TransactionFilter};
 
 const MAX_PAGE: i64 = 500;
 
-fn key(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn key(field: &str, value: &str) -> Result<(), ApiError> {
     // Characters, not bytes: the documented maxLength counts characters.
     if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!(
@@ -24,7 +24,7 @@ fn key(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn conn(
+pub(crate) async fn conn(
     state: &AppState,
 ) -> Result<
     diesel_async::pooled_connection::bb8::PooledConnection<'_, diesel_async::AsyncPgConnection>,
@@ -36,7 +36,7 @@ async fn conn(
     })
 }
 
-fn query_failed(e: diesel::result::Error) -> ApiError {
+pub(crate) fn query_failed(e: diesel::result::Error) -> ApiError {
     tracing::warn!(error = %e, "read query failed");
     ApiError::Unavailable("postgres")
 }

@@ -172,6 +172,30 @@ impl HeaderKey {
     }
 }
 
+/// A record's headers when custodian publishes it: `theirs` in order, less
+/// any steering header and any name in `ours` (an earlier copy's or a
+/// writer's are replaced, never trusted), then `ours`.
+pub fn compose_headers<'a>(
+    theirs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ours: &[(&str, &str)],
+) -> rdkafka::message::OwnedHeaders {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut headers = OwnedHeaders::new();
+    for (name, value) in theirs {
+        if STEERING_HEADERS.contains(&name) || ours.iter().any(|(o, _)| *o == name) {
+            continue;
+        }
+        headers = headers.insert(Header { key: name, value });
+    }
+    for (name, value) in ours {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value.as_bytes()),
+        });
+    }
+    headers
+}
+
 fn text(value: Option<&[u8]>) -> Option<&str> {
     value.and_then(|v| std::str::from_utf8(v).ok())
 }

@@ -302,7 +302,7 @@ pub async fn write_operator_event(
     const ATTEMPTS: usize = 8;
     let mut attempt = 1;
     loop {
-        match append_operator_event(conn, event).await {
+        match append_chained(conn, OPERATOR_CHAIN, event).await {
             Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
                 if info.constraint_name() == Some("audit_log_chain_seq") && attempt < ATTEMPTS =>
             {
@@ -313,14 +313,25 @@ pub async fn write_operator_event(
     }
 }
 
-async fn append_operator_event(
+/// Appends `event` as the next entry of the chain named `chain` (created if
+/// new), in the caller's transaction if it has one. A writer racing another
+/// for the same sequence number gets the unique violation on
+/// `audit_log_chain_seq`: the chain never forks.
+pub async fn append_chained(
     conn: &mut AsyncPgConnection,
+    chain: &str,
     event: &OperatorEvent<'_>,
 ) -> QueryResult<()> {
     use audit_log::dsl as a;
     let key = event.message_key.map(|k| no_nul(Cow::Borrowed(k)));
+    diesel::insert_into(audit_chains::table)
+        .values(audit_chains::name.eq(chain))
+        .on_conflict(audit_chains::name)
+        .do_nothing()
+        .execute(conn)
+        .await?;
     let chain_id: i32 = audit_chains::table
-        .filter(audit_chains::name.eq(OPERATOR_CHAIN))
+        .filter(audit_chains::name.eq(chain))
         .select(audit_chains::chain_id)
         .first(conn)
         .await?;
@@ -336,7 +347,7 @@ async fn append_operator_event(
             seq,
             <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
                 diesel::result::Error::DeserializationError(
-                    "the operator chain's head has a malformed entry_hash".into(),
+                    "a chain's head has a malformed entry_hash".into(),
                 )
             })?,
         ),
@@ -344,7 +355,7 @@ async fn append_operator_event(
     };
     let seq = prev_seq + 1;
     let fields = Fields {
-        chain: OPERATOR_CHAIN,
+        chain,
         seq,
         message_id: event.message_id,
         status: event.status,

@@ -11,6 +11,7 @@ pub mod pool;
 pub mod projection;
 pub mod read;
 pub mod schema;
+pub mod search;
 
 pub use pool::PgPool;
 

@@ -23,7 +23,6 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{Client, NoTls};
 
-
 /// A PostgreSQL connection of its own for a long read (verify, reconcile)
 /// or the checkpointer. The connect error never holds the password.
 pub async fn connect(url: &SecretString, timeout: Duration) -> Result<Client, String> {

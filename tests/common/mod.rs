@@ -473,20 +473,29 @@ impl TestEnv {
     /// Locks transaction `id`'s projection row (`SELECT … FOR UPDATE` in an
     /// open transaction).
     pub fn lock_transaction_row(&self, id: &str) -> RowLock<'_> {
+        let lock = self.lock_rows(
+            diesel::sql_query("SELECT id FROM transactions WHERE id = $1 FOR UPDATE")
+                .bind::<Text, _>(id.to_owned()),
+        );
+        assert_eq!(lock.1, 1, "row {id} exists and is locked");
+        lock.0
+    }
+
+    /// Runs `locking` (a `SELECT … FOR UPDATE`) in a transaction left open;
+    /// answers the lock and how many rows it holds.
+    fn lock_rows<Q>(&self, locking: Q) -> (RowLock<'_>, usize)
+    where
+        Q: diesel_async::methods::ExecuteDsl<AsyncPgConnection>,
+    {
         let mut conn = self.conn();
-        self.rt.block_on(async {
+        let locked = self.rt.block_on(async {
             diesel::sql_query("BEGIN")
                 .execute(&mut conn)
                 .await
                 .expect("BEGIN");
-            let locked = diesel::sql_query("SELECT id FROM transactions WHERE id = $1 FOR UPDATE")
-                .bind::<Text, _>(id)
-                .execute(&mut conn)
-                .await
-                .expect("lock row");
-            assert_eq!(locked, 1, "row {id} exists and is locked");
+            locking.execute(&mut conn).await.expect("lock rows")
         });
-        RowLock { env: self, conn }
+        (RowLock { env: self, conn }, locked)
     }
 
     /// Runs one SQL statement on the test database (test set-up only).
@@ -770,5 +779,14 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         self.crash();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl TestEnv {
+    /// Locks every `outbox` row (`SELECT … FOR UPDATE` in an open
+    /// transaction), as a long transaction touching them would.
+    pub fn lock_outbox_rows(&self) -> RowLock<'_> {
+        self.lock_rows(diesel::sql_query("SELECT id FROM outbox FOR UPDATE"))
+            .0
     }
 }

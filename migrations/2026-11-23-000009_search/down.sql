@@ -1,0 +1,2 @@
+DROP INDEX transactions_search;
+ALTER TABLE transactions DROP COLUMN search_vector;

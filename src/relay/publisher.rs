@@ -1,0 +1,339 @@
+//! The relay loop. Each round, on the leader's own session: read up to
+//! `relay.batch_size` pending rows, publish them (one aggregate's events one
+//! after another, in id order, aggregates side by side), then in one
+//! transaction mark what Kafka acknowledged and audit it, and hold back
+//! what Kafka refused. A refused event stops only its own aggregate, which
+//! waits `relay.retry_backoff_*` and tries it again; an outage stops the
+//! round and the relay waits it out, counting nothing against the events.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::config::Settings;
+use crate::metrics::metrics;
+use crate::pipeline::steering::HeaderKey;
+use crate::relay::audit::{self, Published};
+use crate::relay::outbox::{self, Pending, Placed, Refused};
+use crate::relay::record::{self, SendFailure};
+use crate::relay::session;
+use crate::relay::RelayError;
+
+/// What the relay needs: where to read, where to publish, how to sign.
+pub struct Publisher {
+    settings: Settings,
+    producer: FutureProducer,
+    key: HeaderKey,
+}
+
+/// How a round ended.
+#[derive(Debug, Default)]
+struct Round {
+    /// The batch was full: more may be waiting, so no pause.
+    full: bool,
+    /// Kafka was unreachable (the first error seen).
+    outage: Option<String>,
+}
+
+impl Publisher {
+    pub fn new(settings: Settings) -> Result<Self, RelayError> {
+        let producer = producer(&settings)?;
+        let key = crate::kafka::client::header_key(&settings.kafka);
+        Ok(Publisher {
+            settings,
+            producer,
+            key,
+        })
+    }
+
+    /// Runs until `shutdown` turns true (or its sender is dropped). A round
+    /// under way finishes first; it is bounded by `relay.publish_timeout`
+    /// and `postgres.statement_timeout`.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let relay = self.settings.relay.clone();
+        let (min, max) = (
+            self.settings.pipeline.dependency_backoff_min,
+            self.settings.pipeline.dependency_backoff_max,
+        );
+        let mut backoff = Backoff::new(min, max);
+        let mut session: Option<AsyncPgConnection> = None;
+        let mut leader = false;
+        let stopping = |s: &watch::Receiver<bool>| *s.borrow() || s.has_changed().is_err();
+        while !stopping(&shutdown) {
+            let conn = match session.as_mut() {
+                Some(conn) => conn,
+                None => {
+                    let url = self.settings.postgres.url.expose_secret();
+                    match session::connect(url, self.settings.postgres.statement_timeout).await {
+                        Ok(conn) => session.insert(conn),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "relay: PostgreSQL unreachable; waiting");
+                            metrics()
+                                .dependency_waits
+                                .with_label_values(&["postgres"])
+                                .inc();
+                            pause(&mut shutdown, backoff.next_delay()).await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if !leader {
+                match session::try_lead(conn).await {
+                    Ok(true) => {
+                        leader = true;
+                        tracing::info!("relay: this instance holds the publisher lock");
+                    }
+                    Ok(false) => {
+                        pause(&mut shutdown, relay.interval).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "relay: cannot take the publisher lock; reconnecting");
+                        session = None;
+                        pause(&mut shutdown, backoff.next_delay()).await;
+                        continue;
+                    }
+                }
+            }
+            match self.round(conn).await {
+                Ok(Round {
+                    outage: Some(error),
+                    ..
+                }) => {
+                    tracing::warn!(%error, "relay: Kafka does not take records; waiting");
+                    metrics()
+                        .dependency_waits
+                        .with_label_values(&["kafka"])
+                        .inc();
+                    if let Some((code, reason)) = self.producer.client().fatal_error() {
+                        // An idempotent producer that hit a fatal error
+                        // takes nothing more: start a new one.
+                        tracing::warn!(?code, %reason, "relay: producer failed fatally; replacing it");
+                        match producer(&self.settings) {
+                            Ok(p) => self.producer = p,
+                            Err(e) => {
+                                tracing::error!(error = %e, "relay: cannot replace the producer")
+                            }
+                        }
+                    }
+                    pause(&mut shutdown, backoff.next_delay()).await;
+                }
+                Ok(round) => {
+                    backoff = Backoff::new(min, max);
+                    if !round.full {
+                        pause(&mut shutdown, relay.interval).await;
+                    }
+                }
+                Err(e) => {
+                    // The session may be gone, and the lock with it: start
+                    // over, as a standby.
+                    tracing::warn!(error = %e, "relay: PostgreSQL failed mid-round; reconnecting (the batch may be republished)");
+                    metrics()
+                        .dependency_waits
+                        .with_label_values(&["postgres"])
+                        .inc();
+                    session = None;
+                    leader = false;
+                    pause(&mut shutdown, backoff.next_delay()).await;
+                }
+            }
+        }
+        // Dropping the session frees the lock for a standby at once.
+        drop(session);
+        tracing::info!("relay stopped");
+    }
+
+    /// One batch: read, publish, mark and audit.
+    async fn round(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<Round> {
+        let relay = &self.settings.relay;
+        let batch = outbox::next_batch(conn, relay.batch_size as i64).await?;
+        if batch.is_empty() {
+            update_backlog(conn).await?;
+            return Ok(Round::default());
+        }
+        let sent = self.publish(&batch).await;
+        let placed: Vec<Placed> = sent.placed.iter().map(|(p, _)| *p).collect();
+        let (sent_placed, refused) = (&sent.placed, &sent.refused);
+        let published = conn
+            .transaction(async |tx| {
+                let marked = outbox::mark_published(tx, &placed).await?;
+                let entries: Vec<Published<'_>> = sent_placed
+                    .iter()
+                    .filter(|(p, _)| marked.contains(&p.id))
+                    .map(|(p, row)| Published {
+                        row,
+                        partition: p.partition,
+                        offset: p.offset,
+                        at: chrono::Utc::now(),
+                    })
+                    .collect();
+                audit::write_published(tx, &entries).await?;
+                outbox::mark_refused(tx, refused).await?;
+                Ok::<_, diesel::result::Error>(
+                    entries
+                        .iter()
+                        .map(|e| e.row.topic.clone())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await?;
+        for topic in &published {
+            metrics().outbox_published.with_label_values(&[topic]).inc();
+        }
+        for row in &sent.refused_rows {
+            metrics()
+                .outbox_refused
+                .with_label_values(&[&row.topic])
+                .inc();
+            tracing::warn!(outbox_id = row.id, aggregate_id = %row.aggregate_id, topic = %row.topic, "relay: Kafka refused an event; its aggregate waits");
+        }
+        update_backlog(conn).await?;
+        Ok(Round {
+            full: batch.len() >= relay.batch_size && sent.outage.is_none(),
+            outage: sent.outage,
+        })
+    }
+
+    /// Publishes a batch: each aggregate's events in order, each waiting for
+    /// the previous one's acknowledgement (so a refusal cannot let a later
+    /// event overtake it), aggregates concurrently.
+    async fn publish<'a>(&self, batch: &'a [Pending]) -> Sent<'a> {
+        let mut aggregates: Vec<Vec<&Pending>> = Vec::new();
+        let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+        for row in batch {
+            let slot = *index
+                .entry((&row.aggregate_type, &row.aggregate_id))
+                .or_insert_with(|| {
+                    aggregates.push(Vec::new());
+                    aggregates.len() - 1
+                });
+            aggregates[slot].push(row);
+        }
+        let runs = aggregates
+            .into_iter()
+            .map(|rows| self.publish_in_order(rows));
+        let mut sent = Sent::default();
+        for run in futures::future::join_all(runs).await {
+            sent.placed.extend(run.placed);
+            if let Some((row, failure)) = run.stopped {
+                match failure {
+                    SendFailure::Refused(error) => {
+                        let wait = Backoff::new(
+                            self.settings.relay.retry_backoff_min,
+                            self.settings.relay.retry_backoff_max,
+                        )
+                        .after(row.attempts.max(0) as u32)
+                        .ceiling();
+                        sent.refused.push(Refused {
+                            id: row.id,
+                            error,
+                            retry_in_ms: wait.as_millis().min(i64::MAX as u128) as i64,
+                        });
+                        sent.refused_rows.push(row);
+                    }
+                    SendFailure::Outage(error) => {
+                        sent.outage.get_or_insert(error);
+                    }
+                }
+            }
+        }
+        sent
+    }
+
+    async fn publish_in_order<'a>(&self, rows: Vec<&'a Pending>) -> Run<'a> {
+        let mut run = Run::default();
+        for row in rows {
+            let headers = record::headers(row, &self.key);
+            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&row.topic)
+                .key(row.aggregate_id.as_str())
+                .headers(headers);
+            if let Some(payload) = row.payload.as_deref() {
+                record = record.payload(payload);
+            }
+            match self
+                .producer
+                .send(record, self.settings.relay.publish_timeout)
+                .await
+            {
+                Ok(delivery) => run.placed.push((
+                    Placed {
+                        id: row.id,
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                    },
+                    row,
+                )),
+                Err((error, _)) => {
+                    run.stopped = Some((row, record::classify(&error)));
+                    break;
+                }
+            }
+        }
+        run
+    }
+}
+
+/// One aggregate's share of a batch.
+#[derive(Default)]
+struct Run<'a> {
+    placed: Vec<(Placed, &'a Pending)>,
+    /// The event that stopped the aggregate, and why.
+    stopped: Option<(&'a Pending, SendFailure)>,
+}
+
+/// A batch's results.
+#[derive(Default)]
+struct Sent<'a> {
+    placed: Vec<(Placed, &'a Pending)>,
+    refused: Vec<Refused>,
+    refused_rows: Vec<&'a Pending>,
+    outage: Option<String>,
+}
+
+async fn update_backlog(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    let backlog = outbox::backlog(conn).await?;
+    metrics().outbox_pending.set(backlog.pending);
+    metrics()
+        .outbox_oldest_pending_seconds
+        .set(backlog.oldest_seconds);
+    Ok(())
+}
+
+/// Waits `delay`, or less if shutdown is asked for meanwhile.
+async fn pause(shutdown: &mut watch::Receiver<bool>, delay: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// The relay's producer: idempotent, `acks=all`, with `kafka.extra`, and a
+/// delivery timeout of `relay.publish_timeout`.
+fn producer(settings: &Settings) -> Result<FutureProducer, RelayError> {
+    let mut config = crate::kafka::client::replay_producer_config(&settings.kafka);
+    config.set(
+        "message.timeout.ms",
+        settings.relay.publish_timeout.as_millis().to_string(),
+    );
+    config.create().map_err(RelayError::Producer)
+}
+
+/// `custodian relay`: the relay on its own until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let publisher = Publisher::new(settings)?;
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(publisher.run(stopped));
+    shutdown.await;
+    let _ = stop.send(true);
+    let _ = task.await;
+    Ok(())
+}
