@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Local PostgreSQL and Redis for custodian's development runs and tests
 # (and Debian's headless Chromium with its WebDriver, for the console test;
-# and schemathesis in a Python venv, for the API fuzzing test).
+# schemathesis in a Python venv, for the API fuzzing test; and tansu, a
+# Kafka-compatible broker, for the fault tier in tests/faults.rs).
 #
 #   dev/services.sh start   install (Debian packages) if missing, start, print env
 #   dev/services.sh env     same as start; only the `export` lines go to stdout,
 #                           so `eval "$(dev/services.sh env)"` works
 #   dev/services.sh stop    stop both
+#   dev/services.sh tansu   only install tansu (dev/test runs this in the
+#                           background while custodian builds)
 #
 # Private instances, on loopback only, data under $DEV_STATE_DIR
 # (default /tmp/custodian-dev): PostgreSQL on $DEV_PG_PORT (55432, trust
 # auth: development only), Redis on $DEV_REDIS_PORT (56379, append-only
 # file with fsync on every write, as custodian expects in production).
+# tansu is not started here: each fault test starts its own broker process
+# (loopback, free port, SQLite storage under $DEV_STATE_DIR/tansu) so that it
+# can SIGKILL and restart it. DEV_SKIP_TANSU=1 makes start/env skip its install.
 set -euo pipefail
 
 STATE=${DEV_STATE_DIR:-/tmp/custodian-dev}
@@ -60,6 +66,41 @@ install_schemathesis() {
   "$venv/bin/pip" install -q "schemathesis$SCHEMATHESIS_VERSION" >&2
 }
 
+# tansu, pinned, built once per machine into a cache outside the repository
+# (a stamp of version and features decides reuse). Only the libSQL (SQLite)
+# storage is compiled in: it keeps topics and offsets across a broker restart
+# with no server of its own. The profile overrides trade tansu's speed for
+# build time (no LTO, opt-level 1, many codegen units): the cold build is
+# the largest part of a fresh CI run, and the broker's speed is not under test.
+TANSU_VERSION=0.6.0
+TANSU_FEATURES=libsql
+CACHE=${CUSTODIAN_CACHE:-$HOME/.cache/custodian}
+TANSU_ROOT=$CACHE/tansu
+TANSU_STAMP="tansu $TANSU_VERSION features=$TANSU_FEATURES"
+install_tansu() {
+  mkdir -p "$TANSU_ROOT"
+  # Two callers (dev/test's background build and an `env`) wait for one build.
+  exec 9>"$TANSU_ROOT/.lock"
+  flock 9
+  if [ -x "$TANSU_ROOT/bin/tansu" ] && [ "$(cat "$TANSU_ROOT/stamp" 2>/dev/null)" = "$TANSU_STAMP" ]; then
+    exec 9>&-
+    return 0
+  fi
+  log "building $TANSU_STAMP into $TANSU_ROOT (once per machine; slow)"
+  local started=$SECONDS
+  rm -f "$TANSU_ROOT/stamp"
+  CARGO_PROFILE_RELEASE_LTO=false \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_DEBUG=0 \
+  CARGO_PROFILE_RELEASE_INCREMENTAL=false \
+    cargo install --locked --force tansu --version "$TANSU_VERSION" \
+      --no-default-features --features "$TANSU_FEATURES" --root "$TANSU_ROOT" >&2
+  echo "$TANSU_STAMP" >"$TANSU_ROOT/stamp"
+  log "built tansu in $((SECONDS - started))s"
+  exec 9>&-
+}
+
 # initdb and postgres refuse to run as root: use the package's postgres user.
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -106,6 +147,8 @@ export TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export DEV_PG_PORT=$PG_PORT
 export DEV_REDIS_PORT=$REDIS_PORT
 export SCHEMATHESIS=$STATE/venv/bin/st
+export DEV_TANSU_BIN=$TANSU_ROOT/bin/tansu
+export DEV_STATE_DIR=$STATE
 ENV
 }
 
@@ -113,6 +156,7 @@ case "${1:-start}" in
   start|env)
     install_missing
     install_schemathesis
+    [ "${DEV_SKIP_TANSU:-0}" = 1 ] || install_tansu
     start_postgres
     start_redis
     print_env
@@ -122,5 +166,6 @@ case "${1:-start}" in
     [ -n "$bin" ] && [ -d "$STATE/pg" ] && as_pg "$bin/pg_ctl" -D "$STATE/pg" -m fast stop >&2 || true
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     ;;
-  *) echo "usage: $0 start|env|stop" >&2; exit 2 ;;
+  tansu) install_tansu ;;
+  *) echo "usage: $0 start|env|stop|tansu" >&2; exit 2 ;;
 esac
