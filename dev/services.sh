@@ -43,6 +43,8 @@ install_missing() {
   [ -n "$(pg_bindir)" ] || packages+=(postgresql)
   command -v redis-server >/dev/null || packages+=(redis-server)
   command -v psql >/dev/null || packages+=(postgresql-client)
+  # The fault tier edits a stopped tansu's SQLite store (tests/faults.rs).
+  command -v sqlite3 >/dev/null || packages+=(sqlite3)
   # Headless Chromium drives the console test (tests/console.rs).
   command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
   # .ci/check-compose validates docker-compose.yml against the Compose schema.
