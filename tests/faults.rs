@@ -527,3 +527,91 @@ fn bounded_shutdown_with_postgres_gone() {
 fn bounded_shutdown_with_redis_gone() {
     bounded_shutdown_with(Gone::Redis, "SIGTERM, Redis gone");
 }
+
+/// The instance's settings against `broker`, as a group member whose id
+/// starts with `client_id` (librdkafka's range assignor gives a lone
+/// partition to the member whose id sorts first).
+fn member_settings(
+    env: &TestEnv,
+    broker: &BrokerProcess,
+    client_id: &str,
+    max_attempts: u32,
+) -> custodian::config::Settings {
+    env.settings_with(&[
+        ("kafka.brokers", broker.bootstrap.clone().into()),
+        ("kafka.extra", serde_json::json!({ "client.id": client_id })),
+        ("postgres.statement_timeout", "300ms".into()),
+        ("retry.max_attempts", max_attempts.into()),
+        (
+            "runtime.drain_timeout",
+            format!("{}s", DRAIN.as_secs()).into(),
+        ),
+    ])
+}
+
+#[test]
+fn revocation_cancels_retries_in_flight_leaving_no_stale_dead_letter() {
+    let started = Instant::now();
+    let env = TestEnv::new(1);
+    let broker = BrokerProcess::tansu(&env.topic, 1);
+    let tally = Tally::new(&env);
+    // The old owner gives up after 12 attempts (a few seconds); the new
+    // owner keeps trying until the row is free.
+    const OLD_ATTEMPTS: u32 = 12;
+    let old = custodian::app::Running::start(member_settings(&env, &broker, "z-old", OLD_ATTEMPTS))
+        .expect("old owner starts");
+    let a = format!("{}-a", env.topic);
+    let mut ends = broker.produce(&env.rt, &[(None, created_event(&a).into_bytes(), None)]);
+    wait_until(PATIENCE, "the creation durable", || tally.durable() == 1);
+    let lock = env.lock_transaction_row(&a);
+    let update = common::transaction_event("transaction.updated", &a, 20.0, "2024-01-01T12:05:00Z");
+    add(
+        &mut ends,
+        &broker.produce(&env.rt, &[(None, update.into_bytes(), None)]),
+    );
+    wait_until(PATIENCE, "the old owner retrying", || {
+        env.metric(old.http_addr, "retries_total") >= 1.0
+    });
+    let retrying = Instant::now();
+
+    // A member that sorts first joins: the partition is revoked from the
+    // old owner mid-retry (its drain times out) and goes to the new one.
+    let new = custodian::app::Running::start(member_settings(&env, &broker, "a-new", 1000))
+        .expect("new owner starts");
+    wait_until(PATIENCE, "the new owner retrying", || {
+        env.metric(new.http_addr, "retries_total") >= 1.0
+    });
+    // Past the old owner's last attempt (each is at most the statement
+    // timeout plus the longest backoff), had it kept going.
+    let old_budget = (Duration::from_millis(300) + Duration::from_millis(200)) * OLD_ATTEMPTS;
+    std::thread::sleep((old_budget + Duration::from_secs(4)).saturating_sub(retrying.elapsed()));
+    lock.release();
+    let released = Instant::now();
+    wait_complete(&tally, &broker, &env.group, &ends);
+    let recover = released.elapsed();
+    new.stop().expect("graceful stop");
+    old.stop().expect("graceful stop");
+
+    assert_eq!(
+        env.count(&format!(
+            "SELECT version AS n FROM transactions WHERE id = '{a}'"
+        )),
+        2,
+        "the new owner applied the update"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'"),
+        0,
+        "no dead letter for a message its new owner processed"
+    );
+    tally.assert_and_record(Report {
+        scenario: "partition revoked during retries",
+        broker: broker.kind.name(),
+        committed: broker.committed(&env.group),
+        ends,
+        applied: 2,
+        dead_lettered: 0,
+        recover,
+        runtime: started.elapsed(),
+    });
+}
