@@ -8,14 +8,15 @@
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use custodian::dlq::DlqEntry;
 use custodian::kafka::envelope::Envelope;
 use custodian::pipeline::failure::Retry;
+use custodian::pipeline::prepare;
 use custodian::pipeline::routes::Routes;
 use custodian::pipeline::steering::HeaderKey;
-use custodian::pipeline::{prepare, Outcome, Settled};
-use custodian::retry::AttemptFailure;
 use proptest::prelude::*;
+
+#[path = "common/dead_letter.rs"]
+mod dead_letter;
 
 fn routes() -> Routes {
     Routes::new(
@@ -201,20 +202,7 @@ proptest! {
         prop_assert!(!failure.kind.is_empty());
         prop_assert!(!failure.message.is_empty());
         prop_assert_eq!(failure.retry, Retry::Permanent, "bad input is not retried");
-        let settled = Settled {
-            envelope: item.envelope,
-            message_id: item.message_id,
-            event_type: item.event_type,
-            payload_sha256: item.payload_sha256,
-            steering: item.steering,
-            outcome: Outcome::DeadLettered,
-            at: now,
-            failures: vec![AttemptFailure { attempt: 1, at: now, failure }],
-        };
-        let entry = DlqEntry::from_settled(&settled, "group").expect("an entry");
-        // Through JSON and back, as it is kept in Redis.
-        let json = serde_json::to_string(&entry).expect("entry serializes");
-        let entry: DlqEntry = serde_json::from_str(&json).expect("entry parses");
+        let entry = dead_letter::parked(item, failure, now);
         prop_assert_eq!(entry.payload_bytes().expect("payload"), envelope.payload);
         prop_assert_eq!(entry.key_bytes().expect("key"), envelope.key);
         prop_assert_eq!(entry.header_bytes().expect("headers"), envelope.headers);

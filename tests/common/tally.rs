@@ -102,6 +102,33 @@ impl<'e> Tally<'e> {
         self.count(APPLIED_TWICE) + (entries.len() - offsets.len()) as i64
     }
 
+    /// The audit rows of ids processed twice, as text (a failure's evidence).
+    fn processed_twice(&self) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            row: String,
+        }
+        self.env.rt.block_on(async {
+            let mut conn = AsyncPgConnection::establish(&self.database_url)
+                .await
+                .expect("connect to PostgreSQL");
+            diesel::sql_query(
+                "SELECT concat_ws(' ', message_id, kafka_partition, kafka_offset, status, \
+                 occurred_at) AS row FROM message_audit WHERE message_id IN \
+                 (SELECT message_id FROM message_audit WHERE status = 'MESSAGE_PROCESSED' \
+                 GROUP BY message_id HAVING count(*) > 1) ORDER BY message_id, occurred_at LIMIT 40",
+            )
+            .load::<Row>(&mut conn)
+            .await
+            .expect("audit rows")
+            .into_iter()
+            .map(|r| r.row)
+            .collect::<Vec<_>>()
+            .join("\n")
+        })
+    }
+
     /// The sum of the projections' versions: one per applied event.
     pub fn versions(&self) -> i64 {
         self.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions")
@@ -151,12 +178,15 @@ impl<'e> Tally<'e> {
         record(&line);
         eprintln!("fault scenario: {line}");
         assert_eq!(lost, 0, "messages without a durable outcome");
-        assert_eq!(duplicates, 0, "effects applied twice");
         assert_eq!(
             self.versions(),
             report.applied,
             "every event applied exactly once"
         );
+        if duplicates > 0 {
+            eprintln!("processed twice: {}", self.processed_twice());
+        }
+        assert_eq!(duplicates, 0, "effects applied twice");
         assert_eq!(parked, report.dead_lettered, "dead letters");
         assert_eq!(
             report.committed, report.ends,
