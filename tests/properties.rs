@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use custodian::kafka::envelope::Envelope;
-use custodian::pipeline::failure::Retry;
 use custodian::pipeline::prepare;
 use custodian::pipeline::routes::Routes;
 use custodian::pipeline::steering::HeaderKey;
@@ -193,16 +192,15 @@ proptest! {
         let again = prepare(envelope.clone(), &routes, &key, now);
         prop_assert_eq!(item.message_id, again.message_id, "a stable message id");
 
-        let Err(failure) = item.work else {
+        let Some(entry) = dead_letter::parked(item, now) else {
             // Work to apply: only decodable, routed events get here.
             prop_assert!(!envelope.unreadable_headers);
             prop_assert!(envelope.payload.is_some());
             return Ok(());
         };
-        prop_assert!(!failure.kind.is_empty());
-        prop_assert!(!failure.message.is_empty());
-        prop_assert_eq!(failure.retry, Retry::Permanent, "bad input is not retried");
-        let entry = dead_letter::parked(item, failure, now);
+        prop_assert!(!entry.error_kind.is_empty());
+        prop_assert!(!entry.error.is_empty());
+        prop_assert_eq!(entry.error_class.as_str(), "permanent", "bad input is not retried");
         prop_assert_eq!(entry.payload_bytes().expect("payload"), envelope.payload);
         prop_assert_eq!(entry.key_bytes().expect("key"), envelope.key);
         prop_assert_eq!(entry.header_bytes().expect("headers"), envelope.headers);

@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{TimeZone, Utc};
 use custodian::kafka::envelope::Envelope;
+use custodian::pipeline::prepare;
 use custodian::pipeline::routes::Routes;
 use custodian::pipeline::steering::HeaderKey;
-use custodian::pipeline::prepare;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/common/dead_letter.rs"]
@@ -59,9 +59,10 @@ fuzz_target!(|data: &[u8]| {
     let key = HeaderKey::new(b"fuzz-key-0123456789abcdef0123456789");
     let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
     let item = prepare(envelope.clone(), routes(), &key, now);
-    let Err(failure) = item.work else { return };
-    assert!(!failure.kind.is_empty(), "an unclassified failure");
-    let entry = dead_letter::parked(item, failure, now);
+    let Some(entry) = dead_letter::parked(item, now) else {
+        return;
+    };
+    assert!(!entry.error_kind.is_empty(), "an unclassified failure");
     assert_eq!(entry.payload_bytes().expect("payload"), envelope.payload);
     assert_eq!(entry.key_bytes().expect("key"), envelope.key);
     assert_eq!(entry.header_bytes().expect("headers"), envelope.headers);

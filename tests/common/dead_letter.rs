@@ -5,12 +5,13 @@
 
 use chrono::{DateTime, Utc};
 use custodian::dlq::DlqEntry;
-use custodian::pipeline::failure::Failure;
 use custodian::pipeline::{Item, Outcome, Settled};
 use custodian::retry::AttemptFailure;
 
-/// `item`, failed with `failure` at `now`, parked and read back.
-pub fn parked(item: Item, failure: Failure, now: DateTime<Utc>) -> DlqEntry {
+/// `item`'s dead letter at `now`, parked and read back; `None` when it has
+/// work to apply.
+pub fn parked(item: Item, now: DateTime<Utc>) -> Option<DlqEntry> {
+    let failure = item.work.err()?;
     let settled = Settled {
         envelope: item.envelope,
         message_id: item.message_id,
@@ -27,5 +28,5 @@ pub fn parked(item: Item, failure: Failure, now: DateTime<Utc>) -> DlqEntry {
     };
     let entry = DlqEntry::from_settled(&settled, "group").expect("a failed record has an entry");
     let json = serde_json::to_string(&entry).expect("entry serializes");
-    serde_json::from_str(&json).expect("entry parses")
+    Some(serde_json::from_str(&json).expect("entry parses"))
 }
