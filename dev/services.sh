@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Local PostgreSQL and Redis for custodian's development runs and tests
 # (and Debian's headless Chromium with its WebDriver, for the console test;
-# and schemathesis in a Python venv, for the API fuzzing test).
+# schemathesis in a Python venv, for the API fuzzing test; and tansu, a
+# Kafka-compatible broker, for the fault tier in tests/faults.rs).
 #
 #   dev/services.sh start   install (Debian packages) if missing, start, print env
 #   dev/services.sh env     same as start; only the `export` lines go to stdout,
 #                           so `eval "$(dev/services.sh env)"` works
 #   dev/services.sh stop    stop both
+#   dev/services.sh tansu   only install tansu (dev/test runs this in the
+#                           background while custodian builds)
 #
 # DEV_TOOLS=0 skips the test-only tools (Chromium, schemathesis): dev/bench
 # uses it for its private instances.
@@ -15,6 +18,9 @@
 # (default /tmp/custodian-dev): PostgreSQL on $DEV_PG_PORT (55432, trust
 # auth: development only), Redis on $DEV_REDIS_PORT (56379, append-only
 # file with fsync on every write, as custodian expects in production).
+# tansu is not started here: each fault test starts its own broker process
+# (loopback, free port, SQLite storage under $DEV_STATE_DIR/tansu) so that it
+# can SIGKILL and restart it. DEV_SKIP_TANSU=1 makes start/env skip its install.
 set -euo pipefail
 
 STATE=${DEV_STATE_DIR:-/tmp/custodian-dev}
@@ -40,6 +46,8 @@ install_missing() {
   [ -n "$(pg_bindir)" ] || packages+=(postgresql)
   command -v redis-server >/dev/null || packages+=(redis-server)
   command -v psql >/dev/null || packages+=(postgresql-client)
+  # The fault tier edits a stopped tansu's SQLite store (tests/faults.rs).
+  command -v sqlite3 >/dev/null || packages+=(sqlite3)
   if [ "${DEV_TOOLS:-1}" = 1 ]; then
     # Headless Chromium drives the console test (tests/console.rs).
     command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
@@ -63,6 +71,41 @@ install_schemathesis() {
   mkdir -p "$STATE"
   python3 -m venv "$venv" >&2
   "$venv/bin/pip" install -q "schemathesis$SCHEMATHESIS_VERSION" >&2
+}
+
+# tansu, pinned, built once per machine into a cache outside the repository
+# (a stamp of version and features decides reuse). Only the libSQL (SQLite)
+# storage is compiled in: it keeps topics and offsets across a broker restart
+# with no server of its own. The profile overrides trade tansu's speed for
+# build time (no LTO, opt-level 1, many codegen units): the cold build is
+# the largest part of a fresh CI run, and the broker's speed is not under test.
+TANSU_VERSION=0.6.0
+TANSU_FEATURES=libsql
+CACHE=${CUSTODIAN_CACHE:-$HOME/.cache/custodian}
+TANSU_ROOT=$CACHE/tansu
+TANSU_STAMP="tansu $TANSU_VERSION features=$TANSU_FEATURES"
+install_tansu() {
+  mkdir -p "$TANSU_ROOT"
+  # Two callers (dev/test's background build and an `env`) wait for one build.
+  exec 9>"$TANSU_ROOT/.lock"
+  flock 9
+  if [ -x "$TANSU_ROOT/bin/tansu" ] && [ "$(cat "$TANSU_ROOT/stamp" 2>/dev/null)" = "$TANSU_STAMP" ]; then
+    exec 9>&-
+    return 0
+  fi
+  log "building $TANSU_STAMP into $TANSU_ROOT (once per machine; slow)"
+  local started=$SECONDS
+  rm -f "$TANSU_ROOT/stamp"
+  CARGO_PROFILE_RELEASE_LTO=false \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_DEBUG=0 \
+  CARGO_PROFILE_RELEASE_INCREMENTAL=false \
+    cargo install --locked --force tansu --version "$TANSU_VERSION" \
+      --no-default-features --features "$TANSU_FEATURES" --root "$TANSU_ROOT" >&2
+  echo "$TANSU_STAMP" >"$TANSU_ROOT/stamp"
+  log "built tansu in $((SECONDS - started))s"
+  exec 9>&-
 }
 
 # initdb and postgres refuse to run as root: use the package's postgres user.
@@ -111,6 +154,8 @@ export TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export DEV_PG_PORT=$PG_PORT
 export DEV_REDIS_PORT=$REDIS_PORT
 export SCHEMATHESIS=$STATE/venv/bin/st
+export DEV_TANSU_BIN=$TANSU_ROOT/bin/tansu
+export DEV_STATE_DIR=$STATE
 ENV
 }
 
@@ -118,6 +163,7 @@ case "${1:-start}" in
   start|env)
     install_missing
     [ "${DEV_TOOLS:-1}" = 1 ] && install_schemathesis
+    [ "${DEV_SKIP_TANSU:-0}" = 1 ] || install_tansu
     start_postgres
     start_redis
     print_env
@@ -127,5 +173,6 @@ case "${1:-start}" in
     [ -n "$bin" ] && [ -d "$STATE/pg" ] && as_pg "$bin/pg_ctl" -D "$STATE/pg" -m fast stop >&2 || true
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     ;;
-  *) echo "usage: $0 start|env|stop" >&2; exit 2 ;;
+  tansu) install_tansu ;;
+  *) echo "usage: $0 start|env|stop|tansu" >&2; exit 2 ;;
 esac

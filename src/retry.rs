@@ -13,11 +13,16 @@
 //!   dead-lettered at once.
 //!
 //! Every failed attempt is returned, so the audit trail shows each one.
+//!
+//! Waits (retry backoffs and dependency waits) end early when the partition
+//! assignment that read the message ends (`revoked`): the message is then
+//! the new owner's, and this one must not park it (see `actors/processor.rs`).
 
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::RetrySettings;
@@ -74,13 +79,38 @@ pub async fn wait_out(backoff: &mut Backoff, dependency: &'static str, error: &s
     tokio::time::sleep(delay).await;
 }
 
+/// `wait_out`, unless `revoked` fires first; false when it did (the wait
+/// and the work behind it are abandoned).
+pub async fn wait_out_unless(
+    backoff: &mut Backoff,
+    dependency: &'static str,
+    error: &str,
+    revoked: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        () = wait_out(backoff, dependency, error) => true,
+        () = revoked.cancelled() => false,
+    }
+}
+
+/// Sleeps `delay` unless `revoked` fires first; false when it did.
+async fn sleep_unless(delay: Duration, revoked: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = revoked.cancelled() => false,
+    }
+}
+
 /// Runs `op` until it succeeds (`Ok`), or fails permanently or
 /// `max_attempts` times (`Err`). Either way, the failed attempts come back
-/// in order. `topic` labels the retry metric.
+/// in order. `topic` labels the retry metric. When `revoked` fires during a
+/// wait, it stops and answers `Err` at once: the caller checks `revoked`
+/// before parking anything.
 pub async fn run<T, F, Fut>(
     policy: &RetrySettings,
     dependency: DependencyWait,
     topic: &str,
+    revoked: &CancellationToken,
     mut op: F,
 ) -> (Result<T, ()>, Vec<AttemptFailure>)
 where
@@ -94,7 +124,9 @@ where
         match op().await {
             Ok(value) => return (Ok(value), failures),
             Err(TryError::Unavailable { dependency, error }) => {
-                wait_out(&mut down, dependency, &error).await;
+                if !wait_out_unless(&mut down, dependency, &error, revoked).await {
+                    return (Err(()), failures);
+                }
             }
             Err(TryError::Failed(failure)) => {
                 let attempt = failures.len() as u32 + 1;
@@ -121,7 +153,9 @@ where
                     retry_in_ms = delay.as_millis() as u64,
                     "transient failure: retrying in place"
                 );
-                tokio::time::sleep(delay).await;
+                if !sleep_unless(delay, revoked).await {
+                    return (Err(()), failures);
+                }
             }
         }
     }
@@ -158,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn transient_failures_are_retried_until_success() {
         let calls = Cell::new(0);
-        let (result, failures) = run(&policy(5), NO_WAIT, "t", || {
+        let (result, failures) = run(&policy(5), NO_WAIT, "t", &CancellationToken::new(), || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -179,9 +213,13 @@ mod tests {
 
     #[tokio::test]
     async fn transient_failures_stop_at_max_attempts() {
-        let (result, failures) = run(&policy(3), NO_WAIT, "t", || async {
-            Err::<(), _>(TryError::Failed(transient()))
-        })
+        let (result, failures) = run(
+            &policy(3),
+            NO_WAIT,
+            "t",
+            &CancellationToken::new(),
+            || async { Err::<(), _>(TryError::Failed(transient())) },
+        )
         .await;
         assert_eq!(result, Err(()));
         assert_eq!(failures.len(), 3);
@@ -190,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn permanent_failures_are_not_retried_and_outages_are_not_attempts() {
         let calls = Cell::new(0);
-        let (result, failures) = run(&policy(3), NO_WAIT, "t", || {
+        let (result, failures) = run(&policy(3), NO_WAIT, "t", &CancellationToken::new(), || {
             calls.set(calls.get() + 1);
             let n = calls.get();
             async move {
@@ -209,5 +247,28 @@ mod tests {
         assert_eq!(calls.get(), 5, "four outages waited out, then one attempt");
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].attempt, 1);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_assignment_ends_the_retries_at_the_next_wait() {
+        let revoked = CancellationToken::new();
+        let slow = RetrySettings {
+            max_attempts: 1000,
+            backoff_min: Duration::from_secs(3600),
+            backoff_max: Duration::from_secs(3600),
+        };
+        let calls = Cell::new(0);
+        let run = run(&slow, NO_WAIT, "t", &revoked, || {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(TryError::Failed(transient())) }
+        });
+        revoked.cancel();
+        // An hour's backoff: only the revocation can end this in time.
+        let (result, failures) = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the revocation ends the wait");
+        assert_eq!(result, Err(()));
+        assert_eq!(calls.get(), 1, "no attempt after the revocation");
+        assert_eq!(failures.len(), 1);
     }
 }

@@ -112,3 +112,47 @@ fn the_api_keeps_its_openapi_contract_under_generated_requests() {
         None => panic!("schemathesis did not finish within {RUN_BOUND:?}:\n{output}"),
     }
 }
+
+/// Every response an operation documents says what its body is (a schema
+/// per media type), so `response_schema_conformance` above has something
+/// to check each answer against; a response without one would pass unseen.
+#[test]
+fn every_documented_response_has_a_body_schema() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    let (status, doc) = env.request(
+        app.http_addr,
+        reqwest::Method::GET,
+        "/openapi.json",
+        None,
+        None,
+    );
+    app.stop().expect("graceful stop");
+    assert_eq!(status, 200);
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            for (code, response) in op["responses"].as_object().expect("responses") {
+                let response = match response["$ref"].as_str() {
+                    Some(r) => &doc["components"]["responses"][r.rsplit('/').next().unwrap_or("")],
+                    None => response,
+                };
+                checked += 1;
+                let content = response["content"].as_object();
+                let described = content.is_some_and(|c| {
+                    !c.is_empty() && c.values().all(|media| media["schema"].is_object())
+                });
+                if !described {
+                    missing.push(format!("{} {path} {code}", method.to_uppercase()));
+                }
+            }
+        }
+    }
+    eprintln!("{checked} documented responses");
+    assert!(checked > 0, "the document lists responses");
+    assert!(
+        missing.is_empty(),
+        "responses without a body schema: {missing:#?}"
+    );
+}

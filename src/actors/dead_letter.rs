@@ -2,7 +2,9 @@
 //! the auditor (MESSAGE_FAILED, MESSAGE_DLQ). The audit rows, and so the
 //! offset commit, come only after Redis acknowledged the push; while Redis is
 //! unreachable this actor waits with its mailbox blocked, which pauses the
-//! partitions that have failures to park.
+//! partitions that have failures to park. A park whose partition was
+//! revoked meanwhile (`Route::revoked`) is dropped: the next owner reads
+//! those records again.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +60,13 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Back
     }
     for (topic, entries) in &by_topic {
         loop {
+            if route.revoked.is_cancelled() {
+                tracing::info!(
+                    count = settled.len(),
+                    "partition revoked: dead letters left to its next owner"
+                );
+                return;
+            }
             let pushed = match redis.get().await {
                 Ok(mut conn) => store::push(&mut *conn, &keys, topic, entries)
                     .await
@@ -94,7 +103,10 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Back
                     }
                     break;
                 }
-                Err(error) => retry::wait_out(&mut backoff, "redis", &error).await,
+                Err(error) => {
+                    // A revocation ends the wait; the loop's check drops the park.
+                    retry::wait_out_unless(&mut backoff, "redis", &error, &route.revoked).await;
+                }
             }
         }
     }

@@ -16,6 +16,11 @@ pub struct Route {
     pub auditor: Recipient<Record>,
     /// The partition actor that read the batch.
     pub ack: Recipient<Ack>,
+    /// Cancelled when that partition actor stops (revocation, shutdown, or
+    /// a failure that restarts it): its uncommitted records are then read
+    /// again by the next owner, so work in flight for them stops waiting
+    /// and nothing of theirs is parked (a stale DLQ entry otherwise).
+    pub revoked: tokio_util::sync::CancellationToken,
 }
 
 impl Route {

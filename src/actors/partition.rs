@@ -58,6 +58,9 @@ pub struct PartitionActor {
     commit_interval: std::time::Duration,
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<Drained>>,
+    /// This incarnation's assignment: cancelled when the actor stops, so
+    /// retries and dependency waits of its records end (see `Route`).
+    revoked: tokio_util::sync::CancellationToken,
     span: tracing::Span,
 }
 
@@ -102,6 +105,7 @@ impl PartitionActor {
             commit_interval: config.commit_interval,
             draining: false,
             drain_waiters: Vec::new(),
+            revoked: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -144,6 +148,7 @@ impl PartitionActor {
             dead_letter: self.downstream.dead_letter.clone(),
             auditor: self.downstream.auditor.clone(),
             ack: ctx.address().recipient(),
+            revoked: self.revoked.clone(),
         };
         let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
         self.handing_over = true;
@@ -270,6 +275,9 @@ impl Actor for PartitionActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Whatever this incarnation still has in flight is uncommitted and
+        // will be read again by the next owner: stop working on it.
+        self.revoked.cancel();
         metrics().forget_partition(&self.topic, &self.partition_label);
         self.span.in_scope(
             || tracing::info!(watermark = ?self.tracker.watermark(), "partition actor stopped"),

@@ -9,11 +9,18 @@
 //! events are applied one by one, in offset order, each retried in place on
 //! a transient failure (`retry.*`), so only the events the database keeps
 //! refusing are dead-lettered, and the partition's order is kept.
+//!
+//! Retries and dependency waits end when the batch's partition actor stops
+//! (`Route::revoked`): its uncommitted records go to the next owner, so
+//! failures of a revoked batch are not parked (that would leave a stale DLQ
+//! entry for a message the next owner processes). Applied effects are still
+//! recorded: they happened.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::actors::messages::{Ack, Park, Prepared};
@@ -65,6 +72,7 @@ impl Handler<Prepared> for Processor {
                 min: self.settings.dependency_backoff_min,
                 max: self.settings.dependency_backoff_max,
             },
+            revoked: batch.route.revoked.clone(),
         };
         ctx.wait(async move { work.process(batch).await }.into_actor(self));
     }
@@ -93,6 +101,8 @@ struct Work {
     keys: Keys,
     retry: RetrySettings,
     wait: DependencyWait,
+    /// The batch's partition assignment ended (see the module comment).
+    revoked: CancellationToken,
 }
 
 /// One message's result: applied (and how), or not, with its failed attempts.
@@ -191,7 +201,12 @@ impl Work {
         if !done.is_empty() {
             route.record(done).await;
         }
-        if !failed.is_empty() {
+        if !failed.is_empty() && self.revoked.is_cancelled() {
+            tracing::info!(
+                count = failed.len(),
+                "partition revoked: failed messages left to its next owner"
+            );
+        } else if !failed.is_empty() {
             let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
             let ack = route.ack.clone();
             let sent = route
@@ -265,7 +280,9 @@ impl Work {
             };
             match projection::classify(&self.pool, &error).await {
                 TryError::Unavailable { dependency, error } => {
-                    retry::wait_out(&mut down, dependency, &error).await;
+                    if !retry::wait_out_unless(&mut down, dependency, &error, &self.revoked).await {
+                        return abandoned(run.len());
+                    }
                 }
                 TryError::Failed(_) => break,
             }
@@ -276,7 +293,7 @@ impl Work {
         for (change, (_, item)) in changes.iter().zip(run) {
             let one = std::slice::from_ref(change);
             let topic = &*item.envelope.topic;
-            let attempted = retry::run(&self.retry, self.wait, topic, || async {
+            let attempted = retry::run(&self.retry, self.wait, topic, &self.revoked, || async {
                 match projection::apply(&self.pool, one).await {
                     Ok(mut applied) => Ok(applied.pop().unwrap_or(Applied::New)),
                     Err(error) => Err(projection::classify(&self.pool, &error).await),
@@ -302,7 +319,12 @@ impl Work {
         let mut done = loop {
             match projection::already_applied(&self.pool, &ids).await {
                 Ok(done) => break done,
-                Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
+                Err(e) => {
+                    let error = e.to_string();
+                    if !retry::wait_out_unless(&mut down, "postgres", &error, &self.revoked).await {
+                        return abandoned(items.len());
+                    }
+                }
             }
         };
         let mut results = Vec::with_capacity(items.len());
@@ -329,17 +351,18 @@ impl Work {
             }
             done.insert(item.message_id, Some(item.payload_sha256));
             let topic = &*item.envelope.topic;
-            let (result, failures) = retry::run(&self.retry, self.wait, topic, || {
-                delivery::forward(
-                    &self.client,
-                    route,
-                    &item.envelope,
-                    item.message_id,
-                    item.event_type.as_deref(),
-                )
-            })
-            .instrument(message_span(item))
-            .await;
+            let (result, failures) =
+                retry::run(&self.retry, self.wait, topic, &self.revoked, || {
+                    delivery::forward(
+                        &self.client,
+                        route,
+                        &item.envelope,
+                        item.message_id,
+                        item.event_type.as_deref(),
+                    )
+                })
+                .instrument(message_span(item))
+                .await;
             match &result {
                 Ok(answer) => {
                     self.remember((task, &item.payload_sha256)).await;
@@ -366,7 +389,9 @@ impl Work {
 
     /// Writes a delivered task's ledger row, waiting out PostgreSQL outages.
     /// (Until it is written the offset is not acknowledged: a crash before
-    /// it means the message is delivered again, at least once.)
+    /// it means the message is delivered again, at least once.) Not
+    /// cancelled by a revocation: the delivery happened, and the ledger row
+    /// is what stops the next owner from sending it again.
     async fn remember(&self, task: Digested<'_>) {
         let mut down = self.wait.backoff();
         loop {
@@ -376,6 +401,13 @@ impl Work {
             }
         }
     }
+}
+
+/// Results for `n` tasks abandoned because their partition was revoked:
+/// not applied, no attempt recorded (`process` parks nothing of a revoked
+/// batch).
+fn abandoned(n: usize) -> Vec<Attempted> {
+    (0..n).map(|_| (Err(()), Vec::new())).collect()
 }
 
 /// The failure of a record whose id was applied with other bytes: not a
