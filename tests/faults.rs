@@ -14,6 +14,7 @@ mod instance;
 #[path = "common/tally.rs"]
 mod tally;
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use broker_process::BrokerProcess;
@@ -110,8 +111,17 @@ fn terminate_within_bound(instance: &mut Instance) {
     assert!(status.success(), "custodian exited {status:?}");
 }
 
+/// The scenarios kill and restart processes and wait on group rebalances:
+/// they run one at a time, under `cargo test` as under nextest (where
+/// `.config/nextest.toml` also puts them in a one-thread group).
+fn serial() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn sigkill_ten_times_during_a_30000_message_run() {
+    let _one_at_a_time = serial();
     const N: usize = 30_000;
     let started = Instant::now();
     let env = TestEnv::new(3);
@@ -164,6 +174,7 @@ fn sigkill_ten_times_during_a_30000_message_run() {
 
 #[test]
 fn broker_killed_and_restarted_mid_stream() {
+    let _one_at_a_time = serial();
     let started = Instant::now();
     let env = TestEnv::new(3);
     let mut broker = BrokerProcess::tansu(&env.topic, 3);
@@ -215,6 +226,7 @@ fn broker_killed_and_restarted_mid_stream() {
 
 #[test]
 fn three_instances_joining_and_leaving_under_load() {
+    let _one_at_a_time = serial();
     let started = Instant::now();
     let env = TestEnv::new(6);
     let broker = BrokerProcess::tansu(&env.topic, 6);
@@ -284,6 +296,7 @@ const POISON: &[u8] = b"not json {\x00\xff";
 
 #[test]
 fn redis_refusing_writes_while_poison_arrives() {
+    let _one_at_a_time = serial();
     let started = Instant::now();
     let env = TestEnv::new(3);
     // The broker here is the mock cluster as a process of its own.
@@ -369,6 +382,7 @@ fn names_failing(body: &serde_json::Value, dependency: &str) -> bool {
 
 #[test]
 fn postgres_stopped_while_one_at_a_time_retries_run() {
+    let _one_at_a_time = serial();
     let started = Instant::now();
     let env = TestEnv::new(1);
     let broker = BrokerProcess::tansu(&env.topic, 1);
@@ -522,16 +536,19 @@ fn bounded_shutdown_with(gone: Gone, scenario: &str) {
 
 #[test]
 fn bounded_shutdown_with_the_broker_gone() {
+    let _one_at_a_time = serial();
     bounded_shutdown_with(Gone::Broker, "SIGTERM, broker gone");
 }
 
 #[test]
 fn bounded_shutdown_with_postgres_gone() {
+    let _one_at_a_time = serial();
     bounded_shutdown_with(Gone::Postgres, "SIGTERM, PostgreSQL gone");
 }
 
 #[test]
 fn bounded_shutdown_with_redis_gone() {
+    let _one_at_a_time = serial();
     bounded_shutdown_with(Gone::Redis, "SIGTERM, Redis gone");
 }
 
@@ -558,6 +575,7 @@ fn member_settings(
 
 #[test]
 fn revocation_cancels_retries_in_flight_leaving_no_stale_dead_letter() {
+    let _one_at_a_time = serial();
     let started = Instant::now();
     let env = TestEnv::new(1);
     let broker = BrokerProcess::tansu(&env.topic, 1);
