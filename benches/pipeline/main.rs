@@ -14,11 +14,12 @@
 //! BENCH_POISON (0.01), BENCH_RATE (5000), BENCH_PACED_SECONDS (20),
 //! BENCH_MEMORY_MESSAGES (1000000; 0 skips), BENCH_VARIANTS (extra
 //! saturated runs, `;`-separated, each a space-separated list of
-//! CUSTODIAN_…=value settings), BENCH_TANSU (tansu's path, or
-//! `dev-broker`), BENCH_METRICS_FILE (where to save custodian's
-//! /metrics after the paced phase), BENCH_WINDOW (15000: with the dev broker, how far the
-//! load may run ahead of the committed offsets), and from dev/bench: BENCH_ADMIN_URL, BENCH_REDIS_URL,
-//! BENCH_PG_DATA.
+//! CUSTODIAN_…=value settings; default `CUSTODIAN_AUDIT__CHAIN=false`,
+//! empty for none), BENCH_TANSU (tansu's path, or `dev-broker`),
+//! BENCH_METRICS_FILE (where to save custodian's /metrics after the paced
+//! phase), BENCH_WINDOW (15000: with the dev broker, how far the load may
+//! run ahead of the committed offsets), and from dev/bench:
+//! BENCH_ADMIN_URL, BENCH_REDIS_URL, BENCH_PG_DATA.
 
 mod broker;
 mod load;
@@ -363,8 +364,10 @@ impl Bench {
 }
 
 fn variants() -> Vec<Vec<(String, String)>> {
+    // By default the saturated phase runs again unchained, so that every
+    // run prints what chaining the audit trail costs.
     std::env::var("BENCH_VARIANTS")
-        .unwrap_or_default()
+        .unwrap_or_else(|_| "CUSTODIAN_AUDIT__CHAIN=false".to_owned())
         .split(';')
         .filter(|v| !v.trim().is_empty())
         .map(|v| {
