@@ -16,9 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::kafka::client::producer_config;
 use crate::synth::Generator;
 
-/// The event type of a free-text message (routed to the audit-only handler
-/// by default).
-pub const TEXT_MESSAGE_TYPE: &str = "Message";
+pub use crate::handlers::audit::TEXT_MESSAGE_TYPE;
 
 /// The envelope a line of text travels in: `{eventId, type, timestamp,
 /// data: {text}}`.

@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -29,14 +29,7 @@ use crate::config::RetrySettings;
 use crate::metrics::metrics;
 use crate::pipeline::failure::Failure;
 
-/// One failed attempt at a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptFailure {
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    pub at: DateTime<Utc>,
-    pub failure: Failure,
-}
+pub use crate::pipeline::failure::AttemptFailure;
 
 /// Why one try did not succeed.
 #[derive(Debug)]

@@ -16,8 +16,7 @@ use crate::config::PostgresSettings;
 use crate::metrics::metrics;
 use crate::pipeline::{Outcome, Settled};
 use crate::retry;
-use crate::store::audit;
-use crate::store::audit_writer::AuditWriter;
+use crate::store::audit_writer::{self, AuditWriter};
 use crate::telemetry::clip;
 
 pub struct Auditor {
@@ -74,7 +73,7 @@ impl Auditor {
         let write = async move {
             let started = Instant::now();
             loop {
-                let written = audit::write_batch(&mut writer, &batch, &group)
+                let written = audit_writer::write_batch(&mut writer, &batch, &group)
                     .await
                     .map_err(|e| e.to_string());
                 match written {

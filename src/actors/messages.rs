@@ -5,7 +5,7 @@
 use actix::prelude::*;
 
 use crate::kafka::envelope::Envelope;
-use crate::kafka::PartitionQueue;
+pub use crate::kafka::rebalance::{Assigned, Revoked, Watermark};
 use crate::pipeline::{Item, Settled};
 
 /// Where a partition's batches go next, and where their acknowledgement returns.
@@ -101,25 +101,6 @@ pub struct Drained {
     pub in_flight: usize,
     /// The offset stored for commit.
     pub watermark: Option<i64>,
-}
-
-/// Rebalance callback → Supervisor: new partitions, with their split queues.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Assigned {
-    pub queues: Vec<(String, i32, PartitionQueue)>,
-}
-
-/// A partition's durable watermark: the offset to commit.
-pub type Watermark = (String, i32, i64);
-
-/// Rebalance callback → Supervisor: drain these; answer on `done` with the
-/// watermarks to commit.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Revoked {
-    pub partitions: Vec<(String, i32)>,
-    pub done: std::sync::mpsc::Sender<Vec<Watermark>>,
 }
 
 /// Partition actor → Supervisor: it stopped because a stage failed.

@@ -13,8 +13,8 @@ use actix::prelude::*;
 use crate::actors::messages::{Ack, Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::dlq::Keys;
+use crate::handlers::http::HttpRoutes;
 use crate::handlers::{self, Settlement};
-use crate::pipeline::routes::Routes;
 use crate::retry::DependencyWait;
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
@@ -23,7 +23,8 @@ pub struct Processor {
     pub pool: PgPool,
     pub settings: PipelineSettings,
     pub retry: RetrySettings,
-    pub routes: Arc<Routes>,
+    /// The http routes' URLs and rate limits (shared by every processor).
+    pub http: Arc<HttpRoutes>,
     pub client: reqwest::Client,
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,
@@ -44,7 +45,7 @@ impl Handler<Prepared> for Processor {
     fn handle(&mut self, batch: Prepared, ctx: &mut Self::Context) {
         let cx = handlers::Context {
             pool: self.pool.clone(),
-            routes: Arc::clone(&self.routes),
+            http: Arc::clone(&self.http),
             client: self.client.clone(),
             redis: self.redis.clone(),
             keys: self.keys.clone(),

@@ -279,7 +279,7 @@ fn defaults() -> serde_json::Value {
                 "handler": HandlerKind::Domain,
             },
             {
-                "event_types": [crate::produce::TEXT_MESSAGE_TYPE],
+                "event_types": [crate::handlers::audit::TEXT_MESSAGE_TYPE],
                 "handler": HandlerKind::Audit,
             },
         ],

@@ -22,11 +22,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::kafka::envelope::headers_json;
 use crate::kafka::envelope::Headers;
 use crate::pipeline::failure::Retry;
 use crate::pipeline::steering::hex;
 use crate::pipeline::Settled;
-use crate::store::audit::headers_json;
 
 pub use crate::pipeline::steering::{REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER};
 /// Informational headers a replayed record carries (who, why, when); the

@@ -35,11 +35,10 @@ pub use kind::{HandlerKind, Path, Payload, Spec};
 use crate::config::RetrySettings;
 use crate::dlq::Keys;
 use crate::metrics::{metrics, Metrics};
-use crate::pipeline::failure::{Failure, Stage};
-use crate::pipeline::routes::Routes;
+use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::steering::hex;
 use crate::pipeline::{Item, Outcome, Settled, Task};
-use crate::retry::{AttemptFailure, DependencyWait};
+use crate::retry::DependencyWait;
 use crate::store::pool::RedisPool;
 use crate::store::projection::Applied;
 use crate::store::PgPool;
@@ -48,7 +47,7 @@ use crate::telemetry::clip;
 /// What one batch's processing needs.
 pub struct Context {
     pub pool: PgPool,
-    pub routes: Arc<Routes>,
+    pub http: Arc<http::HttpRoutes>,
     pub client: reqwest::Client,
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,

@@ -82,3 +82,12 @@ impl std::fmt::Display for Failure {
         )
     }
 }
+
+/// One failed attempt at a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFailure {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub failure: Failure,
+}

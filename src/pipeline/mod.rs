@@ -17,10 +17,9 @@ use uuid::Uuid;
 
 use crate::handlers::HandlerKind;
 use crate::kafka::envelope::Envelope;
-use crate::retry::AttemptFailure;
 use decode::Event;
 use domain::DomainChange;
-use failure::Failure;
+use failure::{AttemptFailure, Failure};
 use routes::{Handler, Routes};
 use steering::{HeaderKey, Steering};
 use transaction::TransactionChange;

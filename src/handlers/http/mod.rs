@@ -11,6 +11,7 @@
 pub mod delivery;
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -20,10 +21,10 @@ use tracing::Instrument;
 use super::stored::{self, Digested};
 use super::{abandoned, message_span, Attempted, Context};
 use crate::config::urls::label;
-use crate::config::RouteSettings;
-use crate::pipeline::failure::{Failure, Stage};
+use crate::config::{HandlerKind, RouteSettings};
+use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::{Item, Task};
-use crate::retry::{self, AttemptFailure};
+use crate::retry;
 use crate::store::projection::{self, Applied};
 
 /// A downstream URL, with its timeout and rate limit (shared by every
@@ -60,6 +61,27 @@ impl HttpRoute {
     }
 }
 
+/// Every http route, in `routes` order (the order `Handler::route`
+/// indexes), shared by every processor.
+#[derive(Debug, Default)]
+pub struct HttpRoutes(Vec<Arc<HttpRoute>>);
+
+impl HttpRoutes {
+    pub fn new(settings: &[RouteSettings]) -> Self {
+        HttpRoutes(
+            settings
+                .iter()
+                .filter(|r| r.handler == HandlerKind::Http)
+                .map(|r| Arc::new(HttpRoute::new(r)))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Arc<HttpRoute>> {
+        self.0.get(index)
+    }
+}
+
 impl std::fmt::Debug for HttpRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpRoute")
@@ -91,7 +113,7 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         let (task, route) = match &item.work {
-            Ok(task @ Task::Pass { handler, .. }) => (Some(task), cx.routes.http(handler.route)),
+            Ok(task @ Task::Pass { handler, .. }) => (Some(task), cx.http.get(handler.route)),
             _ => (None, None),
         };
         let (Some(task), Some(route)) = (task, route) else {
@@ -150,6 +172,30 @@ async fn remember(cx: &Context, task: Digested<'_>) {
         match stored::write(&cx.pool, std::slice::from_ref(&task)).await {
             Ok(_) => return,
             Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpRoutes;
+    use crate::config::RouteSettings;
+    use crate::pipeline::routes::Routes;
+
+    #[test]
+    fn the_route_table_indexes_the_http_routes_in_order() {
+        let settings: Vec<RouteSettings> = serde_json::from_value(serde_json::json!([
+            { "event_types": ["A"], "handler": "http", "url": "http://a.example/x" },
+            { "event_types": ["transaction.created"], "handler": "transactions" },
+            { "event_types": ["B"], "handler": "http", "url": "http://b.example/y" },
+            { "event_types": ["C"], "handler": "audit" },
+        ]))
+        .expect("route settings");
+        let (routes, http) = (Routes::new(&settings), HttpRoutes::new(&settings));
+        for (event_type, label) in [("A", "http://a.example"), ("B", "http://b.example")] {
+            let handler = routes.handler("t", event_type).expect("routed");
+            let route = http.get(handler.route).expect("an http route");
+            assert_eq!(route.label, label);
         }
     }
 }
