@@ -26,6 +26,8 @@
 //!   `audit verify` and `audit reconcile`.
 //! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
 //! - [`metrics`], [`telemetry`]: the metric set and tracing setup.
+//! - [`wait`]: waiting until a dependency is back (one helper for every
+//!   "try until it answers" loop).
 //! - [`backoff`], [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
@@ -52,3 +54,4 @@ pub mod store;
 pub mod synth;
 pub mod telemetry;
 pub mod trail;
+pub mod wait;

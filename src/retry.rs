@@ -43,48 +43,8 @@ pub enum TryError {
     Failed(Failure),
 }
 
-/// How long to wait for a dependency that is down (not an attempt).
-#[derive(Debug, Clone, Copy)]
-pub struct DependencyWait {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl DependencyWait {
-    pub fn backoff(self) -> Backoff {
-        Backoff::new(self.min, self.max)
-    }
-}
-
-/// Waits out one period of a dependency's unavailability, counting it.
-pub async fn wait_out(backoff: &mut Backoff, dependency: &'static str, error: &str) {
-    let delay = backoff.next_delay();
-    metrics()
-        .dependency_waits
-        .with_label_values(&[dependency])
-        .inc();
-    tracing::warn!(
-        dependency,
-        error = %crate::telemetry::clip(error),
-        retry_in_ms = delay.as_millis() as u64,
-        "dependency unavailable: pausing"
-    );
-    tokio::time::sleep(delay).await;
-}
-
-/// `wait_out`, unless `revoked` fires first; false when it did (the wait
-/// and the work behind it are abandoned).
-pub async fn wait_out_unless(
-    backoff: &mut Backoff,
-    dependency: &'static str,
-    error: &str,
-    revoked: &CancellationToken,
-) -> bool {
-    tokio::select! {
-        () = wait_out(backoff, dependency, error) => true,
-        () = revoked.cancelled() => false,
-    }
-}
+pub use crate::wait::DependencyWait;
+use crate::wait::{wait_out_unless, Down};
 
 /// Sleeps `delay` unless `revoked` fires first; false when it did.
 async fn sleep_unless(delay: Duration, revoked: &CancellationToken) -> bool {
@@ -117,7 +77,7 @@ where
         match op().await {
             Ok(value) => return (Ok(value), failures),
             Err(TryError::Unavailable { dependency, error }) => {
-                if !wait_out_unless(&mut down, dependency, &error, revoked).await {
+                if !wait_out_unless(&mut down, &Down::new(dependency, error), revoked).await {
                     return (Err(()), failures);
                 }
             }

@@ -10,14 +10,13 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::actors::messages::{Ack, Record};
-use crate::backoff::Backoff;
 use crate::config::PipelineSettings;
 use crate::config::PostgresSettings;
 use crate::metrics::metrics;
 use crate::pipeline::{Outcome, Settled};
-use crate::retry;
 use crate::store::audit_writer::{self, AuditWriter};
 use crate::telemetry::clip;
+use crate::wait::{until_back, DependencyWait, Down, Patience};
 
 pub struct Auditor {
     /// Its own connection for the COPY; `None` while a flush has it.
@@ -66,26 +65,20 @@ impl Auditor {
         );
         let acks = std::mem::take(&mut self.acks);
         let group = self.group.clone();
-        let mut backoff = Backoff::new(
-            self.settings.dependency_backoff_min,
-            self.settings.dependency_backoff_max,
-        );
+        let wait = DependencyWait {
+            min: self.settings.dependency_backoff_min,
+            max: self.settings.dependency_backoff_max,
+        };
         let write = async move {
             let started = Instant::now();
-            loop {
-                let written = audit_writer::write_batch(&mut writer, &batch, &group)
-                    .await
-                    .map_err(|e| e.to_string());
-                match written {
-                    Ok(duplicates) => {
-                        for topic in duplicates {
-                            metrics().duplicates.with_label_values(&[topic]).inc();
-                        }
-                        break;
-                    }
-                    // Audit rows never give up: the write waits until it lands.
-                    Err(error) => retry::wait_out(&mut backoff, "postgres", &error).await,
-                }
+            // Audit rows never give up: the write waits until it lands.
+            let written = until_back(wait, Patience::Forever, async || {
+                let written = audit_writer::write_batch(&mut writer, &batch, &group).await;
+                written.map_err(|e| Down::new("postgres", e))
+            })
+            .await;
+            for topic in written.unwrap_or_default() {
+                metrics().duplicates.with_label_values(&[topic]).inc();
             }
             let elapsed = started.elapsed().as_secs_f64();
             metrics().audit_flush_seconds.observe(elapsed);
@@ -110,8 +103,7 @@ impl Auditor {
                 );
             }
             for (ack, offsets) in acks {
-                // Bounded by the partition's in-flight limit, not by a mailbox.
-                ack.do_send(Ack::Durable(offsets));
+                Ack::Durable(offsets).tell(&ack);
             }
             writer
         };

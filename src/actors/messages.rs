@@ -37,12 +37,15 @@ impl Route {
             })
             .await;
         if let Err(e) = sent {
-            // Bounded by the partition's in-flight limit, not by a mailbox.
-            self.ack.do_send(Ack::Lost {
-                offsets,
-                reason: format!("auditor unavailable: {e}"),
-            });
+            self.lost(offsets, format!("auditor unavailable: {e}"));
         }
+    }
+
+    /// Tells the partition actor a stage could not take these offsets: it
+    /// restarts from its watermark so they are read again.
+    pub fn lost(&self, offsets: Vec<i64>, reason: impl Into<String>) {
+        let reason = reason.into();
+        Ack::Lost { offsets, reason }.tell(&self.ack);
     }
 }
 
@@ -87,6 +90,15 @@ pub enum Ack {
     /// A stage could not take these offsets; the partition must restart from
     /// its watermark so they are read again.
     Lost { offsets: Vec<i64>, reason: String },
+}
+
+impl Ack {
+    /// Sends this to the partition actor without waiting for mailbox room:
+    /// acknowledgements are bounded by the partition's in-flight limit, not
+    /// by a mailbox.
+    pub fn tell(self, partition: &Recipient<Ack>) {
+        partition.do_send(self);
+    }
 }
 
 /// Supervisor → partition actor: stop reading, report when all is durable.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::messages::{Ack, Park, Prepared};
+use crate::actors::messages::{Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::dlq::Keys;
 use crate::handlers::http::HttpRoutes;
@@ -74,11 +74,7 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
             count = unaccounted.len(),
             "processing results missing: rereading"
         );
-        // Bounded by the partition's in-flight limit, not by a mailbox.
-        route.ack.do_send(Ack::Lost {
-            offsets: unaccounted,
-            reason: "processing results missing".into(),
-        });
+        route.lost(unaccounted, "processing results missing");
     }
     if !done.is_empty() {
         route.record(done).await;
@@ -90,7 +86,7 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
         );
     } else if !failed.is_empty() {
         let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
-        let ack = route.ack.clone();
+        let back = route.clone();
         let sent = route
             .dead_letter
             .clone()
@@ -100,11 +96,7 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
             })
             .await;
         if let Err(e) = sent {
-            // Bounded by the partition's in-flight limit, not by a mailbox.
-            ack.do_send(Ack::Lost {
-                offsets,
-                reason: format!("dead-letter actor unavailable: {e}"),
-            });
+            back.lost(offsets, format!("dead-letter actor unavailable: {e}"));
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::{Item, Task};
 use crate::retry;
 use crate::store::projection::{self, Applied};
+use crate::wait::{until_back, Down, Patience};
 
 /// A downstream URL, with its timeout and rate limit (shared by every
 /// processor, so the limit holds for the whole instance).
@@ -98,17 +99,13 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
         return Vec::new();
     }
     let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.message_id).collect();
-    let mut down = cx.wait.backoff();
-    let mut done = loop {
-        match projection::already_applied(&cx.pool, &ids).await {
-            Ok(done) => break done,
-            Err(e) => {
-                let error = e.to_string();
-                if !retry::wait_out_unless(&mut down, "postgres", &error, &cx.revoked).await {
-                    return abandoned(items.len());
-                }
-            }
-        }
+    let applied = until_back(cx.wait, Patience::UntilRevoked(&cx.revoked), async || {
+        let applied = projection::already_applied(&cx.pool, &ids).await;
+        applied.map_err(|e| Down::new("postgres", e))
+    })
+    .await;
+    let Ok(mut done) = applied else {
+        return abandoned(items.len());
     };
     let mut results = Vec::with_capacity(items.len());
     for item in items {
@@ -167,13 +164,13 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
 /// cancelled by a revocation: the delivery happened, and the ledger row
 /// is what stops the next owner from sending it again.
 async fn remember(cx: &Context, task: Digested<'_>) {
-    let mut down = cx.wait.backoff();
-    loop {
-        match stored::write(&cx.pool, std::slice::from_ref(&task)).await {
-            Ok(_) => return,
-            Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
-        }
-    }
+    let task = std::slice::from_ref(&task);
+    // Forever: this cannot give up.
+    let _ = until_back(cx.wait, Patience::Forever, async || {
+        let written = stored::write(&cx.pool, task).await;
+        written.map(drop).map_err(|e| Down::new("postgres", e))
+    })
+    .await;
 }
 
 #[cfg(test)]
