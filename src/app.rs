@@ -43,7 +43,7 @@ use crate::kafka::close::close_when_last;
 use crate::kafka::context::{commit_watermarks, KafkaContext};
 use crate::kafka::events::EventLoop;
 use crate::kafka::KafkaConsumer;
-use crate::pipeline::routes::Routes;
+use crate::pipeline::route_table::Routes;
 use crate::shutdown::{self, CLOSE_BOUND, COMMIT_BOUND, EVENTS_BOUND, HTTP_BOUND};
 use crate::store::{migrate, pool};
 

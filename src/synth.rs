@@ -185,7 +185,7 @@ mod tests {
     fn synthetic_events_decode_and_updates_reuse_ids() {
         let mut g = Generator::new(7, None, 3, 0.5);
         let mut updates = 0;
-        let routes = crate::pipeline::routes::Routes::new(
+        let routes = crate::pipeline::route_table::Routes::new(
             &crate::config::Settings::from_overrides(&[])
                 .expect("defaults")
                 .routes,

@@ -13,7 +13,7 @@ use chrono::Utc;
 
 use crate::actors::messages::Park;
 use crate::config::PipelineSettings;
-use crate::dlq::{store, DlqEntry, Keys};
+use crate::dlq::{redis as queue, DlqEntry, Keys};
 use crate::metrics::metrics;
 use crate::store::pool::RedisPool;
 use crate::telemetry::clip;
@@ -111,7 +111,7 @@ async fn push(
     entries: &[DlqEntry],
 ) -> Result<usize, Down> {
     let mut conn = redis.get().await.map_err(|e| Down::new("redis", e))?;
-    store::push(&mut *conn, keys, topic, entries)
+    queue::push(&mut *conn, keys, topic, entries)
         .await
         .map_err(|e| {
             if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {

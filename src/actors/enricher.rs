@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use crate::actors::messages::{Batch, Prepared};
 use crate::pipeline;
-use crate::pipeline::routes::Routes;
+use crate::pipeline::route_table::Routes;
 use crate::pipeline::steering::HeaderKey;
 
 pub struct Enricher {

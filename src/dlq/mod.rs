@@ -10,12 +10,18 @@
 //! committed; run Redis with `appendonly yes` and `appendfsync always` for
 //! no loss window on a Redis crash.
 //!
-//! - [`store`]: the Redis commands (atomic Lua scripts).
-//! - [`replay`]: republishing, discarding and listing, as the HTTP API and
-//!   the `custodian dlq` command use them.
+//! - [`redis`]: the Redis commands (atomic Lua scripts).
+//! - [`operator`]: the operator's handle ([`replay::DeadLetters`]) the HTTP
+//!   API and the `custodian dlq` command use: looking (`list.rs`),
+//!   discarding (`discard.rs`) and replaying ([`replay`]).
 
+mod discard;
+mod list;
+pub mod operator;
+pub mod redis;
 pub mod replay;
-pub mod store;
+/// The old name of [`redis`], for code written before the rename.
+pub use self::redis as store;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};

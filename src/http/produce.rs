@@ -13,7 +13,7 @@ use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::responses::{Guarded, WithBody};
 use crate::metrics::metrics;
-use crate::pipeline::domain;
+use crate::pipeline::domain_event;
 
 /// Where `POST /produce` publishes.
 pub struct ProduceTarget {
@@ -45,10 +45,10 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
         .parse::<uuid::Uuid>()
         .map_err(|_| "eventId: must be a UUID".to_string())?;
     let kind = envelope.kind.ok_or("type: required")?;
-    if !domain::EVENT_TYPES.contains(&kind.as_str()) {
+    if !domain_event::EVENT_TYPES.contains(&kind.as_str()) {
         return Err(format!(
             "type: must be one of {}",
-            domain::EVENT_TYPES.join(", ")
+            domain_event::EVENT_TYPES.join(", ")
         ));
     }
     let timestamp = envelope.timestamp.ok_or("timestamp: required")?;
@@ -56,7 +56,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
         .map_err(|_| "timestamp: must be RFC 3339".to_string())?;
     let data = envelope.data.ok_or("data: required")?;
     // Domain errors read "field `data.x`: why"; answer "data.x: why".
-    let event = domain::decode(&kind, Some(data.get())).map_err(|f| {
+    let event = domain_event::decode(&kind, Some(data.get())).map_err(|f| {
         f.message
             .strip_prefix("field `")
             .map(|rest| rest.replacen('`', "", 1))

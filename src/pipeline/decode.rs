@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use crate::handlers::Payload;
 use crate::kafka::envelope::Envelope;
-use crate::pipeline::domain::{self, DomainEvent};
+use crate::pipeline::domain_event::{self, DomainEvent};
 use crate::pipeline::failure::Failure;
 use crate::pipeline::message_id;
-use crate::pipeline::routes::{Handler, Routes};
+use crate::pipeline::route_table::{Handler, Routes};
 use crate::pipeline::transaction::{Action, RawTransaction, TransactionEvent};
 
 /// A decoded event, ready for enrichment.
@@ -101,7 +101,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
                 None => Err(no_route(t, &envelope.topic)),
                 Some(handler) => match handler.kind.spec().payload {
                     Payload::DomainEnvelope => timestamp(&shallow).and_then(|at| {
-                        domain::decode(t, shallow.data.map(RawValue::get))
+                        domain_event::decode(t, shallow.data.map(RawValue::get))
                             .map(|event| Event::Domain(event, at))
                     }),
                     Payload::Any => Ok(Event::Pass(handler)),

@@ -177,7 +177,7 @@ async fn remember(cx: &Context, task: Digested<'_>) {
 mod tests {
     use super::HttpRoutes;
     use crate::config::RouteSettings;
-    use crate::pipeline::routes::Routes;
+    use crate::pipeline::route_table::Routes;
 
     #[test]
     fn the_route_table_indexes_the_http_routes_in_order() {

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::pipeline::domain::{DomainChange, DomainEvent};
+use crate::pipeline::domain_event::{DomainChange, DomainEvent};
 use crate::store::schema::{inventory, orders, payments, users};
 
 /// Applies one event.
