@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::RetrySettings;
-use crate::metrics::metrics;
 use crate::pipeline::failure::Failure;
+use crate::telemetry::events::{Emit, Retrying};
 
 pub use crate::pipeline::failure::AttemptFailure;
 
@@ -94,18 +94,15 @@ where
                 if give_up {
                     return (Err(()), failures);
                 }
-                metrics()
-                    .retries
-                    .with_label_values(&[topic, stage, kind])
-                    .inc();
                 let delay = retry.next_delay();
-                tracing::info!(
+                Retrying {
                     topic,
+                    stage,
+                    kind,
                     attempt,
-                    error_kind = kind,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "transient failure: retrying in place"
-                );
+                    delay,
+                }
+                .emit();
                 if !sleep_unless(delay, revoked).await {
                     return (Err(()), failures);
                 }

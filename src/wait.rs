@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::metrics::metrics;
+use crate::telemetry::events::{DependencyWaiting, Emit};
 
 /// How long to wait for a dependency that is down (not an attempt).
 #[derive(Debug, Clone, Copy)]
@@ -90,16 +90,12 @@ pub async fn until_back<T>(
 /// Waits out one period of a dependency's unavailability, counting it.
 async fn wait_out(backoff: &mut Backoff, down: &Down) {
     let delay = backoff.next_delay();
-    metrics()
-        .dependency_waits
-        .with_label_values(&[down.dependency])
-        .inc();
-    tracing::warn!(
-        dependency = down.dependency,
-        error = %crate::telemetry::clip(&down.error),
-        retry_in_ms = delay.as_millis() as u64,
-        "dependency unavailable: pausing"
-    );
+    DependencyWaiting {
+        dependency: down.dependency,
+        error: &down.error,
+        delay,
+    }
+    .emit();
     tokio::time::sleep(delay).await;
 }
 

@@ -14,9 +14,8 @@ use chrono::Utc;
 use crate::actors::messages::Park;
 use crate::config::PipelineSettings;
 use crate::dlq::{redis as queue, DlqEntry, Keys};
-use crate::metrics::metrics;
 use crate::store::pool::RedisPool;
-use crate::telemetry::clip;
+use crate::telemetry::events::{DeadLettered, Emit};
 use crate::wait::{until_back, DependencyWait, Down, Patience};
 
 pub struct DeadLetter {
@@ -75,23 +74,12 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, wait: DependencyW
             );
             return;
         };
-        metrics().dlq.with_label_values(&[topic]).inc_by(new as u64);
-        for entry in entries {
-            // The error text can quote payload values: it stays in the DLQ
-            // entry and the audit row, out of the logs.
-            tracing::warn!(
-                eventId = %entry.message_id,
-                r#type = %clip(entry.event_type.as_deref().unwrap_or("")),
-                key = %clip(entry.key.as_deref().unwrap_or("")),
-                topic,
-                partition = entry.partition,
-                offset = entry.offset,
-                attempts = entry.attempts,
-                error_kind = %entry.error_kind,
-                stage = %entry.stage,
-                "message dead-lettered"
-            );
+        DeadLettered {
+            topic,
+            entries,
+            new,
         }
+        .emit();
     }
     drop(by_topic);
     let parked_at = Utc::now();

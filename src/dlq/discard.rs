@@ -6,8 +6,8 @@ use uuid::Uuid;
 use super::operator::{redis_down, DeadLetters, DlqError, Request};
 use super::redis::{self as queue};
 use super::DlqEntry;
-use crate::metrics::metrics;
 use crate::store::audit::DISCARDED;
+use crate::telemetry::events::{DeadLetterActed, Emit};
 
 impl DeadLetters {
     /// Removes a dead letter for good, audited MESSAGE_DISCARDED with who and
@@ -43,10 +43,11 @@ impl DeadLetters {
             })
             .await;
         if let Ok(entry) = &result {
-            metrics()
-                .replays
-                .with_label_values(&[&entry.topic, "discarded"])
-                .inc();
+            DeadLetterActed {
+                topic: &entry.topic,
+                result: "discarded",
+            }
+            .emit();
         }
         result
     }

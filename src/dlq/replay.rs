@@ -34,10 +34,10 @@ use super::{
     REPLAYED_AT_HEADER, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER,
     REPLAY_REASON_HEADER,
 };
-use crate::metrics::metrics;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 use crate::pipeline::steering::{self, Signed, SIGNATURE_HEADER};
 use crate::store::audit::REPLAYED;
+use crate::telemetry::events::{DeadLetterActed, Emit};
 
 /// How long a publish may wait for Kafka's acknowledgement.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,10 +104,11 @@ impl DeadLetters {
             Err(_) => "failed",
         };
         let topic = result.as_ref().map_or("unknown", |r| r.topic.as_str());
-        metrics()
-            .replays
-            .with_label_values(&[topic, result_label])
-            .inc();
+        DeadLetterActed {
+            topic,
+            result: result_label,
+        }
+        .emit();
         result
     }
 

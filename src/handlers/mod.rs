@@ -34,7 +34,6 @@ pub use kind::{HandlerKind, Path, Payload, Spec};
 
 use crate::config::RetrySettings;
 use crate::dlq::Keys;
-use crate::metrics::{metrics, Metrics};
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::steering::hex;
 use crate::pipeline::{Item, Outcome, Settled, Task};
@@ -43,6 +42,7 @@ use crate::store::pool::RedisPool;
 use crate::store::projection::Applied;
 use crate::store::PgPool;
 use crate::telemetry::clip;
+use crate::telemetry::events::{Emit, MessageSettled};
 
 /// What one batch's processing needs.
 pub struct Context {
@@ -109,22 +109,13 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
                 }],
             ),
         };
-        let topic = &item.envelope.topic;
-        match outcome {
-            Outcome::Processed => metrics()
-                .processed
-                .with_label_values(&[topic, Metrics::type_label(item.event_type.as_deref())])
-                .inc(),
-            Outcome::AlreadyApplied => {}
-            Outcome::DeadLettered => {
-                if let Some(last) = failures.last() {
-                    metrics()
-                        .failed
-                        .with_label_values(&[topic, last.failure.stage.as_str(), last.failure.kind])
-                        .inc();
-                }
-            }
+        MessageSettled {
+            topic: &item.envelope.topic,
+            event_type: item.event_type.as_deref(),
+            outcome,
+            last_failure: failures.last(),
         }
+        .emit();
         let settled = Settled {
             envelope: item.envelope,
             message_id: item.message_id,

@@ -29,6 +29,7 @@ use crate::pipeline::{Item, Task};
 use crate::retry::{self, TryError};
 use crate::store::projection::{self, Applied, LedgerRow};
 use crate::store::{PgPool, StoreError};
+use crate::telemetry::events::{Emit, ProjectionWritten};
 use crate::wait::{until_back, Down, Patience};
 
 /// A task and the SHA-256 of the payload it came from.
@@ -88,10 +89,10 @@ pub(super) async fn apply(cx: &Context, run: &[(&Task, &Item)]) -> Vec<Attempted
 pub async fn write(pool: &PgPool, tasks: &[Digested<'_>]) -> Result<Vec<Applied>, StoreError> {
     let started = std::time::Instant::now();
     let applied = write_in_transaction(pool, tasks).await;
-    crate::metrics::metrics()
-        .db_latency_seconds
-        .with_label_values(&["projection"])
-        .observe(started.elapsed().as_secs_f64());
+    ProjectionWritten {
+        elapsed: started.elapsed(),
+    }
+    .emit();
     applied
 }
 
