@@ -29,7 +29,7 @@
 //! - [`wait`]: waiting until a dependency is back (one helper for every
 //!   "try until it answers" loop).
 //! - [`backoff`], [`health`]: small shared pieces.
-//! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
+//! - [`synth`], [`produce`]: synthetic transaction events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.

@@ -1,9 +1,9 @@
 //! `custodian produce`: publishes events and reports what Kafka
 //! acknowledged.
 //!
-//! - interactive (seed 000): each line read becomes a `Message` event with a
+//! - interactive: each line read becomes a `Message` event with a
 //!   new id, which is printed back once Kafka acknowledged it;
-//! - `--synthetic` (seed 003): generated transaction events, keyed by user,
+//! - `--synthetic`: generated transaction events, keyed by user,
 //!   optionally rate-limited (governor), with a progress bar.
 
 use std::io::{BufRead, IsTerminal, Write};

@@ -1,4 +1,4 @@
-//! `POST /produce` (seed 004): validates a domain event envelope, keys it
+//! `POST /produce`: validates a domain event envelope, keys it
 //! (userId, orderId, orderId, sku), publishes it, and answers 202 with where
 //! it went once Kafka acknowledged it.
 
@@ -65,7 +65,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
-#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = EventEnvelope, description = "A seed-004 envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
+#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = EventEnvelope, description = "A domain envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
 #[post("/produce")]
 pub async fn produce(
     _: Authorized,
