@@ -27,9 +27,11 @@ impl Routes {
         let mut routes = Routes::default();
         let mut http = 0..;
         for r in settings {
-            let route = match r.handler {
-                HandlerKind::Http => http.next().unwrap_or_default(),
-                HandlerKind::Transactions | HandlerKind::Domain | HandlerKind::Audit => 0,
+            // Only http routes carry state of their own (`HttpRoutes`).
+            let route = if r.handler == HandlerKind::Http {
+                http.next().unwrap_or_default()
+            } else {
+                0
             };
             let handler = Handler {
                 kind: r.handler,
