@@ -34,6 +34,7 @@ use crate::actors::supervisor::{Stages, Supervisor};
 use crate::config::Settings;
 use crate::dlq::replay::DeadLetters;
 use crate::dlq::Keys;
+use crate::handlers::http::HttpRoutes;
 use crate::health::Health;
 use crate::http::produce::ProduceTarget;
 use crate::http::{self, AppState};
@@ -42,7 +43,7 @@ use crate::kafka::close::close_when_last;
 use crate::kafka::context::{commit_watermarks, KafkaContext};
 use crate::kafka::events::EventLoop;
 use crate::kafka::KafkaConsumer;
-use crate::pipeline::routes::Routes;
+use crate::pipeline::route_table::Routes;
 use crate::shutdown::{self, CLOSE_BOUND, COMMIT_BOUND, EVENTS_BOUND, HTTP_BOUND};
 use crate::store::{migrate, pool};
 
@@ -154,19 +155,20 @@ async fn serve(
         .recipient()
     };
     let routes = Arc::new(Routes::new(&settings.routes));
+    let http_routes = Arc::new(HttpRoutes::new(&settings.routes));
     let client = crate::handlers::http::delivery::client()
         .context("cannot build the HTTP delivery client")?;
     let processors = (0..pipeline.processors)
         .map(|i| {
             let (pool, settings, retry) =
                 (postgres.clone(), pipeline.clone(), settings.retry.clone());
-            let (routes, client) = (Arc::clone(&routes), client.clone());
+            let (http, client) = (Arc::clone(&http_routes), client.clone());
             let (redis, keys) = (redis.clone(), Keys::new(&settings_dlq_prefix));
             Processor::start_in_arbiter(on(i + 1), move |_| Processor {
                 pool,
                 settings,
                 retry,
-                routes,
+                http,
                 client,
                 redis,
                 keys,

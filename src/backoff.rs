@@ -1,5 +1,5 @@
 //! Capped exponential backoff with full jitter, for waiting on a dependency
-//! that is down (and, later, for retrying transient failures).
+//! that is down (`wait`) and for retrying transient failures (`retry`).
 
 use std::time::Duration;
 

@@ -26,8 +26,10 @@
 //!   `audit verify` and `audit reconcile`.
 //! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
 //! - [`metrics`], [`telemetry`]: the metric set and tracing setup.
+//! - [`wait`]: waiting until a dependency is back (one helper for every
+//!   "try until it answers" loop).
 //! - [`backoff`], [`health`]: small shared pieces.
-//! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
+//! - [`synth`], [`produce`]: synthetic transaction events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
@@ -52,3 +54,4 @@ pub mod store;
 pub mod synth;
 pub mod telemetry;
 pub mod trail;
+pub mod wait;

@@ -85,9 +85,9 @@ enum Command {
     /// Search transactions (what GET /transactions/search answers).
     Search(cli::SearchArgs),
     /// Publish events to Kafka: lines typed (or piped) in, one message each,
-    /// or --synthetic seed-003 transaction events.
+    /// or --synthetic transaction events.
     Produce {
-        /// Seed-003 synthetic transaction events instead of lines from stdin.
+        /// Synthetic transaction events instead of lines from stdin.
         #[arg(long)]
         synthetic: bool,
         #[arg(long, default_value_t = 1000)]

@@ -1,9 +1,9 @@
 //! `custodian produce`: publishes events and reports what Kafka
 //! acknowledged.
 //!
-//! - interactive (seed 000): each line read becomes a `Message` event with a
+//! - interactive: each line read becomes a `Message` event with a
 //!   new id, which is printed back once Kafka acknowledged it;
-//! - `--synthetic` (seed 003): generated transaction events, keyed by user,
+//! - `--synthetic`: generated transaction events, keyed by user,
 //!   optionally rate-limited (governor), with a progress bar.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -16,9 +16,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::kafka::client::producer_config;
 use crate::synth::Generator;
 
-/// The event type of a free-text message (routed to the audit-only handler
-/// by default).
-pub const TEXT_MESSAGE_TYPE: &str = "Message";
+pub use crate::handlers::audit::TEXT_MESSAGE_TYPE;
 
 /// The envelope a line of text travels in: `{eventId, type, timestamp,
 /// data: {text}}`.

@@ -21,22 +21,15 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::RetrySettings;
-use crate::metrics::metrics;
 use crate::pipeline::failure::Failure;
+use crate::telemetry::events::{Emit, Retrying};
 
-/// One failed attempt at a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttemptFailure {
-    /// 1 for the first attempt.
-    pub attempt: u32,
-    pub at: DateTime<Utc>,
-    pub failure: Failure,
-}
+pub use crate::pipeline::failure::AttemptFailure;
 
 /// Why one try did not succeed.
 #[derive(Debug)]
@@ -50,48 +43,8 @@ pub enum TryError {
     Failed(Failure),
 }
 
-/// How long to wait for a dependency that is down (not an attempt).
-#[derive(Debug, Clone, Copy)]
-pub struct DependencyWait {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl DependencyWait {
-    pub fn backoff(self) -> Backoff {
-        Backoff::new(self.min, self.max)
-    }
-}
-
-/// Waits out one period of a dependency's unavailability, counting it.
-pub async fn wait_out(backoff: &mut Backoff, dependency: &'static str, error: &str) {
-    let delay = backoff.next_delay();
-    metrics()
-        .dependency_waits
-        .with_label_values(&[dependency])
-        .inc();
-    tracing::warn!(
-        dependency,
-        error = %crate::telemetry::clip(error),
-        retry_in_ms = delay.as_millis() as u64,
-        "dependency unavailable: pausing"
-    );
-    tokio::time::sleep(delay).await;
-}
-
-/// `wait_out`, unless `revoked` fires first; false when it did (the wait
-/// and the work behind it are abandoned).
-pub async fn wait_out_unless(
-    backoff: &mut Backoff,
-    dependency: &'static str,
-    error: &str,
-    revoked: &CancellationToken,
-) -> bool {
-    tokio::select! {
-        () = wait_out(backoff, dependency, error) => true,
-        () = revoked.cancelled() => false,
-    }
-}
+pub use crate::wait::DependencyWait;
+use crate::wait::{wait_out_unless, Down};
 
 /// Sleeps `delay` unless `revoked` fires first; false when it did.
 async fn sleep_unless(delay: Duration, revoked: &CancellationToken) -> bool {
@@ -124,7 +77,7 @@ where
         match op().await {
             Ok(value) => return (Ok(value), failures),
             Err(TryError::Unavailable { dependency, error }) => {
-                if !wait_out_unless(&mut down, dependency, &error, revoked).await {
+                if !wait_out_unless(&mut down, &Down::new(dependency, error), revoked).await {
                     return (Err(()), failures);
                 }
             }
@@ -141,18 +94,15 @@ where
                 if give_up {
                     return (Err(()), failures);
                 }
-                metrics()
-                    .retries
-                    .with_label_values(&[topic, stage, kind])
-                    .inc();
                 let delay = retry.next_delay();
-                tracing::info!(
+                Retrying {
                     topic,
+                    stage,
+                    kind,
                     attempt,
-                    error_kind = kind,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "transient failure: retrying in place"
-                );
+                    delay,
+                }
+                .emit();
                 if !sleep_unless(delay, revoked).await {
                     return (Err(()), failures);
                 }

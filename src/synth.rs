@@ -1,4 +1,4 @@
-//! Synthetic seed-003 transaction events (what seed 003's
+//! Synthetic transaction events (what seed 003's
 //! `publish_test_data_to_kafka.py` produces): creates, and with
 //! `update_ratio` probability updates of an earlier transaction, keyed by
 //! `user_id` so one user's events stay in order on one partition.
@@ -26,7 +26,7 @@ pub struct SyntheticEvent {
     pub payload: Vec<u8>,
 }
 
-/// A seed-003 event as published. Serialized from a struct, not `json!`,
+/// A transaction event as published. Serialized from a struct, not `json!`,
 /// because a `serde_json::Value` holds a number as an f64; here the amount
 /// is written as exact decimal text.
 #[derive(Serialize)]
@@ -185,7 +185,7 @@ mod tests {
     fn synthetic_events_decode_and_updates_reuse_ids() {
         let mut g = Generator::new(7, None, 3, 0.5);
         let mut updates = 0;
-        let routes = crate::pipeline::routes::Routes::new(
+        let routes = crate::pipeline::route_table::Routes::new(
             &crate::config::Settings::from_overrides(&[])
                 .expect("defaults")
                 .routes,

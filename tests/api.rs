@@ -71,7 +71,7 @@ fn without_a_configured_token_the_api_is_closed() {
     let mut settings = env.settings();
     settings.http.api_token = None;
     let app = Running::start(settings).expect("custodian starts");
-    let (status, json) = env.api(app.http_addr, Method::GET, "/dlq", None);
+    let (status, json) = env.api(&app, Method::GET, "/dlq", None);
     assert_eq!(status, 403, "{json}");
     assert!(json["message"]
         .as_str()

@@ -171,19 +171,14 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     let parked = env.dlq_entries();
     assert_eq!(parked.len(), 1);
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         Method::DELETE,
         &format!("/dlq/{}", parked[0].message_id),
         Some(serde_json::json!({"reason": "poison test"})),
     );
     assert_eq!(status, 200, "{body}");
     // The endpoint agrees before anything is touched.
-    let (status, body) = env.api(
-        app.http_addr,
-        Method::GET,
-        "/audit/verify?budget_ms=20000",
-        None,
-    );
+    let (status, body) = env.api(&app, Method::GET, "/audit/verify?budget_ms=20000", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["holds"], true, "{body}");
     app.stop().expect("graceful stop");
@@ -194,7 +189,7 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     assert!(clean.holds, "{clean:#?}");
     assert_eq!(
         clean.entries_checked as i64,
-        env.count("SELECT count(*) AS n FROM audit_log"),
+        env.rows(common::Table::AuditLog),
         "{clean:#?}"
     );
     let operator = clean
@@ -376,7 +371,7 @@ fn assert_every_chain_whole(env: &TestEnv, settings: &Settings, file: &Path) {
     assert!(report.holds, "{report:#?}");
     assert_eq!(
         report.entries_checked as i64,
-        env.count("SELECT count(*) AS n FROM audit_log")
+        env.rows(common::Table::AuditLog)
     );
     for c in &report.chains {
         assert_eq!(c.last_seq as u64, c.entries, "{c:#?}");
@@ -456,12 +451,11 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
     migrate(&env);
     let mut first = spawn(&env, &file);
     wait_until(Duration::from_secs(90), "progress before the kill", || {
-        env.count("SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") >= 300
+        env.rows_with_status(common::Table::AuditLog, "MESSAGE_PROCESSED") >= 300
     });
     first.kill().expect("SIGKILL");
     first.wait().expect("reaped");
-    let at_kill =
-        env.count("SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'");
+    let at_kill = env.rows_with_status(common::Table::AuditLog, "MESSAGE_PROCESSED");
     assert!(at_kill < N, "the kill landed mid-stream ({at_kill} of {N})");
     let mut second = spawn(&env, &file);
     wait_until(Duration::from_secs(120), "every message processed", || {
@@ -545,7 +539,7 @@ fn a_new_owner_after_a_rebalance_continues_each_chain() {
     wait_until(
         Duration::from_secs(60),
         "progress on the first instance",
-        || env.count("SELECT count(*) AS n FROM audit_log") >= 200,
+        || env.rows(common::Table::AuditLog) >= 200,
     );
     let second = Running::start(settings.clone()).expect("second instance");
     env.produce_synthetic(N as usize / 2, 52, 0.2);

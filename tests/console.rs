@@ -222,7 +222,7 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
         c.close().await.expect("close the browser");
     });
     wait_until(PATIENCE, "the replayed one processed", || {
-        env.count("SELECT count(*) AS n FROM transactions") == 1
+        env.rows(common::Table::Transactions) == 1
     });
     let counts = env.audit_counts();
     assert_eq!(counts.get("MESSAGE_REPLAYED"), Some(&1));

@@ -75,7 +75,7 @@ fn messages_are_delivered_once_with_their_id() {
     assert_eq!(received[0].bytes, payloads[0].len(), "the payload as is");
     // The route keeps downstream answers: the message's record shows it.
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         reqwest::Method::GET,
         &format!("/messages/{}", ids[0]),
         None,
@@ -220,7 +220,7 @@ fn the_route_rate_limit_holds() {
     );
     let rate = (N - 1) as f64 / span.as_secs_f64();
     assert!(rate <= 21.0, "measured {rate:.1}/s over a limit of 20/s");
-    let (_, metrics) = env.get(app.http_addr, "/metrics");
+    let (_, metrics) = env.get(&app, "/metrics");
     let waits = format!("rate_limit_waits_total{{route=\"http://{}\"}}", mock.addr);
     assert!(
         metrics
@@ -263,7 +263,7 @@ fn a_batch_mixing_deliveries_and_projections_settles_each_message_once() {
     });
     let received: Vec<Option<String>> = mock.received().into_iter().map(|r| r.message_id).collect();
     assert_eq!(received, [Some(a.to_string()), Some(c.to_string())]);
-    assert_eq!(env.count("SELECT count(*) AS n FROM transactions"), 1);
+    assert_eq!(env.rows(common::Table::Transactions), 1);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(3)]);
 }

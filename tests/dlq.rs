@@ -59,7 +59,7 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
 
     // Listing: filtered, paged.
     let page = |query: &str| {
-        let (status, body) = env.api(app.http_addr, Method::GET, &format!("/dlq?{query}"), None);
+        let (status, body) = env.api(&app, Method::GET, &format!("/dlq?{query}"), None);
         assert_eq!(status, 200, "{body}");
         body
     };
@@ -80,7 +80,7 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
     assert!(last["next_offset"].is_null());
     let none = page(&format!("topic={topic}&from=2999-01-01T00:00:00Z"));
     assert_eq!(none["count"], 0);
-    assert_eq!(env.metric(app.http_addr, "dlq_depth"), 5.0);
+    assert_eq!(env.metric(&app, "dlq_depth"), 5.0);
 
     // An entry another operator is working on answers 409.
     let busy = refused["entries"][0]["message_id"]
@@ -96,7 +96,7 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
         .query(&mut conn)
         .expect("SET");
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         Method::POST,
         &format!("/replay/{busy}"),
         Some(serde_json::json!({"reason": "x"})),
@@ -114,35 +114,30 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
         "error_kind": "constraint_violation",
         "reason": "limit raised",
     });
-    let (status, report) = env.api(app.http_addr, Method::POST, "/replay", Some(bulk.clone()));
+    let (status, report) = env.api(&app, Method::POST, "/replay", Some(bulk.clone()));
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["matched"], 3, "{report}");
     assert_eq!(report["replayed"], 3, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     wait_until(PATIENCE, "the replayed three processed", || {
-        env.count("SELECT count(*) AS n FROM transactions") == 4
+        env.rows(common::Table::Transactions) == 4
     });
     let left = env.dlq_entries();
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|e| e.error_kind == "unknown_event_type"));
     assert_eq!(env.audit_counts().get("MESSAGE_REPLAYED"), Some(&3));
     // Again: nothing matches any more, nothing is published.
-    let (_, again) = env.api(app.http_addr, Method::POST, "/replay", Some(bulk));
+    let (_, again) = env.api(&app, Method::POST, "/replay", Some(bulk));
     assert_eq!(again["matched"], 0, "{again}");
     assert_eq!(again["replayed"], 0, "{again}");
 
     // Discard needs a reason, is audited, and happens once.
     let victim = left[0].message_id;
     let path = format!("/dlq/{victim}");
-    let (status, body) = env.api(
-        app.http_addr,
-        Method::DELETE,
-        &path,
-        Some(serde_json::json!({})),
-    );
+    let (status, body) = env.api(&app, Method::DELETE, &path, Some(serde_json::json!({})));
     assert_eq!(status, 400, "{body}");
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         Method::DELETE,
         &path,
         Some(serde_json::json!({"reason": "   "})),
@@ -150,9 +145,9 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
     assert_eq!(status, 400, "{body}");
     let reason =
         serde_json::json!({"reason": "test event, never valid", "requested_by": "ops-bob"});
-    let (status, body) = env.api(app.http_addr, Method::DELETE, &path, Some(reason.clone()));
+    let (status, body) = env.api(&app, Method::DELETE, &path, Some(reason.clone()));
     assert_eq!(status, 200, "{body}");
-    let (status, _) = env.api(app.http_addr, Method::DELETE, &path, Some(reason));
+    let (status, _) = env.api(&app, Method::DELETE, &path, Some(reason));
     assert_eq!(status, 404);
     let lifecycle = env.lifecycle(&victim.to_string());
     assert_eq!(
@@ -160,7 +155,7 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
         Some("MESSAGE_DISCARDED")
     );
     assert_eq!(env.dlq_entries().len(), 1);
-    assert_eq!(env.metric(app.http_addr, "dlq_depth"), 1.0);
+    assert_eq!(env.metric(&app, "dlq_depth"), 1.0);
     app.stop().expect("graceful stop");
 }
 
@@ -258,7 +253,7 @@ fn the_command_line_lists_shows_replays_and_discards() {
     assert!(err.contains("not in the dead-letter queue"), "{err}");
 
     wait_until(PATIENCE, "the three replayed ones processed", || {
-        env.count("SELECT count(*) AS n FROM transactions") == 4
+        env.rows(common::Table::Transactions) == 4
     });
     assert_eq!(env.dlq_entries().len(), 1);
     let counts = env.audit_counts();
@@ -289,18 +284,18 @@ fn two_records_claiming_one_id_are_both_kept() {
     assert_eq!(entries[0].payload.as_deref(), Some(first.as_str()));
     assert_eq!(entries[1].payload.as_deref(), Some(second.as_str()));
     let path = format!("/dlq/{id}");
-    let (_, shown) = env.api(app.http_addr, Method::GET, &path, None);
+    let (_, shown) = env.api(&app, Method::GET, &path, None);
     assert_eq!(shown["offset"], 0, "{shown}");
     // Once the first is dealt with, the id finds the second.
     let reason = serde_json::json!({"reason": "handled"});
-    let (status, body) = env.api(app.http_addr, Method::DELETE, &path, Some(reason.clone()));
+    let (status, body) = env.api(&app, Method::DELETE, &path, Some(reason.clone()));
     assert_eq!(status, 200, "{body}");
-    let (status, shown) = env.api(app.http_addr, Method::GET, &path, None);
+    let (status, shown) = env.api(&app, Method::GET, &path, None);
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["offset"], 1, "{shown}");
-    let (status, _) = env.api(app.http_addr, Method::DELETE, &path, Some(reason.clone()));
+    let (status, _) = env.api(&app, Method::DELETE, &path, Some(reason.clone()));
     assert_eq!(status, 200);
-    let (status, _) = env.api(app.http_addr, Method::DELETE, &path, Some(reason));
+    let (status, _) = env.api(&app, Method::DELETE, &path, Some(reason));
     assert_eq!(status, 404);
     assert!(env.dlq_entries().is_empty());
     app.stop().expect("graceful stop");
@@ -327,7 +322,7 @@ fn entries_parked_before_the_time_indexes_existed_are_indexed_at_start() {
     let app = Running::start(env.settings()).expect("custodian starts again");
     wait_until(PATIENCE, "the five listed again", || {
         let (status, body) = env.api(
-            app.http_addr,
+            &app,
             Method::GET,
             &format!("/dlq?topic={}", env.topic),
             None,
@@ -335,7 +330,7 @@ fn entries_parked_before_the_time_indexes_existed_are_indexed_at_start() {
         status == 200 && body["count"] == 5
     });
     let (_, refused) = env.api(
-        app.http_addr,
+        &app,
         Method::GET,
         "/dlq?error_kind=constraint_violation",
         None,

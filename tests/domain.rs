@@ -110,7 +110,7 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
     let conflicts = env.dlq_entries();
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0].error_kind, "id_conflict");
-    assert_eq!(env.count("SELECT count(*) AS n FROM users"), 1);
+    assert_eq!(env.rows(common::Table::Users), 1);
     let (_, body) = env.api(addr, Method::GET, &format!("/users/{user}"), None);
     assert_eq!(body["user"]["name"], "Alice Example");
     let lifecycle = env.lifecycle(&user_event_id);
@@ -179,7 +179,7 @@ fn post_produce_refuses_bad_events_naming_the_field() {
         cases.push((field, body));
     }
     for (field, body) in cases {
-        let (status, answer) = env.api(app.http_addr, Method::POST, "/produce", Some(body));
+        let (status, answer) = env.api(&app, Method::POST, "/produce", Some(body));
         assert_eq!(status, 400, "{field}: {answer}");
         assert!(
             answer["message"]
@@ -232,7 +232,7 @@ fn seed_004_dead_letter_cases() {
         by_offset(2).error
     );
     assert_eq!(by_offset(2).payload.as_deref(), Some(orphan.as_str()));
-    assert_eq!(env.count("SELECT count(*) AS n FROM orders"), 0);
+    assert_eq!(env.rows(common::Table::Orders), 0);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(3)]);
 }
@@ -264,12 +264,7 @@ fn an_order_that_arrives_before_its_user_waits_for_it() {
         env.audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
     });
     assert_eq!(env.audit_counts().get("MESSAGE_DLQ"), None);
-    let (status, body) = env.api(
-        app.http_addr,
-        Method::GET,
-        &format!("/orders/{order}"),
-        None,
-    );
+    let (status, body) = env.api(&app, Method::GET, &format!("/orders/{order}"), None);
     assert_eq!(status, 200, "{body}");
     app.stop().expect("graceful stop");
 }
@@ -289,24 +284,19 @@ fn transactions_are_listed_by_user_and_status() {
         env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         Method::GET,
         "/transactions?user_id=u1&status=completed&limit=2",
         None,
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["count"], 2);
-    let (_, body) = env.api(
-        app.http_addr,
-        Method::GET,
-        "/transactions?user_id=u1&offset=2",
-        None,
-    );
+    let (_, body) = env.api(&app, Method::GET, "/transactions?user_id=u1&offset=2", None);
     assert_eq!(body["count"], 1);
-    let (_, body) = env.api(app.http_addr, Method::GET, "/transactions?user_id=u2", None);
+    let (_, body) = env.api(&app, Method::GET, "/transactions?user_id=u2", None);
     assert_eq!(body["count"], 0);
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         Method::GET,
         &format!("/transactions/{}", ids[0]),
         None,
@@ -322,12 +312,7 @@ fn transactions_are_listed_by_user_and_status() {
         "colour=red",
         "user_id=%00",
     ] {
-        let (status, _) = env.api(
-            app.http_addr,
-            Method::GET,
-            &format!("/transactions?{bad}"),
-            None,
-        );
+        let (status, _) = env.api(&app, Method::GET, &format!("/transactions?{bad}"), None);
         assert_eq!(status, 400, "{bad}");
     }
     app.stop().expect("graceful stop");

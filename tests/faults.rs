@@ -625,7 +625,7 @@ fn revocation_cancels_retries_in_flight_leaving_no_stale_dead_letter() {
         "the new owner applied the update"
     );
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'"),
+        env.rows_with_status(common::Table::MessageAudit, "MESSAGE_DLQ"),
         0,
         "no dead letter for a message its new owner processed"
     );

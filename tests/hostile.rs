@@ -103,7 +103,7 @@ fn operator_text_that_cannot_be_stored_is_refused_before_anything_is_published()
     ];
     for (method, path, body, field) in cases {
         for _ in 0..3 {
-            let (status, answer) = env.api(app.http_addr, method.clone(), path, Some(body.clone()));
+            let (status, answer) = env.api(&app, method.clone(), path, Some(body.clone()));
             assert_eq!(status, 400, "{method} {path} {body}: {answer}");
             assert_eq!(answer["error"], "bad_request", "{answer}");
             let message = answer["message"].as_str().unwrap_or_default();
@@ -119,14 +119,14 @@ fn operator_text_that_cannot_be_stored_is_refused_before_anything_is_published()
     // replaces the entry, so one message keeps one entry.
     for round in 1..=3u32 {
         let (status, body) = env.api(
-            app.http_addr,
+            &app,
             Method::POST,
             &one,
             Some(serde_json::json!({"reason": format!("round {round}\nafter a fix")})),
         );
         assert_eq!(status, 200, "{body}");
         wait_until(PATIENCE, "the copy parked again", || {
-            let (status, entry) = env.api(app.http_addr, Method::GET, &format!("/dlq/{id}"), None);
+            let (status, entry) = env.api(&app, Method::GET, &format!("/dlq/{id}"), None);
             status == 200 && entry["replay_count"] == round
         });
     }
@@ -225,7 +225,7 @@ fn a_bulk_replay_takes_an_id_once_however_many_entries_it_has() {
     });
     assert_eq!(env.dlq_entries().len(), 2);
     let body = serde_json::json!({"topic": env.topic, "reason": "once"});
-    let (status, report) = env.api(app.http_addr, Method::POST, "/replay", Some(body));
+    let (status, report) = env.api(&app, Method::POST, "/replay", Some(body));
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["matched"], 1, "{report}");
     assert_eq!(report["replayed"], 1, "{report}");
@@ -320,7 +320,7 @@ fn forged_steering_headers_neither_take_over_a_dead_letter_nor_an_id() {
     });
 
     // The victim's entry is untouched, and a replay republishes its bytes.
-    let (status, entry) = env.api(app.http_addr, Method::GET, &format!("/dlq/{victim}"), None);
+    let (status, entry) = env.api(&app, Method::GET, &format!("/dlq/{victim}"), None);
     assert_eq!(status, 200, "{entry}");
     assert_eq!(entry["payload"], original.as_str(), "{entry}");
     assert_eq!(entry["offset"], 0, "{entry}");
@@ -369,7 +369,7 @@ fn forged_steering_headers_neither_take_over_a_dead_letter_nor_an_id() {
         serde_json::json!(["custodian-message-id"])
     );
     let (status, replayed) = env.api(
-        app.http_addr,
+        &app,
         Method::POST,
         &format!("/replay/{victim}"),
         Some(serde_json::json!({"reason": "check the bytes"})),

@@ -113,7 +113,7 @@ fn transaction_amounts_are_stored_exactly_or_dead_lettered_intact() {
     }
     // The read API answers the same digits.
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         Method::GET,
         &format!("/transactions/{}", exact[0].0),
         None,

@@ -27,7 +27,7 @@ fn metrics_expose_every_series_after_traffic() {
         (Some("u1"), b"not json", Some(1)),
     ]);
     let (status, _) = env.api(
-        app.http_addr,
+        &app,
         Method::POST,
         "/produce",
         Some(serde_json::json!({
@@ -64,11 +64,11 @@ fn metrics_expose_every_series_after_traffic() {
         "messages_audited_total",
     ];
     wait_until(PATIENCE, "every series present", || {
-        let (_, text) = env.get(app.http_addr, "/metrics");
+        let (_, text) = env.get(&app, "/metrics");
         series.iter().all(|s| text.contains(s))
     });
     // Every durable outcome has its time in the pipeline observed.
-    let (_, text) = env.get(app.http_addr, "/metrics");
+    let (_, text) = env.get(&app, "/metrics");
     let unlabelled = |name: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

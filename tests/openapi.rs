@@ -12,7 +12,7 @@ use reqwest::Method;
 fn every_documented_operation_is_routed_and_guarded_as_documented() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
-    let (status, doc) = env.request(app.http_addr, Method::GET, "/openapi.json", None, None);
+    let (status, doc) = env.request(&app, Method::GET, "/openapi.json", None, None);
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let paths = doc["paths"].as_object().expect("paths");
@@ -57,10 +57,10 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let body = matches!(method, Method::POST | Method::DELETE).then(|| serde_json::json!({}));
         let (status, answer) = if *path == "/metrics" {
-            let (status, _) = env.get(app.http_addr, path);
+            let (status, _) = env.get(&app, path);
             (status, serde_json::Value::Null)
         } else {
-            env.api(app.http_addr, method.clone(), &concrete, body)
+            env.api(&app, method.clone(), &concrete, body)
         };
         assert_ne!(
             answer["message"], "no such endpoint",
@@ -74,14 +74,14 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "{method} {path} security"
         );
         if guarded {
-            let (status, _) = env.request(app.http_addr, method, &concrete, None, None);
+            let (status, _) = env.request(&app, method, &concrete, None, None);
             assert_eq!(status, 401, "{path} without a token");
         }
     }
-    let (status, page) = env.get(app.http_addr, "/docs");
+    let (status, page) = env.get(&app, "/docs");
     assert_eq!(status, 200);
     assert!(page.contains("SwaggerUIBundle") && page.contains("/openapi.json"));
-    let (status, bundle) = env.get(app.http_addr, "/docs/swagger-ui-bundle.js");
+    let (status, bundle) = env.get(&app, "/docs/swagger-ui-bundle.js");
     assert_eq!(status, 200);
     assert!(bundle.len() > 100_000, "the vendored UI is served");
     app.stop().expect("graceful stop");

@@ -39,7 +39,7 @@ fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
         "the message after the poison processed",
         || env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3),
     );
-    env.assert_unready(app.http_addr, "redis");
+    env.assert_unready(&app, "redis");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         env.audit_counts().get("MESSAGE_DLQ"),
@@ -65,7 +65,7 @@ fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
         .query(&mut conn)
         .expect("LLEN");
     assert_eq!(parked, 1);
-    assert_eq!(env.get(app.http_addr, "/ready").0, 200);
+    assert_eq!(env.get(&app, "/ready").0, 200);
     app.stop().expect("graceful stop");
 }
 
@@ -116,7 +116,7 @@ fn postgres_outage_pauses_processing_and_resumes_without_loss() {
         (None, valid(4).as_bytes(), None),
     ]);
     std::thread::sleep(Duration::from_secs(3));
-    env.assert_unready(app.http_addr, "postgres");
+    env.assert_unready(&app, "postgres");
     assert_eq!(
         env.committed(),
         vec![Some(2)],

@@ -26,7 +26,7 @@ fn n_events_become_processed_lifecycles_projection_rows_and_committed_offsets() 
         2,
         "only RECEIVED and PROCESSED rows: {counts:?}"
     );
-    assert_eq!(env.count("SELECT count(*) AS n FROM message_payloads"), 600);
+    assert_eq!(env.rows(common::Table::MessagePayloads), 600);
 
     // One projection row per transaction; every event applied exactly once.
     let distinct_ids: HashSet<String> = events
@@ -37,7 +37,7 @@ fn n_events_become_processed_lifecycles_projection_rows_and_committed_offsets() 
         })
         .collect();
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM transactions"),
+        env.rows(common::Table::Transactions),
         distinct_ids.len() as i64
     );
     assert_eq!(
@@ -52,10 +52,10 @@ fn n_events_become_processed_lifecycles_projection_rows_and_committed_offsets() 
     );
 
     // Operational endpoints.
-    assert_eq!(env.get(app.http_addr, "/health").0, 200);
-    let (status, body) = env.get(app.http_addr, "/ready");
+    assert_eq!(env.get(&app, "/health").0, 200);
+    let (status, body) = env.get(&app, "/ready");
     assert_eq!(status, 200, "{body}");
-    let (_, metrics) = env.get(app.http_addr, "/metrics");
+    let (_, metrics) = env.get(&app, "/metrics");
     for series in [
         "messages_consumed_total",
         "messages_processed_total",
@@ -135,7 +135,7 @@ fn malformed_and_unknown_events_are_dead_lettered_and_the_partition_keeps_flowin
     assert_eq!(garbage.first_failed_at, garbage.last_failed_at);
     // Every documented field is in the stored JSON, and it is found by id.
     let (status, by_id) = env.api(
-        app.http_addr,
+        &app,
         reqwest::Method::GET,
         &format!("/dlq/{}", garbage.message_id),
         None,
@@ -176,7 +176,7 @@ fn malformed_and_unknown_events_are_dead_lettered_and_the_partition_keeps_flowin
 
     // The lifecycle of a dead-lettered message, in order, via the API.
     let (status, body) = env.api(
-        app.http_addr,
+        &app,
         reqwest::Method::GET,
         &format!("/messages/{}", garbage.message_id),
         None,
@@ -194,7 +194,7 @@ fn malformed_and_unknown_events_are_dead_lettered_and_the_partition_keeps_flowin
     );
 
     // The projection got the three good ones; the partition was not blocked.
-    assert_eq!(env.count("SELECT count(*) AS n FROM transactions"), 3);
+    assert_eq!(env.rows(common::Table::Transactions), 3);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(6)]);
 }
@@ -213,7 +213,7 @@ fn a_redelivered_event_is_audited_as_duplicate_and_changes_nothing() {
         let c = env.audit_counts();
         c.get("MESSAGE_PROCESSED") == Some(&1) && c.get("MESSAGE_DUPLICATE") == Some(&1)
     });
-    env.produce(&[(Some("u1"), event.as_bytes(), None)]);
+    env.send(&[common::Record::new(event.as_bytes()).key("u1")]);
     wait_until(PATIENCE, "a second DUPLICATE row", || {
         let c = env.audit_counts();
         c.get("MESSAGE_PROCESSED") == Some(&1) && c.get("MESSAGE_DUPLICATE") == Some(&2)
@@ -233,7 +233,7 @@ fn a_redelivered_event_is_audited_as_duplicate_and_changes_nothing() {
 fn audit_rows_cannot_be_updated_deleted_or_truncated() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
-    env.produce(&[(None, b"not json", None)]);
+    env.send(&[common::Record::new(&b"not json"[..])]);
     wait_until(PATIENCE, "an audited message", || {
         env.audit_counts().get("MESSAGE_DLQ") == Some(&1)
     });
@@ -258,7 +258,7 @@ fn audit_rows_cannot_be_updated_deleted_or_truncated() {
             .expect_err("the database must refuse it");
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(env.count("SELECT count(*) AS n FROM message_audit"), 3);
+    assert_eq!(env.rows(common::Table::MessageAudit), 3);
     assert_eq!(
         env.count("SELECT count(*) AS n FROM message_payloads WHERE payload = 'not json'"),
         1

@@ -41,7 +41,7 @@ fn a_second_instance_takes_over_partitions_without_loss_or_double_application() 
         },
     );
     wait_until(Duration::from_secs(120), "every event applied", || {
-        env.count("SELECT count(*) AS n FROM applied_messages") == N
+        env.rows(common::Table::AppliedMessages) == N
             && env.count("SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status = 'MESSAGE_PROCESSED'") == N
     });
     let (_, body) = env.get(first.http_addr, "/ready");

@@ -255,7 +255,7 @@ fn events_are_published_in_order_per_aggregate_and_consumed_through_the_pipeline
     ]))
     .expect("custodian starts");
     wait_until(Duration::from_secs(60), "every event applied", || {
-        unpublished(&env) == 0 && env.count("SELECT count(*) AS n FROM applied_messages") == 20
+        unpublished(&env) == 0 && env.rows(common::Table::AppliedMessages) == 20
     });
 
     assert_published_in_order(&outbox_rows(&env));
@@ -294,12 +294,12 @@ fn events_are_published_in_order_per_aggregate_and_consumed_through_the_pipeline
         ),
         20
     );
-    let (status, body) = env.api(app.http_addr, reqwest::Method::GET, "/audit/verify", None);
+    let (status, body) = env.api(&app, reqwest::Method::GET, "/audit/verify", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["holds"], true, "{body}");
     assert_eq!(body["unchained_entries"], 0, "{body}");
-    assert_eq!(env.metric(app.http_addr, "outbox_published_total"), 20.0);
-    let (_, text) = env.get(app.http_addr, "/metrics");
+    assert_eq!(env.metric(&app, "outbox_published_total"), 20.0);
+    let (_, text) = env.get(&app, "/metrics");
     assert!(text.lines().any(|l| l == "outbox_pending 0"), "{text}");
     app.stop().expect("clean stop");
 }
@@ -330,7 +330,7 @@ fn sigkill_between_publish_and_mark_loses_nothing_and_duplicates_are_recognised_
     // The crash landed mid-batch: everything published, nothing marked.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(unpublished(&env), 60);
-    assert_eq!(env.count("SELECT count(*) AS n FROM audit_log"), 0);
+    assert_eq!(env.rows(common::Table::AuditLog), 0);
 
     let _second = RelayProcess::start(&env, &[]);
     wait_until(Duration::from_secs(60), "every row marked", || {
@@ -423,7 +423,7 @@ fn two_relays_publish_each_row_once_and_the_standby_takes_over() {
     assert_eq!(seen.len(), 200, "each row published once");
     assert!(ids.iter().all(|id| copies.get(id) == Some(&1)));
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_PUBLISHED'"),
+        env.rows_with_status(common::Table::AuditLog, "MESSAGE_PUBLISHED"),
         200
     );
     assert_published_in_order(&outbox_rows(&env));

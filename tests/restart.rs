@@ -174,7 +174,7 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
         Duration::from_secs(120),
         "every message processed once",
         || {
-            env.count("SELECT count(*) AS n FROM applied_messages") == N
+            env.rows(common::Table::AppliedMessages) == N
             && env.count("SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status IN ('MESSAGE_PROCESSED')") == N
         },
     );

@@ -57,7 +57,7 @@ fn a_transient_failure_is_retried_in_place_until_it_clears() {
     let env = TestEnv::new(1);
     let (app, lock, a, b) = update_a_locked_row(&env, "300ms", 50, "b");
     wait_until(PATIENCE, "the update retried twice", || {
-        env.metric(app.http_addr, "retries_total") >= 2.0
+        env.metric(&app, "retries_total") >= 2.0
     });
     // Order is kept: the event behind the retried one waits for it.
     assert_eq!(
@@ -93,7 +93,7 @@ fn a_transient_failure_is_retried_in_place_until_it_clears() {
         Some(failed.len() as i32 + 1),
         "PROCESSED carries the attempt that succeeded"
     );
-    let (_, body) = env.api(app.http_addr, Method::GET, &format!("/messages/{id}"), None);
+    let (_, body) = env.api(&app, Method::GET, &format!("/messages/{id}"), None);
     let first_failure = &body["lifecycle"][1];
     assert_eq!(first_failure["status"], "MESSAGE_FAILED");
     assert!(
@@ -157,7 +157,7 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
     // time applied.
     let request = serde_json::json!({"reason": "row lock released", "requested_by": "ops-alice"});
     let (status, replayed) = env.api(
-        app.http_addr,
+        &app,
         Method::POST,
         &format!("/replay/{id}"),
         Some(request.clone()),
@@ -210,24 +210,19 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
             "MESSAGE_PROCESSED"
         ]
     );
-    let (_, body) = env.api(app.http_addr, Method::GET, &format!("/messages/{id}"), None);
+    let (_, body) = env.api(&app, Method::GET, &format!("/messages/{id}"), None);
     let replay_row = &body["lifecycle"][5];
     assert_eq!(replay_row["detail"]["requested_by"], "ops-alice");
     assert_eq!(replay_row["detail"]["reason"], "row lock released");
     assert!(env.dlq_entries().is_empty());
-    let (status, _) = env.api(app.http_addr, Method::GET, &format!("/dlq/{id}"), None);
+    let (status, _) = env.api(&app, Method::GET, &format!("/dlq/{id}"), None);
     assert_eq!(status, 404);
 
     // A second replay changes nothing.
-    let (status, again) = env.api(
-        app.http_addr,
-        Method::POST,
-        &format!("/replay/{id}"),
-        Some(request),
-    );
+    let (status, again) = env.api(&app, Method::POST, &format!("/replay/{id}"), Some(request));
     assert_eq!(status, 404, "{again}");
     assert_eq!(again["error"], "not_found");
-    assert_eq!(env.metric(app.http_addr, "replays_total"), 1.0);
+    assert_eq!(env.metric(&app, "replays_total"), 1.0);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(4)]);
     assert_eq!(env.audit_counts().get("MESSAGE_REPLAYED"), Some(&1));

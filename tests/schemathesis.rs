@@ -120,13 +120,7 @@ fn the_api_keeps_its_openapi_contract_under_generated_requests() {
 fn every_documented_response_has_a_body_schema() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
-    let (status, doc) = env.request(
-        app.http_addr,
-        reqwest::Method::GET,
-        "/openapi.json",
-        None,
-        None,
-    );
+    let (status, doc) = env.request(&app, reqwest::Method::GET, "/openapi.json", None, None);
     app.stop().expect("graceful stop");
     assert_eq!(status, 200);
     let mut missing = Vec::new();

@@ -68,7 +68,7 @@ fn apply(env: &TestEnv, events: &[(String, String)], rows: i64, versions: i64) {
         .collect();
     env.produce(&records);
     wait_until(Duration::from_secs(60), "events applied", || {
-        env.count("SELECT count(*) AS n FROM transactions") == rows
+        env.rows(common::Table::Transactions) == rows
             && env.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions")
                 == versions
     });
@@ -76,7 +76,7 @@ fn apply(env: &TestEnv, events: &[(String, String)], rows: i64, versions: i64) {
 
 fn search(env: &TestEnv, app: &Running, query: &str) -> (u16, Value) {
     env.api(
-        app.http_addr,
+        app,
         Method::GET,
         &format!("/transactions/search?{query}"),
         None,
@@ -164,7 +164,7 @@ fn finds_transactions_by_merchant_counterparty_and_asset_with_highlights_and_ver
     assert_eq!(page["count"], 0);
     // Behind the token.
     let (status, _) = env.request(
-        app.http_addr,
+        &app,
         Method::GET,
         "/transactions/search?q=starbucks",
         None,
@@ -413,6 +413,6 @@ fn hostile_query_text_is_a_400_naming_the_field_or_answered_never_a_500() {
             "{query}: {body}"
         );
     }
-    assert_eq!(env.count("SELECT count(*) AS n FROM transactions"), 1);
+    assert_eq!(env.rows(common::Table::Transactions), 1);
     app.stop().expect("clean stop");
 }

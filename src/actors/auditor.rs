@@ -10,15 +10,12 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::actors::messages::{Ack, Record};
-use crate::backoff::Backoff;
 use crate::config::PipelineSettings;
 use crate::config::PostgresSettings;
-use crate::metrics::metrics;
-use crate::pipeline::{Outcome, Settled};
-use crate::retry;
-use crate::store::audit;
-use crate::store::audit_writer::AuditWriter;
-use crate::telemetry::clip;
+use crate::pipeline::Settled;
+use crate::store::audit_writer::{self, AuditWriter};
+use crate::telemetry::events::{BatchAudited, Emit};
+use crate::wait::{until_back, DependencyWait, Down, Patience};
 
 pub struct Auditor {
     /// Its own connection for the COPY; `None` while a flush has it.
@@ -67,52 +64,26 @@ impl Auditor {
         );
         let acks = std::mem::take(&mut self.acks);
         let group = self.group.clone();
-        let mut backoff = Backoff::new(
-            self.settings.dependency_backoff_min,
-            self.settings.dependency_backoff_max,
-        );
+        let wait = DependencyWait {
+            min: self.settings.dependency_backoff_min,
+            max: self.settings.dependency_backoff_max,
+        };
         let write = async move {
             let started = Instant::now();
-            loop {
-                let written = audit::write_batch(&mut writer, &batch, &group)
-                    .await
-                    .map_err(|e| e.to_string());
-                match written {
-                    Ok(duplicates) => {
-                        for topic in duplicates {
-                            metrics().duplicates.with_label_values(&[topic]).inc();
-                        }
-                        break;
-                    }
-                    // Audit rows never give up: the write waits until it lands.
-                    Err(error) => retry::wait_out(&mut backoff, "postgres", &error).await,
-                }
+            // Audit rows never give up: the write waits until it lands.
+            let written = until_back(wait, Patience::Forever, async || {
+                let written = audit_writer::write_batch(&mut writer, &batch, &group).await;
+                written.map_err(|e| Down::new("postgres", e))
+            })
+            .await;
+            BatchAudited {
+                batch: &batch,
+                duplicates: &written.unwrap_or_default(),
+                elapsed: started.elapsed(),
             }
-            let elapsed = started.elapsed().as_secs_f64();
-            metrics().audit_flush_seconds.observe(elapsed);
-            metrics()
-                .db_latency_seconds
-                .with_label_values(&["audit"])
-                .observe(elapsed);
-            metrics().audit_batch_size.observe(batch.len() as f64);
-            metrics().audited.inc_by(batch.len() as u64);
-            log_outcomes(&batch);
-            let now = chrono::Utc::now();
-            let now_ms = now.timestamp_millis();
-            for settled in &batch {
-                if let Some(ts) = settled.envelope.timestamp_ms {
-                    metrics()
-                        .end_to_end_seconds
-                        .observe((now_ms - ts).max(0) as f64 / 1000.0);
-                }
-                let in_pipeline = now - settled.envelope.received_at;
-                metrics().pipeline_seconds.observe(
-                    in_pipeline.num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1e6,
-                );
-            }
+            .emit();
             for (ack, offsets) in acks {
-                // Bounded by the partition's in-flight limit, not by a mailbox.
-                ack.do_send(Ack::Durable(offsets));
+                Ack::Durable(offsets).tell(&ack);
             }
             writer
         };
@@ -120,37 +91,6 @@ impl Auditor {
             act.writer = Some(writer);
             act.flushing = false;
         }));
-    }
-}
-
-/// One debug line per message whose outcome just became durable, with the
-/// fields an operator greps for and the latency from read to durable. Off at
-/// the default `info` level: at full speed that is tens of thousands of
-/// lines a second (`log.level = "info,custodian=debug"` turns it on).
-fn log_outcomes(batch: &[Settled]) {
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return;
-    }
-    let now = chrono::Utc::now();
-    for s in batch {
-        let e = &s.envelope;
-        let outcome = match s.outcome {
-            Outcome::Processed => "processed",
-            Outcome::AlreadyApplied => "duplicate",
-            Outcome::DeadLettered => "dead_lettered",
-        };
-        tracing::debug!(
-            eventId = %s.message_id,
-            r#type = %clip(s.event_type.as_deref().unwrap_or("")),
-            key = %clip(e.key_text().as_deref().unwrap_or("")),
-            topic = %e.topic,
-            partition = e.partition,
-            offset = e.offset,
-            attempts = s.failures.len() + 1,
-            latency_ms = (now - e.received_at).num_milliseconds(),
-            outcome,
-            "message outcome durable"
-        );
     }
 }
 

@@ -12,13 +12,11 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use crate::actors::messages::Park;
-use crate::backoff::Backoff;
 use crate::config::PipelineSettings;
-use crate::dlq::{store, DlqEntry, Keys};
-use crate::metrics::metrics;
-use crate::retry;
+use crate::dlq::{redis as queue, DlqEntry, Keys};
 use crate::store::pool::RedisPool;
-use crate::telemetry::clip;
+use crate::telemetry::events::{DeadLettered, Emit};
+use crate::wait::{until_back, DependencyWait, Down, Patience};
 
 pub struct DeadLetter {
     pub redis: RedisPool,
@@ -42,15 +40,15 @@ impl Handler<Park> for DeadLetter {
         let redis = self.redis.clone();
         let keys = self.keys.clone();
         let group = self.group.clone();
-        let backoff = Backoff::new(
-            self.settings.dependency_backoff_min,
-            self.settings.dependency_backoff_max,
-        );
-        ctx.wait(park_all(redis, keys, group, backoff, park).into_actor(self));
+        let wait = DependencyWait {
+            min: self.settings.dependency_backoff_min,
+            max: self.settings.dependency_backoff_max,
+        };
+        ctx.wait(park_all(redis, keys, group, wait, park).into_actor(self));
     }
 }
 
-async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Backoff, park: Park) {
+async fn park_all(redis: RedisPool, keys: Keys, group: String, wait: DependencyWait, park: Park) {
     let Park { mut settled, route } = park;
     let mut by_topic: BTreeMap<&str, Vec<DlqEntry>> = BTreeMap::new();
     for s in &settled {
@@ -59,56 +57,29 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Back
         }
     }
     for (topic, entries) in &by_topic {
-        loop {
-            if route.revoked.is_cancelled() {
-                tracing::info!(
-                    count = settled.len(),
-                    "partition revoked: dead letters left to its next owner"
-                );
-                return;
-            }
-            let pushed = match redis.get().await {
-                Ok(mut conn) => store::push(&mut *conn, &keys, topic, entries)
-                    .await
-                    .map_err(|e| {
-                        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-                            e.to_string()
-                        } else {
-                            // Redis answers but refuses (wrong key type, out of
-                            // memory, read-only replica): an operator must act.
-                            // Parking is never skipped, so the partition waits.
-                            format!("redis refuses dead-letter writes: {e}")
-                        }
-                    }),
-                Err(e) => Err(e.to_string()),
-            };
-            match pushed {
-                Ok(new) => {
-                    metrics().dlq.with_label_values(&[topic]).inc_by(new as u64);
-                    for entry in entries {
-                        // The error text can quote payload values: it stays in the DLQ
-                        // entry and the audit row, out of the logs.
-                        tracing::warn!(
-                            eventId = %entry.message_id,
-                            r#type = %clip(entry.event_type.as_deref().unwrap_or("")),
-                            key = %clip(entry.key.as_deref().unwrap_or("")),
-                            topic,
-                            partition = entry.partition,
-                            offset = entry.offset,
-                            attempts = entry.attempts,
-                            error_kind = %entry.error_kind,
-                            stage = %entry.stage,
-                            "message dead-lettered"
-                        );
-                    }
-                    break;
-                }
-                Err(error) => {
-                    // A revocation ends the wait; the loop's check drops the park.
-                    retry::wait_out_unless(&mut backoff, "redis", &error, &route.revoked).await;
-                }
-            }
+        let pushed = if route.revoked.is_cancelled() {
+            None
+        } else {
+            let patience = Patience::UntilRevoked(&route.revoked);
+            until_back(wait, patience, async || {
+                push(&redis, &keys, topic, entries).await
+            })
+            .await
+            .ok()
+        };
+        let Some(new) = pushed else {
+            tracing::info!(
+                count = settled.len(),
+                "partition revoked: dead letters left to its next owner"
+            );
+            return;
+        };
+        DeadLettered {
+            topic,
+            entries,
+            new,
         }
+        .emit();
     }
     drop(by_topic);
     let parked_at = Utc::now();
@@ -116,4 +87,25 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, mut backoff: Back
         s.at = parked_at;
     }
     route.record(settled).await;
+}
+
+/// One push of a topic's entries; every failure is a wait. Redis answering
+/// but refusing (wrong key type, out of memory, read-only replica) needs an
+/// operator: parking is never skipped, so the partition waits for that too.
+async fn push(
+    redis: &RedisPool,
+    keys: &Keys,
+    topic: &str,
+    entries: &[DlqEntry],
+) -> Result<usize, Down> {
+    let mut conn = redis.get().await.map_err(|e| Down::new("redis", e))?;
+    queue::push(&mut *conn, keys, topic, entries)
+        .await
+        .map_err(|e| {
+            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                Down::new("redis", e)
+            } else {
+                Down::new("redis", format!("redis refuses dead-letter writes: {e}"))
+            }
+        })
 }

@@ -5,9 +5,9 @@
 use actix::prelude::*;
 use chrono::Utc;
 
-use crate::actors::messages::{Ack, Batch, Prepared};
+use crate::actors::messages::{Batch, Prepared};
 use crate::pipeline;
-use crate::pipeline::routes::Routes;
+use crate::pipeline::route_table::Routes;
 use crate::pipeline::steering::HeaderKey;
 
 pub struct Enricher {
@@ -39,15 +39,13 @@ impl Handler<Batch> for Enricher {
             .map(|record| pipeline::prepare(record, &self.routes, &self.header_key, now))
             .collect();
         let route = batch.route;
-        let ack = route.ack.clone();
+        let back = route.clone();
         let processor = route.processor.clone();
         let send = processor.send(Prepared { items, route });
         ctx.wait(
             async move {
                 if let Err(e) = send.await {
-                    let reason = format!("processor unavailable: {e}");
-                    // Acks are bounded by the partition's in-flight limit, not by a mailbox.
-                    ack.do_send(Ack::Lost { offsets, reason });
+                    back.lost(offsets, format!("processor unavailable: {e}"));
                 }
             }
             .into_actor(self),

@@ -5,7 +5,7 @@
 use actix::prelude::*;
 
 use crate::kafka::envelope::Envelope;
-use crate::kafka::PartitionQueue;
+pub use crate::kafka::rebalance::{Assigned, Revoked, Watermark};
 use crate::pipeline::{Item, Settled};
 
 /// Where a partition's batches go next, and where their acknowledgement returns.
@@ -37,12 +37,15 @@ impl Route {
             })
             .await;
         if let Err(e) = sent {
-            // Bounded by the partition's in-flight limit, not by a mailbox.
-            self.ack.do_send(Ack::Lost {
-                offsets,
-                reason: format!("auditor unavailable: {e}"),
-            });
+            self.lost(offsets, format!("auditor unavailable: {e}"));
         }
+    }
+
+    /// Tells the partition actor a stage could not take these offsets: it
+    /// restarts from its watermark so they are read again.
+    pub fn lost(&self, offsets: Vec<i64>, reason: impl Into<String>) {
+        let reason = reason.into();
+        Ack::Lost { offsets, reason }.tell(&self.ack);
     }
 }
 
@@ -89,6 +92,15 @@ pub enum Ack {
     Lost { offsets: Vec<i64>, reason: String },
 }
 
+impl Ack {
+    /// Sends this to the partition actor without waiting for mailbox room:
+    /// acknowledgements are bounded by the partition's in-flight limit, not
+    /// by a mailbox.
+    pub fn tell(self, partition: &Recipient<Ack>) {
+        partition.do_send(self);
+    }
+}
+
 /// Supervisor → partition actor: stop reading, report when all is durable.
 #[derive(Message)]
 #[rtype(result = "Drained")]
@@ -101,25 +113,6 @@ pub struct Drained {
     pub in_flight: usize,
     /// The offset stored for commit.
     pub watermark: Option<i64>,
-}
-
-/// Rebalance callback → Supervisor: new partitions, with their split queues.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Assigned {
-    pub queues: Vec<(String, i32, PartitionQueue)>,
-}
-
-/// A partition's durable watermark: the offset to commit.
-pub type Watermark = (String, i32, i64);
-
-/// Rebalance callback → Supervisor: drain these; answer on `done` with the
-/// watermarks to commit.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Revoked {
-    pub partitions: Vec<(String, i32)>,
-    pub done: std::sync::mpsc::Sender<Vec<Watermark>>,
 }
 
 /// Partition actor → Supervisor: it stopped because a stage failed.

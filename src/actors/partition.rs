@@ -25,6 +25,7 @@ use crate::kafka::envelope::Envelope;
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::{KafkaConsumer, PartitionQueue};
 use crate::metrics::metrics;
+use crate::telemetry::events::{Emit, RecordsRead};
 
 /// Where a partition actor's batches go; the ack recipient is its own address.
 #[derive(Clone)]
@@ -138,10 +139,11 @@ impl PartitionActor {
         for record in &records {
             self.tracker.register(record.offset, record.size());
         }
-        metrics()
-            .consumed
-            .with_label_values(&[&*self.topic])
-            .inc_by(records.len() as u64);
+        RecordsRead {
+            topic: &self.topic,
+            count: records.len(),
+        }
+        .emit();
         self.update_gauge();
         let route = Route {
             processor: self.downstream.processor.clone(),

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::messages::{Ack, Park, Prepared};
+use crate::actors::messages::{Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::dlq::Keys;
+use crate::handlers::http::HttpRoutes;
 use crate::handlers::{self, Settlement};
-use crate::pipeline::routes::Routes;
 use crate::retry::DependencyWait;
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
@@ -23,7 +23,8 @@ pub struct Processor {
     pub pool: PgPool,
     pub settings: PipelineSettings,
     pub retry: RetrySettings,
-    pub routes: Arc<Routes>,
+    /// The http routes' URLs and rate limits (shared by every processor).
+    pub http: Arc<HttpRoutes>,
     pub client: reqwest::Client,
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,
@@ -44,7 +45,7 @@ impl Handler<Prepared> for Processor {
     fn handle(&mut self, batch: Prepared, ctx: &mut Self::Context) {
         let cx = handlers::Context {
             pool: self.pool.clone(),
-            routes: Arc::clone(&self.routes),
+            http: Arc::clone(&self.http),
             client: self.client.clone(),
             redis: self.redis.clone(),
             keys: self.keys.clone(),
@@ -73,11 +74,7 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
             count = unaccounted.len(),
             "processing results missing: rereading"
         );
-        // Bounded by the partition's in-flight limit, not by a mailbox.
-        route.ack.do_send(Ack::Lost {
-            offsets: unaccounted,
-            reason: "processing results missing".into(),
-        });
+        route.lost(unaccounted, "processing results missing");
     }
     if !done.is_empty() {
         route.record(done).await;
@@ -89,7 +86,7 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
         );
     } else if !failed.is_empty() {
         let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
-        let ack = route.ack.clone();
+        let back = route.clone();
         let sent = route
             .dead_letter
             .clone()
@@ -99,11 +96,7 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
             })
             .await;
         if let Err(e) = sent {
-            // Bounded by the partition's in-flight limit, not by a mailbox.
-            ack.do_send(Ack::Lost {
-                offsets,
-                reason: format!("dead-letter actor unavailable: {e}"),
-            });
+            back.lost(offsets, format!("dead-letter actor unavailable: {e}"));
         }
     }
 }

@@ -12,20 +12,23 @@ use std::path::Path;
 use std::time::Duration;
 
 mod audit;
+mod defaults;
 mod duration;
 mod relay;
-mod routes;
+mod route_settings;
 pub mod urls;
+mod validate;
 
 pub use audit::{AuditSettings, SigningSeed};
+use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
 pub use relay::RelaySettings;
-pub use routes::{HandlerKind, RouteSettings};
+pub use route_settings::{HandlerKind, RouteSettings};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// What went wrong while loading the settings. Always names the key.
@@ -226,76 +229,6 @@ pub struct LogSettings {
     pub format: String,
 }
 
-/// The defaults: everything on localhost, as `dev/run` starts it.
-fn defaults() -> serde_json::Value {
-    serde_json::json!({
-        "kafka": {
-            "brokers": "localhost:9092",
-            "group_id": "custodian",
-            "topics": ["transactions"],
-            "auto_offset_reset": "earliest",
-            "prefetch_kbytes_per_partition": 2048,
-            "commit_interval": "1s",
-            "session_timeout": "10s",
-            "extra": {},
-        },
-        "postgres": {
-            "url": "postgres://postgres@localhost:5432/custodian",
-            "pool_size": 8,
-            "connect_timeout": "5s",
-            "statement_timeout": "30s",
-        },
-        "redis": {
-            "url": "redis://127.0.0.1:6379",
-            "pool_size": 4,
-            "connect_timeout": "5s",
-            "response_timeout": "10s",
-        },
-        "pipeline": {
-            "enrichers": 2,
-            "processors": 3,
-            "auditors": 2,
-            "mailbox_capacity": 16,
-            "partition_batch_size": 1000,
-            "max_in_flight_per_partition": 10000,
-            "max_in_flight_bytes_per_partition": 8388608,
-            "audit_batch_size": 4000,
-            "audit_flush_interval": "20ms",
-            "dependency_backoff_min": "100ms",
-            "dependency_backoff_max": "5s",
-        },
-        "retry": {
-            "max_attempts": 3,
-            "backoff_min": "200ms",
-            "backoff_max": "5s",
-        },
-        "routes": [
-            {
-                "event_types": HandlerKind::Transactions.spec().event_types,
-                "handler": HandlerKind::Transactions,
-            },
-            {
-                "event_types": HandlerKind::Domain.spec().event_types,
-                "handler": HandlerKind::Domain,
-            },
-            {
-                "event_types": [crate::produce::TEXT_MESSAGE_TYPE],
-                "handler": HandlerKind::Audit,
-            },
-        ],
-        "dlq": {
-            "key_prefix": "dlq",
-            "replay_rate_per_second": 100,
-            "replay_max_batch": 10000,
-        },
-        "http": { "bind": "127.0.0.1:8080", "workers": 1, "body_timeout": "10s" },
-        "runtime": { "arbiter_threads": 2, "drain_timeout": "30s" },
-        "log": { "level": "info", "format": "auto" },
-        "audit": audit::defaults(),
-        "relay": relay::defaults(),
-    })
-}
-
 impl Settings {
     /// Loads defaults, then `path` (required if given explicitly, optional
     /// `custodian.toml` otherwise), then the environment; validates the result.
@@ -330,162 +263,6 @@ impl Settings {
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
         settings.validate()?;
         Ok(settings)
-    }
-
-    /// Checks what the types alone cannot.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        urls::kafka_brokers(&self.kafka.brokers)?;
-        if self.kafka.group_id.trim().is_empty() {
-            return Err(invalid("kafka.group_id", "must not be empty"));
-        }
-        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.trim().is_empty()) {
-            return Err(invalid(
-                "kafka.topics",
-                "must list at least one non-empty topic",
-            ));
-        }
-        if !matches!(self.kafka.auto_offset_reset.as_str(), "earliest" | "latest") {
-            return Err(invalid(
-                "kafka.auto_offset_reset",
-                format!(
-                    "must be `earliest` or `latest`, not `{}`",
-                    self.kafka.auto_offset_reset
-                ),
-            ));
-        }
-        urls::postgres(self.postgres.url.expose_secret())?;
-        urls::redis(self.redis.url.expose_secret())?;
-        let positive = [
-            ("postgres.pool_size", self.postgres.pool_size as usize),
-            ("redis.pool_size", self.redis.pool_size as usize),
-            ("pipeline.enrichers", self.pipeline.enrichers),
-            ("pipeline.processors", self.pipeline.processors),
-            ("pipeline.auditors", self.pipeline.auditors),
-            ("pipeline.mailbox_capacity", self.pipeline.mailbox_capacity),
-            (
-                "pipeline.partition_batch_size",
-                self.pipeline.partition_batch_size,
-            ),
-            (
-                "pipeline.max_in_flight_per_partition",
-                self.pipeline.max_in_flight_per_partition,
-            ),
-            (
-                "pipeline.max_in_flight_bytes_per_partition",
-                self.pipeline.max_in_flight_bytes_per_partition,
-            ),
-            ("pipeline.audit_batch_size", self.pipeline.audit_batch_size),
-            (
-                "kafka.prefetch_kbytes_per_partition",
-                self.kafka.prefetch_kbytes_per_partition,
-            ),
-            ("http.workers", self.http.workers),
-            ("retry.max_attempts", self.retry.max_attempts as usize),
-            (
-                "dlq.replay_rate_per_second",
-                self.dlq.replay_rate_per_second as usize,
-            ),
-            ("dlq.replay_max_batch", self.dlq.replay_max_batch),
-            ("runtime.arbiter_threads", self.runtime.arbiter_threads),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(invalid(key, "must be greater than zero"));
-            }
-        }
-        if self.pipeline.max_in_flight_per_partition < self.pipeline.partition_batch_size {
-            return Err(invalid(
-                "pipeline.max_in_flight_per_partition",
-                "must be at least pipeline.partition_batch_size",
-            ));
-        }
-        if self.pipeline.dependency_backoff_min > self.pipeline.dependency_backoff_max {
-            return Err(invalid(
-                "pipeline.dependency_backoff_min",
-                "must not exceed pipeline.dependency_backoff_max",
-            ));
-        }
-        for route in &self.routes {
-            route.validate()?;
-        }
-        if self.retry.backoff_min > self.retry.backoff_max {
-            return Err(invalid(
-                "retry.backoff_min",
-                "must not exceed retry.backoff_max",
-            ));
-        }
-        if self.dlq.key_prefix.is_empty()
-            || !self
-                .dlq
-                .key_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
-        {
-            return Err(invalid(
-                "dlq.key_prefix",
-                "must be non-empty ASCII letters, digits, '.', '_', '-' or ':'",
-            ));
-        }
-        if let Some(key) = &self.kafka.header_key {
-            // A secret: say what is wrong, never what it is.
-            if key.expose_secret().len() < 32 {
-                return Err(invalid(
-                    "kafka.header_key",
-                    "must be at least 32 bytes (or unset for a per-process random key)",
-                ));
-            }
-        }
-        if let Some(token) = &self.http.api_token {
-            // The value is a secret: say what is wrong, never what it is.
-            let token = token.expose_secret();
-            if token.len() < 16 || token.trim() != token || token.contains(char::is_whitespace) {
-                return Err(invalid(
-                    "http.api_token",
-                    "must be at least 16 characters without whitespace (or unset to close the API)",
-                ));
-            }
-        }
-        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
-                "http.bind",
-                format!(
-                    "`{}` is not a socket address like 0.0.0.0:8080",
-                    self.http.bind
-                ),
-            ));
-        }
-        let day = Duration::from_secs(86_400);
-        for (key, value) in [
-            ("kafka.commit_interval", self.kafka.commit_interval),
-            ("kafka.session_timeout", self.kafka.session_timeout),
-            ("postgres.connect_timeout", self.postgres.connect_timeout),
-            ("redis.connect_timeout", self.redis.connect_timeout),
-            ("redis.response_timeout", self.redis.response_timeout),
-            (
-                "postgres.statement_timeout",
-                self.postgres.statement_timeout,
-            ),
-            ("retry.backoff_min", self.retry.backoff_min),
-            (
-                "pipeline.audit_flush_interval",
-                self.pipeline.audit_flush_interval,
-            ),
-            (
-                "pipeline.dependency_backoff_min",
-                self.pipeline.dependency_backoff_min,
-            ),
-            ("runtime.drain_timeout", self.runtime.drain_timeout),
-            ("http.body_timeout", self.http.body_timeout),
-        ] {
-            if value.is_zero() || value > day {
-                return Err(invalid(key, "must be more than zero and at most 24h"));
-            }
-        }
-        if !matches!(self.log.format.as_str(), "auto" | "json" | "plain") {
-            return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
-        }
-        self.audit.validate()?;
-        self.relay.validate()
     }
 }
 

@@ -10,23 +10,29 @@
 //! committed; run Redis with `appendonly yes` and `appendfsync always` for
 //! no loss window on a Redis crash.
 //!
-//! - [`store`]: the Redis commands (atomic Lua scripts).
-//! - [`replay`]: republishing, discarding and listing, as the HTTP API and
-//!   the `custodian dlq` command use them.
+//! - [`redis`]: the Redis commands (atomic Lua scripts).
+//! - [`operator`]: the operator's handle ([`replay::DeadLetters`]) the HTTP
+//!   API and the `custodian dlq` command use: looking (`list.rs`),
+//!   discarding (`discard.rs`) and replaying ([`replay`]).
 
+mod discard;
+mod list;
+pub mod operator;
+pub mod redis;
 pub mod replay;
-pub mod store;
+/// The old name of [`redis`], for code written before the rename.
+pub use self::redis as store;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::kafka::envelope::headers_json;
 use crate::kafka::envelope::Headers;
 use crate::pipeline::failure::Retry;
 use crate::pipeline::steering::hex;
 use crate::pipeline::Settled;
-use crate::store::audit::headers_json;
 
 pub use crate::pipeline::steering::{REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER};
 /// Informational headers a replayed record carries (who, why, when); the

@@ -9,6 +9,10 @@
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
+/// The event type of a free-text message (routed to this handler by
+/// default; `custodian produce --text` writes it).
+pub const TEXT_MESSAGE_TYPE: &str = "Message";
+
 /// Nothing to apply beyond the ledger row the caller has inserted.
 pub async fn apply(_conn: &mut AsyncPgConnection, _message_id: uuid::Uuid) -> QueryResult<()> {
     Ok(())

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{domain, transaction};
+use crate::pipeline::{domain_event, transaction};
 
 /// What applies an event (`routes.handler`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -76,7 +76,7 @@ impl HandlerKind {
             },
             HandlerKind::Domain => &Spec {
                 name: "domain",
-                event_types: &domain::EVENT_TYPES,
+                event_types: &domain_event::EVENT_TYPES,
                 payload: Payload::DomainEnvelope,
                 path: Path::Stored,
                 takes_url: false,

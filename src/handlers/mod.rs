@@ -34,21 +34,20 @@ pub use kind::{HandlerKind, Path, Payload, Spec};
 
 use crate::config::RetrySettings;
 use crate::dlq::Keys;
-use crate::metrics::{metrics, Metrics};
-use crate::pipeline::failure::{Failure, Stage};
-use crate::pipeline::routes::Routes;
+use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::steering::hex;
 use crate::pipeline::{Item, Outcome, Settled, Task};
-use crate::retry::{AttemptFailure, DependencyWait};
+use crate::retry::DependencyWait;
 use crate::store::pool::RedisPool;
 use crate::store::projection::Applied;
 use crate::store::PgPool;
 use crate::telemetry::clip;
+use crate::telemetry::events::{Emit, MessageSettled};
 
 /// What one batch's processing needs.
 pub struct Context {
     pub pool: PgPool,
-    pub routes: Arc<Routes>,
+    pub http: Arc<http::HttpRoutes>,
     pub client: reqwest::Client,
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,
@@ -110,22 +109,13 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
                 }],
             ),
         };
-        let topic = &item.envelope.topic;
-        match outcome {
-            Outcome::Processed => metrics()
-                .processed
-                .with_label_values(&[topic, Metrics::type_label(item.event_type.as_deref())])
-                .inc(),
-            Outcome::AlreadyApplied => {}
-            Outcome::DeadLettered => {
-                if let Some(last) = failures.last() {
-                    metrics()
-                        .failed
-                        .with_label_values(&[topic, last.failure.stage.as_str(), last.failure.kind])
-                        .inc();
-                }
-            }
+        MessageSettled {
+            topic: &item.envelope.topic,
+            event_type: item.event_type.as_deref(),
+            outcome,
+            last_failure: failures.last(),
         }
+        .emit();
         let settled = Settled {
             envelope: item.envelope,
             message_id: item.message_id,

@@ -29,6 +29,8 @@ use crate::pipeline::{Item, Task};
 use crate::retry::{self, TryError};
 use crate::store::projection::{self, Applied, LedgerRow};
 use crate::store::{PgPool, StoreError};
+use crate::telemetry::events::{Emit, ProjectionWritten};
+use crate::wait::{until_back, Down, Patience};
 
 /// A task and the SHA-256 of the payload it came from.
 pub type Digested<'a> = (&'a Task, &'a [u8; 32]);
@@ -44,20 +46,24 @@ pub(super) async fn apply(cx: &Context, run: &[(&Task, &Item)]) -> Vec<Attempted
         .map(|(task, item)| (*task, &item.payload_sha256))
         .collect();
     let changes = &changes[..];
-    let mut down = cx.wait.backoff();
-    loop {
-        let error = match write(&cx.pool, changes).await {
-            Ok(applied) => return applied.into_iter().map(|a| (Ok(a), Vec::new())).collect(),
-            Err(error) => error,
-        };
-        match projection::classify(&cx.pool, &error).await {
-            TryError::Unavailable { dependency, error } => {
-                if !retry::wait_out_unless(&mut down, dependency, &error, &cx.revoked).await {
-                    return abandoned(run.len());
-                }
-            }
-            TryError::Failed(_) => break,
+    let batch = until_back(
+        cx.wait,
+        Patience::UntilRevoked(&cx.revoked),
+        async || match write(&cx.pool, changes).await {
+            Ok(applied) => Ok(Some(applied)),
+            Err(error) => match projection::classify(&cx.pool, &error).await {
+                TryError::Unavailable { dependency, error } => Err(Down::new(dependency, error)),
+                TryError::Failed(_) => Ok(None),
+            },
+        },
+    )
+    .await;
+    match batch {
+        Ok(Some(applied)) => {
+            return applied.into_iter().map(|a| (Ok(a), Vec::new())).collect();
         }
+        Ok(None) => {}
+        Err(_) => return abandoned(run.len()),
     }
     // PostgreSQL answers but refused the batch: one event at a time, in
     // offset order, each with its own attempts.
@@ -83,10 +89,10 @@ pub(super) async fn apply(cx: &Context, run: &[(&Task, &Item)]) -> Vec<Attempted
 pub async fn write(pool: &PgPool, tasks: &[Digested<'_>]) -> Result<Vec<Applied>, StoreError> {
     let started = std::time::Instant::now();
     let applied = write_in_transaction(pool, tasks).await;
-    crate::metrics::metrics()
-        .db_latency_seconds
-        .with_label_values(&["projection"])
-        .observe(started.elapsed().as_secs_f64());
+    ProjectionWritten {
+        elapsed: started.elapsed(),
+    }
+    .emit();
     applied
 }
 

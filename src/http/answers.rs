@@ -103,7 +103,7 @@ pub struct TransactionPage {
     pub transactions: Vec<Transaction>,
 }
 
-/// The body of `POST /produce`: a seed-004 domain event envelope.
+/// The body of `POST /produce`: a domain envelope.
 #[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)] // describes, never built
 pub struct EventEnvelope {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::dlq::redis::Filter;
 use crate::dlq::replay::{BulkReport, DeadLetters, Replayed, Request};
-use crate::dlq::store::Filter;
 use crate::dlq::DlqEntry;
 use crate::http::answers::{Discarded, DlqPage};
 use crate::http::auth::Authorized;

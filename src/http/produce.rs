@@ -1,4 +1,4 @@
-//! `POST /produce` (seed 004): validates a domain event envelope, keys it
+//! `POST /produce`: validates a domain event envelope, keys it
 //! (userId, orderId, orderId, sku), publishes it, and answers 202 with where
 //! it went once Kafka acknowledged it.
 
@@ -13,7 +13,7 @@ use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::responses::{Guarded, WithBody};
 use crate::metrics::metrics;
-use crate::pipeline::domain;
+use crate::pipeline::domain_event;
 
 /// Where `POST /produce` publishes.
 pub struct ProduceTarget {
@@ -45,10 +45,10 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
         .parse::<uuid::Uuid>()
         .map_err(|_| "eventId: must be a UUID".to_string())?;
     let kind = envelope.kind.ok_or("type: required")?;
-    if !domain::EVENT_TYPES.contains(&kind.as_str()) {
+    if !domain_event::EVENT_TYPES.contains(&kind.as_str()) {
         return Err(format!(
             "type: must be one of {}",
-            domain::EVENT_TYPES.join(", ")
+            domain_event::EVENT_TYPES.join(", ")
         ));
     }
     let timestamp = envelope.timestamp.ok_or("timestamp: required")?;
@@ -56,7 +56,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
         .map_err(|_| "timestamp: must be RFC 3339".to_string())?;
     let data = envelope.data.ok_or("data: required")?;
     // Domain errors read "field `data.x`: why"; answer "data.x: why".
-    let event = domain::decode(&kind, Some(data.get())).map_err(|f| {
+    let event = domain_event::decode(&kind, Some(data.get())).map_err(|f| {
         f.message
             .strip_prefix("field `")
             .map(|rest| rest.replacen('`', "", 1))
@@ -65,7 +65,7 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
-#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = EventEnvelope, description = "A seed-004 envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
+#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = EventEnvelope, description = "A domain envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
 #[post("/produce")]
 pub async fn produce(
     _: Authorized,

@@ -133,7 +133,7 @@ pub fn parse(q: SearchQuery) -> Result<Search, ApiError> {
 }
 
 /// `GET /transactions/search?q=…`: ranked transactions with highlights.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(SearchQuery), responses((status = 200, description = "Matching transactions, best first, with highlights and seed 003's versioning fields", body = SearchPage), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "read", security(("bearer" = [])), params(SearchQuery), responses((status = 200, description = "Matching transactions, best first, with highlights and versioning fields (_version, _updated_at, _enriched, _enriched_at)", body = SearchPage), Guarded, PostgresBacked))]
 #[get("/transactions/search")]
 pub async fn search(
     _: Authorized,

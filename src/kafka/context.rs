@@ -21,8 +21,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaResult;
 use rdkafka::TopicPartitionList;
 
-use crate::actors::messages::{Assigned, Revoked, Watermark};
 use crate::health::Health;
+use crate::kafka::rebalance::{Assigned, Revoked, Watermark};
 use crate::kafka::KafkaConsumer;
 
 pub struct KafkaContext {

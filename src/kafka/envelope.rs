@@ -134,3 +134,26 @@ fn read_headers(message: &BorrowedMessage<'_>) -> (Headers, bool) {
     }
     (headers, unreadable)
 }
+
+/// Headers as JSON: text values stay text, others are base64 and flagged.
+pub fn headers_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value {
+    use base64::Engine;
+    if headers.is_empty() {
+        return serde_json::Value::Array(Vec::new());
+    }
+    headers
+        .iter()
+        .map(|(key, value)| match value.as_deref().map(std::str::from_utf8) {
+            None => serde_json::json!({ "key": key, "value": null }),
+            // jsonb cannot hold NUL: such values are written as base64 too.
+            Some(Ok(text)) if !text.contains('\0') => {
+                serde_json::json!({ "key": key, "value": text })
+            }
+            Some(_) => serde_json::json!({
+                "key": key,
+                "value": base64::engine::general_purpose::STANDARD.encode(value.as_deref().unwrap_or_default()),
+                "encoding": "base64",
+            }),
+        })
+        .collect()
+}

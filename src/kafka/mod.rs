@@ -1,4 +1,4 @@
-//! Kafka: client settings, the rebalance context, the owned record type, the
+//! Kafka: client settings, the rebalance context and its messages, the owned record type, the
 //! per-partition offset tracker, closing at shutdown and the development
 //! broker.
 
@@ -9,6 +9,7 @@ pub mod dev_broker;
 pub mod envelope;
 pub mod events;
 pub mod offsets;
+pub mod rebalance;
 
 /// The consumer custodian runs: a stream consumer with the rebalance context.
 pub type KafkaConsumer = rdkafka::consumer::StreamConsumer<context::KafkaContext>;

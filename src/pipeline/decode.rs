@@ -11,17 +11,17 @@ use uuid::Uuid;
 
 use crate::handlers::Payload;
 use crate::kafka::envelope::Envelope;
-use crate::pipeline::domain::{self, DomainEvent};
+use crate::pipeline::domain_event::{self, DomainEvent};
 use crate::pipeline::failure::Failure;
 use crate::pipeline::message_id;
-use crate::pipeline::routes::{Handler, Routes};
+use crate::pipeline::route_table::{Handler, Routes};
 use crate::pipeline::transaction::{Action, RawTransaction, TransactionEvent};
 
 /// A decoded event, ready for enrichment.
 #[derive(Debug, Clone)]
 pub enum Event {
     Transaction(TransactionEvent),
-    /// A seed-004 event and its envelope's timestamp.
+    /// A domain event and its envelope's timestamp.
     Domain(DomainEvent, chrono::DateTime<chrono::Utc>),
     /// Taken as it is by a handler whose payload is [`Payload::Any`]
     /// (forwarded, or recorded in the audit trail only).
@@ -93,7 +93,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
         }
     };
 
-    // Seed-004 envelope: `eventId` + `type` + `timestamp` + `data`.
+    // Domain envelope: `eventId` + `type` + `timestamp` + `data`.
     if let Some(event_id) = shallow.event_id.as_deref() {
         let event = match shallow.kind.as_deref() {
             None => Err(Failure::schema("missing field `type`")),
@@ -101,12 +101,12 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
                 None => Err(no_route(t, &envelope.topic)),
                 Some(handler) => match handler.kind.spec().payload {
                     Payload::DomainEnvelope => timestamp(&shallow).and_then(|at| {
-                        domain::decode(t, shallow.data.map(RawValue::get))
+                        domain_event::decode(t, shallow.data.map(RawValue::get))
                             .map(|event| Event::Domain(event, at))
                     }),
                     Payload::Any => Ok(Event::Pass(handler)),
                     Payload::TransactionEvent => Err(Failure::schema(format!(
-                        "`{t}` is routed to the {} handler, which takes seed-003 events (event_type, transaction), not an eventId envelope",
+                        "`{t}` is routed to the {} handler, which takes transaction events (event_type, transaction), not an eventId envelope",
                         handler.kind
                     ))),
                 },
@@ -119,7 +119,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
         };
     }
 
-    // Seed-003 transaction event: `event_type` + `transaction` + `timestamp`.
+    // Transaction event: `event_type` + `transaction` + `timestamp`.
     let Some(event_type) = shallow.event_type.as_deref() else {
         return Decoded {
             message_id: header_id.unwrap_or_else(position_id),
@@ -147,7 +147,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
             }
             Payload::Any => Ok(Event::Pass(handler)),
             Payload::DomainEnvelope => Err(Failure::schema(format!(
-                "`{event_type}` is routed to the {} handler, which takes seed-004 envelopes (eventId, type, timestamp, data)",
+                "`{event_type}` is routed to the {} handler, which takes domain envelopes (eventId, type, timestamp, data)",
                 handler.kind
             ))),
         },

@@ -1,4 +1,4 @@
-//! Seed 003's enrichment: one strategy per transaction type (card, p2p,
+//! Transaction enrichment: one strategy per transaction type (card, p2p,
 //! crypto), plus a searchable-content field built for every transaction.
 //! Unknown types pass through un-enriched and flagged, never rejected.
 

@@ -2,8 +2,11 @@
 //!
 //! Every failure names its stage and a short, stable `kind` (used in the DLQ
 //! entry, the audit row and metrics) plus a human message. `Permanent`
-//! failures go to the dead-letter queue at once; `Transient` ones (a database
-//! that is down) are retried in place, pausing the partition.
+//! failures go to the dead-letter queue at once; `Transient` ones (a
+//! statement timeout, a deadlock, a downstream 5xx) are retried in place up
+//! to `retry.max_attempts`, then parked. A dependency that does not answer
+//! at all is no failure of the message: it is waited out (see `retry` and
+//! `wait`).
 
 use serde::Serialize;
 
@@ -39,7 +42,10 @@ pub struct Failure {
     pub stage: Stage,
     pub retry: Retry,
     /// Stable machine-readable kind: `undecodable`, `schema_violation`,
-    /// `unknown_event_type`, `constraint_violation`, `database`.
+    /// `unknown_event_type` (decoding); `constraint_violation`,
+    /// `database_timeout`, `database_conflict`, `database_unavailable`,
+    /// `database_rejected`, `id_conflict` (PostgreSQL); `downstream_*` and
+    /// `no_route` (HTTP delivery).
     pub kind: &'static str,
     pub message: String,
 }
@@ -81,4 +87,13 @@ impl std::fmt::Display for Failure {
             self.message
         )
     }
+}
+
+/// One failed attempt at a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFailure {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub failure: Failure,
 }

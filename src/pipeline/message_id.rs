@@ -4,8 +4,8 @@
 //! 1. the `custodian-message-id` header, when custodian signed it (set on
 //!    replayed records, so a replay continues the original lifecycle; see
 //!    `steering`: an unsigned one is ignored);
-//! 2. the envelope's `eventId` (seed 004), taken as is when it is a UUID;
-//! 3. for seed-003 transaction events, a stable hash of transaction id, event
+//! 2. the envelope's `eventId` (domain envelopes), taken as is when it is a UUID;
+//! 3. for transaction events, a stable hash of transaction id, event
 //!    type and timestamp (a create and a later update of one transaction are
 //!    two messages, a redelivery of either is the same one);
 //! 4. otherwise a stable hash of topic, partition and offset.

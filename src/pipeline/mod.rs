@@ -3,12 +3,14 @@
 //! them directly.
 
 pub mod decode;
-pub mod domain;
+pub mod domain_event;
 pub mod enrich;
 pub mod failure;
 pub mod message_id;
 pub mod money;
-pub mod routes;
+pub mod route_table;
+/// The old names, for code written before the renames.
+pub use self::{domain_event as domain, route_table as routes};
 pub mod steering;
 pub mod transaction;
 
@@ -17,11 +19,10 @@ use uuid::Uuid;
 
 use crate::handlers::HandlerKind;
 use crate::kafka::envelope::Envelope;
-use crate::retry::AttemptFailure;
 use decode::Event;
-use domain::DomainChange;
-use failure::Failure;
-use routes::{Handler, Routes};
+use domain_event::DomainChange;
+use failure::{AttemptFailure, Failure};
+use route_table::{Handler, Routes};
 use steering::{HeaderKey, Steering};
 use transaction::TransactionChange;
 

@@ -5,8 +5,8 @@
 //! JSON number as an f64, which stores `99999999.99999999` as `100000000`
 //! and `1e-400` as 0. So the decoders keep an amount's own text (a
 //! `RawValue`) and hand it here; nothing on the way is rounded. Callers: the
-//! seed-003 transaction decoder (`transaction.amount`) and the seed-004
-//! domain decoder (`data.amount`), which `POST /produce` also runs.
+//! transaction event decoder (`transaction.amount`) and the domain
+//! envelope decoder (`data.amount`), which `POST /produce` also runs.
 //!
 //! A quoted amount (`"12.50"`) is refused: the event contracts say number,
 //! and one spelling per amount keeps payloads comparable byte for byte.

@@ -1,4 +1,4 @@
-//! The seed-003 transaction event, and how a batch of them folds into writes
+//! The transaction event, and how a batch of them folds into writes
 //! to the `transactions` projection.
 //!
 //! Applying is idempotent at two levels: the processor only applies events
@@ -133,7 +133,7 @@ impl TransactionEvent {
     }
 }
 
-/// What enrichment added to a transaction (seed 003).
+/// What enrichment added to a transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enrichment {
     pub enriched: bool,

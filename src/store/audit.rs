@@ -25,8 +25,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::kafka::envelope::headers_json;
 use crate::pipeline::{Outcome, Settled};
-use crate::store::audit_writer::{AuditWriter, WriteError};
 use crate::store::schema::{audit_chains, audit_log, message_audit};
 use crate::trail::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
 
@@ -122,29 +122,6 @@ pub struct AuditRow {
     pub detail: Option<serde_json::Value>,
 }
 
-/// Headers as JSON: text values stay text, others are base64 and flagged.
-pub fn headers_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value {
-    use base64::Engine;
-    if headers.is_empty() {
-        return serde_json::Value::Array(Vec::new());
-    }
-    headers
-        .iter()
-        .map(|(key, value)| match value.as_deref().map(std::str::from_utf8) {
-            None => serde_json::json!({ "key": key, "value": null }),
-            // jsonb cannot hold NUL: such values are written as base64 too.
-            Some(Ok(text)) if !text.contains('\0') => {
-                serde_json::json!({ "key": key, "value": text })
-            }
-            Some(_) => serde_json::json!({
-                "key": key,
-                "value": base64::engine::general_purpose::STANDARD.encode(value.as_deref().unwrap_or_default()),
-                "encoding": "base64",
-            }),
-        })
-        .collect()
-}
-
 /// PostgreSQL text cannot hold NUL; a key or error that has one keeps the
 /// rest (the exact bytes are in `message_payloads` and the DLQ entry).
 fn no_nul(text: Cow<'_, str>) -> Cow<'_, str> {
@@ -225,28 +202,6 @@ pub fn entries<'a>(
         });
     }
     entries
-}
-
-/// Writes a batch's entries in one transaction; returns the topic of each
-/// message audited as a duplicate.
-pub async fn write_batch(
-    writer: &mut AuditWriter,
-    batch: &[Settled],
-    group: &str,
-) -> Result<Vec<String>, WriteError> {
-    let already: Vec<Uuid> = batch
-        .iter()
-        .filter(|s| matches!(s.outcome, Outcome::AlreadyApplied))
-        .map(|s| s.message_id)
-        .collect();
-    let mut processed = writer.processed(&already).await?;
-    let entries = entries(batch, group, &mut processed);
-    writer.append(&entries).await?;
-    Ok(entries
-        .iter()
-        .filter(|e| e.status == DUPLICATE)
-        .map(|e| e.topic.to_owned())
-        .collect())
 }
 
 /// A message's lifecycle, in the order things happened (ties in insert

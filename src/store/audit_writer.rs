@@ -28,7 +28,8 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use crate::config::PostgresSettings;
-use crate::store::audit::{AuditEntry, PROCESSED};
+use crate::pipeline::{Outcome, Settled};
+use crate::store::audit::{self, AuditEntry, PROCESSED};
 use crate::trail::chain::{self, Hasher};
 
 /// The columns of `audit_log` an entry fills, in COPY order.
@@ -366,4 +367,26 @@ fn is_chain_collision(e: &tokio_postgres::Error) -> bool {
         *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
             && db.constraint() == Some(CHAIN_SEQ_CONSTRAINT)
     })
+}
+
+/// Writes a batch's entries in one transaction; returns the topic of each
+/// message audited as a duplicate.
+pub async fn write_batch(
+    writer: &mut AuditWriter,
+    batch: &[Settled],
+    group: &str,
+) -> Result<Vec<String>, WriteError> {
+    let already: Vec<Uuid> = batch
+        .iter()
+        .filter(|s| matches!(s.outcome, Outcome::AlreadyApplied))
+        .map(|s| s.message_id)
+        .collect();
+    let mut processed = writer.processed(&already).await?;
+    let entries = audit::entries(batch, group, &mut processed);
+    writer.append(&entries).await?;
+    Ok(entries
+        .iter()
+        .filter(|e| e.status == audit::DUPLICATE)
+        .map(|e| e.topic.to_owned())
+        .collect())
 }

@@ -12,6 +12,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::wait::{until_back, DependencyWait, Down, Patience};
+
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 #[derive(Debug, thiserror::Error)]
@@ -35,24 +37,21 @@ pub fn run(url: &SecretString, patience: Duration) -> Result<usize, MigrateError
         .build()?;
     runtime.block_on(async {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(200);
-        let conn = loop {
-            match AsyncPgConnection::establish(url.expose_secret()).await {
-                Ok(conn) => break conn,
-                Err(e) if started.elapsed() < patience => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "waiting for PostgreSQL");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    return Err(MigrateError::Unreachable {
-                        waited: started.elapsed(),
-                        last_error: e.to_string(),
-                    })
-                }
-            }
+        let wait = DependencyWait {
+            min: Duration::from_millis(200),
+            max: Duration::from_secs(5),
         };
-        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
+        let conn = until_back(wait, Patience::Until(started + patience), async || {
+            let conn = AsyncPgConnection::establish(url.expose_secret()).await;
+            conn.map_err(|e| Down::new("postgres", e))
+        })
+        .await
+        .map_err(|down| MigrateError::Unreachable {
+            waited: started.elapsed(),
+            last_error: down.error,
+        })?;
+        let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> =
+            AsyncConnectionWrapper::from(conn);
         tokio::task::spawn_blocking(move || {
             wrapper
                 .run_pending_migrations(MIGRATIONS)

@@ -5,7 +5,7 @@
 
 pub mod audit;
 pub mod audit_writer;
-pub mod domain;
+pub mod domain_projection;
 pub mod migrate;
 pub mod pool;
 pub mod projection;

@@ -130,8 +130,8 @@ pub async fn classify(pool: &PgPool, error: &StoreError) -> TryError {
         return TryError::Failed(transient("database_conflict", text));
     }
     // A missing referenced row may just not be there yet: the event that
-    // creates it can be on another partition (seed 004 keys a user and its
-    // orders differently). Retried with backoff, then parked.
+    // creates it can be on another partition (a user and its orders are keyed
+    // differently). Retried with backoff, then parked.
     if let StoreError::Query(E::DatabaseError(K::ForeignKeyViolation, _)) = error {
         return TryError::Failed(transient("constraint_violation", text));
     }

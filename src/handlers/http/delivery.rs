@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use super::HttpRoute;
 use crate::kafka::envelope::Envelope;
-use crate::metrics::metrics;
 use crate::pipeline::failure::{Failure, Retry, Stage};
 use crate::retry::TryError;
+use crate::telemetry::events::{DownstreamOutcome, DownstreamRequested, Emit, RateLimited};
 
 /// How long a connection may take before the downstream counts as down.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -105,10 +105,10 @@ pub async fn forward(
     event_type: Option<&str>,
 ) -> Result<Answer, TryError> {
     if route.limiter.check().is_err() {
-        metrics()
-            .rate_limit_waits
-            .with_label_values(&[&route.label])
-            .inc();
+        RateLimited {
+            route: &route.label,
+        }
+        .emit();
         route.limiter.until_ready().await;
     }
     let mut request = client
@@ -132,10 +132,11 @@ pub async fn forward(
     let body = envelope.payload.clone().unwrap_or_default();
     let started = Instant::now();
     let answer = request.body(body).send().await;
-    metrics()
-        .downstream_seconds
-        .with_label_values(&[&route.label])
-        .observe(started.elapsed().as_secs_f64());
+    DownstreamRequested {
+        route: &route.label,
+        elapsed: started.elapsed(),
+    }
+    .emit();
     let response = match answer {
         Ok(response) => response,
         Err(e) if e.is_connect() => {
@@ -215,8 +216,9 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
 }
 
 fn count(route: &HttpRoute, outcome: &str) {
-    metrics()
-        .downstream_requests
-        .with_label_values(&[&route.label, outcome])
-        .inc();
+    DownstreamOutcome {
+        route: &route.label,
+        outcome,
+    }
+    .emit();
 }

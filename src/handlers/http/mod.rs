@@ -11,6 +11,7 @@
 pub mod delivery;
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -20,11 +21,12 @@ use tracing::Instrument;
 use super::stored::{self, Digested};
 use super::{abandoned, message_span, Attempted, Context};
 use crate::config::urls::label;
-use crate::config::RouteSettings;
-use crate::pipeline::failure::{Failure, Stage};
+use crate::config::{HandlerKind, RouteSettings};
+use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::{Item, Task};
-use crate::retry::{self, AttemptFailure};
+use crate::retry;
 use crate::store::projection::{self, Applied};
+use crate::wait::{until_back, Down, Patience};
 
 /// A downstream URL, with its timeout and rate limit (shared by every
 /// processor, so the limit holds for the whole instance).
@@ -60,6 +62,27 @@ impl HttpRoute {
     }
 }
 
+/// Every http route, in `routes` order (the order `Handler::route`
+/// indexes), shared by every processor.
+#[derive(Debug, Default)]
+pub struct HttpRoutes(Vec<Arc<HttpRoute>>);
+
+impl HttpRoutes {
+    pub fn new(settings: &[RouteSettings]) -> Self {
+        HttpRoutes(
+            settings
+                .iter()
+                .filter(|r| r.handler == HandlerKind::Http)
+                .map(|r| Arc::new(HttpRoute::new(r)))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Arc<HttpRoute>> {
+        self.0.get(index)
+    }
+}
+
 impl std::fmt::Debug for HttpRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpRoute")
@@ -76,22 +99,18 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
         return Vec::new();
     }
     let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.message_id).collect();
-    let mut down = cx.wait.backoff();
-    let mut done = loop {
-        match projection::already_applied(&cx.pool, &ids).await {
-            Ok(done) => break done,
-            Err(e) => {
-                let error = e.to_string();
-                if !retry::wait_out_unless(&mut down, "postgres", &error, &cx.revoked).await {
-                    return abandoned(items.len());
-                }
-            }
-        }
+    let applied = until_back(cx.wait, Patience::UntilRevoked(&cx.revoked), async || {
+        let applied = projection::already_applied(&cx.pool, &ids).await;
+        applied.map_err(|e| Down::new("postgres", e))
+    })
+    .await;
+    let Ok(mut done) = applied else {
+        return abandoned(items.len());
     };
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         let (task, route) = match &item.work {
-            Ok(task @ Task::Pass { handler, .. }) => (Some(task), cx.routes.http(handler.route)),
+            Ok(task @ Task::Pass { handler, .. }) => (Some(task), cx.http.get(handler.route)),
             _ => (None, None),
         };
         let (Some(task), Some(route)) = (task, route) else {
@@ -145,11 +164,35 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
 /// cancelled by a revocation: the delivery happened, and the ledger row
 /// is what stops the next owner from sending it again.
 async fn remember(cx: &Context, task: Digested<'_>) {
-    let mut down = cx.wait.backoff();
-    loop {
-        match stored::write(&cx.pool, std::slice::from_ref(&task)).await {
-            Ok(_) => return,
-            Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
+    let task = std::slice::from_ref(&task);
+    // Forever: this cannot give up.
+    let _ = until_back(cx.wait, Patience::Forever, async || {
+        let written = stored::write(&cx.pool, task).await;
+        written.map(drop).map_err(|e| Down::new("postgres", e))
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpRoutes;
+    use crate::config::RouteSettings;
+    use crate::pipeline::route_table::Routes;
+
+    #[test]
+    fn the_route_table_indexes_the_http_routes_in_order() {
+        let settings: Vec<RouteSettings> = serde_json::from_value(serde_json::json!([
+            { "event_types": ["A"], "handler": "http", "url": "http://a.example/x" },
+            { "event_types": ["transaction.created"], "handler": "transactions" },
+            { "event_types": ["B"], "handler": "http", "url": "http://b.example/y" },
+            { "event_types": ["C"], "handler": "audit" },
+        ]))
+        .expect("route settings");
+        let (routes, http) = (Routes::new(&settings), HttpRoutes::new(&settings));
+        for (event_type, label) in [("A", "http://a.example"), ("B", "http://b.example")] {
+            let handler = routes.handler("t", event_type).expect("routed");
+            let route = http.get(handler.route).expect("an http route");
+            assert_eq!(route.label, label);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Applying seed-004 domain events to `users`, `orders`, `payments` and
+//! Applying domain events to `users`, `orders`, `payments` and
 //! `inventory`, inside the caller's transaction (the one that also writes the
 //! idempotency ledger). Upserts: an event with new facts about a known key
 //! updates its row; the keys' foreign keys refuse an order for an unknown
@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::pipeline::domain::{DomainChange, DomainEvent};
+use crate::pipeline::domain_event::{DomainChange, DomainEvent};
 use crate::store::schema::{inventory, orders, payments, users};
 
 /// Applies one event.

@@ -13,6 +13,8 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::LogSettings;
 
+pub mod events;
+
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()

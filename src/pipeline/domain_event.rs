@@ -1,4 +1,4 @@
-//! Seed-004 domain events: the envelope `{eventId, type, timestamp, data}`
+//! Domain events: the envelope `{eventId, type, timestamp, data}`
 //! and the four event types, each validated field by field so a bad event
 //! is refused naming the field at fault.
 
@@ -56,7 +56,7 @@ pub struct DomainChange {
 }
 
 impl DomainEvent {
-    /// The Kafka key seed 004 uses: userId, orderId, orderId, sku.
+    /// The Kafka key of each event type: userId, orderId, orderId, sku.
     pub fn key(&self) -> &str {
         match self {
             DomainEvent::UserCreated { user_id, .. } => user_id,

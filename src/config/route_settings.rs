@@ -15,7 +15,7 @@ pub struct RouteSettings {
     #[serde(default)]
     pub topic: Option<String>,
     pub event_types: Vec<String>,
-    /// `transactions` (seed-003 events), `domain` (seed-004 events),
+    /// `transactions` (transaction events), `domain` (domain envelopes),
     /// `http` (forward to `url`) or `audit` (record only).
     pub handler: HandlerKind,
     /// For `http`: where to POST each message.

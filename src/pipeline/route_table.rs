@@ -1,10 +1,7 @@
 //! The route table: which handler applies an event type, per topic. Built
 //! once from `routes` in the configuration; the first matching entry wins.
 
-use std::sync::Arc;
-
 use crate::config::RouteSettings;
-use crate::handlers::http::HttpRoute;
 use crate::handlers::HandlerKind;
 
 /// Where a route sends an event: the handler kind, and for kinds whose
@@ -13,14 +10,14 @@ use crate::handlers::HandlerKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handler {
     pub kind: HandlerKind,
-    /// The index of the route in [`Routes::http`] (0 for other kinds).
+    /// For an http route: its index among the http routes, in `routes`
+    /// order (`handlers::http::HttpRoutes` holds them); 0 for other kinds.
     pub route: usize,
 }
 
 #[derive(Debug, Default)]
 pub struct Routes {
     entries: Vec<(Option<String>, String, Handler)>,
-    http: Vec<Arc<HttpRoute>>,
 }
 
 impl Routes {
@@ -28,13 +25,13 @@ impl Routes {
     /// start).
     pub fn new(settings: &[RouteSettings]) -> Self {
         let mut routes = Routes::default();
+        let mut http = 0..;
         for r in settings {
-            let route = match r.handler {
-                HandlerKind::Http => {
-                    routes.http.push(Arc::new(HttpRoute::new(r)));
-                    routes.http.len() - 1
-                }
-                HandlerKind::Transactions | HandlerKind::Domain | HandlerKind::Audit => 0,
+            // Only http routes carry state of their own (`HttpRoutes`).
+            let route = if r.handler == HandlerKind::Http {
+                http.next().unwrap_or_default()
+            } else {
+                0
             };
             let handler = Handler {
                 kind: r.handler,
@@ -54,9 +51,5 @@ impl Routes {
             .iter()
             .find(|(t, e, _)| e == event_type && t.as_deref().is_none_or(|t| t == topic))
             .map(|(_, _, h)| *h)
-    }
-
-    pub fn http(&self, index: usize) -> Option<&Arc<HttpRoute>> {
-        self.http.get(index)
     }
 }

@@ -1,0 +1,54 @@
+//! Discarding a dead letter for good, audited MESSAGE_DISCARDED with who
+//! and why.
+
+use uuid::Uuid;
+
+use super::operator::{redis_down, DeadLetters, DlqError, Request};
+use super::redis::{self as queue};
+use super::DlqEntry;
+use crate::store::audit::DISCARDED;
+use crate::telemetry::events::{DeadLetterActed, Emit};
+
+impl DeadLetters {
+    /// Removes a dead letter for good, audited MESSAGE_DISCARDED with who and
+    /// why (and the failure it had).
+    pub async fn discard(&self, id: Uuid, request: &Request) -> Result<DlqEntry, DlqError> {
+        let (by, reason) = request.validate()?;
+        let result = self
+            .locked(id, |stored| async move {
+                let e = &stored.entry;
+                let detail = serde_json::json!({
+                    "requested_by": by,
+                    "reason": reason,
+                    "error_kind": e.error_kind,
+                    "error": e.error,
+                    "attempts": e.attempts,
+                });
+                self.audit(
+                    &stored,
+                    DISCARDED,
+                    e.attempts as i32,
+                    chrono::Utc::now(),
+                    detail,
+                )
+                .await?;
+                let mut conn = self.redis.get().await.map_err(redis_down)?;
+                if !queue::remove(&mut *conn, &self.keys, &stored)
+                    .await
+                    .map_err(redis_down)?
+                {
+                    return Err(DlqError::Changed(id));
+                }
+                Ok(stored.entry)
+            })
+            .await;
+        if let Ok(entry) = &result {
+            DeadLetterActed {
+                topic: &entry.topic,
+                result: "discarded",
+            }
+            .emit();
+        }
+        result
+    }
+}

@@ -1,0 +1,293 @@
+//! Following one chain entry by entry, and telling its first break apart.
+//!
+//! How a break is told apart, at the first entry F whose hash does not
+//! follow (P is the hash before it, e its expected sequence number):
+//! - a sequence number skipped: *deleted*; one seen twice: *inserted*;
+//! - F is valid one place earlier, over the hash before P: the entry
+//!   before it was *inserted* (and the rest renumbered);
+//! - the next entry follows F's stored hash: F was *edited*;
+//! - the next entry is valid at e over P: F and it were *reordered* if F is
+//!   valid right after it, else F was *inserted*;
+//! - a later entry is valid at e over P: *reordered*;
+//! - a payload that does not match its digest: *edited*;
+//! - the chain ends before a checkpoint's sequence: *deleted*;
+//!   a checkpoint's hash differs from the recomputed one: *checkpoint mismatch*;
+//! - otherwise (F's fields give no hash found anywhere): *edited*.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::Row;
+
+use crate::trail::chain::{Fields, Hasher, GENESIS};
+
+use super::{Anchor, Break, BreakKind, ChainReport};
+
+/// A row's JSON columns, decoded once.
+struct Decoded<'r> {
+    row: &'r Row,
+    seq: i64,
+    stored: [u8; 32],
+    detail: Option<serde_json::Value>,
+    received_detail: Option<serde_json::Value>,
+    headers: Option<serde_json::Value>,
+}
+
+impl<'r> Decoded<'r> {
+    pub(super) fn new(row: &'r Row) -> Decoded<'r> {
+        Decoded {
+            row,
+            seq: row.get(0),
+            // A stored hash of the wrong length matches nothing.
+            stored: row
+                .get::<_, Option<&[u8]>>(1)
+                .and_then(|h| h.try_into().ok())
+                .unwrap_or([0xff; 32]),
+            detail: row.get(13),
+            received_detail: row.get(15),
+            headers: row.get(17),
+        }
+    }
+
+    fn fields<'s>(&'s self, chain: &'s str, seq: i64) -> Fields<'s> {
+        let r = self.row;
+        Fields {
+            chain,
+            seq,
+            message_id: r.get(2),
+            status: r.get(3),
+            topic: r.get(4),
+            kafka_partition: r.get(5),
+            kafka_offset: r.get(6),
+            message_key: r.get(7),
+            event_type: r.get(8),
+            attempt: r.get(9),
+            error: r.get(10),
+            consumer_group: r.get(11),
+            occurred_at: r.get(12),
+            detail: self.detail.as_ref(),
+            received_at: r.get(14),
+            received_detail: self.received_detail.as_ref(),
+            key_bytes: r.get(16),
+            headers: self.headers.as_ref(),
+            kafka_timestamp: r.get(18),
+            payload_sha256: r.get(19),
+        }
+    }
+
+    /// The payload, if kept, no longer matches the digest the hash covers.
+    fn payload_replaced(&self) -> bool {
+        match self.row.get::<_, Option<&[u8]>>(20) {
+            None => false,
+            Some(payload) => {
+                let digest: [u8; 32] = Sha256::digest(payload).into();
+                self.row.get::<_, Option<&[u8]>>(19) != Some(&digest[..])
+            }
+        }
+    }
+}
+
+enum State {
+    Holding,
+    /// F (kept) does not follow; the next entry decides why.
+    Pending(Row),
+    /// Looking further on for the entry that belongs at `e`.
+    Searching,
+    Broken(Break),
+}
+
+/// One chain's running check.
+pub(super) struct ChainCheck<'a> {
+    name: &'a str,
+    hasher: Hasher,
+    /// The next sequence number expected, and the hashes before it.
+    expected: i64,
+    prev: [u8; 32],
+    prev_prev: Option<[u8; 32]>,
+    anchors: BTreeMap<i64, Anchor>,
+    state: State,
+    report: ChainReport,
+}
+
+impl<'a> ChainCheck<'a> {
+    pub(super) fn new(
+        name: &'a str,
+        start: Option<(i64, [u8; 32])>,
+        anchors: BTreeMap<i64, Anchor>,
+    ) -> ChainCheck<'a> {
+        let (after, prev) = start.unwrap_or((0, GENESIS));
+        ChainCheck {
+            name,
+            hasher: Hasher::default(),
+            expected: after + 1,
+            prev,
+            prev_prev: None,
+            anchors,
+            state: State::Holding,
+            report: ChainReport {
+                chain: name.to_owned(),
+                entries: 0,
+                started_after: after,
+                last_seq: after,
+                checkpoints_matched: 0,
+                breach: None,
+            },
+        }
+    }
+
+    fn valid_at(&mut self, entry: &Decoded<'_>, seq: i64, prev: &[u8; 32]) -> bool {
+        self.hasher.hash(&entry.fields(self.name, seq), prev) == entry.stored
+    }
+
+    pub(super) fn push(&mut self, row: Row) {
+        self.report.entries += 1;
+        let entry = Decoded::new(&row);
+        self.report.last_seq = entry.seq;
+        let e = self.expected;
+        let prev = self.prev;
+        match std::mem::replace(&mut self.state, State::Holding) {
+            State::Broken(b) => self.state = State::Broken(b),
+            State::Searching => {
+                self.state = if self.valid_at(&entry, e, &prev) {
+                    State::Broken(Break {
+                        seq: e,
+                        kind: BreakKind::Reordered,
+                        detail: format!(
+                            "the entry that belongs at seq {e} is at seq {}",
+                            entry.seq
+                        ),
+                    })
+                } else {
+                    State::Searching
+                };
+            }
+            State::Pending(f_row) => {
+                let f = Decoded::new(&f_row);
+                self.state = if entry.seq == e + 1 && self.valid_at(&entry, e + 1, &f.stored) {
+                    broken(
+                        e,
+                        BreakKind::Edited,
+                        "its fields no longer give its stored hash",
+                    )
+                } else if self.valid_at(&entry, e, &prev) {
+                    if self.valid_at(&f, e + 1, &entry.stored) {
+                        broken(
+                            e,
+                            BreakKind::Reordered,
+                            &format!("seq {e} and {} are swapped", e + 1),
+                        )
+                    } else {
+                        broken(
+                            e,
+                            BreakKind::Inserted,
+                            "this entry is not part of the chain: the ones after it were renumbered",
+                        )
+                    }
+                } else {
+                    State::Searching
+                };
+            }
+            State::Holding => {
+                self.state = match self.check_next(&entry) {
+                    Some(state) => state,
+                    None => {
+                        drop(entry);
+                        State::Pending(row)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The usual case: the next entry in order. `None`: it does not follow,
+    /// and the next entry decides why.
+    fn check_next(&mut self, entry: &Decoded<'_>) -> Option<State> {
+        let e = self.expected;
+        if entry.seq < e {
+            return Some(broken(
+                entry.seq,
+                BreakKind::Inserted,
+                &format!("seq {} appears twice", entry.seq),
+            ));
+        }
+        if entry.seq > e {
+            let detail = if entry.seq == e + 1 {
+                format!("entry {e} is missing")
+            } else {
+                format!("entries {e} to {} are missing", entry.seq - 1)
+            };
+            return Some(broken(e, BreakKind::Deleted, &detail));
+        }
+        if entry.payload_replaced() {
+            return Some(broken(
+                e,
+                BreakKind::Edited,
+                "its payload does not match its payload_sha256",
+            ));
+        }
+        let prev = self.prev;
+        if self.valid_at(entry, e, &prev) {
+            if let Some(anchor) = self.anchors.get(&e) {
+                if anchor.hash != entry.stored {
+                    return Some(broken(
+                        e,
+                        BreakKind::CheckpointMismatch,
+                        &format!(
+                            "the chain holds, but {} signed another hash at this seq",
+                            anchor.source
+                        ),
+                    ));
+                }
+                self.report.checkpoints_matched += 1;
+            }
+            self.prev_prev = Some(self.prev);
+            self.prev = entry.stored;
+            self.expected += 1;
+            return Some(State::Holding);
+        }
+        if let Some(pp) = self.prev_prev {
+            if self.valid_at(entry, e - 1, &pp) {
+                return Some(broken(
+                    e - 1,
+                    BreakKind::Inserted,
+                    "this entry is not part of the chain: the ones after it were renumbered",
+                ));
+            }
+        }
+        None
+    }
+
+    pub(super) fn finish(mut self, finished: bool) -> ChainReport {
+        let e = self.expected;
+        let breach = match std::mem::replace(&mut self.state, State::Holding) {
+            State::Broken(b) => Some(b),
+            State::Pending(_) | State::Searching => Some(Break {
+                seq: e,
+                kind: BreakKind::Edited,
+                detail: "its fields no longer give its stored hash".into(),
+            }),
+            State::Holding if finished => {
+                self.anchors.range(e..).next_back().map(|(seq, a)| Break {
+                    seq: e,
+                    kind: BreakKind::Deleted,
+                    detail: format!(
+                        "the chain ends at seq {}, but {} covers it up to seq {seq}",
+                        e - 1,
+                        a.source
+                    ),
+                })
+            }
+            State::Holding => None,
+        };
+        self.report.breach = breach;
+        self.report
+    }
+}
+
+fn broken(seq: i64, kind: BreakKind, detail: &str) -> State {
+    State::Broken(Break {
+        seq,
+        kind,
+        detail: detail.to_owned(),
+    })
+}

@@ -1,0 +1,286 @@
+//! `audit verify`: recomputes every chain from its first entry (or from a
+//! trusted checkpoint), checks sequence numbers, payload digests and
+//! checkpoints, and names the first break of each chain with its kind.
+//!
+//! It streams: each chain is read through a server-side portal in batches,
+//! ordered by the unique (chain_id, chain_seq) index, and only the last
+//! entry or two are kept, so memory stays flat however long the trail.
+//!
+//! How a break is told apart is in `chain_check.rs`; the report types are
+//! in `report.rs`.
+
+mod chain_check;
+mod report;
+
+use chain_check::ChainCheck;
+pub use report::{Break, BreakKind, ChainReport, Report};
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::trail::checkpoint::{Checkpoint, Verifier};
+
+/// Entries fetched per round trip.
+const BATCH: i32 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("reading the audit trail failed: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no connection to read the audit trail with")]
+    NoConnection,
+}
+
+/// What to check against.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Checkpoints from a trusted file, already opened with the verifier key.
+    pub trusted: Vec<Checkpoint>,
+    /// Start each chain at its latest trusted checkpoint instead of at 1.
+    pub from_checkpoints: bool,
+    /// Checks the lines in `audit_checkpoints`; without it their hashes are
+    /// still compared, unauthenticated.
+    pub verifier: Option<Verifier>,
+    /// Stop (with `complete: false`) past this instant.
+    pub deadline: Option<Instant>,
+}
+
+/// A checkpoint's claim about one sequence number.
+#[derive(Debug, Clone)]
+pub(super) struct Anchor {
+    pub(super) hash: [u8; 32],
+    pub(super) source: &'static str,
+}
+
+const COLUMNS: &str = "chain_seq, entry_hash, message_id, status, topic, kafka_partition, \
+    kafka_offset, message_key, event_type, attempt, error, consumer_group, occurred_at, detail, \
+    received_at, received_detail, key_bytes, headers, kafka_timestamp, payload_sha256, payload";
+
+/// Verifies every chain.
+///
+/// Chains are independent, so they are read concurrently, one connection
+/// each from `clients` at a time: PostgreSQL's side of the read (index scan,
+/// heap fetches, detoasting payloads) is most of the cost, and one
+/// connection keeps one core busy at most.
+pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report, VerifyError> {
+    let (client, _) = clients.split_first_mut().ok_or(VerifyError::NoConnection)?;
+    let started = Instant::now();
+    let chains: Vec<(i32, String)> = client
+        .query(
+            "SELECT chain_id, name FROM audit_chains ORDER BY chain_id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut anchors: HashMap<String, BTreeMap<i64, Anchor>> = HashMap::new();
+    for c in &options.trusted {
+        anchors.entry(c.chain.clone()).or_default().insert(
+            c.seq,
+            Anchor {
+                hash: c.hash,
+                source: "the checkpoint file",
+            },
+        );
+    }
+    let mut refused = Vec::new();
+    let stored = client
+        .query(
+            "SELECT c.name, k.chain_seq, k.head_hash, k.line FROM audit_checkpoints k \
+             JOIN audit_chains c USING (chain_id) ORDER BY k.id",
+            &[],
+        )
+        .await?;
+    for r in &stored {
+        let (chain, seq, hash, line): (String, i64, &[u8], String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let opened = options.verifier.as_ref().map(|v| v.open(&line));
+        match opened {
+            Some(Err(e)) => refused.push(format!("{chain}@{seq}: {e}")),
+            Some(Ok(c)) if c.chain != chain || c.seq != seq || c.hash[..] != *hash => refused.push(
+                format!("{chain}@{seq}: the row does not match its signed line"),
+            ),
+            _ => {
+                if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+                    // A trusted claim about the same sequence wins.
+                    anchors
+                        .entry(chain)
+                        .or_default()
+                        .entry(seq)
+                        .or_insert(Anchor {
+                            hash,
+                            source: "audit_checkpoints",
+                        });
+                }
+            }
+        }
+    }
+
+    let mut report = Report {
+        holds: false,
+        complete: true,
+        entries_checked: 0,
+        seconds: 0.0,
+        entries_per_second: 0.0,
+        chains: Vec::new(),
+        unchained_entries: count(
+            client,
+            "SELECT count(*) FROM audit_log WHERE chain_id IS NULL",
+        )
+        .await?,
+        legacy_entries: count(client, "SELECT count(*) FROM message_audit_v1").await?,
+        refused_checkpoints: refused,
+    };
+    // Each chain with what it starts from, dealt round-robin to the
+    // connections; each connection works through its share in order.
+    let mut shares: Vec<Vec<Job>> = (0..clients.len()).map(|_| Vec::new()).collect();
+    for (i, (chain_id, name)) in chains.iter().enumerate() {
+        let start = if options.from_checkpoints {
+            options
+                .trusted
+                .iter()
+                .filter(|c| &c.chain == name)
+                .max_by_key(|c| c.seq)
+                .map(|c| (c.seq, c.hash))
+        } else {
+            None
+        };
+        shares[i % clients.len()].push(Job {
+            order: i,
+            chain_id: *chain_id,
+            name,
+            start,
+            anchors: anchors.remove(name).unwrap_or_default(),
+        });
+    }
+    let runs = clients
+        .iter_mut()
+        .zip(shares)
+        .map(|(client, share)| verify_share(client, share, options.deadline));
+    let mut done: Vec<(usize, ChainReport, bool)> = futures::future::try_join_all(runs)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    done.sort_by_key(|(order, _, _)| *order);
+    report.complete = done.len() == chains.len() && done.iter().all(|(_, _, f)| *f);
+    for (_, chain, _) in done {
+        report.entries_checked += chain.entries;
+        report.chains.push(chain);
+    }
+    if report.complete {
+        // Checkpoints of chains the database no longer has at all.
+        for (name, anchors) in anchors {
+            if let Some((seq, anchor)) = anchors.iter().next_back() {
+                report.chains.push(ChainReport {
+                    chain: name,
+                    entries: 0,
+                    started_after: 0,
+                    last_seq: 0,
+                    checkpoints_matched: 0,
+                    breach: Some(Break {
+                        seq: 1,
+                        kind: BreakKind::Deleted,
+                        detail: format!(
+                            "the chain is gone; {} covers it up to seq {seq}",
+                            anchor.source
+                        ),
+                    }),
+                });
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    report.seconds = elapsed.as_secs_f64();
+    report.entries_per_second = report.entries_checked as f64 / elapsed.as_secs_f64().max(1e-9);
+    report.holds = report.holds();
+    Ok(report)
+}
+
+async fn count(client: &Client, sql: &str) -> Result<i64, tokio_postgres::Error> {
+    Ok(client.query_one(sql, &[]).await?.get(0))
+}
+
+/// One chain to verify.
+struct Job<'a> {
+    /// Its place in the report.
+    order: usize,
+    chain_id: i32,
+    name: &'a str,
+    start: Option<(i64, [u8; 32])>,
+    anchors: BTreeMap<i64, Anchor>,
+}
+
+/// Verifies a connection's share of the chains, in order, until the
+/// deadline; a chain cut short is reported with `false`.
+async fn verify_share(
+    client: &mut Client,
+    share: Vec<Job<'_>>,
+    deadline: Option<Instant>,
+) -> Result<Vec<(usize, ChainReport, bool)>, VerifyError> {
+    let mut done = Vec::with_capacity(share.len());
+    for job in share {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let (chain, finished) = verify_chain(
+            client,
+            job.chain_id,
+            job.name,
+            job.start,
+            job.anchors,
+            deadline,
+        )
+        .await?;
+        done.push((job.order, chain, finished));
+        if !finished {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Reads one chain through a portal; false when the deadline cut it short.
+async fn verify_chain(
+    client: &mut Client,
+    chain_id: i32,
+    name: &str,
+    start: Option<(i64, [u8; 32])>,
+    anchors: BTreeMap<i64, Anchor>,
+    deadline: Option<Instant>,
+) -> Result<(ChainReport, bool), VerifyError> {
+    let after = start.map_or(0, |(seq, _)| seq);
+    let mut check = ChainCheck::new(name, start, anchors);
+    let tx = client.transaction().await?;
+    let statement = tx
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE chain_id = $1 AND chain_seq > $2 ORDER BY chain_seq"
+        ))
+        .await?;
+    let portal = tx.bind(&statement, &[&chain_id, &after]).await?;
+    let mut finished = true;
+    loop {
+        let rows = tx.query_portal(&portal, BATCH).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            check.push(row);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            finished = false;
+            break;
+        }
+    }
+    drop(portal);
+    tx.rollback().await?;
+    Ok((check.finish(finished), finished))
+}
+
+/// How long a budget of `ms` milliseconds lasts from now (HTTP).
+pub fn deadline_in(ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(ms)
+}
