@@ -29,6 +29,8 @@
 //! - [`backoff`], [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic seed-003 events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
+//! - [`status`]: the partition registry behind `GET /status`, the chart
+//!   samples of the console's overview, the `custodian status` table.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
@@ -48,6 +50,7 @@ pub mod produce;
 pub mod relay;
 pub mod retry;
 pub mod shutdown;
+pub mod status;
 pub mod store;
 pub mod synth;
 pub mod telemetry;

@@ -17,6 +17,7 @@ pub mod read;
 pub mod responses;
 pub mod routes;
 pub mod search;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,10 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// `audit verify` and `audit reconcile` (`trail`).
     pub audit: crate::trail::Access,
+    /// Where partition actors report (`GET /status`).
+    pub status: Arc<crate::status::Registry>,
+    /// The overview's chart samples (`GET /status/samples`).
+    pub samples: Arc<crate::status::Samples>,
 }
 
 /// Binds the server (port 0 picks one) and returns it with the bound address.
@@ -85,6 +90,8 @@ pub fn server(
             // Before `/transactions/{id}`, which would take "search" as an id.
             .service(search::search)
             .service(read::transaction)
+            .service(status::status)
+            .service(status::samples)
             .split_for_parts();
         let allowed = web::Data::new(methods::Allowed::new(
             &api,
