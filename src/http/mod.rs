@@ -10,6 +10,7 @@ pub mod body_deadline;
 pub mod console;
 pub mod dlq;
 pub mod error;
+pub mod explorer;
 pub mod methods;
 pub mod openapi;
 pub mod produce;
@@ -75,6 +76,8 @@ pub fn server(
             .service(routes::health)
             .service(routes::ready)
             .service(routes::prometheus)
+            .service(explorer::search)
+            .service(explorer::record)
             .service(routes::message)
             .service(audit::verify)
             .service(audit::reconcile)
