@@ -14,6 +14,8 @@
 //! - [`replay`]: republishing, discarding and listing, as the HTTP API and
 //!   the `custodian dlq` command use them.
 
+pub mod jobs;
+pub mod kinds;
 pub mod replay;
 pub mod store;
 

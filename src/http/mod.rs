@@ -15,6 +15,7 @@ pub mod methods;
 pub mod openapi;
 pub mod produce;
 pub mod read;
+pub mod replay_jobs;
 pub mod responses;
 pub mod routes;
 pub mod search;
@@ -81,6 +82,11 @@ pub fn server(
             .service(routes::message)
             .service(audit::verify)
             .service(audit::reconcile)
+            // Before `/dlq/{message_id}` and `/replay/{message_id}`.
+            .service(replay_jobs::by_kind)
+            .service(replay_jobs::count)
+            .service(replay_jobs::start)
+            .service(replay_jobs::progress)
             .service(dlq::list)
             .service(dlq::show)
             .service(dlq::discard)
