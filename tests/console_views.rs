@@ -20,6 +20,16 @@ async fn count(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css)).await.map_or(0, |v| v.len())
 }
 
+/// Picks `value` in the select `css`.
+async fn choose(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(&format!("{css} option[value='{value}']")))
+        .await
+        .unwrap_or_else(|e| panic!("{css} has no {value}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("choose {value} in {css}: {e}"));
+}
+
 async fn texts(c: &Client, css: &str) -> Vec<String> {
     let mut out = Vec::new();
     for e in c.find_all(Locator::Css(css)).await.unwrap_or_default() {
@@ -137,12 +147,7 @@ fn every_view_shows_real_data_and_a_bulk_replay_runs_as_a_job() {
         eventually("a second page", || async { count(&c, "#x-results tr").await > 50 }).await;
         // Open a processed message: its lifecycle and pretty JSON payload.
         fill(&c, "#x-key", "").await;
-        c.find(Locator::Css("#x-status option[value='MESSAGE_PROCESSED']"))
-            .await
-            .expect("status option")
-            .click()
-            .await
-            .expect("choose");
+        choose(&c, "#x-status", "MESSAGE_PROCESSED").await;
         click(&c, "#x-search").await;
         eventually("processed entries", || async { count(&c, "#x-results tr").await > 0 }).await;
         click(&c, "#x-results tr:first-child button.open").await;
@@ -154,12 +159,7 @@ fn every_view_shows_real_data_and_a_bulk_replay_runs_as_a_job() {
         screenshot(&c, "message").await;
         // The binary record: hex and base64.
         fill(&c, "#x-key", "dave").await;
-        c.find(Locator::Css("#x-status option[value='MESSAGE_DLQ']"))
-            .await
-            .expect("status option")
-            .click()
-            .await
-            .expect("choose");
+        choose(&c, "#x-status", "MESSAGE_DLQ").await;
         click(&c, "#x-search").await;
         eventually("dave's dead letters", || async { count(&c, "#x-results tr").await == 2 }).await;
         let rows = texts(&c, "#x-results tr td:nth-child(6)").await;

@@ -20,6 +20,13 @@ fn ids(page: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+fn cursor_of(page: &serde_json::Value) -> String {
+    page["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned()
+}
+
 #[test]
 fn the_explorer_filters_pages_and_shows_records() {
     let env = TestEnv::new(2);
@@ -93,6 +100,48 @@ fn the_explorer_filters_pages_and_shows_records() {
         .collect();
     assert_eq!(offsets.len(), 1, "{range}"); // offset 1 is a dead letter (odd event)
     assert_eq!(offsets, [2]);
+    // An offset range pages by offset, highest first, two at a time.
+    let range = format!(
+        "/messages?topic={}&partition=0&offset_from=0&offset_to=5",
+        env.topic
+    );
+    let (_, whole) = get(&format!("{range}&limit=500"));
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("{range}&limit=2&cursor={c}"),
+            None => format!("{range}&limit=2"),
+        };
+        let (code, page) = get(&path);
+        assert_eq!(code, 200, "{page}");
+        for e in page["entries"].as_array().expect("entries") {
+            walked.push((
+                e["kafka_offset"].as_i64().expect("offset"),
+                e["id"].as_i64().expect("id"),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        walked.len(),
+        7,
+        "offsets 0..5 of partition 0: 3 processed, 2 x 2 dead letters"
+    );
+    assert_eq!(walked.len() as u64, whole["count"].as_u64().expect("count"));
+    assert!(
+        walked.windows(2).all(|w| w[0] > w[1]),
+        "highest offset first: {walked:?}"
+    );
+    // A cursor of one ordering is refused by the other.
+    let (code, body) = get(&format!(
+        "/messages?key=alice&limit=1&cursor={}",
+        cursor_of(&get(&format!("{range}&limit=1")).1)
+    ));
+    assert_eq!(code, 400, "{body}");
     // By id.
     let one = &ids(&dlq)[0];
     let (_, by_id) = get(&format!("/messages?id={one}"));

@@ -12,6 +12,7 @@ CREATE INDEX audit_log_by_key ON audit_log (message_key, occurred_at, id)
 CREATE INDEX audit_log_by_status ON audit_log (status, occurred_at, id);
 CREATE INDEX audit_log_by_event_type ON audit_log (event_type, occurred_at, id)
     WHERE event_type IS NOT NULL;
--- A partition, newest first; and an offset range within it.
+-- A partition, newest first; and an offset range within it, which pages by
+-- offset (highest first) so it reads only the range.
 CREATE INDEX audit_log_by_partition ON audit_log (topic, kafka_partition, occurred_at, id);
-CREATE INDEX audit_log_by_offset ON audit_log (topic, kafka_partition, kafka_offset);
+CREATE INDEX audit_log_by_offset ON audit_log (topic, kafka_partition, kafka_offset, id);

@@ -25,6 +25,7 @@ const MAX_ERRORS: usize = 20;
 
 /// A bulk replay job, as stored and as `GET /replay/jobs/{id}` answers.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ReplayJob)]
 pub struct Job {
     pub id: Uuid,
     /// `running`, `done` or `failed`.

@@ -13,6 +13,8 @@ use uuid::Uuid;
 use crate::http::auth::Authorized;
 use crate::http::dlq::message_id;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::params::{self, bad, time};
+use crate::http::read::{conn, query_failed};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
 use crate::store::explorer::{self, Cursor, Entry, Filter};
@@ -20,6 +22,8 @@ use crate::store::explorer::{self, Cursor, Entry, Filter};
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 const MAX_TEXT: usize = 1000;
+/// Kafka's longest topic name.
+const MAX_TOPIC: usize = 249;
 
 /// The statuses an `audit_log` entry can have (MESSAGE_RECEIVED is not an
 /// entry of its own: it rides on each delivery's first entry).
@@ -94,10 +98,6 @@ impl ExplorerQuery {
     }
 }
 
-fn bad(field: &str, reason: &str) -> ApiError {
-    ApiError::BadRequest(format!("{field}: {reason}"))
-}
-
 fn number<T: std::str::FromStr + PartialOrd + Default>(
     field: &str,
     value: Option<String>,
@@ -112,49 +112,35 @@ fn number<T: std::str::FromStr + PartialOrd + Default>(
         .transpose()
 }
 
-fn text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+/// Text PostgreSQL can compare (no NUL) within the documented length.
+fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.is_empty() || v.chars().count() > MAX_TEXT => {
-            Err(bad(field, "1 to 1000 characters"))
+        Some(v) if v.is_empty() || v.chars().count() > max || v.contains('\0') => {
+            Err(bad(field, &format!("1 to {max} characters, no NUL")))
         }
         other => Ok(other),
     }
 }
 
-fn time(field: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    value
-        .map(|v| {
-            DateTime::parse_from_rfc3339(&v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| bad(field, "not an RFC 3339 time like 2024-01-01T00:00:00Z"))
-        })
-        .transpose()
-}
-
 pub fn encode_cursor(cursor: &Cursor) -> String {
-    let json = serde_json::to_vec(cursor).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    params::encode_cursor(cursor)
 }
 
 fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|json| serde_json::from_slice::<Cursor>(&json).ok())
-        .ok_or_else(|| bad("cursor", "not a next_cursor from this endpoint"))
+    params::decode_cursor(text).ok_or_else(|| bad("cursor", "not a next_cursor from this endpoint"))
 }
 
 /// Checks the parameters: the filter, the cursor and the page size.
 pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError> {
     let filter = Filter {
         message_id: q.id.as_deref().map(message_id).transpose()?,
-        key: text("key", q.key)?,
-        topic: text("topic", q.topic)?,
+        key: text("key", q.key, MAX_TEXT)?,
+        topic: text("topic", q.topic, MAX_TOPIC)?,
         partition: number("partition", q.partition)?,
         offset_from: number("offset_from", q.offset_from)?,
         offset_to: number("offset_to", q.offset_to)?,
         status: q.status,
-        event_type: text("event_type", q.event_type)?,
+        event_type: text("event_type", q.event_type, MAX_TEXT)?,
         from: time("from", q.from)?,
         to: time("to", q.to)?,
     };
@@ -193,6 +179,9 @@ pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError
             .ok_or_else(|| bad("limit", "a whole number from 1 to 500"))?,
     };
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    if after.is_some_and(|c| c.offset.is_some() != filter.by_offset()) {
+        return Err(bad("cursor", "from a query with other filters"));
+    }
     Ok((filter, after, limit))
 }
 
@@ -211,6 +200,7 @@ pub async fn run(
         encode_cursor(&Cursor {
             at: last.occurred_at,
             id: last.id,
+            offset: filter.by_offset().then_some(last.kafka_offset),
         })
     });
     Ok(ExplorerPage {
@@ -220,18 +210,9 @@ pub async fn run(
     })
 }
 
-fn no_connection(e: impl std::fmt::Display) -> ApiError {
-    tracing::warn!(error = %e, "no PostgreSQL connection for the explorer");
-    ApiError::Unavailable("postgres")
-}
-
-fn unavailable(e: diesel::result::Error) -> ApiError {
-    tracing::warn!(error = %e, "explorer query failed");
-    ApiError::Unavailable("postgres")
-}
-
-/// Searches the audit trail, newest first, with cursor paging.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
+/// Searches the audit trail, newest first (with an offset range: highest
+/// offset first), with cursor paging.
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (with an offset range, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages")]
 pub async fn search(
     _: Authorized,
@@ -239,10 +220,10 @@ pub async fn search(
     query: web::Query<ExplorerQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (filter, after, limit) = parse(query.into_inner())?;
-    let mut conn = state.postgres.get().await.map_err(no_connection)?;
+    let mut conn = conn(&state).await?;
     let page = run(&mut conn, &filter, after, limit)
         .await
-        .map_err(unavailable)?;
+        .map_err(query_failed)?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -280,8 +261,11 @@ pub async fn record(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = message_id(&id)?;
-    let mut conn = state.postgres.get().await.map_err(no_connection)?;
-    let Some(r) = explorer::record(&mut conn, id).await.map_err(unavailable)? else {
+    let mut conn = conn(&state).await?;
+    let Some(r) = explorer::record(&mut conn, id)
+        .await
+        .map_err(query_failed)?
+    else {
         return Err(ApiError::NotFound(format!(
             "no record kept for message {id}"
         )));
@@ -342,6 +326,7 @@ mod tests {
         let cursor = Cursor {
             at: DateTime::from_timestamp(1_700_000_000, 123_000).expect("time"),
             id: 42,
+            offset: None,
         };
         let (_, after, limit) = query(&format!("cursor={}", encode_cursor(&cursor))).expect("ok");
         assert_eq!(after, Some(cursor));

@@ -13,6 +13,7 @@ pub mod error;
 pub mod explorer;
 pub mod methods;
 pub mod openapi;
+pub mod params;
 pub mod produce;
 pub mod read;
 pub mod replay_jobs;

@@ -11,7 +11,7 @@ use chrono::Utc;
 use crate::http::auth::Authorized;
 use crate::http::responses::Guarded;
 use crate::http::AppState;
-use crate::status::report::{self, Dependency, Health, StatusReport};
+use crate::status::report::{self, Dependencies, Dependency, StatusReport};
 use crate::status::samples::Series;
 use crate::store::pool::{ping_postgres, ping_redis};
 
@@ -40,7 +40,7 @@ pub async fn status(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
         instance: state.status.instance().to_owned(),
         generated_at: Utc::now(),
         assigned_partitions: assigned,
-        health: Health {
+        health: Dependencies {
             kafka,
             postgres: Dependency::from(postgres),
             redis: Dependency::from(redis),

@@ -191,6 +191,7 @@ mod tests {
         assert_eq!(snap[0].1.watermark(), Some(7));
         assert_eq!(snap[0].1.in_flight(), 3);
         assert_eq!(snap[1].1.state(), State::Draining);
+        drop(snap);
         drop(b);
         let snap = registry.snapshot();
         assert_eq!(snap.len(), 1);

@@ -35,7 +35,7 @@ impl Dependency {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Health {
+pub struct Dependencies {
     pub kafka: Dependency,
     pub postgres: Dependency,
     pub redis: Dependency,
@@ -87,7 +87,7 @@ pub struct StatusReport {
     pub generated_at: DateTime<Utc>,
     /// Partitions this instance owns; `null` before its first assignment.
     pub assigned_partitions: Option<usize>,
-    pub health: Health,
+    pub health: Dependencies,
     pub partitions: Vec<PartitionRow>,
 }
 

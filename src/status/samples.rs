@@ -27,6 +27,7 @@ pub struct Sample {
 
 /// One point of a chart: what happened between two samples.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ChartPoint)]
 pub struct Point {
     /// The end of the interval.
     pub at: DateTime<Utc>,
@@ -41,6 +42,7 @@ pub struct Point {
 
 /// The chart data: oldest point first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ChartSeries)]
 pub struct Series {
     pub interval_seconds: f64,
     pub capacity: usize,

@@ -87,7 +87,7 @@ pub fn render(report: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::report::{Health, PartitionRow};
+    use crate::status::report::{Dependencies, PartitionRow};
 
     #[test]
     fn columns_line_up_and_missing_figures_are_dashes() {
@@ -99,7 +99,7 @@ mod tests {
             instance: "h/1".into(),
             generated_at: chrono::DateTime::from_timestamp(0, 0).expect("time"),
             assigned_partitions: Some(2),
-            health: Health {
+            health: Dependencies {
                 kafka: ok.clone(),
                 postgres: ok.clone(),
                 redis: Dependency {

@@ -1,8 +1,9 @@
 //! The message explorer's queries over `audit_log`: any mix of filters,
-//! newest first by `(occurred_at, id)`, paged by keyset (the cursor is the
-//! last row's `(occurred_at, id)`, so page N costs what page 1 costs). Each
-//! filter has an index in that order (migration 000010). Also the original
-//! record of one message, for the message view.
+//! newest first by `(occurred_at, id)` (with an offset range: highest offset
+//! first by `(kafka_offset, id)`, so the range is read from its own index),
+//! paged by keyset (the cursor is the last row's sort key, so page N costs
+//! what page 1 costs). Each filter has an index in that order (migration
+//! 000010). Also the original record of one message, for the message view.
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
@@ -31,17 +32,28 @@ pub struct Filter {
     pub to: Option<DateTime<Utc>>,
 }
 
+impl Filter {
+    /// Pages go by offset (an offset range), not by time.
+    pub fn by_offset(&self) -> bool {
+        self.offset_from.is_some() || self.offset_to.is_some()
+    }
+}
+
 /// Where the next page starts: just older than this row.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     pub at: DateTime<Utc>,
     pub id: i64,
+    /// The last row's offset, when pages go by offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
 }
 
 /// One audit entry as the explorer lists it (no payload: that is the
 /// message view's).
 #[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = audit_log)]
+#[schema(as = ExplorerEntry)]
 pub struct Entry {
     pub id: i64,
     pub message_id: Uuid,
@@ -96,6 +108,22 @@ pub async fn page(
     }
     if let Some(to) = filter.to {
         query = query.filter(a::occurred_at.lt(to));
+    }
+    if filter.by_offset() {
+        if let Some(c) = after {
+            query = query.filter(
+                sql::<Bool>("(kafka_offset, id) < (")
+                    .bind::<BigInt, _>(c.offset.unwrap_or(i64::MAX))
+                    .sql(", ")
+                    .bind::<BigInt, _>(c.id)
+                    .sql(")"),
+            );
+        }
+        return query
+            .order((a::kafka_offset.desc(), a::id.desc()))
+            .limit(limit)
+            .load(conn)
+            .await;
     }
     if let Some(c) = after {
         // A row comparison, so the index range starts right at the cursor.
