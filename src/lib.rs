@@ -21,7 +21,8 @@
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
-//!   actions on it (list, replay, discard) shared by HTTP and the CLI.
+//!   actions on it (list, replay, discard) shared by HTTP and the CLI,
+//!   counts by error kind, bulk replays run as jobs.
 //! - [`trail`]: the provable audit trail: hash chains, signed checkpoints,
 //!   `audit verify` and `audit reconcile`.
 //! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
