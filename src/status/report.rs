@@ -132,7 +132,11 @@ fn ask_kafka(registry: &Registry, keys: &[(String, i32)], deadline: Duration) ->
     for (i, (topic, partition)) in keys.iter().enumerate() {
         match consumer.fetch_watermarks(topic, *partition, deadline) {
             Ok((_, high)) => view.high[i] = Some(high),
-            Err(e) => view.error = Some(format!("watermarks of {topic}/{partition}: {e}")),
+            Err(e) => {
+                // The broker is not answering: one wait is enough to say so.
+                view.error = Some(format!("watermarks of {topic}/{partition}: {e}"));
+                break;
+            }
         }
     }
     view
