@@ -21,7 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use custodian::http::search::{parse, run, SearchQuery};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+#[path = "support/scratch.rs"]
+mod scratch;
+use scratch::exec;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -57,13 +61,6 @@ const ROWS: &str = "
       WHEN 4 THEN jsonb_build_object('asset', t.term, 'network', 'mainnet', 'payment_method', 'crypto')
       ELSE jsonb_build_object('merchant_name', t.term, 'merchant_category', 'other', 'payment_method', 'card')
       END AS enrichment, t.term) e";
-
-async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<usize> {
-    diesel::sql_query(sql)
-        .execute(conn)
-        .await
-        .with_context(|| sql.chars().take(80).collect::<String>())
-}
 
 async fn load(conn: &mut AsyncPgConnection, table: &str, from: i64, to: i64) -> anyhow::Result<()> {
     // The table name is one of this file's constants.
@@ -271,42 +268,5 @@ async fn bench(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("TEST_POSTGRES_ADMIN_URL").map_err(|_| {
-        anyhow::anyhow!("TEST_POSTGRES_ADMIN_URL is not set: eval \"$(dev/services.sh env)\" first")
-    })?;
-    let database = format!(
-        "custodian_bench_search_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    let url = match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => anyhow::bail!("TEST_POSTGRES_ADMIN_URL has no database part"),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut admin_conn = AsyncPgConnection::establish(&admin).await?;
-        // The name is generated here from hex digits only.
-        exec(&mut admin_conn, &format!("CREATE DATABASE {database}")).await?;
-        anyhow::Ok(())
-    })?;
-    let result = custodian::store::migrate::run(&url.clone().into(), Duration::from_secs(30))
-        .map_err(anyhow::Error::from)
-        .and_then(|_| {
-            rt.block_on(async {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
-                bench(&mut conn).await
-            })
-        });
-    rt.block_on(async {
-        let mut admin_conn = AsyncPgConnection::establish(&admin).await?;
-        exec(
-            &mut admin_conn,
-            &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
-        )
-        .await?;
-        anyhow::Ok(())
-    })?;
-    result
+    scratch::with_database("search", |mut conn| async move { bench(&mut conn).await })
 }

@@ -49,6 +49,9 @@ use crate::store::{migrate, pool};
 
 /// How long start-up waits for PostgreSQL to accept connections.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+/// The console's charts: a sample every 5 s, an hour of them.
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+const SAMPLES_KEPT: usize = 720;
 
 /// Runs custodian until `shutdown` resolves. Blocks the calling thread.
 /// `on_ready` receives the HTTP address once everything is started.
@@ -203,6 +206,10 @@ async fn serve(
             .create_with_context(context)
             .context("cannot create the Kafka consumer (check kafka.* settings)")?,
     );
+    let status = Arc::new(crate::status::Registry::default());
+    status.set_consumer(&consumer);
+    let samples = Arc::new(crate::status::Samples::new(SAMPLE_INTERVAL, SAMPLES_KEPT));
+    actix_rt::spawn(Arc::clone(&samples).run());
     let supervisor = Supervisor::new(
         Arc::clone(&consumer),
         stages,
@@ -211,6 +218,7 @@ async fn serve(
         settings.runtime.drain_timeout,
         settings.kafka.commit_interval,
     )
+    .reporting_to(Arc::clone(&status))
     .start();
     consumer.context().connect(
         Arc::downgrade(&consumer),
@@ -231,6 +239,8 @@ async fn serve(
             redis: redis.clone(),
             health,
             audit: crate::trail::Access::from_settings(&settings)?,
+            status,
+            samples,
         },
         dead_letters,
         produce_target,

@@ -488,3 +488,32 @@ pub async fn search(settings: Settings, args: SearchArgs) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The instance's base URL (default: from http.bind).
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the /status document as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn status(settings: Settings, args: StatusArgs) -> anyhow::Result<()> {
+    use custodian::status::client;
+    let base = args
+        .url
+        .unwrap_or_else(|| client::base_url(&settings.http.bind));
+    let report = client::fetch(
+        &base,
+        settings.http.api_token.as_ref(),
+        std::time::Duration::from_secs(10),
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", custodian::status::table::render(&report));
+    }
+    Ok(())
+}

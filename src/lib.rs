@@ -21,7 +21,8 @@
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
-//!   actions on it (list, replay, discard) shared by HTTP and the CLI.
+//!   actions on it (list, replay, discard) shared by HTTP and the CLI,
+//!   counts by error kind, bulk replays run as jobs.
 //! - [`trail`]: the provable audit trail: hash chains, signed checkpoints,
 //!   `audit verify` and `audit reconcile`.
 //! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
@@ -31,6 +32,8 @@
 //! - [`backoff`], [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic transaction events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
+//! - [`status`]: the partition registry behind `GET /status`, the chart
+//!   samples of the console's overview, the `custodian status` table.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
@@ -50,6 +53,7 @@ pub mod produce;
 pub mod relay;
 pub mod retry;
 pub mod shutdown;
+pub mod status;
 pub mod store;
 pub mod synth;
 pub mod telemetry;

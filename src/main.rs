@@ -82,6 +82,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::OutboxCommand,
     },
+    /// Where every partition of a running instance stands (its GET /status)
+    /// as a table, like `kafka-consumer-groups --describe`.
+    Status(cli::StatusArgs),
     /// Search transactions (what GET /transactions/search answers).
     Search(cli::SearchArgs),
     /// Publish events to Kafka: lines typed (or piped) in, one message each,
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
         }),
         Command::Outbox { command } => current_thread(cli::outbox(settings, command)),
         Command::Search(args) => current_thread(cli::search(settings, args)),
+        Command::Status(args) => current_thread(cli::status(settings, args)),
         Command::DevBroker {
             topics,
             partitions,

@@ -2,75 +2,14 @@
 //! chromium and chromium-driver, which `dev/test` installs) the way an
 //! operator would: token, list, lifecycle, replay, discard, counters.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
+use browser::{browser, chromedriver, click, eventually, fill, text, PATIENCE};
 use common::{transaction_event, wait_until, TestEnv, TEST_TOKEN};
 use custodian::app::Running;
-use fantoccini::{Client, ClientBuilder, Locator};
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn chromedriver() -> (Driver, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver (Debian package chromium-driver; dev/test installs it)");
-    (Driver(child), port)
-}
-
-async fn browser(port: u16) -> Client {
-    // Two TLS back ends are linked in; pick one for the WebDriver client.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]}),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..50 {
-        if let Ok(client) = ClientBuilder::rustls()
-            .expect("TLS setup")
-            .capabilities(caps.clone())
-            .connect(&url)
-            .await
-        {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("chromedriver did not accept a session at {url}");
-}
-
-/// Polls the page until `check` holds (the console updates asynchronously).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < PATIENCE, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use fantoccini::{Client, Locator};
 
 async fn rows(c: &Client) -> Vec<String> {
     let mut ids = Vec::new();
@@ -84,40 +23,6 @@ async fn rows(c: &Client) -> Vec<String> {
         }
     }
     ids
-}
-
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-}
-
-/// Replaces the text of the input `css` with `value`.
-async fn fill(c: &Client, css: &str, value: &str) {
-    let field = c
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    field
-        .clear()
-        .await
-        .unwrap_or_else(|e| panic!("clear {css}: {e}"));
-    if !value.is_empty() {
-        field
-            .send_keys(value)
-            .await
-            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
-    }
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    match c.find(Locator::Css(css)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
 }
 
 #[test]
@@ -154,6 +59,8 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
     env.rt.block_on(async {
         let c = browser(port).await;
         c.goto(&ui).await.expect("open the console");
+        click(&c, "#tab-dlq").await;
+        fill(&c, "#operator", "erin").await;
         let row = |id: &str, button: &str| format!("tr[data-id='{id}'] button.{button}");
 
         // A wrong token: the page says so, lists nothing.
@@ -227,6 +134,11 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
     let counts = env.audit_counts();
     assert_eq!(counts.get("MESSAGE_REPLAYED"), Some(&1));
     assert_eq!(counts.get("MESSAGE_DISCARDED"), Some(&1));
+    // Each action records the name the operator gave.
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM audit_log WHERE detail->>'requested_by' = 'erin'"),
+        2
+    );
     assert!(env.dlq_entries().is_empty());
     app.stop().expect("graceful stop");
 }

@@ -34,18 +34,26 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "GET /audit/reconcile",
             "GET /audit/verify",
             "GET /dlq",
+            "GET /dlq/count",
+            "GET /dlq/kinds",
             "GET /dlq/{message_id}",
             "GET /health",
+            "GET /messages",
             "GET /messages/{message_id}",
+            "GET /messages/{message_id}/record",
             "GET /metrics",
             "GET /orders/{id}",
             "GET /ready",
+            "GET /replay/jobs/{job_id}",
+            "GET /status",
+            "GET /status/samples",
             "GET /transactions",
             "GET /transactions/search",
             "GET /transactions/{id}",
             "GET /users/{id}",
             "POST /produce",
             "POST /replay",
+            "POST /replay/jobs",
             "POST /replay/{message_id}",
         ]
     );
@@ -53,6 +61,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
     for (method, path, op) in &operations {
         let concrete = path
             .replace("{message_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{job_id}", &uuid::Uuid::new_v4().to_string())
             .replace("{id}", "absent");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let body = matches!(method, Method::POST | Method::DELETE).then(|| serde_json::json!({}));

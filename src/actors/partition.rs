@@ -25,6 +25,7 @@ use crate::kafka::envelope::Envelope;
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::{KafkaConsumer, PartitionQueue};
 use crate::metrics::metrics;
+use crate::status::registry::{PartitionStatus, State};
 use crate::telemetry::events::{Emit, RecordsRead};
 
 /// Where a partition actor's batches go; the ack recipient is its own address.
@@ -62,6 +63,8 @@ pub struct PartitionActor {
     /// This incarnation's assignment: cancelled when the actor stops, so
     /// retries and dependency waits of its records end (see `Route`).
     revoked: tokio_util::sync::CancellationToken,
+    /// What `GET /status` shows of this partition.
+    status: Arc<PartitionStatus>,
     span: tracing::Span,
 }
 
@@ -74,6 +77,8 @@ pub struct PartitionConfig {
     pub max_in_flight_bytes: usize,
     /// How often a moved watermark is committed.
     pub commit_interval: std::time::Duration,
+    /// This incarnation's cell in the status registry.
+    pub status: Arc<PartitionStatus>,
 }
 
 impl PartitionActor {
@@ -107,6 +112,7 @@ impl PartitionActor {
             draining: false,
             drain_waiters: Vec::new(),
             revoked: tokio_util::sync::CancellationToken::new(),
+            status: config.status,
         }
     }
 
@@ -117,13 +123,18 @@ impl PartitionActor {
             || self.tracker.in_flight() + self.batch_size > self.max_in_flight
             || self.tracker.in_flight_bytes() >= self.max_in_flight_bytes
         {
+            if !self.draining && self.reading.is_none() && !self.handing_over {
+                self.status.set_state(State::Paused);
+            }
             return;
         }
+        self.status.set_state(State::Running);
         let queue = Arc::clone(&self.queue);
         let topic = Arc::clone(&self.topic);
         let max = self.batch_size;
         let span = self.span.clone();
-        let read = async move { read_batch(&queue, &topic, max, &span).await };
+        let status = Arc::clone(&self.status);
+        let read = async move { read_batch(&queue, &topic, max, &span, &status).await };
         let handle = ctx.spawn(read.into_actor(self).map(|records, act, ctx| {
             act.reading = None;
             act.hand_over(records, ctx);
@@ -199,6 +210,8 @@ impl PartitionActor {
             .in_flight
             .with_label_values(&[&*self.topic, self.partition_label.as_str()])
             .set(self.tracker.in_flight() as i64);
+        self.status
+            .set_progress(self.tracker.watermark(), self.tracker.in_flight());
     }
 
     fn drained(&self) -> Drained {
@@ -224,6 +237,8 @@ impl PartitionActor {
             tracing::error!(lost = offsets.len(), %reason, "partition pipeline failed; restarting from the durable watermark")
         });
         self.draining = true;
+        self.status.set_state(State::Draining);
+        self.status.set_error(&reason);
         // Control path, once per failure; must not be lost to a full mailbox.
         self.supervisor.do_send(PartitionFailed {
             topic: self.topic.to_string(),
@@ -242,6 +257,7 @@ async fn read_batch(
     topic: &Arc<str>,
     max: usize,
     span: &tracing::Span,
+    status: &PartitionStatus,
 ) -> Vec<Envelope> {
     let mut stream = queue.stream();
     let mut records = Vec::with_capacity(max.min(1024));
@@ -249,6 +265,7 @@ async fn read_batch(
         Some(Ok(message)) => records.push(Envelope::from_borrowed(&message, topic)),
         Some(Err(e)) => {
             span.in_scope(|| tracing::warn!(error = %e, "kafka partition error"));
+            status.set_error(&format!("kafka: {e}"));
             return records;
         }
         None => return records,
@@ -258,6 +275,7 @@ async fn read_batch(
             Some(Some(Ok(message))) => records.push(Envelope::from_borrowed(&message, topic)),
             Some(Some(Err(e))) => {
                 span.in_scope(|| tracing::warn!(error = %e, "kafka partition error"));
+                status.set_error(&format!("kafka: {e}"));
                 break;
             }
             _ => break,
@@ -311,6 +329,7 @@ impl Handler<Drain> for PartitionActor {
 
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
+        self.status.set_state(State::Draining);
         if let Some(handle) = self.reading.take() {
             // The receive is cancellation-safe: no record is lost.
             ctx.cancel_future(handle);

@@ -51,6 +51,8 @@ pub struct Supervisor {
     drain_timeout: Duration,
     commit_interval: Duration,
     partitions: HashMap<(String, i32), Owned>,
+    /// Where partition actors report for `GET /status`.
+    status: Arc<crate::status::Registry>,
     /// Incarnations started so far (numbers partition actors).
     generations: u64,
     shutting_down: bool,
@@ -76,9 +78,16 @@ impl Supervisor {
             drain_timeout,
             commit_interval,
             partitions: HashMap::new(),
+            status: Arc::default(),
             generations: 0,
             shutting_down: false,
         }
+    }
+
+    /// Partition actors report to `registry` (by default a private one).
+    pub fn reporting_to(mut self, registry: Arc<crate::status::Registry>) -> Self {
+        self.status = registry;
+        self
     }
 
     fn start_partition(
@@ -107,6 +116,7 @@ impl Supervisor {
             max_in_flight: self.max_in_flight,
             max_in_flight_bytes: self.max_in_flight_bytes,
             commit_interval: self.commit_interval,
+            status: self.status.register(&topic, partition),
         };
         let actor_queue = Arc::clone(&queue);
         let actor_topic = topic.clone();

@@ -16,6 +16,8 @@
 //!   discarding (`discard.rs`) and replaying ([`replay`]).
 
 mod discard;
+pub mod jobs;
+pub mod kinds;
 mod list;
 pub mod operator;
 pub mod redis;

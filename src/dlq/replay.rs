@@ -122,20 +122,21 @@ impl DeadLetters {
         limit: usize,
         request: &Request,
     ) -> Result<BulkReport, DlqError> {
-        request.validate()?;
-        filter.validate().map_err(DlqError::Invalid)?;
-        if filter.is_empty() && !all {
-            return Err(DlqError::Invalid(
-                "give a filter (topic, error_kind, from, to), or all: true to replay every topic"
-                    .into(),
-            ));
-        }
-        if limit == 0 || limit > self.max_batch {
-            return Err(DlqError::Invalid(format!(
-                "limit: 1 to {} (dlq.replay_max_batch)",
-                self.max_batch
-            )));
-        }
+        self.replay_matching_observed(filter, all, limit, request, &|_| {})
+            .await
+    }
+
+    /// [`Self::replay_matching`], calling `progress` after each entry (a
+    /// replay job keeps its progress with it; see `dlq/jobs.rs`).
+    pub async fn replay_matching_observed(
+        &self,
+        filter: &Filter,
+        all: bool,
+        limit: usize,
+        request: &Request,
+        progress: &(dyn Fn(&BulkReport) + Send + Sync),
+    ) -> Result<BulkReport, DlqError> {
+        self.check_bulk(filter, all, limit, request)?;
         // Ids only: entries are read one at a time, under their lock.
         let listed = {
             let _slot = self.listing_slot().await?;
@@ -167,8 +168,35 @@ impl DeadLetters {
                     });
                 }
             }
+            progress(&report);
         }
         Ok(report)
+    }
+
+    /// Whether a bulk replay of `filter` may start (refused before anything
+    /// happens, naming what is wrong).
+    pub fn check_bulk(
+        &self,
+        filter: &Filter,
+        all: bool,
+        limit: usize,
+        request: &Request,
+    ) -> Result<(), DlqError> {
+        request.validate()?;
+        filter.validate().map_err(DlqError::Invalid)?;
+        if filter.is_empty() && !all {
+            return Err(DlqError::Invalid(
+                "give a filter (topic, error_kind, from, to), or all: true to replay every topic"
+                    .into(),
+            ));
+        }
+        if limit == 0 || limit > self.max_batch {
+            return Err(DlqError::Invalid(format!(
+                "limit: 1 to {} (dlq.replay_max_batch)",
+                self.max_batch
+            )));
+        }
+        Ok(())
     }
 
     async fn republish(

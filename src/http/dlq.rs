@@ -134,6 +134,24 @@ pub struct BulkRequest {
     requested_by: Option<String>,
 }
 
+impl BulkRequest {
+    /// The filter, `all`, the limit (defaulted from `max_batch`) and who/why.
+    pub fn into_parts(self, max_batch: usize) -> (Filter, bool, usize, Request) {
+        let filter = Filter {
+            topic: self.topic,
+            error_kind: self.error_kind,
+            from: self.from,
+            to: self.to,
+        };
+        let request = Request {
+            reason: self.reason,
+            requested_by: self.requested_by,
+        };
+        let limit = self.limit.unwrap_or(max_batch.min(100));
+        (filter, self.all, limit, request)
+    }
+}
+
 /// `POST /replay` with a filter: replays matching entries, rate-limited, and
 /// reports how many were replayed, skipped and failed.
 #[utoipa::path(tag = "dead letters", security(("bearer" = [])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed", body = BulkReport), (status = 429, description = "Too many listings at once; try again after Retry-After", body = ErrorBody), Guarded, WithBody, RedisBacked))]
@@ -143,18 +161,7 @@ pub async fn replay_matching(
     dlq: web::Data<DeadLetters>,
     body: web::Json<BulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
-    let filter = Filter {
-        topic: b.topic,
-        error_kind: b.error_kind,
-        from: b.from,
-        to: b.to,
-    };
-    let request = Request {
-        reason: b.reason,
-        requested_by: b.requested_by,
-    };
-    let limit = b.limit.unwrap_or(dlq.max_batch().min(100));
-    let report = dlq.replay_matching(&filter, b.all, limit, &request).await?;
+    let (filter, all, limit, request) = body.into_inner().into_parts(dlq.max_batch());
+    let report = dlq.replay_matching(&filter, all, limit, &request).await?;
     Ok(HttpResponse::Ok().json(report))
 }

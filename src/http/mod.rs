@@ -10,13 +10,17 @@ pub mod body_deadline;
 pub mod console;
 pub mod dlq;
 pub mod error;
+pub mod explorer;
 pub mod methods;
 pub mod openapi;
+pub mod params;
 pub mod produce;
 pub mod read;
+pub mod replay_jobs;
 pub mod responses;
 pub mod routes;
 pub mod search;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +43,10 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// `audit verify` and `audit reconcile` (`trail`).
     pub audit: crate::trail::Access,
+    /// Where partition actors report (`GET /status`).
+    pub status: Arc<crate::status::Registry>,
+    /// The overview's chart samples (`GET /status/samples`).
+    pub samples: Arc<crate::status::Samples>,
 }
 
 /// Binds the server (port 0 picks one) and returns it with the bound address.
@@ -70,9 +78,16 @@ pub fn server(
             .service(routes::health)
             .service(routes::ready)
             .service(routes::prometheus)
+            .service(explorer::search)
+            .service(explorer::record)
             .service(routes::message)
             .service(audit::verify)
             .service(audit::reconcile)
+            // Before `/dlq/{message_id}` and `/replay/{message_id}`.
+            .service(replay_jobs::by_kind)
+            .service(replay_jobs::count)
+            .service(replay_jobs::start)
+            .service(replay_jobs::progress)
             .service(dlq::list)
             .service(dlq::show)
             .service(dlq::discard)
@@ -85,6 +100,8 @@ pub fn server(
             // Before `/transactions/{id}`, which would take "search" as an id.
             .service(search::search)
             .service(read::transaction)
+            .service(status::status)
+            .service(status::samples)
             .split_for_parts();
         let allowed = web::Data::new(methods::Allowed::new(
             &api,

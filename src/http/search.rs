@@ -5,12 +5,11 @@
 //! text, so no query is a 500.
 
 use actix_web::{get, web, HttpResponse};
-use base64::Engine;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::http::auth::Authorized;
 use crate::http::error::ApiError;
+use crate::http::params::{self, bad, time};
 use crate::http::read::{conn, key, query_failed};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
@@ -60,30 +59,12 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-fn bad(field: &str, reason: &str) -> ApiError {
-    ApiError::BadRequest(format!("{field}: {reason}"))
-}
-
-fn time(field: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    value
-        .map(|v| {
-            DateTime::parse_from_rfc3339(&v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| bad(field, "not an RFC 3339 time like 2024-01-01T00:00:00Z"))
-        })
-        .transpose()
-}
-
 pub fn encode_cursor(cursor: &Cursor) -> String {
-    let json = serde_json::to_vec(cursor).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    params::encode_cursor(cursor)
 }
 
 pub fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|json| serde_json::from_slice::<Cursor>(&json).ok())
+    params::decode_cursor::<Cursor>(text)
         .filter(|c| c.rank.is_finite() && !c.id.is_empty())
         .ok_or_else(|| bad("cursor", "not a next_cursor from this endpoint"))
 }

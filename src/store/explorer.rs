@@ -1,0 +1,174 @@
+//! The message explorer's queries over `audit_log`: any mix of filters,
+//! newest first by `(occurred_at, id)` (with an offset range: highest offset
+//! first by `(kafka_offset, id)`, so the range is read from its own index),
+//! paged by keyset (the cursor is the last row's sort key, so page N costs
+//! what page 1 costs). Each filter has an index in that order (migration
+//! 000010). Also the original record of one message, for the message view.
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::schema::audit_log;
+
+/// A checked explorer query (see `http::explorer` for the parameters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub message_id: Option<Uuid>,
+    pub key: Option<String>,
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub offset_from: Option<i64>,
+    /// Exclusive.
+    pub offset_to: Option<i64>,
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Filter {
+    /// Pages go by offset (an offset range), not by time.
+    pub fn by_offset(&self) -> bool {
+        self.offset_from.is_some() || self.offset_to.is_some()
+    }
+}
+
+/// Where the next page starts: just older than this row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub at: DateTime<Utc>,
+    pub id: i64,
+    /// The last row's offset, when pages go by offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+/// One audit entry as the explorer lists it (no payload: that is the
+/// message view's).
+#[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
+#[diesel(table_name = audit_log)]
+#[schema(as = ExplorerEntry)]
+pub struct Entry {
+    pub id: i64,
+    pub message_id: Uuid,
+    pub status: String,
+    pub topic: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub message_key: Option<String>,
+    pub event_type: Option<String>,
+    pub attempt: i32,
+    pub error: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// Who and why, for operator actions.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Up to `limit` entries matching `filter` after `after`, newest first.
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    filter: &Filter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> QueryResult<Vec<Entry>> {
+    use audit_log::dsl as a;
+    let mut query = audit_log::table.select(Entry::as_select()).into_boxed();
+    if let Some(id) = filter.message_id {
+        query = query.filter(a::message_id.eq(id));
+    }
+    if let Some(key) = &filter.key {
+        query = query.filter(a::message_key.eq(key.clone()));
+    }
+    if let Some(topic) = &filter.topic {
+        query = query.filter(a::topic.eq(topic.clone()));
+    }
+    if let Some(partition) = filter.partition {
+        query = query.filter(a::kafka_partition.eq(partition));
+    }
+    if let Some(from) = filter.offset_from {
+        query = query.filter(a::kafka_offset.ge(from));
+    }
+    if let Some(to) = filter.offset_to {
+        query = query.filter(a::kafka_offset.lt(to));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(a::status.eq(status.clone()));
+    }
+    if let Some(event_type) = &filter.event_type {
+        query = query.filter(a::event_type.eq(event_type.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(a::occurred_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(a::occurred_at.lt(to));
+    }
+    if filter.by_offset() {
+        if let Some(c) = after {
+            query = query.filter(
+                sql::<Bool>("(kafka_offset, id) < (")
+                    .bind::<BigInt, _>(c.offset.unwrap_or(i64::MAX))
+                    .sql(", ")
+                    .bind::<BigInt, _>(c.id)
+                    .sql(")"),
+            );
+        }
+        return query
+            .order((a::kafka_offset.desc(), a::id.desc()))
+            .limit(limit)
+            .load(conn)
+            .await;
+    }
+    if let Some(c) = after {
+        // A row comparison, so the index range starts right at the cursor.
+        query = query.filter(
+            sql::<Bool>("(occurred_at, id) < (")
+                .bind::<Timestamptz, _>(c.at)
+                .sql(", ")
+                .bind::<BigInt, _>(c.id)
+                .sql(")"),
+        );
+    }
+    query
+        .order((a::occurred_at.desc(), a::id.desc()))
+        .limit(limit)
+        .load(conn)
+        .await
+}
+
+/// The original record of a message (its first delivery's receipt).
+#[derive(Debug, QueryableByName)]
+pub struct Record {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub topic: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub kafka_partition: i32,
+    #[diesel(sql_type = BigInt)]
+    pub kafka_offset: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
+    pub key: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
+    pub payload: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+    pub headers: Option<serde_json::Value>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Timestamptz>)]
+    pub kafka_timestamp: Option<DateTime<Utc>>,
+}
+
+pub async fn record(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Record>> {
+    diesel::sql_query(
+        "SELECT topic, kafka_partition, kafka_offset, message_key AS key, payload, headers, \
+                kafka_timestamp \
+           FROM message_payloads WHERE message_id = $1 LIMIT 1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .get_result(conn)
+    .await
+    .optional()
+}
