@@ -155,12 +155,18 @@ async fn serve(
     };
     let routes = Arc::new(Routes::new(&settings.routes));
     let client = crate::delivery::client().context("cannot build the HTTP delivery client")?;
+    let (settings_postgres, settings_chain) = (&settings.postgres, settings.audit.chain);
     let processors = (0..pipeline.processors)
         .map(|i| {
             let (pool, settings, retry) =
                 (postgres.clone(), pipeline.clone(), settings.retry.clone());
             let (routes, client) = (Arc::clone(&routes), client.clone());
             let (redis, keys) = (redis.clone(), Keys::new(&settings_dlq_prefix));
+            let parking = crate::schedule::gate::Parking::new(
+                &settings_postgres,
+                group.clone(),
+                settings_chain,
+            );
             Processor::start_in_arbiter(on(i + 1), move |_| Processor {
                 pool,
                 settings,
@@ -169,10 +175,20 @@ async fn serve(
                 client,
                 redis,
                 keys,
+                parking,
             })
             .recipient()
         })
         .collect();
+    crate::schedule::worker::spawn(
+        &settings,
+        postgres.clone(),
+        Arc::clone(&routes),
+        client.clone(),
+        redis.clone(),
+        header_key.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;

@@ -20,6 +20,8 @@
 //!   answer means.
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
+//! - [`schedule`]: the durable retry schedule of deferred routes in
+//!   PostgreSQL: parking, the per-key order, the retry worker.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
 //!   actions on it (list, replay, discard) shared by HTTP and the CLI.
 //! - [`trail`]: the provable audit trail: hash chains, signed checkpoints,
@@ -47,6 +49,7 @@ pub mod pipeline;
 pub mod produce;
 pub mod relay;
 pub mod retry;
+pub mod schedule;
 pub mod shutdown;
 pub mod store;
 pub mod synth;

@@ -138,6 +138,7 @@ fn log_outcomes(batch: &[Settled]) {
             Outcome::Processed => "processed",
             Outcome::AlreadyApplied => "duplicate",
             Outcome::DeadLettered => "dead_lettered",
+            Outcome::RetryScheduled => "retry_scheduled",
         };
         tracing::debug!(
             eventId = %s.message_id,

@@ -33,6 +33,7 @@ use crate::pipeline::routes::Routes;
 use crate::pipeline::steering::hex;
 use crate::pipeline::{Item, Outcome, Settled, Task};
 use crate::retry::{self, AttemptFailure, DependencyWait, TryError};
+use crate::schedule::gate::{self, Deferrals, Parking};
 use crate::store::pool::RedisPool;
 use crate::store::projection::{self, Applied, Digested};
 use crate::store::PgPool;
@@ -47,6 +48,8 @@ pub struct Processor {
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,
     pub keys: Keys,
+    /// The retry schedule of deferred routes.
+    pub parking: Parking,
 }
 
 impl Actor for Processor {
@@ -73,6 +76,8 @@ impl Handler<Prepared> for Processor {
                 max: self.settings.dependency_backoff_max,
             },
             revoked: batch.route.revoked.clone(),
+            parking: self.parking.clone(),
+            deferrals: Default::default(),
         };
         ctx.wait(async move { work.process(batch).await }.into_actor(self));
     }
@@ -103,6 +108,9 @@ struct Work {
     wait: DependencyWait,
     /// The batch's partition assignment ended (see the module comment).
     revoked: CancellationToken,
+    parking: Parking,
+    /// Which of the batch's messages go to the retry schedule.
+    deferrals: std::cell::RefCell<Deferrals>,
 }
 
 /// One message's result: applied (and how), or not, with its failed attempts.
@@ -117,6 +125,7 @@ impl Work {
         let now = Utc::now();
         let mut done = Vec::with_capacity(items.len());
         let mut failed = Vec::new();
+        let mut scheduled = Vec::new();
         let mut unaccounted = Vec::new();
         for item in items {
             let (outcome, failures) = match item.work {
@@ -150,13 +159,22 @@ impl Work {
                     }],
                 ),
             };
+            let ticket = self
+                .deferrals
+                .borrow_mut()
+                .tickets
+                .remove(&item.envelope.offset);
+            let outcome = match ticket {
+                Some(_) => Outcome::RetryScheduled,
+                None => outcome,
+            };
             let topic = &item.envelope.topic;
             match outcome {
                 Outcome::Processed => metrics()
                     .processed
                     .with_label_values(&[topic, Metrics::type_label(item.event_type.as_deref())])
                     .inc(),
-                Outcome::AlreadyApplied => {}
+                Outcome::AlreadyApplied | Outcome::RetryScheduled => {}
                 Outcome::DeadLettered => {
                     if let Some(last) = failures.last() {
                         metrics()
@@ -180,7 +198,9 @@ impl Work {
                 at: now,
                 failures,
             };
-            if outcome == Outcome::DeadLettered {
+            if let Some(ticket) = ticket {
+                scheduled.push((settled, ticket));
+            } else if outcome == Outcome::DeadLettered {
                 failed.push(settled);
             } else {
                 done.push(settled);
@@ -200,6 +220,9 @@ impl Work {
         }
         if !done.is_empty() {
             route.record(done).await;
+        }
+        if !scheduled.is_empty() {
+            self.parking.park(scheduled, &route, self.wait).await;
         }
         if !failed.is_empty() && self.revoked.is_cancelled() {
             tracing::info!(
@@ -327,11 +350,18 @@ impl Work {
                 }
             }
         };
+        let keys = gate::deferred_keys(items, &self.routes);
+        let Some(waiting) = self.parking.waiting(keys, self.wait, &self.revoked).await else {
+            return abandoned(items.len());
+        };
+        self.deferrals.borrow_mut().add_waiting(waiting);
         let mut results = Vec::with_capacity(items.len());
         for item in items {
-            let (task, route) = match &item.work {
-                Ok(task @ Task::Forward { route, .. }) => (Some(task), self.routes.http(*route)),
-                _ => (None, None),
+            let (task, index, route) = match &item.work {
+                Ok(task @ Task::Forward { route, .. }) => {
+                    (Some(task), *route, self.routes.http(*route))
+                }
+                _ => (None, 0, None),
             };
             let (Some(task), Some(route)) = (task, route) else {
                 let failure =
@@ -349,20 +379,29 @@ impl Work {
                 results.push((Ok(repeat), Vec::new()));
                 continue;
             }
+            if self
+                .deferrals
+                .borrow_mut()
+                .waits(index, route, &item.envelope)
+            {
+                // Behind an earlier message of its key: parked untried.
+                results.push((Err(()), Vec::new()));
+                continue;
+            }
             done.insert(item.message_id, Some(item.payload_sha256));
             let topic = &*item.envelope.topic;
-            let (result, failures) =
-                retry::run(&self.retry, self.wait, topic, &self.revoked, || {
-                    delivery::forward(
-                        &self.client,
-                        route,
-                        &item.envelope,
-                        item.message_id,
-                        item.event_type.as_deref(),
-                    )
-                })
-                .instrument(message_span(item))
-                .await;
+            let policy = gate::first_attempt(route, &self.retry);
+            let (result, failures) = retry::run(&policy, self.wait, topic, &self.revoked, || {
+                delivery::forward(
+                    &self.client,
+                    route,
+                    &item.envelope,
+                    item.message_id,
+                    item.event_type.as_deref(),
+                )
+            })
+            .instrument(message_span(item))
+            .await;
             match &result {
                 Ok(answer) => {
                     self.remember((task, &item.payload_sha256)).await;
@@ -380,6 +419,13 @@ impl Work {
                 // Not delivered: a later copy may try again.
                 Err(()) => {
                     done.remove(&item.message_id);
+                    self.deferrals.borrow_mut().defer(
+                        index,
+                        route,
+                        &item.envelope,
+                        &failures,
+                        &self.retry,
+                    );
                 }
             }
             results.push((result.map(|_| Applied::New), failures));

@@ -33,6 +33,12 @@ pub struct RouteSettings {
     /// Redis this long, shown by `GET /messages/{id}`. Unset: not kept.
     #[serde(default, deserialize_with = "optional_duration")]
     pub cache_ttl: Option<Duration>,
+    /// For `http`: what a transient failure does. `in_place` (the default)
+    /// retries while the partition waits; `deferred` parks the message in
+    /// the PostgreSQL retry schedule and moves on, its key's later messages
+    /// waiting behind it (see `schedule`).
+    #[serde(default)]
+    pub retry: Option<String>,
 }
 
 impl RouteSettings {
@@ -83,6 +89,7 @@ impl RouteSettings {
         {
             return Err(invalid("routes.timeout", "more than zero and at most 5m"));
         }
+        self.validate_retry(is_http)?;
         if self.event_types.is_empty() {
             return Err(invalid("routes.event_types", "must not be empty"));
         }
@@ -99,6 +106,29 @@ impl RouteSettings {
             ));
         }
         Ok(())
+    }
+
+    /// Whether transient failures go to the retry schedule (`retry = "deferred"`).
+    pub fn deferred(&self) -> bool {
+        self.retry.as_deref() == Some("deferred")
+    }
+
+    fn validate_retry(&self, is_http: bool) -> Result<(), ConfigError> {
+        match self.retry.as_deref() {
+            None | Some("in_place") => Ok(()),
+            Some("deferred") if is_http => Ok(()),
+            Some("deferred") => Err(invalid(
+                "routes.retry",
+                "only an http route can defer its retries",
+            )),
+            Some(other) => Err(invalid(
+                "routes.retry",
+                format!(
+                    "`{}` is not a retry mode (in_place, deferred)",
+                    crate::telemetry::clip(other)
+                ),
+            )),
+        }
     }
 
     /// `topic: event types → handler [host]`, for `check-config` (a URL is

@@ -272,21 +272,26 @@ impl DlqEntry {
 
     /// The original headers, bytes restored, in record order.
     pub fn header_bytes(&self) -> Result<Headers, String> {
-        let Some(headers) = self.headers.as_array() else {
-            return Err("headers is not an array".into());
-        };
-        headers
-            .iter()
-            .map(|h| {
-                let key = h["key"]
-                    .as_str()
-                    .ok_or_else(|| "a header has no key".to_string())?;
-                let encoding = h["encoding"].as_str().unwrap_or("utf8");
-                let value = decode(h["value"].as_str(), encoding).map_err(|e| e.to_string())?;
-                Ok((key.to_owned(), value))
-            })
-            .collect()
+        headers_from_json(&self.headers)
     }
+}
+
+/// Headers written by [`headers_json`], bytes restored, in record order.
+pub fn headers_from_json(headers: &serde_json::Value) -> Result<Headers, String> {
+    let Some(headers) = headers.as_array() else {
+        return Err("headers is not an array".into());
+    };
+    headers
+        .iter()
+        .map(|h| {
+            let key = h["key"]
+                .as_str()
+                .ok_or_else(|| "a header has no key".to_string())?;
+            let encoding = h["encoding"].as_str().unwrap_or("utf8");
+            let value = decode(h["value"].as_str(), encoding).map_err(|e| e.to_string())?;
+            Ok((key.to_owned(), value))
+        })
+        .collect()
 }
 
 #[cfg(test)]

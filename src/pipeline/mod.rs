@@ -120,6 +120,10 @@ pub enum Outcome {
     AlreadyApplied,
     /// Parked in the dead-letter queue; the last failed attempt is why.
     DeadLettered,
+    /// Parked in the retry schedule of a deferred route (after a transient
+    /// failure, or behind an earlier message of its key): settled for the
+    /// offset, finished later by the retry worker.
+    RetryScheduled,
 }
 
 /// A message whose outcome is decided, on its way to the audit trail.

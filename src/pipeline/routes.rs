@@ -46,6 +46,8 @@ pub struct HttpRoute {
     pub limiter: DefaultDirectRateLimiter,
     /// Keep 2xx answers in Redis this long (`cache_ttl`).
     pub cache_ttl: Option<Duration>,
+    /// Transient failures go to the retry schedule (`retry = "deferred"`).
+    pub deferred: bool,
 }
 
 impl std::fmt::Debug for HttpRoute {
@@ -101,6 +103,7 @@ impl Routes {
                         timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),
                         limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
                         cache_ttl: r.cache_ttl,
+                        deferred: r.deferred(),
                     }));
                     Handler::Http(routes.http.len() - 1)
                 }
@@ -124,6 +127,11 @@ impl Routes {
 
     pub fn http(&self, index: usize) -> Option<&Arc<HttpRoute>> {
         self.http.get(index)
+    }
+
+    /// Every http route, by index.
+    pub fn http_routes(&self) -> &[Arc<HttpRoute>] {
+        &self.http
     }
 }
 

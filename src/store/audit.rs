@@ -11,6 +11,10 @@
 //! - dead-lettered: MESSAGE_RECEIVED, MESSAGE_FAILED (one per attempt), MESSAGE_DLQ
 //! - retried, then processed: MESSAGE_RECEIVED, MESSAGE_FAILED (one per failed
 //!   attempt), MESSAGE_PROCESSED (with the attempt that succeeded)
+//! - deferred (`retry = "deferred"`): MESSAGE_RECEIVED, MESSAGE_FAILED,
+//!   MESSAGE_RETRY_SCHEDULED (or only MESSAGE_RETRY_SCHEDULED for a message
+//!   waiting behind its key), then the schedule's own MESSAGE_FAILED rows and
+//!   MESSAGE_PROCESSED or MESSAGE_DLQ (see `schedule`)
 //!
 //! MESSAGE_RECEIVED is not an entry of its own: the receipt (when it was
 //! read, the original record) rides on the first entry of each delivery.
@@ -37,6 +41,8 @@ pub const DLQ: &str = "MESSAGE_DLQ";
 pub const DUPLICATE: &str = "MESSAGE_DUPLICATE";
 pub const REPLAYED: &str = "MESSAGE_REPLAYED";
 pub const DISCARDED: &str = "MESSAGE_DISCARDED";
+/// Parked in the retry schedule (a deferred route): not finished, not lost.
+pub const RETRY_SCHEDULED: &str = "MESSAGE_RETRY_SCHEDULED";
 
 /// One entry of `audit_log`.
 #[derive(Debug)]
@@ -202,6 +208,15 @@ pub fn entries<'a>(
                     DUPLICATE
                 };
                 entries.push(entry(status, next_attempt, None, s.at));
+            }
+            Outcome::RetryScheduled => {
+                let last = s.last_failure();
+                entries.push(entry(
+                    RETRY_SCHEDULED,
+                    next_attempt,
+                    last.map(|f| f.failure.to_string()),
+                    s.at,
+                ));
             }
             Outcome::DeadLettered => {
                 let last = s.last_failure();

@@ -1,0 +1,255 @@
+//! The processor's side of the schedule: which messages of a batch must wait
+//! behind their key, which failures are deferred instead of retried in
+//! place, and parking them (audit entries and schedule rows in one
+//! transaction) before their offsets are acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{self, Inserts, NewEntry};
+use super::ScheduleError;
+use crate::actors::messages::{Ack, Route};
+use crate::backoff::Backoff;
+use crate::config::{PostgresSettings, RetrySettings};
+use crate::pipeline::failure::Retry;
+use crate::pipeline::routes::{HttpRoute, Routes};
+use crate::pipeline::{Item, Settled, Task};
+use crate::retry::{self, AttemptFailure, DependencyWait};
+use crate::store::audit::{self, RETRY_SCHEDULED};
+use crate::store::audit_writer::AuditWriter;
+
+/// The processor's handle on the schedule (one connection per processor,
+/// opened when a deferred route first needs it).
+#[derive(Clone)]
+pub struct Parking {
+    writer: Arc<Mutex<AuditWriter>>,
+    group: String,
+}
+
+/// Why and how a message of a deferred route is parked.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub route: usize,
+    pub label: String,
+    /// Attempts made (0: it waits behind its key, untried).
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// One batch's decisions, by offset.
+#[derive(Debug, Default)]
+pub struct Deferrals {
+    /// (route, key) pairs with open entries, including those this batch
+    /// parks.
+    waiting: HashSet<(i32, Vec<u8>)>,
+    pub tickets: HashMap<i64, Ticket>,
+}
+
+/// The (route, key) pairs of `items` on deferred http routes: what the
+/// batch asks the schedule about, in one query.
+pub fn deferred_keys(items: &[&Item], routes: &Routes) -> Vec<(i32, Vec<u8>)> {
+    let mut keys: Vec<(i32, Vec<u8>)> = items
+        .iter()
+        .filter_map(|item| match (&item.work, &item.envelope.key) {
+            (Ok(Task::Forward { route, .. }), Some(key))
+                if routes.http(*route).is_some_and(|r| r.deferred) =>
+            {
+                Some((*route as i32, key.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+impl Deferrals {
+    /// Adds keys found waiting in the schedule.
+    pub fn add_waiting(&mut self, waiting: HashSet<(i32, Vec<u8>)>) {
+        self.waiting.extend(waiting);
+    }
+
+    /// True (and a ticket) when `envelope`'s key already waits on `route`.
+    pub fn waits(
+        &mut self,
+        index: usize,
+        route: &HttpRoute,
+        envelope: &crate::kafka::envelope::Envelope,
+    ) -> bool {
+        let Some(key) = envelope.key.clone().filter(|_| route.deferred) else {
+            return false;
+        };
+        if !self.waiting.contains(&(index as i32, key)) {
+            return false;
+        }
+        self.tickets.insert(
+            envelope.offset,
+            Ticket {
+                route: index,
+                label: route.label.clone(),
+                attempts: 0,
+                next_attempt_at: Utc::now(),
+            },
+        );
+        true
+    }
+
+    /// After a failed delivery on `route`: true (and a ticket) when the
+    /// route defers and the last failure is transient. The key's later
+    /// messages then wait behind it.
+    pub fn defer(
+        &mut self,
+        index: usize,
+        route: &HttpRoute,
+        envelope: &crate::kafka::envelope::Envelope,
+        failures: &[AttemptFailure],
+        policy: &RetrySettings,
+    ) -> bool {
+        let Some(last) = failures.last() else {
+            return false;
+        };
+        if !route.deferred || last.failure.retry != Retry::Transient {
+            return false;
+        }
+        if last.attempt >= policy.max_attempts {
+            return false;
+        }
+        if let Some(key) = &envelope.key {
+            self.waiting.insert((index as i32, key.clone()));
+        }
+        let delay = Backoff::new(policy.backoff_min, policy.backoff_max)
+            .after(last.attempt.saturating_sub(1))
+            .next_delay();
+        self.tickets.insert(
+            envelope.offset,
+            Ticket {
+                route: index,
+                label: route.label.clone(),
+                attempts: last.attempt,
+                next_attempt_at: Utc::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero()),
+            },
+        );
+        true
+    }
+}
+
+/// The policy a deferred route's first delivery uses: one attempt, then the
+/// schedule takes over.
+pub fn first_attempt(route: &HttpRoute, policy: &RetrySettings) -> RetrySettings {
+    if route.deferred {
+        RetrySettings {
+            max_attempts: 1,
+            ..policy.clone()
+        }
+    } else {
+        policy.clone()
+    }
+}
+
+impl Parking {
+    pub fn new(postgres: &PostgresSettings, group: String, chain: bool) -> Self {
+        Parking {
+            writer: Arc::new(Mutex::new(AuditWriter::new(postgres).chained(chain))),
+            group,
+        }
+    }
+
+    /// Of `keys` (route, key of deferred routes), those with open entries.
+    /// Waits out PostgreSQL outages; `None` when `revoked` ended the wait.
+    pub async fn waiting(
+        &self,
+        keys: Vec<(i32, Vec<u8>)>,
+        wait: DependencyWait,
+        revoked: &CancellationToken,
+    ) -> Option<HashSet<(i32, Vec<u8>)>> {
+        if keys.is_empty() {
+            return Some(HashSet::new());
+        }
+        let mut down = wait.backoff();
+        loop {
+            let found = async {
+                let mut writer = self.writer.lock().await;
+                let client = writer.client().await?;
+                Ok::<_, ScheduleError>(store::waiting_keys(client, &keys).await?)
+            }
+            .await;
+            match found {
+                Ok(waiting) => return Some(waiting),
+                Err(e) => {
+                    let error = e.to_string();
+                    if !retry::wait_out_unless(&mut down, "postgres", &error, revoked).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parks `parked` (each with its ticket): their audit entries
+    /// (MESSAGE_FAILED, MESSAGE_RETRY_SCHEDULED) and schedule rows in one
+    /// transaction, then acknowledges their offsets as durable. Waits out
+    /// PostgreSQL; a revocation meanwhile leaves them to the next owner.
+    pub async fn park(&self, parked: Vec<(Settled, Ticket)>, route: &Route, wait: DependencyWait) {
+        let (settled, tickets): (Vec<Settled>, Vec<Ticket>) = parked.into_iter().unzip();
+        let rows: Vec<NewEntry> = settled
+            .iter()
+            .zip(&tickets)
+            .map(|(s, t)| NewEntry {
+                message_id: s.message_id,
+                route: t.route as i32,
+                route_label: t.label.clone(),
+                key: s.envelope.key.clone(),
+                topic: s.envelope.topic.to_string(),
+                partition: s.envelope.partition,
+                offset: s.envelope.offset,
+                event_type: s.event_type.clone(),
+                group: self.group.clone(),
+                attempts: t.attempts as i32,
+                next_attempt_at: t.next_attempt_at,
+                last_error: s.last_failure().map(|f| f.failure.to_string()),
+            })
+            .collect();
+        let mut down = wait.backoff();
+        loop {
+            if route.revoked.is_cancelled() {
+                tracing::info!(
+                    count = settled.len(),
+                    "partition revoked: deferred messages left to its next owner"
+                );
+                return;
+            }
+            let mut processed = HashSet::new();
+            let mut entries = audit::entries(&settled, &self.group, &mut processed);
+            for entry in entries.iter_mut().filter(|e| e.status == RETRY_SCHEDULED) {
+                if let Some(row) = rows.iter().find(|r| r.offset == entry.kafka_offset) {
+                    entry.detail = Some(serde_json::json!({
+                        "route": row.route_label,
+                        "next_attempt_at": row.next_attempt_at,
+                        "waiting_behind_key": row.attempts == 0,
+                    }));
+                }
+            }
+            let written = {
+                let mut writer = self.writer.lock().await;
+                writer.append_with(&entries, Some(&Inserts(&rows))).await
+            };
+            match written {
+                Ok(()) => break,
+                Err(e) => {
+                    let error = e.to_string();
+                    retry::wait_out_unless(&mut down, "postgres", &error, &route.revoked).await;
+                }
+            }
+        }
+        // Bounded by the partition's in-flight limit, not by a mailbox.
+        route.ack.do_send(Ack::Durable(
+            settled.iter().map(|s| s.envelope.offset).collect(),
+        ));
+    }
+}

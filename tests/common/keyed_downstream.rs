@@ -1,0 +1,145 @@
+//! A downstream for the deferred-retry tests: answers 500 for chosen keys
+//! while a switch is on (and for chosen messages always), 200 otherwise,
+//! after an optional latency; records every request with when it started
+//! and ended, so tests can check order per key and that no message is
+//! attempted twice at once.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+
+/// One request as the downstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub key: String,
+    pub message_id: String,
+    /// The payload's `data.n`.
+    pub n: i64,
+    pub status: u16,
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+#[derive(Default)]
+pub struct Behaviour {
+    /// Keys answered 500 while `failing` is on.
+    pub keys: HashSet<String>,
+    pub failing: AtomicBool,
+    /// Messages (by `data.n`) answered 500 always.
+    pub always: HashSet<i64>,
+    pub latency: Duration,
+}
+
+struct State {
+    behaviour: Arc<Behaviour>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let started = Instant::now();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let key = header("x-kafka-key");
+    let message_id = header("x-custodian-message-id");
+    let n = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["data"]["n"].as_i64())
+        .unwrap_or(-1);
+    let b = &state.behaviour;
+    if !b.latency.is_zero() {
+        actix_web::rt::time::sleep(b.latency).await;
+    }
+    let fail = b.always.contains(&n) || (b.keys.contains(&key) && b.failing.load(Ordering::SeqCst));
+    let status = if fail { 500 } else { 200 };
+    if let Ok(mut seen) = state.seen.lock() {
+        seen.push(Seen {
+            key,
+            message_id,
+            n,
+            status,
+            started,
+            ended: Instant::now(),
+        });
+    }
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(code).json(serde_json::json!({ "status": status }))
+}
+
+/// A running downstream on its own thread; stops when dropped.
+pub struct KeyedDownstream {
+    pub addr: SocketAddr,
+    pub behaviour: Arc<Behaviour>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    server: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl KeyedDownstream {
+    pub fn start(behaviour: Behaviour) -> KeyedDownstream {
+        let behaviour = Arc::new(behaviour);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = web::Data::new(State {
+            behaviour: Arc::clone(&behaviour),
+            seen: Arc::clone(&seen),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .default_service(web::to(receive))
+                })
+                .workers(2)
+                .max_connections(4096)
+                .disable_signals()
+                .bind("127.0.0.1:0")?;
+                let addr = server.addrs()[0];
+                let server = server.run();
+                let _ = tx.send((addr, server.handle()));
+                server.await
+            })
+        });
+        let (addr, server) = rx.recv().expect("keyed downstream starts");
+        KeyedDownstream {
+            addr,
+            behaviour,
+            seen,
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Ends the failure of `keys`.
+    pub fn heal(&self) {
+        self.behaviour.failing.store(false, Ordering::SeqCst);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for KeyedDownstream {
+    fn drop(&mut self) {
+        futures::executor::block_on(self.server.stop(true));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
