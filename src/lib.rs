@@ -11,6 +11,7 @@
 //! - [`kafka`]: consumer settings, rebalance context, the owned `Envelope`,
 //!   the per-partition offset tracker, the event thread, closing the
 //!   consumer, the dev broker.
+//! - [`keyed`]: key-ordered concurrency: lanes per key, several at once.
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the messages between them.
 //! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
@@ -44,6 +45,7 @@ pub mod downstream;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod keyed;
 pub mod metrics;
 pub mod pipeline;
 pub mod produce;

@@ -6,6 +6,8 @@
 //! loopback.
 
 mod common;
+#[path = "common/instance.rs"]
+mod instance;
 #[path = "common/keyed_downstream.rs"]
 mod keyed_downstream;
 
@@ -222,4 +224,130 @@ fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
     assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(3)]);
+}
+
+/// True when two attempts at one message ran at the same time.
+fn overlapping(seen: &[Seen]) -> Vec<String> {
+    let mut by_message: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for s in seen {
+        by_message.entry(&s.message_id).or_default().push(s);
+    }
+    let mut overlaps = Vec::new();
+    for (id, tries) in by_message {
+        for (i, a) in tries.iter().enumerate() {
+            for b in &tries[i + 1..] {
+                if a.started < b.ended && b.started < a.ended {
+                    overlaps.push(id.to_owned());
+                }
+            }
+        }
+    }
+    overlaps
+}
+
+#[test]
+fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
+    let env = TestEnv::new(2);
+    // Every message fails its first three tries; each try takes 150 ms.
+    let down = KeyedDownstream::start(Behaviour {
+        fail_attempts: 3,
+        latency: Duration::from_millis(150),
+        ..Behaviour::default()
+    });
+    let first = deferred(&env, &down.url(), 10);
+    let second = deferred(&env, &down.url(), 10);
+    let keys: Vec<String> = (0..40).map(|k| format!("k{k}")).collect();
+    let mut records = Vec::new();
+    let mut payloads = Vec::new();
+    for round in 0..2 {
+        for (k, key) in keys.iter().enumerate() {
+            let n = (round * 100 + k) as i64;
+            payloads.push((key.clone(), n, notify(n).1));
+        }
+    }
+    for (key, _, payload) in &payloads {
+        records.push((Some(key.as_str()), payload.as_bytes(), None));
+    }
+    env.produce(&records);
+    let total = payloads.len() as i64;
+    wait_until(Duration::from_secs(120), "all processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == total
+    });
+    let seen = down.seen();
+    assert_eq!(
+        overlapping(&seen),
+        Vec::<String>::new(),
+        "attempts overlapped"
+    );
+    let ok: Vec<i64> = delivered(&seen);
+    let unique: HashSet<i64> = ok.iter().copied().collect();
+    assert_eq!(ok.len(), unique.len(), "no message delivered twice");
+    assert_eq!(unique.len() as i64, total);
+    // Per key, round 0 before round 1.
+    for (k, _) in keys.iter().enumerate() {
+        let mine: Vec<i64> = ok
+            .iter()
+            .copied()
+            .filter(|n| *n % 100 == k as i64)
+            .collect();
+        assert_eq!(mine, [k as i64, 100 + k as i64], "key {k} in order");
+    }
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    first.stop().expect("graceful stop");
+    second.stop().expect("graceful stop");
+}
+
+#[test]
+fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
+    let env = TestEnv::new(1);
+    let down = KeyedDownstream::start(Behaviour {
+        keys: HashSet::from(["A".to_string()]),
+        failing: true.into(),
+        ..Behaviour::default()
+    });
+    let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("deferred-{}.toml", env.group));
+    std::fs::write(
+        &config,
+        format!(
+            "[[routes]]\nevent_types = [\"Notify\"]\nhandler = \"http\"\nurl = \"{}\"\n\
+             timeout = \"1s\"\nrate_per_second = 10000\nburst = 1000\nretry = \"deferred\"\n",
+            down.url()
+        ),
+    )
+    .expect("config file");
+    let extra = [
+        ("CUSTODIAN_CONFIG", config.display().to_string()),
+        ("CUSTODIAN_RETRY__MAX_ATTEMPTS", "1000".to_string()),
+    ];
+    let bootstrap = env.broker.bootstrap_servers();
+    let mut instance = instance::Instance::spawn(&env, &bootstrap, &extra);
+    instance.wait_ready(&env, PATIENCE);
+    produce(&env, &[("A", 0), ("B", 1), ("A", 2), ("C", 3)]);
+    wait_until(PATIENCE, "A's two messages scheduled", || {
+        env.count("SELECT count(*) AS n FROM retry_schedule") == 2
+            && status_count(&env, "MESSAGE_PROCESSED") == 2
+    });
+    instance.kill();
+    down.heal();
+
+    let mut instance = instance::Instance::spawn(&env, &bootstrap, &extra);
+    instance.wait_ready(&env, PATIENCE);
+    wait_until(PATIENCE, "every message processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") + status_count(&env, "MESSAGE_DUPLICATE") >= 4
+            && env.count("SELECT count(*) AS n FROM retry_schedule") == 0
+    });
+    let seen = down.seen();
+    let ok = delivered(&seen);
+    let mut sorted = ok.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [0, 1, 2, 3],
+        "each message delivered once, none lost"
+    );
+    let a: Vec<i64> = ok.iter().copied().filter(|n| *n % 2 == 0).collect();
+    assert_eq!(a, [0, 2], "A's messages in order");
+    instance.terminate(Duration::from_secs(30));
+    let _ = std::fs::remove_file(config);
 }

@@ -27,6 +27,7 @@ use crate::actors::messages::{Ack, Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::delivery;
 use crate::dlq::Keys;
+use crate::keyed;
 use crate::metrics::{metrics, Metrics};
 use crate::pipeline::failure::{Failure, Stage};
 use crate::pipeline::routes::Routes;
@@ -329,7 +330,8 @@ impl Work {
         results
     }
 
-    /// Delivers HTTP tasks one by one, in offset order, one result each;
+    /// Delivers HTTP tasks in offset order per key (several keys at once
+    /// when a route sets `concurrency`), one result each;
     /// ids the ledger already has are not sent again. Each delivery goes to
     /// the ledger as soon as it is made, so a new owner of the partition
     /// does not send it again.
@@ -339,7 +341,7 @@ impl Work {
         }
         let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.message_id).collect();
         let mut down = self.wait.backoff();
-        let mut done = loop {
+        let done = loop {
             match projection::already_applied(&self.pool, &ids).await {
                 Ok(done) => break done,
                 Err(e) => {
@@ -355,8 +357,21 @@ impl Work {
             return abandoned(items.len());
         };
         self.deferrals.borrow_mut().add_waiting(waiting);
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
+        let done = std::cell::RefCell::new(done);
+        let done = &done;
+        // Different keys go at once up to the routes' `concurrency`; one
+        // key's messages stay in order (see `keyed`).
+        let limit = items
+            .iter()
+            .filter_map(|item| match &item.work {
+                Ok(Task::Forward { route, .. }) => self.routes.http(*route).map(|r| r.concurrency),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(1);
+        let lanes = keyed::lanes(items.iter().map(|item| item.envelope.key.as_deref()));
+        keyed::run(lanes, limit, |i| async move {
+            let item = items[i];
             let (task, index, route) = match &item.work {
                 Ok(task @ Task::Forward { route, .. }) => {
                     (Some(task), *route, self.routes.http(*route))
@@ -371,13 +386,12 @@ impl Work {
                     at: Utc::now(),
                     failure,
                 };
-                results.push((Err(()), vec![attempt]));
-                continue;
+                return (Err(()), vec![attempt]);
             };
-            if let Some(applied) = done.get(&item.message_id) {
+            let applied = done.borrow().get(&item.message_id).copied();
+            if let Some(applied) = applied {
                 let repeat = projection::repeat(applied.as_ref(), &item.payload_sha256);
-                results.push((Ok(repeat), Vec::new()));
-                continue;
+                return (Ok(repeat), Vec::new());
             }
             if self
                 .deferrals
@@ -385,10 +399,10 @@ impl Work {
                 .waits(index, route, &item.envelope)
             {
                 // Behind an earlier message of its key: parked untried.
-                results.push((Err(()), Vec::new()));
-                continue;
+                return (Err(()), Vec::new());
             }
-            done.insert(item.message_id, Some(item.payload_sha256));
+            done.borrow_mut()
+                .insert(item.message_id, Some(item.payload_sha256));
             let topic = &*item.envelope.topic;
             let policy = gate::first_attempt(route, &self.retry);
             let (result, failures) = retry::run(&policy, self.wait, topic, &self.revoked, || {
@@ -418,7 +432,7 @@ impl Work {
                 }
                 // Not delivered: a later copy may try again.
                 Err(()) => {
-                    done.remove(&item.message_id);
+                    done.borrow_mut().remove(&item.message_id);
                     self.deferrals.borrow_mut().defer(
                         index,
                         route,
@@ -428,9 +442,9 @@ impl Work {
                     );
                 }
             }
-            results.push((result.map(|_| Applied::New), failures));
-        }
-        results
+            (result.map(|_| Applied::New), failures)
+        })
+        .await
     }
 
     /// Writes a delivered task's ledger row, waiting out PostgreSQL outages.

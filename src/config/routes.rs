@@ -39,6 +39,10 @@ pub struct RouteSettings {
     /// waiting behind it (see `schedule`).
     #[serde(default)]
     pub retry: Option<String>,
+    /// For `http`: how many messages of one partition with different keys
+    /// may be delivered at once (default 1); one key's stay in order.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 impl RouteSettings {
@@ -113,10 +117,22 @@ impl RouteSettings {
         self.retry.as_deref() == Some("deferred")
     }
 
+    fn validate_concurrency(&self, is_http: bool) -> Result<(), ConfigError> {
+        match self.concurrency {
+            None => Ok(()),
+            Some(_) if !is_http => Err(invalid(
+                "routes.concurrency",
+                "only an http route delivers concurrently",
+            )),
+            Some(n) if n == 0 || n > 1024 => Err(invalid("routes.concurrency", "from 1 to 1024")),
+            Some(_) => Ok(()),
+        }
+    }
+
     fn validate_retry(&self, is_http: bool) -> Result<(), ConfigError> {
         match self.retry.as_deref() {
-            None | Some("in_place") => Ok(()),
-            Some("deferred") if is_http => Ok(()),
+            None | Some("in_place") => self.validate_concurrency(is_http),
+            Some("deferred") if is_http => self.validate_concurrency(is_http),
             Some("deferred") => Err(invalid(
                 "routes.retry",
                 "only an http route can defer its retries",

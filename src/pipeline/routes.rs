@@ -48,6 +48,9 @@ pub struct HttpRoute {
     pub cache_ttl: Option<Duration>,
     /// Transient failures go to the retry schedule (`retry = "deferred"`).
     pub deferred: bool,
+    /// Messages of one partition with different keys delivered at once
+    /// (`concurrency`, default 1); one key's stay in order.
+    pub concurrency: usize,
 }
 
 impl std::fmt::Debug for HttpRoute {
@@ -104,6 +107,7 @@ impl Routes {
                         limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
                         cache_ttl: r.cache_ttl,
                         deferred: r.deferred(),
+                        concurrency: r.concurrency.unwrap_or(1),
                     }));
                     Handler::Http(routes.http.len() - 1)
                 }

@@ -32,6 +32,8 @@ pub struct Behaviour {
     pub failing: AtomicBool,
     /// Messages (by `data.n`) answered 500 always.
     pub always: HashSet<i64>,
+    /// Every message's first this-many requests are answered 500.
+    pub fail_attempts: usize,
     pub latency: Duration,
 }
 
