@@ -154,7 +154,8 @@ async fn serve(
         .recipient()
     };
     let routes = Arc::new(Routes::new(&settings.routes));
-    let client = crate::delivery::client().context("cannot build the HTTP delivery client")?;
+    let client = crate::handlers::http::delivery::client()
+        .context("cannot build the HTTP delivery client")?;
     let (settings_postgres, settings_chain) = (&settings.postgres, settings.audit.chain);
     let processors = (0..pipeline.processors)
         .map(|i| {

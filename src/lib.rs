@@ -17,8 +17,8 @@
 //! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
 //! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
-//! - [`delivery`]: forwarding a message to a downstream URL, and what its
-//!   answer means.
+//! - [`handlers`]: what applies an event, one file per handler kind
+//!   (transactions, domain, audit, http), and how a batch is carried out.
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
 //! - [`schedule`]: the durable retry schedule of deferred routes in
@@ -39,9 +39,9 @@ pub mod actors;
 pub mod app;
 pub mod backoff;
 pub mod config;
-pub mod delivery;
 pub mod dlq;
 pub mod downstream;
+pub mod handlers;
 pub mod health;
 pub mod http;
 pub mod kafka;

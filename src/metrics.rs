@@ -338,12 +338,10 @@ impl Metrics {
 
     /// The bounded label for an event type: known types, else `other`.
     pub fn type_label(event_type: Option<&str>) -> &'static str {
-        match event_type {
-            Some("transaction.created") => "transaction.created",
-            Some("transaction.updated") => "transaction.updated",
-            Some("transaction.deleted") => "transaction.deleted",
-            _ => "other",
-        }
+        crate::pipeline::transaction::EVENT_TYPES
+            .into_iter()
+            .find(|t| Some(*t) == event_type)
+            .unwrap_or("other")
     }
 
     /// Drops a revoked partition's series.

@@ -17,7 +17,8 @@
 //! CUSTODIAN_…=value settings; default `CUSTODIAN_AUDIT__CHAIN=false`,
 //! empty for none), BENCH_TANSU (tansu's path, or `dev-broker`),
 //! BENCH_METRICS_FILE (where to save custodian's /metrics after the paced
-//! phase), BENCH_WINDOW (15000: with the dev broker, how far the load may
+//! phase), BENCH_CUSTODIAN_BIN (another build to run instead of this one),
+//! BENCH_WINDOW (15000: with the dev broker, how far the load may
 //! run ahead of the committed offsets), and from dev/bench:
 //! BENCH_ADMIN_URL, BENCH_REDIS_URL, BENCH_PG_DATA.
 
@@ -71,7 +72,7 @@ impl Custodian {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        let child = Command::new(custodian_bin())
             .arg("run")
             .env("CUSTODIAN_KAFKA__BROKERS", t.bootstrap)
             .env("CUSTODIAN_KAFKA__GROUP_ID", group)
@@ -361,6 +362,14 @@ impl Bench {
         );
         Ok(())
     }
+}
+
+/// The custodian under test: this build, or `BENCH_CUSTODIAN_BIN` (to
+/// compare another build on the same broker, database and load).
+fn custodian_bin() -> PathBuf {
+    std::env::var_os("BENCH_CUSTODIAN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_custodian")))
 }
 
 fn variants() -> Vec<Vec<(String, String)>> {

@@ -15,13 +15,13 @@ mod audit;
 mod duration;
 mod relay;
 mod routes;
-mod urls;
+pub mod urls;
 
 pub use audit::{AuditSettings, SigningSeed};
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
 pub use relay::RelaySettings;
-pub use routes::RouteSettings;
+pub use routes::{HandlerKind, RouteSettings};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -271,16 +271,16 @@ fn defaults() -> serde_json::Value {
         },
         "routes": [
             {
-                "event_types": ["transaction.created", "transaction.updated", "transaction.deleted"],
-                "handler": "transactions",
+                "event_types": HandlerKind::Transactions.spec().event_types,
+                "handler": HandlerKind::Transactions,
             },
             {
-                "event_types": crate::pipeline::domain::EVENT_TYPES,
-                "handler": "domain",
+                "event_types": HandlerKind::Domain.spec().event_types,
+                "handler": HandlerKind::Domain,
             },
             {
                 "event_types": [crate::produce::TEXT_MESSAGE_TYPE],
-                "handler": "audit",
+                "handler": HandlerKind::Audit,
             },
         ],
         "dlq": {
@@ -547,6 +547,17 @@ mod tests {
         let err = Settings::from_overrides(&[("kafka.auto_offset_reset", "middle".into())])
             .expect_err("must fail");
         assert!(err.to_string().contains("kafka.auto_offset_reset"), "{err}");
+    }
+
+    #[test]
+    fn unknown_handler_is_refused_naming_the_key() {
+        let routes = serde_json::json!([{ "event_types": ["x"], "handler": "database" }]);
+        let err = Settings::from_overrides(&[("routes", routes)]).expect_err("must fail");
+        let text = err.to_string();
+        assert!(
+            text.contains("handler") && text.contains("database"),
+            "{text}"
+        );
     }
 
     #[test]

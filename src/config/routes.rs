@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, optional_duration, ConfigError};
+pub use crate::handlers::HandlerKind;
 
 /// One entry of the route table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -16,7 +17,7 @@ pub struct RouteSettings {
     pub event_types: Vec<String>,
     /// `transactions` (seed-003 events), `domain` (seed-004 events),
     /// `http` (forward to `url`) or `audit` (record only).
-    pub handler: String,
+    pub handler: HandlerKind,
     /// For `http`: where to POST each message.
     #[serde(default)]
     pub url: Option<String>,
@@ -48,22 +49,9 @@ pub struct RouteSettings {
 impl RouteSettings {
     /// Refuses what the handler cannot do, naming the key.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let allowed: &[&str] = match self.handler.as_str() {
-            "transactions" => &[
-                "transaction.created",
-                "transaction.updated",
-                "transaction.deleted",
-            ],
-            "domain" => &crate::pipeline::domain::EVENT_TYPES,
-            "http" | "audit" => &[],
-            other => {
-                return Err(invalid(
-                    "routes.handler",
-                    format!("`{other}` is not a handler (transactions, domain, http, audit)"),
-                ))
-            }
-        };
-        let is_http = self.handler == "http";
+        let spec = self.handler.spec();
+        let allowed = spec.event_types;
+        let is_http = spec.takes_url;
         match (&self.url, is_http) {
             (Some(url), true)
                 if url::Url::parse(url).is_ok_and(|u| {
@@ -151,8 +139,8 @@ impl RouteSettings {
     /// shown without path, query or credentials).
     pub(super) fn describe(&self) -> String {
         let target = match &self.url {
-            Some(url) => format!("{} {}", self.handler, crate::pipeline::routes::label(url)),
-            None => self.handler.clone(),
+            Some(url) => format!("{} {}", self.handler, super::urls::label(url)),
+            None => self.handler.to_string(),
         };
         format!(
             "{}: {} → {target}",

@@ -74,8 +74,35 @@ pub(super) fn kafka_brokers(brokers: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `scheme://host[:port]` of `url`: what logs, errors and metric labels
+/// show. The path, query and user info may all hold a secret (webhook
+/// tokens often live in the path), so none of them is shown.
+pub fn label(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(host), Some(port)) => format!("{}://{host}:{port}", u.scheme()),
+            (Some(host), None) => format!("{}://{host}", u.scheme()),
+            (None, _) => u.scheme().to_owned(),
+        },
+        Err(_) => "invalid-url".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn labels_drop_credentials_and_queries() {
+        assert_eq!(
+            super::label("https://user:pw@hooks.example.com/services/T/s3cret?token=s3cret"),
+            "https://hooks.example.com"
+        );
+        assert_eq!(
+            super::label("http://127.0.0.1:9000/x"),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(super::label("https://user:p?w@host/x"), "invalid-url");
+    }
+
     use super::*;
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use actix_web::{get, web, HttpResponse};
 use uuid::Uuid;
 
-use crate::delivery::answer_key;
 use crate::dlq::replay::DeadLetters;
+use crate::handlers::http::delivery::answer_key;
 use crate::http::answers::{Health, KafkaReadiness, Lifecycle, Readiness};
 use crate::http::auth::Authorized;
 use crate::http::dlq::message_id;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::handlers::Payload;
 use crate::kafka::envelope::Envelope;
 use crate::pipeline::domain::{self, DomainEvent};
 use crate::pipeline::failure::Failure;
@@ -22,10 +23,9 @@ pub enum Event {
     Transaction(TransactionEvent),
     /// A seed-004 event and its envelope's timestamp.
     Domain(DomainEvent, chrono::DateTime<chrono::Utc>),
-    /// Forwarded as it is over the HTTP route with this index.
-    Forward(usize),
-    /// Recorded in the audit trail only.
-    Record,
+    /// Taken as it is by a handler whose payload is [`Payload::Any`]
+    /// (forwarded, or recorded in the audit trail only).
+    Pass(Handler),
 }
 
 /// What decoding learned about a record, whether or not it is valid.
@@ -99,15 +99,17 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
             None => Err(Failure::schema("missing field `type`")),
             Some(t) => match routes.handler(&envelope.topic, t) {
                 None => Err(no_route(t, &envelope.topic)),
-                Some(Handler::Domain) => timestamp(&shallow).and_then(|at| {
-                    domain::decode(t, shallow.data.map(RawValue::get))
-                        .map(|event| Event::Domain(event, at))
-                }),
-                Some(Handler::Http(route)) => Ok(Event::Forward(route)),
-                Some(Handler::Audit) => Ok(Event::Record),
-                Some(Handler::Transactions) => Err(Failure::schema(format!(
-                    "`{t}` is routed to the transactions handler, which takes seed-003 events (event_type, transaction), not an eventId envelope"
-                ))),
+                Some(handler) => match handler.kind.spec().payload {
+                    Payload::DomainEnvelope => timestamp(&shallow).and_then(|at| {
+                        domain::decode(t, shallow.data.map(RawValue::get))
+                            .map(|event| Event::Domain(event, at))
+                    }),
+                    Payload::Any => Ok(Event::Pass(handler)),
+                    Payload::TransactionEvent => Err(Failure::schema(format!(
+                        "`{t}` is routed to the {} handler, which takes seed-003 events (event_type, transaction), not an eventId envelope",
+                        handler.kind
+                    ))),
+                },
             },
         };
         return Decoded {
@@ -139,14 +141,16 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
     });
     let event = match routes.handler(&envelope.topic, event_type) {
         None => Err(no_route(event_type, &envelope.topic)),
-        Some(Handler::Transactions) => {
-            decode_transaction(event_type, &shallow).map(Event::Transaction)
-        }
-        Some(Handler::Http(route)) => Ok(Event::Forward(route)),
-        Some(Handler::Audit) => Ok(Event::Record),
-        Some(Handler::Domain) => Err(Failure::schema(format!(
-            "`{event_type}` is routed to the domain handler, which takes seed-004 envelopes (eventId, type, timestamp, data)"
-        ))),
+        Some(handler) => match handler.kind.spec().payload {
+            Payload::TransactionEvent => {
+                decode_transaction(event_type, &shallow).map(Event::Transaction)
+            }
+            Payload::Any => Ok(Event::Pass(handler)),
+            Payload::DomainEnvelope => Err(Failure::schema(format!(
+                "`{event_type}` is routed to the {} handler, which takes seed-004 envelopes (eventId, type, timestamp, data)",
+                handler.kind
+            ))),
+        },
     };
     Decoded {
         message_id,
@@ -184,7 +188,8 @@ fn decode_transaction(
 ) -> Result<TransactionEvent, Failure> {
     let action = Action::from_event_type(event_type).ok_or_else(|| {
         Failure::unknown_event_type(format!(
-            "unknown event type `{event_type}` (expected transaction.created, transaction.updated or transaction.deleted)"
+            "unknown event type `{event_type}` (expected one of {})",
+            crate::pipeline::transaction::EVENT_TYPES.join(", ")
         ))
     })?;
     let raw = shallow

@@ -15,6 +15,7 @@ pub mod transaction;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::handlers::HandlerKind;
 use crate::kafka::envelope::Envelope;
 use crate::retry::AttemptFailure;
 use decode::Event;
@@ -43,14 +44,11 @@ pub struct Item {
 pub enum Task {
     Transaction(TransactionChange),
     Domain(DomainChange),
-    /// Forward the record over the HTTP route with this index.
-    Forward {
+    /// The record as it is, for a handler that takes any payload
+    /// (forwarded over HTTP, or recorded only).
+    Pass {
         message_id: Uuid,
-        route: usize,
-    },
-    /// Nothing to apply but the ledger row (the audit-only handler).
-    Record {
-        message_id: Uuid,
+        handler: Handler,
     },
 }
 
@@ -59,16 +57,15 @@ impl Task {
         match self {
             Task::Transaction(c) => c.message_id,
             Task::Domain(c) => c.message_id,
-            Task::Forward { message_id, .. } | Task::Record { message_id } => *message_id,
+            Task::Pass { message_id, .. } => *message_id,
         }
     }
 
-    pub fn handler(&self) -> Handler {
+    pub fn kind(&self) -> HandlerKind {
         match self {
-            Task::Transaction(_) => Handler::Transactions,
-            Task::Domain(_) => Handler::Domain,
-            Task::Forward { route, .. } => Handler::Http(*route),
-            Task::Record { .. } => Handler::Audit,
+            Task::Transaction(_) => HandlerKind::Transactions,
+            Task::Domain(_) => HandlerKind::Domain,
+            Task::Pass { handler, .. } => handler.kind,
         }
     }
 }
@@ -81,8 +78,10 @@ pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTi
     let decoded = decode::decode(&envelope, routes, steering.message_id);
     let message_id = decoded.message_id;
     let work = decoded.event.map(|event| match event {
-        Event::Forward(route) => Task::Forward { message_id, route },
-        Event::Record => Task::Record { message_id },
+        Event::Pass(handler) => Task::Pass {
+            message_id,
+            handler,
+        },
         Event::Domain(event, occurred_at) => Task::Domain(DomainChange {
             message_id,
             occurred_at,

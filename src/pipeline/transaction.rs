@@ -17,6 +17,13 @@ use uuid::Uuid;
 use crate::pipeline::failure::Failure;
 use crate::pipeline::money;
 
+/// The transaction event types, in [`Action`] order: the one list of them.
+pub const EVENT_TYPES: [&str; 3] = [
+    "transaction.created",
+    "transaction.updated",
+    "transaction.deleted",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Created,
@@ -25,21 +32,15 @@ pub enum Action {
 }
 
 impl Action {
+    const ALL: [Action; 3] = [Action::Created, Action::Updated, Action::Deleted];
+
     pub fn from_event_type(event_type: &str) -> Option<Self> {
-        match event_type {
-            "transaction.created" => Some(Action::Created),
-            "transaction.updated" => Some(Action::Updated),
-            "transaction.deleted" => Some(Action::Deleted),
-            _ => None,
-        }
+        let i = EVENT_TYPES.iter().position(|t| *t == event_type)?;
+        Some(Self::ALL[i])
     }
 
     pub fn event_type(self) -> &'static str {
-        match self {
-            Action::Created => "transaction.created",
-            Action::Updated => "transaction.updated",
-            Action::Deleted => "transaction.deleted",
-        }
+        EVENT_TYPES[self as usize]
     }
 }
 

@@ -15,8 +15,10 @@ use super::ScheduleError;
 use crate::actors::messages::{Ack, Route};
 use crate::backoff::Backoff;
 use crate::config::{PostgresSettings, RetrySettings};
+use crate::handlers::http::HttpRoute;
+use crate::handlers::HandlerKind;
 use crate::pipeline::failure::Retry;
-use crate::pipeline::routes::{HttpRoute, Routes};
+use crate::pipeline::routes::Routes;
 use crate::pipeline::{Item, Settled, Task};
 use crate::retry::{self, AttemptFailure, DependencyWait};
 use crate::store::audit::{self, RETRY_SCHEDULED};
@@ -55,10 +57,11 @@ pub fn deferred_keys(items: &[&Item], routes: &Routes) -> Vec<(i32, Vec<u8>)> {
     let mut keys: Vec<(i32, Vec<u8>)> = items
         .iter()
         .filter_map(|item| match (&item.work, &item.envelope.key) {
-            (Ok(Task::Forward { route, .. }), Some(key))
-                if routes.http(*route).is_some_and(|r| r.deferred) =>
+            (Ok(Task::Pass { handler, .. }), Some(key))
+                if handler.kind == HandlerKind::Http
+                    && routes.http(handler.route).is_some_and(|r| r.deferred) =>
             {
-                Some((*route as i32, key.clone()))
+                Some((handler.route as i32, key.clone()))
             }
             _ => None,
         })

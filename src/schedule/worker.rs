@@ -23,12 +23,14 @@ use super::store::{self, Claimed, Complete, Receipt, Reschedule};
 use super::ScheduleError;
 use crate::backoff::Backoff;
 use crate::config::RetrySettings;
-use crate::delivery::{self, Answer};
 use crate::dlq::{store as dlq_store, DlqEntry, Keys};
+use crate::handlers::http::delivery::{self, Answer};
+use crate::handlers::http::HttpRoute;
+use crate::handlers::HandlerKind;
 use crate::kafka::envelope::Envelope;
 use crate::metrics::metrics;
 use crate::pipeline::failure::{Failure, Stage};
-use crate::pipeline::routes::{HttpRoute, Routes};
+use crate::pipeline::routes::{Handler, Routes};
 use crate::pipeline::steering::{payload_digest, HeaderKey};
 use crate::pipeline::{Outcome, Settled, Task};
 use crate::retry::{AttemptFailure, TryError};
@@ -278,11 +280,14 @@ impl Worker {
 
     /// The ledger row of a delivered entry, so it is never sent again.
     async fn remember(&self, c: &Claimed, sha: &[u8; 32]) -> Result<(), ScheduleError> {
-        let task = Task::Forward {
+        let task = Task::Pass {
             message_id: c.message_id,
-            route: c.route as usize,
+            handler: Handler {
+                kind: HandlerKind::Http,
+                route: c.route as usize,
+            },
         };
-        projection::apply(&self.deps.pool, &[(&task, sha)])
+        crate::handlers::stored::write(&self.deps.pool, &[(&task, sha)])
             .await
             .map(drop)
             .map_err(|e| ScheduleError::Ledger(e.to_string()))

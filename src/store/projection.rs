@@ -1,27 +1,26 @@
-//! Applying transaction events to the `transactions` projection.
+//! The idempotency ledger (`applied_messages`) and the `transactions`
+//! projection's SQL, and what a failed statement means.
 //!
-//! A batch is applied in one database transaction: first the message ids go
-//! into the `applied_messages` ledger (`ON CONFLICT DO NOTHING RETURNING`),
-//! and only the ids that were new are folded into projection writes. The same
-//! event delivered twice therefore changes nothing the second time. A
-//! dead-lettered message never reaches the ledger, so it can be replayed.
+//! The handlers (`crate::handlers`) insert ledger rows and apply only the
+//! ids that were new (`ON CONFLICT DO NOTHING RETURNING`), in one database
+//! transaction, so the same event delivered twice changes nothing the
+//! second time. A dead-lettered message never reaches the ledger, so it can
+//! be replayed.
 //!
 //! When a statement fails, [`classify`] decides what it means: PostgreSQL
 //! unreachable (pause, not the message's fault), a transient refusal
 //! (timeout, deadlock: retry), or a permanent one (dead-letter).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::pipeline::failure::{Failure, Retry, Stage};
-use crate::pipeline::transaction::{fold, ProjectionWrite, TransactionChange, TransactionRow};
-use crate::pipeline::Task;
+use crate::pipeline::transaction::{ProjectionWrite, TransactionRow};
 use crate::retry::TryError;
-use crate::store::domain;
 use crate::store::pool::{ping_postgres, PgPool};
 use crate::store::schema::transactions;
 use crate::store::StoreError;
@@ -37,13 +36,12 @@ pub enum Applied {
     Conflict([u8; 32]),
 }
 
-/// A task and the SHA-256 of the payload it came from.
-pub type Digested<'a> = (&'a Task, &'a [u8; 32]);
-
-struct LedgerRow<'a> {
-    message_id: Uuid,
-    handler: &'a str,
-    payload_sha256: &'a [u8; 32],
+/// One row of the `applied_messages` ledger: this id was applied, by this
+/// handler kind, from a payload with this digest.
+pub struct LedgerRow<'a> {
+    pub message_id: Uuid,
+    pub handler: &'a str,
+    pub payload_sha256: &'a [u8; 32],
 }
 
 /// Whether a record with payload `digest` repeats what the ledger holds for
@@ -163,7 +161,9 @@ pub async fn already_applied(
     Ok(applied_digests(&mut conn, ids).await?)
 }
 
-async fn applied_digests(
+/// [`already_applied`] on a connection the caller holds (inside its
+/// transaction).
+pub async fn applied_digests(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> QueryResult<HashMap<Uuid, Option<[u8; 32]>>> {
@@ -187,101 +187,12 @@ fn transient(kind: &'static str, message: String) -> Failure {
     }
 }
 
-/// Applies `tasks` in one database transaction, returning for each (in
-/// order) whether this delivery applied it.
-pub async fn apply(pool: &PgPool, tasks: &[Digested<'_>]) -> Result<Vec<Applied>, StoreError> {
-    let started = std::time::Instant::now();
-    let applied = apply_in_transaction(pool, tasks).await;
-    crate::metrics::metrics()
-        .db_latency_seconds
-        .with_label_values(&["projection"])
-        .observe(started.elapsed().as_secs_f64());
-    applied
-}
-
-async fn apply_in_transaction(
-    pool: &PgPool,
-    tasks: &[Digested<'_>],
-) -> Result<Vec<Applied>, StoreError> {
-    let changes: Vec<&Task> = tasks.iter().map(|(task, _)| *task).collect();
-    if changes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Pool(e.to_string()))?;
-    let ledger: Vec<LedgerRow<'_>> = tasks
-        .iter()
-        .map(|(c, digest)| LedgerRow {
-            message_id: c.message_id(),
-            handler: c.handler().name(),
-            payload_sha256: digest,
-        })
-        .collect();
-    // A message delivered twice within one batch counts once.
-    let mut ids_seen = HashSet::with_capacity(changes.len());
-    let first: Vec<bool> = changes
-        .iter()
-        .map(|c| ids_seen.insert(c.message_id()))
-        .collect();
-    let first = &first;
-    let changes = &changes;
-    let (new_ids, repeated) = conn
-        .transaction(async |conn| {
-            let mut new_ids: HashSet<Uuid> = HashSet::with_capacity(ledger.len());
-            new_ids.extend(insert_ledger(conn, &ledger).await?);
-            let fresh = changes
-                .iter()
-                .enumerate()
-                .filter(|(i, c)| new_ids.contains(&c.message_id()) && first[*i])
-                .map(|(_, c)| *c);
-            let mut transactions: Vec<&TransactionChange> = Vec::with_capacity(changes.len());
-            for task in fresh {
-                match task {
-                    Task::Transaction(change) => transactions.push(change),
-                    // Few and interdependent (an order needs its user): in
-                    // offset order, one statement each.
-                    Task::Domain(change) => domain::apply(conn, change).await?,
-                    // Delivered already (see `delivery`): the ledger row is
-                    // the whole record of it.
-                    Task::Forward { .. } | Task::Record { .. } => {}
-                }
-            }
-            if !transactions.is_empty() {
-                write(conn, fold(&transactions)).await?;
-            }
-            // What the repeats were applied with (this batch's first copies
-            // included): rare, so only then a second statement.
-            let repeats: Vec<Uuid> = changes
-                .iter()
-                .enumerate()
-                .filter(|(i, c)| !(first[*i] && new_ids.contains(&c.message_id())))
-                .map(|(_, c)| c.message_id())
-                .collect();
-            let repeated = if repeats.is_empty() {
-                HashMap::new()
-            } else {
-                applied_digests(conn, &repeats).await?
-            };
-            Ok::<_, diesel::result::Error>((new_ids, repeated))
-        })
-        .await?;
-    Ok(tasks
-        .iter()
-        .zip(first)
-        .map(|((c, digest), first)| {
-            let id = c.message_id();
-            if *first && new_ids.contains(&id) {
-                Applied::New
-            } else {
-                repeat(repeated.get(&id).and_then(Option::as_ref), digest)
-            }
-        })
-        .collect())
-}
-
-async fn write(conn: &mut AsyncPgConnection, writes: Vec<ProjectionWrite<'_>>) -> QueryResult<()> {
+/// Writes the folded transaction events to the `transactions` projection
+/// (inside the caller's database transaction).
+pub async fn write(
+    conn: &mut AsyncPgConnection,
+    writes: Vec<ProjectionWrite<'_>>,
+) -> QueryResult<()> {
     let mut upserts: Vec<TransactionRow<'_>> = Vec::with_capacity(writes.len());
     for w in writes {
         match w {
@@ -325,7 +236,7 @@ struct InsertedId {
 // fixed handful of bound parameters whatever the batch size.
 
 /// Inserts ledger rows; returns the ids that were not there yet.
-async fn insert_ledger(
+pub async fn insert_ledger(
     conn: &mut AsyncPgConnection,
     rows: &[LedgerRow<'_>],
 ) -> QueryResult<Vec<Uuid>> {

@@ -18,10 +18,10 @@
 
 use std::time::Instant;
 
+use super::HttpRoute;
 use crate::kafka::envelope::Envelope;
 use crate::metrics::metrics;
 use crate::pipeline::failure::{Failure, Retry, Stage};
-use crate::pipeline::routes::HttpRoute;
 use crate::retry::TryError;
 
 /// Runs `f` when dropped.

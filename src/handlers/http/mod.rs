@@ -1,0 +1,201 @@
+//! The `http` handler: each record forwarded, byte for byte, to a
+//! downstream URL ([`delivery`] makes the request and reads the answer).
+//!
+//! Event types: any. Payload: taken as it is. Path: forwarded, one message
+//! at a time in offset order; ids the ledger already has are not sent
+//! again, and each delivery's ledger row (name `http`) is written as soon
+//! as it is made, so a new owner of the partition does not send it again.
+//! An http route has its own state: URL, timeout, rate limit, answer cache
+//! ([`HttpRoute`]); this is where per-route delivery policy belongs.
+
+pub mod delivery;
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chrono::Utc;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tracing::Instrument;
+
+use super::stored::{self, Digested};
+use super::{abandoned, message_span, Attempted, Context};
+use crate::config::urls::label;
+use crate::config::RouteSettings;
+use crate::keyed;
+use crate::pipeline::failure::{Failure, Stage};
+use crate::pipeline::{Item, Task};
+use crate::retry::{self, AttemptFailure};
+use crate::schedule::gate;
+use crate::store::projection::{self, Applied};
+
+/// A downstream URL, with its timeout and rate limit (shared by every
+/// processor, so the limit holds for the whole instance).
+pub struct HttpRoute {
+    pub url: String,
+    /// The URL without credentials or query, for logs, errors and metric
+    /// labels (the full URL may hold a secret).
+    pub label: String,
+    pub timeout: Duration,
+    pub limiter: DefaultDirectRateLimiter,
+    /// Keep 2xx answers in Redis this long (`cache_ttl`).
+    pub cache_ttl: Option<Duration>,
+    /// Transient failures go to the retry schedule (`retry = "deferred"`).
+    pub deferred: bool,
+    /// Messages of one partition with different keys delivered at once
+    /// (`concurrency`, default 1); one key's stay in order.
+    pub concurrency: usize,
+}
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RATE: u32 = 100;
+const DEFAULT_BURST: u32 = 10;
+
+impl HttpRoute {
+    /// From a validated http route (it has a URL: checked at start).
+    pub fn new(r: &RouteSettings) -> Self {
+        let url = r.url.clone().unwrap_or_default();
+        let rate =
+            NonZeroU32::new(r.rate_per_second.unwrap_or(DEFAULT_RATE)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(r.burst.unwrap_or(DEFAULT_BURST)).unwrap_or(NonZeroU32::MIN);
+        HttpRoute {
+            label: label(&url),
+            url,
+            timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            cache_ttl: r.cache_ttl,
+            deferred: r.deferred(),
+            concurrency: r.concurrency.unwrap_or(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRoute")
+            .field("url", &self.label)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Delivers a run of http tasks in offset order per key (several keys at
+/// once when the route sets `concurrency`, see [`crate::keyed`]), one
+/// result each. On a deferred route (`retry = "deferred"`) a transient
+/// failure, and every later message of its key, goes to the retry schedule
+/// ([`crate::schedule`]) instead of holding the partition.
+pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.message_id).collect();
+    let mut down = cx.wait.backoff();
+    let done = loop {
+        match projection::already_applied(&cx.pool, &ids).await {
+            Ok(done) => break done,
+            Err(e) => {
+                let error = e.to_string();
+                if !retry::wait_out_unless(&mut down, "postgres", &error, &cx.revoked).await {
+                    return abandoned(items.len());
+                }
+            }
+        }
+    };
+    let keys = gate::deferred_keys(items, &cx.routes);
+    let Some(waiting) = cx.parking.waiting(keys, cx.wait, &cx.revoked).await else {
+        return abandoned(items.len());
+    };
+    cx.deferrals.borrow_mut().add_waiting(waiting);
+    let done = &std::cell::RefCell::new(done);
+    let limit = items
+        .iter()
+        .filter_map(|item| match &item.work {
+            Ok(Task::Pass { handler, .. }) => cx.routes.http(handler.route).map(|r| r.concurrency),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(1);
+    let lanes = keyed::lanes(items.iter().map(|item| item.envelope.key.as_deref()));
+    keyed::run(lanes, limit, |i| forward_one(cx, items[i], done)).await
+}
+
+/// One message of [`forward`]: `done` holds the ids the ledger has.
+async fn forward_one(
+    cx: &Context,
+    item: &Item,
+    done: &std::cell::RefCell<std::collections::HashMap<uuid::Uuid, Option<[u8; 32]>>>,
+) -> Attempted {
+    let (task, index, route) = match &item.work {
+        Ok(task @ Task::Pass { handler, .. }) => {
+            (Some(task), handler.route, cx.routes.http(handler.route))
+        }
+        _ => (None, 0, None),
+    };
+    let (Some(task), Some(route)) = (task, route) else {
+        let failure = Failure::permanent(Stage::Process, "no_route", "the HTTP route is gone");
+        let attempt = AttemptFailure {
+            attempt: 1,
+            at: Utc::now(),
+            failure,
+        };
+        return (Err(()), vec![attempt]);
+    };
+    let applied = done.borrow().get(&item.message_id).copied();
+    if let Some(applied) = applied {
+        let repeat = projection::repeat(applied.as_ref(), &item.payload_sha256);
+        return (Ok(repeat), Vec::new());
+    }
+    if cx
+        .deferrals
+        .borrow_mut()
+        .waits(index, route, &item.envelope)
+    {
+        // Behind an earlier message of its key: parked untried.
+        return (Err(()), Vec::new());
+    }
+    done.borrow_mut()
+        .insert(item.message_id, Some(item.payload_sha256));
+    let topic = &*item.envelope.topic;
+    let policy = gate::first_attempt(route, &cx.retry);
+    let (result, failures) = retry::run(&policy, cx.wait, topic, &cx.revoked, || {
+        delivery::forward(
+            &cx.client,
+            route,
+            &item.envelope,
+            item.message_id,
+            item.event_type.as_deref(),
+        )
+    })
+    .instrument(message_span(item))
+    .await;
+    match &result {
+        Ok(answer) => {
+            remember(cx, (task, &item.payload_sha256)).await;
+            if let Some(ttl) = route.cache_ttl {
+                delivery::keep_answer(&cx.redis, &cx.keys, item.message_id, answer, ttl).await;
+            }
+        }
+        // Not delivered: a later copy may try again (or the schedule will).
+        Err(()) => {
+            done.borrow_mut().remove(&item.message_id);
+            cx.deferrals
+                .borrow_mut()
+                .defer(index, route, &item.envelope, &failures, &cx.retry);
+        }
+    }
+    (result.map(|_| Applied::New), failures)
+}
+
+/// Writes a delivered task's ledger row, waiting out PostgreSQL outages.
+/// (Until it is written the offset is not acknowledged: a crash before
+/// it means the message is delivered again, at least once.) Not
+/// cancelled by a revocation: the delivery happened, and the ledger row
+/// is what stops the next owner from sending it again.
+async fn remember(cx: &Context, task: Digested<'_>) {
+    let mut down = cx.wait.backoff();
+    loop {
+        match stored::write(&cx.pool, std::slice::from_ref(&task)).await {
+            Ok(_) => return,
+            Err(e) => retry::wait_out(&mut down, "postgres", &e.to_string()).await,
+        }
+    }
+}
