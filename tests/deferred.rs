@@ -131,6 +131,41 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["totals"]["in_retry"], 3, "{report}");
     assert_eq!(report["gaps"], 0, "{report}");
+    // The deliveries API lists them: A's first retrying, the others waiting.
+    let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
+    let (status, retrying) = get("/deliveries?status=retrying");
+    assert_eq!(status, 200, "{retrying}");
+    assert_eq!(retrying["count"], 1, "{retrying}");
+    let head = &retrying["deliveries"][0];
+    assert_eq!(head["message_id"], ids[&0].to_string());
+    assert_eq!(head["key"], "A");
+    assert!(head["attempts"].as_i64() >= Some(1), "{head}");
+    assert!(
+        head["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
+        "{head}"
+    );
+    let route = head["route"].as_str().expect("route label").to_owned();
+    let (_, waiting) = get(&format!("/deliveries?status=waiting&route={route}"));
+    assert_eq!(waiting["count"], 2, "{waiting}");
+    for bad in ["limit=0", "status=lost", "colour=red"] {
+        let (status, body) = get(&format!("/deliveries?{bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    let (status, message) = get(&format!("/messages/{}", ids[&1]));
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["retry_schedule"]["status"], "waiting", "{message}");
+    // Replay of a scheduled message: due now (it stays behind its key).
+    let (status, run) = env.api(
+        app.http_addr,
+        reqwest::Method::POST,
+        &format!("/replay/{}", ids[&0]),
+        Some(json!({"reason": "downstream fixed"})),
+    );
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["status"], "due_now");
 
     // A's failure clears: A's messages arrive in order, each once.
     down.heal();

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod body_deadline;
 pub mod console;
+pub mod deliveries;
 pub mod dlq;
 pub mod error;
 pub mod methods;
@@ -71,6 +72,7 @@ pub fn server(
             .service(routes::ready)
             .service(routes::prometheus)
             .service(routes::message)
+            .service(deliveries::list)
             .service(audit::verify)
             .service(audit::reconcile)
             .service(dlq::list)

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{self, Inserts, NewEntry};
+use super::store::{self, Entry, Inserts};
 use super::ScheduleError;
 use crate::actors::messages::{Ack, Route};
 use crate::backoff::Backoff;
@@ -200,10 +200,10 @@ impl Parking {
     /// PostgreSQL; a revocation meanwhile leaves them to the next owner.
     pub async fn park(&self, parked: Vec<(Settled, Ticket)>, route: &Route, wait: DependencyWait) {
         let (settled, tickets): (Vec<Settled>, Vec<Ticket>) = parked.into_iter().unzip();
-        let rows: Vec<NewEntry> = settled
+        let rows: Vec<Entry> = settled
             .iter()
             .zip(&tickets)
-            .map(|(s, t)| NewEntry {
+            .map(|(s, t)| Entry {
                 message_id: s.message_id,
                 route: t.route as i32,
                 route_label: t.label.clone(),

@@ -7,6 +7,8 @@
 //!   `FOR UPDATE SKIP LOCKED`, completing, rescheduling).
 //! - [`gate`]: the processor's side: which messages of a batch wait, and
 //!   parking them (audit entries and schedule rows in one transaction).
+//! - [`read`]: the schedule for the API: open deliveries, a message's
+//!   entry, "run it now".
 //! - [`worker`]: the retry worker every instance runs: re-attempts due
 //!   entries with the retry backoff, ends each processed or dead-lettered,
 //!   and so releases its key's waiters in order.
@@ -16,6 +18,7 @@
 //! restarts change nothing: the schedule is just the table.
 
 pub mod gate;
+pub mod read;
 pub mod store;
 pub mod worker;
 

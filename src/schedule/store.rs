@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use crate::store::audit_writer::Alongside;
 
-/// A message entering the schedule.
+/// A schedule entry: a message entering it, or as a worker claimed it.
 #[derive(Debug, Clone)]
-pub struct NewEntry {
+pub struct Entry {
     pub message_id: Uuid,
     pub route: i32,
     pub route_label: String,
@@ -37,7 +37,7 @@ pub struct NewEntry {
 /// Rows to insert beside their audit entries (see [`Alongside`]). A message
 /// already in the schedule (its partition read again after a rebalance) is
 /// not added twice.
-pub struct Inserts<'a>(pub &'a [NewEntry]);
+pub struct Inserts<'a>(pub &'a [Entry]);
 
 impl Alongside for Inserts<'_> {
     fn run<'a>(
@@ -108,17 +108,15 @@ pub async fn waiting_keys(
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
-    pub message_id: Uuid,
-    pub route: i32,
-    pub route_label: String,
-    pub key: Option<Vec<u8>>,
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub event_type: Option<String>,
-    pub group: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
+    pub entry: Entry,
+}
+
+impl std::ops::Deref for Claimed {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        &self.entry
+    }
 }
 
 /// Claims up to `limit` due entries that head their key, leased for
@@ -145,7 +143,7 @@ pub async fn claim(
                FROM due WHERE r.id = due.id \
              RETURNING r.id, r.message_id, r.route, r.route_label, r.message_key, r.topic, \
                r.kafka_partition, r.kafka_offset, r.event_type, r.consumer_group, r.attempts, \
-               r.last_error",
+               r.last_error, r.next_attempt_at",
             &[&limit, &lease.as_secs_f64()],
         )
         .await?;
@@ -153,17 +151,20 @@ pub async fn claim(
         .iter()
         .map(|r| Claimed {
             id: r.get(0),
-            message_id: r.get(1),
-            route: r.get(2),
-            route_label: r.get(3),
-            key: r.get(4),
-            topic: r.get(5),
-            partition: r.get(6),
-            offset: r.get(7),
-            event_type: r.get(8),
-            group: r.get(9),
-            attempts: r.get(10),
-            last_error: r.get(11),
+            entry: Entry {
+                message_id: r.get(1),
+                route: r.get(2),
+                route_label: r.get(3),
+                key: r.get(4),
+                topic: r.get(5),
+                partition: r.get(6),
+                offset: r.get(7),
+                event_type: r.get(8),
+                group: r.get(9),
+                attempts: r.get(10),
+                last_error: r.get(11),
+                next_attempt_at: r.get(12),
+            },
         })
         .collect();
     claimed.sort_by_key(|c| c.id);
@@ -277,21 +278,6 @@ pub async fn release(
         )
         .await
         .map(drop)
-}
-
-/// Makes a scheduled message due now (`POST /replay/{id}`); false when it
-/// is not in the schedule.
-pub async fn due_now(
-    client: &impl GenericClient,
-    message_id: Uuid,
-) -> Result<bool, tokio_postgres::Error> {
-    let n = client
-        .execute(
-            "UPDATE retry_schedule SET next_attempt_at = now() WHERE message_id = $1",
-            &[&message_id],
-        )
-        .await?;
-    Ok(n > 0)
 }
 
 /// Per route label: open entries, and how overdue the oldest due one is

@@ -25,6 +25,17 @@ use tokio_postgres::Client;
 use crate::config::KafkaSettings;
 use crate::store::audit::{DISCARDED, DLQ, DUPLICATE, PROCESSED, REPLAYED, RETRY_SCHEDULED};
 
+/// The statuses the fold reads: terminal outcomes, operator actions, and
+/// the retry schedule's "in retry".
+const COUNTED: [&str; 6] = [
+    PROCESSED,
+    DLQ,
+    DUPLICATE,
+    DISCARDED,
+    REPLAYED,
+    RETRY_SCHEDULED,
+];
+
 /// Most gap ranges and double offsets listed per partition (all are counted).
 const LISTED: usize = 100;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -298,14 +309,7 @@ async fn reconcile_partition(
              ORDER BY kafka_offset, occurred_at, id",
         )
         .await?;
-    let statuses: Vec<&str> = vec![
-        PROCESSED,
-        DLQ,
-        DUPLICATE,
-        DISCARDED,
-        REPLAYED,
-        RETRY_SCHEDULED,
-    ];
+    let statuses: Vec<&str> = COUNTED.to_vec();
     let portal = tx
         .bind(&statement, &[&topic, &m.partition, &from, &to, &statuses])
         .await?;
@@ -365,15 +369,7 @@ impl Fold {
             self.missing(offset);
             self.offset = Some(offset);
         }
-        let known = [
-            PROCESSED,
-            DLQ,
-            DUPLICATE,
-            DISCARDED,
-            REPLAYED,
-            RETRY_SCHEDULED,
-        ];
-        if let Some(s) = known.into_iter().find(|k| *k == status) {
+        if let Some(s) = COUNTED.into_iter().find(|k| *k == status) {
             self.statuses.push(s);
         }
     }
