@@ -164,7 +164,7 @@ async fn serve(
             let (routes, client) = (Arc::clone(&routes), client.clone());
             let (redis, keys) = (redis.clone(), Keys::new(&settings_dlq_prefix));
             let parking = crate::schedule::gate::Parking::new(
-                &settings_postgres,
+                settings_postgres,
                 group.clone(),
                 settings_chain,
             );
