@@ -157,6 +157,14 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     let (status, message) = get(&format!("/messages/{}", ids[&1]));
     assert_eq!(status, 200, "{message}");
     assert_eq!(message["retry_schedule"]["status"], "waiting", "{message}");
+    // The schedule's gauges (refreshed by the retry worker).
+    wait_until(PATIENCE, "retry_schedule_depth 3", || {
+        let (_, text) = env.get(app.http_addr, "/metrics");
+        text.lines().any(|l| {
+            l.starts_with(&format!("retry_schedule_depth{{route=\"{route}\"}}"))
+                && l.ends_with(" 3")
+        })
+    });
     // Replay of a scheduled message: due now (it stays behind its key).
     let (status, run) = env.api(
         app.http_addr,

@@ -149,3 +149,43 @@ impl RouteSettings {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+    use serde_json::json;
+
+    fn routes(route: serde_json::Value) -> Result<Settings, String> {
+        Settings::from_overrides(&[("routes", json!([route]))]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retry_mode_and_concurrency_are_checked_naming_the_key() {
+        let http = |extra: serde_json::Value| {
+            let mut route = json!({"event_types": ["Notify"], "handler": "http",
+                                   "url": "http://hooks.example.com/n"});
+            if let (Some(r), Some(e)) = (route.as_object_mut(), extra.as_object()) {
+                r.extend(e.clone());
+            }
+            route
+        };
+        let ok = routes(http(json!({"retry": "deferred", "concurrency": 32}))).expect("valid");
+        assert!(ok.routes[0].deferred());
+        assert!(!routes(http(json!({}))).expect("valid").routes[0].deferred());
+        for (route, key) in [
+            (http(json!({"retry": "later"})), "routes.retry"),
+            (
+                json!({"event_types": ["Message"], "handler": "audit", "retry": "deferred"}),
+                "routes.retry",
+            ),
+            (http(json!({"concurrency": 0})), "routes.concurrency"),
+            (
+                json!({"event_types": ["Message"], "handler": "audit", "concurrency": 4}),
+                "routes.concurrency",
+            ),
+        ] {
+            let err = routes(route).expect_err(key);
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}
