@@ -107,7 +107,7 @@ async fn serve(
     let dead_letters = Arc::new(DeadLetters::new(
         redis.clone(),
         postgres.clone(),
-        replay_producer,
+        replay_producer.clone(),
         header_key.clone(),
         &settings.dlq,
     ));
@@ -168,6 +168,10 @@ async fn serve(
                 group.clone(),
                 settings_chain,
             );
+            let republisher = crate::retry_topic::publish::Republisher::new(
+                replay_producer.clone(),
+                header_key.clone(),
+            );
             Processor::start_in_arbiter(on(i + 1), move |_| Processor {
                 pool,
                 settings,
@@ -177,6 +181,7 @@ async fn serve(
                 redis,
                 keys,
                 parking,
+                republisher,
             })
             .recipient()
         })
@@ -231,7 +236,8 @@ async fn serve(
         supervisor.clone().recipient(),
         supervisor.clone().recipient(),
     );
-    let topics: Vec<&str> = settings.kafka.topics.iter().map(String::as_str).collect();
+    let topics = crate::retry_topic::subscription(&settings);
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .context("cannot subscribe to kafka.topics")?;

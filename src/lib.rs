@@ -21,6 +21,8 @@
 //!   (transactions, domain, audit, http), and how a batch is carried out.
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
+//! - [`retry_topic`]: retry topics of `retry_backend = "kafka"` routes:
+//!   republishing to `<topic>.retry` with signed headers, due-time gating.
 //! - [`schedule`]: the durable retry schedule of deferred routes in
 //!   PostgreSQL: parking, the per-key order, the retry worker.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
@@ -51,6 +53,7 @@ pub mod pipeline;
 pub mod produce;
 pub mod relay;
 pub mod retry;
+pub mod retry_topic;
 pub mod schedule;
 pub mod shutdown;
 pub mod store;

@@ -40,6 +40,11 @@ pub struct RouteSettings {
     /// waiting behind it (see `schedule`).
     #[serde(default)]
     pub retry: Option<String>,
+    /// For a deferred route: where deferred messages wait. `postgres` (the
+    /// default) is the retry schedule above; `kafka` republishes them to
+    /// `<topic>.retry`, which custodian also consumes (see `retry_topic`).
+    #[serde(default)]
+    pub retry_backend: Option<String>,
     /// For `http`: how many messages of one partition with different keys
     /// may be delivered at once (default 1); one key's stay in order.
     #[serde(default)]
@@ -100,9 +105,16 @@ impl RouteSettings {
         Ok(())
     }
 
-    /// Whether transient failures go to the retry schedule (`retry = "deferred"`).
+    /// Whether transient failures go to the PostgreSQL retry schedule
+    /// (`retry = "deferred"`, `retry_backend` unset or `postgres`).
     pub fn deferred(&self) -> bool {
-        self.retry.as_deref() == Some("deferred")
+        self.retry.as_deref() == Some("deferred") && !self.retry_topic()
+    }
+
+    /// Whether transient failures go to `<topic>.retry` (`retry =
+    /// "deferred"`, `retry_backend = "kafka"`).
+    pub fn retry_topic(&self) -> bool {
+        self.retry.as_deref() == Some("deferred") && self.retry_backend.as_deref() == Some("kafka")
     }
 
     fn validate_concurrency(&self, is_http: bool) -> Result<(), ConfigError> {
@@ -118,6 +130,24 @@ impl RouteSettings {
     }
 
     fn validate_retry(&self, is_http: bool) -> Result<(), ConfigError> {
+        match (self.retry.as_deref(), self.retry_backend.as_deref()) {
+            (_, None) | (Some("deferred"), Some("postgres" | "kafka")) => {}
+            (Some("deferred"), Some(other)) => {
+                return Err(invalid(
+                    "routes.retry_backend",
+                    format!(
+                        "`{}` is not a retry backend (postgres, kafka)",
+                        crate::telemetry::clip(other)
+                    ),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "routes.retry_backend",
+                    "only a route with retry = \"deferred\" takes a retry backend",
+                ))
+            }
+        }
         match self.retry.as_deref() {
             None | Some("in_place") => self.validate_concurrency(is_http),
             Some("deferred") if is_http => self.validate_concurrency(is_http),
@@ -172,6 +202,9 @@ mod tests {
         let ok = routes(http(json!({"retry": "deferred", "concurrency": 32}))).expect("valid");
         assert!(ok.routes[0].deferred());
         assert!(!routes(http(json!({}))).expect("valid").routes[0].deferred());
+        let kafka =
+            routes(http(json!({"retry": "deferred", "retry_backend": "kafka"}))).expect("valid");
+        assert!(kafka.routes[0].retry_topic() && !kafka.routes[0].deferred());
         for (route, key) in [
             (http(json!({"retry": "later"})), "routes.retry"),
             (
@@ -179,6 +212,14 @@ mod tests {
                 "routes.retry",
             ),
             (http(json!({"concurrency": 0})), "routes.concurrency"),
+            (
+                http(json!({"retry": "deferred", "retry_backend": "redis"})),
+                "routes.retry_backend",
+            ),
+            (
+                http(json!({"retry_backend": "kafka"})),
+                "routes.retry_backend",
+            ),
             (
                 json!({"event_types": ["Message"], "handler": "audit", "concurrency": 4}),
                 "routes.concurrency",

@@ -225,11 +225,17 @@ impl DlqEntry {
         let e = &s.envelope;
         let key = e.key.as_deref().map(encode);
         let payload = e.payload.as_deref().map(encode);
+        // A retry record is parked under its original position, so a
+        // replay goes back to the original topic.
+        let (topic, partition, offset) = match &s.retry {
+            Some(o) => (o.topic.clone(), o.partition, o.offset),
+            None => (e.topic.to_string(), e.partition, e.offset),
+        };
         Some(DlqEntry {
             message_id: s.message_id,
-            topic: e.topic.to_string(),
-            partition: e.partition,
-            offset: e.offset,
+            topic,
+            partition,
+            offset,
             key_encoding: key.as_ref().map(|(_, enc)| (*enc).to_owned()),
             key: key.map(|(k, _)| k),
             payload_encoding: payload.as_ref().map_or("utf8", |(_, enc)| enc).to_owned(),
@@ -330,6 +336,7 @@ mod tests {
                 replay_count: 2,
                 ..Default::default()
             },
+            retry: None,
             outcome: Outcome::DeadLettered,
             at: Utc::now(),
             failures: vec![AttemptFailure {

@@ -148,6 +148,7 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
             event_type: item.event_type,
             payload_sha256: item.payload_sha256,
             steering: item.steering,
+            retry: item.retry,
             outcome,
             at: now,
             failures,

@@ -116,13 +116,14 @@ impl Deferrals {
         let Some(last) = failures.last() else {
             return false;
         };
-        if !route.deferred || last.failure.retry != Retry::Transient {
+        if !(route.deferred || route.retry_topic) || last.failure.retry != Retry::Transient {
             return false;
         }
         if last.attempt >= policy.max_attempts {
             return false;
         }
-        if let Some(key) = &envelope.key {
+        // Only the schedule holds a key's later messages behind it.
+        if let Some(key) = envelope.key.as_ref().filter(|_| route.deferred) {
             self.waiting.insert((index as i32, key.clone()));
         }
         let delay = Backoff::new(policy.backoff_min, policy.backoff_max)
@@ -142,10 +143,10 @@ impl Deferrals {
     }
 }
 
-/// The policy a deferred route's first delivery uses: one attempt, then the
-/// schedule takes over.
+/// The policy a deferred route's delivery uses: one attempt, then the
+/// schedule (or the retry topic) takes over.
 pub fn first_attempt(route: &HttpRoute, policy: &RetrySettings) -> RetrySettings {
-    if route.deferred {
+    if route.deferred || route.retry_topic {
         RetrySettings {
             max_attempts: 1,
             ..policy.clone()
@@ -218,6 +219,38 @@ impl Parking {
                 last_error: s.last_failure().map(|f| f.failure.to_string()),
             })
             .collect();
+        let detail = |t: &Ticket| {
+            serde_json::json!({
+                "route": t.label,
+                "next_attempt_at": t.next_attempt_at,
+                "waiting_behind_key": t.attempts == 0,
+            })
+        };
+        self.record_scheduled(
+            &settled,
+            &tickets,
+            detail,
+            Some(&Inserts(&rows)),
+            route,
+            wait,
+        )
+        .await;
+    }
+
+    /// Writes the audit entries of `settled` (each with its ticket; the
+    /// MESSAGE_RETRY_SCHEDULED row carries `detail`) with `alongside` in
+    /// one transaction, then acknowledges their offsets as durable. Waits
+    /// out PostgreSQL; false (nothing acknowledged) when `route` was
+    /// revoked first, leaving them to the next owner.
+    pub async fn record_scheduled(
+        &self,
+        settled: &[Settled],
+        tickets: &[Ticket],
+        detail: impl Fn(&Ticket) -> serde_json::Value,
+        alongside: Option<&dyn crate::store::audit_writer::Alongside>,
+        route: &Route,
+        wait: DependencyWait,
+    ) -> bool {
         let mut down = wait.backoff();
         loop {
             if route.revoked.is_cancelled() {
@@ -225,22 +258,22 @@ impl Parking {
                     count = settled.len(),
                     "partition revoked: deferred messages left to its next owner"
                 );
-                return;
+                return false;
             }
             let mut processed = HashSet::new();
-            let mut entries = audit::entries(&settled, &self.group, &mut processed);
+            let mut entries = audit::entries(settled, &self.group, &mut processed);
             for entry in entries.iter_mut().filter(|e| e.status == RETRY_SCHEDULED) {
-                if let Some(row) = rows.iter().find(|r| r.offset == entry.kafka_offset) {
-                    entry.detail = Some(serde_json::json!({
-                        "route": row.route_label,
-                        "next_attempt_at": row.next_attempt_at,
-                        "waiting_behind_key": row.attempts == 0,
-                    }));
+                let ticket = settled
+                    .iter()
+                    .zip(tickets)
+                    .find(|(s, _)| s.envelope.offset == entry.kafka_offset);
+                if let Some((_, t)) = ticket {
+                    entry.detail = Some(detail(t));
                 }
             }
             let written = {
                 let mut writer = self.writer.lock().await;
-                writer.append_with(&entries, Some(&Inserts(&rows))).await
+                writer.append_with(&entries, alongside).await
             };
             match written {
                 Ok(()) => break,
@@ -254,5 +287,6 @@ impl Parking {
         route.ack.do_send(Ack::Durable(
             settled.iter().map(|s| s.envelope.offset).collect(),
         ));
+        true
     }
 }

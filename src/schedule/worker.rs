@@ -215,6 +215,7 @@ impl Worker {
             event_type: c.event_type.clone(),
             payload_sha256: sha,
             steering,
+            retry: None,
             outcome: Outcome::Processed,
             at: now,
             failures: Vec::new(),

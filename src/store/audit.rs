@@ -195,7 +195,9 @@ pub fn entries<'a>(
             let error = failed.failure.to_string();
             entries.push(entry(FAILED, failed.attempt as i32, Some(error), failed.at));
         }
-        let next_attempt = s.failures.len() as i32 + 1;
+        // A retry record's attempts continue the ones made before it.
+        let before = s.retry.as_ref().map_or(0, |o| o.attempt as i32);
+        let next_attempt = before + s.failures.len() as i32 + 1;
         match s.outcome {
             Outcome::Processed => {
                 processed.insert(s.message_id);

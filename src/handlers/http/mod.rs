@@ -41,6 +41,9 @@ pub struct HttpRoute {
     pub cache_ttl: Option<Duration>,
     /// Transient failures go to the retry schedule (`retry = "deferred"`).
     pub deferred: bool,
+    /// Transient failures go to `<topic>.retry` (`retry_backend = "kafka"`,
+    /// see [`crate::retry_topic`]).
+    pub retry_topic: bool,
     /// Messages of one partition with different keys delivered at once
     /// (`concurrency`, default 1); one key's stay in order.
     pub concurrency: usize,
@@ -64,6 +67,7 @@ impl HttpRoute {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             cache_ttl: r.cache_ttl,
             deferred: r.deferred(),
+            retry_topic: r.retry_topic(),
             concurrency: r.concurrency.unwrap_or(1),
         }
     }
@@ -156,7 +160,7 @@ async fn forward_one(
         .insert(item.message_id, Some(item.payload_sha256));
     let topic = &*item.envelope.topic;
     let policy = gate::first_attempt(route, &cx.retry);
-    let (result, failures) = retry::run(&policy, cx.wait, topic, &cx.revoked, || {
+    let (result, mut failures) = retry::run(&policy, cx.wait, topic, &cx.revoked, || {
         delivery::forward(
             &cx.client,
             route,
@@ -167,6 +171,12 @@ async fn forward_one(
     })
     .instrument(message_span(item))
     .await;
+    if let Some(origin) = &item.retry {
+        // A retry record's attempts continue its earlier ones.
+        for failure in &mut failures {
+            failure.attempt += origin.attempt;
+        }
+    }
     match &result {
         Ok(answer) => {
             remember(cx, (task, &item.payload_sha256)).await;
