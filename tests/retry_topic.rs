@@ -293,6 +293,23 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
         lifecycle.last(),
         Some(&("MESSAGE_PROCESSED".to_string(), failed.len() as i32 + 1))
     );
+    // Every entry of the message is under its original position, and
+    // reconciliation of the original topic finds it finished, no gaps.
+    let elsewhere = env.count(&format!(
+        "SELECT count(*) AS n FROM message_audit WHERE message_id = '{}' \
+         AND (topic <> '{}' OR kafka_partition <> 0 OR kafka_offset <> 0)",
+        ids[&0], env.topic
+    ));
+    assert_eq!(elsewhere, 0);
+    let (status, report) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/audit/reconcile?topic={}", env.topic),
+        None,
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["totals"]["in_retry"], 0, "{report}");
+    assert_eq!(report["gaps"], 0, "{report}");
     let (status, verify) = env.api(app.http_addr, reqwest::Method::GET, "/audit/verify", None);
     assert_eq!(status, 200, "{verify}");
     assert_eq!(verify["holds"], true, "{verify}");
@@ -350,8 +367,13 @@ fn attempts_that_run_out_dead_letter_under_the_original_position() {
     wait_until(PATIENCE, "both partitions committed to their ends", || {
         env.committed() == vec![Some(2)] && retry_committed(&env) == Some(2)
     });
-    // Attempts were made one at a time: 3 requests for A.
-    let a = down.seen().iter().filter(|s| s.n == 0).count();
-    assert_eq!(a, 3);
+    // Three requests for A, one at a time, each retry not before its due
+    // time (the backoff is at least 200 ms): the retry partition waited.
+    let a: Vec<_> = down.seen().into_iter().filter(|s| s.n == 0).collect();
+    assert_eq!(a.len(), 3);
+    for pair in a.windows(2) {
+        let gap = pair[1].started.saturating_duration_since(pair[0].ended);
+        assert!(gap >= Duration::from_millis(180), "retried after {gap:?}");
+    }
     app.stop().expect("graceful stop");
 }

@@ -102,7 +102,7 @@ impl PartitionActor {
             max_in_flight_bytes: config.max_in_flight_bytes,
             tracker: OffsetTracker::new(),
             reading: None,
-            due: crate::retry_topic::due::DueGate::new(&topic),
+            due: crate::retry_topic::due::DueGate::new(topic),
             handing_over: false,
             uncommitted: None,
             commit_interval: config.commit_interval,

@@ -110,6 +110,8 @@ impl Keys {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DlqEntry {
     pub message_id: Uuid,
+    /// Where the message was read (for one that went through a retry
+    /// topic, its original position, so a replay goes back there).
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -242,7 +244,13 @@ impl DlqEntry {
             payload: payload.map(|(p, _)| p),
             payload_sha256: Some(hex(&s.payload_sha256)),
             record_sha256: Some(record_digest(e)),
-            headers: headers_json(&e.headers),
+            headers: match &s.retry {
+                // The retry topic's own headers are not the record's.
+                Some(_) => headers_json(&crate::retry_topic::headers::without_retry_headers(
+                    &e.headers,
+                )),
+                None => headers_json(&e.headers),
+            },
             headers_unreadable: e.unreadable_headers,
             kafka_timestamp: e.kafka_timestamp(),
             consumer_group: group.to_owned(),

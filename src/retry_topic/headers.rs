@@ -9,7 +9,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
-use crate::kafka::envelope::Envelope;
+use crate::kafka::envelope::{Envelope, Headers};
 use crate::pipeline::steering::HeaderKey;
 
 /// What a retry topic's name ends with.
@@ -169,6 +169,15 @@ fn fields<'a>(message_id: &'a Uuid, texts: &'a [String; 5], digest: &'a [u8; 32]
     fields.extend(texts.iter().map(String::as_bytes));
     fields.push(digest);
     fields
+}
+
+/// `headers` less custodian's retry headers.
+pub fn without_retry_headers(headers: &Headers) -> Headers {
+    headers
+        .iter()
+        .filter(|(name, _)| !RETRY_HEADERS.contains(&name.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The due time a record claims (unchecked: it only decides how long its

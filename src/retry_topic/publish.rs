@@ -10,7 +10,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
-use super::headers::{Origin, RETRY_HEADERS};
+use super::headers::{without_retry_headers, Origin};
 use crate::actors::messages::Route;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 use crate::pipeline::steering::{
@@ -99,11 +99,9 @@ impl Republisher {
             .unwrap_or_default();
         let ours = self.ours(s, &origin, &error);
         let ours: Vec<(&str, &str)> = ours.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let theirs = s
-            .envelope
-            .headers
+        let theirs = without_retry_headers(&s.envelope.headers);
+        let theirs = theirs
             .iter()
-            .filter(|(name, _)| !RETRY_HEADERS.contains(&name.as_str()))
             .map(|(name, value)| (name.as_str(), value.as_deref()));
         let headers = compose_headers(theirs, &ours);
         let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);

@@ -266,7 +266,7 @@ impl Parking {
                 let ticket = settled
                     .iter()
                     .zip(tickets)
-                    .find(|(s, _)| s.envelope.offset == entry.kafka_offset);
+                    .find(|(s, _)| s.message_id == entry.message_id);
                 if let Some((_, t)) = ticket {
                     entry.detail = Some(detail(t));
                 }

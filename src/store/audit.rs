@@ -172,14 +172,20 @@ pub fn entries<'a>(
     for s in batch {
         let e = &s.envelope;
         let key = e.key_text().map(no_nul);
+        // A retry record's entries go under its original position, where
+        // reconciliation looks for the message's outcome.
+        let (topic, partition, offset) = match &s.retry {
+            Some(o) => (o.topic.as_str(), o.partition, o.offset),
+            None => (&*e.topic, e.partition, e.offset),
+        };
         let entry =
             |status: &'static str, attempt: i32, error: Option<String>, at: DateTime<Utc>| {
                 AuditEntry {
                     message_id: s.message_id,
                     status,
-                    topic: &e.topic,
-                    kafka_partition: e.partition,
-                    kafka_offset: e.offset,
+                    topic,
+                    kafka_partition: partition,
+                    kafka_offset: offset,
                     message_key: key.clone(),
                     event_type: s.event_type.as_deref(),
                     attempt,
