@@ -145,3 +145,62 @@ impl Drop for KeyedDownstream {
         }
     }
 }
+
+/// The isolation tests' messages: key A's first, then B..Z (n from 100)
+/// with A's second after the eleventh of them and A's third at the end.
+/// Answers the other keys with the messages as (key, n).
+pub fn isolation_messages() -> (Vec<String>, Vec<(String, i64)>) {
+    let others: Vec<String> = ('B'..='Z').map(String::from).collect();
+    let mut messages = vec![("A".to_string(), 0)];
+    for (i, key) in others.iter().enumerate() {
+        messages.push((key.clone(), 100 + i as i64));
+        if i == 10 {
+            messages.push(("A".to_string(), 1));
+        }
+    }
+    messages.push(("A".to_string(), 2));
+    (others, messages)
+}
+
+/// The isolation tests' start: a downstream failing key A, the messages
+/// of [`isolation_messages`] produced by `produce`, and the wait until
+/// every other key is processed and partition 0 committed to its end
+/// while A still fails. Answers the downstream, the other keys, the
+/// messages and their ids by `n`.
+pub fn others_flow_while_a_fails(
+    env: &crate::common::TestEnv,
+    start: impl FnOnce(&KeyedDownstream),
+    produce: impl FnOnce(&[(&str, i64)]) -> std::collections::HashMap<i64, uuid::Uuid>,
+) -> Isolation {
+    let down = KeyedDownstream::start(Behaviour {
+        keys: HashSet::from(["A".to_string()]),
+        failing: true.into(),
+        ..Behaviour::default()
+    });
+    start(&down);
+    let (others, messages) = isolation_messages();
+    let borrowed: Vec<(&str, i64)> = messages.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    let ids = produce(&borrowed);
+    let total = messages.len() as i64;
+    let patience = Duration::from_secs(60);
+    crate::common::wait_until(patience, "B..Z processed", || {
+        env.audit_counts().get("MESSAGE_PROCESSED").copied() == Some(total - 3)
+    });
+    crate::common::wait_until(patience, "committed past A", || {
+        env.committed() == vec![Some(total)]
+    });
+    Isolation {
+        down,
+        others,
+        ids,
+        total,
+    }
+}
+
+/// What [`others_flow_while_a_fails`] set up.
+pub struct Isolation {
+    pub down: KeyedDownstream,
+    pub others: Vec<String>,
+    pub ids: std::collections::HashMap<i64, uuid::Uuid>,
+    pub total: i64,
+}
