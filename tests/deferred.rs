@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{wait_until, TestEnv};
 use custodian::app::Running;
-use keyed_downstream::{Behaviour, KeyedDownstream, Seen};
+use keyed_downstream::{Behaviour, Isolation, KeyedDownstream, Seen};
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -79,19 +79,17 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     // A's first message, then B..Z with A's later ones among them; every
     // other key is delivered and the offset committed to the end while A
     // still fails.
-    let mut app = None;
-    let isolation = keyed_downstream::others_flow_while_a_fails(
+    let (app, isolation) = keyed_downstream::others_flow_while_a_fails(
         &env,
-        |down| app = Some(deferred(&env, &down.url(), 100)),
+        |url| deferred(&env, url, 100),
         |messages| produce(&env, messages),
     );
-    let app = app.expect("custodian started");
-    let (down, others, ids, total) = (
-        &isolation.down,
-        &isolation.others,
-        &isolation.ids,
-        isolation.total,
-    );
+    let Isolation {
+        down,
+        others,
+        ids,
+        total,
+    } = isolation;
     let seen = down.seen();
     assert!(
         !seen.iter().any(|s| s.key == "A" && s.status == 200),
@@ -209,10 +207,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
 fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
     let env = TestEnv::new(1);
     // Message 0 (key A) always fails; A's next message and B do not.
-    let down = KeyedDownstream::start(Behaviour {
-        always: HashSet::from([0]),
-        ..Behaviour::default()
-    });
+    let down = keyed_downstream::always_failing(&[0]);
     let app = deferred(&env, &down.url(), 3);
     let ids = produce(&env, &[("A", 0), ("A", 1), ("B", 2)]);
 

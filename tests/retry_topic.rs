@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{wait_until, TestEnv};
 use custodian::app::Running;
 use custodian::kafka::envelope::{Envelope, Headers};
-use keyed_downstream::{Behaviour, KeyedDownstream};
+use keyed_downstream::Isolation;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -167,19 +167,17 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
     // A's first message, then B..Z with A's later ones among them; every
     // other key is delivered and the original partition committed to its
     // end while A still fails.
-    let mut app = None;
-    let isolation = keyed_downstream::others_flow_while_a_fails(
+    let (app, isolation) = keyed_downstream::others_flow_while_a_fails(
         &env,
-        |down| app = Some(with_retry_topic(&env, &down.url(), 100)),
+        |url| with_retry_topic(&env, url, 100),
         |messages| produce(&env, messages),
     );
-    let app = app.expect("custodian started");
-    let (down, others, ids, total) = (
-        &isolation.down,
-        &isolation.others,
-        &isolation.ids,
-        isolation.total,
-    );
+    let Isolation {
+        down,
+        others,
+        ids,
+        total,
+    } = isolation;
     let seen = down.seen();
     assert!(!seen.iter().any(|s| s.key == "A" && s.status == 200));
     let others_delivered: HashSet<String> = seen
@@ -322,10 +320,7 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
 fn attempts_that_run_out_dead_letter_under_the_original_position() {
     let env = TestEnv::new(1);
     // Message 0 (key A) always fails; B does not.
-    let down = KeyedDownstream::start(Behaviour {
-        always: HashSet::from([0]),
-        ..Behaviour::default()
-    });
+    let down = keyed_downstream::always_failing(&[0]);
     let app = with_retry_topic(&env, &down.url(), 3);
     let ids = produce(&env, &[("A", 0), ("B", 1)]);
 

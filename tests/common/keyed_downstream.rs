@@ -165,19 +165,19 @@ pub fn isolation_messages() -> (Vec<String>, Vec<(String, i64)>) {
 /// The isolation tests' start: a downstream failing key A, the messages
 /// of [`isolation_messages`] produced by `produce`, and the wait until
 /// every other key is processed and partition 0 committed to its end
-/// while A still fails. Answers the downstream, the other keys, the
-/// messages and their ids by `n`.
-pub fn others_flow_while_a_fails(
+/// while A still fails. `start` starts custodian with the downstream's URL;
+/// answers what it returned and the [`Isolation`].
+pub fn others_flow_while_a_fails<R>(
     env: &crate::common::TestEnv,
-    start: impl FnOnce(&KeyedDownstream),
+    start: impl FnOnce(&str) -> R,
     produce: impl FnOnce(&[(&str, i64)]) -> std::collections::HashMap<i64, uuid::Uuid>,
-) -> Isolation {
+) -> (R, Isolation) {
     let down = KeyedDownstream::start(Behaviour {
         keys: HashSet::from(["A".to_string()]),
         failing: true.into(),
         ..Behaviour::default()
     });
-    start(&down);
+    let started = start(&down.url());
     let (others, messages) = isolation_messages();
     let borrowed: Vec<(&str, i64)> = messages.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     let ids = produce(&borrowed);
@@ -189,12 +189,13 @@ pub fn others_flow_while_a_fails(
     crate::common::wait_until(patience, "committed past A", || {
         env.committed() == vec![Some(total)]
     });
-    Isolation {
+    let isolation = Isolation {
         down,
         others,
         ids,
         total,
-    }
+    };
+    (started, isolation)
 }
 
 /// What [`others_flow_while_a_fails`] set up.
@@ -203,4 +204,13 @@ pub struct Isolation {
     pub others: Vec<String>,
     pub ids: std::collections::HashMap<i64, uuid::Uuid>,
     pub total: i64,
+}
+
+/// A downstream answering 500 always for the messages `ns` (by `data.n`),
+/// 200 for every other.
+pub fn always_failing(ns: &[i64]) -> KeyedDownstream {
+    KeyedDownstream::start(Behaviour {
+        always: ns.iter().copied().collect(),
+        ..Behaviour::default()
+    })
 }
