@@ -111,7 +111,7 @@ async fn serve(
     let dead_letters = Arc::new(DeadLetters::new(
         redis.clone(),
         postgres.clone(),
-        replay_producer,
+        replay_producer.clone(),
         header_key.clone(),
         &settings.dlq,
     ));
@@ -161,12 +161,22 @@ async fn serve(
     let http_routes = Arc::new(HttpRoutes::new(&settings.routes));
     let client = crate::handlers::http::delivery::client()
         .context("cannot build the HTTP delivery client")?;
+    let (settings_postgres, settings_chain) = (&settings.postgres, settings.audit.chain);
     let processors = (0..pipeline.processors)
         .map(|i| {
             let (pool, settings, retry) =
                 (postgres.clone(), pipeline.clone(), settings.retry.clone());
             let (http, client) = (Arc::clone(&http_routes), client.clone());
             let (redis, keys) = (redis.clone(), Keys::new(&settings_dlq_prefix));
+            let parking = crate::handlers::http::deferral::Parking::new(
+                settings_postgres,
+                group.clone(),
+                settings_chain,
+            );
+            let republisher = crate::retry_topic::publish::Republisher::new(
+                replay_producer.clone(),
+                header_key.clone(),
+            );
             Processor::start_in_arbiter(on(i + 1), move |_| Processor {
                 pool,
                 settings,
@@ -175,10 +185,21 @@ async fn serve(
                 client,
                 redis,
                 keys,
+                parking,
+                republisher,
             })
             .recipient()
         })
         .collect();
+    crate::schedule::worker::spawn(
+        &settings,
+        postgres.clone(),
+        Arc::clone(&http_routes),
+        client.clone(),
+        redis.clone(),
+        header_key.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;
@@ -225,7 +246,8 @@ async fn serve(
         supervisor.clone().recipient(),
         supervisor.clone().recipient(),
     );
-    let topics: Vec<&str> = settings.kafka.topics.iter().map(String::as_str).collect();
+    let topics = crate::retry_topic::subscription(&settings);
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .context("cannot subscribe to kafka.topics")?;

@@ -311,10 +311,10 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
             } else {
                 for p in &report.partitions {
                     println!(
-                        "partition {}  offsets {}..{} (low {}, committed {:?}, high {})  processed={} dead_lettered={} duplicate={} discarded={} replayed={}  gaps={} {:?}  doubles={} {:?}  redelivered={} pending={}",
+                        "partition {}  offsets {}..{} (low {}, committed {:?}, high {})  processed={} dead_lettered={} duplicate={} discarded={} replayed={} in_retry={}  gaps={} {:?}  doubles={} {:?}  redelivered={} pending={}",
                         p.partition, p.from, p.to, p.low_watermark, p.committed, p.high_watermark,
                         p.totals.processed, p.totals.dead_lettered, p.totals.duplicate,
-                        p.totals.discarded, p.totals.replayed, p.gaps, p.gap_ranges,
+                        p.totals.discarded, p.totals.replayed, p.totals.in_retry, p.gaps, p.gap_ranges,
                         p.doubles, p.double_offsets, p.redelivered, p.pending
                     );
                 }

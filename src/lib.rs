@@ -11,6 +11,7 @@
 //! - [`kafka`]: consumer settings, rebalance context, the owned `Envelope`,
 //!   the per-partition offset tracker, the event thread, closing the
 //!   consumer, the dev broker.
+//! - [`keyed`]: key-ordered concurrency: lanes per key, several at once.
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the messages between them.
 //! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
@@ -20,6 +21,10 @@
 //!   (transactions, domain, audit, http), and how a batch is carried out.
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
+//! - [`retry_topic`]: retry topics of `retry_backend = "kafka"` routes:
+//!   republishing to `<topic>.retry` with signed headers, due-time gating.
+//! - [`schedule`]: the durable retry schedule of deferred routes in
+//!   PostgreSQL: parking, the per-key order, the retry worker.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
 //!   actions on it (list, replay, discard) shared by HTTP and the CLI,
 //!   counts by error kind, bulk replays run as jobs.
@@ -47,11 +52,14 @@ pub mod handlers;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod keyed;
 pub mod metrics;
 pub mod pipeline;
 pub mod produce;
 pub mod relay;
 pub mod retry;
+pub mod retry_topic;
+pub mod schedule;
 pub mod shutdown;
 pub mod status;
 pub mod store;

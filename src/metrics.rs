@@ -23,6 +23,12 @@ pub struct Metrics {
     pub dlq: IntCounterVec,
     /// Entries in each topic's dead-letter list (read from Redis at scrape).
     pub dlq_depth: IntGaugeVec,
+    /// Open entries of the retry schedule, by route (refreshed by the retry worker).
+    pub retry_schedule_depth: IntGaugeVec,
+    /// How long the oldest due schedule entry has been due, by route.
+    pub retry_schedule_oldest_due_seconds: prometheus::GaugeVec,
+    /// HTTP deliveries under way, by route.
+    pub deliveries_in_flight: IntGaugeVec,
     /// Transient failures retried in place, by topic, stage and kind.
     pub retries: IntCounterVec,
     /// Operator replays and discards, by topic and result.
@@ -156,6 +162,29 @@ impl Metrics {
                 "dlq_depth",
                 "Entries in the topic's dead-letter list.",
                 &["topic"],
+            ),
+            retry_schedule_depth: gauge(
+                &r,
+                "retry_schedule_depth",
+                "Open entries of the retry schedule.",
+                &["route"],
+            ),
+            retry_schedule_oldest_due_seconds: register(
+                &r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "retry_schedule_oldest_due_seconds",
+                        "How long the oldest due retry schedule entry has been due.",
+                    ),
+                    &["route"],
+                )
+                .expect("static metric definition"),
+            ),
+            deliveries_in_flight: gauge(
+                &r,
+                "deliveries_in_flight",
+                "HTTP deliveries under way.",
+                &["route"],
             ),
             retries: counter(
                 &r,

@@ -50,10 +50,10 @@ impl Handler<Park> for DeadLetter {
 
 async fn park_all(redis: RedisPool, keys: Keys, group: String, wait: DependencyWait, park: Park) {
     let Park { mut settled, route } = park;
-    let mut by_topic: BTreeMap<&str, Vec<DlqEntry>> = BTreeMap::new();
+    let mut by_topic: BTreeMap<String, Vec<DlqEntry>> = BTreeMap::new();
     for s in &settled {
         if let Some(entry) = DlqEntry::from_settled(s, &group) {
-            by_topic.entry(&s.envelope.topic).or_default().push(entry);
+            by_topic.entry(entry.topic.clone()).or_default().push(entry);
         }
     }
     for (topic, entries) in &by_topic {

@@ -53,6 +53,8 @@ pub struct PartitionActor {
     tracker: OffsetTracker,
     /// The pending receive, if any (cancellable).
     reading: Option<SpawnHandle>,
+    /// On a retry topic's partition: records read but not yet due.
+    due: crate::retry_topic::due::DueGate,
     /// A batch is being handed to the enricher.
     handing_over: bool,
     /// A durable watermark not yet committed.
@@ -106,6 +108,7 @@ impl PartitionActor {
             max_in_flight_bytes: config.max_in_flight_bytes,
             tracker: OffsetTracker::new(),
             reading: None,
+            due: crate::retry_topic::due::DueGate::new(topic),
             handing_over: false,
             uncommitted: None,
             commit_interval: config.commit_interval,
@@ -129,6 +132,16 @@ impl PartitionActor {
             return;
         }
         self.status.set_state(State::Running);
+        if let Some(wait) = self.due.wait(chrono::Utc::now()) {
+            // The head record is not due: wait for it without reading on.
+            let handle = ctx.run_later(wait, |act, ctx| {
+                act.reading = None;
+                let ready = act.due.release(chrono::Utc::now());
+                act.hand_over(ready, ctx);
+            });
+            self.reading = Some(handle);
+            return;
+        }
         let queue = Arc::clone(&self.queue);
         let topic = Arc::clone(&self.topic);
         let max = self.batch_size;
@@ -137,7 +150,8 @@ impl PartitionActor {
         let read = async move { read_batch(&queue, &topic, max, &span, &status).await };
         let handle = ctx.spawn(read.into_actor(self).map(|records, act, ctx| {
             act.reading = None;
-            act.hand_over(records, ctx);
+            let ready = act.due.admit(records, chrono::Utc::now());
+            act.hand_over(ready, ctx);
         }));
         self.reading = Some(handle);
     }

@@ -29,6 +29,10 @@ pub struct Processor {
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,
     pub keys: Keys,
+    /// The retry schedule of deferred routes.
+    pub parking: crate::handlers::http::deferral::Parking,
+    /// The retry topics of `retry_backend = "kafka"` routes.
+    pub republisher: crate::retry_topic::publish::Republisher,
 }
 
 impl Actor for Processor {
@@ -55,17 +59,25 @@ impl Handler<Prepared> for Processor {
                 max: self.settings.dependency_backoff_max,
             },
             revoked: batch.route.revoked.clone(),
+            parking: self.parking.clone(),
+            deferrals: Default::default(),
         };
-        ctx.wait(async move { process(&cx, batch).await }.into_actor(self));
+        let republisher = self.republisher.clone();
+        ctx.wait(async move { process(&cx, &republisher, batch).await }.into_actor(self));
     }
 }
 
 /// Settles one batch and sends every message to its next stage.
-async fn process(cx: &handlers::Context, batch: Prepared) {
+async fn process(
+    cx: &handlers::Context,
+    republisher: &crate::retry_topic::publish::Republisher,
+    batch: Prepared,
+) {
     let Prepared { items, route } = batch;
     let Settlement {
         done,
         failed,
+        scheduled,
         unaccounted,
     } = handlers::settle(cx, items).await;
 
@@ -78,6 +90,17 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
     }
     if !done.is_empty() {
         route.record(done).await;
+    }
+    let (to_topic, scheduled): (Vec<_>, Vec<_>) = scheduled
+        .into_iter()
+        .partition(|(_, t)| cx.http.get(t.route).is_some_and(|r| r.retry_topic));
+    if !scheduled.is_empty() {
+        cx.parking.park(scheduled, &route, cx.wait).await;
+    }
+    if !to_topic.is_empty() {
+        republisher
+            .republish(to_topic, &cx.parking, &route, cx.wait)
+            .await;
     }
     if !failed.is_empty() && cx.revoked.is_cancelled() {
         tracing::info!(

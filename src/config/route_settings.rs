@@ -34,6 +34,21 @@ pub struct RouteSettings {
     /// Redis this long, shown by `GET /messages/{id}`. Unset: not kept.
     #[serde(default, deserialize_with = "optional_duration")]
     pub cache_ttl: Option<Duration>,
+    /// For `http`: what a transient failure does. `in_place` (the default)
+    /// retries while the partition waits; `deferred` parks the message in
+    /// the PostgreSQL retry schedule and moves on, its key's later messages
+    /// waiting behind it (see `schedule`).
+    #[serde(default)]
+    pub retry: Option<String>,
+    /// For a deferred route: where deferred messages wait. `postgres` (the
+    /// default) is the retry schedule above; `kafka` republishes them to
+    /// `<topic>.retry`, which custodian also consumes (see `retry_topic`).
+    #[serde(default)]
+    pub retry_backend: Option<String>,
+    /// For `http`: how many messages of one partition with different keys
+    /// may be delivered at once (default 1); one key's stay in order.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 impl RouteSettings {
@@ -71,6 +86,7 @@ impl RouteSettings {
         {
             return Err(invalid("routes.timeout", "more than zero and at most 5m"));
         }
+        self.validate_retry(is_http)?;
         if self.event_types.is_empty() {
             return Err(invalid("routes.event_types", "must not be empty"));
         }
@@ -89,6 +105,66 @@ impl RouteSettings {
         Ok(())
     }
 
+    /// Whether transient failures go to the PostgreSQL retry schedule
+    /// (`retry = "deferred"`, `retry_backend` unset or `postgres`).
+    pub fn deferred(&self) -> bool {
+        self.retry.as_deref() == Some("deferred") && !self.retry_topic()
+    }
+
+    /// Whether transient failures go to `<topic>.retry` (`retry =
+    /// "deferred"`, `retry_backend = "kafka"`).
+    pub fn retry_topic(&self) -> bool {
+        self.retry.as_deref() == Some("deferred") && self.retry_backend.as_deref() == Some("kafka")
+    }
+
+    fn validate_concurrency(&self, is_http: bool) -> Result<(), ConfigError> {
+        match self.concurrency {
+            None => Ok(()),
+            Some(_) if !is_http => Err(invalid(
+                "routes.concurrency",
+                "only an http route delivers concurrently",
+            )),
+            Some(n) if n == 0 || n > 1024 => Err(invalid("routes.concurrency", "from 1 to 1024")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn validate_retry(&self, is_http: bool) -> Result<(), ConfigError> {
+        match (self.retry.as_deref(), self.retry_backend.as_deref()) {
+            (_, None) | (Some("deferred"), Some("postgres" | "kafka")) => {}
+            (Some("deferred"), Some(other)) => {
+                return Err(invalid(
+                    "routes.retry_backend",
+                    format!(
+                        "`{}` is not a retry backend (postgres, kafka)",
+                        crate::telemetry::text::clip(other)
+                    ),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "routes.retry_backend",
+                    "only a route with retry = \"deferred\" takes a retry backend",
+                ))
+            }
+        }
+        match self.retry.as_deref() {
+            None | Some("in_place") => self.validate_concurrency(is_http),
+            Some("deferred") if is_http => self.validate_concurrency(is_http),
+            Some("deferred") => Err(invalid(
+                "routes.retry",
+                "only an http route can defer its retries",
+            )),
+            Some(other) => Err(invalid(
+                "routes.retry",
+                format!(
+                    "`{}` is not a retry mode (in_place, deferred)",
+                    crate::telemetry::text::clip(other)
+                ),
+            )),
+        }
+    }
+
     /// `topic: event types → handler [host]`, for `check-config` (a URL is
     /// shown without path, query or credentials).
     pub(super) fn describe(&self) -> String {
@@ -101,5 +177,56 @@ impl RouteSettings {
             self.topic.as_deref().unwrap_or("*"),
             self.event_types.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+    use serde_json::json;
+
+    fn routes(route: serde_json::Value) -> Result<Settings, String> {
+        Settings::from_overrides(&[("routes", json!([route]))]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retry_mode_and_concurrency_are_checked_naming_the_key() {
+        let http = |extra: serde_json::Value| {
+            let mut route = json!({"event_types": ["Notify"], "handler": "http",
+                                   "url": "http://hooks.example.com/n"});
+            if let (Some(r), Some(e)) = (route.as_object_mut(), extra.as_object()) {
+                r.extend(e.clone());
+            }
+            route
+        };
+        let ok = routes(http(json!({"retry": "deferred", "concurrency": 32}))).expect("valid");
+        assert!(ok.routes[0].deferred());
+        assert!(!routes(http(json!({}))).expect("valid").routes[0].deferred());
+        let kafka =
+            routes(http(json!({"retry": "deferred", "retry_backend": "kafka"}))).expect("valid");
+        assert!(kafka.routes[0].retry_topic() && !kafka.routes[0].deferred());
+        for (route, key) in [
+            (http(json!({"retry": "later"})), "routes.retry"),
+            (
+                json!({"event_types": ["Message"], "handler": "audit", "retry": "deferred"}),
+                "routes.retry",
+            ),
+            (http(json!({"concurrency": 0})), "routes.concurrency"),
+            (
+                http(json!({"retry": "deferred", "retry_backend": "redis"})),
+                "routes.retry_backend",
+            ),
+            (
+                http(json!({"retry_backend": "kafka"})),
+                "routes.retry_backend",
+            ),
+            (
+                json!({"event_types": ["Message"], "handler": "audit", "concurrency": 4}),
+                "routes.concurrency",
+            ),
+        ] {
+            let err = routes(route).expect_err(key);
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }

@@ -118,6 +118,8 @@ impl Keys {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DlqEntry {
     pub message_id: Uuid,
+    /// Where the message was read (for one that went through a retry
+    /// topic, its original position, so a replay goes back there).
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -233,18 +235,30 @@ impl DlqEntry {
         let e = &s.envelope;
         let key = e.key.as_deref().map(encode);
         let payload = e.payload.as_deref().map(encode);
+        // A retry record is parked under its original position, so a
+        // replay goes back to the original topic.
+        let (topic, partition, offset) = match &s.retry {
+            Some(o) => (o.topic.clone(), o.partition, o.offset),
+            None => (e.topic.to_string(), e.partition, e.offset),
+        };
         Some(DlqEntry {
             message_id: s.message_id,
-            topic: e.topic.to_string(),
-            partition: e.partition,
-            offset: e.offset,
+            topic,
+            partition,
+            offset,
             key_encoding: key.as_ref().map(|(_, enc)| (*enc).to_owned()),
             key: key.map(|(k, _)| k),
             payload_encoding: payload.as_ref().map_or("utf8", |(_, enc)| enc).to_owned(),
             payload: payload.map(|(p, _)| p),
             payload_sha256: Some(hex(&s.payload_sha256)),
             record_sha256: Some(record_digest(e)),
-            headers: headers_json(&e.headers),
+            headers: match &s.retry {
+                // The retry topic's own headers are not the record's.
+                Some(_) => headers_json(&crate::retry_topic::headers::without_retry_headers(
+                    &e.headers,
+                )),
+                None => headers_json(&e.headers),
+            },
             headers_unreadable: e.unreadable_headers,
             kafka_timestamp: e.kafka_timestamp(),
             consumer_group: group.to_owned(),
@@ -280,21 +294,26 @@ impl DlqEntry {
 
     /// The original headers, bytes restored, in record order.
     pub fn header_bytes(&self) -> Result<Headers, String> {
-        let Some(headers) = self.headers.as_array() else {
-            return Err("headers is not an array".into());
-        };
-        headers
-            .iter()
-            .map(|h| {
-                let key = h["key"]
-                    .as_str()
-                    .ok_or_else(|| "a header has no key".to_string())?;
-                let encoding = h["encoding"].as_str().unwrap_or("utf8");
-                let value = decode(h["value"].as_str(), encoding).map_err(|e| e.to_string())?;
-                Ok((key.to_owned(), value))
-            })
-            .collect()
+        headers_from_json(&self.headers)
     }
+}
+
+/// Headers written by [`headers_json`], bytes restored, in record order.
+pub fn headers_from_json(headers: &serde_json::Value) -> Result<Headers, String> {
+    let Some(headers) = headers.as_array() else {
+        return Err("headers is not an array".into());
+    };
+    headers
+        .iter()
+        .map(|h| {
+            let key = h["key"]
+                .as_str()
+                .ok_or_else(|| "a header has no key".to_string())?;
+            let encoding = h["encoding"].as_str().unwrap_or("utf8");
+            let value = decode(h["value"].as_str(), encoding).map_err(|e| e.to_string())?;
+            Ok((key.to_owned(), value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -333,6 +352,7 @@ mod tests {
                 replay_count: 2,
                 ..Default::default()
             },
+            retry: None,
             outcome: Outcome::DeadLettered,
             at: Utc::now(),
             failures: vec![AttemptFailure {

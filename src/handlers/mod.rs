@@ -22,7 +22,7 @@ pub mod audit;
 pub mod domain;
 pub mod http;
 mod kind;
-mod stored;
+pub(crate) mod stored;
 pub mod transactions;
 
 use std::sync::Arc;
@@ -34,6 +34,7 @@ pub use kind::{HandlerKind, Path, Payload, Spec};
 
 use crate::config::RetrySettings;
 use crate::dlq::Keys;
+use crate::handlers::http::deferral::{Deferrals, Parking, Ticket};
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::steering::hex;
 use crate::pipeline::{Item, Outcome, Settled, Task};
@@ -56,6 +57,10 @@ pub struct Context {
     pub wait: DependencyWait,
     /// The batch's partition assignment ended (see the module comment).
     pub revoked: CancellationToken,
+    /// The retry schedule of deferred http routes.
+    pub parking: Parking,
+    /// Which of the batch's messages go to the retry schedule.
+    pub deferrals: std::cell::RefCell<Deferrals>,
 }
 
 /// One message's result: applied (and how), or not, with its failed attempts.
@@ -68,6 +73,8 @@ pub struct Settlement {
     pub done: Vec<Settled>,
     /// To be parked in the dead-letter queue.
     pub failed: Vec<Settled>,
+    /// To be parked in the retry schedule (deferred http routes).
+    pub scheduled: Vec<(Settled, Ticket)>,
     /// Offsets whose result went missing: the partition reads them again.
     pub unaccounted: Vec<i64>,
 }
@@ -109,6 +116,15 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
                 }],
             ),
         };
+        let ticket = cx
+            .deferrals
+            .borrow_mut()
+            .tickets
+            .remove(&item.envelope.offset);
+        let outcome = match ticket {
+            Some(_) => Outcome::RetryScheduled,
+            None => outcome,
+        };
         MessageSettled {
             topic: &item.envelope.topic,
             event_type: item.event_type.as_deref(),
@@ -122,11 +138,14 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
             event_type: item.event_type,
             payload_sha256: item.payload_sha256,
             steering: item.steering,
+            retry: item.retry,
             outcome,
             at: now,
             failures,
         };
-        if outcome == Outcome::DeadLettered {
+        if let Some(ticket) = ticket {
+            settlement.scheduled.push((settled, ticket));
+        } else if outcome == Outcome::DeadLettered {
             settlement.failed.push(settled);
         } else {
             settlement.done.push(settled);

@@ -47,6 +47,8 @@ pub struct Lifecycle {
     pub lifecycle: Vec<AuditRow>,
     /// The downstream's kept answer (routes with `cache_ttl`), if any.
     pub downstream_answer: Option<serde_json::Value>,
+    /// Its open entry in the retry schedule (deferred routes), if any.
+    pub retry_schedule: Option<crate::schedule::read::Delivery>,
 }
 
 /// `GET /dlq`.

@@ -7,10 +7,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::dlq::redis::Filter;
-use crate::dlq::replay::{BulkReport, DeadLetters, Replayed, Request};
+use crate::dlq::replay::{BulkReport, DeadLetters, DlqError, Replayed, Request};
 use crate::dlq::DlqEntry;
 use crate::http::answers::{Discarded, DlqPage};
 use crate::http::auth::Authorized;
+use crate::http::deliveries::RunNow;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::responses::{Guarded, RedisBacked, WithBody};
 
@@ -100,16 +101,22 @@ pub async fn discard(
 
 /// `POST /replay/{message_id}` with `{"reason": …, "requested_by": …}`
 /// (documented by [`Request`]).
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed", body = Replayed), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 422, description = "The stored entry cannot be republished", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed", body = Replayed), (status = 202, description = "Not parked but waiting in the retry schedule: due now, attempted once at the retry worker's next round", body = RunNow), (status = 404, description = "Neither parked nor scheduled", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 422, description = "The stored entry cannot be republished", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[post("/replay/{message_id}")]
 pub async fn replay_one(
     _: Authorized,
     dlq: web::Data<DeadLetters>,
+    state: web::Data<crate::http::AppState>,
     id: web::Path<String>,
     body: web::Json<Request>,
 ) -> Result<HttpResponse, ApiError> {
-    let replayed = dlq.replay(message_id(&id)?, &body).await?;
-    Ok(HttpResponse::Ok().json(replayed))
+    let id = message_id(&id)?;
+    match dlq.replay(id, &body).await {
+        Ok(replayed) => Ok(HttpResponse::Ok().json(replayed)),
+        // Not parked in the DLQ: perhaps waiting in the retry schedule.
+        Err(DlqError::NotFound(_)) => crate::http::deliveries::run_now(&state, id, &body).await,
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

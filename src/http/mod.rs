@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod body_deadline;
 pub mod console;
+pub mod deliveries;
 pub mod dlq;
 pub mod error;
 pub mod explorer;
@@ -81,6 +82,7 @@ pub fn server(
             .service(explorer::search)
             .service(explorer::record)
             .service(routes::message)
+            .service(deliveries::list)
             .service(audit::verify)
             .service(audit::reconcile)
             // Before `/dlq/{message_id}` and `/replay/{message_id}`.

@@ -100,6 +100,12 @@ pub async fn message(
             "no audit record for message {id}"
         )));
     }
+    let retry_schedule = crate::schedule::read::entry(&mut conn, id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "retry schedule query failed");
+            ApiError::Unavailable("postgres")
+        })?;
     // A kept downstream answer, if its route caches them (best effort).
     let lookup = async {
         let mut conn = state.redis.get().await.ok()?;
@@ -119,5 +125,6 @@ pub async fn message(
         message_id: id,
         lifecycle: rows,
         downstream_answer: answer,
+        retry_schedule,
     }))
 }

@@ -37,6 +37,9 @@ pub struct Item {
     pub payload_sha256: [u8; 32],
     /// The record's steering headers, checked.
     pub steering: Steering,
+    /// Read from a retry topic: where the message came from and how many
+    /// attempts it has had (signed retry headers, see `retry_topic`).
+    pub retry: Option<crate::retry_topic::Origin>,
     pub work: Result<Task, Failure>,
 }
 
@@ -76,7 +79,20 @@ impl Task {
 pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTime<Utc>) -> Item {
     let payload_sha256 = steering::payload_digest(envelope.payload.as_deref());
     let steering = key.read(&envelope, &payload_sha256);
-    let decoded = decode::decode(&envelope, routes, steering.message_id);
+    let retry =
+        crate::retry_topic::Origin::read(&envelope, key, steering.message_id, &payload_sha256);
+    // A retry record goes by its original topic's routes.
+    let decoded = match &retry {
+        Some(origin) => decode::decode(
+            &Envelope {
+                topic: std::sync::Arc::from(origin.topic.as_str()),
+                ..envelope.clone()
+            },
+            routes,
+            steering.message_id,
+        ),
+        None => decode::decode(&envelope, routes, steering.message_id),
+    };
     let message_id = decoded.message_id;
     let work = decoded.event.map(|event| match event {
         Event::Pass(handler) => Task::Pass {
@@ -103,6 +119,7 @@ pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTi
         event_type: decoded.event_type,
         payload_sha256,
         steering,
+        retry,
         work,
     }
 }
@@ -120,6 +137,10 @@ pub enum Outcome {
     AlreadyApplied,
     /// Parked in the dead-letter queue; the last failed attempt is why.
     DeadLettered,
+    /// Parked in the retry schedule of a deferred route (after a transient
+    /// failure, or behind an earlier message of its key): settled for the
+    /// offset, finished later by the retry worker.
+    RetryScheduled,
 }
 
 /// A message whose outcome is decided, on its way to the audit trail.
@@ -130,6 +151,8 @@ pub struct Settled {
     pub event_type: Option<String>,
     pub payload_sha256: [u8; 32],
     pub steering: Steering,
+    /// Read from a retry topic: the original position (see [`Item::retry`]).
+    pub retry: Option<crate::retry_topic::Origin>,
     pub outcome: Outcome,
     /// When the outcome was reached (processing done, or DLQ push acknowledged).
     pub at: DateTime<Utc>,

@@ -94,21 +94,43 @@ impl HeaderKey {
     }
 
     fn mac(&self, signed: &Signed<'_>) -> Hmac<Sha256> {
+        self.mac_over(
+            TAG,
+            &[
+                signed.message_id.as_bytes(),
+                signed.replayed_from.as_bytes(),
+                &signed.replay_count.to_be_bytes(),
+                signed.payload_sha256,
+            ],
+        )
+    }
+
+    /// The HMAC of `fields`, each length-prefixed, after a domain `tag`
+    /// (so one kind of signed header set cannot pass for another).
+    fn mac_over(&self, tag: &[u8], fields: &[&[u8]]) -> Hmac<Sha256> {
         // A key of any length is valid for HMAC.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        let fields: [&[u8]; 4] = [
-            signed.message_id.as_bytes(),
-            signed.replayed_from.as_bytes(),
-            &signed.replay_count.to_be_bytes(),
-            signed.payload_sha256,
-        ];
-        mac.update(TAG);
+        mac.update(tag);
         for field in fields {
             mac.update(&(field.len() as u32).to_be_bytes());
             mac.update(field);
         }
         mac
+    }
+
+    /// A hex signature over `fields` under the domain `tag` (other
+    /// custodian-owned header sets, such as the retry topic's).
+    pub fn sign_fields(&self, tag: &[u8], fields: &[&[u8]]) -> String {
+        hex(&self.mac_over(tag, fields).finalize().into_bytes())
+    }
+
+    /// Whether `signature` (hex) is [`HeaderKey::sign_fields`] of `fields`.
+    pub fn verify_fields(&self, tag: &[u8], fields: &[&[u8]], signature: &[u8]) -> bool {
+        std::str::from_utf8(signature)
+            .ok()
+            .and_then(unhex)
+            .is_some_and(|s| self.mac_over(tag, fields).verify_slice(&s).is_ok())
     }
 
     /// The `custodian-signature` value for `signed`.

@@ -11,6 +11,10 @@
 //! - dead-lettered: MESSAGE_RECEIVED, MESSAGE_FAILED (one per attempt), MESSAGE_DLQ
 //! - retried, then processed: MESSAGE_RECEIVED, MESSAGE_FAILED (one per failed
 //!   attempt), MESSAGE_PROCESSED (with the attempt that succeeded)
+//! - deferred (`retry = "deferred"`): MESSAGE_RECEIVED, MESSAGE_FAILED,
+//!   MESSAGE_RETRY_SCHEDULED (or only MESSAGE_RETRY_SCHEDULED for a message
+//!   waiting behind its key), then the schedule's own MESSAGE_FAILED rows and
+//!   MESSAGE_PROCESSED or MESSAGE_DLQ (see `schedule`)
 //!
 //! MESSAGE_RECEIVED is not an entry of its own: the receipt (when it was
 //! read, the original record) rides on the first entry of each delivery.
@@ -37,6 +41,8 @@ pub const DLQ: &str = "MESSAGE_DLQ";
 pub const DUPLICATE: &str = "MESSAGE_DUPLICATE";
 pub const REPLAYED: &str = "MESSAGE_REPLAYED";
 pub const DISCARDED: &str = "MESSAGE_DISCARDED";
+/// Parked in the retry schedule (a deferred route): not finished, not lost.
+pub const RETRY_SCHEDULED: &str = "MESSAGE_RETRY_SCHEDULED";
 
 /// One entry of `audit_log`.
 #[derive(Debug)]
@@ -143,14 +149,20 @@ pub fn entries<'a>(
     for s in batch {
         let e = &s.envelope;
         let key = e.key_text().map(no_nul);
+        // A retry record's entries go under its original position, where
+        // reconciliation looks for the message's outcome.
+        let (topic, partition, offset) = match &s.retry {
+            Some(o) => (o.topic.as_str(), o.partition, o.offset),
+            None => (&*e.topic, e.partition, e.offset),
+        };
         let entry =
             |status: &'static str, attempt: i32, error: Option<String>, at: DateTime<Utc>| {
                 AuditEntry {
                     message_id: s.message_id,
                     status,
-                    topic: &e.topic,
-                    kafka_partition: e.partition,
-                    kafka_offset: e.offset,
+                    topic,
+                    kafka_partition: partition,
+                    kafka_offset: offset,
                     message_key: key.clone(),
                     event_type: s.event_type.as_deref(),
                     attempt,
@@ -166,7 +178,9 @@ pub fn entries<'a>(
             let error = failed.failure.to_string();
             entries.push(entry(FAILED, failed.attempt as i32, Some(error), failed.at));
         }
-        let next_attempt = s.failures.len() as i32 + 1;
+        // A retry record's attempts continue the ones made before it.
+        let before = s.retry.as_ref().map_or(0, |o| o.attempt as i32);
+        let next_attempt = before + s.failures.len() as i32 + 1;
         match s.outcome {
             Outcome::Processed => {
                 processed.insert(s.message_id);
@@ -179,6 +193,15 @@ pub fn entries<'a>(
                     DUPLICATE
                 };
                 entries.push(entry(status, next_attempt, None, s.at));
+            }
+            Outcome::RetryScheduled => {
+                let last = s.last_failure();
+                entries.push(entry(
+                    RETRY_SCHEDULED,
+                    next_attempt,
+                    last.map(|f| f.failure.to_string()),
+                    s.at,
+                ));
             }
             Outcome::DeadLettered => {
                 let last = s.last_failure();

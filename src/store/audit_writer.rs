@@ -71,6 +71,17 @@ const CHAIN_SEQ_CONSTRAINT: &str = "audit_log_chain_seq";
 /// means something is wrong, and the auditor's retry takes over).
 const MAX_REBUILDS: usize = 8;
 
+/// Statements that must commit in the same transaction as a batch of audit
+/// entries (the retry schedule's rows beside their entries). They may run
+/// more than once: a chain collision rolls the transaction back and the
+/// batch is written again.
+pub trait Alongside: Sync {
+    fn run<'a>(
+        &'a self,
+        tx: &'a tokio_postgres::Transaction<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), tokio_postgres::Error>>;
+}
+
 /// A chain's last entry, as this writer knows it.
 #[derive(Debug, Clone, Copy)]
 struct ChainHead {
@@ -132,7 +143,9 @@ impl AuditWriter {
         self
     }
 
-    async fn client(&mut self) -> Result<&mut Client, WriteError> {
+    /// The writer's connection, opened if needed (the retry schedule runs
+    /// its own statements on it).
+    pub async fn client(&mut self) -> Result<&mut Client, WriteError> {
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
         }
@@ -183,15 +196,24 @@ impl AuditWriter {
 
     /// Appends `entries` in one transaction, chained unless chaining is off.
     pub async fn append(&mut self, entries: &[AuditEntry<'_>]) -> Result<(), WriteError> {
+        self.append_with(entries, None).await
+    }
+
+    /// `append`, with `alongside` committed in the same transaction.
+    pub async fn append_with(
+        &mut self,
+        entries: &[AuditEntry<'_>],
+        alongside: Option<&dyn Alongside>,
+    ) -> Result<(), WriteError> {
         if !self.chain {
-            let result = self.copy(entries, None).await;
+            let result = self.copy(entries, None, alongside).await;
             return self.forget_on_error(result);
         }
         let mut rebuilds = 0;
         loop {
             let result = async {
                 let (links, heads) = self.link(entries).await?;
-                self.copy(entries, Some(&links)).await?;
+                self.copy(entries, Some(&links), alongside).await?;
                 Ok(heads)
             }
             .await;
@@ -270,6 +292,7 @@ impl AuditWriter {
         &mut self,
         entries: &[AuditEntry<'_>],
         links: Option<&[Link]>,
+        alongside: Option<&dyn Alongside>,
     ) -> Result<(), WriteError> {
         let client = self.client().await?;
         let tx = client.transaction().await?;
@@ -306,6 +329,9 @@ impl AuditWriter {
             writer.as_mut().write(&row).await?;
         }
         writer.finish().await?;
+        if let Some(alongside) = alongside {
+            alongside.run(&tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

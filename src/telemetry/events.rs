@@ -32,7 +32,7 @@ impl Emit for MessageSettled<'_> {
                 .processed
                 .with_label_values(&[self.topic, Metrics::type_label(self.event_type)])
                 .inc(),
-            Outcome::AlreadyApplied => {}
+            Outcome::AlreadyApplied | Outcome::RetryScheduled => {}
             Outcome::DeadLettered => {
                 if let Some(last) = self.last_failure {
                     let failure = &last.failure;
@@ -190,6 +190,7 @@ fn log_outcomes(batch: &[Settled], now: chrono::DateTime<chrono::Utc>) {
             Outcome::Processed => "processed",
             Outcome::AlreadyApplied => "duplicate",
             Outcome::DeadLettered => "dead_lettered",
+            Outcome::RetryScheduled => "retry_scheduled",
         };
         tracing::debug!(
             eventId = %s.message_id,

@@ -2,7 +2,6 @@
 //! `RUST_LOG` wins over the configured level. And [`clip`], for fields whose
 //! size a Kafka producer or an HTTP client chooses.
 
-use std::borrow::Cow;
 use std::io::IsTerminal;
 
 use tracing::level_filters::LevelFilter;
@@ -14,6 +13,9 @@ use tracing_subscriber::{fmt, EnvFilter};
 use crate::config::LogSettings;
 
 pub mod events;
+pub mod text;
+
+pub use text::{clip, LOGGED_FIELD_MAX};
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(settings: &LogSettings) {
@@ -79,19 +81,6 @@ impl tracing::field::Visit for Message {
         if field.name() == "message" {
             self.0 = format!("{value:?}");
         }
-    }
-}
-
-/// Most characters of an outside-controlled field (key, event type, error
-/// text quoting input) in one log line.
-pub const LOGGED_FIELD_MAX: usize = 256;
-
-/// `text`, cut to [`LOGGED_FIELD_MAX`] characters with its original length
-/// in bytes noted, so one hostile record cannot write a megabyte log line.
-pub fn clip(text: &str) -> Cow<'_, str> {
-    match text.char_indices().nth(LOGGED_FIELD_MAX) {
-        None => Cow::Borrowed(text),
-        Some((end, _)) => Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len())),
     }
 }
 

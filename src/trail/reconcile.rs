@@ -23,7 +23,18 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::KafkaSettings;
-use crate::store::audit::{DISCARDED, DLQ, DUPLICATE, PROCESSED, REPLAYED};
+use crate::store::audit::{DISCARDED, DLQ, DUPLICATE, PROCESSED, REPLAYED, RETRY_SCHEDULED};
+
+/// The statuses the fold reads: terminal outcomes, operator actions, and
+/// the retry schedule's "in retry".
+const COUNTED: [&str; 6] = [
+    PROCESSED,
+    DLQ,
+    DUPLICATE,
+    DISCARDED,
+    REPLAYED,
+    RETRY_SCHEDULED,
+];
 
 /// Most gap ranges and double offsets listed per partition (all are counted).
 const LISTED: usize = 100;
@@ -75,6 +86,10 @@ pub struct Totals {
     pub discarded: u64,
     /// Dead-lettered, then replayed (the copy has its own offset).
     pub replayed: u64,
+    /// Waiting in the retry schedule of a deferred route: not lost, not
+    /// finished.
+    #[serde(default)]
+    pub in_retry: u64,
 }
 
 impl Totals {
@@ -84,6 +99,7 @@ impl Totals {
         self.duplicate += other.duplicate;
         self.discarded += other.discarded;
         self.replayed += other.replayed;
+        self.in_retry += other.in_retry;
     }
 }
 
@@ -293,7 +309,7 @@ async fn reconcile_partition(
              ORDER BY kafka_offset, occurred_at, id",
         )
         .await?;
-    let statuses: Vec<&str> = vec![PROCESSED, DLQ, DUPLICATE, DISCARDED, REPLAYED];
+    let statuses: Vec<&str> = COUNTED.to_vec();
     let portal = tx
         .bind(&statement, &[&topic, &m.partition, &from, &to, &statuses])
         .await?;
@@ -353,8 +369,7 @@ impl Fold {
             self.missing(offset);
             self.offset = Some(offset);
         }
-        let known = [PROCESSED, DLQ, DUPLICATE, DISCARDED, REPLAYED];
-        if let Some(s) = known.into_iter().find(|k| *k == status) {
+        if let Some(s) = COUNTED.into_iter().find(|k| *k == status) {
             self.statuses.push(s);
         }
     }
@@ -394,6 +409,11 @@ impl Fold {
             .iter()
             .filter(|s| [PROCESSED, DLQ, DUPLICATE].contains(s));
         let Some(&first) = terminals.next() else {
+            if statuses.contains(&RETRY_SCHEDULED) {
+                // Parked in the retry schedule: its outcome comes later.
+                self.report.totals.in_retry += 1;
+                return;
+            }
             // Only operator rows: no delivery ended here.
             if offset < self.must_below {
                 self.gap(offset, offset);
@@ -470,5 +490,21 @@ mod tests {
         assert_eq!(r.totals.processed, 3);
         assert_eq!(r.totals.discarded, 1);
         assert_eq!(r.totals.replayed, 1);
+    }
+
+    #[test]
+    fn a_message_in_the_retry_schedule_is_in_retry_not_a_gap() {
+        let mut f = fold(0, 3);
+        f.push(0, RETRY_SCHEDULED); // parked, still waiting
+        f.push(1, RETRY_SCHEDULED); // parked, then delivered by the worker
+        f.push(1, PROCESSED);
+        f.push(2, RETRY_SCHEDULED); // parked, then dead-lettered
+        f.push(2, DLQ);
+        let r = f.finish(3);
+        assert_eq!(r.gaps, 0);
+        assert_eq!(r.doubles, 0);
+        assert_eq!(r.totals.in_retry, 1);
+        assert_eq!(r.totals.processed, 1);
+        assert_eq!(r.totals.dead_lettered, 1);
     }
 }

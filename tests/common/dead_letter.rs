@@ -18,6 +18,7 @@ pub fn parked(item: Item, now: DateTime<Utc>) -> Option<DlqEntry> {
         event_type: item.event_type,
         payload_sha256: item.payload_sha256,
         steering: item.steering,
+        retry: item.retry,
         outcome: Outcome::DeadLettered,
         at: now,
         failures: vec![AttemptFailure {

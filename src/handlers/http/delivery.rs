@@ -24,6 +24,19 @@ use crate::pipeline::failure::{Failure, Retry, Stage};
 use crate::retry::TryError;
 use crate::telemetry::events::{DownstreamOutcome, DownstreamRequested, Emit, RateLimited};
 
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
 /// How long a connection may take before the downstream counts as down.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -130,6 +143,12 @@ pub async fn forward(
         }
     }
     let body = envelope.payload.clone().unwrap_or_default();
+    let in_flight = crate::metrics::metrics()
+        .deliveries_in_flight
+        .with_label_values(&[&route.label]);
+    in_flight.inc();
+    // Counted down however the request ends (dropped futures included).
+    let _in_flight = scopeguard(move || in_flight.dec());
     let started = Instant::now();
     let answer = request.body(body).send().await;
     DownstreamRequested {

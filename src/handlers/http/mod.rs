@@ -8,6 +8,7 @@
 //! An http route has its own state: URL, timeout, rate limit, answer cache
 //! ([`HttpRoute`]); this is where per-route delivery policy belongs.
 
+pub mod deferral;
 pub mod delivery;
 
 use std::num::NonZeroU32;
@@ -22,6 +23,7 @@ use super::stored::{self, Digested};
 use super::{abandoned, message_span, Attempted, Context};
 use crate::config::urls::label;
 use crate::config::{HandlerKind, RouteSettings};
+use crate::keyed;
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::{Item, Task};
 use crate::retry;
@@ -39,6 +41,14 @@ pub struct HttpRoute {
     pub limiter: DefaultDirectRateLimiter,
     /// Keep 2xx answers in Redis this long (`cache_ttl`).
     pub cache_ttl: Option<Duration>,
+    /// Transient failures go to the retry schedule (`retry = "deferred"`).
+    pub deferred: bool,
+    /// Transient failures go to `<topic>.retry` (`retry_backend = "kafka"`,
+    /// see [`crate::retry_topic`]).
+    pub retry_topic: bool,
+    /// Messages of one partition with different keys delivered at once
+    /// (`concurrency`, default 1); one key's stay in order.
+    pub concurrency: usize,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,6 +68,9 @@ impl HttpRoute {
             timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             cache_ttl: r.cache_ttl,
+            deferred: r.deferred(),
+            retry_topic: r.retry_topic(),
+            concurrency: r.concurrency.unwrap_or(1),
         }
     }
 }
@@ -81,6 +94,11 @@ impl HttpRoutes {
     pub fn get(&self, index: usize) -> Option<&Arc<HttpRoute>> {
         self.0.get(index)
     }
+
+    /// Every http route, by index.
+    pub fn all(&self) -> &[Arc<HttpRoute>] {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for HttpRoute {
@@ -92,8 +110,11 @@ impl std::fmt::Debug for HttpRoute {
     }
 }
 
-/// Delivers a run of http tasks one by one, in offset order, one result
-/// each.
+/// Delivers a run of http tasks in offset order per key (several keys at
+/// once when the route sets `concurrency`, see [`crate::keyed`]), one
+/// result each. On a deferred route (`retry = "deferred"`) a transient
+/// failure, and every later message of its key, goes to the retry schedule
+/// ([`crate::schedule`]) instead of holding the partition.
 pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
     if items.is_empty() {
         return Vec::new();
@@ -104,58 +125,98 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
         applied.map_err(|e| Down::new("postgres", e))
     })
     .await;
-    let Ok(mut done) = applied else {
+    let Ok(done) = applied else {
         return abandoned(items.len());
     };
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        let (task, route) = match &item.work {
-            Ok(task @ Task::Pass { handler, .. }) => (Some(task), cx.http.get(handler.route)),
-            _ => (None, None),
-        };
-        let (Some(task), Some(route)) = (task, route) else {
-            let failure = Failure::permanent(Stage::Process, "no_route", "the HTTP route is gone");
-            let attempt = AttemptFailure {
-                attempt: 1,
-                at: Utc::now(),
-                failure,
-            };
-            results.push((Err(()), vec![attempt]));
-            continue;
-        };
-        if let Some(applied) = done.get(&item.message_id) {
-            let repeat = projection::repeat(applied.as_ref(), &item.payload_sha256);
-            results.push((Ok(repeat), Vec::new()));
-            continue;
-        }
-        done.insert(item.message_id, Some(item.payload_sha256));
-        let topic = &*item.envelope.topic;
-        let (result, failures) = retry::run(&cx.retry, cx.wait, topic, &cx.revoked, || {
-            delivery::forward(
-                &cx.client,
-                route,
-                &item.envelope,
-                item.message_id,
-                item.event_type.as_deref(),
-            )
+    let keys = deferral::deferred_keys(items, &cx.http);
+    let Some(waiting) = cx.parking.waiting(keys, cx.wait, &cx.revoked).await else {
+        return abandoned(items.len());
+    };
+    cx.deferrals.borrow_mut().add_waiting(waiting);
+    let done = &std::cell::RefCell::new(done);
+    let limit = items
+        .iter()
+        .filter_map(|item| match &item.work {
+            Ok(Task::Pass { handler, .. }) => cx.http.get(handler.route).map(|r| r.concurrency),
+            _ => None,
         })
-        .instrument(message_span(item))
-        .await;
-        match &result {
-            Ok(answer) => {
-                remember(cx, (task, &item.payload_sha256)).await;
-                if let Some(ttl) = route.cache_ttl {
-                    delivery::keep_answer(&cx.redis, &cx.keys, item.message_id, answer, ttl).await;
-                }
-            }
-            // Not delivered: a later copy may try again.
-            Err(()) => {
-                done.remove(&item.message_id);
+        .max()
+        .unwrap_or(1);
+    let lanes = keyed::lanes(items.iter().map(|item| item.envelope.key.as_deref()));
+    keyed::run(lanes, limit, |i| forward_one(cx, items[i], done)).await
+}
+
+/// One message of [`forward`]: `done` holds the ids the ledger has.
+async fn forward_one(
+    cx: &Context,
+    item: &Item,
+    done: &std::cell::RefCell<std::collections::HashMap<uuid::Uuid, Option<[u8; 32]>>>,
+) -> Attempted {
+    let (task, index, route) = match &item.work {
+        Ok(task @ Task::Pass { handler, .. }) => {
+            (Some(task), handler.route, cx.http.get(handler.route))
+        }
+        _ => (None, 0, None),
+    };
+    let (Some(task), Some(route)) = (task, route) else {
+        let failure = Failure::permanent(Stage::Process, "no_route", "the HTTP route is gone");
+        let attempt = AttemptFailure {
+            attempt: 1,
+            at: Utc::now(),
+            failure,
+        };
+        return (Err(()), vec![attempt]);
+    };
+    let applied = done.borrow().get(&item.message_id).copied();
+    if let Some(applied) = applied {
+        let repeat = projection::repeat(applied.as_ref(), &item.payload_sha256);
+        return (Ok(repeat), Vec::new());
+    }
+    if cx
+        .deferrals
+        .borrow_mut()
+        .waits(index, route, &item.envelope)
+    {
+        // Behind an earlier message of its key: parked untried.
+        return (Err(()), Vec::new());
+    }
+    done.borrow_mut()
+        .insert(item.message_id, Some(item.payload_sha256));
+    let topic = &*item.envelope.topic;
+    let policy = deferral::first_attempt(route, &cx.retry);
+    let (result, mut failures) = retry::run(&policy, cx.wait, topic, &cx.revoked, || {
+        delivery::forward(
+            &cx.client,
+            route,
+            &item.envelope,
+            item.message_id,
+            item.event_type.as_deref(),
+        )
+    })
+    .instrument(message_span(item))
+    .await;
+    if let Some(origin) = &item.retry {
+        // A retry record's attempts continue its earlier ones.
+        for failure in &mut failures {
+            failure.attempt += origin.attempt;
+        }
+    }
+    match &result {
+        Ok(answer) => {
+            remember(cx, (task, &item.payload_sha256)).await;
+            if let Some(ttl) = route.cache_ttl {
+                delivery::keep_answer(&cx.redis, &cx.keys, item.message_id, answer, ttl).await;
             }
         }
-        results.push((result.map(|_| Applied::New), failures));
+        // Not delivered: a later copy may try again (or the schedule will).
+        Err(()) => {
+            done.borrow_mut().remove(&item.message_id);
+            cx.deferrals
+                .borrow_mut()
+                .defer(index, route, &item.envelope, &failures, &cx.retry);
+        }
     }
-    results
+    (result.map(|_| Applied::New), failures)
 }
 
 /// Writes a delivered task's ledger row, waiting out PostgreSQL outages.

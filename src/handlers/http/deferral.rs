@@ -1,0 +1,279 @@
+//! The processor's side of the schedule: which messages of a batch must wait
+//! behind their key, which failures are deferred instead of retried in
+//! place, and parking them (audit entries and schedule rows in one
+//! transaction) before their offsets are acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::{HttpRoute, HttpRoutes};
+use crate::actors::messages::{Ack, Route};
+use crate::backoff::Backoff;
+use crate::config::{PostgresSettings, RetrySettings};
+use crate::handlers::HandlerKind;
+use crate::pipeline::failure::AttemptFailure;
+use crate::pipeline::failure::Retry;
+use crate::pipeline::{Item, Settled, Task};
+use crate::schedule::store::{self, Entry, Inserts};
+use crate::schedule::ScheduleError;
+use crate::store::audit::{self, RETRY_SCHEDULED};
+use crate::store::audit_writer::AuditWriter;
+use crate::wait::{until_back, DependencyWait, Down, Patience};
+
+/// The processor's handle on the schedule (one connection per processor,
+/// opened when a deferred route first needs it).
+#[derive(Clone)]
+pub struct Parking {
+    writer: Arc<Mutex<AuditWriter>>,
+    group: String,
+}
+
+/// Why and how a message of a deferred route is parked.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub route: usize,
+    pub label: String,
+    /// Attempts made (0: it waits behind its key, untried).
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// One batch's decisions, by offset.
+#[derive(Debug, Default)]
+pub struct Deferrals {
+    /// (route, key) pairs with open entries, including those this batch
+    /// parks.
+    waiting: HashSet<(i32, Vec<u8>)>,
+    pub tickets: HashMap<i64, Ticket>,
+}
+
+/// The (route, key) pairs of `items` on deferred http routes: what the
+/// batch asks the schedule about, in one query.
+pub fn deferred_keys(items: &[&Item], routes: &HttpRoutes) -> Vec<(i32, Vec<u8>)> {
+    let mut keys: Vec<(i32, Vec<u8>)> = items
+        .iter()
+        .filter_map(|item| match (&item.work, &item.envelope.key) {
+            (Ok(Task::Pass { handler, .. }), Some(key))
+                if handler.kind == HandlerKind::Http
+                    && routes.get(handler.route).is_some_and(|r| r.deferred) =>
+            {
+                Some((handler.route as i32, key.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+impl Deferrals {
+    /// Adds keys found waiting in the schedule.
+    pub fn add_waiting(&mut self, waiting: HashSet<(i32, Vec<u8>)>) {
+        self.waiting.extend(waiting);
+    }
+
+    /// True (and a ticket) when `envelope`'s key already waits on `route`.
+    pub fn waits(
+        &mut self,
+        index: usize,
+        route: &HttpRoute,
+        envelope: &crate::kafka::envelope::Envelope,
+    ) -> bool {
+        let Some(key) = envelope.key.clone().filter(|_| route.deferred) else {
+            return false;
+        };
+        if !self.waiting.contains(&(index as i32, key)) {
+            return false;
+        }
+        self.tickets.insert(
+            envelope.offset,
+            Ticket {
+                route: index,
+                label: route.label.clone(),
+                attempts: 0,
+                next_attempt_at: Utc::now(),
+            },
+        );
+        true
+    }
+
+    /// After a failed delivery on `route`: true (and a ticket) when the
+    /// route defers and the last failure is transient. The key's later
+    /// messages then wait behind it.
+    pub fn defer(
+        &mut self,
+        index: usize,
+        route: &HttpRoute,
+        envelope: &crate::kafka::envelope::Envelope,
+        failures: &[AttemptFailure],
+        policy: &RetrySettings,
+    ) -> bool {
+        let Some(last) = failures.last() else {
+            return false;
+        };
+        if !(route.deferred || route.retry_topic) || last.failure.retry != Retry::Transient {
+            return false;
+        }
+        if last.attempt >= policy.max_attempts {
+            return false;
+        }
+        // Only the schedule holds a key's later messages behind it.
+        if let Some(key) = envelope.key.as_ref().filter(|_| route.deferred) {
+            self.waiting.insert((index as i32, key.clone()));
+        }
+        let delay = Backoff::new(policy.backoff_min, policy.backoff_max)
+            .after(last.attempt.saturating_sub(1))
+            .next_delay();
+        self.tickets.insert(
+            envelope.offset,
+            Ticket {
+                route: index,
+                label: route.label.clone(),
+                attempts: last.attempt,
+                next_attempt_at: Utc::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero()),
+            },
+        );
+        true
+    }
+}
+
+/// The policy a deferred route's delivery uses: one attempt, then the
+/// schedule (or the retry topic) takes over.
+pub fn first_attempt(route: &HttpRoute, policy: &RetrySettings) -> RetrySettings {
+    if route.deferred || route.retry_topic {
+        RetrySettings {
+            max_attempts: 1,
+            ..policy.clone()
+        }
+    } else {
+        policy.clone()
+    }
+}
+
+impl Parking {
+    pub fn new(postgres: &PostgresSettings, group: String, chain: bool) -> Self {
+        Parking {
+            writer: Arc::new(Mutex::new(AuditWriter::new(postgres).chained(chain))),
+            group,
+        }
+    }
+
+    /// Of `keys` (route, key of deferred routes), those with open entries.
+    /// Waits out PostgreSQL outages; `None` when `revoked` ended the wait.
+    pub async fn waiting(
+        &self,
+        keys: Vec<(i32, Vec<u8>)>,
+        wait: DependencyWait,
+        revoked: &CancellationToken,
+    ) -> Option<HashSet<(i32, Vec<u8>)>> {
+        if keys.is_empty() {
+            return Some(HashSet::new());
+        }
+        let found = until_back(wait, Patience::UntilRevoked(revoked), async || {
+            let mut writer = self.writer.lock().await;
+            let found = async {
+                let client = writer.client().await?;
+                Ok::<_, ScheduleError>(store::waiting_keys(client, &keys).await?)
+            };
+            found.await.map_err(|e| Down::new("postgres", e))
+        })
+        .await;
+        found.ok()
+    }
+
+    /// Parks `parked` (each with its ticket): their audit entries
+    /// (MESSAGE_FAILED, MESSAGE_RETRY_SCHEDULED) and schedule rows in one
+    /// transaction, then acknowledges their offsets as durable. Waits out
+    /// PostgreSQL; a revocation meanwhile leaves them to the next owner.
+    pub async fn park(&self, parked: Vec<(Settled, Ticket)>, route: &Route, wait: DependencyWait) {
+        let (settled, tickets): (Vec<Settled>, Vec<Ticket>) = parked.into_iter().unzip();
+        let rows: Vec<Entry> = settled
+            .iter()
+            .zip(&tickets)
+            .map(|(s, t)| Entry {
+                message_id: s.message_id,
+                route: t.route as i32,
+                route_label: t.label.clone(),
+                key: s.envelope.key.clone(),
+                topic: s.envelope.topic.to_string(),
+                partition: s.envelope.partition,
+                offset: s.envelope.offset,
+                event_type: s.event_type.clone(),
+                group: self.group.clone(),
+                attempts: t.attempts as i32,
+                next_attempt_at: t.next_attempt_at,
+                last_error: s.last_failure().map(|f| f.failure.to_string()),
+            })
+            .collect();
+        let detail = |t: &Ticket| {
+            serde_json::json!({
+                "route": t.label,
+                "next_attempt_at": t.next_attempt_at,
+                "waiting_behind_key": t.attempts == 0,
+            })
+        };
+        self.record_scheduled(
+            &settled,
+            &tickets,
+            detail,
+            Some(&Inserts(&rows)),
+            route,
+            wait,
+        )
+        .await;
+    }
+
+    /// Writes the audit entries of `settled` (each with its ticket; the
+    /// MESSAGE_RETRY_SCHEDULED row carries `detail`) with `alongside` in
+    /// one transaction, then acknowledges their offsets as durable. Waits
+    /// out PostgreSQL; false (nothing acknowledged) when `route` was
+    /// revoked first, leaving them to the next owner.
+    pub async fn record_scheduled(
+        &self,
+        settled: &[Settled],
+        tickets: &[Ticket],
+        detail: impl Fn(&Ticket) -> serde_json::Value,
+        alongside: Option<&dyn crate::store::audit_writer::Alongside>,
+        route: &Route,
+        wait: DependencyWait,
+    ) -> bool {
+        let mut processed = HashSet::new();
+        let mut entries = audit::entries(settled, &self.group, &mut processed);
+        for entry in entries.iter_mut().filter(|e| e.status == RETRY_SCHEDULED) {
+            let ticket = settled
+                .iter()
+                .zip(tickets)
+                .find(|(s, _)| s.message_id == entry.message_id);
+            if let Some((_, t)) = ticket {
+                entry.detail = Some(detail(t));
+            }
+        }
+        let written = if route.revoked.is_cancelled() {
+            Err(())
+        } else {
+            let patience = Patience::UntilRevoked(&route.revoked);
+            until_back(wait, patience, async || {
+                let mut writer = self.writer.lock().await;
+                let written = writer.append_with(&entries, alongside).await;
+                written.map_err(|e| Down::new("postgres", e))
+            })
+            .await
+            .map_err(drop)
+        };
+        if written.is_err() {
+            tracing::info!(
+                count = settled.len(),
+                "partition revoked: deferred messages left to its next owner"
+            );
+            return false;
+        }
+        Ack::Durable(settled.iter().map(|s| s.envelope.offset).collect()).tell(&route.ack);
+        true
+    }
+}

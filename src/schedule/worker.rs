@@ -1,0 +1,421 @@
+//! The retry worker every instance runs: claims due entries that head their
+//! key (`store::claim`), attempts them concurrently (different keys), and
+//! records each attempt:
+//! - 2xx: the ledger row, then MESSAGE_PROCESSED with the entry's removal
+//!   in one transaction, which makes the key's next waiter the head;
+//! - a transient failure with attempts left: MESSAGE_FAILED and the next
+//!   due time (the retry backoff) in one transaction;
+//! - a permanent failure or the last attempt: the DLQ push first, then
+//!   MESSAGE_FAILED, MESSAGE_DLQ and the removal in one transaction;
+//! - the downstream unreachable: not an attempt; given back for later.
+//!
+//! A crash between a 2xx and its audit leaves the entry leased; when the
+//! lease expires the next claim finds the ledger row and records the outcome
+//! without sending again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{self, Claimed, Complete, Receipt, Reschedule};
+use super::ScheduleError;
+use crate::backoff::Backoff;
+use crate::config::RetrySettings;
+use crate::dlq::{store as dlq_store, DlqEntry, Keys};
+use crate::handlers::http::delivery::{self, Answer};
+use crate::handlers::http::HttpRoute;
+use crate::handlers::http::HttpRoutes;
+use crate::handlers::HandlerKind;
+use crate::kafka::envelope::Envelope;
+use crate::metrics::metrics;
+use crate::pipeline::failure::{Failure, Stage};
+use crate::pipeline::route_table::Handler;
+use crate::pipeline::steering::{payload_digest, HeaderKey};
+use crate::pipeline::{Outcome, Settled, Task};
+use crate::retry::{AttemptFailure, TryError};
+use crate::store::audit::{self, PROCESSED, RETRY_SCHEDULED};
+use crate::store::audit_writer::{Alongside, AuditWriter};
+use crate::store::pool::RedisPool;
+use crate::store::projection;
+use crate::store::PgPool;
+
+/// Entries claimed per round (each a different key, attempted at once).
+const BATCH: i64 = 32;
+/// How long an unreachable downstream's entry waits before the next try.
+const UNREACHABLE_DELAY: Duration = Duration::from_secs(1);
+/// How often the schedule's gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What the worker needs besides its audit connection.
+pub struct Deps {
+    pub pool: PgPool,
+    pub routes: Arc<HttpRoutes>,
+    pub client: reqwest::Client,
+    pub redis: RedisPool,
+    pub keys: Keys,
+    pub retry: RetrySettings,
+    pub header_key: HeaderKey,
+    /// How often to look for due entries when the last round found none.
+    pub poll: Duration,
+    pub dependency_backoff: (Duration, Duration),
+}
+
+pub struct Worker {
+    deps: Deps,
+    writer: AuditWriter,
+    /// How long a claim holds an entry: twice the longest route timeout and
+    /// some, so a live attempt never loses its entry.
+    lease: Duration,
+}
+
+/// How one attempt went.
+enum Verdict {
+    Delivered(Answer),
+    /// The ledger has it: an earlier attempt got a 2xx and crashed before
+    /// its audit entry.
+    AlreadyDelivered,
+    Unreachable,
+    Failed(Failure),
+}
+
+impl Worker {
+    pub fn new(deps: Deps, writer: AuditWriter) -> Self {
+        let longest = deps
+            .routes
+            .all()
+            .iter()
+            .map(|r| r.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(5));
+        Worker {
+            deps,
+            writer,
+            lease: longest * 2 + Duration::from_secs(5),
+        }
+    }
+
+    /// Runs until `stop`. Nothing is lost when it stops mid-round: a leased
+    /// entry is claimed again once its lease expires.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let (min, max) = self.deps.dependency_backoff;
+        let mut down = Backoff::new(min, max);
+        let mut gauges_at = std::time::Instant::now() - GAUGE_INTERVAL;
+        loop {
+            let round = tokio::select! {
+                () = stop.cancelled() => return,
+                round = self.round() => round,
+            };
+            let pause = match round {
+                Ok(n) => {
+                    down = Backoff::new(min, max);
+                    if n > 0 {
+                        Duration::ZERO
+                    } else {
+                        self.deps.poll
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retry schedule round failed: waiting");
+                    down.next_delay()
+                }
+            };
+            if gauges_at.elapsed() >= GAUGE_INTERVAL {
+                gauges_at = std::time::Instant::now();
+                self.refresh_gauges().await;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    async fn refresh_gauges(&mut self) {
+        let Ok(client) = self.writer.client().await else {
+            return;
+        };
+        if let Ok(depths) = store::depths(client).await {
+            let m = metrics();
+            m.retry_schedule_depth.reset();
+            m.retry_schedule_oldest_due_seconds.reset();
+            for (route, depth, oldest) in depths {
+                m.retry_schedule_depth
+                    .with_label_values(&[&route])
+                    .set(depth);
+                m.retry_schedule_oldest_due_seconds
+                    .with_label_values(&[&route])
+                    .set(oldest);
+            }
+        }
+    }
+
+    /// One round: claim, attempt, record. Answers how many were claimed.
+    async fn round(&mut self) -> Result<usize, ScheduleError> {
+        let client = self.writer.client().await?;
+        let claimed = store::claim(client, BATCH, self.lease).await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let receipts = store::receipts(client, &claimed).await?;
+        let ids: Vec<uuid::Uuid> = claimed.iter().map(|c| c.message_id).collect();
+        let delivered = projection::already_applied(&self.deps.pool, &ids)
+            .await
+            .map_err(|e| ScheduleError::Ledger(e.to_string()))?;
+        let deps = &self.deps;
+        let attempts = claimed.iter().map(|c| {
+            let receipt = receipts.get(&c.id);
+            let done = delivered.contains_key(&c.message_id);
+            async move {
+                let envelope = receipt.map(|r| envelope(c, r));
+                let verdict = match (&envelope, deps.routes.get(c.route as usize)) {
+                    _ if done => Verdict::AlreadyDelivered,
+                    (None, _) => Verdict::Failed(Failure::permanent(
+                        Stage::Process,
+                        "receipt_missing",
+                        "the scheduled message's audit receipt was not found",
+                    )),
+                    (_, None) => Verdict::Failed(Failure::permanent(
+                        Stage::Process,
+                        "no_route",
+                        "the HTTP route is gone",
+                    )),
+                    (Some(envelope), Some(route)) => attempt(deps, route, c, envelope).await,
+                };
+                (c, receipt, envelope, verdict)
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let count = results.len();
+        for (claimed, receipt, envelope, verdict) in results {
+            self.record(claimed, receipt, envelope, verdict).await?;
+        }
+        Ok(count)
+    }
+
+    /// Records one attempt's outcome (see the module comment).
+    async fn record(
+        &mut self,
+        c: &Claimed,
+        receipt: Option<&Receipt>,
+        envelope: Option<Envelope>,
+        verdict: Verdict,
+    ) -> Result<(), ScheduleError> {
+        let attempt = c.attempts as u32 + 1;
+        let now = Utc::now();
+        let envelope = envelope.unwrap_or_else(|| bare_envelope(c));
+        let sha = receipt
+            .and_then(|r| r.payload_sha256.as_deref())
+            .and_then(|d| <[u8; 32]>::try_from(d).ok())
+            .unwrap_or_else(|| payload_digest(envelope.payload.as_deref()));
+        let steering = self.deps.header_key.read(&envelope, &sha);
+        let mut settled = Settled {
+            envelope,
+            message_id: c.message_id,
+            event_type: c.event_type.clone(),
+            payload_sha256: sha,
+            steering,
+            retry: None,
+            outcome: Outcome::Processed,
+            at: now,
+            failures: Vec::new(),
+        };
+        let reschedule = match verdict {
+            Verdict::Unreachable => {
+                let next = now + chrono::Duration::from_std(UNREACHABLE_DELAY).unwrap_or_default();
+                store::release(self.writer.client().await?, c.id, next).await?;
+                return Ok(());
+            }
+            Verdict::Delivered(answer) => {
+                self.remember(c, &sha).await?;
+                self.keep_answer(c, &answer).await;
+                None
+            }
+            Verdict::AlreadyDelivered => None,
+            Verdict::Failed(failure) => {
+                let give_up = failure.is_permanent() || attempt >= self.deps.retry.max_attempts;
+                let error = failure.to_string();
+                settled.failures.push(AttemptFailure {
+                    attempt,
+                    at: now,
+                    failure,
+                });
+                if give_up {
+                    settled.outcome = Outcome::DeadLettered;
+                    self.dead_letter(&settled, &c.group).await?;
+                    None
+                } else {
+                    settled.outcome = Outcome::RetryScheduled;
+                    let retry = &self.deps.retry;
+                    let delay = Backoff::new(retry.backoff_min, retry.backoff_max)
+                        .after(attempt.saturating_sub(1))
+                        .next_delay();
+                    Some(Reschedule {
+                        id: c.id,
+                        attempts: attempt as i32,
+                        next: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                        error: Some(error),
+                    })
+                }
+            }
+        };
+        let complete = Complete(c.id);
+        let alongside: &dyn Alongside = match &reschedule {
+            Some(reschedule) => reschedule,
+            None => &complete,
+        };
+        let mut processed = std::collections::HashSet::new();
+        let mut entries = audit::entries(std::slice::from_ref(&settled), &c.group, &mut processed);
+        // The receipt is on the message's first entry already; each attempt
+        // here is one more entry of the same delivery.
+        entries.retain(|e| e.status != RETRY_SCHEDULED);
+        for e in &mut entries {
+            e.receipt = None;
+            if e.status == PROCESSED {
+                e.attempt = attempt as i32;
+            }
+        }
+        self.writer.append_with(&entries, Some(alongside)).await?;
+        Ok(())
+    }
+
+    /// The ledger row of a delivered entry, so it is never sent again.
+    async fn remember(&self, c: &Claimed, sha: &[u8; 32]) -> Result<(), ScheduleError> {
+        let task = Task::Pass {
+            message_id: c.message_id,
+            handler: Handler {
+                kind: HandlerKind::Http,
+                route: c.route as usize,
+            },
+        };
+        crate::handlers::stored::write(&self.deps.pool, &[(&task, sha)])
+            .await
+            .map(drop)
+            .map_err(|e| ScheduleError::Ledger(e.to_string()))
+    }
+
+    /// Pushes the DLQ entry (before the schedule entry is removed).
+    async fn dead_letter(&self, settled: &Settled, group: &str) -> Result<(), ScheduleError> {
+        let Some(entry) = DlqEntry::from_settled(settled, group) else {
+            return Ok(());
+        };
+        let topic = &settled.envelope.topic;
+        let mut conn = self
+            .deps
+            .redis
+            .get()
+            .await
+            .map_err(|e| ScheduleError::Redis(e.to_string()))?;
+        let new = dlq_store::push(
+            &mut *conn,
+            &self.deps.keys,
+            topic,
+            std::slice::from_ref(&entry),
+        )
+        .await
+        .map_err(|e| ScheduleError::Redis(e.to_string()))?;
+        metrics().dlq.with_label_values(&[topic]).inc_by(new as u64);
+        Ok(())
+    }
+
+    /// Keeps a 2xx answer when the route asks (`cache_ttl`).
+    async fn keep_answer(&self, c: &Claimed, answer: &Answer) {
+        let Some(ttl) = self
+            .deps
+            .routes
+            .get(c.route as usize)
+            .and_then(|r| r.cache_ttl)
+        else {
+            return;
+        };
+        delivery::keep_answer(&self.deps.redis, &self.deps.keys, c.message_id, answer, ttl).await;
+    }
+}
+
+/// One delivery attempt.
+async fn attempt(deps: &Deps, route: &HttpRoute, c: &Claimed, envelope: &Envelope) -> Verdict {
+    let sent = delivery::forward(
+        &deps.client,
+        route,
+        envelope,
+        c.message_id,
+        c.event_type.as_deref(),
+    )
+    .await;
+    match sent {
+        Ok(answer) => Verdict::Delivered(answer),
+        Err(TryError::Unavailable { .. }) => Verdict::Unreachable,
+        Err(TryError::Failed(failure)) => Verdict::Failed(failure),
+    }
+}
+
+/// The record as first read, from its receipt.
+fn envelope(c: &Claimed, r: &Receipt) -> Envelope {
+    let headers = r
+        .headers
+        .as_ref()
+        .and_then(|h| crate::dlq::headers_from_json(h).ok())
+        .unwrap_or_default();
+    Envelope {
+        topic: c.topic.as_str().into(),
+        partition: c.partition,
+        offset: c.offset,
+        key: r.key.clone(),
+        payload: r.payload.clone(),
+        headers,
+        unreadable_headers: false,
+        timestamp_ms: r.kafka_timestamp.map(|t| t.timestamp_millis()),
+        received_at: r.received_at,
+    }
+}
+
+/// What is known of a record whose receipt is missing (to dead-letter it).
+fn bare_envelope(c: &Claimed) -> Envelope {
+    Envelope {
+        topic: c.topic.as_str().into(),
+        partition: c.partition,
+        offset: c.offset,
+        key: c.key.clone(),
+        payload: None,
+        headers: Vec::new(),
+        unreadable_headers: false,
+        timestamp_ms: None,
+        received_at: Utc::now(),
+    }
+}
+
+/// How often an idle worker looks for due entries.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Starts the retry worker when some route defers its retries (on the
+/// current runtime; it ends with it, or when `stop` fires).
+pub fn spawn(
+    settings: &crate::config::Settings,
+    pool: PgPool,
+    routes: Arc<HttpRoutes>,
+    client: reqwest::Client,
+    redis: RedisPool,
+    header_key: HeaderKey,
+    stop: CancellationToken,
+) {
+    if !routes.all().iter().any(|r| r.deferred) {
+        return;
+    }
+    let deps = Deps {
+        pool,
+        routes,
+        client,
+        redis,
+        keys: Keys::new(&settings.dlq.key_prefix),
+        retry: settings.retry.clone(),
+        header_key,
+        poll: POLL,
+        dependency_backoff: (
+            settings.pipeline.dependency_backoff_min,
+            settings.pipeline.dependency_backoff_max,
+        ),
+    };
+    let writer = AuditWriter::new(&settings.postgres).chained(settings.audit.chain);
+    actix_rt::spawn(Worker::new(deps, writer).run(stop));
+}

@@ -1,0 +1,379 @@
+//! Deferred retries (`retry = "deferred"`): a failing key waits in the
+//! PostgreSQL retry schedule while every other key flows; its later
+//! messages wait behind it, in order; the committed offset moves past it;
+//! attempts that run out dead-letter it and release what waited behind it.
+//! Real PostgreSQL and Redis, librdkafka's mock cluster, a downstream on
+//! loopback.
+
+mod common;
+#[path = "common/instance.rs"]
+mod instance;
+#[path = "common/keyed_downstream.rs"]
+mod keyed_downstream;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{wait_until, TestEnv};
+use custodian::app::Running;
+use keyed_downstream::{Behaviour, Isolation, KeyedDownstream, Seen};
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn notify(n: i64) -> (uuid::Uuid, String) {
+    let id = uuid::Uuid::new_v4();
+    let payload = json!({"eventId": id, "type": "Notify", "timestamp": "2025-01-11T12:00:00Z",
+                         "data": {"n": n}})
+    .to_string();
+    (id, payload)
+}
+
+/// Custodian with one deferred http route to `url`.
+fn deferred(env: &TestEnv, url: &str, max_attempts: u32) -> Running {
+    let overrides = [
+        (
+            "routes",
+            json!([{ "event_types": ["Notify"], "handler": "http", "url": url, "timeout": "2s",
+                     "rate_per_second": 10000, "burst": 1000, "retry": "deferred" }]),
+        ),
+        ("retry.max_attempts", max_attempts.into()),
+        ("retry.backoff_min", "100ms".into()),
+        ("retry.backoff_max", "300ms".into()),
+    ];
+    Running::start(env.settings_with(&overrides)).expect("custodian starts")
+}
+
+/// Produces `(key, n)` in order to partition 0; answers the ids by `n`.
+fn produce(env: &TestEnv, messages: &[(&str, i64)]) -> HashMap<i64, uuid::Uuid> {
+    let made: Vec<(&str, i64, uuid::Uuid, String)> = messages
+        .iter()
+        .map(|(k, n)| {
+            let (id, payload) = notify(*n);
+            (*k, *n, id, payload)
+        })
+        .collect();
+    let records: Vec<_> = made
+        .iter()
+        .map(|(k, _, _, p)| (Some(*k), p.as_bytes(), Some(0)))
+        .collect();
+    env.produce(&records);
+    made.iter().map(|(_, n, id, _)| (*n, *id)).collect()
+}
+
+fn status_count(env: &TestEnv, status: &str) -> i64 {
+    env.audit_counts().get(status).copied().unwrap_or(0)
+}
+
+/// The `n`s answered 2xx, in the order the downstream answered them.
+fn delivered(seen: &[Seen]) -> Vec<i64> {
+    seen.iter()
+        .filter(|s| s.status == 200)
+        .map(|s| s.n)
+        .collect()
+}
+
+#[test]
+fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
+    let env = TestEnv::new(1);
+    // A's first message, then B..Z with A's later ones among them; every
+    // other key is delivered and the offset committed to the end while A
+    // still fails.
+    let (app, isolation) = keyed_downstream::others_flow_while_a_fails(
+        &env,
+        |url| deferred(&env, url, 100),
+        |messages| produce(&env, messages),
+    );
+    let Isolation {
+        down,
+        others,
+        ids,
+        total,
+    } = isolation;
+    let seen = down.seen();
+    assert!(
+        !seen.iter().any(|s| s.key == "A" && s.status == 200),
+        "A is still failing"
+    );
+    assert_eq!(delivered(&seen).len(), others.len());
+    // A's later messages were never tried before A's first succeeds.
+    assert!(
+        seen.iter().filter(|s| s.key == "A").all(|s| s.n == 0),
+        "only A's first message is attempted while it fails: {:?}",
+        seen.iter()
+            .filter(|s| s.key == "A")
+            .map(|s| s.n)
+            .collect::<Vec<_>>()
+    );
+    // The schedule holds A's three messages, and reconciliation counts
+    // them in retry, not lost.
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 3);
+    let (status, report) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/audit/reconcile?topic={}", env.topic),
+        None,
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["totals"]["in_retry"], 3, "{report}");
+    assert_eq!(report["gaps"], 0, "{report}");
+    // The deliveries API lists them: A's first retrying, the others waiting.
+    let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
+    let (status, retrying) = get("/deliveries?status=retrying");
+    assert_eq!(status, 200, "{retrying}");
+    assert_eq!(retrying["count"], 1, "{retrying}");
+    let head = &retrying["deliveries"][0];
+    assert_eq!(head["message_id"], ids[&0].to_string());
+    assert_eq!(head["key"], "A");
+    assert!(head["attempts"].as_i64() >= Some(1), "{head}");
+    assert!(
+        head["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
+        "{head}"
+    );
+    let route = head["route"].as_str().expect("route label").to_owned();
+    let (_, waiting) = get(&format!("/deliveries?status=waiting&route={route}"));
+    assert_eq!(waiting["count"], 2, "{waiting}");
+    for bad in ["limit=0", "status=lost", "colour=red"] {
+        let (status, body) = get(&format!("/deliveries?{bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    let (status, message) = get(&format!("/messages/{}", ids[&1]));
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["retry_schedule"]["status"], "waiting", "{message}");
+    // The schedule's gauges (refreshed by the retry worker).
+    wait_until(PATIENCE, "retry_schedule_depth 3", || {
+        let (_, text) = env.get(app.http_addr, "/metrics");
+        text.lines().any(|l| {
+            l.starts_with(&format!("retry_schedule_depth{{route=\"{route}\"}}"))
+                && l.ends_with(" 3")
+        })
+    });
+    // Replay of a scheduled message: due now (it stays behind its key).
+    let (status, run) = env.api(
+        app.http_addr,
+        reqwest::Method::POST,
+        &format!("/replay/{}", ids[&0]),
+        Some(json!({"reason": "downstream fixed"})),
+    );
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["status"], "due_now");
+
+    // A's failure clears: A's messages arrive in order, each once.
+    down.heal();
+    wait_until(PATIENCE, "A processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == total
+    });
+    let seen = down.seen();
+    let order = delivered(&seen);
+    let a: Vec<i64> = order.iter().copied().filter(|n| *n < 100).collect();
+    assert_eq!(a, [0, 1, 2], "A's messages in order, once each");
+    assert_eq!(order.len() as i64, total, "every message delivered once");
+    let first_a = order.iter().position(|n| *n == 0).expect("A delivered");
+    assert!(
+        order[..first_a].len() == others.len(),
+        "every other key was delivered before A's failure cleared"
+    );
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+
+    // The audit trail: A's first failed, was scheduled, failed in the
+    // schedule, then processed; A's second waited untried.
+    let first = env.lifecycle(&ids[&0].to_string());
+    assert_eq!(first[0].0, "MESSAGE_RECEIVED");
+    assert_eq!(first[1], ("MESSAGE_FAILED".to_string(), 1));
+    assert_eq!(first[2], ("MESSAGE_RETRY_SCHEDULED".to_string(), 2));
+    let last = first.last().expect("rows");
+    assert_eq!(last.0, "MESSAGE_PROCESSED");
+    let failed = first.iter().filter(|s| s.0 == "MESSAGE_FAILED").count() as i32;
+    assert_eq!(last.1, failed + 1, "the attempt that succeeded");
+    assert_eq!(
+        env.lifecycle(&ids[&1].to_string()),
+        [
+            ("MESSAGE_RECEIVED".to_string(), 1),
+            ("MESSAGE_RETRY_SCHEDULED".to_string(), 1),
+            ("MESSAGE_PROCESSED".to_string(), 1),
+        ]
+    );
+    // The hash chains still verify with the new entries on them.
+    let (status, verify) = env.api(app.http_addr, reqwest::Method::GET, "/audit/verify", None);
+    assert_eq!(status, 200, "{verify}");
+    assert_eq!(verify["holds"], true, "{verify}");
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
+    let env = TestEnv::new(1);
+    // Message 0 (key A) always fails; A's next message and B do not.
+    let down = keyed_downstream::always_failing(&[0]);
+    let app = deferred(&env, &down.url(), 3);
+    let ids = produce(&env, &[("A", 0), ("A", 1), ("B", 2)]);
+
+    wait_until(PATIENCE, "A's first dead-lettered", || {
+        status_count(&env, "MESSAGE_DLQ") == 1
+    });
+    wait_until(PATIENCE, "the others processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == 2
+    });
+    assert_eq!(
+        env.lifecycle(&ids[&0].to_string()),
+        [
+            ("MESSAGE_RECEIVED".to_string(), 1),
+            ("MESSAGE_FAILED".to_string(), 1),
+            ("MESSAGE_RETRY_SCHEDULED".to_string(), 2),
+            ("MESSAGE_FAILED".to_string(), 2),
+            ("MESSAGE_FAILED".to_string(), 3),
+            ("MESSAGE_DLQ".to_string(), 3),
+        ]
+    );
+    let entries = env.dlq_entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].message_id, ids[&0]);
+    assert_eq!(entries[0].attempts, 3);
+    assert_eq!(entries[0].error_kind, "downstream_unavailable");
+    // A's second message was released after the dead letter, not before.
+    let seen = down.seen();
+    let last_try_of_first = seen
+        .iter()
+        .filter(|s| s.n == 0)
+        .map(|s| s.ended)
+        .max()
+        .expect("tried");
+    let second = seen
+        .iter()
+        .find(|s| s.n == 1)
+        .expect("A's second delivered");
+    assert!(second.started >= last_try_of_first);
+    assert_eq!(seen.iter().filter(|s| s.n == 0).count(), 3);
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    app.stop().expect("graceful stop");
+    assert_eq!(env.committed(), vec![Some(3)]);
+}
+
+/// True when two attempts at one message ran at the same time.
+fn overlapping(seen: &[Seen]) -> Vec<String> {
+    let mut by_message: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for s in seen {
+        by_message.entry(&s.message_id).or_default().push(s);
+    }
+    let mut overlaps = Vec::new();
+    for (id, tries) in by_message {
+        for (i, a) in tries.iter().enumerate() {
+            for b in &tries[i + 1..] {
+                if a.started < b.ended && b.started < a.ended {
+                    overlaps.push(id.to_owned());
+                }
+            }
+        }
+    }
+    overlaps
+}
+
+#[test]
+fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
+    let env = TestEnv::new(2);
+    // Every message fails its first three tries; each try takes 150 ms.
+    let down = KeyedDownstream::start(Behaviour {
+        fail_attempts: 3,
+        latency: Duration::from_millis(150),
+        ..Behaviour::default()
+    });
+    let first = deferred(&env, &down.url(), 10);
+    let second = deferred(&env, &down.url(), 10);
+    let keys: Vec<String> = (0..40).map(|k| format!("k{k}")).collect();
+    let mut records = Vec::new();
+    let mut payloads = Vec::new();
+    for round in 0..2 {
+        for (k, key) in keys.iter().enumerate() {
+            let n = (round * 100 + k) as i64;
+            payloads.push((key.clone(), n, notify(n).1));
+        }
+    }
+    for (key, _, payload) in &payloads {
+        records.push((Some(key.as_str()), payload.as_bytes(), None));
+    }
+    env.produce(&records);
+    let total = payloads.len() as i64;
+    wait_until(Duration::from_secs(120), "all processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == total
+    });
+    let seen = down.seen();
+    assert_eq!(
+        overlapping(&seen),
+        Vec::<String>::new(),
+        "attempts overlapped"
+    );
+    let ok: Vec<i64> = delivered(&seen);
+    let unique: HashSet<i64> = ok.iter().copied().collect();
+    assert_eq!(ok.len(), unique.len(), "no message delivered twice");
+    assert_eq!(unique.len() as i64, total);
+    // Per key, round 0 before round 1.
+    for (k, _) in keys.iter().enumerate() {
+        let mine: Vec<i64> = ok
+            .iter()
+            .copied()
+            .filter(|n| *n % 100 == k as i64)
+            .collect();
+        assert_eq!(mine, [k as i64, 100 + k as i64], "key {k} in order");
+    }
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    first.stop().expect("graceful stop");
+    second.stop().expect("graceful stop");
+}
+
+#[test]
+fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
+    let env = TestEnv::new(1);
+    let down = KeyedDownstream::start(Behaviour {
+        keys: HashSet::from(["A".to_string()]),
+        failing: true.into(),
+        ..Behaviour::default()
+    });
+    let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("deferred-{}.toml", env.group));
+    std::fs::write(
+        &config,
+        format!(
+            "[[routes]]\nevent_types = [\"Notify\"]\nhandler = \"http\"\nurl = \"{}\"\n\
+             timeout = \"1s\"\nrate_per_second = 10000\nburst = 1000\nretry = \"deferred\"\n",
+            down.url()
+        ),
+    )
+    .expect("config file");
+    let extra = [
+        ("CUSTODIAN_CONFIG", config.display().to_string()),
+        ("CUSTODIAN_RETRY__MAX_ATTEMPTS", "1000".to_string()),
+    ];
+    let bootstrap = env.broker.bootstrap_servers();
+    let mut instance = instance::Instance::spawn(&env, &bootstrap, &extra);
+    instance.wait_ready(&env, PATIENCE);
+    produce(&env, &[("A", 0), ("B", 1), ("A", 2), ("C", 3)]);
+    wait_until(PATIENCE, "A's two messages scheduled", || {
+        env.count("SELECT count(*) AS n FROM retry_schedule") == 2
+            && status_count(&env, "MESSAGE_PROCESSED") == 2
+    });
+    instance.kill();
+    down.heal();
+
+    let mut instance = instance::Instance::spawn(&env, &bootstrap, &extra);
+    instance.wait_ready(&env, PATIENCE);
+    wait_until(PATIENCE, "every message processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") + status_count(&env, "MESSAGE_DUPLICATE") >= 4
+            && env.count("SELECT count(*) AS n FROM retry_schedule") == 0
+    });
+    let seen = down.seen();
+    let ok = delivered(&seen);
+    let mut sorted = ok.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [0, 1, 2, 3],
+        "each message delivered once, none lost"
+    );
+    let a: Vec<i64> = ok.iter().copied().filter(|n| *n % 2 == 0).collect();
+    assert_eq!(a, [0, 2], "A's messages in order");
+    instance.terminate(Duration::from_secs(30));
+    let _ = std::fs::remove_file(config);
+}
