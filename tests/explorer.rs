@@ -193,6 +193,15 @@ fn the_explorer_filters_pages_and_shows_records() {
         record["payload_json"]["event_type"], "transaction.created",
         "{record}"
     );
+    // Its projection row, as it stands: the transaction it created.
+    let projection = &record["projection"];
+    assert_eq!(projection["table"], "transactions", "{record}");
+    assert_eq!(
+        projection["row"]["id"], record["payload_json"]["transaction"]["id"],
+        "{record}"
+    );
+    assert_eq!(projection["row"]["last_message_id"], json_id.as_str());
+    assert_eq!(projection["last_written_by_this_message"], true);
     let (_, bob) = get("/messages?key=bob&status=MESSAGE_DLQ");
     let binary_id = bob["entries"]
         .as_array()
@@ -207,6 +216,7 @@ fn the_explorer_filters_pages_and_shows_records() {
     assert_eq!(raw["payload_hex"], "ff001080", "{raw}");
     assert_eq!(raw["payload_base64"], "/wAQgA==");
     assert!(raw["payload_text"].is_null() && raw["payload_json"].is_null());
+    assert!(raw["projection"].is_null(), "{raw}");
     assert_eq!(raw["key"], "bob");
     let (code, _) = get(&format!("/messages/{}/record", uuid::Uuid::new_v4()));
     assert_eq!(code, 404);

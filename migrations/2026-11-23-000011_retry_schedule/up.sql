@@ -31,8 +31,10 @@ CREATE TABLE retry_schedule (
     scheduled_at    TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 -- The processor's check "does this key have open entries?" and the
--- worker's "is this entry its key's head?".
-CREATE INDEX retry_schedule_by_key ON retry_schedule (route, message_key, id);
+-- worker's "is this entry its key's head?". A hash index: keys come from
+-- producers and may be larger than a B-tree entry can hold (~2.7 kB), and
+-- these lookups only ever ask for equality.
+CREATE INDEX retry_schedule_by_key ON retry_schedule USING hash (message_key);
 -- The worker's scan for due entries.
 CREATE INDEX retry_schedule_due ON retry_schedule (next_attempt_at);
 

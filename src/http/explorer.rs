@@ -18,6 +18,7 @@ use crate::http::read::{conn, query_failed};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
 use crate::store::explorer::{self, Cursor, Entry, Filter};
+use crate::store::message_projection::{self, ProjectionRow};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
@@ -246,6 +247,9 @@ pub struct RecordView {
     pub payload_bytes: usize,
     /// As recorded: text values as text, others base64 and flagged.
     pub headers: Option<serde_json::Value>,
+    /// The projection row the message applied to, as it stands now (for
+    /// transaction events and domain envelopes).
+    pub projection: Option<ProjectionRow>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -272,6 +276,13 @@ pub async fn record(
     };
     let payload = r.payload.unwrap_or_default();
     let text = std::str::from_utf8(&payload).ok().map(str::to_owned);
+    let json: Option<serde_json::Value> = serde_json::from_slice(&payload).ok();
+    let projection = match &json {
+        Some(json) => message_projection::of(&mut conn, id, json)
+            .await
+            .map_err(query_failed)?,
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(RecordView {
         message_id: id,
         topic: r.topic,
@@ -279,12 +290,13 @@ pub async fn record(
         offset: r.kafka_offset,
         kafka_timestamp: r.kafka_timestamp,
         key: r.key.and_then(|k| String::from_utf8(k).ok()),
-        payload_json: serde_json::from_slice(&payload).ok(),
+        payload_json: json,
         payload_text: text,
         payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(&payload)),
         payload_hex: Some(hex(&payload)),
         payload_bytes: payload.len(),
         headers: r.headers,
+        projection,
     }))
 }
 

@@ -83,7 +83,9 @@ pub async fn page(
         query = query.filter(a::message_id.eq(id));
     }
     if let Some(key) = &filter.key {
-        query = query.filter(a::message_key.eq(key.clone()));
+        query = query
+            .filter(prefix("message_key", key))
+            .filter(a::message_key.eq(key.clone()));
     }
     if let Some(topic) = &filter.topic {
         query = query.filter(a::topic.eq(topic.clone()));
@@ -101,7 +103,9 @@ pub async fn page(
         query = query.filter(a::status.eq(status.clone()));
     }
     if let Some(event_type) = &filter.event_type {
-        query = query.filter(a::event_type.eq(event_type.clone()));
+        query = query
+            .filter(prefix("event_type", event_type))
+            .filter(a::event_type.eq(event_type.clone()));
     }
     if let Some(from) = filter.from {
         query = query.filter(a::occurred_at.ge(from));
@@ -140,6 +144,19 @@ pub async fn page(
         .limit(limit)
         .load(conn)
         .await
+}
+
+/// `left(column, 200) = left(value, 200)`: the form the key and event-type
+/// indexes hold (migration 000010), so that a huge value can be indexed.
+/// `column` is one of this module's constants, never input.
+fn prefix(
+    column: &'static str,
+    value: &str,
+) -> diesel::expression::SqlLiteral<Bool, impl diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+{
+    sql::<Bool>(&format!("left({column}, 200) = left("))
+        .bind::<diesel::sql_types::Text, _>(value.to_owned())
+        .sql(", 200)")
 }
 
 /// The original record of a message (its first delivery's receipt).

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod audit_writer;
 pub mod domain_projection;
 pub mod explorer;
+pub mod message_projection;
 pub mod migrate;
 pub mod pool;
 pub mod projection;
