@@ -71,7 +71,13 @@ impl TestEnv {
     }
 
     pub fn dlq_entries(&self) -> Vec<custodian::dlq::DlqEntry> {
-        let client = self.redis();
+        self.dlq_entries_at(&self.redis_url)
+    }
+
+    /// The parked entries of the test's topic in the Redis at `redis_url`,
+    /// oldest first.
+    pub fn dlq_entries_at(&self, redis_url: &str) -> Vec<custodian::dlq::DlqEntry> {
+        let client = redis::Client::open(redis_url).expect("redis url");
         self.rt.block_on(async {
             let mut conn = client
                 .get_multiplexed_async_connection()

@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::wait_until;
 
@@ -219,25 +217,9 @@ impl BrokerProcess {
 
     /// The group's committed offset per partition (0 where none).
     pub fn committed(&self, group: &str) -> Vec<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", group)
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..self.partitions {
-            tpl.add_partition(&self.topic, p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..self.partitions)
-            .map(
-                |p| match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => 0,
-                },
-            )
+        crate::common::committed_offsets(&self.bootstrap, group, &self.topic, self.partitions)
+            .into_iter()
+            .map(|o| o.unwrap_or(0))
             .collect()
     }
 }

@@ -11,6 +11,36 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::*;
 
 /// A seed-003 event of `event_type` for transaction `id` with `amount`.
+/// `group`'s committed offset of each of `topic`'s partitions (`None` where
+/// it has none), asked of the broker at `bootstrap`.
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 pub fn transaction_event(event_type: &str, id: &str, amount: f64, timestamp: &str) -> String {
     format!(
         r#"{{"event_type":"{event_type}","transaction":{{"id":"{id}","user_id":"u1","transaction_type":"card","status":"completed","currency":"USD","amount":{amount},"metadata":{{}}}},"timestamp":"{timestamp}"}}"#
@@ -151,26 +181,12 @@ impl TestEnv {
 
     /// Committed offsets of this test's group, per partition.
     pub fn committed(&self) -> Vec<Option<i64>> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.broker.bootstrap_servers())
-            .set("group.id", &self.group)
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..self.partitions {
-            tpl.add_partition(&self.topic, p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..self.partitions)
-            .map(
-                |p| match committed.find_partition(&self.topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => Some(o),
-                    _ => None,
-                },
-            )
-            .collect()
+        committed_offsets(
+            &self.broker.bootstrap_servers(),
+            &self.group,
+            &self.topic,
+            self.partitions,
+        )
     }
 
     /// The high watermark (next offset to be written) per partition.

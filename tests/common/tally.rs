@@ -136,24 +136,7 @@ impl<'e> Tally<'e> {
 
     /// The parked entries of the test's topic, oldest first.
     pub fn dlq_entries(&self) -> Vec<custodian::dlq::DlqEntry> {
-        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
-        let key = self.env.dlq_list_key();
-        self.env.rt.block_on(async {
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("redis connection");
-            let raw: Vec<String> = redis::cmd("LRANGE")
-                .arg(&key)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .expect("LRANGE");
-            raw.iter()
-                .map(|j| serde_json::from_str(j).expect("DLQ entry of the documented shape"))
-                .collect()
-        })
+        self.env.dlq_entries_at(&self.redis_url)
     }
 
     /// Asserts the three promises and records the scenario's line: every one
