@@ -13,10 +13,14 @@
 //!   consumer, the dev broker.
 //! - [`keyed`]: key-ordered concurrency: lanes per key, several at once.
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
-//!   auditor actors, and the messages between them.
+//!   auditor actors, and the Supervisor's control messages.
+//! - [`stages`]: the data path's messages between the actors, and the
+//!   `Route` that wires them (the handlers acknowledge through it too).
 //! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
 //! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
+//! - [`handler_kind`]: the handler kinds' table (name, event types, payload
+//!   shape, path), a leaf the configuration and the decoder read.
 //! - [`handlers`]: what applies an event, one file per handler kind
 //!   (transactions, domain, audit, http), and how a batch is carried out.
 //! - [`retry`]: attempts at one message: transient failures retried with
@@ -31,7 +35,8 @@
 //! - [`trail`]: the provable audit trail: hash chains, signed checkpoints,
 //!   `audit verify` and `audit reconcile`.
 //! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
-//! - [`metrics`], [`telemetry`]: the metric set and tracing setup.
+//! - [`metrics`], [`telemetry`]: the metric set and tracing setup;
+//!   [`text`]: cutting outside text to a log line's size.
 //! - [`wait`]: waiting until a dependency is back (one helper for every
 //!   "try until it answers" loop).
 //! - [`backoff`], [`health`]: small shared pieces.
@@ -48,6 +53,7 @@ pub mod backoff;
 pub mod config;
 pub mod dlq;
 pub mod downstream;
+pub mod handler_kind;
 pub mod handlers;
 pub mod health;
 pub mod http;
@@ -61,9 +67,11 @@ pub mod retry;
 pub mod retry_topic;
 pub mod schedule;
 pub mod shutdown;
+pub mod stages;
 pub mod status;
 pub mod store;
 pub mod synth;
 pub mod telemetry;
+pub mod text;
 pub mod trail;
 pub mod wait;

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use governor::{Quota, RateLimiter};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::handler_kind::TEXT_MESSAGE_TYPE;
 use crate::kafka::client::producer_config;
 use crate::synth::Generator;
-
-pub use crate::handlers::audit::TEXT_MESSAGE_TYPE;
 
 /// The envelope a line of text travels in: `{eventId, type, timestamp,
 /// data: {text}}`.

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::actors::messages::{Ack, Record};
 use crate::config::PipelineSettings;
 use crate::config::PostgresSettings;
 use crate::pipeline::Settled;
+use crate::stages::{Ack, Record};
 use crate::store::audit_writer::{self, AuditWriter};
 use crate::telemetry::events::{BatchAudited, Emit};
 use crate::wait::{until_back, DependencyWait, Down, Patience};

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use actix::prelude::*;
 use chrono::Utc;
 
-use crate::actors::messages::Park;
 use crate::config::PipelineSettings;
 use crate::dlq::{redis as queue, DlqEntry, Keys};
+use crate::stages::Park;
 use crate::store::pool::RedisPool;
 use crate::telemetry::events::{DeadLettered, Emit};
 use crate::wait::{until_back, DependencyWait, Down, Patience};

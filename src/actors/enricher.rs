@@ -5,10 +5,10 @@
 use actix::prelude::*;
 use chrono::Utc;
 
-use crate::actors::messages::{Batch, Prepared};
 use crate::pipeline;
 use crate::pipeline::route_table::Routes;
 use crate::pipeline::steering::HeaderKey;
+use crate::stages::{Batch, Prepared};
 
 pub struct Enricher {
     pub mailbox_capacity: usize,

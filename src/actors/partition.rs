@@ -20,11 +20,12 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
-use crate::actors::messages::{Ack, Batch, Drain, Drained, PartitionFailed, Route};
+use crate::actors::messages::{Drain, Drained, PartitionFailed};
 use crate::kafka::envelope::Envelope;
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::{KafkaConsumer, PartitionQueue};
 use crate::metrics::metrics;
+use crate::stages::{Ack, Batch, Route};
 use crate::status::registry::{PartitionStatus, State};
 use crate::telemetry::events::{Emit, RecordsRead};
 
@@ -32,9 +33,9 @@ use crate::telemetry::events::{Emit, RecordsRead};
 #[derive(Clone)]
 pub struct Downstream {
     pub enricher: Recipient<Batch>,
-    pub processor: Recipient<crate::actors::messages::Prepared>,
-    pub dead_letter: Recipient<crate::actors::messages::Park>,
-    pub auditor: Recipient<crate::actors::messages::Record>,
+    pub processor: Recipient<crate::stages::Prepared>,
+    pub dead_letter: Recipient<crate::stages::Park>,
+    pub auditor: Recipient<crate::stages::Record>,
 }
 
 pub struct PartitionActor {

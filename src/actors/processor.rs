@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::messages::{Park, Prepared};
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::dlq::Keys;
 use crate::handlers::http::HttpRoutes;
 use crate::handlers::{self, Settlement};
 use crate::retry::DependencyWait;
+use crate::stages::{Park, Prepared};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
 

@@ -20,11 +20,11 @@ use rdkafka::consumer::Consumer;
 use rdkafka::Offset;
 
 use crate::actors::messages::{
-    Assigned, Batch, Drain, Drained, Park, PartitionFailed, Prepared, Record, Revoked, Shutdown,
-    Watermark,
+    Assigned, Drain, Drained, PartitionFailed, Revoked, Shutdown, Watermark,
 };
 use crate::actors::partition::{Downstream, PartitionActor, PartitionConfig, Stop};
 use crate::kafka::{KafkaConsumer, PartitionQueue};
+use crate::stages::{Batch, Park, Prepared, Record};
 
 /// The stages partition actors are wired to.
 pub struct Stages {

@@ -1,7 +1,8 @@
 //! The built-in settings: every key's default, the base layer under the
 //! TOML file and the `CUSTODIAN_` environment.
 
-use super::{audit, relay, HandlerKind};
+use super::{audit, relay};
+use crate::handler_kind::{HandlerKind, TEXT_MESSAGE_TYPE};
 
 /// The defaults: everything on localhost, as `dev/run` starts it.
 pub(super) fn defaults() -> serde_json::Value {
@@ -56,7 +57,7 @@ pub(super) fn defaults() -> serde_json::Value {
                 "handler": HandlerKind::Domain,
             },
             {
-                "event_types": [crate::handlers::audit::TEXT_MESSAGE_TYPE],
+                "event_types": [TEXT_MESSAGE_TYPE],
                 "handler": HandlerKind::Audit,
             },
         ],

@@ -24,7 +24,7 @@ use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
 pub use relay::RelaySettings;
-pub use route_settings::{HandlerKind, RouteSettings};
+pub use route_settings::RouteSettings;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, optional_duration, ConfigError};
-pub use crate::handlers::HandlerKind;
+use crate::handler_kind::HandlerKind;
 
 /// One entry of the route table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -137,7 +137,7 @@ impl RouteSettings {
                     "routes.retry_backend",
                     format!(
                         "`{}` is not a retry backend (postgres, kafka)",
-                        crate::telemetry::text::clip(other)
+                        crate::text::clip(other)
                     ),
                 ))
             }
@@ -159,7 +159,7 @@ impl RouteSettings {
                 "routes.retry",
                 format!(
                     "`{}` is not a retry mode (in_place, deferred)",
-                    crate::telemetry::text::clip(other)
+                    crate::text::clip(other)
                 ),
             )),
         }

@@ -2,15 +2,17 @@
 //! carries out a batch with them. No actors here: the processor actor
 //! hands a batch to [`settle`] and sends what comes back to its next stages.
 //!
-//! - [`HandlerKind`] (`kind.rs`): every kind's name, event types, payload
-//!   shape and path, in one table.
+//! - [`HandlerKind`](crate::handler_kind::HandlerKind) (a leaf below the
+//!   configuration and the decoder): every kind's name, event types,
+//!   payload shape and path, in one table.
 //! - [`transactions`], [`domain`], [`audit`]: kinds applied inside the
 //!   ledger's PostgreSQL transaction (`stored.rs`).
 //! - [`http`]: forwarded to a downstream URL, one message at a time.
 //!
 //! Adding a kind: its file here (how it applies or forwards a batch), an
-//! arm in [`HandlerKind`] with its [`Spec`], and its arm where its path
-//! dispatches (`stored.rs`, or [`apply`] below for a path of its own).
+//! arm in `HandlerKind` with its [`Spec`](crate::handler_kind::Spec), and
+//! its arm where its path dispatches (`stored.rs`, or [`apply`] below for a
+//! path of its own).
 //!
 //! Retries and dependency waits end when the batch's partition actor stops
 //! (`Context::revoked`): its uncommitted records go to the next owner, so
@@ -21,7 +23,6 @@
 pub mod audit;
 pub mod domain;
 pub mod http;
-mod kind;
 pub(crate) mod stored;
 pub mod transactions;
 
@@ -30,10 +31,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-pub use kind::{HandlerKind, Path, Payload, Spec};
-
 use crate::config::RetrySettings;
 use crate::dlq::Keys;
+use crate::handler_kind::Path;
 use crate::handlers::http::deferral::{Deferrals, Parking, Ticket};
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::steering::hex;
@@ -42,8 +42,8 @@ use crate::retry::DependencyWait;
 use crate::store::pool::RedisPool;
 use crate::store::projection::Applied;
 use crate::store::PgPool;
-use crate::telemetry::clip;
 use crate::telemetry::events::{Emit, MessageSettled};
+use crate::text::clip;
 
 /// What one batch's processing needs.
 pub struct Context {

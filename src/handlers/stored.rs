@@ -21,9 +21,8 @@ use diesel_async::AsyncConnection;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{
-    abandoned, audit, domain, message_span, transactions, Attempted, Context, HandlerKind,
-};
+use super::{abandoned, audit, domain, message_span, transactions, Attempted, Context};
+use crate::handler_kind::HandlerKind;
 use crate::pipeline::transaction::TransactionChange;
 use crate::pipeline::{Item, Task};
 use crate::retry::{self, TryError};

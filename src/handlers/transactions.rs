@@ -2,7 +2,7 @@
 //! `transaction`, see [`crate::pipeline::transaction`]) applied to the
 //! `transactions` projection.
 //!
-//! Event types: [`EVENT_TYPES`]. Path: stored, inside the ledger's
+//! Event types: [`crate::handler_kind::TRANSACTION_EVENT_TYPES`]. Path: stored, inside the ledger's
 //! PostgreSQL transaction ([`super::stored`]); ledger name `transactions`.
 //! Many per batch, so the batch's new events are folded into one write per
 //! transaction id, in offset order.
@@ -10,7 +10,6 @@
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-pub use crate::pipeline::transaction::EVENT_TYPES;
 use crate::pipeline::transaction::{fold, TransactionChange};
 use crate::store::projection;
 

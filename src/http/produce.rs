@@ -8,6 +8,7 @@ use actix_web::{post, web, HttpResponse};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 
+use crate::handler_kind::DOMAIN_EVENT_TYPES;
 use crate::http::answers::{EventEnvelope, Produced};
 use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
@@ -45,10 +46,10 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
         .parse::<uuid::Uuid>()
         .map_err(|_| "eventId: must be a UUID".to_string())?;
     let kind = envelope.kind.ok_or("type: required")?;
-    if !domain_event::EVENT_TYPES.contains(&kind.as_str()) {
+    if !DOMAIN_EVENT_TYPES.contains(&kind.as_str()) {
         return Err(format!(
             "type: must be one of {}",
-            domain_event::EVENT_TYPES.join(", ")
+            DOMAIN_EVENT_TYPES.join(", ")
         ));
     }
     let timestamp = envelope.timestamp.ok_or("timestamp: required")?;
@@ -85,7 +86,7 @@ pub async fn produce(
         .produced
         .with_label_values(&[&target.topic, kind.as_str()])
         .inc();
-    tracing::info!(%event_id, r#type = %crate::telemetry::clip(&kind), key = %crate::telemetry::clip(&key), topic = %target.topic, partition = delivery.partition, offset = delivery.offset, "event produced");
+    tracing::info!(%event_id, r#type = %crate::text::clip(&kind), key = %crate::text::clip(&key), topic = %target.topic, partition = delivery.partition, offset = delivery.offset, "event produced");
     Ok(HttpResponse::Accepted().json(Produced {
         event_id,
         topic: target.topic.clone(),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::handlers::Payload;
+use crate::handler_kind::Payload;
 use crate::kafka::envelope::Envelope;
 use crate::pipeline::domain_event::{self, DomainEvent};
 use crate::pipeline::failure::Failure;
@@ -164,7 +164,7 @@ fn no_route(event_type: &str, topic: &str) -> Failure {
     // kept whole anyway.
     Failure::unknown_event_type(format!(
         "unknown event type `{}`: no route sends it to a handler on topic `{topic}`",
-        crate::telemetry::clip(event_type).replace('\0', "\u{FFFD}")
+        crate::text::clip(event_type).replace('\0', "\u{FFFD}")
     ))
 }
 
@@ -189,7 +189,7 @@ fn decode_transaction(
     let action = Action::from_event_type(event_type).ok_or_else(|| {
         Failure::unknown_event_type(format!(
             "unknown event type `{event_type}` (expected one of {})",
-            crate::pipeline::transaction::EVENT_TYPES.join(", ")
+            crate::handler_kind::TRANSACTION_EVENT_TYPES.join(", ")
         ))
     })?;
     let raw = shallow

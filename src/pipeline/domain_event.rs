@@ -8,16 +8,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::handler_kind::DOMAIN_EVENT_TYPES as EVENT_TYPES;
 use crate::pipeline::failure::Failure;
 use crate::pipeline::money;
-
-/// The event types the domain handler applies.
-pub const EVENT_TYPES: [&str; 4] = [
-    "UserCreated",
-    "OrderPlaced",
-    "PaymentSettled",
-    "InventoryAdjusted",
-];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DomainEvent {

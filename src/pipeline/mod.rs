@@ -17,7 +17,7 @@ pub mod transaction;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::handlers::HandlerKind;
+use crate::handler_kind::HandlerKind;
 use crate::kafka::envelope::Envelope;
 use decode::Event;
 use domain_event::DomainChange;

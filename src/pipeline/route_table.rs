@@ -2,7 +2,7 @@
 //! once from `routes` in the configuration; the first matching entry wins.
 
 use crate::config::RouteSettings;
-use crate::handlers::HandlerKind;
+use crate::handler_kind::HandlerKind;
 
 /// Where a route sends an event: the handler kind, and for kinds whose
 /// routes carry state of their own (an http route's URL and rate limit),

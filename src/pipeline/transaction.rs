@@ -14,15 +14,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::handler_kind::TRANSACTION_EVENT_TYPES as EVENT_TYPES;
 use crate::pipeline::failure::Failure;
 use crate::pipeline::money;
-
-/// The transaction event types, in [`Action`] order: the one list of them.
-pub const EVENT_TYPES: [&str; 3] = [
-    "transaction.created",
-    "transaction.updated",
-    "transaction.deleted",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -11,13 +11,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
 use super::headers::{without_retry_headers, Origin};
-use crate::actors::messages::Route;
 use crate::handlers::http::deferral::{Parking, Ticket};
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 use crate::pipeline::steering::{
     compose_headers, HeaderKey, Signed, REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER, SIGNATURE_HEADER,
 };
 use crate::pipeline::Settled;
+use crate::stages::Route;
 use crate::wait::{until_back, DependencyWait, Down, Patience};
 
 /// How long one publish may wait for the broker before it is tried again.

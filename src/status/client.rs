@@ -64,7 +64,7 @@ pub async fn fetch(
         _ => Err(ClientError::Failed {
             url,
             status,
-            body: crate::telemetry::clip(&body).into_owned(),
+            body: crate::text::clip(&body).into_owned(),
         }),
     }
 }

@@ -83,7 +83,7 @@ impl PartitionStatus {
     pub fn set_error(&self, message: &str) {
         let error = LastError {
             at: Utc::now(),
-            message: crate::telemetry::clip(message).to_string(),
+            message: crate::text::clip(message).to_string(),
         };
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(error);

@@ -9,7 +9,7 @@ use crate::dlq::DlqEntry;
 use crate::metrics::{metrics, Metrics};
 use crate::pipeline::failure::AttemptFailure;
 use crate::pipeline::{Outcome, Settled};
-use crate::telemetry::clip;
+use crate::text::clip;
 
 /// An event: emitting it logs and counts it.
 pub trait Emit {

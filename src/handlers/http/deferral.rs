@@ -11,15 +11,15 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{HttpRoute, HttpRoutes};
-use crate::actors::messages::{Ack, Route};
 use crate::backoff::Backoff;
 use crate::config::{PostgresSettings, RetrySettings};
-use crate::handlers::HandlerKind;
+use crate::handler_kind::HandlerKind;
 use crate::pipeline::failure::AttemptFailure;
 use crate::pipeline::failure::Retry;
 use crate::pipeline::{Item, Settled, Task};
 use crate::schedule::store::{self, Entry, Inserts};
 use crate::schedule::ScheduleError;
+use crate::stages::{Ack, Route};
 use crate::store::audit::{self, RETRY_SCHEDULED};
 use crate::store::audit_writer::AuditWriter;
 use crate::wait::{until_back, DependencyWait, Down, Patience};

@@ -1,25 +1,45 @@
 //! The handler kinds, and what each one takes: its name in the
 //! configuration and the ledger, the event types it accepts, the payload
-//! shape it decodes, and the path its batches take. A leaf: the
-//! configuration, the decoder and the processor all read this one table.
+//! shape it decodes, and the path its batches take. A leaf (it imports
+//! nothing of custodian's): the configuration, the decoder, the metrics and
+//! the handlers all read this one table, so none of them imports another
+//! for it. What each kind does is in its file under [`crate::handlers`].
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{domain_event, transaction};
+/// The transaction event types, in `pipeline::transaction::Action` order:
+/// the one list of them.
+pub const TRANSACTION_EVENT_TYPES: [&str; 3] = [
+    "transaction.created",
+    "transaction.updated",
+    "transaction.deleted",
+];
+
+/// The event types the domain handler applies.
+pub const DOMAIN_EVENT_TYPES: [&str; 4] = [
+    "UserCreated",
+    "OrderPlaced",
+    "PaymentSettled",
+    "InventoryAdjusted",
+];
+
+/// The event type of a free-text message (routed to the `audit` handler by
+/// default; `custodian produce --text` writes it).
+pub const TEXT_MESSAGE_TYPE: &str = "Message";
 
 /// What applies an event (`routes.handler`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HandlerKind {
-    /// Transaction events → the `transactions` projection ([`super::transactions`]).
+    /// Transaction events → the `transactions` projection ([`crate::handlers::transactions`]).
     Transactions,
-    /// Domain envelopes → `users`, `orders`, `payments`, `inventory` ([`super::domain`]).
+    /// Domain envelopes → `users`, `orders`, `payments`, `inventory` ([`crate::handlers::domain`]).
     Domain,
-    /// Forwarded to a downstream URL ([`super::http`]).
+    /// Forwarded to a downstream URL ([`crate::handlers::http`]).
     Http,
-    /// Nothing to apply: the audit trail is the whole record ([`super::audit`]).
+    /// Nothing to apply: the audit trail is the whole record ([`crate::handlers::audit`]).
     Audit,
 }
 
@@ -38,10 +58,10 @@ pub enum Payload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
     /// Inside the PostgreSQL transaction that writes the ledger rows, the
-    /// whole batch at once ([`super::stored`]).
+    /// whole batch at once (`handlers/stored.rs`).
     Stored,
     /// One message at a time to a downstream, each ledger row written once
-    /// it is delivered ([`super::http`]).
+    /// it is delivered ([`crate::handlers::http`]).
     Forwarded,
 }
 
@@ -69,14 +89,14 @@ impl HandlerKind {
         match self {
             HandlerKind::Transactions => &Spec {
                 name: "transactions",
-                event_types: &transaction::EVENT_TYPES,
+                event_types: &TRANSACTION_EVENT_TYPES,
                 payload: Payload::TransactionEvent,
                 path: Path::Stored,
                 takes_url: false,
             },
             HandlerKind::Domain => &Spec {
                 name: "domain",
-                event_types: &domain_event::EVENT_TYPES,
+                event_types: &DOMAIN_EVENT_TYPES,
                 payload: Payload::DomainEnvelope,
                 path: Path::Stored,
                 takes_url: false,
