@@ -107,7 +107,7 @@ async fn serve(
         producer: replay_producer.clone(),
         topic: settings.kafka.topics[0].clone(),
     };
-    let header_key = crate::kafka::client::header_key(&settings.kafka);
+    let header_key = crate::pipeline::steering::HeaderKey::configured(&settings.kafka);
     let dead_letters = Arc::new(DeadLetters::new(
         redis.clone(),
         postgres.clone(),
@@ -191,7 +191,7 @@ async fn serve(
             .recipient()
         })
         .collect();
-    crate::schedule::worker::spawn(
+    crate::handlers::http::retry_worker::spawn(
         &settings,
         postgres.clone(),
         Arc::clone(&http_routes),

@@ -108,7 +108,7 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> 
     let producer: FutureProducer = replay_producer_config(&settings.kafka)
         .create()
         .context("cannot create the replay producer (check kafka.* settings)")?;
-    let header_key = custodian::kafka::client::header_key(&settings.kafka);
+    let header_key = custodian::pipeline::steering::HeaderKey::configured(&settings.kafka);
     let dlq = Arc::new(DeadLetters::new(
         redis,
         postgres,

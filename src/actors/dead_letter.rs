@@ -74,12 +74,10 @@ async fn park_all(redis: RedisPool, keys: Keys, group: String, wait: DependencyW
             );
             return;
         };
-        DeadLettered {
-            topic,
-            entries,
-            new,
+        DeadLettered { topic, new }.emit();
+        for entry in entries {
+            entry.dead_lettered().emit();
         }
-        .emit();
     }
     drop(by_topic);
     let parked_at = Utc::now();

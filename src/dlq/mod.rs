@@ -35,6 +35,7 @@ use crate::kafka::envelope::Headers;
 use crate::pipeline::failure::Retry;
 use crate::pipeline::steering::hex;
 use crate::pipeline::Settled;
+use crate::telemetry::events::MessageDeadLettered;
 
 pub use crate::pipeline::steering::{REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER};
 /// Informational headers a replayed record carries (who, why, when); the
@@ -176,6 +177,21 @@ impl DlqEntry {
     pub fn position(&self) -> String {
         format!("{}/{}/{}", self.topic, self.partition, self.offset)
     }
+
+    /// The log line of this entry once it is parked.
+    pub fn dead_lettered(&self) -> MessageDeadLettered<'_> {
+        MessageDeadLettered {
+            message_id: self.message_id,
+            event_type: self.event_type.as_deref(),
+            key: self.key.as_deref(),
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            attempts: self.attempts,
+            error_kind: &self.error_kind,
+            stage: &self.stage,
+        }
+    }
 }
 
 /// Text stays text; anything else is base64.
@@ -254,7 +270,7 @@ impl DlqEntry {
             record_sha256: Some(record_digest(e)),
             headers: match &s.retry {
                 // The retry topic's own headers are not the record's.
-                Some(_) => headers_json(&crate::retry_topic::headers::without_retry_headers(
+                Some(_) => headers_json(&crate::pipeline::retry_headers::without_retry_headers(
                     &e.headers,
                 )),
                 None => headers_json(&e.headers),

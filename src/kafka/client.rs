@@ -64,18 +64,3 @@ pub fn replay_producer_config(settings: &KafkaSettings) -> ClientConfig {
     }
     config
 }
-
-/// The key that signs and checks steering headers (`kafka.header_key`), or
-/// a random one for this process, said at start.
-pub fn header_key(settings: &KafkaSettings) -> crate::pipeline::steering::HeaderKey {
-    use crate::pipeline::steering::HeaderKey;
-    match &settings.header_key {
-        Some(key) => HeaderKey::new(key.expose_secret().as_bytes()),
-        None => {
-            tracing::warn!(
-                "kafka.header_key is not set: replayed records are signed with a random key of this process, so another instance (or this one after a restart) treats a copy as a new message; set one shared key for every instance"
-            );
-            HeaderKey::ephemeral()
-        }
-    }
-}

@@ -8,6 +8,7 @@ pub mod enrich;
 pub mod failure;
 pub mod message_id;
 pub mod money;
+pub mod retry_headers;
 pub mod route_table;
 /// The old names, for code written before the renames.
 pub use self::{domain_event as domain, route_table as routes};
@@ -22,6 +23,7 @@ use crate::kafka::envelope::Envelope;
 use decode::Event;
 use domain_event::DomainChange;
 use failure::{AttemptFailure, Failure};
+use retry_headers::Origin;
 use route_table::{Handler, Routes};
 use steering::{HeaderKey, Steering};
 use transaction::TransactionChange;
@@ -38,8 +40,8 @@ pub struct Item {
     /// The record's steering headers, checked.
     pub steering: Steering,
     /// Read from a retry topic: where the message came from and how many
-    /// attempts it has had (signed retry headers, see `retry_topic`).
-    pub retry: Option<crate::retry_topic::Origin>,
+    /// attempts it has had (signed retry headers, see [`retry_headers`]).
+    pub retry: Option<Origin>,
     pub work: Result<Task, Failure>,
 }
 
@@ -79,8 +81,7 @@ impl Task {
 pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTime<Utc>) -> Item {
     let payload_sha256 = steering::payload_digest(envelope.payload.as_deref());
     let steering = key.read(&envelope, &payload_sha256);
-    let retry =
-        crate::retry_topic::Origin::read(&envelope, key, steering.message_id, &payload_sha256);
+    let retry = Origin::read(&envelope, key, steering.message_id, &payload_sha256);
     // A retry record goes by its original topic's routes.
     let decoded = match &retry {
         Some(origin) => decode::decode(
@@ -152,7 +153,7 @@ pub struct Settled {
     pub payload_sha256: [u8; 32],
     pub steering: Steering,
     /// Read from a retry topic: the original position (see [`Item::retry`]).
-    pub retry: Option<crate::retry_topic::Origin>,
+    pub retry: Option<Origin>,
     pub outcome: Outcome,
     /// When the outcome was reached (processing done, or DLQ push acknowledged).
     pub at: DateTime<Utc>,

@@ -9,9 +9,11 @@
 use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::config::KafkaSettings;
 use crate::kafka::envelope::Envelope;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 
@@ -91,6 +93,20 @@ impl HeaderKey {
     /// configured): copies it replays are trusted by this process alone.
     pub fn ephemeral() -> Self {
         HeaderKey::new(Uuid::new_v4().as_bytes())
+    }
+
+    /// The key that signs and checks steering headers (`kafka.header_key`),
+    /// or a random one for this process, said at start.
+    pub fn configured(settings: &KafkaSettings) -> Self {
+        match &settings.header_key {
+            Some(key) => HeaderKey::new(key.expose_secret().as_bytes()),
+            None => {
+                tracing::warn!(
+                    "kafka.header_key is not set: replayed records are signed with a random key of this process, so another instance (or this one after a restart) treats a copy as a new message; set one shared key for every instance"
+                );
+                HeaderKey::ephemeral()
+            }
+        }
     }
 
     fn mac(&self, signed: &Signed<'_>) -> Hmac<Sha256> {

@@ -43,7 +43,7 @@ struct Round {
 impl Publisher {
     pub fn new(settings: Settings) -> Result<Self, RelayError> {
         let producer = producer(&settings)?;
-        let key = crate::kafka::client::header_key(&settings.kafka);
+        let key = crate::pipeline::steering::HeaderKey::configured(&settings.kafka);
         Ok(Publisher {
             settings,
             producer,

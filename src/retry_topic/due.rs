@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::headers::{claimed_due, SUFFIX};
 use crate::kafka::envelope::Envelope;
+use crate::pipeline::retry_headers::{claimed_due, SUFFIX};
 
 /// Longest a claimed due time can hold a partition at once (the claim is
 /// read before the signature is checked: a forged one cannot stall the
@@ -83,7 +83,7 @@ mod tests {
                 .map(|d| {
                     let text = d.to_rfc3339();
                     vec![(
-                        super::super::headers::DUE_HEADER.to_owned(),
+                        crate::pipeline::retry_headers::DUE_HEADER.to_owned(),
                         Some(text.into_bytes()),
                     )]
                 })

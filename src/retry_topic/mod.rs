@@ -1,8 +1,9 @@
 //! Retry topics (`retry = "deferred"`, `retry_backend = "kafka"`): publish a transiently failed record to `<topic>.retry` with signed headers, and hold each retry partition until its head record is due.
 //!
-//! - [`headers`]: the retry headers (attempt, due time, original topic,
-//!   partition and offset, error), signed like the steering headers so a
-//!   producer cannot forge them.
+//! - the retry headers (attempt, due time, original topic, partition and
+//!   offset, error), signed like the steering headers so a producer cannot
+//!   forge them, are [`crate::pipeline::retry_headers`]: the decoder reads
+//!   them.
 //! - [`publish`]: after a failed attempt, the record goes to `<topic>.retry`
 //!   (same key, the producer's own headers kept); only once the broker has
 //!   acknowledged it and its audit rows are durable does its offset count
@@ -18,14 +19,13 @@
 //! messages are not held behind one waiting in the retry topic.
 
 pub mod due;
-pub mod headers;
 pub mod publish;
 
-pub use headers::Origin;
+use crate::pipeline::retry_headers::SUFFIX;
 
 /// The retry topic of `topic`.
 pub fn retry_topic(topic: &str) -> String {
-    format!("{topic}{}", headers::SUFFIX)
+    format!("{topic}{SUFFIX}")
 }
 
 /// The topics to subscribe to: `kafka.topics`, and the retry topic of each
@@ -37,7 +37,7 @@ pub fn subscription(settings: &crate::config::Settings) -> Vec<String> {
             .routes
             .iter()
             .any(|r| r.retry_topic() && r.topic.as_deref().is_none_or(|t| t == topic));
-        if served && !topic.ends_with(headers::SUFFIX) {
+        if served && !topic.ends_with(SUFFIX) {
             topics.push(retry_topic(topic));
         }
     }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
-use super::headers::{without_retry_headers, Origin};
 use crate::handlers::http::deferral::{Parking, Ticket};
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
+use crate::pipeline::retry_headers::{without_retry_headers, Origin};
 use crate::pipeline::steering::{
     compose_headers, HeaderKey, Signed, REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER, SIGNATURE_HEADER,
 };

@@ -10,9 +10,11 @@
 //!   handler's: `handlers/http/deferral.rs`.
 //! - [`read`]: the schedule for the API: open deliveries, a message's
 //!   entry, "run it now".
-//! - [`worker`]: the retry worker every instance runs: re-attempts due
-//!   entries with the retry backoff, ends each processed or dead-lettered,
-//!   and so releases its key's waiters in order.
+//! - the retry worker every instance runs (re-attempts due entries with
+//!   the retry backoff, ends each processed or dead-lettered, and so
+//!   releases its key's waiters in order) delivers through the http
+//!   handler, so it is the http handler's too:
+//!   `handlers/http/retry_worker.rs`. This module is below both.
 //!
 //! The offset rule holds: a schedule row, committed with its audit entry, is
 //! a durable outcome, so the partition may commit past it. Rebalances and
@@ -20,7 +22,6 @@
 
 pub mod read;
 pub mod store;
-pub mod worker;
 
 /// A failure of the schedule's own statements (PostgreSQL unreachable or
 /// refusing): the caller waits and tries again, as for any audit write.

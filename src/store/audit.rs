@@ -31,8 +31,8 @@ use uuid::Uuid;
 
 use crate::kafka::envelope::headers_json;
 use crate::pipeline::{Outcome, Settled};
+use crate::store::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
 use crate::store::schema::{audit_chains, audit_log, message_audit};
-use crate::trail::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
 
 pub const RECEIVED: &str = "MESSAGE_RECEIVED";
 pub const PROCESSED: &str = "MESSAGE_PROCESSED";

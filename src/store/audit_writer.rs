@@ -8,7 +8,7 @@
 //! else still goes through diesel with bound parameters. Values travel in
 //! PostgreSQL's binary format: nothing is ever turned into SQL text.
 //!
-//! Chaining (`audit.chain`, see `trail::chain`): each entry gets the next
+//! Chaining (`audit.chain`, see `store::chain`): each entry gets the next
 //! sequence number of its partition's chain and its hash, computed here from
 //! the chain's head, which this writer caches. Another writer (an instance
 //! that owned the partition before a rebalance, or this process's other
@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::config::PostgresSettings;
 use crate::pipeline::{Outcome, Settled};
 use crate::store::audit::{self, AuditEntry, PROCESSED};
-use crate::trail::chain::{self, Hasher};
+use crate::store::chain::{self, Hasher};
 
 /// The columns of `audit_log` an entry fills, in COPY order.
 const COPY: &str = "COPY audit_log (message_id, status, topic, kafka_partition, kafka_offset, \

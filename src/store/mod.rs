@@ -1,10 +1,12 @@
-//! PostgreSQL: the pool, migrations, the audit trail and the projections.
+//! PostgreSQL: the pool, migrations, the audit trail (and its hash chain
+//! encoding, [`chain`]) and the projections.
 //! Every statement goes through diesel with bound parameters, except the
 //! audit trail's binary COPY (`audit_writer`), whose values travel in
 //! PostgreSQL's binary format.
 
 pub mod audit;
 pub mod audit_writer;
+pub mod chain;
 pub mod domain_projection;
 pub mod explorer;
 pub mod message_projection;

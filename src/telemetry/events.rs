@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::dlq::DlqEntry;
+use uuid::Uuid;
+
 use crate::metrics::{metrics, Metrics};
 use crate::pipeline::failure::AttemptFailure;
 use crate::pipeline::{Outcome, Settled};
@@ -94,10 +95,9 @@ impl Emit for DependencyWaiting<'_> {
 }
 
 /// A topic's failed messages were parked in Redis (`new` of them were not
-/// there yet).
+/// there yet); each of them is a [`MessageDeadLettered`].
 pub struct DeadLettered<'a> {
     pub topic: &'a str,
-    pub entries: &'a [DlqEntry],
     pub new: usize,
 }
 
@@ -107,22 +107,38 @@ impl Emit for DeadLettered<'_> {
             .dlq
             .with_label_values(&[self.topic])
             .inc_by(self.new as u64);
-        for entry in self.entries {
-            // The error text can quote payload values: it stays in the DLQ
-            // entry and the audit row, out of the logs.
-            tracing::warn!(
-                eventId = %entry.message_id,
-                r#type = %clip(entry.event_type.as_deref().unwrap_or("")),
-                key = %clip(entry.key.as_deref().unwrap_or("")),
-                topic = self.topic,
-                partition = entry.partition,
-                offset = entry.offset,
-                attempts = entry.attempts,
-                error_kind = %entry.error_kind,
-                stage = %entry.stage,
-                "message dead-lettered"
-            );
-        }
+    }
+}
+
+/// One message parked in Redis (`DlqEntry::dead_lettered`). The error text
+/// can quote payload values: it stays in the DLQ entry and the audit row,
+/// out of the logs.
+pub struct MessageDeadLettered<'a> {
+    pub message_id: Uuid,
+    pub event_type: Option<&'a str>,
+    pub key: Option<&'a str>,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub attempts: u32,
+    pub error_kind: &'a str,
+    pub stage: &'a str,
+}
+
+impl Emit for MessageDeadLettered<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            eventId = %self.message_id,
+            r#type = %clip(self.event_type.unwrap_or("")),
+            key = %clip(self.key.unwrap_or("")),
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            attempts = self.attempts,
+            error_kind = %self.error_kind,
+            stage = %self.stage,
+            "message dead-lettered"
+        );
     }
 }
 

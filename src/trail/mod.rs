@@ -1,7 +1,6 @@
 //! The provable audit trail (issue 11): hash chains over `audit_log`,
 //! signed checkpoints of their heads, and the checks an auditor runs.
 //!
-//! - [`chain`]: the versioned entry encoding and hash, and chain names.
 //! - [`checkpoint`]: signing and opening checkpoint lines (C2SP signed notes).
 //! - [`checkpointer`]: the task that signs each chain's head every N entries
 //!   or T seconds.
@@ -9,10 +8,11 @@
 //! - [`reconcile`]: one terminal outcome per Kafka offset, against the
 //!   broker's watermarks and the group's committed offset.
 //!
-//! Writing the chain is the audit writer's job (`store::audit_writer`) and,
-//! for operator actions, `store::audit::write_operator_event`'s.
+//! The chain encoding itself (the versioned entry encoding and hash, and
+//! chain names) is [`crate::store::chain`], below both: writing the chain is
+//! the audit writer's job (`store::audit_writer`) and, for operator actions,
+//! `store::audit::write_operator_event`'s; this module checks it.
 
-pub mod chain;
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod reconcile;

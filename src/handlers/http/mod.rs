@@ -7,9 +7,12 @@
 //! as it is made, so a new owner of the partition does not send it again.
 //! An http route has its own state: URL, timeout, rate limit, answer cache
 //! ([`HttpRoute`]); this is where per-route delivery policy belongs.
+//! Deferred routes park a failed delivery in the retry schedule
+//! ([`deferral`]) and [`retry_worker`] attempts it again later.
 
 pub mod deferral;
 pub mod delivery;
+pub mod retry_worker;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Row;
 
-use crate::trail::chain::{Fields, Hasher, GENESIS};
+use crate::store::chain::{Fields, Hasher, GENESIS};
 
 use super::{Anchor, Break, BreakKind, ChainReport};
 

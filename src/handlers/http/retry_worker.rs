@@ -1,6 +1,7 @@
-//! The retry worker every instance runs: claims due entries that head their
-//! key (`store::claim`), attempts them concurrently (different keys), and
-//! records each attempt:
+//! The retry worker of deferred http routes, which every instance runs
+//! over the retry schedule (`crate::schedule`): claims due entries that
+//! head their key (`store::claim`), attempts them concurrently (different
+//! keys), and records each attempt:
 //! - 2xx: the ledger row, then MESSAGE_PROCESSED with the entry's removal
 //!   in one transaction, which makes the key's next waiter the head;
 //! - a transient failure with attempts left: MESSAGE_FAILED and the next
@@ -19,8 +20,6 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{self, Claimed, Complete, Receipt, Reschedule};
-use super::ScheduleError;
 use crate::backoff::Backoff;
 use crate::config::RetrySettings;
 use crate::dlq::{store as dlq_store, DlqEntry, Keys};
@@ -35,6 +34,8 @@ use crate::pipeline::route_table::Handler;
 use crate::pipeline::steering::{payload_digest, HeaderKey};
 use crate::pipeline::{Outcome, Settled, Task};
 use crate::retry::{AttemptFailure, TryError};
+use crate::schedule::store::{self, Claimed, Complete, Receipt, Reschedule};
+use crate::schedule::ScheduleError;
 use crate::store::audit::{self, PROCESSED, RETRY_SCHEDULED};
 use crate::store::audit_writer::{Alongside, AuditWriter};
 use crate::store::pool::RedisPool;

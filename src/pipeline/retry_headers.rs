@@ -1,4 +1,5 @@
-//! The headers of a retry record, and checking them.
+//! The headers of a retry record (`retry_topic`), and checking them: the
+//! retry topic's counterpart of the steering headers, read by [`super::prepare`].
 //!
 //! custodian owns every `custodian-retry-*` name: on republishing, a
 //! producer's headers of those names are dropped, never passed on, and on
