@@ -1,7 +1,6 @@
 //! The `custodian` command: run the processor, apply migrations, start a
 //! development broker, or publish synthetic events.
 
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,27 +92,11 @@ enum Command {
         /// Synthetic transaction events instead of lines from stdin.
         #[arg(long)]
         synthetic: bool,
-        #[arg(long, default_value_t = 1000)]
-        count: u64,
-        /// Pin every event to this user (default: spread over --users users).
-        #[arg(long)]
-        user_id: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        users: usize,
-        /// Share of events that update an earlier transaction.
-        #[arg(long, default_value_t = 0.1)]
-        update_ratio: f64,
-        /// Share of deliberately invalid events, to see the dead-letter queue at work.
-        #[arg(long, default_value_t = 0.0)]
-        poison_ratio: f64,
-        /// Messages per second (default: unlimited).
-        #[arg(long)]
-        rate: Option<NonZeroU32>,
+        #[command(flatten)]
+        events: produce::Synthetic,
         /// Topic (default: the first of kafka.topics).
         #[arg(long)]
         topic: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
     },
 }
 
@@ -185,25 +168,13 @@ fn main() -> ExitCode {
         }
         Command::Produce {
             synthetic: true,
-            count,
-            user_id,
-            users,
-            update_ratio,
-            poison_ratio,
-            rate,
+            events,
             topic,
-            seed,
         } => {
             let options = produce::SyntheticOptions {
                 brokers: settings.kafka.brokers.clone(),
                 topic: topic.unwrap_or_else(|| settings.kafka.topics[0].clone()),
-                count,
-                user_id,
-                users,
-                update_ratio,
-                poison_ratio,
-                rate,
-                seed,
+                events,
             };
             current_thread(async move {
                 let report = produce::synthetic(options).await?;

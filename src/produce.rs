@@ -77,14 +77,30 @@ pub async fn interactive(
 pub struct SyntheticOptions {
     pub brokers: String,
     pub topic: String,
+    pub events: Synthetic,
+}
+
+/// What a synthetic run sends, and how fast: `custodian produce
+/// --synthetic`'s options (the doc comments are its `--help`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Synthetic {
+    #[arg(long, default_value_t = 1000)]
     pub count: u64,
+    /// Pin every event to this user (default: spread over --users users).
+    #[arg(long)]
     pub user_id: Option<String>,
+    #[arg(long, default_value_t = 50)]
     pub users: usize,
+    /// Share of events that update an earlier transaction.
+    #[arg(long, default_value_t = 0.1)]
     pub update_ratio: f64,
-    /// Share of deliberately invalid events (they end in the DLQ).
+    /// Share of deliberately invalid events, to see the dead-letter queue at work.
+    #[arg(long, default_value_t = 0.0)]
     pub poison_ratio: f64,
-    /// Messages per second; `None` for as fast as Kafka takes them.
+    /// Messages per second (default: unlimited).
+    #[arg(long)]
     pub rate: Option<NonZeroU32>,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 
@@ -99,21 +115,22 @@ pub struct Report {
 pub async fn synthetic(options: SyntheticOptions) -> anyhow::Result<Report> {
     let producer: FutureProducer = producer_config(&options.brokers).create()?;
     let limiter = options
+        .events
         .rate
         .map(|r| RateLimiter::direct(Quota::per_second(r)));
     let mut generator = Generator::new(
-        options.seed,
-        options.user_id.clone(),
-        options.users,
-        options.update_ratio,
+        options.events.seed,
+        options.events.user_id.clone(),
+        options.events.users,
+        options.events.update_ratio,
     )
-    .with_poison_ratio(options.poison_ratio);
+    .with_poison_ratio(options.events.poison_ratio);
     let started = Instant::now();
     let mut report = Report::default();
     let mut pending = futures::stream::FuturesUnordered::new();
     let mut last_progress = Instant::now();
     use futures::StreamExt;
-    for _ in 0..options.count {
+    for _ in 0..options.events.count {
         if let Some(limiter) = &limiter {
             limiter.until_ready().await;
         }
@@ -140,14 +157,14 @@ pub async fn synthetic(options: SyntheticOptions) -> anyhow::Result<Report> {
             tally(&mut report, done);
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
-            progress(&report, options.count, started);
+            progress(&report, options.events.count, started);
             last_progress = Instant::now();
         }
     }
     while let Some(done) = pending.next().await {
         tally(&mut report, Some(done));
     }
-    progress(&report, options.count, started);
+    progress(&report, options.events.count, started);
     if std::io::stderr().is_terminal() {
         eprintln!();
     }

@@ -4,6 +4,7 @@
 //! `discard.rs`, replaying in `replay.rs`; the HTTP API and the
 //! `custodian dlq` command call them all.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use super::redis::{self as queue, Stored};
 use super::Keys;
 use crate::config::DlqSettings;
 use crate::pipeline::steering::HeaderKey;
-use crate::store::audit::{self, OperatorEvent};
+use crate::store::audit::{self, AuditEntry};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
 
@@ -256,18 +257,20 @@ impl DeadLetters {
             Some("base64") => None,
             _ => e.key.as_deref(),
         };
-        let event = OperatorEvent {
+        let event = AuditEntry {
             message_id: e.message_id,
             status,
             topic: &e.topic,
             kafka_partition: e.partition,
             kafka_offset: e.offset,
-            message_key: key,
+            message_key: key.map(Cow::Borrowed),
             event_type: e.event_type.as_deref(),
             attempt,
+            error: None,
             consumer_group: &e.consumer_group,
             occurred_at: at,
-            detail,
+            detail: Some(detail),
+            receipt: None,
         };
         let mut conn = self.postgres.get().await.map_err(postgres_down)?;
         audit::write_operator_event(&mut conn, &event)

@@ -118,22 +118,24 @@ pub async fn run_now(
             "message {id} is neither in the dead-letter queue nor in the retry schedule"
         )));
     };
-    let event = crate::store::audit::OperatorEvent {
+    let event = crate::store::audit::AuditEntry {
         message_id: id,
         status: crate::store::audit::REPLAYED,
         topic: &t.topic,
         kafka_partition: t.kafka_partition,
         kafka_offset: t.kafka_offset,
-        message_key: t.message_key.as_deref(),
+        message_key: t.message_key.as_deref().map(std::borrow::Cow::Borrowed),
         event_type: t.event_type.as_deref(),
         attempt: t.attempts,
+        error: None,
         consumer_group: &t.consumer_group,
         occurred_at: chrono::Utc::now(),
-        detail: serde_json::json!({
+        detail: Some(serde_json::json!({
             "requested_by": who,
             "reason": why,
             "retry_schedule": "due_now",
-        }),
+        })),
+        receipt: None,
     };
     crate::store::audit::write_operator_event(&mut conn, &event)
         .await

@@ -3,6 +3,8 @@
 //! every endpoint that returns business data.
 
 use actix_web::{get, web, HttpResponse};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 
 use crate::http::answers::{OrderWithPayment, TransactionPage, UserWithOrders};
@@ -49,15 +51,11 @@ pub async fn user(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    key("id", &id)?;
-    let mut conn = conn(&state).await?;
-    match read::user(&mut conn, &id).await.map_err(query_failed)? {
-        Some((user, recent_orders)) => Ok(HttpResponse::Ok().json(UserWithOrders {
-            user,
-            recent_orders,
-        })),
-        None => Err(ApiError::NotFound(format!("no user `{id}`"))),
-    }
+    let (user, recent_orders) = by_id(&state, &id, "user", read::user).await?;
+    Ok(HttpResponse::Ok().json(UserWithOrders {
+        user,
+        recent_orders,
+    }))
 }
 
 /// `GET /orders/{id}`: the order and its payment status.
@@ -68,19 +66,31 @@ pub async fn order(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    key("id", &id)?;
-    let mut conn = conn(&state).await?;
-    match read::order(&mut conn, &id).await.map_err(query_failed)? {
-        Some((order, payment)) => Ok(HttpResponse::Ok().json(OrderWithPayment {
-            order,
-            payment_status: payment
-                .as_ref()
-                .map_or("PENDING", |p| p.status.as_str())
-                .to_owned(),
-            payment,
-        })),
-        None => Err(ApiError::NotFound(format!("no order `{id}`"))),
-    }
+    let (order, payment) = by_id(&state, &id, "order", read::order).await?;
+    Ok(HttpResponse::Ok().json(OrderWithPayment {
+        order,
+        payment_status: payment
+            .as_ref()
+            .map_or("PENDING", |p| p.status.as_str())
+            .to_owned(),
+        payment,
+    }))
+}
+
+/// One projection row by its `id` path parameter: the id checked, `find`
+/// run on a read connection, a 404 naming `what` when there is none.
+async fn by_id<T>(
+    state: &AppState,
+    id: &str,
+    what: &str,
+    find: impl AsyncFnOnce(&mut AsyncPgConnection, &str) -> QueryResult<Option<T>>,
+) -> Result<T, ApiError> {
+    key("id", id)?;
+    let mut conn = conn(state).await?;
+    find(&mut conn, id)
+        .await
+        .map_err(query_failed)?
+        .ok_or_else(|| ApiError::NotFound(format!("no {what} `{id}`")))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -5,13 +5,15 @@
 //! Every relay audit write goes through [`write_published`], onto the
 //! relay's own hash chain.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
 use crate::pipeline::steering;
 use crate::relay::outbox::Pending;
-use crate::store::audit::{self, OperatorEvent};
+use crate::store::audit::{self, AuditEntry};
 
 pub const PUBLISHED: &str = "MESSAGE_PUBLISHED";
 
@@ -42,23 +44,25 @@ pub async fn write_published(
 ) -> QueryResult<()> {
     for p in published {
         let digest = steering::payload_digest(p.row.payload.as_deref());
-        let entry = OperatorEvent {
+        let entry = AuditEntry {
             message_id: p.row.event_id,
             status: PUBLISHED,
             topic: &p.row.topic,
             kafka_partition: p.partition,
             kafka_offset: p.offset,
-            message_key: Some(&p.row.aggregate_id),
+            message_key: Some(Cow::Borrowed(&p.row.aggregate_id)),
             event_type: Some(&p.row.event_type),
             attempt: p.row.attempts.saturating_add(1),
+            error: None,
             consumer_group: RELAY_GROUP,
             occurred_at: p.at,
-            detail: serde_json::json!({
+            detail: Some(serde_json::json!({
                 "outbox_id": p.row.id,
                 "aggregate_type": p.row.aggregate_type,
                 "aggregate_id": p.row.aggregate_id,
                 "payload_sha256": steering::hex(&digest),
-            }),
+            })),
+            receipt: None,
         };
         audit::append_chained(conn, RELAY_CHAIN, &entry).await?;
     }

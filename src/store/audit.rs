@@ -247,34 +247,18 @@ pub async fn lifecycle(
         .await
 }
 
-/// An operator's action on a dead-lettered message (replay, discard).
-#[derive(Debug)]
-pub struct OperatorEvent<'a> {
-    pub message_id: Uuid,
-    /// [`REPLAYED`] or [`DISCARDED`].
-    pub status: &'static str,
-    pub topic: &'a str,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-    pub message_key: Option<&'a str>,
-    pub event_type: Option<&'a str>,
-    /// The replay count for a replay; the attempts so far for a discard.
-    pub attempt: i32,
-    pub consumer_group: &'a str,
-    /// For a replay, when it started (before the publish), so the lifecycle
-    /// lists it before the copy's own rows.
-    pub occurred_at: DateTime<Utc>,
-    /// Who, why, and for a replay where the new copy went.
-    pub detail: serde_json::Value,
-}
-
-/// Appends one operator action to the message's lifecycle, as the next
-/// entry of the operator chain. Two actions racing for the same sequence
+/// Appends one operator action on a dead-lettered message (replay,
+/// discard: status [`REPLAYED`] or [`DISCARDED`]) to the message's
+/// lifecycle, as the next entry of the operator chain. Its `attempt` is the
+/// replay count for a replay, the attempts so far for a discard; its
+/// `occurred_at`, for a replay, when it started (before the publish), so
+/// the lifecycle lists it before the copy's own rows; its `detail` says
+/// who, why, and for a replay where the new copy went. Two actions racing for the same sequence
 /// number collide on the unique (chain_id, chain_seq): the loser reads the
 /// new head and tries again, so the chain never forks.
 pub async fn write_operator_event(
     conn: &mut AsyncPgConnection,
-    event: &OperatorEvent<'_>,
+    event: &AuditEntry<'_>,
 ) -> QueryResult<()> {
     use diesel::result::{DatabaseErrorKind, Error};
     const ATTEMPTS: usize = 8;
@@ -292,16 +276,20 @@ pub async fn write_operator_event(
 }
 
 /// Appends `event` as the next entry of the chain named `chain` (created if
-/// new), in the caller's transaction if it has one. A writer racing another
+/// new), in the caller's transaction if it has one. One entry at a time:
+/// for entries that are not a batch's (operator actions, the relay's). A writer racing another
 /// for the same sequence number gets the unique violation on
 /// `audit_log_chain_seq`: the chain never forks.
 pub async fn append_chained(
     conn: &mut AsyncPgConnection,
     chain: &str,
-    event: &OperatorEvent<'_>,
+    event: &AuditEntry<'_>,
 ) -> QueryResult<()> {
     use audit_log::dsl as a;
-    let key = event.message_key.map(|k| no_nul(Cow::Borrowed(k)));
+    let key = event
+        .message_key
+        .as_deref()
+        .map(|k| no_nul(Cow::Borrowed(k)));
     diesel::insert_into(audit_chains::table)
         .values(audit_chains::name.eq(chain))
         .on_conflict(audit_chains::name)
@@ -333,41 +321,36 @@ pub async fn append_chained(
     };
     let seq = prev_seq + 1;
     let fields = Fields {
-        chain,
-        seq,
-        message_id: event.message_id,
-        status: event.status,
-        topic: event.topic,
-        kafka_partition: event.kafka_partition,
-        kafka_offset: event.kafka_offset,
         message_key: key.as_deref(),
-        event_type: event.event_type,
-        attempt: event.attempt,
-        error: None,
-        consumer_group: event.consumer_group,
-        occurred_at: event.occurred_at,
-        detail: Some(&event.detail),
-        received_at: None,
-        received_detail: None,
-        key_bytes: None,
-        headers: None,
-        kafka_timestamp: None,
-        payload_sha256: None,
+        ..event.fields(chain, seq)
     };
     let hash = Hasher::default().hash(&fields, &prev_hash);
+    let receipt = event.receipt.as_ref();
     diesel::insert_into(audit_log::table)
         .values((
-            a::message_id.eq(event.message_id),
-            a::status.eq(event.status),
-            a::topic.eq(event.topic),
-            a::kafka_partition.eq(event.kafka_partition),
-            a::kafka_offset.eq(event.kafka_offset),
-            a::message_key.eq(key.as_deref()),
-            a::event_type.eq(event.event_type),
-            a::attempt.eq(event.attempt),
-            a::consumer_group.eq(event.consumer_group),
-            a::occurred_at.eq(event.occurred_at),
-            a::detail.eq(&event.detail),
+            (
+                a::message_id.eq(event.message_id),
+                a::status.eq(event.status),
+                a::topic.eq(event.topic),
+                a::kafka_partition.eq(event.kafka_partition),
+                a::kafka_offset.eq(event.kafka_offset),
+                a::message_key.eq(key.as_deref()),
+                a::event_type.eq(event.event_type),
+                a::attempt.eq(event.attempt),
+                a::error.eq(event.error.as_deref()),
+                a::consumer_group.eq(event.consumer_group),
+                a::occurred_at.eq(event.occurred_at),
+                a::detail.eq(event.detail.as_ref()),
+            ),
+            (
+                a::received_at.eq(receipt.map(|r| r.received_at)),
+                a::received_detail.eq(receipt.and_then(|r| r.detail.as_ref())),
+                a::key_bytes.eq(receipt.and_then(|r| r.key)),
+                a::payload.eq(receipt.and_then(|r| r.payload)),
+                a::headers.eq(receipt.and_then(|r| r.headers.as_ref())),
+                a::kafka_timestamp.eq(receipt.and_then(|r| r.kafka_timestamp)),
+                a::payload_sha256.eq(receipt.map(|r| &r.payload_sha256[..])),
+            ),
             a::chain_id.eq(chain_id),
             a::chain_seq.eq(seq),
             a::entry_hash.eq(&hash[..]),
