@@ -28,7 +28,8 @@
 //! - [`retry_topic`]: retry topics of `retry_backend = "kafka"` routes:
 //!   republishing to `<topic>.retry` with signed headers, due-time gating.
 //! - [`schedule`]: the durable retry schedule of deferred routes in
-//!   PostgreSQL: parking, the per-key order, the retry worker.
+//!   PostgreSQL: parking, the per-key order, claiming due entries (the
+//!   retry worker that attempts them is the http handler's).
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
 //!   actions on it (list, replay, discard) shared by HTTP and the CLI,
 //!   counts by error kind, bulk replays run as jobs.

@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::kafka::envelope::headers_json;
 use crate::pipeline::{Outcome, Settled};
 use crate::store::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
-use crate::store::schema::{audit_chains, audit_log, message_audit};
+use crate::store::schema::{audit_chains, audit_log};
 
 pub const RECEIVED: &str = "MESSAGE_RECEIVED";
 pub const PROCESSED: &str = "MESSAGE_PROCESSED";
@@ -107,9 +107,12 @@ pub struct Receipt<'a> {
     pub payload_sha256: &'a [u8; 32],
 }
 
-/// One audit row as read back (for `GET /messages/{id}` and tests).
-#[derive(Debug, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
-#[diesel(table_name = message_audit)]
+/// One audit row as read back from the `message_audit` view (for
+/// `GET /messages/{id}` and tests). The view's columns are `audit_log`'s
+/// first fourteen, so their SQL types are read from `audit_log`'s schema:
+/// the view has no `table!` of its own (diesel would let one be written to).
+#[derive(Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
+#[diesel(table_name = audit_log)]
 pub struct AuditRow {
     pub id: i64,
     pub message_id: Uuid,
@@ -233,18 +236,18 @@ pub async fn lifecycle(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> Result<Vec<AuditRow>, diesel::result::Error> {
-    message_audit::table
-        .filter(message_audit::message_id.eq(id))
-        // A receipt and its delivery's first entry share an id; the receipt
-        // comes first.
-        .order((
-            message_audit::occurred_at.asc(),
-            message_audit::id.asc(),
-            message_audit::status.ne(RECEIVED),
-        ))
-        .select(AuditRow::as_select())
-        .load(conn)
-        .await
+    // A receipt and its delivery's first entry share an id; the receipt
+    // comes first.
+    diesel::sql_query(
+        "SELECT id, message_id, status, topic, kafka_partition, kafka_offset, message_key, \
+         event_type, attempt, error, consumer_group, occurred_at, recorded_at, detail \
+         FROM message_audit WHERE message_id = $1 \
+         ORDER BY occurred_at, id, status <> $2",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Text, _>(RECEIVED)
+    .load(conn)
+    .await
 }
 
 /// Appends one operator action on a dead-lettered message (replay,

@@ -1,24 +1,7 @@
 //! Diesel table definitions, matching `migrations/` (what `diesel
-//! print-schema` would write).
-
-diesel::table! {
-    message_audit (id) {
-        id -> Int8,
-        message_id -> Uuid,
-        status -> Text,
-        topic -> Text,
-        kafka_partition -> Int4,
-        kafka_offset -> Int8,
-        message_key -> Nullable<Text>,
-        event_type -> Nullable<Text>,
-        attempt -> Int4,
-        error -> Nullable<Text>,
-        consumer_group -> Text,
-        occurred_at -> Timestamptz,
-        recorded_at -> Timestamptz,
-        detail -> Nullable<Jsonb>,
-    }
-}
+//! print-schema` would write). The `message_audit` view has none: it is
+//! read with SQL into `store::audit::AuditRow`, typed by `audit_log`'s
+//! columns, which it shows.
 
 diesel::table! {
     audit_log (id) {
