@@ -100,6 +100,18 @@ fn the_explorer_filters_pages_and_shows_records() {
         .collect();
     assert_eq!(offsets.len(), 1, "{range}"); // offset 1 is a dead letter (odd event)
     assert_eq!(offsets, [2]);
+    // A partition alone is listed by offset too, highest first: bob's
+    // four records, offsets 3 down to 0.
+    let (_, bob) = get(&format!("/messages?topic={}&partition=1", env.topic));
+    let offsets: Vec<i64> = bob["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["kafka_offset"].as_i64().expect("offset"))
+        .collect();
+    assert_eq!(offsets.first(), Some(&3), "{bob}");
+    assert_eq!(offsets.last(), Some(&0), "{bob}");
+    assert!(offsets.windows(2).all(|w| w[0] >= w[1]), "{bob}");
     // An offset range pages by offset, highest first, two at a time.
     let range = format!(
         "/messages?topic={}&partition=0&offset_from=0&offset_to=5",
