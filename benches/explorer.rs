@@ -46,27 +46,32 @@ const ROWS: &str = "
          'bench', timestamptz '2024-01-01' + g * interval '10 milliseconds'
     FROM generate_series($1::bigint, $2::bigint) g";
 
-const INDEXES: &[(&str, &str)] = &[
-    ("audit_log_by_time", "(occurred_at, id)"),
-    (
-        "audit_log_by_key",
-        "(message_key, occurred_at, id) WHERE message_key IS NOT NULL",
-    ),
-    ("audit_log_by_status", "(status, occurred_at, id)"),
-    (
-        "audit_log_by_event_type",
-        "(event_type, occurred_at, id) WHERE event_type IS NOT NULL",
-    ),
-    (
-        "audit_log_by_partition",
-        "(topic, kafka_partition, occurred_at, id)",
-    ),
-    (
-        "audit_log_by_offset",
-        "(topic, kafka_partition, kafka_offset)",
-    ),
-    ("audit_log_by_message", "(message_id)"),
-];
+/// The secondary indexes of `audit_log`, as the migrations made them
+/// (name, definition), read from the database so this stays in step with
+/// them: dropped for the load, rebuilt after.
+async fn indexes(conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<(String, String)>> {
+    #[derive(diesel::QueryableByName)]
+    struct Index {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexname: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        indexdef: String,
+    }
+    let found: Vec<Index> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT indexname::text, indexdef FROM pg_indexes i \
+             WHERE tablename = 'audit_log' AND NOT EXISTS \
+               (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname) \
+             ORDER BY indexname",
+        ),
+        conn,
+    )
+    .await?;
+    Ok(found
+        .into_iter()
+        .map(|i| (i.indexname, i.indexdef))
+        .collect())
+}
 
 fn at(g: i64) -> String {
     let t = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("fixed time")
@@ -114,7 +119,8 @@ async fn bench(mut conn: AsyncPgConnection) -> anyhow::Result<()> {
     let conn = &mut conn;
     let n = setting("BENCH_AUDIT_ROWS", 10_000_000);
     let rounds = setting("BENCH_EXPLORER_ROUNDS", 200);
-    for (name, _) in INDEXES {
+    let indexes = indexes(conn).await?;
+    for (name, _) in &indexes {
         exec(conn, &format!("DROP INDEX {name}")).await?;
     }
     let started = Instant::now();
@@ -133,14 +139,14 @@ async fn bench(mut conn: AsyncPgConnection) -> anyhow::Result<()> {
     }
     let loaded = started.elapsed();
     let started = Instant::now();
-    for (name, columns) in INDEXES {
-        exec(conn, &format!("CREATE INDEX {name} ON audit_log {columns}")).await?;
+    for (_, definition) in &indexes {
+        exec(conn, definition).await?;
     }
     exec(conn, "VACUUM ANALYZE audit_log").await?;
     println!(
         "explorer corpus: {n} audit rows loaded in {:.1}s; {} indexes built in {:.1}s",
         loaded.as_secs_f64(),
-        INDEXES.len(),
+        indexes.len(),
         started.elapsed().as_secs_f64()
     );
 

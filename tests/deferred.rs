@@ -127,7 +127,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     assert_eq!(head["key"], "A");
     assert!(head["attempts"].as_i64() >= Some(1), "{head}");
     assert!(
-        head["last_error"]
+        head["last_answer"]
             .as_str()
             .is_some_and(|e| e.contains("500")),
         "{head}"
@@ -177,6 +177,18 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
         "every other key was delivered before A's failure cleared"
     );
     assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    // The deliveries API: every message delivered, A's first after its
+    // failed attempts (counted below from the audit trail).
+    let (_, done) = get(&format!(
+        "/deliveries?status=delivered&limit=1000&route={route}"
+    ));
+    assert_eq!(done["count"], total, "{done}");
+    let a0 = done["deliveries"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["message_id"] == ids[&0].to_string()))
+        .cloned()
+        .expect("A's first listed");
+    assert_eq!(a0["last_answer"], "HTTP 200", "{a0}");
 
     // The audit trail: A's first failed, was scheduled, failed in the
     // schedule, then processed; A's second waited untried.
@@ -188,6 +200,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     assert_eq!(last.0, "MESSAGE_PROCESSED");
     let failed = first.iter().filter(|s| s.0 == "MESSAGE_FAILED").count() as i32;
     assert_eq!(last.1, failed + 1, "the attempt that succeeded");
+    assert_eq!(a0["attempts"], last.1, "{a0}");
     assert_eq!(
         env.lifecycle(&ids[&1].to_string()),
         [
@@ -248,6 +261,16 @@ fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
     assert!(second.started >= last_try_of_first);
     assert_eq!(seen.iter().filter(|s| s.n == 0).count(), 3);
     assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    // The deliveries API: A's first given up after 3 attempts, the others
+    // delivered.
+    let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
+    let (status, failed) = get("/deliveries?status=failed");
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(failed["count"], 1, "{failed}");
+    assert_eq!(failed["deliveries"][0]["message_id"], ids[&0].to_string());
+    assert_eq!(failed["deliveries"][0]["attempts"], 3, "{failed}");
+    let (_, delivered) = get("/deliveries?status=delivered");
+    assert_eq!(delivered["count"], 2, "{delivered}");
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(3)]);
 }

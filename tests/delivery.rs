@@ -125,6 +125,11 @@ fn a_500_is_retried_and_a_4xx_is_parked() {
         mock.received().iter().map(|r| r.status).collect::<Vec<_>>(),
         [500, 500, 200]
     );
+    // The deliveries API: delivered on the third attempt, answered 200.
+    let delivery = only_delivery(&env, &app, "delivered");
+    assert_eq!(delivery["message_id"], id.to_string(), "{delivery}");
+    assert_eq!(delivery["attempts"], 3, "{delivery}");
+    assert_eq!(delivery["last_answer"], "HTTP 200", "{delivery}");
     app.stop().expect("graceful stop");
 
     // A route whose downstream refuses: parked at once with status and body.
@@ -143,7 +148,31 @@ fn a_500_is_retried_and_a_4xx_is_parked() {
         "{}",
         entries[0].error
     );
+    // The deliveries API and the message's view: given up after one try.
+    let delivery = only_delivery(&env, &app, "failed");
+    assert_eq!(delivery["attempts"], 1, "{delivery}");
+    let answer = delivery["last_answer"].as_str().unwrap_or_default();
+    assert!(answer.contains("HTTP 422"), "{delivery}");
+    let (status, view) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/messages/{id}"),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["delivery"]["status"], "failed", "{view}");
+    assert!(view["retry_schedule"].is_null(), "{view}");
     app.stop().expect("graceful stop");
+}
+
+/// The one delivery `GET /deliveries` lists, which has `status`.
+fn only_delivery(env: &TestEnv, app: &Running, status: &str) -> serde_json::Value {
+    let (code, page) = env.api(app.http_addr, reqwest::Method::GET, "/deliveries", None);
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page["count"], 1, "{page}");
+    let delivery = page["deliveries"][0].clone();
+    assert_eq!(delivery["status"], status, "{delivery}");
+    delivery
 }
 
 #[test]

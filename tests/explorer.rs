@@ -20,6 +20,16 @@ fn ids(page: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The offsets of a page's entries, in page order.
+fn offsets(page: &serde_json::Value) -> Vec<i64> {
+    page["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["kafka_offset"].as_i64().expect("offset"))
+        .collect()
+}
+
 fn cursor_of(page: &serde_json::Value) -> String {
     page["next_cursor"]
         .as_str()
@@ -92,14 +102,16 @@ fn the_explorer_filters_pages_and_shows_records() {
         "/messages?topic={}&partition=0&offset_from=1&offset_to=3&status=MESSAGE_PROCESSED",
         env.topic
     ));
-    let offsets: Vec<i64> = range["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .map(|e| e["kafka_offset"].as_i64().expect("offset"))
-        .collect();
-    assert_eq!(offsets.len(), 1, "{range}"); // offset 1 is a dead letter (odd event)
-    assert_eq!(offsets, [2]);
+    let found = offsets(&range);
+    assert_eq!(found.len(), 1, "{range}"); // offset 1 is a dead letter (odd event)
+    assert_eq!(found, [2]);
+    // A partition alone is listed by offset too, highest first: bob's
+    // four records, offsets 3 down to 0.
+    let (_, bob) = get(&format!("/messages?topic={}&partition=1", env.topic));
+    let bob_offsets = offsets(&bob);
+    assert_eq!(bob_offsets.first(), Some(&3), "{bob}");
+    assert_eq!(bob_offsets.last(), Some(&0), "{bob}");
+    assert!(bob_offsets.windows(2).all(|w| w[0] >= w[1]), "{bob}");
     // An offset range pages by offset, highest first, two at a time.
     let range = format!(
         "/messages?topic={}&partition=0&offset_from=0&offset_to=5",

@@ -313,6 +313,20 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
     let (status, verify) = env.api(app.http_addr, reqwest::Method::GET, "/audit/verify", None);
     assert_eq!(status, 200, "{verify}");
     assert_eq!(verify["holds"], true, "{verify}");
+    // The deliveries API lists A's first under its original place, with
+    // the attempt that succeeded.
+    let (status, delivery) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/messages/{}", ids[&0]),
+        None,
+    );
+    assert_eq!(status, 200, "{delivery}");
+    let delivery = &delivery["delivery"];
+    assert_eq!(delivery["status"], "delivered", "{delivery}");
+    assert_eq!(delivery["topic"], env.topic.as_str(), "{delivery}");
+    assert_eq!(delivery["offset"], 0, "{delivery}");
+    assert_eq!(delivery["attempts"], failed.len() + 1, "{delivery}");
     app.stop().expect("graceful stop");
 }
 

@@ -96,20 +96,46 @@ impl Load {
                 }
             }
             let event = self.events.next_event();
-            let mut record = BaseRecord::to(topic)
-                .key(&event.key)
-                .payload(&event.payload);
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        self.producer.poll(Duration::from_millis(10));
-                        record = r;
-                    }
-                    Err((e, _)) => anyhow::bail!("produce: {e}"),
+            self.send(
+                BaseRecord::to(topic)
+                    .key(event.key.as_str())
+                    .payload(event.payload.as_slice()),
+            )?;
+        }
+        self.acknowledged()
+    }
+
+    /// Produces `records` (key, payload) to `topic`'s `partition`, in
+    /// order, and waits for every acknowledgement.
+    pub fn produce_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: &[(String, String)],
+    ) -> anyhow::Result<Ends> {
+        for (key, payload) in records {
+            let record = BaseRecord::to(topic).partition(partition);
+            self.send(record.key(key.as_str()).payload(payload.as_bytes()))?;
+        }
+        self.acknowledged()
+    }
+
+    /// Hands one record to the producer, waiting while its queue is full.
+    fn send(&self, mut record: BaseRecord<'_, str, [u8]>) -> anyhow::Result<()> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = r;
                 }
+                Err((e, _)) => anyhow::bail!("produce: {e}"),
             }
         }
+    }
+
+    /// Flushes, and fails unless the broker acknowledged every record.
+    fn acknowledged(&self) -> anyhow::Result<Ends> {
         self.producer.flush(Duration::from_secs(300))?;
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         anyhow::ensure!(failed == 0, "{failed} records were not acknowledged");

@@ -8,7 +8,9 @@
 //!    outcome is durable before its offset is committed);
 //! 2. paced: the same process fed at a steady rate, for the pipeline's own
 //!    latency when it is not behind;
-//! 3. memory: a larger preload drained by a fresh process, for peak RSS.
+//! 3. keyed: key-ordered parallel delivery to a slow http downstream
+//!    (`keyed.rs`);
+//! 4. memory: a larger preload drained by a fresh process, for peak RSS.
 //!
 //! Environment (defaults): BENCH_MESSAGES (300000), BENCH_PARTITIONS (6),
 //! BENCH_POISON (0.01), BENCH_RATE (5000), BENCH_PACED_SECONDS (20),
@@ -23,6 +25,7 @@
 //! BENCH_ADMIN_URL, BENCH_REDIS_URL, BENCH_PG_DATA.
 
 mod broker;
+mod keyed;
 mod load;
 mod procs;
 mod scrape;
@@ -115,6 +118,30 @@ impl Custodian {
                 Err(_) => String::new(),
             }
         })
+    }
+
+    /// Waits until `/ready` answers 200 (partitions assigned, PostgreSQL
+    /// and Redis up).
+    fn wait_ready(&mut self, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+        let url = self.metrics_url.replace("/metrics", "/ready");
+        let since = Instant::now();
+        loop {
+            let ready = rt.block_on(async {
+                let answer = self.http.get(&url).send().await;
+                answer.is_ok_and(|r| r.status().is_success())
+            });
+            if ready {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("custodian exited early: {status}");
+            }
+            anyhow::ensure!(
+                since.elapsed() < Duration::from_secs(120),
+                "custodian not ready in 2 minutes"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// SIGTERM, and wait for the graceful exit.
@@ -248,6 +275,8 @@ struct Bench {
     redis_url: String,
     run: String,
     pg_data: PathBuf,
+    /// This run's scratch directory.
+    work: PathBuf,
     partitions: i32,
     poison: f64,
     seed: u64,
@@ -424,7 +453,8 @@ fn main() -> anyhow::Result<()> {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{run}"));
     std::fs::create_dir_all(&work)?;
     let variants = variants();
-    let phases = ["saturated".to_owned(), "memory".to_owned()]
+    let phases = ["saturated", "memory", "keyed"]
+        .map(str::to_owned)
         .into_iter()
         .chain((0..variants.len()).map(|i| format!("variant{i}")));
     let topics: Vec<String> = phases.map(|p| topic_name(&run, &p)).collect();
@@ -450,6 +480,7 @@ fn main() -> anyhow::Result<()> {
         redis_url,
         run,
         pg_data,
+        work,
         partitions,
         poison,
         seed: 42,
@@ -509,7 +540,12 @@ fn main() -> anyhow::Result<()> {
         bench.check_outcomes(&topic, ends.values().sum())?;
     }
 
-    // 3. Memory: a larger preload drained by a fresh process.
+    // 3. Keyed delivery to a slow downstream.
+    if env_or("BENCH_KEYED", 1) != 0 {
+        keyed::run(&mut bench)?;
+    }
+
+    // 4. Memory: a larger preload drained by a fresh process.
     if memory_n > 0 {
         let (drain, custodian, _, _, topic, ends) = bench.drain("memory", memory_n, &[])?;
         drain.print(&format!(

@@ -47,8 +47,11 @@ pub struct Lifecycle {
     pub lifecycle: Vec<AuditRow>,
     /// The downstream's kept answer (routes with `cache_ttl`), if any.
     pub downstream_answer: Option<serde_json::Value>,
-    /// Its open entry in the retry schedule (deferred routes), if any.
-    pub retry_schedule: Option<crate::schedule::read::Delivery>,
+    /// Its http delivery, open or finished (see `GET /deliveries`), if any.
+    pub delivery: Option<crate::handlers::http::record::Delivery>,
+    /// The same delivery while it is open in the retry schedule (deferred
+    /// routes): retrying, or waiting behind its key.
+    pub retry_schedule: Option<crate::handlers::http::record::Delivery>,
 }
 
 /// `GET /dlq`.

@@ -1,16 +1,18 @@
-//! `GET /deliveries`: the open deliveries of deferred http routes (the
-//! retry schedule), newest first, with their status, attempts and last
-//! answer. Finished deliveries are in each message's lifecycle
-//! (`GET /messages/{id}`).
+//! `GET /deliveries`: recent http deliveries, newest first, with their
+//! status, attempts and last answer: open ones (the retry schedule of
+//! deferred routes) and finished ones (delivered, or given up and
+//! dead-lettered). Each message's lifecycle (`GET /messages/{id}`) shows
+//! its own.
 
 use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
 
+use crate::handlers::http::record::{self, Delivery, STATUSES};
 use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
-use crate::schedule::read::{self, Delivery, STATUSES};
+use crate::schedule::read;
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
@@ -21,7 +23,7 @@ const MAX_LIMIT: i64 = 1000;
 pub struct DeliveriesQuery {
     /// Only this route (its downstream, `scheme://host[:port]`).
     route: Option<String>,
-    /// `retrying` or `waiting`.
+    /// `retrying`, `waiting` (open), `delivered` or `failed` (finished).
     status: Option<String>,
     /// Most entries (default 100, at most 1000).
     #[param(minimum = 1, maximum = 1000)]
@@ -35,8 +37,8 @@ pub struct DeliveriesPage {
     pub deliveries: Vec<Delivery>,
 }
 
-/// The open deliveries of deferred routes, newest first.
-#[utoipa::path(tag = "deliveries", security(("bearer" = [])), params(DeliveriesQuery), responses((status = 200, description = "Open deliveries of deferred routes, newest first", body = DeliveriesPage), (status = 400, description = "A parameter is not valid", body = ErrorBody), Guarded, PostgresBacked))]
+/// Recent deliveries of http routes, newest first.
+#[utoipa::path(tag = "deliveries", security(("bearer" = [])), params(DeliveriesQuery), responses((status = 200, description = "Recent deliveries of http routes, open and finished, newest first", body = DeliveriesPage), (status = 400, description = "A parameter is not valid", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/deliveries")]
 pub async fn list(
     _: Authorized,
@@ -70,7 +72,7 @@ pub async fn list(
         tracing::warn!(error = %e, "no PostgreSQL connection for /deliveries");
         ApiError::Unavailable("postgres")
     })?;
-    let deliveries = read::list(
+    let deliveries = record::list(
         &mut conn,
         query.route.as_deref(),
         query.status.as_deref(),

@@ -211,9 +211,9 @@ pub async fn run(
     })
 }
 
-/// Searches the audit trail, newest first (with an offset range: highest
+/// Searches the audit trail, newest first (within a partition: highest
 /// offset first), with cursor paging.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (with an offset range, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (within a partition, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages")]
 pub async fn search(
     _: Authorized,

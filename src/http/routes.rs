@@ -100,10 +100,10 @@ pub async fn message(
             "no audit record for message {id}"
         )));
     }
-    let retry_schedule = crate::schedule::read::entry(&mut conn, id)
+    let delivery = crate::handlers::http::record::one(&mut conn, id)
         .await
         .map_err(|e| {
-            tracing::warn!(error = %e, "retry schedule query failed");
+            tracing::warn!(error = %e, "delivery query failed");
             ApiError::Unavailable("postgres")
         })?;
     // A kept downstream answer, if its route caches them (best effort).
@@ -125,6 +125,7 @@ pub async fn message(
         message_id: id,
         lifecycle: rows,
         downstream_answer: answer,
-        retry_schedule,
+        retry_schedule: delivery.clone().filter(|d| d.is_open()),
+        delivery,
     }))
 }

@@ -12,6 +12,7 @@
 
 pub mod deferral;
 pub mod delivery;
+pub mod record;
 pub mod retry_worker;
 
 use std::num::NonZeroU32;
@@ -33,6 +34,7 @@ use crate::pipeline::{Item, Task};
 use crate::retry;
 use crate::store::projection::{self, Applied};
 use crate::wait::{until_back, Down, Patience};
+use record::Finish;
 
 /// A downstream URL, with its timeout and rate limit (shared by every
 /// processor, so the limit holds for the whole instance).
@@ -205,8 +207,15 @@ async fn forward_one(
             failure.attempt += origin.attempt;
         }
     }
+    let tried = failures
+        .last()
+        .map_or(item.retry.as_ref().map_or(0, |o| o.attempt), |f| f.attempt);
     match &result {
         Ok(answer) => {
+            // The record first: a crash before the ledger row means the
+            // delivery is made again, and the record rewritten.
+            let delivered = Finish::Delivered(answer.status);
+            record_finished(cx, item, route, (tried + 1, delivered), Patience::Forever).await;
             remember(cx, (task, &item.payload_sha256)).await;
             if let Some(ttl) = route.cache_ttl {
                 delivery::keep_answer(&cx.redis, &cx.keys, item.message_id, answer, ttl).await;
@@ -215,12 +224,54 @@ async fn forward_one(
         // Not delivered: a later copy may try again (or the schedule will).
         Err(()) => {
             done.borrow_mut().remove(&item.message_id);
-            cx.deferrals
-                .borrow_mut()
-                .defer(index, route, &item.envelope, &failures, &cx.retry);
+            let deferred =
+                cx.deferrals
+                    .borrow_mut()
+                    .defer(index, route, &item.envelope, &failures, &cx.retry);
+            // Given up (dead-lettered next), unless the partition moved on
+            // meanwhile: then its next owner delivers it.
+            if let Some(last) = failures.last().filter(|_| !deferred) {
+                if !cx.revoked.is_cancelled() {
+                    let failed = (last.attempt, Finish::Failed(&last.failure));
+                    let patience = Patience::UntilRevoked(&cx.revoked);
+                    record_finished(cx, item, route, failed, patience).await;
+                }
+            }
         }
     }
     (result.map(|_| Applied::New), failures)
+}
+
+/// Records how `item`'s delivery over `route` finished (attempts made, and
+/// how), waiting out PostgreSQL outages with `patience`.
+async fn record_finished(
+    cx: &Context,
+    item: &Item,
+    route: &HttpRoute,
+    (attempts, finish): (u32, Finish<'_>),
+    patience: Patience<'_>,
+) {
+    let finished = record::Finished {
+        message_id: item.message_id,
+        route: &route.label,
+        key: item.envelope.key.as_deref(),
+        place: match &item.retry {
+            Some(origin) => (&origin.topic, origin.partition, origin.offset),
+            None => (
+                &item.envelope.topic,
+                item.envelope.partition,
+                item.envelope.offset,
+            ),
+        },
+        event_type: item.event_type.as_deref(),
+        attempts,
+        finish,
+    };
+    let _ = until_back(cx.wait, patience, async || {
+        let written = record::write(&cx.pool, &finished).await;
+        written.map_err(|e| Down::new("postgres", e))
+    })
+    .await;
 }
 
 /// Writes a delivered task's ledger row, waiting out PostgreSQL outages.

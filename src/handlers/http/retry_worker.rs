@@ -25,6 +25,7 @@ use crate::config::RetrySettings;
 use crate::dlq::{store as dlq_store, DlqEntry, Keys};
 use crate::handler_kind::HandlerKind;
 use crate::handlers::http::delivery::{self, Answer};
+use crate::handlers::http::record::{self, Finish};
 use crate::handlers::http::HttpRoute;
 use crate::handlers::http::HttpRoutes;
 use crate::kafka::envelope::Envelope;
@@ -229,6 +230,8 @@ impl Worker {
                 return Ok(());
             }
             Verdict::Delivered(answer) => {
+                let delivered = Finish::Delivered(answer.status);
+                self.record_finished(c, attempt, delivered).await?;
                 self.remember(c, &sha).await?;
                 self.keep_answer(c, &answer).await;
                 None
@@ -243,6 +246,10 @@ impl Worker {
                     failure,
                 });
                 if give_up {
+                    if let Some(last) = settled.last_failure() {
+                        let failed = Finish::Failed(&last.failure);
+                        self.record_finished(c, attempt, failed).await?;
+                    }
                     settled.outcome = Outcome::DeadLettered;
                     self.dead_letter(&settled, &c.group).await?;
                     None
@@ -279,6 +286,28 @@ impl Worker {
         }
         self.writer.append_with(&entries, Some(alongside)).await?;
         Ok(())
+    }
+
+    /// Records how the entry's delivery finished (before its ledger row or
+    /// dead-letter push; see [`record`]).
+    async fn record_finished(
+        &self,
+        c: &Claimed,
+        attempts: u32,
+        finish: Finish<'_>,
+    ) -> Result<(), ScheduleError> {
+        let finished = record::Finished {
+            message_id: c.message_id,
+            route: &c.route_label,
+            key: c.key.as_deref(),
+            place: (&c.topic, c.partition, c.offset),
+            event_type: c.event_type.as_deref(),
+            attempts,
+            finish,
+        };
+        record::write(&self.deps.pool, &finished)
+            .await
+            .map_err(|e| ScheduleError::Ledger(e.to_string()))
     }
 
     /// The ledger row of a delivered entry, so it is never sent again.

@@ -1,0 +1,1 @@
+DROP TABLE http_deliveries;
