@@ -337,7 +337,7 @@ mod tests {
     use super::*;
     use crate::kafka::envelope::Envelope;
     use crate::pipeline::failure::Failure;
-    use crate::pipeline::Outcome;
+    use crate::pipeline::{Message, Outcome};
     use crate::retry::AttemptFailure;
     use std::sync::Arc;
 
@@ -345,30 +345,32 @@ mod tests {
     fn non_utf8_payload_key_and_headers_round_trip() {
         let raw = vec![0xff, 0x00, 0x80, b'x'];
         let settled = Settled {
-            envelope: Envelope {
-                topic: Arc::from("t"),
-                partition: 1,
-                offset: 7,
-                key: Some(vec![0xc3, 0x28]),
-                payload: Some(raw.clone()),
-                headers: vec![
-                    ("h".into(), Some(vec![0xfe])),
-                    ("n".into(), None),
-                    ("t".into(), Some(b"text".to_vec())),
-                    (REPLAY_COUNT_HEADER.into(), Some(b"2".to_vec())),
-                ],
-                unreadable_headers: false,
-                timestamp_ms: Some(1_700_000_000_000),
-                received_at: Utc::now(),
+            message: Message {
+                envelope: Envelope {
+                    topic: Arc::from("t"),
+                    partition: 1,
+                    offset: 7,
+                    key: Some(vec![0xc3, 0x28]),
+                    payload: Some(raw.clone()),
+                    headers: vec![
+                        ("h".into(), Some(vec![0xfe])),
+                        ("n".into(), None),
+                        ("t".into(), Some(b"text".to_vec())),
+                        (REPLAY_COUNT_HEADER.into(), Some(b"2".to_vec())),
+                    ],
+                    unreadable_headers: false,
+                    timestamp_ms: Some(1_700_000_000_000),
+                    received_at: Utc::now(),
+                },
+                message_id: Uuid::new_v4(),
+                event_type: None,
+                payload_sha256: crate::pipeline::steering::payload_digest(Some(&raw)),
+                steering: crate::pipeline::steering::Steering {
+                    replay_count: 2,
+                    ..Default::default()
+                },
+                retry: None,
             },
-            message_id: Uuid::new_v4(),
-            event_type: None,
-            payload_sha256: crate::pipeline::steering::payload_digest(Some(&raw)),
-            steering: crate::pipeline::steering::Steering {
-                replay_count: 2,
-                ..Default::default()
-            },
-            retry: None,
             outcome: Outcome::DeadLettered,
             at: Utc::now(),
             failures: vec![AttemptFailure {

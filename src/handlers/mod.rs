@@ -84,8 +84,12 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
     let mut results = apply(cx, &items).await.into_iter();
     let now = Utc::now();
     let mut settlement = Settlement::default();
-    for item in items {
-        let (outcome, failures) = match item.work {
+    for Item {
+        message: item,
+        work,
+    } in items
+    {
+        let (outcome, failures) = match work {
             Ok(_) => match results.next().flatten() {
                 Some((Ok(Applied::New), failures)) => (Outcome::Processed, failures),
                 Some((Ok(Applied::AlreadyApplied), failures)) => {
@@ -133,12 +137,7 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
         }
         .emit();
         let settled = Settled {
-            envelope: item.envelope,
-            message_id: item.message_id,
-            event_type: item.event_type,
-            payload_sha256: item.payload_sha256,
-            steering: item.steering,
-            retry: item.retry,
+            message: item,
             outcome,
             at: now,
             failures,

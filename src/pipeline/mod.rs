@@ -28,9 +28,11 @@ use route_table::{Handler, Routes};
 use steering::{HeaderKey, Steering};
 use transaction::TransactionChange;
 
-/// A record after decoding and enrichment: what a processor receives.
+/// A record as read and identified: what it is, whatever becomes of it.
+/// An [`Item`] carries one to its processor, a [`Settled`] to the audit
+/// trail; both read its fields through `Deref`.
 #[derive(Debug)]
-pub struct Item {
+pub struct Message {
     pub envelope: Envelope,
     pub message_id: Uuid,
     pub event_type: Option<String>,
@@ -42,7 +44,21 @@ pub struct Item {
     /// Read from a retry topic: where the message came from and how many
     /// attempts it has had (signed retry headers, see [`retry_headers`]).
     pub retry: Option<Origin>,
+}
+
+/// A record after decoding and enrichment: what a processor receives.
+#[derive(Debug)]
+pub struct Item {
+    pub message: Message,
     pub work: Result<Task, Failure>,
+}
+
+impl std::ops::Deref for Item {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
 }
 
 /// What a processor has to apply.
@@ -115,12 +131,14 @@ pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTi
         }
     });
     Item {
-        envelope,
-        message_id: decoded.message_id,
-        event_type: decoded.event_type,
-        payload_sha256,
-        steering,
-        retry,
+        message: Message {
+            envelope,
+            message_id: decoded.message_id,
+            event_type: decoded.event_type,
+            payload_sha256,
+            steering,
+            retry,
+        },
         work,
     }
 }
@@ -147,18 +165,20 @@ pub enum Outcome {
 /// A message whose outcome is decided, on its way to the audit trail.
 #[derive(Debug)]
 pub struct Settled {
-    pub envelope: Envelope,
-    pub message_id: Uuid,
-    pub event_type: Option<String>,
-    pub payload_sha256: [u8; 32],
-    pub steering: Steering,
-    /// Read from a retry topic: the original position (see [`Item::retry`]).
-    pub retry: Option<Origin>,
+    pub message: Message,
     pub outcome: Outcome,
     /// When the outcome was reached (processing done, or DLQ push acknowledged).
     pub at: DateTime<Utc>,
     /// Every failed attempt, in order (empty for the common first-try success).
     pub failures: Vec<AttemptFailure>,
+}
+
+impl std::ops::Deref for Settled {
+    type Target = Message;
+
+    fn deref(&self) -> &Message {
+        &self.message
+    }
 }
 
 impl Settled {

@@ -13,12 +13,7 @@ use custodian::retry::AttemptFailure;
 pub fn parked(item: Item, now: DateTime<Utc>) -> Option<DlqEntry> {
     let failure = item.work.err()?;
     let settled = Settled {
-        envelope: item.envelope,
-        message_id: item.message_id,
-        event_type: item.event_type,
-        payload_sha256: item.payload_sha256,
-        steering: item.steering,
-        retry: item.retry,
+        message: item.message,
         outcome: Outcome::DeadLettered,
         at: now,
         failures: vec![AttemptFailure {

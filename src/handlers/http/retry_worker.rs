@@ -33,7 +33,7 @@ use crate::metrics::metrics;
 use crate::pipeline::failure::{Failure, Stage};
 use crate::pipeline::route_table::Handler;
 use crate::pipeline::steering::{payload_digest, HeaderKey};
-use crate::pipeline::{Outcome, Settled, Task};
+use crate::pipeline::{Message, Outcome, Settled, Task};
 use crate::retry::{AttemptFailure, TryError};
 use crate::schedule::store::{self, Claimed, Complete, Receipt, Reschedule};
 use crate::schedule::ScheduleError;
@@ -213,12 +213,14 @@ impl Worker {
             .unwrap_or_else(|| payload_digest(envelope.payload.as_deref()));
         let steering = self.deps.header_key.read(&envelope, &sha);
         let mut settled = Settled {
-            envelope,
-            message_id: c.message_id,
-            event_type: c.event_type.clone(),
-            payload_sha256: sha,
-            steering,
-            retry: None,
+            message: Message {
+                envelope,
+                message_id: c.message_id,
+                event_type: c.event_type.clone(),
+                payload_sha256: sha,
+                steering,
+                retry: None,
+            },
             outcome: Outcome::Processed,
             at: now,
             failures: Vec::new(),
