@@ -17,7 +17,8 @@ use crate::http::params::{self, bad, time};
 use crate::http::read::{conn, query_failed};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
-use crate::store::explorer::{self, Cursor, Entry, Filter};
+use crate::store::audit::AuditRow;
+use crate::store::explorer::{self, Cursor, Filter};
 use crate::store::message_projection::{self, ProjectionRow};
 
 const DEFAULT_LIMIT: i64 = 50;
@@ -81,7 +82,7 @@ pub struct ExplorerQuery {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ExplorerPage {
     pub count: usize,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<AuditRow>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }

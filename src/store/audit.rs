@@ -107,11 +107,12 @@ pub struct Receipt<'a> {
     pub payload_sha256: &'a [u8; 32],
 }
 
-/// One audit row as read back from the `message_audit` view (for
-/// `GET /messages/{id}` and tests). The view's columns are `audit_log`'s
-/// first fourteen, so their SQL types are read from `audit_log`'s schema:
-/// the view has no `table!` of its own (diesel would let one be written to).
-#[derive(Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
+/// One audit row as read back: from the `message_audit` view (for
+/// `GET /messages/{id}` and tests) or from `audit_log` by the explorer
+/// (`GET /messages`). The view's columns are `audit_log`'s first fourteen,
+/// so their SQL types are read from `audit_log`'s schema: the view has no
+/// `table!` of its own (diesel would let one be written to).
+#[derive(Debug, Queryable, Selectable, QueryableByName, serde::Serialize, utoipa::ToSchema)]
 #[diesel(table_name = audit_log)]
 pub struct AuditRow {
     pub id: i64,

@@ -14,6 +14,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::store::audit::AuditRow;
 use crate::store::schema::audit_log;
 
 /// A checked explorer query (see `http::explorer` for the parameters).
@@ -50,36 +51,15 @@ pub struct Cursor {
     pub offset: Option<i64>,
 }
 
-/// One audit entry as the explorer lists it (no payload: that is the
-/// message view's).
-#[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
-#[diesel(table_name = audit_log)]
-#[schema(as = ExplorerEntry)]
-pub struct Entry {
-    pub id: i64,
-    pub message_id: Uuid,
-    pub status: String,
-    pub topic: String,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-    pub message_key: Option<String>,
-    pub event_type: Option<String>,
-    pub attempt: i32,
-    pub error: Option<String>,
-    pub occurred_at: DateTime<Utc>,
-    /// Who and why, for operator actions.
-    pub detail: Option<serde_json::Value>,
-}
-
 /// Up to `limit` entries matching `filter` after `after`, newest first.
 pub async fn page(
     conn: &mut AsyncPgConnection,
     filter: &Filter,
     after: Option<Cursor>,
     limit: i64,
-) -> QueryResult<Vec<Entry>> {
+) -> QueryResult<Vec<AuditRow>> {
     use audit_log::dsl as a;
-    let mut query = audit_log::table.select(Entry::as_select()).into_boxed();
+    let mut query = audit_log::table.select(AuditRow::as_select()).into_boxed();
     if let Some(id) = filter.message_id {
         query = query.filter(a::message_id.eq(id));
     }
