@@ -494,6 +494,23 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
         "one outcome per offset: {reconciled:#?}"
     );
 
+    // A time before Kafka's epoch (1970) means every record, not an error.
+    let request = Request {
+        topic: env.topic.clone(),
+        partition: None,
+        range: Range::Since("1900-01-01T00:00:00Z".parse().expect("a time")),
+    };
+    let since = env
+        .rt
+        .block_on(access.reconcile(&request))
+        .expect("reconcile since 1900");
+    let t = &since.totals;
+    assert_eq!(
+        (t.processed + t.duplicate + t.dead_lettered) as i64,
+        N,
+        "every offset since 1900: {since:#?}"
+    );
+
     // A superuser deletes the terminal row of partition 1, offset 10.
     as_superuser(
         &env,

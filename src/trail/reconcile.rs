@@ -192,6 +192,9 @@ async fn broker_marks(
             .committed_offsets(tpl.clone(), KAFKA_TIMEOUT)
             .map_err(|e| ReconcileError::Kafka(e.to_string()))?;
         let by_time = match request.range {
+            // Kafka's times start at the epoch: an earlier one is every
+            // record (the low watermark, below), nothing to ask.
+            Range::Since(t) if t.timestamp_millis() <= 0 => None,
             Range::Since(t) => {
                 let mut times = TopicPartitionList::new();
                 for p in &partitions {
@@ -229,8 +232,12 @@ async fn broker_marks(
                     low,
                     high,
                     committed: offset_of(&committed),
-                    // No offset at or after the time: nothing since.
-                    since: by_time.as_ref().map(|l| offset_of(l).unwrap_or(high)),
+                    since: match &by_time {
+                        // No offset at or after the time: nothing since.
+                        Some(l) => Some(offset_of(l).unwrap_or(high)),
+                        None if matches!(request.range, Range::Since(_)) => Some(low),
+                        None => None,
+                    },
                 })
             })
             .collect()
