@@ -580,9 +580,12 @@ fn revocation_cancels_retries_in_flight_leaving_no_stale_dead_letter() {
     let env = TestEnv::new(1);
     let broker = BrokerProcess::tansu(&env.topic, 1);
     let tally = Tally::new(&env);
-    // The old owner gives up after 12 attempts (a few seconds); the new
-    // owner keeps trying until the row is free.
-    const OLD_ATTEMPTS: u32 = 12;
+    // The old owner would give up after 40 attempts (~20 s): far longer
+    // than the rebalance takes, even on a loaded machine (with 12, a slow
+    // rebalance let the old owner dead-letter it first, legitimately, while
+    // it still owned the partition). The new owner keeps trying until the
+    // row is free.
+    const OLD_ATTEMPTS: u32 = 40;
     let old = custodian::app::Running::start(member_settings(&env, &broker, "z-old", OLD_ATTEMPTS))
         .expect("old owner starts");
     let a = format!("{}-a", env.topic);
