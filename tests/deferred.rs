@@ -29,14 +29,21 @@ fn notify(n: i64) -> (uuid::Uuid, String) {
     (id, payload)
 }
 
+/// A deferred http route for `event_type` to `url`.
+fn route(event_type: &str, url: &str) -> serde_json::Value {
+    json!({ "event_types": [event_type], "handler": "http", "url": url, "timeout": "2s",
+            "rate_per_second": 10000, "burst": 1000, "retry": "deferred" })
+}
+
 /// Custodian with one deferred http route to `url`.
 fn deferred(env: &TestEnv, url: &str, max_attempts: u32) -> Running {
+    with_routes(env, json!([route("Notify", url)]), max_attempts)
+}
+
+/// Custodian with `routes`.
+fn with_routes(env: &TestEnv, routes: serde_json::Value, max_attempts: u32) -> Running {
     let overrides = [
-        (
-            "routes",
-            json!([{ "event_types": ["Notify"], "handler": "http", "url": url, "timeout": "2s",
-                     "rate_per_second": 10000, "burst": 1000, "retry": "deferred" }]),
-        ),
+        ("routes", routes),
         ("retry.max_attempts", max_attempts.into()),
         ("retry.backoff_min", "100ms".into()),
         ("retry.backoff_max", "300ms".into()),
@@ -275,6 +282,15 @@ fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
     assert_eq!(env.committed(), vec![Some(3)]);
 }
 
+/// A downstream that answers 500 for key A until healed, 200 otherwise.
+fn failing_for_a() -> KeyedDownstream {
+    KeyedDownstream::start(Behaviour {
+        keys: HashSet::from(["A".to_string()]),
+        failing: true.into(),
+        ..Behaviour::default()
+    })
+}
+
 /// True when two attempts at one message ran at the same time.
 fn overlapping(seen: &[Seen]) -> Vec<String> {
     let mut by_message: HashMap<&str, Vec<&Seen>> = HashMap::new();
@@ -349,11 +365,7 @@ fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
 #[test]
 fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
     let env = TestEnv::new(1);
-    let down = KeyedDownstream::start(Behaviour {
-        keys: HashSet::from(["A".to_string()]),
-        failing: true.into(),
-        ..Behaviour::default()
-    });
+    let down = failing_for_a();
     let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("deferred-{}.toml", env.group));
     std::fs::write(
@@ -399,4 +411,58 @@ fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
     assert_eq!(a, [0, 2], "A's messages in order");
     instance.terminate(Duration::from_secs(30));
     let _ = std::fs::remove_file(config);
+}
+
+#[test]
+fn a_scheduled_entry_goes_to_its_own_downstream_after_the_routes_are_reordered() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    let app = deferred(&env, &down.url(), 1000);
+    let ids = produce(&env, &[("A", 0), ("B", 1)]);
+    wait_until(PATIENCE, "A scheduled, B processed", || {
+        env.count("SELECT count(*) AS n FROM retry_schedule") == 1
+            && status_count(&env, "MESSAGE_PROCESSED") == 1
+    });
+    app.stop().expect("graceful stop");
+
+    // A new http route (another downstream) now comes first: A's entry
+    // was stored as the first http route's. A's next message still waits
+    // behind it.
+    let other = KeyedDownstream::start(Behaviour::default());
+    let routes = json!([route("Other", &other.url()), route("Notify", &down.url())]);
+    let app = with_routes(&env, routes, 1000);
+    produce(&env, &[("A", 2)]);
+    wait_until(PATIENCE, "A's next message waiting behind it", || {
+        env.count("SELECT count(*) AS n FROM retry_schedule") == 2
+    });
+    down.heal();
+    wait_until(PATIENCE, "A's messages processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == 3
+    });
+    assert!(
+        other.seen().is_empty(),
+        "nothing went to the other downstream"
+    );
+    let a: Vec<i64> = delivered(&down.seen())
+        .into_iter()
+        .filter(|n| *n != 1)
+        .collect();
+    assert_eq!(
+        a,
+        [0, 2],
+        "A's messages once each, in order, to their own downstream"
+    );
+    assert_eq!(
+        down.seen().iter().filter(|s| s.n == 2).count(),
+        1,
+        "A's next message waited untried behind A's first"
+    );
+    let (_, view) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/messages/{}", ids[&0]),
+        None,
+    );
+    assert_eq!(view["delivery"]["status"], "delivered", "{view}");
+    app.stop().expect("graceful stop");
 }

@@ -79,28 +79,30 @@ impl Alongside for Inserts<'_> {
     }
 }
 
-/// Of `keys` (route, key), those with open entries: one indexed query per
-/// batch.
+/// Of `keys` (route label, key), those with open entries: one indexed
+/// query per batch. A key is a route's by its downstream's label, not its
+/// position in `routes`, so reordering the routes keeps each key's order.
 pub async fn waiting_keys(
     client: &Client,
-    keys: &[(i32, Vec<u8>)],
-) -> Result<HashSet<(i32, Vec<u8>)>, tokio_postgres::Error> {
+    keys: &[(String, Vec<u8>)],
+) -> Result<HashSet<(String, Vec<u8>)>, tokio_postgres::Error> {
     if keys.is_empty() {
         return Ok(HashSet::new());
     }
-    let routes: Vec<i32> = keys.iter().map(|(r, _)| *r).collect();
+    let routes: Vec<&str> = keys.iter().map(|(r, _)| r.as_str()).collect();
     let bytes: Vec<&[u8]> = keys.iter().map(|(_, k)| k.as_slice()).collect();
     let rows = client
         .query(
-            "SELECT DISTINCT s.route, s.message_key \
-               FROM unnest($1::int4[], $2::bytea[]) AS k(route, message_key) \
-               JOIN retry_schedule s ON s.route = k.route AND s.message_key = k.message_key",
+            "SELECT DISTINCT s.route_label, s.message_key \
+               FROM unnest($1::text[], $2::bytea[]) AS k(route_label, message_key) \
+               JOIN retry_schedule s \
+                 ON s.route_label = k.route_label AND s.message_key = k.message_key",
             &[&routes, &bytes],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|r| (r.get::<_, i32>(0), r.get::<_, Vec<u8>>(1)))
+        .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
         .collect())
 }
 
@@ -135,7 +137,7 @@ pub async fn claim(
                 WHERE s.next_attempt_at <= now() \
                   AND (s.leased_until IS NULL OR s.leased_until < now()) \
                   AND NOT EXISTS (SELECT 1 FROM retry_schedule e \
-                       WHERE e.route = s.route AND e.message_key = s.message_key AND e.id < s.id) \
+                       WHERE e.route_label = s.route_label AND e.message_key = s.message_key AND e.id < s.id) \
                 ORDER BY s.next_attempt_at, s.id \
                 LIMIT $1 \
                 FOR UPDATE SKIP LOCKED) \

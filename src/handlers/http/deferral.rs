@@ -47,21 +47,19 @@ pub struct Ticket {
 pub struct Deferrals {
     /// (route, key) pairs with open entries, including those this batch
     /// parks.
-    waiting: HashSet<(i32, Vec<u8>)>,
+    waiting: HashSet<(String, Vec<u8>)>,
     pub tickets: HashMap<i64, Ticket>,
 }
 
 /// The (route, key) pairs of `items` on deferred http routes: what the
 /// batch asks the schedule about, in one query.
-pub fn deferred_keys(items: &[&Item], routes: &HttpRoutes) -> Vec<(i32, Vec<u8>)> {
-    let mut keys: Vec<(i32, Vec<u8>)> = items
+pub fn deferred_keys(items: &[&Item], routes: &HttpRoutes) -> Vec<(String, Vec<u8>)> {
+    let mut keys: Vec<(String, Vec<u8>)> = items
         .iter()
         .filter_map(|item| match (&item.work, &item.envelope.key) {
-            (Ok(Task::Pass { handler, .. }), Some(key))
-                if handler.kind == HandlerKind::Http
-                    && routes.get(handler.route).is_some_and(|r| r.deferred) =>
-            {
-                Some((handler.route as i32, key.clone()))
+            (Ok(Task::Pass { handler, .. }), Some(key)) if handler.kind == HandlerKind::Http => {
+                let route = routes.get(handler.route).filter(|r| r.deferred)?;
+                Some((route.label.clone(), key.clone()))
             }
             _ => None,
         })
@@ -73,7 +71,7 @@ pub fn deferred_keys(items: &[&Item], routes: &HttpRoutes) -> Vec<(i32, Vec<u8>)
 
 impl Deferrals {
     /// Adds keys found waiting in the schedule.
-    pub fn add_waiting(&mut self, waiting: HashSet<(i32, Vec<u8>)>) {
+    pub fn add_waiting(&mut self, waiting: HashSet<(String, Vec<u8>)>) {
         self.waiting.extend(waiting);
     }
 
@@ -87,7 +85,7 @@ impl Deferrals {
         let Some(key) = envelope.key.clone().filter(|_| route.deferred) else {
             return false;
         };
-        if !self.waiting.contains(&(index as i32, key)) {
+        if !self.waiting.contains(&(route.label.clone(), key)) {
             return false;
         }
         self.tickets.insert(
@@ -124,7 +122,7 @@ impl Deferrals {
         }
         // Only the schedule holds a key's later messages behind it.
         if let Some(key) = envelope.key.as_ref().filter(|_| route.deferred) {
-            self.waiting.insert((index as i32, key.clone()));
+            self.waiting.insert((route.label.clone(), key.clone()));
         }
         let delay = Backoff::new(policy.backoff_min, policy.backoff_max)
             .after(last.attempt.saturating_sub(1))
@@ -168,10 +166,10 @@ impl Parking {
     /// Waits out PostgreSQL outages; `None` when `revoked` ended the wait.
     pub async fn waiting(
         &self,
-        keys: Vec<(i32, Vec<u8>)>,
+        keys: Vec<(String, Vec<u8>)>,
         wait: DependencyWait,
         revoked: &CancellationToken,
-    ) -> Option<HashSet<(i32, Vec<u8>)>> {
+    ) -> Option<HashSet<(String, Vec<u8>)>> {
         if keys.is_empty() {
             return Some(HashSet::new());
         }

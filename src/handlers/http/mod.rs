@@ -101,6 +101,24 @@ impl HttpRoutes {
         self.0.get(index)
     }
 
+    /// The route a stored reference names: `index` (its position among the
+    /// http routes when it was stored) if that route still has `label`,
+    /// else the one route that has `label` now (the routes were reordered
+    /// since), else none: a message is never sent to another downstream
+    /// than the one it was scheduled for.
+    pub fn resolve(&self, index: usize, label: &str) -> Option<&Arc<HttpRoute>> {
+        match self.get(index) {
+            Some(route) if route.label == label => Some(route),
+            _ => {
+                let mut same = self.0.iter().filter(|r| r.label == label);
+                match (same.next(), same.next()) {
+                    (Some(route), None) => Some(route),
+                    _ => None,
+                }
+            }
+        }
+    }
+
     /// Every http route, by index.
     pub fn all(&self) -> &[Arc<HttpRoute>] {
         &self.0
@@ -294,6 +312,33 @@ mod tests {
     use super::HttpRoutes;
     use crate::config::RouteSettings;
     use crate::pipeline::route_table::Routes;
+
+    #[test]
+    fn a_stored_route_reference_never_resolves_to_another_downstream() {
+        let settings: Vec<RouteSettings> = serde_json::from_value(serde_json::json!([
+            { "event_types": ["X"], "handler": "http", "url": "http://x.example/hook" },
+            { "event_types": ["A"], "handler": "http", "url": "http://a.example/one" },
+            { "event_types": ["B"], "handler": "http", "url": "http://b.example/x" },
+            { "event_types": ["C"], "handler": "http", "url": "http://b.example/y" },
+        ]))
+        .expect("route settings");
+        let http = HttpRoutes::new(&settings);
+        let label = |r: Option<&std::sync::Arc<super::HttpRoute>>| r.map(|r| r.label.clone());
+        // Stored at index 0 when a.example's route came first: found by label.
+        assert_eq!(
+            label(http.resolve(0, "http://a.example")),
+            Some("http://a.example".into())
+        );
+        // The index still matches: taken as it is.
+        assert_eq!(
+            label(http.resolve(2, "http://b.example")),
+            Some("http://b.example".into())
+        );
+        // Moved, and two routes now share the label: neither is guessed.
+        assert!(http.resolve(0, "http://b.example").is_none());
+        // Its downstream is gone.
+        assert!(http.resolve(1, "http://gone.example").is_none());
+    }
 
     #[test]
     fn the_route_table_indexes_the_http_routes_in_order() {

@@ -171,7 +171,10 @@ impl Worker {
             let done = delivered.contains_key(&c.message_id);
             async move {
                 let envelope = receipt.map(|r| envelope(c, r));
-                let verdict = match (&envelope, deps.routes.get(c.route as usize)) {
+                let verdict = match (
+                    &envelope,
+                    deps.routes.resolve(c.route as usize, &c.route_label),
+                ) {
                     _ if done => Verdict::AlreadyDelivered,
                     (None, _) => Verdict::Failed(Failure::permanent(
                         Stage::Process,
@@ -181,7 +184,7 @@ impl Worker {
                     (_, None) => Verdict::Failed(Failure::permanent(
                         Stage::Process,
                         "no_route",
-                        "the HTTP route is gone",
+                        "the HTTP route is gone (no route to its downstream now, or several)",
                     )),
                     (Some(envelope), Some(route)) => attempt(deps, route, c, envelope).await,
                 };
@@ -356,7 +359,7 @@ impl Worker {
         let Some(ttl) = self
             .deps
             .routes
-            .get(c.route as usize)
+            .resolve(c.route as usize, &c.route_label)
             .and_then(|r| r.cache_ttl)
         else {
             return;
