@@ -294,9 +294,7 @@ fn events_are_published_in_order_per_aggregate_and_consumed_through_the_pipeline
         ),
         20
     );
-    let (status, body) = env.api(&app, reqwest::Method::GET, "/audit/verify", None);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["holds"], true, "{body}");
+    let body = env.assert_chains_hold(&app);
     assert_eq!(body["unchained_entries"], 0, "{body}");
     assert_eq!(env.metric(&app, "outbox_published_total"), 20.0);
     let (_, text) = env.get(&app, "/metrics");

@@ -119,13 +119,7 @@ fn a_bulk_replay_job_is_previewed_started_and_followed_to_the_end() {
     wait_until(PATIENCE, "the replayed ones processed", || {
         env.count("SELECT count(*) AS n FROM transactions") == 6
     });
-    assert_eq!(
-        env.count(
-            "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_REPLAYED' \
-             AND detail->>'requested_by' = 'dana' AND detail->>'reason' = 'limit raised'"
-        ),
-        6
-    );
+    assert_eq!(env.replays_by("dana", "limit raised"), 6);
     assert_eq!(env.dlq_entries().len(), 2);
     let (code, _) = api(
         Method::GET,

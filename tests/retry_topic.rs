@@ -301,18 +301,8 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
         ids[&0], env.topic
     ));
     assert_eq!(elsewhere, 0);
-    let (status, report) = env.api(
-        app.http_addr,
-        reqwest::Method::GET,
-        &format!("/audit/reconcile?topic={}", env.topic),
-        None,
-    );
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["totals"]["in_retry"], 0, "{report}");
-    assert_eq!(report["gaps"], 0, "{report}");
-    let (status, verify) = env.api(app.http_addr, reqwest::Method::GET, "/audit/verify", None);
-    assert_eq!(status, 200, "{verify}");
-    assert_eq!(verify["holds"], true, "{verify}");
+    env.assert_reconciled(app.http_addr, 0);
+    env.assert_chains_hold(app.http_addr);
     // The deliveries API lists A's first under its original place, with
     // the attempt that succeeded.
     let (status, delivery) = env.api(

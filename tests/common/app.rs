@@ -106,4 +106,22 @@ impl TestEnv {
             "{dependency} not named failing: {body}"
         );
     }
+
+    /// `GET /audit/reconcile` of this env's topic: no gaps, and `in_retry`
+    /// offsets still in retry.
+    pub fn assert_reconciled(&self, addr: impl HttpTarget, in_retry: i64) {
+        let path = format!("/audit/reconcile?topic={}", self.topic);
+        let (status, report) = self.api(addr, reqwest::Method::GET, &path, None);
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["totals"]["in_retry"], in_retry, "{report}");
+        assert_eq!(report["gaps"], 0, "{report}");
+    }
+
+    /// `GET /audit/verify`: every hash chain holds.
+    pub fn assert_chains_hold(&self, addr: impl HttpTarget) -> serde_json::Value {
+        let (status, verify) = self.api(addr, reqwest::Method::GET, "/audit/verify", None);
+        assert_eq!(status, 200, "{verify}");
+        assert_eq!(verify["holds"], true, "{verify}");
+        verify
+    }
 }

@@ -194,4 +194,20 @@ impl TestEnv {
             .map(|c| c.n)
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
+
+    /// MESSAGE_REPLAYED entries requested by `who` for `reason`.
+    pub fn replays_by(&self, who: &str, reason: &str) -> i64 {
+        let sql = "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_REPLAYED' \
+                   AND detail->>'requested_by' = $1 AND detail->>'reason' = $2";
+        let mut conn = self.conn();
+        self.rt
+            .block_on(
+                diesel::sql_query(sql)
+                    .bind::<Text, _>(who)
+                    .bind::<Text, _>(reason)
+                    .get_result::<Count>(&mut conn),
+            )
+            .map(|c| c.n)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
 }

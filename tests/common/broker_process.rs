@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 
 use super::wait_until;
 
@@ -196,14 +196,8 @@ impl BrokerProcess {
         rt.block_on(async {
             for chunk in records.chunks(2000) {
                 let sends = chunk.iter().map(|(key, payload, partition)| {
-                    let mut record: FutureRecord<'_, str, [u8]> =
-                        FutureRecord::to(&self.topic).payload(payload);
-                    if let Some(k) = key {
-                        record = record.key(k);
-                    }
-                    if let Some(p) = partition {
-                        record = record.partition(*p);
-                    }
+                    let record =
+                        crate::common::record(&self.topic, key.as_deref(), payload, *partition);
                     producer.send(record, Duration::from_secs(60))
                 });
                 for sent in futures::future::join_all(sends).await {

@@ -66,14 +66,7 @@ impl TestEnv {
         let producer = self.producer();
         self.rt.block_on(async {
             for (key, payload, partition) in records {
-                let mut record: FutureRecord<'_, str, [u8]> =
-                    FutureRecord::to(&self.topic).payload(payload);
-                if let Some(k) = key {
-                    record = record.key(k);
-                }
-                if let Some(p) = partition {
-                    record = record.partition(*p);
-                }
+                let record = record(&self.topic, *key, payload, *partition);
                 producer
                     .send(record, Duration::from_secs(10))
                     .await
@@ -251,4 +244,21 @@ impl TestEnv {
             .collect();
         self.produce(&tuples);
     }
+}
+
+/// A record to `topic`, with its key and partition when given.
+pub fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a str>,
+    payload: &'a [u8],
+    partition: Option<i32>,
+) -> FutureRecord<'a, str, [u8]> {
+    let mut record = FutureRecord::to(topic).payload(payload);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    record
 }
