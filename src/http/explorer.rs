@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::http::auth::Authorized;
 use crate::http::dlq::message_id;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::params::{self, bad, time};
+use crate::http::params::{self, bad};
 use crate::http::read::{conn, query_failed};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
@@ -134,6 +134,7 @@ fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
 
 /// Checks the parameters: the filter, the cursor and the page size.
 pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError> {
+    let (from, to) = params::window(q.from, q.to)?;
     let filter = Filter {
         message_id: q.id.as_deref().map(message_id).transpose()?,
         key: text("key", q.key, MAX_TEXT)?,
@@ -143,8 +144,8 @@ pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError
         offset_to: number("offset_to", q.offset_to)?,
         status: q.status,
         event_type: text("event_type", q.event_type, MAX_TEXT)?,
-        from: time("from", q.from)?,
-        to: time("to", q.to)?,
+        from,
+        to,
     };
     if let Some(status) = &filter.status {
         if !STATUSES.contains(&status.as_str()) {
@@ -167,19 +168,7 @@ pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError
             return Err(bad("offset_from", "must not be after offset_to"));
         }
     }
-    if let (Some(from), Some(to)) = (filter.from, filter.to) {
-        if from > to {
-            return Err(bad("from", "must not be after `to`"));
-        }
-    }
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| bad("limit", "a whole number from 1 to 500"))?,
-    };
+    let limit = params::page_size(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     if after.is_some_and(|c| c.offset.is_some() != filter.by_offset()) {
         return Err(bad("cursor", "from a query with other filters"));

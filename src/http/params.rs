@@ -23,6 +23,33 @@ pub fn time(field: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>,
         .transpose()
 }
 
+/// `[from, to)`: either end may be open.
+pub type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A time window from two RFC 3339 parameters; `from` must not be after
+/// `to`.
+pub fn window(from: Option<String>, to: Option<String>) -> Result<Window, ApiError> {
+    let (from, to) = (time("from", from)?, time("to", to)?);
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(bad("from", "must not be after `to`"));
+        }
+    }
+    Ok((from, to))
+}
+
+/// The `limit` parameter: `default` when absent, else 1 to `max`.
+pub fn page_size(value: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| bad("limit", &format!("a whole number from 1 to {max}"))),
+    }
+}
+
 pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
     let json = serde_json::to_vec(cursor).unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::auth::Authorized;
 use crate::http::error::ApiError;
-use crate::http::params::{self, bad, time};
+use crate::http::params::{self, bad};
 use crate::http::read::{conn, key, query_failed};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
@@ -87,20 +87,8 @@ pub fn parse(q: SearchQuery) -> Result<Search, ApiError> {
             key(field, value)?;
         }
     }
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| bad("limit", "a whole number from 1 to 100"))?,
-    };
-    let (from, to) = (time("from", q.from)?, time("to", q.to)?);
-    if let (Some(from), Some(to)) = (from, to) {
-        if from > to {
-            return Err(bad("from", "must not be after `to`"));
-        }
-    }
+    let limit = params::page_size(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let (from, to) = params::window(q.from, q.to)?;
     Ok(Search {
         q: text.to_owned(),
         user_id: q.user_id,

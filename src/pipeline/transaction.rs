@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -55,8 +55,9 @@ pub struct RawTransaction {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A transaction's full state as carried by a created/updated event.
-#[derive(Debug, Clone, PartialEq)]
+/// A transaction's full state as carried by a created/updated event (and,
+/// with the projection's own columns, as the read API shows it).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Transaction {
     pub id: String,
     pub user_id: String,
@@ -64,6 +65,8 @@ pub struct Transaction {
     pub product: Option<String>,
     pub status: String,
     pub currency: String,
+    /// A decimal, as a string.
+    #[schema(value_type = String)]
     pub amount: BigDecimal,
     pub created_at: Option<DateTime<Utc>>,
     pub metadata: serde_json::Value,

@@ -7,6 +7,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use diesel::dsl::SqlTypeOf;
+use diesel::pg::Pg;
+
+use crate::pipeline;
 use crate::store::schema::{orders, payments, transactions, users};
 
 /// Orders shown with a user.
@@ -47,20 +51,14 @@ pub struct Payment {
     pub settled_at: DateTime<Utc>,
 }
 
+/// A row of the `transactions` projection: the state its events carried,
+/// and what the projection adds (enrichment, versioning, soft delete).
 #[derive(Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = transactions)]
 pub struct Transaction {
-    pub id: String,
-    pub user_id: String,
-    pub transaction_type: String,
-    pub product: Option<String>,
-    pub status: String,
-    pub currency: String,
-    /// A decimal, as a string.
-    #[schema(value_type = String)]
-    pub amount: BigDecimal,
-    pub created_at: Option<DateTime<Utc>>,
-    pub metadata: serde_json::Value,
+    #[diesel(embed)]
+    #[serde(flatten)]
+    pub state: pipeline::transaction::Transaction,
     pub enrichment: serde_json::Value,
     pub enriched: bool,
     pub enriched_at: Option<DateTime<Utc>>,
@@ -70,6 +68,59 @@ pub struct Transaction {
     pub last_message_id: Uuid,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// The event-carried columns of `transactions`, read into the pipeline's
+/// own type so the two cannot drift apart.
+type StateColumns = (
+    transactions::id,
+    transactions::user_id,
+    transactions::transaction_type,
+    transactions::product,
+    transactions::status,
+    transactions::currency,
+    transactions::amount,
+    transactions::created_at,
+    transactions::metadata,
+);
+
+impl Selectable<Pg> for pipeline::transaction::Transaction {
+    type SelectExpression = StateColumns;
+
+    fn construct_selection() -> StateColumns {
+        // Each column is a unit value.
+        StateColumns::default()
+    }
+}
+
+type StateRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    BigDecimal,
+    Option<DateTime<Utc>>,
+    serde_json::Value,
+);
+
+impl Queryable<SqlTypeOf<StateColumns>, Pg> for pipeline::transaction::Transaction {
+    type Row = StateRow;
+
+    fn build(row: StateRow) -> diesel::deserialize::Result<Self> {
+        Ok(Self {
+            id: row.0,
+            user_id: row.1,
+            transaction_type: row.2,
+            product: row.3,
+            status: row.4,
+            currency: row.5,
+            amount: row.6,
+            created_at: row.7,
+            metadata: row.8,
+        })
+    }
 }
 
 /// A user and their most recent orders.
