@@ -94,6 +94,7 @@ async fn wait_out(backoff: &mut Backoff, down: &Down) {
         dependency: down.dependency,
         error: &down.error,
         delay,
+        what: "dependency unavailable: pausing",
     }
     .emit();
     tokio::time::sleep(delay).await;

@@ -36,6 +36,7 @@ use crate::dlq::replay::DeadLetters;
 use crate::health::Health;
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
+use crate::telemetry::events::{Emit, RequestServed};
 
 /// What handlers share.
 pub struct AppState {
@@ -156,14 +157,12 @@ async fn observe(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16().to_string();
-    let metrics = crate::metrics::metrics();
-    metrics
-        .http_requests
-        .with_label_values(&[method, route.as_str(), status.as_str()])
-        .inc();
-    metrics
-        .http_latency_seconds
-        .with_label_values(&[method, route.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+    RequestServed {
+        method,
+        route: &route,
+        status: &status,
+        elapsed: started.elapsed(),
+    }
+    .emit();
     Ok(response)
 }

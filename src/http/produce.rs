@@ -13,8 +13,8 @@ use crate::http::answers::{EventEnvelope, Produced};
 use crate::http::auth::Authorized;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::responses::{Guarded, WithBody};
-use crate::metrics::metrics;
 use crate::pipeline::domain_event;
+use crate::telemetry::events::{Emit, EventProduced};
 
 /// Where `POST /produce` publishes.
 pub struct ProduceTarget {
@@ -82,11 +82,15 @@ pub async fn produce(
         .send(record, Duration::from_secs(10))
         .await
         .map_err(|(e, _)| ApiError::BadGateway(format!("Kafka did not acknowledge: {e}")))?;
-    metrics()
-        .produced
-        .with_label_values(&[&target.topic, kind.as_str()])
-        .inc();
-    tracing::info!(%event_id, r#type = %crate::text::clip(&kind), key = %crate::text::clip(&key), topic = %target.topic, partition = delivery.partition, offset = delivery.offset, "event produced");
+    EventProduced {
+        event_id: &event_id.to_string(),
+        kind: &kind,
+        key: &key,
+        topic: &target.topic,
+        partition: delivery.partition,
+        offset: delivery.offset,
+    }
+    .emit();
     Ok(HttpResponse::Accepted().json(Produced {
         event_id,
         topic: target.topic.clone(),

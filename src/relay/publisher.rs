@@ -23,6 +23,7 @@ use crate::relay::outbox::{self, Pending, Placed, Refused};
 use crate::relay::record::{self, SendFailure};
 use crate::relay::session;
 use crate::relay::RelayError;
+use crate::telemetry::events::{DependencyWaiting, Emit, OutboxPublished, OutboxRefused};
 
 /// What the relay needs: where to read, where to publish, how to sign.
 pub struct Publisher {
@@ -72,12 +73,15 @@ impl Publisher {
                     match session::connect(url, self.settings.postgres.statement_timeout).await {
                         Ok(conn) => session.insert(conn),
                         Err(e) => {
-                            tracing::warn!(error = %e, "relay: PostgreSQL unreachable; waiting");
-                            metrics()
-                                .dependency_waits
-                                .with_label_values(&["postgres"])
-                                .inc();
-                            pause(&mut shutdown, backoff.next_delay()).await;
+                            let delay = backoff.next_delay();
+                            DependencyWaiting {
+                                dependency: "postgres",
+                                error: &e.to_string(),
+                                delay,
+                                what: "relay: PostgreSQL unreachable; waiting",
+                            }
+                            .emit();
+                            pause(&mut shutdown, delay).await;
                             continue;
                         }
                     }
@@ -106,11 +110,14 @@ impl Publisher {
                     outage: Some(error),
                     ..
                 }) => {
-                    tracing::warn!(%error, "relay: Kafka does not take records; waiting");
-                    metrics()
-                        .dependency_waits
-                        .with_label_values(&["kafka"])
-                        .inc();
+                    let delay = backoff.next_delay();
+                    DependencyWaiting {
+                        dependency: "kafka",
+                        error: &error.to_string(),
+                        delay,
+                        what: "relay: Kafka does not take records; waiting",
+                    }
+                    .emit();
                     if let Some((code, reason)) = self.producer.client().fatal_error() {
                         // An idempotent producer that hit a fatal error
                         // takes nothing more: start a new one.
@@ -122,7 +129,7 @@ impl Publisher {
                             }
                         }
                     }
-                    pause(&mut shutdown, backoff.next_delay()).await;
+                    pause(&mut shutdown, delay).await;
                 }
                 Ok(round) => {
                     backoff = Backoff::new(min, max);
@@ -133,14 +140,17 @@ impl Publisher {
                 Err(e) => {
                     // The session may be gone, and the lock with it: start
                     // over, as a standby.
-                    tracing::warn!(error = %e, "relay: PostgreSQL failed mid-round; reconnecting (the batch may be republished)");
-                    metrics()
-                        .dependency_waits
-                        .with_label_values(&["postgres"])
-                        .inc();
+                    let delay = backoff.next_delay();
+                    DependencyWaiting {
+                        dependency: "postgres",
+                        error: &e.to_string(),
+                        delay,
+                        what: "relay: PostgreSQL failed mid-round; reconnecting (the batch may be republished)",
+                    }
+                    .emit();
                     session = None;
                     leader = false;
-                    pause(&mut shutdown, backoff.next_delay()).await;
+                    pause(&mut shutdown, delay).await;
                 }
             }
         }
@@ -184,14 +194,15 @@ impl Publisher {
             })
             .await?;
         for topic in &published {
-            metrics().outbox_published.with_label_values(&[topic]).inc();
+            OutboxPublished { topic }.emit();
         }
         for row in &sent.refused_rows {
-            metrics()
-                .outbox_refused
-                .with_label_values(&[&row.topic])
-                .inc();
-            tracing::warn!(outbox_id = row.id, aggregate_id = %row.aggregate_id, topic = %row.topic, "relay: Kafka refused an event; its aggregate waits");
+            OutboxRefused {
+                outbox_id: row.id,
+                aggregate_id: &row.aggregate_id,
+                topic: &row.topic,
+            }
+            .emit();
         }
         update_backlog(conn).await?;
         Ok(Round {

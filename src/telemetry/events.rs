@@ -72,11 +72,14 @@ impl Emit for Retrying<'_> {
     }
 }
 
-/// A dependency did not answer; the work waits `delay` (`wait::until_back`).
+/// A dependency did not answer; the work waits `delay` (`wait::until_back`,
+/// the relay's loop).
 pub struct DependencyWaiting<'a> {
     pub dependency: &'a str,
     pub error: &'a str,
     pub delay: Duration,
+    /// What waits, and what happens next: the log line.
+    pub what: &'a str,
 }
 
 impl Emit for DependencyWaiting<'_> {
@@ -89,7 +92,8 @@ impl Emit for DependencyWaiting<'_> {
             dependency = self.dependency,
             error = %clip(self.error),
             retry_in_ms = self.delay.as_millis() as u64,
-            "dependency unavailable: pausing"
+            "{}",
+            self.what
         );
     }
 }
@@ -294,5 +298,91 @@ impl Emit for RecordsRead<'_> {
             .consumed
             .with_label_values(&[self.topic])
             .inc_by(self.count as u64);
+    }
+}
+
+/// The relay published an outbox event to `topic` (Kafka acknowledged it,
+/// and the row is marked and audited).
+pub struct OutboxPublished<'a> {
+    pub topic: &'a str,
+}
+
+impl Emit for OutboxPublished<'_> {
+    fn emit(self) {
+        metrics()
+            .outbox_published
+            .with_label_values(&[self.topic])
+            .inc();
+    }
+}
+
+/// Kafka refused an outbox event: its aggregate waits and tries again.
+pub struct OutboxRefused<'a> {
+    pub outbox_id: i64,
+    pub aggregate_id: &'a str,
+    pub topic: &'a str,
+}
+
+impl Emit for OutboxRefused<'_> {
+    fn emit(self) {
+        metrics()
+            .outbox_refused
+            .with_label_values(&[self.topic])
+            .inc();
+        tracing::warn!(
+            outbox_id = self.outbox_id,
+            aggregate_id = %self.aggregate_id,
+            topic = %self.topic,
+            "relay: Kafka refused an event; its aggregate waits"
+        );
+    }
+}
+
+/// `POST /produce` published an event and Kafka acknowledged it.
+pub struct EventProduced<'a> {
+    pub event_id: &'a str,
+    pub kind: &'a str,
+    pub key: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Emit for EventProduced<'_> {
+    fn emit(self) {
+        metrics()
+            .produced
+            .with_label_values(&[self.topic, self.kind])
+            .inc();
+        tracing::info!(
+            event_id = %self.event_id,
+            r#type = %clip(self.kind),
+            key = %clip(self.key),
+            topic = %self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            "event produced"
+        );
+    }
+}
+
+/// The HTTP server answered a request: by method, route pattern (bounded:
+/// the pattern, never the concrete path) and status.
+pub struct RequestServed<'a> {
+    pub method: &'a str,
+    pub route: &'a str,
+    pub status: &'a str,
+    pub elapsed: Duration,
+}
+
+impl Emit for RequestServed<'_> {
+    fn emit(self) {
+        let m = metrics();
+        m.http_requests
+            .with_label_values(&[self.method, self.route, self.status])
+            .inc();
+        m.http_latency_seconds
+            .with_label_values(&[self.method, self.route])
+            .observe(self.elapsed.as_secs_f64());
     }
 }

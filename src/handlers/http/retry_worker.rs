@@ -42,6 +42,7 @@ use crate::store::audit_writer::{Alongside, AuditWriter};
 use crate::store::pool::RedisPool;
 use crate::store::projection;
 use crate::store::PgPool;
+use crate::telemetry::events::{DeadLettered, Emit};
 
 /// Entries claimed per round (each a different key, attempted at once).
 const BATCH: i64 = 32;
@@ -350,7 +351,7 @@ impl Worker {
         )
         .await
         .map_err(|e| ScheduleError::Redis(e.to_string()))?;
-        metrics().dlq.with_label_values(&[topic]).inc_by(new as u64);
+        DeadLettered { topic, new }.emit();
         Ok(())
     }
 
