@@ -24,6 +24,7 @@ use crate::relay::record::{self, SendFailure};
 use crate::relay::session;
 use crate::relay::RelayError;
 use crate::telemetry::events::{DependencyWaiting, Emit, OutboxPublished, OutboxRefused};
+use crate::wait::Down;
 
 /// What the relay needs: where to read, where to publish, how to sign.
 pub struct Publisher {
@@ -73,15 +74,14 @@ impl Publisher {
                     match session::connect(url, self.settings.postgres.statement_timeout).await {
                         Ok(conn) => session.insert(conn),
                         Err(e) => {
-                            let delay = backoff.next_delay();
-                            DependencyWaiting {
-                                dependency: "postgres",
-                                error: &e.to_string(),
-                                delay,
-                                what: "relay: PostgreSQL unreachable; waiting",
-                            }
-                            .emit();
-                            pause(&mut shutdown, delay).await;
+                            let down = Down::new("postgres", e);
+                            wait_out(
+                                &mut shutdown,
+                                &mut backoff,
+                                &down,
+                                "relay: PostgreSQL unreachable; waiting",
+                            )
+                            .await;
                             continue;
                         }
                     }
@@ -110,14 +110,6 @@ impl Publisher {
                     outage: Some(error),
                     ..
                 }) => {
-                    let delay = backoff.next_delay();
-                    DependencyWaiting {
-                        dependency: "kafka",
-                        error: &error.to_string(),
-                        delay,
-                        what: "relay: Kafka does not take records; waiting",
-                    }
-                    .emit();
                     if let Some((code, reason)) = self.producer.client().fatal_error() {
                         // An idempotent producer that hit a fatal error
                         // takes nothing more: start a new one.
@@ -129,7 +121,14 @@ impl Publisher {
                             }
                         }
                     }
-                    pause(&mut shutdown, delay).await;
+                    let down = Down::new("kafka", error);
+                    wait_out(
+                        &mut shutdown,
+                        &mut backoff,
+                        &down,
+                        "relay: Kafka does not take records; waiting",
+                    )
+                    .await;
                 }
                 Ok(round) => {
                     backoff = Backoff::new(min, max);
@@ -140,17 +139,16 @@ impl Publisher {
                 Err(e) => {
                     // The session may be gone, and the lock with it: start
                     // over, as a standby.
-                    let delay = backoff.next_delay();
-                    DependencyWaiting {
-                        dependency: "postgres",
-                        error: &e.to_string(),
-                        delay,
-                        what: "relay: PostgreSQL failed mid-round; reconnecting (the batch may be republished)",
-                    }
-                    .emit();
                     session = None;
                     leader = false;
-                    pause(&mut shutdown, delay).await;
+                    let down = Down::new("postgres", e);
+                    wait_out(
+                        &mut shutdown,
+                        &mut backoff,
+                        &down,
+                        "relay: PostgreSQL failed mid-round; reconnecting (the batch may be republished)",
+                    )
+                    .await;
                 }
             }
         }
@@ -317,6 +315,25 @@ async fn update_backlog(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()>
 }
 
 /// Waits `delay`, or less if shutdown is asked for meanwhile.
+/// Logs and counts a dependency that is down (`what` is the log line), then
+/// waits the backoff's next delay or until shutdown.
+async fn wait_out(
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+    down: &Down,
+    what: &str,
+) {
+    let delay = backoff.next_delay();
+    DependencyWaiting {
+        dependency: down.dependency,
+        error: &down.error,
+        delay,
+        what,
+    }
+    .emit();
+    pause(shutdown, delay).await;
+}
+
 async fn pause(shutdown: &mut watch::Receiver<bool>, delay: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
