@@ -1,10 +1,13 @@
 //! Start-up and shutdown order.
 //!
 //! Start: migrations (before the actor system, see `store/migrate.rs`), pools,
-//! arbiters, the stage actors, the consumer and its Supervisor, the Kafka
-//! event thread, the HTTP server, the outbox relay (with `relay.enabled`).
+//! arbiters, the stage actors, the retry worker (with deferred routes), the
+//! consumer and its Supervisor, the Kafka event thread, the HTTP server, the
+//! outbox relay (with `relay.enabled`).
 //! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the relay is told to
-//! stop (it finishes its round while the rest stops), the Supervisor drains
+//! stop (it finishes its round while the rest stops), the retry worker too
+//! (it drops its attempts in flight and hands back their leases), the
+//! Supervisor drains
 //! every partition (no new reads; in-flight outcomes become durable and their
 //! watermark is stored) and stops, the durable watermarks are committed
 //! synchronously, the event thread stops, the HTTP server stops, the arbiters
@@ -191,15 +194,20 @@ async fn serve(
             .recipient()
         })
         .collect();
-    crate::handlers::http::retry_worker::spawn(
+    let retry_worker_stop = tokio_util::sync::CancellationToken::new();
+    let retry_worker = crate::handlers::http::retry_worker::spawn(
         &settings,
         postgres.clone(),
         Arc::clone(&http_routes),
         client.clone(),
         redis.clone(),
         header_key.clone(),
-        tokio_util::sync::CancellationToken::new(),
-    );
+        retry_worker_stop.clone(),
+    )
+    .map(|task| RetryWorker {
+        stop: retry_worker_stop,
+        task,
+    });
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;
@@ -285,6 +293,7 @@ async fn serve(
         server: server_handle,
         arbiters,
         relay,
+        retry_worker,
     })
     .await;
     Ok(())
@@ -309,6 +318,12 @@ struct Relay {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The retry worker of deferred routes running inside `run`.
+struct RetryWorker {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// What the shutdown sequence stops, in order.
 struct Stopping {
     drain_timeout: Duration,
@@ -318,6 +333,7 @@ struct Stopping {
     server: actix_web::dev::ServerHandle,
     arbiters: Vec<Arbiter>,
     relay: Option<Relay>,
+    retry_worker: Option<RetryWorker>,
 }
 
 /// The shutdown sequence: the drain, then the final steps, each bounded (see
@@ -328,6 +344,11 @@ async fn stop(s: Stopping) {
     // under the same ids.
     if let Some(relay) = &s.relay {
         let _ = relay.stop.send(true);
+    }
+    // The retry worker drops the attempts in flight (a scheduled entry is
+    // attempted again, as after a crash) and hands back their leases.
+    if let Some(worker) = &s.retry_worker {
+        worker.stop.cancel();
     }
     // The Supervisor bounds each partition's drain below the drain timeout.
     match tokio::time::timeout(s.drain_timeout, s.supervisor.send(Shutdown)).await {
@@ -357,7 +378,20 @@ async fn stop(s: Stopping) {
             }
         }
     };
-    let (http, ()) = futures::join!(tokio::time::timeout(HTTP_BOUND, s.server.stop(true)), relay);
+    let retry_worker = async {
+        if let Some(worker) = s.retry_worker {
+            if tokio::time::timeout(HTTP_BOUND, worker.task).await.is_err() {
+                tracing::warn!(
+                    "the retry worker did not stop in time; its leases expire on their own"
+                );
+            }
+        }
+    };
+    let (http, (), ()) = futures::join!(
+        tokio::time::timeout(HTTP_BOUND, s.server.stop(true)),
+        relay,
+        retry_worker
+    );
     if http.is_err() {
         tracing::warn!("HTTP requests still in flight at shutdown were cut off");
     }

@@ -12,6 +12,7 @@ mod instance;
 mod keyed_downstream;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{wait_until, TestEnv};
@@ -454,5 +455,65 @@ fn a_scheduled_entry_goes_to_its_own_downstream_after_the_routes_are_reordered()
         None,
     );
     assert_eq!(view["delivery"]["status"], "delivered", "{view}");
+    app.stop().expect("graceful stop");
+}
+
+/// A graceful stop while the worker's attempt hangs hands the entry's
+/// lease back: the entry is due at once for the next worker, not when the
+/// lease (2 × the route's 10 s timeout + 5 s) would have expired, and the
+/// dropped attempt is not counted.
+#[test]
+fn a_graceful_stop_mid_attempt_hands_the_lease_back() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    let mut slow = route("Notify", &down.url());
+    slow["timeout"] = "10s".into();
+    let app = with_routes(&env, json!([slow.clone()]), 1000);
+    produce(&env, &[("A", 0)]);
+    let scheduled = "SELECT count(*) AS n FROM retry_schedule";
+    wait_until(PATIENCE, "A's message scheduled", || {
+        env.count(scheduled) == 1
+    });
+    down.behaviour.hang.store(true, Ordering::SeqCst);
+    down.heal();
+    wait_until(
+        PATIENCE,
+        "the worker's attempt held by the downstream",
+        || down.behaviour.hung.load(Ordering::SeqCst) >= 1,
+    );
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM retry_schedule WHERE leased_until > now()"),
+        1,
+        "the attempt in flight holds the lease"
+    );
+    let lease_ends_ms = env
+        .count("SELECT (EXTRACT(EPOCH FROM leased_until) * 1000)::int8 AS n FROM retry_schedule");
+    let attempts = "SELECT attempts::int8 AS n FROM retry_schedule";
+    let attempts_before = env.count(attempts);
+
+    app.stop().expect("graceful stop");
+    assert_eq!(
+        env.count(
+            "SELECT count(*) AS n FROM retry_schedule \
+              WHERE leased_until IS NULL AND next_attempt_at <= now()"
+        ),
+        1,
+        "the lease handed back and the entry due"
+    );
+    assert_eq!(
+        env.count(attempts),
+        attempts_before,
+        "the dropped attempt is not counted"
+    );
+
+    down.behaviour.hang.store(false, Ordering::SeqCst);
+    let app = with_routes(&env, json!([slow]), 1000);
+    wait_until(PATIENCE, "A's message delivered by the next worker", || {
+        status_count(&env, "MESSAGE_PROCESSED") == 1 && env.count(scheduled) == 0
+    });
+    assert!(
+        chrono::Utc::now().timestamp_millis() < lease_ends_ms,
+        "delivered before the old lease would have expired, so it was handed back"
+    );
     app.stop().expect("graceful stop");
 }

@@ -110,6 +110,9 @@ pub async fn waiting_keys(
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
+    /// The lease this claim set: giving it back matches on it, so a lease
+    /// that expired and was taken by another worker is left alone.
+    pub leased_until: DateTime<Utc>,
     pub entry: Entry,
 }
 
@@ -145,7 +148,7 @@ pub async fn claim(
                FROM due WHERE r.id = due.id \
              RETURNING r.id, r.message_id, r.route, r.route_label, r.message_key, r.topic, \
                r.kafka_partition, r.kafka_offset, r.event_type, r.consumer_group, r.attempts, \
-               r.last_error, r.next_attempt_at",
+               r.last_error, r.next_attempt_at, r.leased_until",
             &[&limit, &lease.as_secs_f64()],
         )
         .await?;
@@ -153,6 +156,7 @@ pub async fn claim(
         .iter()
         .map(|r| Claimed {
             id: r.get(0),
+            leased_until: r.get(13),
             entry: Entry {
                 message_id: r.get(1),
                 route: r.get(2),
@@ -280,6 +284,30 @@ pub async fn release(
         )
         .await
         .map(drop)
+}
+
+/// Gives back the leases of claims this worker will not finish (it is
+/// stopping): each entry is due again at once, for whichever worker comes
+/// next, instead of when its lease would expire. Entries finished,
+/// rescheduled or released since are left as they are (their lease is no
+/// longer the one claimed). Returns how many were given back.
+pub async fn give_back(
+    client: &Client,
+    held: &[(i64, DateTime<Utc>)],
+) -> Result<u64, tokio_postgres::Error> {
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = held.iter().map(|(id, _)| *id).collect();
+    let leases: Vec<DateTime<Utc>> = held.iter().map(|(_, until)| *until).collect();
+    client
+        .execute(
+            "UPDATE retry_schedule r SET leased_until = NULL \
+               FROM unnest($1::int8[], $2::timestamptz[]) AS h(id, leased_until) \
+              WHERE r.id = h.id AND r.leased_until = h.leased_until",
+            &[&ids, &leases],
+        )
+        .await
 }
 
 /// Per route label: open entries, and how overdue the oldest due one is

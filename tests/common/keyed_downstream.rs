@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,10 @@ pub struct Behaviour {
     /// Every message's first this-many requests are answered 500.
     pub fail_attempts: usize,
     pub latency: Duration,
+    /// While on, a request is held unanswered (until it is turned off).
+    pub hang: AtomicBool,
+    /// Requests that were held by `hang`.
+    pub hung: AtomicUsize,
 }
 
 struct State {
@@ -60,6 +64,12 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
     let b = &state.behaviour;
     if !b.latency.is_zero() {
         actix_web::rt::time::sleep(b.latency).await;
+    }
+    if b.hang.load(Ordering::SeqCst) {
+        b.hung.fetch_add(1, Ordering::SeqCst);
+        while b.hang.load(Ordering::SeqCst) {
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let fail = b.always.contains(&n) || (b.keys.contains(&key) && b.failing.load(Ordering::SeqCst));
     let status = if fail { 500 } else { 200 };

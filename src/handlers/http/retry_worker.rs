@@ -50,6 +50,9 @@ const BATCH: i64 = 32;
 const UNREACHABLE_DELAY: Duration = Duration::from_secs(1);
 /// How often the schedule's gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a stopping worker tries to give back its leases (inside the
+/// shutdown's `HTTP_BOUND`, which it runs beside).
+const GIVE_BACK_BOUND: Duration = Duration::from_secs(1);
 
 /// What the worker needs besides its audit connection.
 pub struct Deps {
@@ -71,6 +74,8 @@ pub struct Worker {
     /// How long a claim holds an entry: twice the longest route timeout and
     /// some, so a live attempt never loses its entry.
     lease: Duration,
+    /// The current round's claims (id, lease), given back if it is cut off.
+    held: Vec<(i64, chrono::DateTime<Utc>)>,
 }
 
 /// How one attempt went.
@@ -96,12 +101,20 @@ impl Worker {
             deps,
             writer,
             lease: longest * 2 + Duration::from_secs(5),
+            held: Vec::new(),
         }
     }
 
-    /// Runs until `stop`. Nothing is lost when it stops mid-round: a leased
-    /// entry is claimed again once its lease expires.
+    /// Runs until `stop`. Nothing is lost when it stops mid-round: the
+    /// round's attempts are dropped (as a crash would drop them) and their
+    /// leases given back, so the entries are due at once for the next
+    /// worker; if that fails, they are claimed again once the leases expire.
     pub async fn run(mut self, stop: CancellationToken) {
+        self.work(&stop).await;
+        self.give_back().await;
+    }
+
+    async fn work(&mut self, stop: &CancellationToken) {
         let (min, max) = self.deps.dependency_backoff;
         let mut down = Backoff::new(min, max);
         let mut gauges_at = std::time::Instant::now() - GAUGE_INTERVAL;
@@ -154,6 +167,30 @@ impl Worker {
         }
     }
 
+    /// Gives back the leases of a round that was cut off, within
+    /// [`GIVE_BACK_BOUND`].
+    async fn give_back(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let given = tokio::time::timeout(GIVE_BACK_BOUND, async {
+            let client = self.writer.client().await.ok()?;
+            store::give_back(client, &held).await.ok()
+        })
+        .await;
+        match given {
+            Ok(Some(n)) => tracing::info!(
+                entries = n,
+                "retry worker stopping: scheduled entries handed back"
+            ),
+            _ => tracing::warn!(
+                entries = held.len(),
+                "retry worker stopping: leases not handed back; they expire on their own"
+            ),
+        }
+    }
+
     /// One round: claim, attempt, record. Answers how many were claimed.
     async fn round(&mut self) -> Result<usize, ScheduleError> {
         let client = self.writer.client().await?;
@@ -161,6 +198,7 @@ impl Worker {
         if claimed.is_empty() {
             return Ok(0);
         }
+        self.held = claimed.iter().map(|c| (c.id, c.leased_until)).collect();
         let receipts = store::receipts(client, &claimed).await?;
         let ids: Vec<uuid::Uuid> = claimed.iter().map(|c| c.message_id).collect();
         let delivered = projection::already_applied(&self.deps.pool, &ids)
@@ -197,6 +235,7 @@ impl Worker {
         for (claimed, receipt, envelope, verdict) in results {
             self.record(claimed, receipt, envelope, verdict).await?;
         }
+        self.held.clear();
         Ok(count)
     }
 
@@ -425,7 +464,8 @@ fn bare_envelope(c: &Claimed) -> Envelope {
 const POLL: Duration = Duration::from_millis(100);
 
 /// Starts the retry worker when some route defers its retries (on the
-/// current runtime; it ends with it, or when `stop` fires).
+/// current runtime). It stops when `stop` fires, after handing back the
+/// leases of the round it was in; shutdown awaits the returned task.
 pub fn spawn(
     settings: &crate::config::Settings,
     pool: PgPool,
@@ -434,9 +474,9 @@ pub fn spawn(
     redis: RedisPool,
     header_key: HeaderKey,
     stop: CancellationToken,
-) {
+) -> Option<tokio::task::JoinHandle<()>> {
     if !routes.all().iter().any(|r| r.deferred) {
-        return;
+        return None;
     }
     let deps = Deps {
         pool,
@@ -453,5 +493,5 @@ pub fn spawn(
         ),
     };
     let writer = AuditWriter::new(&settings.postgres).chained(settings.audit.chain);
-    actix_rt::spawn(Worker::new(deps, writer).run(stop));
+    Some(actix_rt::spawn(Worker::new(deps, writer).run(stop)))
 }
