@@ -194,20 +194,36 @@ async fn serve(
             .recipient()
         })
         .collect();
-    let retry_worker_stop = tokio_util::sync::CancellationToken::new();
-    let retry_worker = crate::handlers::http::retry_worker::spawn(
+    let mut background = Vec::new();
+    let stopping = tokio_util::sync::CancellationToken::new();
+    if let Some(task) = crate::handlers::http::retry_worker::spawn(
         &settings,
         postgres.clone(),
         Arc::clone(&http_routes),
         client.clone(),
         redis.clone(),
         header_key.clone(),
-        retry_worker_stop.clone(),
-    )
-    .map(|task| RetryWorker {
-        stop: retry_worker_stop,
-        task,
-    });
+        stopping.clone(),
+    ) {
+        background.push(Background {
+            name: "the retry worker (its leases expire on their own)",
+            stop: stopping,
+            task,
+        });
+    }
+    if !http_routes.all().is_empty() {
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let task = actix_rt::spawn(crate::handlers::http::retention::run(
+            postgres.clone(),
+            settings.deliveries.retention,
+            stopping.clone(),
+        ));
+        background.push(Background {
+            name: "pruning http delivery records",
+            stop: stopping,
+            task,
+        });
+    }
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;
@@ -293,7 +309,7 @@ async fn serve(
         server: server_handle,
         arbiters,
         relay,
-        retry_worker,
+        background,
     })
     .await;
     Ok(())
@@ -318,8 +334,11 @@ struct Relay {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The retry worker of deferred routes running inside `run`.
-struct RetryWorker {
+/// A task beside the pipeline (the retry worker of deferred routes, the
+/// pruning of http delivery records): told to stop, then awaited.
+struct Background {
+    /// What it is, for the warning when it does not stop in time.
+    name: &'static str,
     stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -333,7 +352,7 @@ struct Stopping {
     server: actix_web::dev::ServerHandle,
     arbiters: Vec<Arbiter>,
     relay: Option<Relay>,
-    retry_worker: Option<RetryWorker>,
+    background: Vec<Background>,
 }
 
 /// The shutdown sequence: the drain, then the final steps, each bounded (see
@@ -347,8 +366,8 @@ async fn stop(s: Stopping) {
     }
     // The retry worker drops the attempts in flight (a scheduled entry is
     // attempted again, as after a crash) and hands back their leases.
-    if let Some(worker) = &s.retry_worker {
-        worker.stop.cancel();
+    for task in &s.background {
+        task.stop.cancel();
     }
     // The Supervisor bounds each partition's drain below the drain timeout.
     match tokio::time::timeout(s.drain_timeout, s.supervisor.send(Shutdown)).await {
@@ -378,19 +397,15 @@ async fn stop(s: Stopping) {
             }
         }
     };
-    let retry_worker = async {
-        if let Some(worker) = s.retry_worker {
-            if tokio::time::timeout(HTTP_BOUND, worker.task).await.is_err() {
-                tracing::warn!(
-                    "the retry worker did not stop in time; its leases expire on their own"
-                );
-            }
+    let background = futures::future::join_all(s.background.into_iter().map(|b| async move {
+        if tokio::time::timeout(HTTP_BOUND, b.task).await.is_err() {
+            tracing::warn!(task = b.name, "did not stop in time");
         }
-    };
-    let (http, (), ()) = futures::join!(
+    }));
+    let (http, (), _) = futures::join!(
         tokio::time::timeout(HTTP_BOUND, s.server.stop(true)),
         relay,
-        retry_worker
+        background
     );
     if http.is_err() {
         tracing::warn!("HTTP requests still in flight at shutdown were cut off");

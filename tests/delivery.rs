@@ -165,6 +165,46 @@ fn a_500_is_retried_and_a_4xx_is_parked() {
     app.stop().expect("graceful stop");
 }
 
+/// A finished delivery's record is kept for `deliveries.retention`, then
+/// pruned; a newer one stays, and the audit trail keeps both.
+#[test]
+fn delivery_records_are_pruned_after_the_retention_and_the_audit_stays() {
+    let env = TestEnv::new(1);
+    let mock = downstream(0);
+    let app = routed(
+        &env,
+        &format!("http://{}/hook", mock.addr),
+        &[("deliveries.retention", "3s".into())],
+    );
+    let records = "SELECT count(*) AS n FROM http_deliveries";
+    let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    produce(&env, &[notify(&first, 1)]);
+    wait_until(PATIENCE, "the first delivered and recorded", || {
+        env.count(records) == 1
+    });
+    wait_until(PATIENCE, "the first's record pruned", || {
+        env.count(records) == 0
+    });
+
+    produce(&env, &[notify(&second, 2)]);
+    wait_until(PATIENCE, "the second delivered", || {
+        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
+    });
+    let delivery = only_delivery(&env, &app, "delivered");
+    assert_eq!(delivery["message_id"], second.to_string(), "{delivery}");
+    for id in [first, second] {
+        assert_eq!(
+            env.lifecycle(&id.to_string()),
+            [
+                ("MESSAGE_RECEIVED".to_string(), 1),
+                ("MESSAGE_PROCESSED".to_string(), 1),
+            ],
+            "the audit trail keeps {id}"
+        );
+    }
+    app.stop().expect("graceful stop");
+}
+
 /// The one delivery `GET /deliveries` lists, which has `status`.
 fn only_delivery(env: &TestEnv, app: &Running, status: &str) -> serde_json::Value {
     let (code, page) = env.api(app.http_addr, reqwest::Method::GET, "/deliveries", None);

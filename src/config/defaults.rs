@@ -47,6 +47,9 @@ pub(super) fn defaults() -> serde_json::Value {
             "backoff_min": "200ms",
             "backoff_max": "5s",
         },
+        "deliveries": {
+            "retention": "7d",
+        },
         "routes": [
             {
                 "event_types": HandlerKind::Transactions.spec().event_types,

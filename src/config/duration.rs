@@ -1,11 +1,12 @@
-//! Durations in the configuration: `250ms`, `5s`, `2m`, `1h`, or a bare
-//! number of milliseconds.
+//! Durations in the configuration: `250ms`, `5s`, `2m`, `1h`, `7d`, or a
+//! bare number of milliseconds.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parses `250ms`, `5s`, `2m`, `1h` (or a bare number of milliseconds).
+/// Parses `250ms`, `5s`, `2m`, `1h`, `7d` (or a bare number of
+/// milliseconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -24,6 +25,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("`{text}` is too long")),
         "h" => value
             .checked_mul(3600)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long")),
+        "d" => value
+            .checked_mul(86_400)
             .map(Duration::from_secs)
             .ok_or_else(|| format!("`{text}` is too long")),
         other => Err(format!("unknown duration unit `{other}` in `{text}`")),
@@ -58,6 +63,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("213503982334602d").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("18446744073709551615h").is_err());

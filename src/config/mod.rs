@@ -59,6 +59,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub pipeline: PipelineSettings,
     pub retry: RetrySettings,
+    /// The records of finished http deliveries.
+    pub deliveries: DeliveriesSettings,
     pub dlq: DlqSettings,
     /// Which handler applies which event types (first match wins).
     pub routes: Vec<RouteSettings>,
@@ -179,6 +181,16 @@ pub struct RetrySettings {
     pub backoff_min: Duration,
     #[serde(deserialize_with = "duration")]
     pub backoff_max: Duration,
+}
+
+/// The records of finished http deliveries (`GET /deliveries`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesSettings {
+    /// How long a finished delivery's record is kept; the audit trail
+    /// keeps every attempt regardless.
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
 }
 
 /// The Redis dead-letter queue and its replay.
@@ -381,6 +393,8 @@ mod tests {
             ("dlq.replay_rate_per_second", serde_json::json!(0)),
             ("postgres.statement_timeout", serde_json::json!("0s")),
             ("http.body_timeout", serde_json::json!("0s")),
+            ("deliveries.retention", serde_json::json!("0s")),
+            ("deliveries.retention", serde_json::json!("7 weeks")),
         ] {
             let err = Settings::from_overrides(&[(key, value)]).expect_err(key);
             assert!(err.to_string().contains(key), "{key}: {err}");

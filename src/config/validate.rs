@@ -198,6 +198,9 @@ impl Settings {
                 return Err(invalid(key, "must be more than zero and at most 24h"));
             }
         }
+        if self.deliveries.retention.is_zero() {
+            return Err(invalid("deliveries.retention", "must be more than zero"));
+        }
         Ok(())
     }
 }

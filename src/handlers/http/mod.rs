@@ -13,6 +13,7 @@
 pub mod deferral;
 pub mod delivery;
 pub mod record;
+pub mod retention;
 pub mod retry_worker;
 
 use std::num::NonZeroU32;
