@@ -96,3 +96,49 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
     assert!(bundle.len() > 100_000, "the vendored UI is served");
     app.stop().expect("graceful stop");
 }
+
+/// The properties a schema documents, through `$ref` and `allOf`.
+fn properties(doc: &serde_json::Value, schema: &serde_json::Value) -> Vec<String> {
+    if let Some(name) = schema["$ref"].as_str() {
+        let name = name.trim_start_matches("#/components/schemas/");
+        return properties(doc, &doc["components"]["schemas"][name]);
+    }
+    let mut found: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        found.extend(properties(doc, part));
+    }
+    found
+}
+
+/// A transaction as `GET /transactions/{id}` documents it: the state its
+/// events carried and the projection's own columns (two types, one
+/// flattened into the other, each under its own schema name).
+#[test]
+fn a_transaction_is_documented_with_all_its_fields() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    let (status, doc) = env.request(&app, Method::GET, "/openapi.json", None, None);
+    assert_eq!(status, 200);
+    let answer = &doc["paths"]["/transactions/{id}"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    let documented = properties(&doc, answer);
+    for field in [
+        "id",
+        "user_id",
+        "amount",
+        "metadata",
+        "enrichment",
+        "version",
+        "updated_at",
+        "deleted_at",
+    ] {
+        assert!(
+            documented.iter().any(|p| p == field),
+            "{field} missing from {documented:?}"
+        );
+    }
+    app.stop().expect("graceful stop");
+}

@@ -395,6 +395,7 @@ mod tests {
             ("http.body_timeout", serde_json::json!("0s")),
             ("deliveries.retention", serde_json::json!("0s")),
             ("deliveries.retention", serde_json::json!("7 weeks")),
+            ("deliveries.retention", serde_json::json!("3651d")),
         ] {
             let err = Settings::from_overrides(&[(key, value)]).expect_err(key);
             assert!(err.to_string().contains(key), "{key}: {err}");

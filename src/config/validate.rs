@@ -198,8 +198,12 @@ impl Settings {
                 return Err(invalid(key, "must be more than zero and at most 24h"));
             }
         }
-        if self.deliveries.retention.is_zero() {
-            return Err(invalid("deliveries.retention", "must be more than zero"));
+        let ten_years = Duration::from_secs(3650 * 86_400);
+        if self.deliveries.retention.is_zero() || self.deliveries.retention > ten_years {
+            return Err(invalid(
+                "deliveries.retention",
+                "must be more than zero and at most 3650d",
+            ));
         }
         Ok(())
     }

@@ -134,8 +134,7 @@ fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
 
 /// Checks the parameters: the filter, the cursor and the page size.
 pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError> {
-    let (from, to) = params::window(q.from, q.to)?;
-    let filter = Filter {
+    let mut filter = Filter {
         message_id: q.id.as_deref().map(message_id).transpose()?,
         key: text("key", q.key, MAX_TEXT)?,
         topic: text("topic", q.topic, MAX_TOPIC)?,
@@ -144,8 +143,8 @@ pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError
         offset_to: number("offset_to", q.offset_to)?,
         status: q.status,
         event_type: text("event_type", q.event_type, MAX_TEXT)?,
-        from,
-        to,
+        from: None,
+        to: None,
     };
     if let Some(status) = &filter.status {
         if !STATUSES.contains(&status.as_str()) {
@@ -168,6 +167,7 @@ pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError
             return Err(bad("offset_from", "must not be after offset_to"));
         }
     }
+    (filter.from, filter.to) = params::window(q.from, q.to)?;
     let limit = params::page_size(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     if after.is_some_and(|c| c.offset.is_some() != filter.by_offset()) {

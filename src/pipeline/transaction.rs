@@ -58,6 +58,7 @@ pub struct RawTransaction {
 /// A transaction's full state as carried by a created/updated event (and,
 /// with the projection's own columns, as the read API shows it).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = TransactionState)]
 pub struct Transaction {
     pub id: String,
     pub user_id: String,

@@ -314,7 +314,6 @@ async fn update_backlog(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()>
     Ok(())
 }
 
-/// Waits `delay`, or less if shutdown is asked for meanwhile.
 /// Logs and counts a dependency that is down (`what` is the log line), then
 /// waits the backoff's next delay or until shutdown.
 async fn wait_out(
@@ -334,6 +333,7 @@ async fn wait_out(
     pause(shutdown, delay).await;
 }
 
+/// Waits `delay`, or less if shutdown is asked for meanwhile.
 async fn pause(shutdown: &mut watch::Receiver<bool>, delay: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}

@@ -271,7 +271,8 @@ impl Alongside for Complete {
 }
 
 /// Gives a claimed entry back without an attempt (the downstream was
-/// unreachable, or this worker is stopping): due again at `next`.
+/// unreachable): due again at `next`. (A stopping worker uses
+/// [`give_back`].)
 pub async fn release(
     client: &impl GenericClient,
     id: i64,

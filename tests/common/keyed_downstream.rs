@@ -149,6 +149,8 @@ impl KeyedDownstream {
 
 impl Drop for KeyedDownstream {
     fn drop(&mut self) {
+        // A request held by `hang` would hold up the graceful stop.
+        self.behaviour.hang.store(false, Ordering::SeqCst);
         futures::executor::block_on(self.server.stop(true));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

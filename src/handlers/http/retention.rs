@@ -29,10 +29,13 @@ pub async fn prune(pool: &PgPool, retention: Duration) -> Result<usize, StoreErr
     let mut total = 0;
     loop {
         let deleted = diesel::sql_query(
+            // The age again outside: a replay may rewrite a chosen row
+            // (finished_at = now()) before it is deleted.
             "DELETE FROM http_deliveries WHERE message_id IN ( \
                SELECT message_id FROM http_deliveries \
                 WHERE finished_at < now() - make_interval(secs => $1) \
-                LIMIT $2)",
+                LIMIT $2) \
+             AND finished_at < now() - make_interval(secs => $1)",
         )
         .bind::<Double, _>(retention.as_secs_f64())
         .bind::<diesel::sql_types::BigInt, _>(CHUNK)

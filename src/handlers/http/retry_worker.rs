@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -106,9 +107,10 @@ impl Worker {
     }
 
     /// Runs until `stop`. Nothing is lost when it stops mid-round: the
-    /// round's attempts are dropped (as a crash would drop them) and their
-    /// leases given back, so the entries are due at once for the next
-    /// worker; if that fails, they are claimed again once the leases expire.
+    /// attempts that already have an answer are recorded, the ones still in
+    /// flight are dropped (as a crash would drop them) and their leases
+    /// given back, so those entries are due at once for the next worker; if
+    /// that fails, they are claimed again once the leases expire.
     pub async fn run(mut self, stop: CancellationToken) {
         self.work(&stop).await;
         self.give_back().await;
@@ -118,11 +120,11 @@ impl Worker {
         let (min, max) = self.deps.dependency_backoff;
         let mut down = Backoff::new(min, max);
         let mut gauges_at = std::time::Instant::now() - GAUGE_INTERVAL;
-        loop {
-            let round = tokio::select! {
-                () = stop.cancelled() => return,
-                round = self.round() => round,
-            };
+        while !stop.is_cancelled() {
+            // Not cut off mid-statement: a claim the database committed is
+            // always known (and handed back), and answers in hand are
+            // recorded; only the attempts in flight stop at `stop`.
+            let round = self.round(stop).await;
             let pause = match round {
                 Ok(n) => {
                     down = Backoff::new(min, max);
@@ -192,7 +194,10 @@ impl Worker {
     }
 
     /// One round: claim, attempt, record. Answers how many were claimed.
-    async fn round(&mut self) -> Result<usize, ScheduleError> {
+    /// At `stop`, the attempts still in flight are dropped; the others are
+    /// recorded.
+    async fn round(&mut self, stop: &CancellationToken) -> Result<usize, ScheduleError> {
+        self.held.clear();
         let client = self.writer.client().await?;
         let claimed = store::claim(client, BATCH, self.lease).await?;
         if claimed.is_empty() {
@@ -230,12 +235,27 @@ impl Worker {
                 (c, receipt, envelope, verdict)
             }
         });
-        let results = futures::future::join_all(attempts).await;
+        let mut in_flight: FuturesUnordered<_> = attempts.collect();
+        let mut results = Vec::with_capacity(claimed.len());
+        loop {
+            tokio::select! {
+                next = in_flight.next() => match next {
+                    Some(result) => results.push(result),
+                    None => break,
+                },
+                () = stop.cancelled() => break,
+            }
+        }
+        drop(in_flight);
         let count = results.len();
         for (claimed, receipt, envelope, verdict) in results {
             self.record(claimed, receipt, envelope, verdict).await?;
         }
-        self.held.clear();
+        // What is left is what was cut off: `give_back` returns it. (A
+        // recorded entry's lease is no longer the claimed one.)
+        if !stop.is_cancelled() {
+            self.held.clear();
+        }
         Ok(count)
     }
 
