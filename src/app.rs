@@ -194,8 +194,10 @@ async fn serve(
             .recipient()
         })
         .collect();
-    let mut background = Vec::new();
-    let stopping = tokio_util::sync::CancellationToken::new();
+    let mut background = Background {
+        stop: tokio_util::sync::CancellationToken::new(),
+        tasks: Vec::new(),
+    };
     if let Some(task) = crate::handlers::http::retry_worker::spawn(
         &settings,
         postgres.clone(),
@@ -203,26 +205,20 @@ async fn serve(
         client.clone(),
         redis.clone(),
         header_key.clone(),
-        stopping.clone(),
+        background.stop.clone(),
     ) {
-        background.push(Background {
-            name: "the retry worker (its leases expire on their own)",
-            stop: stopping,
-            task,
-        });
+        let name = "the retry worker (its leases expire on their own)";
+        background.tasks.push((name, task));
     }
-    if !http_routes.all().is_empty() {
-        let stopping = tokio_util::sync::CancellationToken::new();
-        let task = actix_rt::spawn(crate::handlers::http::retention::run(
-            postgres.clone(),
-            settings.deliveries.retention,
-            stopping.clone(),
-        ));
-        background.push(Background {
-            name: "pruning http delivery records",
-            stop: stopping,
-            task,
-        });
+    if let Some(task) = crate::handlers::http::retention::spawn(
+        &settings,
+        postgres.clone(),
+        &http_routes,
+        background.stop.clone(),
+    ) {
+        background
+            .tasks
+            .push(("pruning http delivery records", task));
     }
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
@@ -334,13 +330,12 @@ struct Relay {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// A task beside the pipeline (the retry worker of deferred routes, the
+/// The tasks beside the pipeline (the retry worker of deferred routes, the
 /// pruning of http delivery records): told to stop, then awaited.
 struct Background {
-    /// What it is, for the warning when it does not stop in time.
-    name: &'static str,
     stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    /// Each with what it is, for the warning when it does not stop in time.
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
 }
 
 /// What the shutdown sequence stops, in order.
@@ -352,7 +347,7 @@ struct Stopping {
     server: actix_web::dev::ServerHandle,
     arbiters: Vec<Arbiter>,
     relay: Option<Relay>,
-    background: Vec<Background>,
+    background: Background,
 }
 
 /// The shutdown sequence: the drain, then the final steps, each bounded (see
@@ -366,9 +361,7 @@ async fn stop(s: Stopping) {
     }
     // The retry worker drops the attempts in flight (a scheduled entry is
     // attempted again, as after a crash) and hands back their leases.
-    for task in &s.background {
-        task.stop.cancel();
-    }
+    s.background.stop.cancel();
     // The Supervisor bounds each partition's drain below the drain timeout.
     match tokio::time::timeout(s.drain_timeout, s.supervisor.send(Shutdown)).await {
         Ok(Ok(watermarks)) => {
@@ -397,11 +390,13 @@ async fn stop(s: Stopping) {
             }
         }
     };
-    let background = futures::future::join_all(s.background.into_iter().map(|b| async move {
-        if tokio::time::timeout(HTTP_BOUND, b.task).await.is_err() {
-            tracing::warn!(task = b.name, "did not stop in time");
-        }
-    }));
+    let background = futures::future::join_all(s.background.tasks.into_iter().map(
+        |(name, task)| async move {
+            if tokio::time::timeout(HTTP_BOUND, task).await.is_err() {
+                tracing::warn!(task = name, "did not stop in time");
+            }
+        },
+    ));
     let (http, (), _) = futures::join!(
         tokio::time::timeout(HTTP_BOUND, s.server.stop(true)),
         relay,

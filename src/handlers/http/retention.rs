@@ -48,8 +48,23 @@ pub async fn prune(pool: &PgPool, retention: Duration) -> Result<usize, StoreErr
     }
 }
 
+/// Starts the pruning when some route is an http route (on the current
+/// runtime); it ends at `stop`.
+pub fn spawn(
+    settings: &crate::config::Settings,
+    pool: PgPool,
+    routes: &super::HttpRoutes,
+    stop: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if routes.all().is_empty() {
+        return None;
+    }
+    let retention = settings.deliveries.retention;
+    Some(actix_rt::spawn(run(pool, retention, stop)))
+}
+
 /// Prunes every tenth of `retention` (1 s to 10 min) until `stop`.
-pub async fn run(pool: PgPool, retention: Duration, stop: CancellationToken) {
+async fn run(pool: PgPool, retention: Duration, stop: CancellationToken) {
     let interval = (retention / 10).clamp(MIN_INTERVAL, MAX_INTERVAL);
     loop {
         let pruned = tokio::select! {
