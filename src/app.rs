@@ -150,15 +150,14 @@ async fn serve(
         })
         .collect();
     let dead_letter = {
-        let (redis, group, settings) = (redis.clone(), group.clone(), pipeline.clone());
-        let keys = Keys::new(&settings_dlq_prefix);
-        DeadLetter::start_in_arbiter(on(0), move |_| DeadLetter {
-            redis,
-            keys,
-            group,
-            settings,
-        })
-        .recipient()
+        let parker = crate::dlq::park::Parker {
+            pool: postgres.clone(),
+            redis: redis.clone(),
+            keys: Keys::new(&settings_dlq_prefix),
+            group: group.clone(),
+        };
+        let settings = pipeline.clone();
+        DeadLetter::start_in_arbiter(on(0), move |_| DeadLetter { parker, settings }).recipient()
     };
     let routes = Arc::new(Routes::new(&settings.routes));
     let http_routes = Arc::new(HttpRoutes::new(&settings.routes));

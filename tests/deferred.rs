@@ -353,10 +353,13 @@ fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
     second.stop().expect("graceful stop");
 }
 
-#[test]
-fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
-    let env = TestEnv::new(1);
-    let down = failing_for_a();
+/// `custodian run` as a process with one deferred route to `down` (from a
+/// config file, written once per env) and `extra` settings.
+fn deferred_process(
+    env: &TestEnv,
+    down: &KeyedDownstream,
+    extra: &[(&str, String)],
+) -> instance::Instance {
     let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("deferred-{}.toml", env.group));
     std::fs::write(
@@ -368,27 +371,46 @@ fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
         ),
     )
     .expect("config file");
-    let extra = [
+    let mut settings = vec![
         ("CUSTODIAN_CONFIG", config.display().to_string()),
         ("CUSTODIAN_RETRY__MAX_ATTEMPTS", "1000".to_string()),
     ];
+    settings.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
     let bootstrap = env.broker.bootstrap_servers();
-    let mut instance = instance::Instance::spawn(&env, &bootstrap, &extra);
-    instance.wait_ready(&env, PATIENCE);
-    produce(&env, &[("A", 0), ("B", 1), ("A", 2), ("C", 3)]);
+    let mut instance = instance::Instance::spawn(env, &bootstrap, &settings);
+    instance.wait_ready(env, PATIENCE);
+    instance
+}
+
+/// Produces A0, B1, A2, C3, waits until A's two are scheduled and the
+/// others processed, and SIGKILLs the instance.
+fn schedule_a_then_kill(env: &TestEnv, down: &KeyedDownstream, mut instance: instance::Instance) {
+    produce(env, &[("A", 0), ("B", 1), ("A", 2), ("C", 3)]);
     wait_until(PATIENCE, "A's two messages scheduled", || {
         env.count("SELECT count(*) AS n FROM retry_schedule") == 2
-            && status_count(&env, "MESSAGE_PROCESSED") == 2
+            && status_count(env, "MESSAGE_PROCESSED") == 2
     });
     instance.kill();
-    down.heal();
+}
 
-    let mut instance = instance::Instance::spawn(&env, &bootstrap, &extra);
-    instance.wait_ready(&env, PATIENCE);
+/// Waits until all four messages ended and the schedule is empty.
+fn wait_all_delivered(env: &TestEnv) {
     wait_until(PATIENCE, "every message processed", || {
-        status_count(&env, "MESSAGE_PROCESSED") + status_count(&env, "MESSAGE_DUPLICATE") >= 4
+        status_count(env, "MESSAGE_PROCESSED") + status_count(env, "MESSAGE_DUPLICATE") >= 4
             && env.count("SELECT count(*) AS n FROM retry_schedule") == 0
     });
+}
+
+#[test]
+fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    let first = deferred_process(&env, &down, &[]);
+    schedule_a_then_kill(&env, &down, first);
+    down.heal();
+
+    let mut instance = deferred_process(&env, &down, &[]);
+    wait_all_delivered(&env);
     let seen = down.seen();
     let ok = delivered(&seen);
     let mut sorted = ok.clone();
@@ -401,7 +423,55 @@ fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
     let a: Vec<i64> = ok.iter().copied().filter(|n| *n % 2 == 0).collect();
     assert_eq!(a, [0, 2], "A's messages in order");
     instance.terminate(Duration::from_secs(30));
-    let _ = std::fs::remove_file(config);
+}
+
+#[test]
+fn a_scheduled_record_read_again_after_a_sigkill_is_a_redelivery_not_scheduled_twice() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    // Commits a minute apart: the kill comes before any, so every record
+    // is read again after the restart.
+    let slow_commits = [("CUSTODIAN_KAFKA__COMMIT_INTERVAL", "60s".to_string())];
+    let first = deferred_process(&env, &down, &slow_commits);
+    schedule_a_then_kill(&env, &down, first);
+    assert_eq!(
+        env.committed(),
+        vec![None],
+        "nothing committed before the kill"
+    );
+
+    let mut instance = deferred_process(&env, &down, &[]);
+    // Every record is read again: B and C the ledger recognises, A's two
+    // (still failing, still in the schedule) the schedule's entries do.
+    wait_until(PATIENCE, "every record read again", || {
+        status_count(&env, "MESSAGE_DUPLICATE") == 4
+    });
+    down.heal();
+    wait_all_delivered(&env);
+    // A's records were parked in the schedule before the kill: read again,
+    // they are redeliveries, not parked (or scheduled) a second time.
+    let twice = env.count(
+        "SELECT count(*) AS n FROM (SELECT message_id FROM message_audit \
+          WHERE status = 'MESSAGE_RETRY_SCHEDULED' GROUP BY message_id HAVING count(*) > 1) t",
+    );
+    assert_eq!(twice, 0, "a message scheduled twice");
+    let a_duplicates = env.count(
+        "SELECT count(*) AS n FROM message_audit d WHERE d.status = 'MESSAGE_DUPLICATE' \
+          AND EXISTS (SELECT 1 FROM message_audit s WHERE s.message_id = d.message_id \
+                        AND s.status = 'MESSAGE_RETRY_SCHEDULED')",
+    );
+    assert_eq!(a_duplicates, 2, "A's two records audited as redeliveries");
+    let ok = delivered(&down.seen());
+    let mut sorted = ok.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 1, 2, 3], "each delivered once, none lost");
+    let path = format!("/audit/reconcile?topic={}", env.topic);
+    let (status, report) = env.api(instance.http, reqwest::Method::GET, &path, None);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["holds"], true, "{report}");
+    assert_eq!(report["doubles"], 0, "{report}");
+    assert_eq!(report["totals"]["processed"], 4, "{report}");
+    instance.terminate(Duration::from_secs(30));
 }
 
 #[test]

@@ -35,6 +35,20 @@ fn kill_hard(env: &TestEnv, mut child: Child) -> i64 {
     processed(env)
 }
 
+/// Waits until `n` offsets have a terminal outcome (processed or parked).
+fn wait_for_outcomes(env: &TestEnv, n: i64) {
+    wait_until(
+        Duration::from_secs(120),
+        "every record with a terminal outcome",
+        || {
+            env.count(
+                "SELECT count(DISTINCT (kafka_partition, kafka_offset)) AS n FROM message_audit \
+             WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')",
+            ) == n
+        },
+    );
+}
+
 fn processed(env: &TestEnv) -> i64 {
     env.audit_counts()
         .get("MESSAGE_PROCESSED")
@@ -115,16 +129,7 @@ fn a_hard_kill_during_a_merged_multi_partition_audit_batch_loses_nothing_and_app
     );
 
     let mut second = spawn(&env);
-    wait_until(
-        Duration::from_secs(120),
-        "every message with one terminal outcome",
-        || {
-            env.count(
-                "SELECT count(DISTINCT (kafka_partition, kafka_offset)) AS n FROM message_audit \
-                 WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')",
-            ) == N + POISON
-        },
-    );
+    wait_for_outcomes(&env, N + POISON);
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(second.id().to_string())
@@ -193,4 +198,100 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
     // No event applied twice: versions add up to exactly N.
     env.assert_applied_once(N);
     env.assert_committed_to_end();
+}
+
+/// A free loopback address for an instance's HTTP server.
+fn free_bind() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// `GET /audit/reconcile` of the env's topic.
+fn reconcile(env: &TestEnv, addr: std::net::SocketAddr) -> serde_json::Value {
+    let path = format!("/audit/reconcile?topic={}", env.topic);
+    let (status, report) = env.api(addr, reqwest::Method::GET, &path, None);
+    assert_eq!(status, 200, "{report}");
+    report
+}
+
+#[test]
+fn poison_parked_before_a_hard_kill_is_a_redelivery_after_the_restart_not_a_double() {
+    let env = TestEnv::new(3);
+    const GOOD: i64 = 2400;
+    const POISON: i64 = 600;
+    // 20% poison, interleaved with good events on every partition.
+    let good = env.produce_synthetic(GOOD as usize, 31, 0.0);
+    assert_eq!(good.len() as i64, GOOD);
+    let poison: Vec<Vec<u8>> = (0..POISON)
+        .map(|i| format!("not json {i}").into_bytes())
+        .collect();
+    let records: Vec<_> = poison
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (None, p.as_slice(), Some((i % 3) as i32)))
+        .collect();
+    env.produce(&records);
+
+    // Commits a minute apart: whatever is parked before the kill is read
+    // again after it.
+    let first_bind = free_bind();
+    let slow_commits = [
+        ("CUSTODIAN_HTTP__BIND", first_bind.as_str()),
+        ("CUSTODIAN_KAFKA__COMMIT_INTERVAL", "60s"),
+    ];
+    let first = spawn_with(&env, &slow_commits);
+    wait_until(
+        Duration::from_secs(90),
+        "poison parked before the kill",
+        || env.audit_counts().get("MESSAGE_DLQ").copied().unwrap_or(0) >= 50,
+    );
+    kill_hard(&env, first);
+    let parked_before = env.count(
+        "SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'",
+    );
+    assert!(
+        parked_before < POISON,
+        "the kill happened mid-stream ({parked_before} of {POISON} parked)"
+    );
+
+    let bind = free_bind();
+    let addr: std::net::SocketAddr = bind.parse().expect("address");
+    let mut second = spawn_with(&env, &[("CUSTODIAN_HTTP__BIND", bind.as_str())]);
+    wait_for_outcomes(&env, GOOD + POISON);
+    wait_until(Duration::from_secs(60), "offsets committed", || {
+        env.committed_or_zero() == env.high_watermarks()
+    });
+
+    // Each poison record has one MESSAGE_DLQ and one DLQ entry; those
+    // parked before the kill were read again and audited as redeliveries.
+    let report = reconcile(&env, addr);
+    assert_eq!(report["doubles"], 0, "{report}");
+    assert_eq!(report["gaps"], 0, "{report}");
+    assert_eq!(report["holds"], true, "{report}");
+    assert_eq!(report["totals"]["dead_lettered"], POISON, "{report}");
+    let redelivered: i64 = report["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| p["redelivered"].as_i64().unwrap_or(0))
+        .sum();
+    assert!(
+        redelivered >= parked_before,
+        "every record parked before the kill is a redelivery ({redelivered} < {parked_before}): {report}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'"),
+        POISON,
+        "one MESSAGE_DLQ per poison record"
+    );
+    assert_eq!(env.dlq_entries().len() as i64, POISON, "one DLQ entry each");
+    env.assert_applied_once(GOOD);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(second.id().to_string())
+        .status();
+    assert!(second.wait().expect("reaped").success(), "graceful exit");
 }

@@ -11,6 +11,9 @@
 //! no loss window on a Redis crash.
 //!
 //! - [`redis`]: the Redis commands (atomic Lua scripts).
+//! - [`park`]: the one way a failed message is parked, by the dead-letter
+//!   actor and the retry worker alike (a redelivery recognised, not parked
+//!   twice).
 //! - [`operator`]: the operator's handle ([`replay::DeadLetters`]) the HTTP
 //!   API and the `custodian dlq` command use: looking (`list.rs`),
 //!   discarding (`discard.rs`) and replaying ([`replay`]).
@@ -20,6 +23,7 @@ pub mod jobs;
 pub mod kinds;
 mod list;
 pub mod operator;
+pub mod park;
 pub mod redis;
 pub mod replay;
 /// The old name of [`redis`], for code written before the rename.
@@ -253,13 +257,10 @@ impl DlqEntry {
         let payload = e.payload.as_deref().map(encode);
         // A retry record is parked under its original position, so a
         // replay goes back to the original topic.
-        let (topic, partition, offset) = match &s.retry {
-            Some(o) => (o.topic.clone(), o.partition, o.offset),
-            None => (e.topic.to_string(), e.partition, e.offset),
-        };
+        let (topic, partition, offset) = s.position();
         Some(DlqEntry {
             message_id: s.message_id,
-            topic,
+            topic: topic.to_owned(),
             partition,
             offset,
             key_encoding: key.as_ref().map(|(_, enc)| (*enc).to_owned()),

@@ -95,6 +95,7 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
                 Some((Ok(Applied::AlreadyApplied), failures)) => {
                     (Outcome::AlreadyApplied, failures)
                 }
+                Some((Ok(Applied::Redelivered), _)) => (Outcome::Redelivered, Vec::new()),
                 Some((Ok(Applied::Conflict(applied)), mut failures)) => {
                     failures.push(AttemptFailure {
                         attempt: failures.len() as u32 + 1,

@@ -46,6 +46,21 @@ pub struct Message {
     pub retry: Option<Origin>,
 }
 
+impl Message {
+    /// Where the audit trail records this message's outcome: its own
+    /// position, or for a retry record its original one.
+    pub fn position(&self) -> (&str, i32, i64) {
+        match &self.retry {
+            Some(o) => (o.topic.as_str(), o.partition, o.offset),
+            None => (
+                &self.envelope.topic,
+                self.envelope.partition,
+                self.envelope.offset,
+            ),
+        }
+    }
+}
+
 /// A record after decoding and enrichment: what a processor receives.
 #[derive(Debug)]
 pub struct Item {
@@ -160,6 +175,11 @@ pub enum Outcome {
     /// failure, or behind an earlier message of its key): settled for the
     /// offset, finished later by the retry worker.
     RetryScheduled,
+    /// Read again after a crash or a rebalance, though an earlier delivery
+    /// of this record already made its outcome durable at this position
+    /// (parked in the dead-letter queue or the retry schedule): nothing is
+    /// done again, and it is audited MESSAGE_DUPLICATE, a redelivery.
+    Redelivered,
 }
 
 /// A message whose outcome is decided, on its way to the audit trail.

@@ -8,6 +8,9 @@
 //! - duplicate:     MESSAGE_RECEIVED, MESSAGE_DUPLICATE (the id was already
 //!   applied and audited MESSAGE_PROCESSED; an id applied by a delivery that
 //!   crashed before its audit is audited MESSAGE_PROCESSED now)
+//! - redelivered:   MESSAGE_RECEIVED, MESSAGE_DUPLICATE (a record read again
+//!   after a crash whose outcome at its position, parked in the DLQ or the
+//!   retry schedule, was already durable: see `store::redelivery`)
 //! - dead-lettered: MESSAGE_RECEIVED, MESSAGE_FAILED (one per attempt), MESSAGE_DLQ
 //! - retried, then processed: MESSAGE_RECEIVED, MESSAGE_FAILED (one per failed
 //!   attempt), MESSAGE_PROCESSED (with the attempt that succeeded)
@@ -155,10 +158,7 @@ pub fn entries<'a>(
         let key = e.key_text().map(no_nul);
         // A retry record's entries go under its original position, where
         // reconciliation looks for the message's outcome.
-        let (topic, partition, offset) = match &s.retry {
-            Some(o) => (o.topic.as_str(), o.partition, o.offset),
-            None => (&*e.topic, e.partition, e.offset),
-        };
+        let (topic, partition, offset) = s.position();
         let entry =
             |status: &'static str, attempt: i32, error: Option<String>, at: DateTime<Utc>| {
                 AuditEntry {
@@ -178,13 +178,18 @@ pub fn entries<'a>(
                 }
             };
         let first = entries.len();
-        for failed in &s.failures {
+        // A redelivery's attempts repeat what its first delivery recorded.
+        let failures = match s.outcome {
+            Outcome::Redelivered => &[][..],
+            _ => &s.failures[..],
+        };
+        for failed in failures {
             let error = failed.failure.to_string();
             entries.push(entry(FAILED, failed.attempt as i32, Some(error), failed.at));
         }
         // A retry record's attempts continue the ones made before it.
         let before = s.retry.as_ref().map_or(0, |o| o.attempt as i32);
-        let next_attempt = before + s.failures.len() as i32 + 1;
+        let next_attempt = before + failures.len() as i32 + 1;
         match s.outcome {
             Outcome::Processed => {
                 processed.insert(s.message_id);
@@ -197,6 +202,9 @@ pub fn entries<'a>(
                     DUPLICATE
                 };
                 entries.push(entry(status, next_attempt, None, s.at));
+            }
+            Outcome::Redelivered => {
+                entries.push(entry(DUPLICATE, next_attempt, None, s.at));
             }
             Outcome::RetryScheduled => {
                 let last = s.last_failure();

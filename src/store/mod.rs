@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod pool;
 pub mod projection;
 pub mod read;
+pub mod redelivery;
 pub mod schema;
 pub mod search;
 

@@ -34,6 +34,10 @@ pub enum Applied {
     /// The id was applied with another payload (SHA-256 given): this record
     /// is not a duplicate, and nothing of it was applied.
     Conflict([u8; 32]),
+    /// Not attempted: an earlier delivery of this very record already
+    /// parked it (in the retry schedule or the DLQ) before a crash or a
+    /// rebalance read it again (`store::redelivery`).
+    Redelivered,
 }
 
 /// One row of the `applied_messages` ledger: this id was applied, by this

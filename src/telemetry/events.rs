@@ -33,7 +33,7 @@ impl Emit for MessageSettled<'_> {
                 .processed
                 .with_label_values(&[self.topic, Metrics::type_label(self.event_type)])
                 .inc(),
-            Outcome::AlreadyApplied | Outcome::RetryScheduled => {}
+            Outcome::AlreadyApplied | Outcome::RetryScheduled | Outcome::Redelivered => {}
             Outcome::DeadLettered => {
                 if let Some(last) = self.last_failure {
                     let failure = &last.failure;
@@ -208,7 +208,7 @@ fn log_outcomes(batch: &[Settled], now: chrono::DateTime<chrono::Utc>) {
         let e = &s.envelope;
         let outcome = match s.outcome {
             Outcome::Processed => "processed",
-            Outcome::AlreadyApplied => "duplicate",
+            Outcome::AlreadyApplied | Outcome::Redelivered => "duplicate",
             Outcome::DeadLettered => "dead_lettered",
             Outcome::RetryScheduled => "retry_scheduled",
         };

@@ -10,8 +10,10 @@
 //! A delivery may have several rows (MESSAGE_FAILED… then MESSAGE_DLQ or
 //! MESSAGE_PROCESSED): only the terminal ones count. An offset read again
 //! after a crash (before its commit) gets a second terminal row,
-//! MESSAGE_DUPLICATE, because the ledger recognises the message: that is a
-//! redelivery, counted apart, not a double. A replay publishes a new copy at
+//! MESSAGE_DUPLICATE, because the ledger (a processed message), the DLQ or
+//! the retry schedule (a parked one, `store::redelivery`) recognises the
+//! message: that is a redelivery, counted apart, not a double. Two
+//! PROCESSED or DLQ rows for one offset are a double. A replay publishes a new copy at
 //! a new offset, with its own outcome there.
 
 use std::time::Duration;
@@ -412,44 +414,55 @@ impl Fold {
         };
         self.next = offset + 1;
         let statuses = std::mem::take(&mut self.statuses);
-        let mut terminals = statuses
+        // The outcome is the delivery's PROCESSED or DLQ; a DUPLICATE
+        // beside one (or beside a parking in the retry schedule) is a
+        // redelivery: the offset was read again after a crash and the
+        // ledger, the DLQ or the schedule recognised it. Only an offset
+        // with nothing else has a DUPLICATE for its outcome (its id was
+        // applied from another record).
+        let outcomes: Vec<&str> = statuses
             .iter()
-            .filter(|s| [PROCESSED, DLQ, DUPLICATE].contains(s));
-        let Some(&first) = terminals.next() else {
-            if statuses.contains(&RETRY_SCHEDULED) {
+            .copied()
+            .filter(|s| [PROCESSED, DLQ].contains(s))
+            .collect();
+        let duplicates = statuses.iter().filter(|s| **s == DUPLICATE).count() as u64;
+        let scheduled = statuses.contains(&RETRY_SCHEDULED);
+        let t = &mut self.report.totals;
+        let first = match outcomes.first() {
+            Some(&first) => first,
+            None if scheduled => {
                 // Parked in the retry schedule: its outcome comes later.
-                self.report.totals.in_retry += 1;
+                t.in_retry += 1;
+                self.report.redelivered += duplicates;
                 return;
             }
-            // Only operator rows: no delivery ended here.
-            if offset < self.must_below {
-                self.gap(offset, offset);
-            } else {
-                self.report.pending += 1;
+            None if duplicates > 0 => {
+                t.duplicate += 1;
+                self.report.redelivered += duplicates - 1;
+                return;
             }
-            return;
+            None => {
+                // Only operator rows: no delivery ended here.
+                if offset < self.must_below {
+                    self.gap(offset, offset);
+                } else {
+                    self.report.pending += 1;
+                }
+                return;
+            }
         };
-        let mut double = false;
-        for &later in terminals {
-            if later == DUPLICATE && first != DLQ {
-                self.report.redelivered += 1;
-            } else {
-                double = true;
-            }
+        self.report.redelivered += duplicates;
+        match first {
+            PROCESSED => t.processed += 1,
+            _ if statuses.contains(&DISCARDED) => t.discarded += 1,
+            _ if statuses.contains(&REPLAYED) => t.replayed += 1,
+            _ => t.dead_lettered += 1,
         }
-        if double {
+        if outcomes.len() > 1 {
             self.report.doubles += 1;
             if self.report.double_offsets.len() < LISTED {
                 self.report.double_offsets.push(offset);
             }
-        }
-        let t = &mut self.report.totals;
-        match first {
-            PROCESSED => t.processed += 1,
-            DUPLICATE => t.duplicate += 1,
-            _ if statuses.contains(&DISCARDED) => t.discarded += 1,
-            _ if statuses.contains(&REPLAYED) => t.replayed += 1,
-            _ => t.dead_lettered += 1,
         }
     }
 
@@ -497,6 +510,31 @@ mod tests {
         assert_eq!(r.totals.processed, 3);
         assert_eq!(r.totals.discarded, 1);
         assert_eq!(r.totals.replayed, 1);
+    }
+
+    #[test]
+    fn a_parked_record_read_again_is_a_redelivery_not_a_double() {
+        let mut f = fold(0, 5);
+        f.push(0, DLQ); // parked, then read again after a crash
+        f.push(0, DUPLICATE);
+        f.push(1, RETRY_SCHEDULED); // scheduled, read again, still waiting
+        f.push(1, DUPLICATE);
+        f.push(2, RETRY_SCHEDULED); // scheduled, read again, then delivered
+        f.push(2, DUPLICATE);
+        f.push(2, PROCESSED);
+        f.push(3, DUPLICATE); // applied from another record, then read again
+        f.push(3, DUPLICATE);
+        f.push(4, DLQ); // parked twice: a real double
+        f.push(4, DLQ);
+        let r = f.finish(5);
+        assert_eq!(r.gaps, 0);
+        assert_eq!(r.doubles, 1);
+        assert_eq!(r.double_offsets, vec![4]);
+        assert_eq!(r.redelivered, 4);
+        assert_eq!(r.totals.dead_lettered, 2);
+        assert_eq!(r.totals.in_retry, 1);
+        assert_eq!(r.totals.processed, 1);
+        assert_eq!(r.totals.duplicate, 1);
     }
 
     #[test]

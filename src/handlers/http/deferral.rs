@@ -51,6 +51,27 @@ pub struct Deferrals {
     pub tickets: HashMap<i64, Ticket>,
 }
 
+/// The messages of `items` on routes that park failures (deferred or
+/// retry-topic routes), read from their own topic (a retry record's
+/// position is its original's, where the parking was recorded): those a
+/// redelivery may find parked already.
+pub fn deferred_items<'i>(
+    items: &[&'i Item],
+    routes: &HttpRoutes,
+) -> Vec<&'i crate::pipeline::Message> {
+    items
+        .iter()
+        .filter(|item| item.retry.is_none())
+        .filter(|item| match &item.work {
+            Ok(Task::Pass { handler, .. }) if handler.kind == HandlerKind::Http => routes
+                .get(handler.route)
+                .is_some_and(|r| r.deferred || r.retry_topic),
+            _ => false,
+        })
+        .map(|item| &item.message)
+        .collect()
+}
+
 /// The (route, key) pairs of `items` on deferred http routes: what the
 /// batch asks the schedule about, in one query.
 pub fn deferred_keys(items: &[&Item], routes: &HttpRoutes) -> Vec<(String, Vec<u8>)> {

@@ -33,7 +33,9 @@ use crate::keyed;
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::{Item, Task};
 use crate::retry;
+use crate::store::audit::{DLQ, RETRY_SCHEDULED};
 use crate::store::projection::{self, Applied};
+use crate::store::redelivery;
 use crate::wait::{until_back, Down, Patience};
 use record::Finish;
 
@@ -153,6 +155,18 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
     let Ok(done) = applied else {
         return abandoned(items.len());
     };
+    // Deferred routes: a record read again after its first delivery
+    // parked it is not attempted again (see `store::redelivery`).
+    let deferred = deferral::deferred_items(items, &cx.http);
+    let parked = until_back(cx.wait, Patience::UntilRevoked(&cx.revoked), async || {
+        let parked =
+            redelivery::recorded(&cx.pool, deferred.iter().copied(), &[RETRY_SCHEDULED, DLQ]).await;
+        parked.map_err(|e| Down::new("postgres", e))
+    })
+    .await;
+    let Ok(parked) = parked else {
+        return abandoned(items.len());
+    };
     let keys = deferral::deferred_keys(items, &cx.http);
     let Some(waiting) = cx.parking.waiting(keys, cx.wait, &cx.revoked).await else {
         return abandoned(items.len());
@@ -168,14 +182,17 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
         .max()
         .unwrap_or(1);
     let lanes = keyed::lanes(items.iter().map(|item| item.envelope.key.as_deref()));
-    keyed::run(lanes, limit, |i| forward_one(cx, items[i], done)).await
+    let parked = &parked;
+    keyed::run(lanes, limit, |i| forward_one(cx, items[i], done, parked)).await
 }
 
-/// One message of [`forward`]: `done` holds the ids the ledger has.
+/// One message of [`forward`]: `done` holds the ids the ledger has,
+/// `parked` the positions an earlier delivery parked.
 async fn forward_one(
     cx: &Context,
     item: &Item,
     done: &std::cell::RefCell<std::collections::HashMap<uuid::Uuid, Option<[u8; 32]>>>,
+    parked: &std::collections::HashSet<redelivery::Position>,
 ) -> Attempted {
     let (task, index, route) = match &item.work {
         Ok(task @ Task::Pass { handler, .. }) => {
@@ -192,6 +209,9 @@ async fn forward_one(
         };
         return (Err(()), vec![attempt]);
     };
+    if parked.contains(&redelivery::position(item)) {
+        return (Ok(Applied::Redelivered), Vec::new());
+    }
     let applied = done.borrow().get(&item.message_id).copied();
     if let Some(applied) = applied {
         let repeat = projection::repeat(applied.as_ref(), &item.payload_sha256);

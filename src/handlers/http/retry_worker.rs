@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::RetrySettings;
-use crate::dlq::{store as dlq_store, DlqEntry, Keys};
+use crate::dlq::park::Parker;
+use crate::dlq::Keys;
 use crate::handler_kind::HandlerKind;
 use crate::handlers::http::delivery::{self, Answer};
 use crate::handlers::http::record::{self, Finish};
@@ -43,7 +44,6 @@ use crate::store::audit_writer::{Alongside, AuditWriter};
 use crate::store::pool::RedisPool;
 use crate::store::projection;
 use crate::store::PgPool;
-use crate::telemetry::events::{DeadLettered, Emit};
 
 /// Entries claimed per round (each a different key, attempted at once).
 const BATCH: i64 = 32;
@@ -316,7 +316,7 @@ impl Worker {
                         self.record_finished(c, attempt, failed).await?;
                     }
                     settled.outcome = Outcome::DeadLettered;
-                    self.dead_letter(&settled, &c.group).await?;
+                    self.dead_letter(&mut settled, &c.group).await?;
                     None
                 } else {
                     settled.outcome = Outcome::RetryScheduled;
@@ -390,28 +390,23 @@ impl Worker {
             .map_err(|e| ScheduleError::Ledger(e.to_string()))
     }
 
-    /// Pushes the DLQ entry (before the schedule entry is removed).
-    async fn dead_letter(&self, settled: &Settled, group: &str) -> Result<(), ScheduleError> {
-        let Some(entry) = DlqEntry::from_settled(settled, group) else {
-            return Ok(());
+    /// Parks the message in the DLQ (before the schedule entry is removed),
+    /// by the dead-letter actor's path (`dlq::park`): a record already
+    /// parked at its position is recognised there the same way.
+    async fn dead_letter(&self, settled: &mut Settled, group: &str) -> Result<(), ScheduleError> {
+        let parker = Parker {
+            pool: self.deps.pool.clone(),
+            redis: self.deps.redis.clone(),
+            keys: self.deps.keys.clone(),
+            group: group.to_owned(),
         };
-        let topic = &settled.envelope.topic;
-        let mut conn = self
-            .deps
-            .redis
-            .get()
+        parker
+            .park(std::slice::from_mut(settled))
             .await
-            .map_err(|e| ScheduleError::Redis(e.to_string()))?;
-        let new = dlq_store::push(
-            &mut *conn,
-            &self.deps.keys,
-            topic,
-            std::slice::from_ref(&entry),
-        )
-        .await
-        .map_err(|e| ScheduleError::Redis(e.to_string()))?;
-        DeadLettered { topic, new }.emit();
-        Ok(())
+            .map_err(|down| match down.dependency {
+                "postgres" => ScheduleError::Ledger(down.error),
+                _ => ScheduleError::Redis(down.error),
+            })
     }
 
     /// Keeps a 2xx answer when the route asks (`cache_ttl`).
