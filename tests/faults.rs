@@ -314,10 +314,23 @@ fn redis_refusing_writes_while_poison_arrives() {
 
     redis_maxmemory(&redis, 1);
     let first_poison = ends[0];
-    let poison: Records = (0..10).map(|_| (None, POISON.to_vec(), Some(0))).collect();
-    add(&mut ends, &broker.produce(&env.rt, &poison));
+    // One poison at a time, each read before the next is produced: each is
+    // a batch of its own, so the dead-letter actor, blocked on the first,
+    // is handed more while it waits (all ten in one batch would hide that).
+    // Partition 0 shares its enricher with partition 2.
+    for k in 1..=10 {
+        let poison: Records = vec![(None, POISON.to_vec(), Some(0))];
+        add(&mut ends, &broker.produce(&env.rt, &poison));
+        wait_until(PATIENCE, &format!("poison {k} of 10 read"), || {
+            env.metric(instance.http, "messages_consumed_total") >= (300 + k) as f64
+        });
+    }
     add(&mut ends, &broker.produce(&env.rt, &creations(300, 3)));
-    // The other partitions go on; partition 0 waits at its first poison.
+    // Partition 0 reads on past its poison, and its creations are applied;
+    // the other partitions go on; partition 0 commits up to its first poison.
+    wait_until(PATIENCE, "every creation durable", || {
+        tally.durable() == 600
+    });
     wait_until(PATIENCE, "partitions 1 and 2 committed", || {
         broker.committed(&env.group)[1..] == ends[1..]
     });
