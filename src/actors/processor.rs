@@ -4,7 +4,10 @@
 //!
 //! A batch is handled with the mailbox blocked (`ctx.wait`): while a
 //! handler waits out an outage, the partitions feeding this processor
-//! pause, and nothing is acknowledged meanwhile, so no offset moves.
+//! pause, and nothing is acknowledged meanwhile, so no offset moves. Failed
+//! messages are handed to the dead-letter actor without waiting for it to
+//! park them (see `park`): Redis is a dependency only of the partitions
+//! with something to park.
 
 use std::sync::Arc;
 
@@ -14,8 +17,9 @@ use crate::config::{PipelineSettings, RetrySettings};
 use crate::dlq::Keys;
 use crate::handlers::http::HttpRoutes;
 use crate::handlers::{self, Settlement};
+use crate::pipeline::Settled;
 use crate::retry::DependencyWait;
-use crate::stages::{Park, Prepared};
+use crate::stages::{Park, Prepared, Route};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
 
@@ -108,18 +112,29 @@ async fn process(
             "partition revoked: failed messages left to its next owner"
         );
     } else if !failed.is_empty() {
-        let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
-        let back = route.clone();
-        let sent = route
-            .dead_letter
-            .clone()
-            .send(Park {
-                settled: failed,
-                route,
-            })
-            .await;
-        if let Err(e) = sent {
+        park(route, failed);
+    }
+}
+
+/// Hands failed messages to the dead-letter actor without holding this
+/// processor until it has taken them. While Redis is down or refuses writes
+/// that actor waits with its mailbox blocked; a processor waiting on it
+/// would block its own mailbox in turn, and with it every partition it
+/// serves and the enrichers feeding it, so healthy partitions would stop
+/// behind another partition's poison. The message is queued here, in
+/// order; only the answer is awaited apart. What waits there is bounded by
+/// the partitions' in-flight limits: a failed message stays in flight until
+/// its dead letter and audit rows are durable.
+fn park(route: Route, failed: Vec<Settled>) {
+    let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
+    let back = route.clone();
+    let parked = route.dead_letter.clone().send(Park {
+        settled: failed,
+        route,
+    });
+    actix::spawn(async move {
+        if let Err(e) = parked.await {
             back.lost(offsets, format!("dead-letter actor unavailable: {e}"));
         }
-    }
+    });
 }
