@@ -265,3 +265,36 @@ fn over_long_request_heads_are_answered_in_the_api_shape_within_actix_limits() {
     }
     app.stop().expect("graceful stop");
 }
+
+#[test]
+fn malformed_bodies_paths_and_queries_are_answered_in_the_api_shape() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    let addr = app.http_addr;
+    let id = uuid::Uuid::new_v4();
+    // The JSON extractor: broken JSON, the wrong shape.
+    for (path, body) in [
+        (format!("/replay/{id}"), &b"{\"reason\":"[..]),
+        (format!("/replay/{id}"), b"[1, 2]"),
+        ("/replay".to_owned(), b"not json"),
+    ] {
+        let (status, _, answer) = call(&env, addr, Method::POST, &path, Some(body.to_vec()));
+        assert_eq!(status, 400, "POST {path}: {answer}");
+        assert_eq!(error_kind(&answer), "bad_request", "POST {path}");
+    }
+    // A body that is not JSON at all, by its content type.
+    let request = format!(
+        "POST /replay HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TEST_TOKEN}\r\n\
+         Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+    );
+    let (line, body) = raw_answer(addr, request.as_bytes());
+    assert!(line.starts_with("HTTP/1.1 400"), "{line}");
+    assert_eq!(body.map(|b| error_kind(&b)).as_deref(), Some("bad_request"));
+    // The query and path extractors.
+    for path in ["/messages?limit=1&limit=2", "/dlq?limit=x", "/users/%FF"] {
+        let (status, _, answer) = call(&env, addr, Method::GET, path, None);
+        assert!(matches!(status, 400 | 404), "GET {path}: {status} {answer}");
+        error_kind(&answer);
+    }
+    app.stop().expect("graceful stop");
+}
