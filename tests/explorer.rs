@@ -234,3 +234,57 @@ fn the_explorer_filters_pages_and_shows_records() {
     assert_eq!(code, 404);
     app.stop().expect("graceful stop");
 }
+
+#[derive(diesel::QueryableByName)]
+struct Definition {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    def: String,
+}
+
+/// The statuses `audit_log`'s CHECK constraint lets the trail hold.
+fn statuses_the_table_holds(env: &TestEnv) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = env.conn();
+    let definition = env
+        .rt
+        .block_on(
+            diesel::sql_query(
+                "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint \
+                  WHERE conname = 'audit_log_status_check'",
+            )
+            .get_result::<Definition>(&mut conn),
+        )
+        .expect("audit_log's status constraint");
+    // `CHECK ((status = ANY (ARRAY['MESSAGE_PROCESSED'::text, …])))`: the
+    // quoted words.
+    definition
+        .def
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_status_the_trail_can_hold_is_searchable() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    let statuses = statuses_the_table_holds(&env);
+    assert!(
+        statuses.iter().any(|s| s == "MESSAGE_RETRY_SCHEDULED")
+            && statuses.iter().any(|s| s == "MESSAGE_PUBLISHED"),
+        "{statuses:?}"
+    );
+    for status in &statuses {
+        let (code, page) = env.api(
+            app.http_addr,
+            Method::GET,
+            &format!("/messages?status={status}"),
+            None,
+        );
+        assert_eq!(code, 200, "{status}: {page}");
+        assert_eq!(page["count"], 0, "{status}: {page}");
+    }
+    app.stop().expect("graceful stop");
+}

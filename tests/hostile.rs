@@ -658,3 +658,84 @@ fn hostile_records_are_dead_lettered_whole_and_the_partition_keeps_flowing() {
     }
     app.stop().expect("graceful stop");
 }
+
+/// A hostile API request and the answer it must get.
+struct HostileRequest {
+    what: &'static str,
+    path: String,
+    /// The status, and for a refusal the parameter its message names.
+    status: u16,
+    names: Option<&'static str>,
+}
+
+/// Every hostile request found so far. Add a row for each new one.
+fn hostile_requests() -> Vec<HostileRequest> {
+    use custodian::store::explorer::Cursor;
+    let cursor = |at| {
+        custodian::http::explorer::encode_cursor(&Cursor {
+            at,
+            id: 1,
+            offset: None,
+        })
+    };
+    let refused = |what, path: String, names| HostileRequest {
+        what,
+        path,
+        status: 400,
+        names: Some(names),
+    };
+    vec![
+        // Was a 503 "postgres is unavailable" and a warning: PostgreSQL
+        // refused the time (22008), an input fault taken for an outage.
+        refused(
+            "an explorer cursor before PostgreSQL's earliest time",
+            format!(
+                "/messages?cursor={}",
+                cursor(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+            ),
+            "cursor",
+        ),
+        refused(
+            "an explorer cursor in the year -10000",
+            format!(
+                "/messages?cursor={}",
+                cursor(
+                    chrono::NaiveDate::from_ymd_opt(-10_000, 1, 1)
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                        .expect("a date chrono holds")
+                        .and_utc()
+                )
+            ),
+            "cursor",
+        ),
+        refused(
+            "an explorer cursor that is not one",
+            "/messages?cursor=bm90LWEtY3Vyc29y".to_owned(),
+            "cursor",
+        ),
+        // Was refused although deferred routes write it.
+        HostileRequest {
+            what: "the explorer asked for parked retries",
+            path: "/messages?status=MESSAGE_RETRY_SCHEDULED".to_owned(),
+            status: 200,
+            names: None,
+        },
+    ]
+}
+
+#[test]
+fn hostile_requests_are_answered_as_the_requests_fault() {
+    let env = TestEnv::new(1);
+    let app = Running::start(env.settings()).expect("custodian starts");
+    for r in hostile_requests() {
+        let what = r.what;
+        let (status, answer) = env.api(&app, Method::GET, &r.path, None);
+        assert_eq!(status, r.status, "{what}: {answer}");
+        if let Some(named) = r.names {
+            assert_eq!(answer["error"], "bad_request", "{what}: {answer}");
+            let message = answer["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with(named), "{what} names {named}: {answer}");
+        }
+    }
+    app.stop().expect("graceful stop");
+}

@@ -39,13 +39,20 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Parse(String),
     #[error("invalid configuration: key `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid {
+        /// A fixed key, or one with its list index (`routes[2].topic`).
+        key: std::borrow::Cow<'static, str>,
+        reason: String,
+    },
 }
 
 /// The error for a value the types accept but the checks do not.
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+fn invalid(
+    key: impl Into<std::borrow::Cow<'static, str>>,
+    reason: impl Into<String>,
+) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         reason: reason.into(),
     }
 }

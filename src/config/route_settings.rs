@@ -51,50 +51,44 @@ pub struct RouteSettings {
     pub concurrency: Option<usize>,
 }
 
+/// Where a refusal points: `routes[<index>].<field>`, so an operator with
+/// several routes knows which one.
+#[derive(Clone, Copy)]
+struct At(usize);
+
+impl At {
+    fn key(self, field: &str) -> String {
+        format!("routes[{}].{field}", self.0)
+    }
+
+    fn invalid(self, field: &str, reason: impl Into<String>) -> ConfigError {
+        invalid(self.key(field), reason)
+    }
+}
+
+/// Longest a kept answer may stay (a longer one is a typo, and Redis would
+/// refuse or wrap the expiry in milliseconds).
+const MAX_CACHE_TTL: Duration = Duration::from_secs(3650 * 86_400);
+
 impl RouteSettings {
-    /// Refuses what the handler cannot do, naming the key.
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let spec = self.handler.spec();
-        let allowed = spec.event_types;
-        let is_http = spec.takes_url;
-        match (&self.url, is_http) {
-            (Some(url), true)
-                if url::Url::parse(url).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-                }) => {}
-            (_, true) => {
-                // The URL may hold a secret: say what is wrong, not what it is.
-                return Err(invalid(
-                    "routes.url",
-                    "an http route needs a valid http:// or https:// URL with a host",
-                ));
-            }
-            (Some(_), false) => {
-                return Err(invalid("routes.url", "only an http route takes a url"))
-            }
-            (None, false) => {}
-        }
-        if self.rate_per_second == Some(0) || self.burst == Some(0) {
-            return Err(invalid(
-                "routes.rate_per_second",
-                "rate_per_second and burst must be greater than zero",
-            ));
-        }
-        if self
-            .timeout
-            .is_some_and(|t| t.is_zero() || t > Duration::from_secs(300))
-        {
-            return Err(invalid("routes.timeout", "more than zero and at most 5m"));
-        }
-        self.validate_retry(is_http)?;
+    /// Refuses what the handler cannot do, and a setting that would be
+    /// accepted without effect, naming the key (`routes[index].…`).
+    /// `topics` is `kafka.topics`: a route's topic must be one of them, or
+    /// the route never matches.
+    pub(super) fn validate(&self, index: usize, topics: &[String]) -> Result<(), ConfigError> {
+        let at = At(index);
+        self.validate_topic(at, topics)?;
+        self.validate_delivery(at)?;
+        self.validate_retry(at)?;
+        let allowed = self.handler.spec().event_types;
         if self.event_types.is_empty() {
-            return Err(invalid("routes.event_types", "must not be empty"));
+            return Err(at.invalid("event_types", "must not be empty"));
         }
         if let Some(bad) = self.event_types.iter().find(|t| {
             t.is_empty() || t.len() > 200 || !(allowed.is_empty() || allowed.contains(&t.as_str()))
         }) {
-            return Err(invalid(
-                "routes.event_types",
+            return Err(at.invalid(
+                "event_types",
                 format!(
                     "the {} handler does not apply `{bad}` (it applies {})",
                     self.handler,
@@ -103,6 +97,76 @@ impl RouteSettings {
             ));
         }
         Ok(())
+    }
+
+    /// A topic that is empty or not consumed would never match a record.
+    /// (A `^pattern` in `kafka.topics` subscribes by regular expression:
+    /// then the topics are not known here, and only emptiness is checked.)
+    fn validate_topic(&self, at: At, topics: &[String]) -> Result<(), ConfigError> {
+        let Some(topic) = &self.topic else {
+            return Ok(());
+        };
+        if topic.trim().is_empty() {
+            return Err(at.invalid(
+                "topic",
+                "must not be empty (leave it out to match every topic)",
+            ));
+        }
+        let by_pattern = topics.iter().any(|t| t.starts_with('^'));
+        if !by_pattern && !topics.contains(topic) {
+            return Err(at.invalid(
+                "topic",
+                format!(
+                    "`{}` is not in kafka.topics ({}), so the route would never match",
+                    crate::text::clip(topic),
+                    topics.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The http delivery settings: URL, rate, timeout and answer cache.
+    fn validate_delivery(&self, at: At) -> Result<(), ConfigError> {
+        let is_http = self.handler.spec().takes_url;
+        match (&self.url, is_http) {
+            (Some(url), true)
+                if url::Url::parse(url).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
+                }) => {}
+            (_, true) => {
+                // The URL may hold a secret: say what is wrong, not what it is.
+                return Err(at.invalid(
+                    "url",
+                    "an http route needs a valid http:// or https:// URL with a host",
+                ));
+            }
+            (Some(_), false) => return Err(at.invalid("url", "only an http route takes a url")),
+            (None, false) => {}
+        }
+        if self.rate_per_second == Some(0) || self.burst == Some(0) {
+            return Err(at.invalid(
+                "rate_per_second",
+                "rate_per_second and burst must be greater than zero",
+            ));
+        }
+        if self
+            .timeout
+            .is_some_and(|t| t.is_zero() || t > Duration::from_secs(300))
+        {
+            return Err(at.invalid("timeout", "more than zero and at most 5m"));
+        }
+        match self.cache_ttl {
+            Some(_) if !is_http => {
+                Err(at.invalid("cache_ttl", "only an http route has answers to keep"))
+            }
+            // Zero would be kept for a millisecond at most: never shown.
+            Some(ttl) if ttl.is_zero() || ttl > MAX_CACHE_TTL => Err(at.invalid(
+                "cache_ttl",
+                "more than zero and at most 3650d (leave it out to keep no answers)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether transient failures go to the PostgreSQL retry schedule
@@ -117,24 +181,24 @@ impl RouteSettings {
         self.retry.as_deref() == Some("deferred") && self.retry_backend.as_deref() == Some("kafka")
     }
 
-    fn validate_concurrency(&self, is_http: bool) -> Result<(), ConfigError> {
+    fn validate_concurrency(&self, at: At, is_http: bool) -> Result<(), ConfigError> {
         match self.concurrency {
             None => Ok(()),
-            Some(_) if !is_http => Err(invalid(
-                "routes.concurrency",
-                "only an http route delivers concurrently",
-            )),
-            Some(n) if n == 0 || n > 1024 => Err(invalid("routes.concurrency", "from 1 to 1024")),
+            Some(_) if !is_http => {
+                Err(at.invalid("concurrency", "only an http route delivers concurrently"))
+            }
+            Some(n) if n == 0 || n > 1024 => Err(at.invalid("concurrency", "from 1 to 1024")),
             Some(_) => Ok(()),
         }
     }
 
-    fn validate_retry(&self, is_http: bool) -> Result<(), ConfigError> {
+    fn validate_retry(&self, at: At) -> Result<(), ConfigError> {
+        let is_http = self.handler.spec().takes_url;
         match (self.retry.as_deref(), self.retry_backend.as_deref()) {
             (_, None) | (Some("deferred"), Some("postgres" | "kafka")) => {}
             (Some("deferred"), Some(other)) => {
-                return Err(invalid(
-                    "routes.retry_backend",
+                return Err(at.invalid(
+                    "retry_backend",
                     format!(
                         "`{}` is not a retry backend (postgres, kafka)",
                         crate::text::clip(other)
@@ -142,21 +206,20 @@ impl RouteSettings {
                 ))
             }
             (_, Some(_)) => {
-                return Err(invalid(
-                    "routes.retry_backend",
+                return Err(at.invalid(
+                    "retry_backend",
                     "only a route with retry = \"deferred\" takes a retry backend",
                 ))
             }
         }
         match self.retry.as_deref() {
-            None | Some("in_place") => self.validate_concurrency(is_http),
-            Some("deferred") if is_http => self.validate_concurrency(is_http),
-            Some("deferred") => Err(invalid(
-                "routes.retry",
-                "only an http route can defer its retries",
-            )),
-            Some(other) => Err(invalid(
-                "routes.retry",
+            None | Some("in_place") => self.validate_concurrency(at, is_http),
+            Some("deferred") if is_http => self.validate_concurrency(at, is_http),
+            Some("deferred") => {
+                Err(at.invalid("retry", "only an http route can defer its retries"))
+            }
+            Some(other) => Err(at.invalid(
+                "retry",
                 format!(
                     "`{}` is not a retry mode (in_place, deferred)",
                     crate::text::clip(other)
@@ -189,16 +252,18 @@ mod tests {
         Settings::from_overrides(&[("routes", json!([route]))]).map_err(|e| e.to_string())
     }
 
+    /// An http route to a valid URL, with `extra` keys.
+    fn http(extra: serde_json::Value) -> serde_json::Value {
+        let mut route = json!({"event_types": ["Notify"], "handler": "http",
+                               "url": "http://hooks.example.com/n"});
+        if let (Some(r), Some(e)) = (route.as_object_mut(), extra.as_object()) {
+            r.extend(e.clone());
+        }
+        route
+    }
+
     #[test]
     fn retry_mode_and_concurrency_are_checked_naming_the_key() {
-        let http = |extra: serde_json::Value| {
-            let mut route = json!({"event_types": ["Notify"], "handler": "http",
-                                   "url": "http://hooks.example.com/n"});
-            if let (Some(r), Some(e)) = (route.as_object_mut(), extra.as_object()) {
-                r.extend(e.clone());
-            }
-            route
-        };
         let ok = routes(http(json!({"retry": "deferred", "concurrency": 32}))).expect("valid");
         assert!(ok.routes[0].deferred());
         assert!(!routes(http(json!({}))).expect("valid").routes[0].deferred());
@@ -206,27 +271,99 @@ mod tests {
             routes(http(json!({"retry": "deferred", "retry_backend": "kafka"}))).expect("valid");
         assert!(kafka.routes[0].retry_topic() && !kafka.routes[0].deferred());
         for (route, key) in [
-            (http(json!({"retry": "later"})), "routes.retry"),
+            (http(json!({"retry": "later"})), "routes[0].retry"),
             (
                 json!({"event_types": ["Message"], "handler": "audit", "retry": "deferred"}),
-                "routes.retry",
+                "routes[0].retry",
             ),
-            (http(json!({"concurrency": 0})), "routes.concurrency"),
+            (http(json!({"concurrency": 0})), "routes[0].concurrency"),
             (
                 http(json!({"retry": "deferred", "retry_backend": "redis"})),
-                "routes.retry_backend",
+                "routes[0].retry_backend",
             ),
             (
                 http(json!({"retry_backend": "kafka"})),
-                "routes.retry_backend",
+                "routes[0].retry_backend",
             ),
             (
                 json!({"event_types": ["Message"], "handler": "audit", "concurrency": 4}),
-                "routes.concurrency",
+                "routes[0].concurrency",
             ),
         ] {
             let err = routes(route).expect_err(key);
             assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    /// Settings with `kafka.topics` and a route table of the built-in
+    /// audit route twice, then `route`.
+    fn third_route(topics: &[&str], route: serde_json::Value) -> Result<Settings, String> {
+        let audit = json!({"event_types": ["Message"], "handler": "audit"});
+        Settings::from_overrides(&[
+            ("kafka.topics", json!(topics)),
+            ("routes", json!([audit, audit, route])),
+        ])
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn settings_that_would_have_no_effect_are_refused_naming_the_route() {
+        let topics = ["orders", "payments"];
+        // What still works: a consumed topic, no topic, a kept answer.
+        for route in [
+            http(json!({"topic": "payments"})),
+            http(json!({})),
+            http(json!({"cache_ttl": "1h"})),
+        ] {
+            third_route(&topics, route.clone()).unwrap_or_else(|e| panic!("{route}: {e}"));
+        }
+        // A pattern subscription: the topics are not known at start.
+        third_route(&["^orders\\..*"], http(json!({"topic": "orders.eu"}))).expect("pattern");
+        for (route, key, says) in [
+            (
+                http(json!({"topic": ""})),
+                "routes[2].topic",
+                "must not be empty",
+            ),
+            (
+                http(json!({"topic": "  "})),
+                "routes[2].topic",
+                "must not be empty",
+            ),
+            (
+                http(json!({"topic": "refunds"})),
+                "routes[2].topic",
+                "not in kafka.topics",
+            ),
+            (
+                http(json!({"cache_ttl": "0s"})),
+                "routes[2].cache_ttl",
+                "more than zero",
+            ),
+            (
+                http(json!({"cache_ttl": 0})),
+                "routes[2].cache_ttl",
+                "more than zero",
+            ),
+            (
+                http(json!({"cache_ttl": "3651d"})),
+                "routes[2].cache_ttl",
+                "at most 3650d",
+            ),
+            (
+                json!({"event_types": ["Message"], "handler": "audit", "cache_ttl": "1h"}),
+                "routes[2].cache_ttl",
+                "only an http route",
+            ),
+            (
+                http(json!({"timeout": "0s"})),
+                "routes[2].timeout",
+                "more than zero",
+            ),
+        ] {
+            let err = third_route(&topics, route.clone()).expect_err(key);
+            assert!(err.contains(&format!("`{key}`")), "{route}: {err}");
+            assert!(err.contains(says), "{route}: {err}");
         }
     }
 }

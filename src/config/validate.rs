@@ -15,8 +15,8 @@ impl Settings {
         self.connections()?;
         self.sizes()?;
         self.backoffs()?;
-        for route in &self.routes {
-            route.validate()?;
+        for (index, route) in self.routes.iter().enumerate() {
+            route.validate(index, &self.kafka.topics)?;
         }
         self.names_and_secrets()?;
         self.durations()?;

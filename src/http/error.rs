@@ -44,6 +44,12 @@ pub enum ApiError {
     /// Too many requests of this kind at once; try again shortly (429).
     #[error("{0}")]
     TooManyRequests(String),
+    /// The request target is longer than any endpoint reads (414).
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request's headers are larger than any endpoint reads (431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -73,6 +79,8 @@ impl ApiError {
             ApiError::Incomplete(_) => "incomplete",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::TooManyRequests(_) => "too_many_requests",
+            ApiError::UriTooLong(_) => "uri_too_long",
+            ApiError::HeadersTooLarge(_) => "request_header_fields_too_large",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -94,6 +102,8 @@ impl ResponseError for ApiError {
             ApiError::Incomplete(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,7 +122,10 @@ impl ResponseError for ApiError {
             }
             // The rest of the body may still be on its way: do not wait for
             // it on this connection.
-            ApiError::RequestTimeout(_) | ApiError::PayloadTooLarge(_) => {
+            ApiError::RequestTimeout(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UriTooLong(_)
+            | ApiError::HeadersTooLarge(_) => {
                 response.force_close();
             }
             _ => {}
@@ -213,4 +226,43 @@ pub async fn json_errors(
         );
         EitherBody::right(BoxBody::new(body))
     }))
+}
+
+/// Longest request target (path and query) custodian reads: every
+/// endpoint's is far shorter. actix itself refuses one of 64 KiB or more
+/// (the `http` crate's limit) with a bare 400 before any of this code runs.
+pub const MAX_URI_BYTES: usize = 16 << 10;
+/// Largest header section (names and values) custodian reads. actix itself
+/// refuses a request head of 128 KiB or more, or of more than 96 headers,
+/// with a bare 431 before any of this code runs.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+
+/// Refuses a request head larger than any endpoint reads with 414 or 431 in
+/// the JSON shape, well below the limits where actix answers on its own
+/// with an empty body (see [`MAX_URI_BYTES`], [`MAX_HEADER_BYTES`]).
+pub async fn head_limits(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    let refused = if uri > MAX_URI_BYTES {
+        Some(ApiError::UriTooLong(format!(
+            "the request target is {uri} bytes, over {MAX_URI_BYTES}"
+        )))
+    } else if headers > MAX_HEADER_BYTES {
+        Some(ApiError::HeadersTooLarge(format!(
+            "the headers are {headers} bytes, over {MAX_HEADER_BYTES}"
+        )))
+    } else {
+        None
+    };
+    match refused {
+        Some(error) => Ok(req.error_response(error).map_into_right_body()),
+        None => Ok(next.call(req).await?.map_into_left_body()),
+    }
 }

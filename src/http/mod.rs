@@ -111,11 +111,13 @@ pub fn server(
             &[openapi::PATHS, console::PATHS].concat(),
         ));
         // The last `wrap` is outermost: metrics see the final answer (and
-        // the method the client sent), then errors become JSON, then the
-        // body deadline, then HEAD is routed as GET.
+        // the method the client sent), then errors become JSON, then an
+        // over-long head is refused, then the body deadline, then HEAD is
+        // routed as GET.
         app.app_data(allowed)
             .wrap(from_fn(methods::head_as_get))
             .wrap(from_fn(body_deadline::limit))
+            .wrap(from_fn(error::head_limits))
             .wrap(from_fn(error::json_errors))
             .wrap(from_fn(observe))
             .configure(openapi::serve(api))

@@ -51,6 +51,23 @@ pub struct Cursor {
     pub offset: Option<i64>,
 }
 
+/// PostgreSQL's earliest `timestamptz` (4714-11-24 00:00:00 BC), in Unix
+/// seconds; chrono reaches much further back.
+const EARLIEST: i64 = -210_866_803_200;
+/// Just past PostgreSQL's latest `timestamptz` (294277-01-01), in Unix
+/// seconds (beyond chrono's own range: kept so the bound is stated whole).
+const END: i64 = 9_224_318_016_000;
+
+impl Cursor {
+    /// Whether PostgreSQL can take this cursor's time. A cursor this code
+    /// made holds a stored `occurred_at` and always can; a forged one may
+    /// not, and binding it would fail the query with a data exception
+    /// (22008), which is the request's fault, not an outage.
+    pub fn in_range(&self) -> bool {
+        (EARLIEST..END).contains(&self.at.timestamp())
+    }
+}
+
 /// Up to `limit` entries matching `filter` after `after`, newest first.
 pub async fn page(
     conn: &mut AsyncPgConnection,
