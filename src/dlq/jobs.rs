@@ -329,9 +329,16 @@ pub async fn get(dlq: &DeadLetters, id: Uuid) -> Result<Option<Job>, DlqError> {
     if job.state != RUNNING || !orphaned(dlq, &job).await? {
         return Ok(Some(job));
     }
-    let audited = audited::replayed(&dlq.postgres, id).await?;
     let mut interrupted = job.clone();
-    interrupted.reconcile(audited.rows);
+    // Best effort: without PostgreSQL the job is still reported
+    // interrupted, with its last saved counts (a resume reconciles them).
+    match tokio::time::timeout(RECONCILE_BOUND, audited::replayed(&dlq.postgres, id)).await {
+        Ok(Ok(audited)) => interrupted.reconcile(audited.rows),
+        Ok(Err(e)) => {
+            tracing::warn!(job = %id, error = %e.public_message(), "cannot count an orphaned job's audit rows")
+        }
+        Err(_) => tracing::warn!(job = %id, "counting an orphaned job's audit rows timed out"),
+    }
     interrupted.state = INTERRUPTED.into();
     interrupted.interrupted = Some(format!(
         "the process running it stopped without a word (no heartbeat for {} s); resume it to go on",
