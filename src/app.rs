@@ -6,7 +6,8 @@
 //! outbox relay (with `relay.enabled`).
 //! Stop (SIGTERM/Ctrl-C, or the test's stop handle): the relay is told to
 //! stop (it finishes its round while the rest stops), the retry worker too
-//! (it drops its attempts in flight and hands back their leases), the
+//! (it drops its attempts in flight and hands back their leases), replay
+//! jobs too (each finishes its entry in flight and is left interrupted), the
 //! Supervisor drains
 //! every partition (no new reads; in-flight outcomes become durable and their
 //! watermark is stored) and stops, the durable watermarks are committed
@@ -219,6 +220,11 @@ async fn serve(
             .tasks
             .push(("pruning http delivery records", task));
     }
+    // Replay jobs finish their entry in flight and are recorded interrupted.
+    let jobs = crate::dlq::jobs::stop_with(Arc::clone(&dead_letters), background.stop.clone());
+    background
+        .tasks
+        .push(("replay jobs (one cut off is found orphaned later)", jobs));
     let enrichers = (0..pipeline.enrichers)
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;

@@ -55,6 +55,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "POST /produce",
             "POST /replay",
             "POST /replay/jobs",
+            "POST /replay/jobs/{job_id}/resume",
             "POST /replay/{message_id}",
         ]
     );

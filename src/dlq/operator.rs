@@ -22,11 +22,19 @@ use crate::store::audit::{self, AuditEntry};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
 
-/// How long an operator action may hold its lock on an entry (a crashed
-/// caller's lock expires by itself).
-/// Longer than the steps it covers can take together (publish timeout,
-/// pool waits, the audit statement's timeout).
+/// How long an operator action may hold its lock on an entry: a backstop,
+/// longer than the steps it covers can take together (publish timeout,
+/// pool waits, the audit statement's timeout). A crashed caller's lock
+/// does not last that long: it names its owner, and once the owner's key
+/// lapses ([`OWNER_TTL`]) the next operator takes it over.
 const LOCK_TTL: Duration = Duration::from_secs(300);
+/// How long an owner (one process's operator actions and replay jobs)
+/// counts as alive after its last beat. A process stopped by SIGKILL
+/// blocks an entry, or keeps a job "running", at most this long.
+pub(super) const OWNER_TTL: Duration = Duration::from_secs(15);
+/// How often an owner beats while it holds a lock or runs a job: well
+/// inside [`OWNER_TTL`], so a slow Redis round trip does not lapse it.
+pub(super) const BEAT_EVERY: Duration = Duration::from_secs(3);
 /// Listings served at once; more wait up to `LISTING_WAIT`, then answer
 /// "too many", so listings cannot crowd out the dead-letter pushes that
 /// share Redis with them.
@@ -161,6 +169,11 @@ pub struct DeadLetters {
     pub(super) limiter: DefaultDirectRateLimiter,
     pub(super) max_batch: usize,
     pub(super) listings: tokio::sync::Semaphore,
+    /// This process's owner id: in every lock it takes and every job it
+    /// runs, so another process can tell when they are orphaned.
+    pub(super) owner: String,
+    /// The replay jobs this process runs, and their stop signal.
+    pub(super) jobs: super::jobs::Jobs,
 }
 
 impl DeadLetters {
@@ -181,6 +194,8 @@ impl DeadLetters {
             limiter: RateLimiter::direct(Quota::per_second(rate)),
             max_batch: settings.replay_max_batch,
             listings: tokio::sync::Semaphore::new(CONCURRENT_LISTINGS),
+            owner: Uuid::new_v4().to_string(),
+            jobs: super::jobs::Jobs::default(),
         }
     }
 
@@ -201,16 +216,35 @@ impl DeadLetters {
         self.max_batch
     }
 
-    /// Runs `action` on the entry under `id` while holding its lock.
+    /// Says this process is alive for [`OWNER_TTL`] more. A failure is
+    /// only logged: the owner lapses by itself if it goes on.
+    pub(super) async fn beat(&self) {
+        let beat = async {
+            let mut conn = self.redis.get().await.map_err(redis_down)?;
+            queue::beat(&mut *conn, &self.keys, &self.owner, OWNER_TTL)
+                .await
+                .map_err(redis_down)
+        };
+        if let Err(e) = beat.await {
+            tracing::warn!(error = %e.public_message(), "cannot renew this process's operator heartbeat");
+        }
+    }
+
+    /// Runs `action` on the entry under `id` while holding its lock, and
+    /// beats the owner's key meanwhile.
     pub(super) async fn locked<T, F, Fut>(&self, id: Uuid, action: F) -> Result<T, DlqError>
     where
         F: FnOnce(Stored) -> Fut,
         Fut: Future<Output = Result<T, DlqError>>,
     {
-        let holder = Uuid::new_v4().to_string();
+        let holder = queue::lock_holder(&self.owner, &Uuid::new_v4().to_string());
         {
             let mut conn = self.redis.get().await.map_err(redis_down)?;
-            if !queue::lock(&mut *conn, &self.keys, id, &holder, LOCK_TTL)
+            let ttl = queue::LockTtl {
+                lock: LOCK_TTL,
+                owner: OWNER_TTL,
+            };
+            if !queue::lock(&mut *conn, &self.keys, id, &self.owner, &holder, ttl)
                 .await
                 .map_err(redis_down)?
             {
@@ -233,15 +267,30 @@ impl DeadLetters {
                 }
             };
             action(stored).await
-        }
-        .await;
-        // If this fails the lock expires by itself after LOCK_TTL.
+        };
+        let result = self.beating(result).await;
+        // If this fails, the next operator takes the lock over once this
+        // process's owner key lapses (or it expires after LOCK_TTL).
         if let Ok(mut conn) = self.redis.get().await {
             if let Err(e) = queue::unlock(&mut *conn, &self.keys, id, &holder).await {
                 tracing::warn!(message_id = %id, error = %e, "cannot release a DLQ lock; it expires by itself");
             }
         }
         result
+    }
+
+    /// Runs `work`, beating the owner's key every [`BEAT_EVERY`] until it
+    /// ends.
+    pub(super) async fn beating<T>(&self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        let mut beat =
+            tokio::time::interval_at(tokio::time::Instant::now() + BEAT_EVERY, BEAT_EVERY);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = beat.tick() => self.beat().await,
+            }
+        }
     }
 
     pub(super) async fn audit(

@@ -63,6 +63,45 @@ pub struct BulkReport {
     pub skipped: usize,
     pub failed: usize,
     pub errors: Vec<BulkError>,
+    /// Of `failed`, those whose MESSAGE_REPLAYED row was written but whose
+    /// copy Kafka did not acknowledge (a job reconciles its counts with the
+    /// audit trail by them).
+    #[serde(skip)]
+    pub unpublished: usize,
+    /// Whether the replay was stopped before its end (a job cut off by a
+    /// graceful stop); the entry in flight was finished first.
+    #[serde(skip)]
+    pub stopped: bool,
+}
+
+/// How a bulk replay runs as a job (`dlq/jobs.rs`); a plain bulk replay is
+/// [`BulkRun::plain`].
+pub struct BulkRun<'a> {
+    /// The job, recorded in each MESSAGE_REPLAYED row's detail (`job_id`),
+    /// with who resumed it if someone did (`resumed_by`).
+    pub job: Option<(Uuid, Option<&'a str>)>,
+    /// Ids not replayed again (those a resumed job already replayed).
+    pub skip: &'a HashSet<Uuid>,
+    /// Most entries taken (besides `skip`).
+    pub budget: usize,
+    /// Checked before each entry: once cancelled, the replay ends there.
+    pub stop: Option<&'a tokio_util::sync::CancellationToken>,
+    /// Called after each entry.
+    pub progress: &'a (dyn Fn(&BulkReport) + Send + Sync),
+}
+
+impl BulkRun<'_> {
+    /// Up to `limit` entries, not part of a job.
+    pub fn plain(limit: usize) -> BulkRun<'static> {
+        static NONE: std::sync::OnceLock<HashSet<Uuid>> = std::sync::OnceLock::new();
+        BulkRun {
+            job: None,
+            skip: NONE.get_or_init(HashSet::new),
+            budget: limit,
+            stop: None,
+            progress: &|_| {},
+        }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -74,7 +113,7 @@ pub struct BulkError {
 impl DeadLetters {
     /// Republishes one dead letter (see the module documentation).
     pub async fn replay(&self, id: Uuid, request: &Request) -> Result<Replayed, DlqError> {
-        self.replay_if(id, None, request).await
+        self.replay_if(id, None, request, None).await
     }
 
     /// Replays `id` if its entry (as read under the lock) is the one a bulk
@@ -86,6 +125,7 @@ impl DeadLetters {
         id: Uuid,
         listed: Option<(&Filter, i64)>,
         request: &Request,
+        job: Option<(Uuid, Option<&str>)>,
     ) -> Result<Replayed, DlqError> {
         let (by, reason) = request.validate()?;
         let result = self
@@ -95,7 +135,7 @@ impl DeadLetters {
                 }) {
                     return Err(DlqError::NotFound(id));
                 }
-                self.republish(stored, by, reason).await
+                self.republish(stored, by, reason, job).await
             })
             .await;
         let result_label = match &result {
@@ -122,28 +162,37 @@ impl DeadLetters {
         limit: usize,
         request: &Request,
     ) -> Result<BulkReport, DlqError> {
-        self.replay_matching_observed(filter, all, limit, request, &|_| {})
+        self.replay_matching_run(filter, all, limit, request, &BulkRun::plain(limit))
             .await
     }
 
-    /// [`Self::replay_matching`], calling `progress` after each entry (a
-    /// replay job keeps its progress with it; see `dlq/jobs.rs`).
-    pub async fn replay_matching_observed(
+    /// [`Self::replay_matching`] as `run` says: a replay job records its id
+    /// in the audit rows, skips what it already replayed, stops when told
+    /// and keeps its progress (see `dlq/jobs.rs`). `limit` bounds the
+    /// listing, `run.budget` the entries taken from it.
+    pub async fn replay_matching_run(
         &self,
         filter: &Filter,
         all: bool,
         limit: usize,
         request: &Request,
-        progress: &(dyn Fn(&BulkReport) + Send + Sync),
+        run: &BulkRun<'_>,
     ) -> Result<BulkReport, DlqError> {
         self.check_bulk(filter, all, limit, request)?;
-        // Ids only: entries are read one at a time, under their lock.
+        // Ids only: entries are read one at a time, under their lock. A
+        // resumed job lists past the ids it already replayed.
         let listed = {
             let _slot = self.listing_slot().await?;
             let mut conn = self.redis.get().await.map_err(redis_down)?;
-            queue::matching(&mut *conn, &self.keys, filter, 0, limit)
-                .await
-                .map_err(redis_down)?
+            queue::matching(
+                &mut *conn,
+                &self.keys,
+                filter,
+                0,
+                limit.saturating_add(run.skip.len()),
+            )
+            .await
+            .map_err(redis_down)?
         };
         let mut seen = HashSet::with_capacity(listed.len());
         let mut report = BulkReport::default();
@@ -151,26 +200,55 @@ impl DeadLetters {
             let Ok(id) = Uuid::parse_str(&id) else {
                 continue;
             };
-            // An id is replayed at most once per request.
-            if !seen.insert(id) {
+            // An id is replayed at most once per request (and per job).
+            if run.skip.contains(&id) || !seen.insert(id) {
                 continue;
             }
+            if report.matched >= run.budget {
+                break;
+            }
+            if !self.wait_turn(run.stop).await {
+                report.stopped = true;
+                break;
+            }
             report.matched += 1;
-            self.limiter.until_ready().await;
-            match self.replay_if(id, Some((filter, score)), request).await {
+            match self
+                .replay_if(id, Some((filter, score)), request, run.job)
+                .await
+            {
                 Ok(_) => report.replayed += 1,
                 Err(DlqError::NotFound(_) | DlqError::Busy(_)) => report.skipped += 1,
                 Err(e) => {
                     report.failed += 1;
+                    if matches!(e, DlqError::Publish(_)) {
+                        report.unpublished += 1;
+                    }
                     report.errors.push(BulkError {
                         message_id: id,
                         error: e.public_message(),
                     });
                 }
             }
-            progress(&report);
+            (run.progress)(&report);
         }
         Ok(report)
+    }
+
+    /// Waits for the rate limiter; `false` if `stop` came first (or had
+    /// come already).
+    async fn wait_turn(&self, stop: Option<&tokio_util::sync::CancellationToken>) -> bool {
+        let Some(stop) = stop else {
+            self.limiter.until_ready().await;
+            return true;
+        };
+        if stop.is_cancelled() {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => false,
+            _ = self.limiter.until_ready() => true,
+        }
     }
 
     /// Whether a bulk replay of `filter` may start (refused before anything
@@ -204,6 +282,7 @@ impl DeadLetters {
         stored: Stored,
         by: &str,
         reason: &str,
+        job: Option<(Uuid, Option<&str>)>,
     ) -> Result<Replayed, DlqError> {
         let e = &stored.entry;
         let corrupt = |reason: String| DlqError::Corrupt {
@@ -219,7 +298,7 @@ impl DeadLetters {
         let digest = steering::payload_digest(payload.as_deref());
 
         // The audit row that authorises the publish comes first.
-        let detail = serde_json::json!({
+        let mut detail = serde_json::json!({
             "requested_by": by,
             "reason": reason,
             "replay_count": count,
@@ -227,6 +306,14 @@ impl DeadLetters {
             "error_kind": e.error_kind,
             "payload_sha256": steering::hex(&digest),
         });
+        // A job's rows name it: they are what the job reconciles its counts
+        // with, and what a resumed job skips (see `dlq/jobs.rs`).
+        if let Some((job, resumed_by)) = job {
+            detail["job_id"] = job.to_string().into();
+            if let Some(resumed_by) = resumed_by {
+                detail["resumed_by"] = resumed_by.into();
+            }
+        }
         self.audit(&stored, REPLAYED, count as i32, started, detail)
             .await?;
 

@@ -91,6 +91,7 @@ pub fn server(
             .service(replay_jobs::count)
             .service(replay_jobs::start)
             .service(replay_jobs::progress)
+            .service(replay_jobs::resume)
             .service(dlq::list)
             .service(dlq::show)
             .service(dlq::discard)

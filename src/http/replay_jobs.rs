@@ -1,12 +1,13 @@
 //! The dead-letter views the console needs beyond `dlq.rs`: counts by error
 //! kind, a preview of how many entries a filter matches, and bulk replay as
-//! a job (`POST /replay/jobs`, progress at `GET /replay/jobs/{id}`).
+//! a job (`POST /replay/jobs`, progress at `GET /replay/jobs/{id}`, an
+//! interrupted one run on by `POST /replay/jobs/{id}/resume`).
 
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::dlq::jobs::{self, Job};
+use crate::dlq::jobs::{self, Job, Resumed};
 use crate::dlq::kinds::{self, KindCount};
 use crate::dlq::replay::{DeadLetters, DlqError};
 use crate::dlq::store::Filter;
@@ -68,7 +69,6 @@ pub struct Matching {
 #[get("/dlq/count")]
 pub async fn count(
     _: Authorized,
-    state: web::Data<AppState>,
     dlq: web::Data<DeadLetters>,
     query: web::Query<CountQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -79,7 +79,7 @@ pub async fn count(
         from: q.from,
         to: q.to,
     };
-    let count = jobs::count(&state.redis, &dlq, &filter).await?;
+    let count = jobs::count(&dlq, &filter).await?;
     Ok(HttpResponse::Ok().json(Matching { count }))
 }
 
@@ -89,35 +89,68 @@ pub async fn count(
 #[post("/replay/jobs")]
 pub async fn start(
     _: Authorized,
-    state: web::Data<AppState>,
     dlq: web::Data<DeadLetters>,
     body: web::Json<BulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (filter, all, limit, request) = body.into_inner().into_parts(dlq.max_batch());
-    let job = jobs::start(
-        state.redis.clone(),
-        dlq.into_inner(),
-        filter,
-        all,
-        limit,
-        request,
-    )
-    .await?;
+    let job = jobs::start(dlq.into_inner(), filter, all, limit, request).await?;
     Ok(HttpResponse::Accepted().json(job))
 }
 
-/// A replay job's progress (kept a week).
+/// A replay job's progress (kept a week). A `running` job whose process
+/// died is answered (and recorded) `interrupted`, its counts reconciled with
+/// the audit trail.
 #[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("job_id" = uuid::Uuid, Path, description = "The job id")), responses((status = 200, description = "The job", body = Job), (status = 404, description = "No such job", body = ErrorBody), Guarded, RedisBacked))]
 #[get("/replay/jobs/{job_id}")]
 pub async fn progress(
     _: Authorized,
-    state: web::Data<AppState>,
     dlq: web::Data<DeadLetters>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = message_id(&id).map_err(|_| ApiError::BadRequest("job_id: not a UUID".into()))?;
-    match jobs::get(&state.redis, &dlq, id).await? {
+    let id = job_id(&id)?;
+    match jobs::get(&dlq, id).await? {
         Some(job) => Ok(HttpResponse::Ok().json(job)),
-        None => Err(ApiError::NotFound(format!("no replay job {id}"))),
+        None => Err(no_such_job(id)),
+    }
+}
+
+fn job_id(path: &str) -> Result<uuid::Uuid, ApiError> {
+    message_id(path).map_err(|_| ApiError::BadRequest("job_id: not a UUID".into()))
+}
+
+fn no_such_job(id: uuid::Uuid) -> ApiError {
+    ApiError::NotFound(format!("no replay job {id}"))
+}
+
+/// Who resumes a job (its replays keep the job's who and why; the audit
+/// rows of the resumed part also name who resumed it).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// Who (default `api`). No control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub requested_by: Option<String>,
+}
+
+/// Runs an interrupted replay job on (stopped by a graceful stop, or its
+/// process died), under this instance: the messages it already replayed (by
+/// its MESSAGE_REPLAYED audit rows) are skipped, so each is replayed once.
+#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("job_id" = uuid::Uuid, Path, description = "The job id")), request_body = ResumeRequest, responses((status = 202, description = "Running again; follow it at /replay/jobs/{id}", body = Job), (status = 404, description = "No such job", body = ErrorBody), (status = 409, description = "The job is not interrupted (running, done or failed)", body = ErrorBody), Guarded, WithBody, RedisBacked))]
+#[post("/replay/jobs/{job_id}/resume")]
+pub async fn resume(
+    _: Authorized,
+    dlq: web::Data<DeadLetters>,
+    id: web::Path<String>,
+    body: web::Json<ResumeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job_id(&id)?;
+    let by = body.into_inner().requested_by;
+    match jobs::resume(dlq.into_inner(), id, by.as_deref()).await? {
+        Resumed::Started(job) => Ok(HttpResponse::Accepted().json(job)),
+        Resumed::NoSuchJob => Err(no_such_job(id)),
+        Resumed::NotInterrupted(job) => Err(ApiError::Conflict(format!(
+            "replay job {id} is {}; only an interrupted job can be resumed",
+            job.state
+        ))),
     }
 }
