@@ -120,9 +120,14 @@ async fn serve(
         &settings.dlq,
     ));
     actix_rt::spawn(warn_unless_redis_persists(redis.clone()));
+    let audit = crate::trail::Access::from_settings(&settings)?;
+    audit
+        .record_chaining(settings.audit.chain)
+        .await
+        .context("cannot record audit.chain in audit_chain_marks")?;
     if let Some(checkpointer) = crate::trail::checkpointer::Checkpointer::from_settings(&settings)?
     {
-        actix_rt::spawn(checkpointer.run());
+        actix_rt::spawn(checkpointer.reporting_to(audit.status()).run());
     }
     {
         let dead_letters = Arc::clone(&dead_letters);
@@ -285,7 +290,7 @@ async fn serve(
             postgres: postgres.clone(),
             redis: redis.clone(),
             health,
-            audit: crate::trail::Access::from_settings(&settings)?,
+            audit,
             status,
             samples,
         },

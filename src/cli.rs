@@ -256,6 +256,9 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                 for r in &report.refused_checkpoints {
                     println!("REFUSED checkpoint {r}");
                 }
+                for stray in &report.strays {
+                    println!("STRAY   {stray}");
+                }
                 println!(
                     "checked {} entries in {:.2}s ({:.0} entries/s); unchained entries: {}; legacy (pre-chain) entries: {}",
                     report.entries_checked,
@@ -265,25 +268,11 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                     report.legacy_entries
                 );
             }
-            let breaks: Vec<String> = report
-                .chains
-                .iter()
-                .filter_map(|c| {
-                    c.breach
-                        .as_ref()
-                        .map(|b| format!("{} seq {}: {}", c.chain, b.seq, b.kind))
-                })
-                .chain(
-                    report
-                        .refused_checkpoints
-                        .iter()
-                        .map(|r| format!("refused checkpoint {r}")),
-                )
-                .collect();
+            let problems = report.problems();
             anyhow::ensure!(
-                breaks.is_empty(),
+                problems.is_empty(),
                 "audit trail broken: {}",
-                breaks.join("; ")
+                problems.join("; ")
             );
         }
         AuditCommand::Reconcile {

@@ -32,6 +32,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
         [
             "DELETE /dlq/{message_id}",
             "GET /audit/reconcile",
+            "GET /audit/status",
             "GET /audit/verify",
             "GET /deliveries",
             "GET /dlq",

@@ -87,7 +87,27 @@ impl AuditSettings {
         if !(1..=16).contains(&self.verify_connections) {
             return Err(invalid("audit.verify_connections", "must be 1 to 16"));
         }
-        self.signing_seed().map(|_| ())
+        let signing = self.signing_seed()?.is_some();
+        self.checkpoint_file_writable(signing)
+    }
+
+    /// With a signing key, checkpoints are appended to the file: one that
+    /// cannot be opened for append (a directory, a missing or read-only
+    /// directory, no permission) would leave a truncated trail undetectable,
+    /// so it stops custodian at start. Opening creates the file, empty, as
+    /// the first checkpoint would.
+    fn checkpoint_file_writable(&self, signing: bool) -> Result<(), ConfigError> {
+        let Some(path) = self.checkpoint_file.as_deref().filter(|_| signing) else {
+            return Ok(());
+        };
+        crate::trail::checkpoint::open_for_append(path)
+            .map(drop)
+            .map_err(|e| {
+                invalid(
+                    "audit.checkpoint_file",
+                    format!("cannot open {} for append: {e}", path.display()),
+                )
+            })
     }
 
     /// The configured signing key, if any. Errors name the key, never the
@@ -153,6 +173,36 @@ mod tests {
             assert!(text.contains(key), "{key}: {text}");
             assert!(!text.contains("hunter2"), "{key}: {text}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_file_that_cannot_be_appended_to_is_refused_naming_the_key() {
+        let seed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let dir = std::env::temp_dir().join(format!("custodian-cpf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let impossible = dir.join("no-such-dir").join("checkpoints.log");
+        for path in [&dir, &impossible] {
+            let err = Settings::from_overrides(&[
+                ("audit.signing_key", seed.into()),
+                ("audit.checkpoint_file", path.display().to_string().into()),
+            ])
+            .expect_err("refused");
+            let text = err.to_string();
+            assert!(text.contains("audit.checkpoint_file"), "{text}");
+            assert!(text.contains(&path.display().to_string()), "{text}");
+        }
+        // A writable one loads (and exists from then on).
+        let good = dir.join("checkpoints.log");
+        Settings::from_overrides(&[
+            ("audit.signing_key", seed.into()),
+            ("audit.checkpoint_file", good.display().to_string().into()),
+        ])
+        .expect("a writable file loads");
+        assert!(good.is_file());
+        // Without a signing key nothing is appended, so nothing is checked.
+        Settings::from_overrides(&[("audit.checkpoint_file", dir.display().to_string().into())])
+            .expect("not written without a key");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `GET /audit/verify` and `GET /audit/reconcile`: the auditor's two checks
-//! (see `trail`) behind the token. Verify is bounded by a time budget and
-//! says whether it reached every chain.
+//! (see `trail`) behind the token; and `GET /audit/status`, the cheap read
+//! the console shows. Verify is bounded by a time budget, says whether it
+//! reached every chain, and runs at most `trail::CONCURRENT_VERIFIES` at
+//! once: more wait up to `trail::VERIFY_WAIT`, then answer 429.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::responses::{Guarded, PostgresBacked};
 use crate::http::AppState;
 use crate::trail::reconcile::{Range, ReconcileError, Report as ReconcileReport, Request};
+use crate::trail::status::AuditStatus;
 use crate::trail::verify::Report as VerifyReport;
 use crate::trail::AccessError;
 
@@ -33,8 +36,9 @@ pub struct VerifyQuery {
     from_checkpoints: bool,
 }
 
-/// Recomputes every audit chain; names the first break of each.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(VerifyQuery), responses((status = 200, description = "The summary: `holds` is true when every chain and checkpoint holds and every chain was reached within the budget", body = VerifyReport), Guarded, PostgresBacked))]
+/// Recomputes every audit chain; names the first break of each, and the
+/// rows outside the chains custodian did not write.
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(VerifyQuery), responses((status = 200, description = "The summary: `holds` is true when every chain and checkpoint holds, no stray row was found, this instance can append to its checkpoint file, and every chain was reached within the budget", body = VerifyReport), (status = 429, description = "Too many verifies at once (at most 2; more wait up to 5 s); try again after Retry-After", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/audit/verify")]
 pub async fn verify(
     _: Authorized,
@@ -55,6 +59,14 @@ pub async fn verify(
         .await
         .map_err(answer)?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// The checkpointer's latest result and the latest verify's, as this
+/// instance knows them: a read of memory, no query.
+#[utoipa::path(tag = "audit", security(("bearer" = [])), responses((status = 200, description = "The checkpointer (signing, last signed, the checkpoint file's state) and the latest verify (null before the first)", body = AuditStatus), Guarded))]
+#[get("/audit/status")]
+pub async fn status(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.audit.status().snapshot())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -115,6 +127,7 @@ fn answer(e: AccessError) -> ApiError {
             ApiError::Unavailable("kafka")
         }
         AccessError::CheckpointFile { .. } => ApiError::Internal(anyhow::anyhow!(e.to_string())),
+        AccessError::Busy => ApiError::TooManyRequests(e.to_string()),
         _ => {
             tracing::warn!(error = %e, "audit check: postgres");
             ApiError::Unavailable("postgres")

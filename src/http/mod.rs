@@ -85,6 +85,7 @@ pub fn server(
             .service(routes::message)
             .service(deliveries::list)
             .service(audit::verify)
+            .service(audit::status)
             .service(audit::reconcile)
             // Before `/dlq/{message_id}` and `/replay/{message_id}`.
             .service(replay_jobs::by_kind)

@@ -27,8 +27,9 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// Readiness: Kafka assignment known, PostgreSQL and Redis answering.
-#[utoipa::path(tag = "operations", responses((status = 200, description = "Kafka assignment known, PostgreSQL and Redis answer", body = Readiness), (status = 503, description = "Names the failing dependency", body = Readiness)))]
+/// Readiness: Kafka assignment known, PostgreSQL and Redis answering, and
+/// the audit checkpoints reaching `audit.checkpoint_file`.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Kafka assignment known, PostgreSQL and Redis answer, the checkpoint file (if any) takes checkpoints", body = Readiness), (status = 503, description = "Names the failing dependency", body = Readiness)))]
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (postgres, redis) = futures::join!(
@@ -46,6 +47,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if redis.is_err() {
         failing.push("redis");
     }
+    // A checkpoint file that stopped taking lines: a truncated trail would
+    // go unnoticed, so this instance does not call itself ready.
+    let checkpoint_file = state.audit.status().checkpoint_file_error();
+    if checkpoint_file.is_some() {
+        failing.push("audit_checkpoint_file");
+    }
     let ready = failing.is_empty();
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
@@ -55,6 +62,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         },
         postgres: postgres.err().map(|e| e.to_string()),
         redis: redis.err(),
+        audit_checkpoint_file: checkpoint_file,
     };
     if ready {
         HttpResponse::Ok().json(body)

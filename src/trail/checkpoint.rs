@@ -246,14 +246,20 @@ pub fn read_file(path: &Path, verifier: &Verifier) -> std::io::Result<(Vec<Check
     Ok((good, refused))
 }
 
+/// Opens the checkpoint file for append, creating it if missing (also the
+/// check at start, `config::audit`).
+pub fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 /// Appends lines to the checkpoint file and syncs it: a checkpoint counts
 /// once it is on disk outside the database.
 pub fn append(path: &Path, lines: &[String]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut file = open_for_append(path)?;
     let mut text = String::new();
     for line in lines {
         text.push_str(line);

@@ -4,9 +4,15 @@
 //! lines to `audit.checkpoint_file` first (the copy that counts), then to
 //! `audit_checkpoints`. Every instance runs one; two signing the same head
 //! write two equally valid lines.
+//!
+//! A file that cannot be opened at start stops custodian there (see
+//! `config::audit`). One that fails later does not stop the table rows:
+//! the failure goes to [`TrailStatus`], where `/ready` and
+//! `GET /audit/verify` report it until an append succeeds again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +21,7 @@ use tokio_postgres::Client;
 
 use crate::config::Settings;
 use crate::trail::checkpoint::{self, Checkpoint, Signer};
+use crate::trail::status::TrailStatus;
 
 /// A chain's head as stored: its entry with the highest sequence number.
 #[derive(Debug, Clone)]
@@ -61,6 +68,8 @@ pub struct Checkpointer {
     /// from `audit_checkpoints` on the first tick.
     last: Option<HashMap<i32, (i64, DateTime<Utc>)>>,
     client: Option<Client>,
+    /// Where each tick's result goes (the HTTP side reads it).
+    status: Arc<TrailStatus>,
 }
 
 impl Checkpointer {
@@ -91,7 +100,16 @@ impl Checkpointer {
             interval: audit.checkpoint_interval,
             last: None,
             client: None,
+            status: Arc::default(),
         }))
+    }
+
+    /// Reports each tick's result to `status` (by default a status of its
+    /// own, which nothing reads).
+    pub fn reporting_to(mut self, status: Arc<TrailStatus>) -> Checkpointer {
+        status.signing();
+        self.status = status;
+        self
     }
 
     /// Checks the heads every second (or every interval, if shorter) until
@@ -100,25 +118,64 @@ impl Checkpointer {
         let tick = self.interval.min(Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
-            if let Err(e) = self.tick(false).await {
+            // A failing file is said once, by `append_to_file`.
+            if let Err(e) = self.step(false).await {
                 tracing::warn!(error = %e, "audit checkpoint not written; trying again");
             }
         }
     }
 
     /// Signs the heads that are due (every head that moved, with `force`);
-    /// returns how many it signed.
+    /// returns how many it signed. A checkpoint file that refuses the lines
+    /// is an error, returned after the table rows are written.
     pub async fn tick(&mut self, force: bool) -> Result<usize, String> {
-        let result = self.sign_due(force).await;
-        if result.is_err() {
-            self.client = None;
+        match self.step(force).await? {
+            (signed, None) => Ok(signed),
+            (_, Some(file)) => Err(file),
         }
+    }
+
+    /// One round, its result reported to the status.
+    async fn step(&mut self, force: bool) -> Result<(usize, Option<String>), String> {
+        let result = self.sign_due(force).await;
+        let error = match &result {
+            Ok((_, file)) => file.clone(),
+            Err(e) => {
+                self.client = None;
+                Some(e.clone())
+            }
+        };
+        self.status.tick_result(error);
         result
     }
 
-    async fn sign_due(&mut self, force: bool) -> Result<usize, String> {
+    /// Appends to the file; says a change of its state once.
+    fn append_to_file(&self, lines: &[String]) -> Option<String> {
+        let path = self.file.as_ref()?;
+        let error = checkpoint::append(path, lines)
+            .err()
+            .map(|e| format!("cannot append to {}: {e}", path.display()));
+        if self.status.file_result(error.clone()) {
+            match &error {
+                Some(e) => tracing::error!(
+                    error = %e,
+                    "audit.checkpoint_file refuses checkpoints: they go to audit_checkpoints only, and /ready answers 503 until the file takes them again"
+                ),
+                None => {
+                    tracing::info!(path = %path.display(), "audit.checkpoint_file takes checkpoints again")
+                }
+            }
+        }
+        error
+    }
+
+    /// How many heads it signed, and why the file refused them if it did.
+    async fn sign_due(&mut self, force: bool) -> Result<(usize, Option<String>), String> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(crate::trail::connect(&self.url, self.connect_timeout).await?);
+            self.client = Some(
+                crate::trail::connect(&self.url, self.connect_timeout, "custodian checkpointer")
+                    .await?,
+            );
         }
         let client = self.client.as_ref().ok_or("no connection")?;
         if self.last.is_none() {
@@ -153,7 +210,7 @@ impl Checkpointer {
             })
             .collect();
         if due.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         let lines: Vec<String> = due
             .iter()
@@ -167,13 +224,7 @@ impl Checkpointer {
                 })
             })
             .collect();
-        if let Some(path) = &self.file {
-            checkpoint::append(path, &lines)
-                .map_err(|e| format!("cannot append to {}: {e}", path.display()))?;
-        }
-        for h in &due {
-            last.insert(h.chain_id, (h.seq, now));
-        }
+        let file_error = self.append_to_file(&lines);
         let ids: Vec<i32> = due.iter().map(|h| h.chain_id).collect();
         let seqs: Vec<i64> = due.iter().map(|h| h.seq).collect();
         let hashes: Vec<&[u8]> = due.iter().map(|h| &h.hash[..]).collect();
@@ -185,7 +236,12 @@ impl Checkpointer {
             )
             .await
             .map_err(|e| e.to_string())?;
+        let last = self.last.get_or_insert_with(HashMap::new);
+        for h in &due {
+            last.insert(h.chain_id, (h.seq, now));
+        }
+        self.status.signed(due.len(), now);
         tracing::debug!(chains = due.len(), "audit checkpoints signed");
-        Ok(due.len())
+        Ok((due.len(), file_error))
     }
 }

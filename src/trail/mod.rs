@@ -4,7 +4,11 @@
 //! - [`checkpoint`]: signing and opening checkpoint lines (C2SP signed notes).
 //! - [`checkpointer`]: the task that signs each chain's head every N entries
 //!   or T seconds.
-//! - [`verify`]: recomputing every chain, streaming, and naming the first break.
+//! - [`marks`]: when `audit.chain` was switched on and off, recorded at start.
+//! - [`status`]: the checkpointer's latest result and the latest verify's,
+//!   for `/ready` and the console.
+//! - [`verify`]: recomputing every chain, streaming, and naming the first
+//!   break; and the rows outside the chains custodian did not write.
 //! - [`reconcile`]: one terminal outcome per Kafka offset, against the
 //!   broker's watermarks and the group's committed offset.
 //!
@@ -15,18 +19,40 @@
 
 pub mod checkpoint;
 pub mod checkpointer;
+pub mod marks;
 pub mod reconcile;
+pub mod status;
 pub mod verify;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 use tokio_postgres::{Client, NoTls};
 
+/// Verifies run at once by one instance (each over
+/// `audit.verify_connections` connections); more wait up to
+/// [`VERIFY_WAIT`], then answer "busy" (429 over HTTP).
+pub const CONCURRENT_VERIFIES: usize = 2;
+pub const VERIFY_WAIT: Duration = Duration::from_secs(5);
+
 /// A PostgreSQL connection of its own for a long read (verify, reconcile)
-/// or the checkpointer. The connect error never holds the password.
-pub async fn connect(url: &SecretString, timeout: Duration) -> Result<Client, String> {
-    let connect = tokio_postgres::connect(url.expose_secret(), NoTls);
+/// or the checkpointer, named `application_name` in `pg_stat_activity`
+/// unless the URL names it. The connect error never holds the password.
+pub async fn connect(
+    url: &SecretString,
+    timeout: Duration,
+    application_name: &str,
+) -> Result<Client, String> {
+    let mut config: tokio_postgres::Config = url
+        .expose_secret()
+        .parse()
+        .map_err(|_| "postgres.url cannot be parsed".to_owned())?;
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
+    let connect = config.connect(NoTls);
     let (client, connection) = tokio::time::timeout(timeout, connect)
         .await
         .map_err(|_| "connecting to postgres timed out".to_owned())?
@@ -52,12 +78,18 @@ pub struct Access {
     pub verifier: Option<checkpoint::Verifier>,
     /// `audit.checkpoint_file`.
     pub checkpoint_file: Option<std::path::PathBuf>,
+    /// Slots for verifies ([`CONCURRENT_VERIFIES`]), shared by the clones.
+    verifies: Arc<Semaphore>,
+    /// The checkpointer's and the latest verify's results.
+    status: Arc<status::TrailStatus>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     #[error("{0}")]
     Unavailable(String),
+    #[error("{CONCURRENT_VERIFIES} audit verifies are running; try again shortly")]
+    Busy,
     #[error("checkpoint file {path}: {reason}")]
     CheckpointFile { path: String, reason: String },
     #[error(transparent)]
@@ -81,24 +113,48 @@ impl Access {
             kafka: settings.kafka.clone(),
             verifier,
             checkpoint_file: settings.audit.checkpoint_file.clone(),
+            verifies: Arc::new(Semaphore::new(CONCURRENT_VERIFIES)),
+            status: Arc::default(),
         })
     }
 
-    async fn client(&self) -> Result<Client, AccessError> {
-        connect(&self.url, self.connect_timeout)
+    /// What the checkpointer and the verifies of this instance report to.
+    pub fn status(&self) -> Arc<status::TrailStatus> {
+        Arc::clone(&self.status)
+    }
+
+    async fn client(&self, application_name: &str) -> Result<Client, AccessError> {
+        connect(&self.url, self.connect_timeout, application_name)
             .await
             .map_err(AccessError::Unavailable)
     }
 
+    /// Records `audit.chain` in `audit_chain_marks` (see [`marks`]), at
+    /// start, before anything is written under it.
+    pub async fn record_chaining(&self, chained: bool) -> Result<(), AccessError> {
+        let client = self.client("custodian start").await?;
+        marks::record(&client, chained)
+            .await
+            .map_err(|e| AccessError::Unavailable(format!("recording audit.chain: {e}")))?;
+        Ok(())
+    }
+
     /// Verifies every chain against `file` (default: `audit.checkpoint_file`,
     /// if it exists yet). A line of the file the verifier key refuses makes
-    /// the report fail; without a verifier key the file cannot be read.
+    /// the report fail; without a verifier key the file cannot be read; so
+    /// does a checkpoint file this instance's checkpointer cannot append to.
+    /// At most [`CONCURRENT_VERIFIES`] run at once; past [`VERIFY_WAIT`] in
+    /// the queue the answer is [`AccessError::Busy`].
     pub async fn verify(
         &self,
         file: Option<&std::path::Path>,
         from_checkpoints: bool,
         deadline: Option<std::time::Instant>,
     ) -> Result<verify::Report, AccessError> {
+        let _slot = tokio::time::timeout(VERIFY_WAIT, self.verifies.acquire())
+            .await
+            .map_err(|_| AccessError::Busy)?
+            .map_err(|_| AccessError::Busy)?;
         let configured = self.checkpoint_file.as_deref().filter(|p| p.exists());
         let mut options = verify::Options {
             from_checkpoints,
@@ -107,6 +163,7 @@ impl Access {
             ..verify::Options::default()
         };
         let mut refused_lines = Vec::new();
+        let mut unreadable = None;
         if let Some(path) = file.or(configured) {
             let failed = |reason: String| AccessError::CheckpointFile {
                 path: path.display().to_string(),
@@ -117,8 +174,17 @@ impl Access {
                     "reading it needs a verifier key (audit.signing_key or --verifier-key)".into(),
                 )
             })?;
-            let (good, refused) =
-                checkpoint::read_file(path, verifier).map_err(|e| failed(e.to_string()))?;
+            let (good, refused) = match checkpoint::read_file(path, verifier) {
+                Ok(read) => read,
+                // The configured file gone bad (replaced by a directory, its
+                // permissions taken): a failure of the report, not of the
+                // request; an explicitly named file is the caller's to fix.
+                Err(e) if file.is_none() => {
+                    unreadable = Some(format!("cannot read {}: {e}", path.display()));
+                    Default::default()
+                }
+                Err(e) => return Err(failed(e.to_string())),
+            };
             options.trusted = good;
             refused_lines = refused
                 .into_iter()
@@ -127,11 +193,13 @@ impl Access {
         }
         let mut clients = Vec::with_capacity(self.verify_connections);
         for _ in 0..self.verify_connections {
-            clients.push(self.client().await?);
+            clients.push(self.client("custodian audit verify").await?);
         }
         let mut report = verify::verify(&mut clients, &options).await?;
         report.refused_checkpoints.extend(refused_lines);
+        report.checkpoint_file_error = self.status.checkpoint_file_error().or(unreadable);
         report.holds = report.holds();
+        self.status.verified(&report);
         Ok(report)
     }
 
@@ -139,7 +207,7 @@ impl Access {
         &self,
         request: &reconcile::Request,
     ) -> Result<reconcile::Report, AccessError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("custodian audit reconcile").await?;
         let mut report = reconcile::reconcile(&mut client, &self.kafka, request).await?;
         report.holds = report.holds();
         Ok(report)

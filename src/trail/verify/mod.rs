@@ -6,14 +6,16 @@
 //! ordered by the unique (chain_id, chain_seq) index, and only the last
 //! entry or two are kept, so memory stays flat however long the trail.
 //!
-//! How a break is told apart is in `chain_check.rs`; the report types are
-//! in `report.rs`.
+//! How a break is told apart is in `chain_check.rs`; rows outside every
+//! chain that custodian did not write are found by `strays.rs`; the report
+//! types are in `report.rs`.
 
 mod chain_check;
 mod report;
+mod strays;
 
 use chain_check::ChainCheck;
-pub use report::{Break, BreakKind, ChainReport, Report};
+pub use report::{Break, BreakKind, ChainReport, Report, Stray, StrayKind};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -119,6 +121,7 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         }
     }
 
+    let (strays, stray_entries) = strays::find(client).await?;
     let mut report = Report {
         holds: false,
         complete: true,
@@ -133,6 +136,9 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         .await?,
         legacy_entries: count(client, "SELECT count(*) FROM message_audit_v1").await?,
         refused_checkpoints: refused,
+        strays,
+        stray_entries,
+        checkpoint_file_error: None,
     };
     // Each chain with what it starts from, dealt round-robin to the
     // connections; each connection works through its share in order.

@@ -26,6 +26,55 @@ impl std::fmt::Display for BreakKind {
     }
 }
 
+/// What kind of row outside the chains custodian did not write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StrayKind {
+    /// An `audit_log` row without a chain, written while chaining was on.
+    UnchainedAfterChaining,
+    /// A row of a legacy table newer than the migration that froze it.
+    LegacyAfterFreeze,
+}
+
+impl std::fmt::Display for StrayKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StrayKind::UnchainedAfterChaining => "unchained after chaining",
+            StrayKind::LegacyAfterFreeze => "legacy after freeze",
+        })
+    }
+}
+
+/// A row no chain covers that custodian did not write (see `strays.rs`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Stray {
+    pub kind: StrayKind,
+    /// `audit_log`, `message_audit_v1` or `message_payloads_v1`.
+    pub table: &'static str,
+    /// The row's id (null for `message_payloads_v1`, and for rows only
+    /// counted).
+    pub id: Option<i64>,
+    pub message_id: Option<uuid::Uuid>,
+    pub status: Option<String>,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Stray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.table)?;
+        if let Some(id) = self.id {
+            write!(f, " id {id}")?;
+        }
+        if let Some(message_id) = self.message_id {
+            write!(f, " message {message_id}")?;
+        }
+        if let Some(status) = &self.status {
+            write!(f, " {status}")?;
+        }
+        write!(f, " ({})", self.detail)
+    }
+}
+
 /// The first break of a chain.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Break {
@@ -74,13 +123,48 @@ pub struct Report {
     /// Checkpoints the verifier key refused (rows of `audit_checkpoints`,
     /// lines of the checkpoint file).
     pub refused_checkpoints: Vec<String>,
+    /// Rows outside the chains that custodian did not write: unchained
+    /// rows from while chaining was on, legacy rows newer than their
+    /// freeze. The first 20 of each kind are named; `stray_entries`
+    /// counts them all.
+    pub strays: Vec<Stray>,
+    pub stray_entries: i64,
+    /// Why this instance's checkpointer cannot append to
+    /// `audit.checkpoint_file` now (checkpoints still go to
+    /// `audit_checkpoints`, where a superuser can delete them with the
+    /// tail): a truncated trail may go unnoticed.
+    pub checkpoint_file_error: Option<String>,
 }
 
 impl Report {
     /// Everything checked holds.
     pub fn holds(&self) -> bool {
-        self.complete
-            && self.refused_checkpoints.is_empty()
-            && self.chains.iter().all(|c| c.breach.is_none())
+        self.complete && self.problems().is_empty()
+    }
+
+    /// Every failure found, one line each: breaks, refused checkpoints,
+    /// strays, the checkpoint file.
+    pub fn problems(&self) -> Vec<String> {
+        let breaks = self.chains.iter().filter_map(|c| {
+            c.breach
+                .as_ref()
+                .map(|b| format!("{} seq {}: {}", c.chain, b.seq, b.kind))
+        });
+        let refused = self
+            .refused_checkpoints
+            .iter()
+            .map(|r| format!("refused checkpoint {r}"));
+        let strays = self.strays.iter().map(Stray::to_string);
+        let in_all = self.stray_entries != self.strays.len() as i64;
+        let file = self
+            .checkpoint_file_error
+            .iter()
+            .map(|e| format!("audit.checkpoint_file: {e}"));
+        breaks
+            .chain(refused)
+            .chain(strays)
+            .chain(in_all.then(|| format!("{} stray row(s) in all", self.stray_entries)))
+            .chain(file)
+            .collect()
     }
 }
