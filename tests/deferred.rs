@@ -384,7 +384,7 @@ fn deferred_process(
 
 /// Produces A0, B1, A2, C3, waits until A's two are scheduled and the
 /// others processed, and SIGKILLs the instance.
-fn schedule_a_then_kill(env: &TestEnv, down: &KeyedDownstream, mut instance: instance::Instance) {
+fn schedule_a_then_kill(env: &TestEnv, mut instance: instance::Instance) {
     produce(env, &[("A", 0), ("B", 1), ("A", 2), ("C", 3)]);
     wait_until(PATIENCE, "A's two messages scheduled", || {
         env.count("SELECT count(*) AS n FROM retry_schedule") == 2
@@ -406,7 +406,7 @@ fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
     let env = TestEnv::new(1);
     let down = failing_for_a();
     let first = deferred_process(&env, &down, &[]);
-    schedule_a_then_kill(&env, &down, first);
+    schedule_a_then_kill(&env, first);
     down.heal();
 
     let mut instance = deferred_process(&env, &down, &[]);
@@ -433,7 +433,7 @@ fn a_scheduled_record_read_again_after_a_sigkill_is_a_redelivery_not_scheduled_t
     // is read again after the restart.
     let slow_commits = [("CUSTODIAN_KAFKA__COMMIT_INTERVAL", "60s".to_string())];
     let first = deferred_process(&env, &down, &slow_commits);
-    schedule_a_then_kill(&env, &down, first);
+    schedule_a_then_kill(&env, first);
     assert_eq!(
         env.committed(),
         vec![None],

@@ -100,7 +100,10 @@ impl AuditSettings {
         let Some(path) = self.checkpoint_file.as_deref().filter(|_| signing) else {
             return Ok(());
         };
-        crate::trail::checkpoint::open_for_append(path)
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
             .map(drop)
             .map_err(|e| {
                 invalid(

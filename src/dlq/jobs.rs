@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -155,58 +154,15 @@ impl Job {
     }
 }
 
-/// The replay jobs this process runs, and the signal that stops them.
-#[derive(Debug)]
-pub struct Jobs {
-    stop: CancellationToken,
-    /// Each running job holds a clone; `stop_with` drops this one and waits
-    /// until `done` sees the last dropped, i.e. every job ended.
-    running: Mutex<Option<mpsc::Sender<()>>>,
-    done: Mutex<Option<mpsc::Receiver<()>>>,
-}
-
-impl Default for Jobs {
-    fn default() -> Self {
-        let (running, done) = mpsc::channel(1);
-        Jobs {
-            stop: CancellationToken::new(),
-            running: Mutex::new(Some(running)),
-            done: Mutex::new(Some(done)),
-        }
+/// A job cannot start or resume while custodian stops.
+fn refuse_when_stopping(dlq: &DeadLetters) -> Result<(), DlqError> {
+    if dlq.jobs.stopping() {
+        return Err(DlqError::Unavailable {
+            dependency: "replay jobs (custodian is stopping)",
+            error: "a job cannot start while custodian stops".into(),
+        });
     }
-}
-
-impl Jobs {
-    fn refuse_when_stopping(&self) -> Result<(), DlqError> {
-        if self.stop.is_cancelled() {
-            return Err(DlqError::Unavailable {
-                dependency: "replay jobs (custodian is stopping)",
-                error: "a job cannot start while custodian stops".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Runs `job` on the system's arbiter, which lives until the end of
-    /// the shutdown sequence: an HTTP worker's, where the request that
-    /// starts a job runs, is stopped with the server, and would drop the job
-    /// mid-entry.
-    fn spawn(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
-        let running = self.running.lock().ok().and_then(|r| r.clone());
-        let job = async move {
-            // Held until the job ends.
-            let _running = running;
-            job.await;
-        };
-        match actix_rt::System::try_current() {
-            Some(system) => {
-                system.arbiter().spawn(job);
-            }
-            None => {
-                actix_rt::spawn(job);
-            }
-        }
-    }
+    Ok(())
 }
 
 /// Once `stop` is cancelled, stops this process's jobs: each finishes the
@@ -216,13 +172,7 @@ impl Jobs {
 pub fn stop_with(dlq: Arc<DeadLetters>, stop: CancellationToken) -> JoinHandle<()> {
     actix_rt::spawn(async move {
         stop.cancelled().await;
-        dlq.jobs.stop.cancel();
-        drop(dlq.jobs.running.lock().ok().and_then(|mut r| r.take()));
-        let done = dlq.jobs.done.lock().ok().and_then(|mut d| d.take());
-        if let Some(mut done) = done {
-            // Nothing is ever sent: this ends when the last job's sender drops.
-            let _ = done.recv().await;
-        }
+        dlq.jobs.stop_all().await;
     })
 }
 
@@ -378,7 +328,7 @@ pub async fn start(
     limit: usize,
     request: Request,
 ) -> Result<Job, DlqError> {
-    dlq.jobs.refuse_when_stopping()?;
+    refuse_when_stopping(&dlq)?;
     dlq.check_bulk(&filter, all, limit, &request)?;
     let (by, reason) = request.validate()?;
     let total = count(&dlq, &filter).await?.min(limit as u64);
@@ -441,7 +391,7 @@ pub async fn resume(
     id: Uuid,
     resumed_by: Option<&str>,
 ) -> Result<Resumed, DlqError> {
-    dlq.jobs.refuse_when_stopping()?;
+    refuse_when_stopping(&dlq)?;
     let resumed_by = match resumed_by {
         None => "api",
         Some(by) => operator_text("requested_by", by, 200, false)?,
@@ -524,7 +474,7 @@ async fn run(dlq: Arc<DeadLetters>, job: Job, plan: Plan) {
             }
         }
     };
-    let stop = dlq.jobs.stop.child_token();
+    let stop = dlq.jobs.child_token();
     let bulk = BulkRun {
         job: Some((id, resumed_by.as_deref())),
         skip: &plan.skip,

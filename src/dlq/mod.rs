@@ -19,6 +19,7 @@
 //!   discarding (`discard.rs`) and replaying ([`replay`]).
 
 mod discard;
+mod job_runs;
 pub mod jobs;
 pub mod kinds;
 mod list;

@@ -173,7 +173,7 @@ pub struct DeadLetters {
     /// runs, so another process can tell when they are orphaned.
     pub(super) owner: String,
     /// The replay jobs this process runs, and their stop signal.
-    pub(super) jobs: super::jobs::Jobs,
+    pub(super) jobs: super::job_runs::Jobs,
 }
 
 impl DeadLetters {
@@ -195,7 +195,7 @@ impl DeadLetters {
             max_batch: settings.replay_max_batch,
             listings: tokio::sync::Semaphore::new(CONCURRENT_LISTINGS),
             owner: Uuid::new_v4().to_string(),
-            jobs: super::jobs::Jobs::default(),
+            jobs: super::job_runs::Jobs::default(),
         }
     }
 

@@ -247,7 +247,7 @@ pub fn read_file(path: &Path, verifier: &Verifier) -> std::io::Result<(Vec<Check
 }
 
 /// Opens the checkpoint file for append, creating it if missing (also the
-/// check at start, `config::audit`).
+/// start-up check in `config::audit` does the same).
 pub fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
