@@ -713,6 +713,18 @@ fn hostile_requests() -> Vec<HostileRequest> {
             "/messages?cursor=bm90LWEtY3Vyc29y".to_owned(),
             "cursor",
         ),
+        // Was a 503: PostgreSQL refuses a NUL in text (an input fault).
+        refused(
+            "a search cursor whose id holds a NUL",
+            format!(
+                "/transactions/search?q=card&cursor={}",
+                custodian::http::search::encode_cursor(&custodian::store::search::Cursor {
+                    rank: 0.5,
+                    id: "tx\u{0}1".to_owned(),
+                })
+            ),
+            "cursor",
+        ),
         // Was refused although deferred routes write it.
         HostileRequest {
             what: "the explorer asked for parked retries",

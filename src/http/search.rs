@@ -65,7 +65,7 @@ pub fn encode_cursor(cursor: &Cursor) -> String {
 
 pub fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
     params::decode_cursor::<Cursor>(text)
-        .filter(|c| c.rank.is_finite() && !c.id.is_empty())
+        .filter(|c| c.rank.is_finite() && !c.id.is_empty() && !c.id.contains('\0'))
         .ok_or_else(|| bad("cursor", "not a next_cursor from this endpoint"))
 }
 
