@@ -55,7 +55,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let cpu_before = procs::cpu_seconds(custodian.pid());
     let started = Instant::now();
     let ends = load.produce_records(&topic, 0, &records)?;
-    let (elapsed, _) = wait_settled(&group_reader, &topic, &ends, started, &mut custodian)?;
+    let (elapsed, _) = wait_settled(&group_reader, &topic, &ends, started, &mut custodian.child)?;
     let cpu = procs::cpu_seconds(custodian.pid()) - cpu_before;
     custodian.stop()?;
     bench.check_outcomes(&topic, messages as i64)?;

@@ -10,7 +10,12 @@
 //!    latency when it is not behind;
 //! 3. keyed: key-ordered parallel delivery to a slow http downstream
 //!    (`keyed.rs`);
-//! 4. memory: a larger preload drained by a fresh process, for peak RSS.
+//! 4. memory: a larger preload drained by a fresh process, for peak RSS;
+//!
+//! and between 2 and 3, the comparison (`quix.rs`): the same clean load
+//! drained by custodian and by quixstreams with its PostgreSQL sink, and
+//! their ratio (BENCH_QUIX=0 skips it; BENCH_QUIX_PYTHON, set by dev/bench,
+//! is the venv's interpreter).
 //!
 //! Environment (defaults): BENCH_MESSAGES (300000), BENCH_PARTITIONS (6),
 //! BENCH_POISON (0.01), BENCH_RATE (5000), BENCH_PACED_SECONDS (20),
@@ -28,6 +33,7 @@ mod broker;
 mod keyed;
 mod load;
 mod procs;
+mod quix;
 mod scrape;
 
 use std::path::{Path, PathBuf};
@@ -172,7 +178,7 @@ fn wait_settled(
     topic: &str,
     ends: &Ends,
     since: Instant,
-    custodian: &mut Custodian,
+    consumer: &mut Child,
 ) -> anyhow::Result<(Duration, Option<(Duration, i64)>)> {
     let total: i64 = ends.values().sum();
     let mut last = Instant::now();
@@ -186,8 +192,8 @@ fn wait_settled(
         if settled >= total {
             return Ok((since.elapsed(), first));
         }
-        if let Some(status) = custodian.child.try_wait()? {
-            anyhow::bail!("custodian exited early: {status}");
+        if let Some(status) = consumer.try_wait()? {
+            anyhow::bail!("the consumer exited early: {status}");
         }
         anyhow::ensure!(
             since.elapsed() < Duration::from_secs(1800),
@@ -348,7 +354,7 @@ impl Bench {
         }
         let messages: i64 = ends.values().sum();
         let (elapsed, first_commit) =
-            wait_settled(&group_reader, &topic, &ends, started, &mut custodian)?;
+            wait_settled(&group_reader, &topic, &ends, started, &mut custodian.child)?;
         // Fed within a window, the first commit came while this thread was
         // still producing: no steady rate to tell apart.
         let first_commit = first_commit.filter(|_| self.window.is_none());
@@ -453,7 +459,7 @@ fn main() -> anyhow::Result<()> {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{run}"));
     std::fs::create_dir_all(&work)?;
     let variants = variants();
-    let phases = ["saturated", "memory", "keyed"]
+    let phases = ["saturated", "memory", "keyed", "clean", "quix"]
         .map(str::to_owned)
         .into_iter()
         .chain((0..variants.len()).map(|i| format!("variant{i}")));
@@ -506,7 +512,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let more = load.produce(&topic, paced_n, rate)?;
     let mut custodian = custodian;
-    wait_settled(&group, &topic, &more, started, &mut custodian)?;
+    wait_settled(&group, &topic, &more, started, &mut custodian.child)?;
     let after = custodian.metrics(&bench.rt);
     if let Ok(path) = std::env::var("BENCH_METRICS_FILE") {
         std::fs::write(path, &after)?;
@@ -538,6 +544,11 @@ fn main() -> anyhow::Result<()> {
         drain.print(&format!("saturated, {}", label.join(" ")));
         custodian.stop()?;
         bench.check_outcomes(&topic, ends.values().sum())?;
+    }
+
+    // The same work for custodian and quixstreams: their ratio.
+    if env_or("BENCH_QUIX", 1) != 0 {
+        quix::run(&mut bench, n)?;
     }
 
     // 3. Keyed delivery to a slow downstream.
