@@ -295,3 +295,85 @@ fn poison_parked_before_a_hard_kill_is_a_redelivery_after_the_restart_not_a_doub
         .status();
     assert!(second.wait().expect("reaped").success(), "graceful exit");
 }
+
+/// A record like the one parked at `offset` of partition 0, with `payload`.
+fn record_at(
+    env: &TestEnv,
+    id: uuid::Uuid,
+    offset: i64,
+    payload: &[u8],
+) -> custodian::pipeline::Message {
+    custodian::pipeline::Message {
+        envelope: custodian::kafka::envelope::Envelope {
+            topic: std::sync::Arc::from(env.topic.as_str()),
+            partition: 0,
+            offset,
+            key: None,
+            payload: Some(payload.to_vec()),
+            headers: Vec::new(),
+            unreadable_headers: false,
+            timestamp_ms: None,
+            received_at: chrono::Utc::now(),
+        },
+        message_id: id,
+        event_type: None,
+        payload_sha256: custodian::pipeline::steering::payload_digest(Some(payload)),
+        steering: Default::default(),
+        retry: None,
+    }
+}
+
+#[test]
+fn a_different_record_at_a_parked_position_is_not_taken_for_a_redelivery() {
+    let env = TestEnv::new(1);
+    let poison: &[u8] = b"not json at all";
+    env.produce(&[(None, poison, Some(0))]);
+    let app = custodian::app::Running::start(env.settings()).expect("custodian starts");
+    wait_until(Duration::from_secs(60), "the poison parked", || {
+        env.audit_counts().get("MESSAGE_DLQ").copied().unwrap_or(0) == 1
+    });
+    app.stop().expect("graceful stop");
+    let lifecycle: Vec<(uuid::Uuid, i64)> = {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Parked {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            message_id: uuid::Uuid,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            kafka_offset: i64,
+        }
+        let mut conn = env.conn();
+        env.rt
+            .block_on(
+                diesel::sql_query(
+                    "SELECT message_id, kafka_offset FROM message_audit WHERE status = 'MESSAGE_DLQ'",
+                )
+                .load::<Parked>(&mut conn),
+            )
+            .expect("parked row")
+            .into_iter()
+            .map(|p| (p.message_id, p.kafka_offset))
+            .collect()
+    };
+    let (id, offset) = lifecycle[0];
+    // Built inside the runtime: the pool's reaper is a task of it.
+    let settings = env.settings();
+    let pool = env
+        .rt
+        .block_on(async { custodian::store::pool::postgres(&settings.postgres) });
+    let recorded = |m: &custodian::pipeline::Message| {
+        env.rt
+            .block_on(custodian::store::redelivery::recorded(
+                &pool,
+                [m],
+                &["MESSAGE_DLQ"],
+            ))
+            .expect("query")
+            .len()
+    };
+    // The same record read again: a redelivery.
+    assert_eq!(recorded(&record_at(&env, id, offset, poison)), 1);
+    // Another record at that position under the same id (a topic created
+    // again, whose ids derived from positions repeat): not a redelivery.
+    assert_eq!(recorded(&record_at(&env, id, offset, b"other bytes")), 0);
+}

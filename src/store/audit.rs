@@ -204,7 +204,10 @@ pub fn entries<'a>(
                 entries.push(entry(status, next_attempt, None, s.at));
             }
             Outcome::Redelivered => {
-                entries.push(entry(DUPLICATE, next_attempt, None, s.at));
+                // Flagged: reconcile never takes it for the offset's outcome.
+                let mut duplicate = entry(DUPLICATE, next_attempt, None, s.at);
+                duplicate.detail = Some(serde_json::json!({ "redelivery": true }));
+                entries.push(duplicate);
             }
             Outcome::RetryScheduled => {
                 let last = s.last_failure();

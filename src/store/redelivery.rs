@@ -7,10 +7,12 @@
 //! nothing is done again, so `audit reconcile` counts it as redelivered
 //! instead of reporting two outcomes for one offset.
 //!
-//! A record is matched by its id and its exact position (topic, partition,
-//! offset): the same offset is the same record, so its digest is the same;
-//! another record claiming the id (a producer's resend, a replay's copy)
-//! has a position of its own and is not a redelivery.
+//! A record is matched by its id, its exact position (topic, partition,
+//! offset) and its payload's digest (on the receipt of the earlier
+//! delivery): another record claiming the id (a producer's resend, a
+//! replay's copy) has a position of its own, and a different record at a
+//! reused position (a topic deleted and created again, whose ids derived
+//! from the position repeat) has another digest: neither is a redelivery.
 
 use std::collections::HashSet;
 
@@ -55,12 +57,14 @@ pub async fn recorded<'m>(
     let mut topics = Vec::new();
     let mut partitions = Vec::new();
     let mut offsets = Vec::new();
+    let mut digests: Vec<Vec<u8>> = Vec::new();
     for m in messages {
         let (id, topic, partition, offset) = position(m);
         ids.push(id);
         topics.push(topic);
         partitions.push(partition);
         offsets.push(offset);
+        digests.push(m.payload_sha256.to_vec());
     }
     if ids.is_empty() {
         return Ok(HashSet::new());
@@ -72,16 +76,21 @@ pub async fn recorded<'m>(
         .map_err(|e| StoreError::Pool(e.to_string()))?;
     let found: Vec<Found> = diesel::sql_query(
         "SELECT DISTINCT a.message_id, a.topic, a.kafka_partition, a.kafka_offset \
-           FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[]) AS p(id, topic, part, off) \
+           FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[], $6::bytea[]) \
+                AS p(id, topic, part, off, digest) \
            JOIN audit_log a ON a.message_id = p.id AND a.topic = p.topic \
             AND a.kafka_partition = p.part AND a.kafka_offset = p.off \
-          WHERE a.status = ANY($5)",
+          WHERE a.status = ANY($5) \
+            AND EXISTS (SELECT 1 FROM audit_log r WHERE r.message_id = p.id \
+                 AND r.topic = p.topic AND r.kafka_partition = p.part \
+                 AND r.kafka_offset = p.off AND r.payload_sha256 = p.digest)",
     )
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Array<Text>, _>(topics)
     .bind::<Array<Int4>, _>(partitions)
     .bind::<Array<Int8>, _>(offsets)
     .bind::<Array<Text>, _>(statuses)
+    .bind::<Array<diesel::sql_types::Bytea>, _>(digests)
     .load(&mut conn)
     .await?;
     Ok(found

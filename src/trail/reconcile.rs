@@ -312,7 +312,8 @@ async fn reconcile_partition(
     let tx = client.transaction().await?;
     let statement = tx
         .prepare(
-            "SELECT kafka_offset, status FROM message_audit \
+            "SELECT kafka_offset, status, coalesce(detail @> '{\"redelivery\": true}', false) \
+             FROM message_audit \
              WHERE topic = $1 AND kafka_partition = $2 AND kafka_offset >= $3 AND kafka_offset < $4 \
                AND status = ANY($5) \
              ORDER BY kafka_offset, occurred_at, id",
@@ -328,7 +329,7 @@ async fn reconcile_partition(
             break;
         }
         for row in rows {
-            fold.push(row.get(0), row.get::<_, &str>(1));
+            fold.push(row.get(0), row.get::<_, &str>(1), row.get(2));
         }
     }
     drop(portal);
@@ -345,6 +346,10 @@ struct Fold {
     next: i64,
     offset: Option<i64>,
     statuses: Vec<&'static str>,
+    /// Of the current offset's MESSAGE_DUPLICATE rows, those written for a
+    /// record read again whose parking was already durable
+    /// (`detail.redelivery`): never the offset's outcome.
+    redeliveries: u64,
 }
 
 impl Fold {
@@ -369,16 +374,19 @@ impl Fold {
             next: from,
             offset: None,
             statuses: Vec::new(),
+            redeliveries: 0,
         }
     }
 
-    fn push(&mut self, offset: i64, status: &str) {
+    fn push(&mut self, offset: i64, status: &str, redelivery: bool) {
         if self.offset != Some(offset) {
             self.close();
             self.missing(offset);
             self.offset = Some(offset);
         }
-        if let Some(s) = COUNTED.into_iter().find(|k| *k == status) {
+        if redelivery && status == DUPLICATE {
+            self.redeliveries += 1;
+        } else if let Some(s) = COUNTED.into_iter().find(|k| *k == status) {
             self.statuses.push(s);
         }
     }
@@ -414,12 +422,14 @@ impl Fold {
         };
         self.next = offset + 1;
         let statuses = std::mem::take(&mut self.statuses);
+        let redeliveries = std::mem::take(&mut self.redeliveries);
         // The outcome is the delivery's PROCESSED or DLQ; a DUPLICATE
-        // beside one (or beside a parking in the retry schedule) is a
-        // redelivery: the offset was read again after a crash and the
-        // ledger, the DLQ or the schedule recognised it. Only an offset
-        // with nothing else has a DUPLICATE for its outcome (its id was
-        // applied from another record).
+        // beside one is a redelivery: the offset was read again after a
+        // crash and the ledger recognised it. A DUPLICATE flagged
+        // `redelivery` (the DLQ or the retry schedule recognised it) is
+        // never the outcome. Otherwise a DUPLICATE is the outcome (its id
+        // was applied from another record, perhaps through a retry record
+        // after a RETRY_SCHEDULED), and a RETRY_SCHEDULED alone is in retry.
         let outcomes: Vec<&str> = statuses
             .iter()
             .copied()
@@ -427,22 +437,23 @@ impl Fold {
             .collect();
         let duplicates = statuses.iter().filter(|s| **s == DUPLICATE).count() as u64;
         let scheduled = statuses.contains(&RETRY_SCHEDULED);
+        self.report.redelivered += redeliveries;
         let t = &mut self.report.totals;
         let first = match outcomes.first() {
             Some(&first) => first,
-            None if scheduled => {
-                // Parked in the retry schedule: its outcome comes later.
-                t.in_retry += 1;
-                self.report.redelivered += duplicates;
-                return;
-            }
             None if duplicates > 0 => {
                 t.duplicate += 1;
                 self.report.redelivered += duplicates - 1;
                 return;
             }
+            None if scheduled => {
+                // Parked in the retry schedule: its outcome comes later.
+                t.in_retry += 1;
+                return;
+            }
             None => {
-                // Only operator rows: no delivery ended here.
+                // Only operator rows (or a redelivery whose parking is
+                // outside the range): no delivery ended here.
                 if offset < self.must_below {
                     self.gap(offset, offset);
                 } else {
@@ -491,15 +502,15 @@ mod tests {
     #[test]
     fn gaps_doubles_redeliveries_and_pending_are_told_apart() {
         let mut f = fold(0, 8);
-        f.push(0, PROCESSED);
-        f.push(1, PROCESSED);
-        f.push(1, DUPLICATE); // read again after a crash
-        f.push(4, DLQ); // 2 and 3 missing
-        f.push(4, DISCARDED);
-        f.push(5, PROCESSED);
-        f.push(5, PROCESSED); // a real double
-        f.push(6, DLQ);
-        f.push(6, REPLAYED);
+        f.push(0, PROCESSED, false);
+        f.push(1, PROCESSED, false);
+        f.push(1, DUPLICATE, false); // read again after a crash
+        f.push(4, DLQ, false); // 2 and 3 missing
+        f.push(4, DISCARDED, false);
+        f.push(5, PROCESSED, false);
+        f.push(5, PROCESSED, false); // a real double
+        f.push(6, DLQ, false);
+        f.push(6, REPLAYED, false);
         let r = f.finish(10); // 7 missing (gap), 8 and 9 pending
         assert_eq!(r.gaps, 3);
         assert_eq!(r.gap_ranges, vec![[2, 3], [7, 7]]);
@@ -514,19 +525,23 @@ mod tests {
 
     #[test]
     fn a_parked_record_read_again_is_a_redelivery_not_a_double() {
-        let mut f = fold(0, 5);
-        f.push(0, DLQ); // parked, then read again after a crash
-        f.push(0, DUPLICATE);
-        f.push(1, RETRY_SCHEDULED); // scheduled, read again, still waiting
-        f.push(1, DUPLICATE);
-        f.push(2, RETRY_SCHEDULED); // scheduled, read again, then delivered
-        f.push(2, DUPLICATE);
-        f.push(2, PROCESSED);
-        f.push(3, DUPLICATE); // applied from another record, then read again
-        f.push(3, DUPLICATE);
-        f.push(4, DLQ); // parked twice: a real double
-        f.push(4, DLQ);
-        let r = f.finish(5);
+        let mut f = fold(0, 6);
+        f.push(0, DLQ, false); // parked, then read again after a crash
+        f.push(0, DUPLICATE, true);
+        f.push(1, RETRY_SCHEDULED, false); // scheduled, read again, still waiting
+        f.push(1, DUPLICATE, true);
+        f.push(2, RETRY_SCHEDULED, false); // scheduled, read again, then delivered
+        f.push(2, DUPLICATE, true);
+        f.push(2, PROCESSED, false);
+        f.push(3, DUPLICATE, false); // applied from another record, then read again
+        f.push(3, DUPLICATE, false);
+        f.push(4, DLQ, false); // parked twice: a real double
+        f.push(4, DLQ, false);
+        // A retry record whose id was applied from a resend: the schedule's
+        // DUPLICATE is the outcome, not a message still in retry.
+        f.push(5, RETRY_SCHEDULED, false);
+        f.push(5, DUPLICATE, false);
+        let r = f.finish(6);
         assert_eq!(r.gaps, 0);
         assert_eq!(r.doubles, 1);
         assert_eq!(r.double_offsets, vec![4]);
@@ -534,17 +549,17 @@ mod tests {
         assert_eq!(r.totals.dead_lettered, 2);
         assert_eq!(r.totals.in_retry, 1);
         assert_eq!(r.totals.processed, 1);
-        assert_eq!(r.totals.duplicate, 1);
+        assert_eq!(r.totals.duplicate, 2);
     }
 
     #[test]
     fn a_message_in_the_retry_schedule_is_in_retry_not_a_gap() {
         let mut f = fold(0, 3);
-        f.push(0, RETRY_SCHEDULED); // parked, still waiting
-        f.push(1, RETRY_SCHEDULED); // parked, then delivered by the worker
-        f.push(1, PROCESSED);
-        f.push(2, RETRY_SCHEDULED); // parked, then dead-lettered
-        f.push(2, DLQ);
+        f.push(0, RETRY_SCHEDULED, false); // parked, still waiting
+        f.push(1, RETRY_SCHEDULED, false); // parked, then delivered by the worker
+        f.push(1, PROCESSED, false);
+        f.push(2, RETRY_SCHEDULED, false); // parked, then dead-lettered
+        f.push(2, DLQ, false);
         let r = f.finish(3);
         assert_eq!(r.gaps, 0);
         assert_eq!(r.doubles, 0);
