@@ -189,18 +189,16 @@ fn job_replays(env: &TestEnv, job: &str) -> std::collections::HashMap<uuid::Uuid
 
 /// The operator locks on this test's entries.
 fn locks(env: &TestEnv) -> Vec<String> {
-    env.rt.block_on(async {
-        let mut conn = env
-            .redis()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
-        redis::cmd("KEYS")
-            .arg(format!("{}:#lock:*", env.dlq_prefix))
-            .query_async(&mut conn)
-            .await
-            .expect("KEYS")
-    })
+    redis_query(
+        env,
+        redis::cmd("KEYS").arg(format!("{}:#lock:*", env.dlq_prefix)),
+    )
+}
+
+/// Runs one Redis command on a connection of its own.
+fn redis_query<T: redis::FromRedisValue>(env: &TestEnv, cmd: &redis::Cmd) -> T {
+    let mut conn = env.redis().get_connection().expect("redis connection");
+    cmd.query(&mut conn).expect("redis command")
 }
 
 /// Starts a job replaying `kind` and waits until it has replayed a few.
@@ -318,21 +316,14 @@ fn a_job_whose_process_died_is_interrupted_does_not_block_its_entry_and_resumes(
         .iter()
         .find(|m| !replayed.contains_key(m))
         .expect("an entry the job had not reached");
-    env.rt.block_on(async {
-        let mut conn = env
-            .redis()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
+    redis_query::<()>(
+        &env,
         redis::cmd("SET")
             .arg(custodian::dlq::Keys::new(&env.dlq_prefix).lock(held))
             .arg(format!("{owner}/in-flight"))
             .arg("PX")
-            .arg(300_000)
-            .query_async::<()>(&mut conn)
-            .await
-            .expect("SET lock");
-    });
+            .arg(300_000),
+    );
 
     let app = Running::start(env.settings()).expect("another custodian starts");
     wait_until(PATIENCE, "the orphaned job reported interrupted", || {

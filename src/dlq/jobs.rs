@@ -37,7 +37,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::operator::{operator_text, redis_down, OWNER_TTL};
-use super::redis as queue;
 use super::replay::{BulkReport, BulkRun, DeadLetters, DlqError, Request};
 use super::store::{self, Filter};
 
@@ -237,7 +236,7 @@ async fn save(dlq: &DeadLetters, job: &Job, write: Write, owner: &str) -> Result
     let mut conn = dlq.redis.get().await.map_err(redis_down)?;
     let written: i64 = redis::Script::new(SAVE)
         .key(job_key(dlq, job.id))
-        .key(queue::owner_key(dlq.keys(), owner))
+        .key(super::lock::owner_key(dlq.keys(), owner))
         .arg(json)
         .arg(KEEP.as_secs())
         .arg(mode)
@@ -313,7 +312,7 @@ async fn orphaned(dlq: &DeadLetters, job: &Job) -> Result<bool, DlqError> {
         return Ok(silent.to_std().is_ok_and(|s| s > OWNERLESS_PATIENCE));
     };
     let mut conn = dlq.redis.get().await.map_err(redis_down)?;
-    let alive = queue::alive(&mut *conn, dlq.keys(), owner)
+    let alive = super::lock::alive(&mut *conn, dlq.keys(), owner)
         .await
         .map_err(redis_down)?;
     Ok(!alive)

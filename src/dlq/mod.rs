@@ -23,6 +23,7 @@ mod job_runs;
 pub mod jobs;
 pub mod kinds;
 mod list;
+pub mod lock;
 pub mod operator;
 pub mod park;
 pub mod redis;

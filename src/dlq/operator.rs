@@ -221,7 +221,7 @@ impl DeadLetters {
     pub(super) async fn beat(&self) {
         let beat = async {
             let mut conn = self.redis.get().await.map_err(redis_down)?;
-            queue::beat(&mut *conn, &self.keys, &self.owner, OWNER_TTL)
+            super::lock::beat(&mut *conn, &self.keys, &self.owner, OWNER_TTL)
                 .await
                 .map_err(redis_down)
         };
@@ -237,14 +237,14 @@ impl DeadLetters {
         F: FnOnce(Stored) -> Fut,
         Fut: Future<Output = Result<T, DlqError>>,
     {
-        let holder = queue::lock_holder(&self.owner, &Uuid::new_v4().to_string());
+        let holder = super::lock::lock_holder(&self.owner, &Uuid::new_v4().to_string());
         {
             let mut conn = self.redis.get().await.map_err(redis_down)?;
-            let ttl = queue::LockTtl {
+            let ttl = super::lock::LockTtl {
                 lock: LOCK_TTL,
                 owner: OWNER_TTL,
             };
-            if !queue::lock(&mut *conn, &self.keys, id, &self.owner, &holder, ttl)
+            if !super::lock::lock(&mut *conn, &self.keys, id, &self.owner, &holder, ttl)
                 .await
                 .map_err(redis_down)?
             {
@@ -272,7 +272,7 @@ impl DeadLetters {
         // If this fails, the next operator takes the lock over once this
         // process's owner key lapses (or it expires after LOCK_TTL).
         if let Ok(mut conn) = self.redis.get().await {
-            if let Err(e) = queue::unlock(&mut *conn, &self.keys, id, &holder).await {
+            if let Err(e) = super::lock::unlock(&mut *conn, &self.keys, id, &holder).await {
                 tracing::warn!(message_id = %id, error = %e, "cannot release a DLQ lock; it expires by itself");
             }
         }
