@@ -144,17 +144,6 @@ async fn serve(
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
     let on = |i: usize| &handles[i % handles.len()];
 
-    let auditors = (0..pipeline.auditors)
-        .map(|i| {
-            let (db, group, pipeline) =
-                (settings.postgres.clone(), group.clone(), pipeline.clone());
-            let chain = settings.audit.chain;
-            Auditor::start_in_arbiter(on(i), move |_| {
-                Auditor::new(&db, group, pipeline).chained(chain)
-            })
-            .recipient()
-        })
-        .collect();
     let dead_letter = {
         let parker = crate::dlq::park::Parker {
             pool: postgres.clone(),
@@ -165,22 +154,30 @@ async fn serve(
         let settings = pipeline.clone();
         DeadLetter::start_in_arbiter(on(0), move |_| DeadLetter { parker, settings }).recipient()
     };
+    let auditors: Vec<_> = (0..pipeline.auditors)
+        .map(|i| {
+            let (db, group, pipeline) =
+                (settings.postgres.clone(), group.clone(), pipeline.clone());
+            let (chain, dead_letter) = (settings.audit.chain, dead_letter.clone());
+            Auditor::start_in_arbiter(on(i), move |_| {
+                Auditor::new(&db, group, pipeline, dead_letter).chained(chain)
+            })
+            .recipient()
+        })
+        .collect();
     let routes = Arc::new(Routes::new(&settings.routes));
     let http_routes = Arc::new(HttpRoutes::new(&settings.routes));
     let client = crate::handlers::http::delivery::client()
         .context("cannot build the HTTP delivery client")?;
-    let (settings_postgres, settings_chain) = (&settings.postgres, settings.audit.chain);
+    let settings_postgres = &settings.postgres;
     let processors = (0..pipeline.processors)
         .map(|i| {
             let (pool, settings, retry) =
                 (postgres.clone(), pipeline.clone(), settings.retry.clone());
             let (http, client) = (Arc::clone(&http_routes), client.clone());
             let (redis, keys) = (redis.clone(), Keys::new(&settings_dlq_prefix));
-            let parking = crate::handlers::http::deferral::Parking::new(
-                settings_postgres,
-                group.clone(),
-                settings_chain,
-            );
+            let parking =
+                crate::handlers::http::deferral::Parking::new(settings_postgres, group.clone());
             let republisher = crate::retry_topic::publish::Republisher::new(
                 replay_producer.clone(),
                 header_key.clone(),
@@ -203,15 +200,16 @@ async fn serve(
         stop: tokio_util::sync::CancellationToken::new(),
         tasks: Vec::new(),
     };
-    if let Some(task) = crate::handlers::http::retry_worker::spawn(
-        &settings,
-        postgres.clone(),
-        Arc::clone(&http_routes),
-        client.clone(),
-        redis.clone(),
-        header_key.clone(),
-        background.stop.clone(),
-    ) {
+    let wiring = crate::handlers::http::retry_worker::Wiring {
+        pool: postgres.clone(),
+        routes: Arc::clone(&http_routes),
+        client: client.clone(),
+        redis: redis.clone(),
+        header_key: header_key.clone(),
+        auditors: auditors.clone(),
+    };
+    let stopping = background.stop.clone();
+    if let Some(task) = crate::handlers::http::retry_worker::spawn(&settings, wiring, stopping) {
         let name = "the retry worker (its leases expire on their own)";
         background.tasks.push((name, task));
     }
@@ -247,7 +245,6 @@ async fn serve(
         enrichers,
         processors,
         auditors,
-        dead_letter,
     };
 
     let health = Arc::new(Health::default());

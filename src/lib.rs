@@ -18,11 +18,14 @@
 //!   `Route` that wires them (the handlers acknowledge through it too).
 //! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
-//! - [`store`]: PostgreSQL pools, migrations, audit writes, projections.
+//! - [`outcome`]: the one place an outcome becomes durable: effect, ledger,
+//!   schedule, delivery record and chained audit entries in one
+//!   transaction, then the dead-letter push, then the acknowledgement.
+//! - [`store`]: PostgreSQL pools, migrations, audit entries, reads.
 //! - [`handler_kind`]: the handler kinds' table (name, event types, payload
 //!   shape, path), a leaf the configuration and the decoder read.
-//! - [`handlers`]: what applies an event, one file per handler kind
-//!   (transactions, domain, audit, http), and how a batch is carried out.
+//! - [`handlers`]: how a batch is carried out: stored kinds decided, http
+//!   deliveries made (their writes go to [`outcome`]).
 //! - [`retry`]: attempts at one message: transient failures retried with
 //!   backoff, permanent ones parked, outages waited out.
 //! - [`retry_topic`]: retry topics of `retry_backend = "kafka"` routes:
@@ -61,6 +64,7 @@ pub mod http;
 pub mod kafka;
 pub mod keyed;
 pub mod metrics;
+pub mod outcome;
 pub mod pipeline;
 pub mod produce;
 pub mod relay;

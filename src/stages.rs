@@ -1,5 +1,5 @@
 //! The data path's messages between the stages (partition actor →
-//! enricher → processor → dead-letter actor → auditor, and the
+//! enricher → processor → auditor → dead-letter actor, and the
 //! acknowledgement back). Data moves in batches; every data message carries
 //! its [`Route`], so stages are wired with `Recipient`s and a test can put a
 //! recording actor in place of any of them. Below the actors: the handlers
@@ -9,13 +9,13 @@
 use actix::prelude::*;
 
 use crate::kafka::envelope::Envelope;
+use crate::outcome::{Pending, Verdict};
 use crate::pipeline::{Item, Settled};
 
 /// Where a partition's batches go next, and where their acknowledgement returns.
 #[derive(Clone)]
 pub struct Route {
     pub processor: Recipient<Prepared>,
-    pub dead_letter: Recipient<Park>,
     pub auditor: Recipient<Record>,
     /// The partition actor that read the batch.
     pub ack: Recipient<Ack>,
@@ -27,20 +27,30 @@ pub struct Route {
 }
 
 impl Route {
-    /// Hands settled messages to the auditor (waiting for mailbox room). If
-    /// the auditor is gone, the partition is told the offsets were lost, so
-    /// it rereads them from its watermark.
-    pub async fn record(&self, settled: Vec<Settled>) {
-        let offsets: Vec<i64> = settled.iter().map(|s| s.envelope.offset).collect();
+    /// Hands messages to the auditor (waiting for mailbox room) and answers
+    /// where its verdict will come. If the auditor is gone, the partition
+    /// is told the offsets were lost, so it rereads them from its watermark.
+    pub async fn submit(
+        &self,
+        pending: Vec<Pending>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Verdict>> {
+        let offsets: Vec<i64> = pending.iter().map(|p| p.settled.envelope.offset).collect();
+        let (verdict, answer) = tokio::sync::oneshot::channel();
         let sent = self
             .auditor
             .send(Record {
-                settled,
-                ack: self.ack.clone(),
+                pending,
+                ack: Some(self.ack.clone()),
+                revoked: Some(self.revoked.clone()),
+                verdict: Some(verdict),
             })
             .await;
-        if let Err(e) = sent {
-            self.lost(offsets, format!("auditor unavailable: {e}"));
+        match sent {
+            Ok(()) => Some(answer),
+            Err(e) => {
+                self.lost(offsets, format!("auditor unavailable: {e}"));
+                None
+            }
         }
     }
 
@@ -68,20 +78,30 @@ pub struct Prepared {
     pub route: Route,
 }
 
-/// Processor → dead-letter actor: failed messages to park in Redis.
+/// Auditor → dead-letter actor: dead letters whose audit entries are
+/// durable, to push to Redis; their offsets are acknowledged after the push.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Park {
     pub settled: Vec<Settled>,
-    pub route: Route,
+    /// The partition actor to acknowledge (none for the retry worker's).
+    pub ack: Option<Recipient<Ack>>,
+    /// Cancelled when that partition's assignment ends: the push is then
+    /// left to the next owner, which reads the records again.
+    pub revoked: Option<tokio_util::sync::CancellationToken>,
 }
 
-/// Processor or dead-letter actor → auditor: messages with a final outcome.
+/// Processor or retry worker → auditor: messages with their outcome
+/// decided and what must be written for them (see [`crate::outcome`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Record {
-    pub settled: Vec<Settled>,
-    pub ack: Recipient<Ack>,
+    pub pending: Vec<Pending>,
+    /// The partition actor to acknowledge (none for the retry worker).
+    pub ack: Option<Recipient<Ack>>,
+    pub revoked: Option<tokio_util::sync::CancellationToken>,
+    /// Where the verdict goes once the flush committed.
+    pub verdict: Option<tokio::sync::oneshot::Sender<Verdict>>,
 }
 
 /// Auditor → partition actor: what became durable (or was lost on the way).

@@ -1,19 +1,18 @@
-//! The dead-letter actor: parks failed messages in Redis (`dlq::park`:
-//! a redelivered record already parked is recognised, not parked twice),
-//! then passes them to the auditor (MESSAGE_FAILED, MESSAGE_DLQ, or
-//! MESSAGE_DUPLICATE for a redelivery). The audit rows, and so the offset
-//! commit, come only after Redis acknowledged the push; while Redis (or
-//! PostgreSQL, which says what is already parked) is unreachable this actor
-//! waits with its mailbox blocked, which pauses the partitions that have
-//! failures to park. A park whose partition was revoked meanwhile
-//! (`Route::revoked`) is dropped: the next owner reads those records again.
+//! The dead-letter actor: pushes dead letters to Redis once their audit
+//! entries are durable (the auditor sends them after its commit), then
+//! acknowledges their offsets. The push is idempotent (`dlq::park`): an id
+//! already parked from the same record changes nothing, so a redelivery
+//! after a crash between the commit and the push pushes it safely again.
+//! While Redis is unreachable this actor waits with its mailbox blocked;
+//! only the partitions with something to park stop moving their offsets.
+//! A push whose partition was revoked meanwhile is dropped: the next owner
+//! reads those records again, recognises them as parked and pushes them.
 
 use actix::prelude::*;
-use chrono::Utc;
 
 use crate::config::PipelineSettings;
 use crate::dlq::park::Parker;
-use crate::stages::Park;
+use crate::stages::{Ack, Park};
 use crate::wait::{until_back, DependencyWait, Patience};
 
 pub struct DeadLetter {
@@ -38,30 +37,34 @@ impl Handler<Park> for DeadLetter {
             min: self.settings.dependency_backoff_min,
             max: self.settings.dependency_backoff_max,
         };
-        ctx.wait(park_all(parker, wait, park).into_actor(self));
+        ctx.wait(push_all(parker, wait, park).into_actor(self));
     }
 }
 
-async fn park_all(parker: Parker, wait: DependencyWait, park: Park) {
-    let Park { mut settled, route } = park;
-    let parked = if route.revoked.is_cancelled() {
+async fn push_all(parker: Parker, wait: DependencyWait, park: Park) {
+    let Park {
+        settled,
+        ack,
+        revoked,
+    } = park;
+    let revoked = revoked.unwrap_or_default();
+    let pushed = if revoked.is_cancelled() {
         None
     } else {
-        let patience = Patience::UntilRevoked(&route.revoked);
-        until_back(wait, patience, async || parker.park(&mut settled).await)
+        let patience = Patience::UntilRevoked(&revoked);
+        until_back(wait, patience, async || parker.push(&settled).await)
             .await
             .ok()
     };
-    if parked.is_none() {
+    if pushed.is_none() {
         tracing::info!(
             count = settled.len(),
             "partition revoked: dead letters left to its next owner"
         );
         return;
     }
-    let parked_at = Utc::now();
-    for s in &mut settled {
-        s.at = parked_at;
+    crate::outcome::crash_point::reached("after_push");
+    if let Some(ack) = ack {
+        Ack::Durable(settled.iter().map(|s| s.envelope.offset).collect()).tell(&ack);
     }
-    route.record(settled).await;
 }

@@ -34,7 +34,6 @@ use crate::telemetry::events::{Emit, RecordsRead};
 pub struct Downstream {
     pub enricher: Recipient<Batch>,
     pub processor: Recipient<crate::stages::Prepared>,
-    pub dead_letter: Recipient<crate::stages::Park>,
     pub auditor: Recipient<crate::stages::Record>,
 }
 
@@ -173,7 +172,6 @@ impl PartitionActor {
         self.update_gauge();
         let route = Route {
             processor: self.downstream.processor.clone(),
-            dead_letter: self.downstream.dead_letter.clone(),
             auditor: self.downstream.auditor.clone(),
             ack: ctx.address().recipient(),
             revoked: self.revoked.clone(),

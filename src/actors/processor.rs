@@ -1,13 +1,16 @@
-//! The processor actor: applies a batch's events with their handlers
-//! ([`crate::handlers`]), then sends processed messages to the auditor and
-//! failed ones to the dead-letter actor.
+//! The processor actor: carries out a batch's events with their handlers
+//! ([`crate::handlers`]), then submits every message, with what must be
+//! written for it, to its partition's auditor ([`crate::outcome`]) and
+//! waits for the verdict, retrying in place a message whose effect the
+//! database refused.
 //!
 //! A batch is handled with the mailbox blocked (`ctx.wait`): while a
-//! handler waits out an outage, the partitions feeding this processor
-//! pause, and nothing is acknowledged meanwhile, so no offset moves. Failed
-//! messages are handed to the dead-letter actor without waiting for it to
-//! park them (see `park`): Redis is a dependency only of the partitions
-//! with something to park.
+//! handler waits out an outage, or a refused message is retried, the
+//! partitions feeding this processor pause, and nothing is acknowledged
+//! meanwhile, so no offset moves. The processor does not wait for dead
+//! letters to reach Redis: the auditor hands them to the dead-letter actor
+//! after its commit, so Redis is a dependency only of the partitions with
+//! something to park.
 
 use std::sync::Arc;
 
@@ -15,11 +18,14 @@ use actix::prelude::*;
 
 use crate::config::{PipelineSettings, RetrySettings};
 use crate::dlq::Keys;
+use crate::handler_kind::Path;
 use crate::handlers::http::HttpRoutes;
+use crate::handlers::submit::submit;
 use crate::handlers::{self, Settlement};
-use crate::pipeline::Settled;
+use crate::outcome::Pending;
+use crate::pipeline::{Item, Task};
 use crate::retry::DependencyWait;
-use crate::stages::{Park, Prepared, Route};
+use crate::stages::{Prepared, Route};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
 
@@ -65,26 +71,40 @@ impl Handler<Prepared> for Processor {
             revoked: batch.route.revoked.clone(),
             parking: self.parking.clone(),
             deferrals: Default::default(),
+            effects: Default::default(),
         };
         let republisher = self.republisher.clone();
         ctx.wait(async move { process(&cx, &republisher, batch).await }.into_actor(self));
     }
 }
 
-/// Settles one batch and sends every message to its next stage.
+/// Settles one batch and submits it, segment by segment (see [`segments`]).
 async fn process(
     cx: &handlers::Context,
     republisher: &crate::retry_topic::publish::Republisher,
     batch: Prepared,
 ) {
     let Prepared { items, route } = batch;
+    for segment in segments(items) {
+        if !settle_segment(cx, republisher, &route, segment).await {
+            return;
+        }
+    }
+}
+
+/// Settles and submits one segment; false when the partition was revoked.
+async fn settle_segment(
+    cx: &handlers::Context,
+    republisher: &crate::retry_topic::publish::Republisher,
+    route: &Route,
+    items: Vec<Item>,
+) -> bool {
     let Settlement {
         done,
         failed,
         scheduled,
         unaccounted,
     } = handlers::settle(cx, items).await;
-
     if !unaccounted.is_empty() {
         tracing::error!(
             count = unaccounted.len(),
@@ -92,49 +112,54 @@ async fn process(
         );
         route.lost(unaccounted, "processing results missing");
     }
-    if !done.is_empty() {
-        route.record(done).await;
-    }
     let (to_topic, scheduled): (Vec<_>, Vec<_>) = scheduled
         .into_iter()
         .partition(|(_, t)| cx.http.get(t.route).is_some_and(|r| r.retry_topic));
-    if !scheduled.is_empty() {
-        cx.parking.park(scheduled, &route, cx.wait).await;
-    }
+    let mut pending: Vec<Pending> = done;
+    pending.extend(scheduled.into_iter().map(|(p, t)| cx.parking.park(p, &t)));
     if !to_topic.is_empty() {
-        republisher
-            .republish(to_topic, &cx.parking, &route, cx.wait)
-            .await;
+        match republisher.republish(to_topic, route, cx.wait).await {
+            Some(published) => pending.extend(published),
+            None => return false,
+        }
     }
-    if !failed.is_empty() && cx.revoked.is_cancelled() {
-        tracing::info!(
-            count = failed.len(),
-            "partition revoked: failed messages left to its next owner"
-        );
-    } else if !failed.is_empty() {
-        park(route, failed);
+    if cx.revoked.is_cancelled() {
+        if !failed.is_empty() {
+            tracing::info!(
+                count = failed.len(),
+                "partition revoked: failed messages left to its next owner"
+            );
+        }
+    } else {
+        pending.extend(failed);
     }
+    pending.sort_by_key(|p| p.settled.envelope.offset);
+    submit(route, &cx.retry, pending).await;
+    !cx.revoked.is_cancelled()
 }
 
-/// Hands failed messages to the dead-letter actor without holding this
-/// processor until it has taken them. While Redis is down or refuses writes
-/// that actor waits with its mailbox blocked; a processor waiting on it
-/// would block its own mailbox in turn, and with it every partition it
-/// serves and the enrichers feeding it, so healthy partitions would stop
-/// behind another partition's poison. The message is queued here, in
-/// order; only the answer is awaited apart. What waits there is bounded by
-/// the partitions' in-flight limits: a failed message stays in flight until
-/// its dead letter and audit rows are durable.
-fn park(route: Route, failed: Vec<Settled>) {
-    let offsets: Vec<i64> = failed.iter().map(|s| s.envelope.offset).collect();
-    let back = route.clone();
-    let parked = route.dead_letter.clone().send(Park {
-        settled: failed,
-        route,
-    });
-    actix::spawn(async move {
-        if let Err(e) = parked.await {
-            back.lost(offsets, format!("dead-letter actor unavailable: {e}"));
+/// Splits a batch where a forwarded message follows a stored one: the
+/// stored effects before it are made durable (and any refusal retried)
+/// before it is delivered, so a partition's order holds across kinds. A
+/// batch of one kind is one segment.
+fn segments(items: Vec<Item>) -> Vec<Vec<Item>> {
+    let path = |item: &Item| item.work.as_ref().ok().map(|t: &Task| t.kind().spec().path);
+    let mut segments: Vec<Vec<Item>> = Vec::new();
+    let mut current: Vec<Item> = Vec::new();
+    let mut stored = false;
+    for item in items {
+        match path(&item) {
+            Some(Path::Forwarded) if stored => {
+                segments.push(std::mem::take(&mut current));
+                stored = false;
+            }
+            Some(Path::Stored) => stored = true,
+            _ => {}
         }
-    });
+        current.push(item);
+    }
+    if !current.is_empty() {
+        segments.push(current);
+    }
+    segments
 }

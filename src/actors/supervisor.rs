@@ -24,14 +24,13 @@ use crate::actors::messages::{
 };
 use crate::actors::partition::{Downstream, PartitionActor, PartitionConfig, Stop};
 use crate::kafka::{KafkaConsumer, PartitionQueue};
-use crate::stages::{Batch, Park, Prepared, Record};
+use crate::stages::{Batch, Prepared, Record};
 
 /// The stages partition actors are wired to.
 pub struct Stages {
     pub enrichers: Vec<Recipient<Batch>>,
     pub processors: Vec<Recipient<Prepared>>,
     pub auditors: Vec<Recipient<Record>>,
-    pub dead_letter: Recipient<Park>,
 }
 
 struct Owned {
@@ -102,7 +101,6 @@ impl Supervisor {
             enricher: self.stages.enrichers[pick(self.stages.enrichers.len())].clone(),
             processor: self.stages.processors[pick(self.stages.processors.len())].clone(),
             auditor: self.stages.auditors[pick(self.stages.auditors.len())].clone(),
-            dead_letter: self.stages.dead_letter.clone(),
         };
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;

@@ -1,7 +1,8 @@
 //! Parking failed messages: the one path by which a message enters the
-//! dead-letter queue, used by the dead-letter actor (failures of the
-//! partitions' batches) and the retry worker (deferred deliveries given up)
-//! alike, so both recognise a redelivery the same way.
+//! dead-letter queue, used by the dead-letter actor ([`Parker::push`],
+//! after the outcome writer committed their entries and recognised
+//! redeliveries) and the retry worker ([`Parker::park`], before its
+//! transaction: its schedule row is the message's only other copy).
 //!
 //! A message whose MESSAGE_DLQ entry already exists at its position was
 //! parked by an earlier delivery of the same record, which crashed (or lost
@@ -19,7 +20,7 @@ use crate::pipeline::{Outcome, Settled};
 use crate::store::audit::DLQ;
 use crate::store::pool::RedisPool;
 use crate::store::{redelivery, PgPool};
-use crate::telemetry::events::{DeadLettered, Emit};
+use crate::telemetry::events::{DeadLettered, Emit, RedeliveryRecognised};
 use crate::wait::Down;
 
 /// What parking needs: where the audit trail is read, and where entries go.
@@ -44,28 +45,39 @@ impl Parker {
         let parked = redelivery::recorded(&self.pool, failed, &[DLQ])
             .await
             .map_err(|e| Down::new("postgres", e))?;
-        let mut by_topic: BTreeMap<String, Vec<DlqEntry>> = BTreeMap::new();
         for s in settled.iter_mut() {
             if s.outcome != Outcome::DeadLettered {
                 continue;
             }
             if parked.contains(&redelivery::position(s)) {
                 s.outcome = Outcome::Redelivered;
-                tracing::info!(
-                    eventId = %s.message_id,
-                    topic = %s.envelope.topic,
-                    partition = s.envelope.partition,
-                    offset = s.envelope.offset,
-                    "redelivered record already parked: audited as a duplicate, not parked again"
-                );
-                continue;
+                RedeliveryRecognised {
+                    settled: s,
+                    then: "not parked again",
+                }
+                .emit();
             }
+        }
+        let dead = settled
+            .iter()
+            .filter(|s| s.outcome == Outcome::DeadLettered);
+        self.push(dead).await
+    }
+
+    /// Pushes the entries of `settled`, topic by topic (idempotent: an id
+    /// already parked from the same record changes nothing).
+    pub async fn push<'s>(
+        &self,
+        settled: impl IntoIterator<Item = &'s Settled>,
+    ) -> Result<(), Down> {
+        let mut by_topic: BTreeMap<String, Vec<DlqEntry>> = BTreeMap::new();
+        for s in settled {
             if let Some(entry) = DlqEntry::from_settled(s, &self.group) {
                 by_topic.entry(entry.topic.clone()).or_default().push(entry);
             }
         }
         for (topic, entries) in &by_topic {
-            let new = self.push(topic, entries).await?;
+            let new = self.push_topic(topic, entries).await?;
             DeadLettered { topic, new }.emit();
             for entry in entries {
                 entry.dead_lettered().emit();
@@ -77,7 +89,7 @@ impl Parker {
     /// One push of a topic's entries. Redis answering but refusing (wrong
     /// key type, out of memory, read-only replica) needs an operator: it is
     /// a wait too.
-    async fn push(&self, topic: &str, entries: &[DlqEntry]) -> Result<usize, Down> {
+    async fn push_topic(&self, topic: &str, entries: &[DlqEntry]) -> Result<usize, Down> {
         let mut conn = self.redis.get().await.map_err(|e| Down::new("redis", e))?;
         queue::push(&mut *conn, &self.keys, topic, entries)
             .await

@@ -1,18 +1,21 @@
-//! What applies an event: one file per handler kind, and how a processor
-//! carries out a batch with them. No actors here: the processor actor
-//! hands a batch to [`settle`] and sends what comes back to its next stages.
+//! How a processor carries out a batch. No actors here: the processor
+//! actor hands a batch to [`settle`] and submits what comes back to the
+//! outcome writer ([`crate::outcome`]).
 //!
 //! - [`HandlerKind`](crate::handler_kind::HandlerKind) (a leaf below the
 //!   configuration and the decoder): every kind's name, event types,
 //!   payload shape and path, in one table.
-//! - [`transactions`], [`domain`], [`audit`]: kinds applied inside the
-//!   ledger's PostgreSQL transaction (`stored.rs`).
-//! - [`http`]: forwarded to a downstream URL, one message at a time.
+//! - The stored kinds (transactions, domain, audit) are decided here and
+//!   written by the outcome writer, in the transaction that holds their
+//!   ledger rows and audit entries (`outcome/effects.rs`).
+//! - [`http`]: forwarded to a downstream URL, one message at a time; its
+//!   ledger row and delivery record go to the outcome writer too.
+//! - [`submit`]: handing the settled batch to the outcome writer, waiting
+//!   for its verdict, retrying a refused effect in place.
 //!
-//! Adding a kind: its file here (how it applies or forwards a batch), an
-//! arm in `HandlerKind` with its [`Spec`](crate::handler_kind::Spec), and
-//! its arm where its path dispatches (`stored.rs`, or [`apply`] below for a
-//! path of its own).
+//! Adding a kind: an arm in `HandlerKind` with its
+//! [`Spec`](crate::handler_kind::Spec), its SQL in `outcome/effects.rs`
+//! (stored) or its path in [`apply`] below.
 //!
 //! Retries and dependency waits end when the batch's partition actor stops
 //! (`Context::revoked`): its uncommitted records go to the next owner, so
@@ -20,11 +23,8 @@
 //! entry for a message the next owner processes). Applied effects are still
 //! recorded: they happened.
 
-pub mod audit;
-pub mod domain;
 pub mod http;
-pub(crate) mod stored;
-pub mod transactions;
+pub mod submit;
 
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ use crate::config::RetrySettings;
 use crate::dlq::Keys;
 use crate::handler_kind::Path;
 use crate::handlers::http::deferral::{Deferrals, Parking, Ticket};
+use crate::outcome::{Effects, Pending};
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::steering::hex;
 use crate::pipeline::{Item, Outcome, Settled, Task};
@@ -42,7 +43,6 @@ use crate::retry::DependencyWait;
 use crate::store::pool::RedisPool;
 use crate::store::projection::Applied;
 use crate::store::PgPool;
-use crate::telemetry::events::{Emit, MessageSettled};
 use crate::text::clip;
 
 /// What one batch's processing needs.
@@ -61,6 +61,9 @@ pub struct Context {
     pub parking: Parking,
     /// Which of the batch's messages go to the retry schedule.
     pub deferrals: std::cell::RefCell<Deferrals>,
+    /// What the outcome writer must write for a message, by offset (an
+    /// http delivery's ledger row and record).
+    pub effects: std::cell::RefCell<std::collections::HashMap<i64, Effects>>,
 }
 
 /// One message's result: applied (and how), or not, with its failed attempts.
@@ -69,12 +72,12 @@ pub type Attempted = (Result<Applied, ()>, Vec<AttemptFailure>);
 /// A batch's messages by outcome.
 #[derive(Debug, Default)]
 pub struct Settlement {
-    /// Processed or already applied: on to the audit trail.
-    pub done: Vec<Settled>,
+    /// Processed, or to be applied by the outcome writer.
+    pub done: Vec<Pending>,
     /// To be parked in the dead-letter queue.
-    pub failed: Vec<Settled>,
+    pub failed: Vec<Pending>,
     /// To be parked in the retry schedule (deferred http routes).
-    pub scheduled: Vec<(Settled, Ticket)>,
+    pub scheduled: Vec<(Pending, Ticket)>,
     /// Offsets whose result went missing: the partition reads them again.
     pub unaccounted: Vec<i64>,
 }
@@ -89,7 +92,7 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
         work,
     } in items
     {
-        let (outcome, failures) = match work {
+        let (outcome, failures) = match &work {
             Ok(_) => match results.next().flatten() {
                 Some((Ok(Applied::New), failures)) => (Outcome::Processed, failures),
                 Some((Ok(Applied::AlreadyApplied), failures)) => {
@@ -117,7 +120,7 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
                 vec![AttemptFailure {
                     attempt: 1,
                     at: now,
-                    failure,
+                    failure: failure.clone(),
                 }],
             ),
         };
@@ -130,25 +133,31 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
             Some(_) => Outcome::RetryScheduled,
             None => outcome,
         };
-        MessageSettled {
-            topic: &item.envelope.topic,
-            event_type: item.event_type.as_deref(),
-            outcome,
-            last_failure: failures.last(),
+        let mut effects = cx
+            .effects
+            .borrow_mut()
+            .remove(&item.envelope.offset)
+            .unwrap_or_default();
+        if let (Ok(task), Outcome::Processed) = (work, outcome) {
+            if task.kind().spec().path == Path::Stored {
+                effects.apply = Some(task);
+            }
         }
-        .emit();
-        let settled = Settled {
-            message: item,
-            outcome,
-            at: now,
-            failures,
+        let pending = Pending {
+            settled: Settled {
+                message: item,
+                outcome,
+                at: now,
+                failures,
+            },
+            effects,
         };
         if let Some(ticket) = ticket {
-            settlement.scheduled.push((settled, ticket));
+            settlement.scheduled.push((pending, ticket));
         } else if outcome == Outcome::DeadLettered {
-            settlement.failed.push(settled);
+            settlement.failed.push(pending);
         } else {
-            settlement.done.push(settled);
+            settlement.done.push(pending);
         }
     }
     settlement
@@ -176,7 +185,8 @@ async fn apply(cx: &Context, items: &[Item]) -> Vec<Option<Attempted>> {
             .map_or(tasks.len(), |n| start + n);
         let run = &tasks[start..end];
         let mut outcome = match this {
-            Path::Stored => stored::apply(cx, run).await,
+            // Decided here, written by the outcome writer.
+            Path::Stored => run.iter().map(|_| (Ok(Applied::New), Vec::new())).collect(),
             Path::Forwarded => {
                 let run: Vec<&Item> = run.iter().map(|(_, item)| *item).collect();
                 http::forward(cx, &run).await

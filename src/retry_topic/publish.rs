@@ -1,7 +1,7 @@
 //! Republishing deferred messages to their retry topic. The offset rule:
 //! a message's offset is acknowledged only after the broker acknowledged
-//! its retry record AND its audit rows (MESSAGE_FAILED with the attempt,
-//! MESSAGE_RETRY_SCHEDULED) are durable. A crash between the two sends the
+//! its retry record AND the outcome writer made its audit rows
+//! (MESSAGE_FAILED with the attempt, MESSAGE_RETRY_SCHEDULED) durable. A crash between the two sends the
 //! record again (the retry topic is at least once; the ledger keeps the
 //! downstream from being sent a delivered message twice).
 
@@ -10,7 +10,8 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
-use crate::handlers::http::deferral::{Parking, Ticket};
+use crate::handlers::http::deferral::Ticket;
+use crate::outcome::Pending;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 use crate::pipeline::retry_headers::{without_retry_headers, Origin};
 use crate::pipeline::steering::{
@@ -43,40 +44,37 @@ impl Republisher {
         Republisher { producer, key }
     }
 
-    /// Publishes each of `parked` to its retry topic, then writes their
-    /// audit rows, then acknowledges their offsets. Waits out the broker
-    /// and PostgreSQL; a revocation meanwhile leaves them to the next owner.
+    /// Publishes each of `parked` to its retry topic and answers them,
+    /// each with the detail of its MESSAGE_RETRY_SCHEDULED entry, for the
+    /// outcome writer. Waits out the broker; `None` when a revocation came
+    /// first (the next owner reads them again).
     pub async fn republish(
         &self,
-        parked: Vec<(Settled, Ticket)>,
-        parking: &Parking,
+        parked: Vec<(Pending, Ticket)>,
         route: &Route,
         wait: DependencyWait,
-    ) {
-        let (settled, tickets): (Vec<Settled>, Vec<Ticket>) = parked.into_iter().unzip();
-        for (s, t) in settled.iter().zip(&tickets) {
+    ) -> Option<Vec<Pending>> {
+        let mut published = Vec::with_capacity(parked.len());
+        for (mut p, t) in parked {
             if route.revoked.is_cancelled() {
-                return;
+                return None;
             }
-            let published = until_back(wait, Patience::UntilRevoked(&route.revoked), async || {
-                self.publish(s, t).await.map_err(|e| Down::new("kafka", e))
+            let sent = until_back(wait, Patience::UntilRevoked(&route.revoked), async || {
+                self.publish(&p.settled, &t)
+                    .await
+                    .map_err(|e| Down::new("kafka", e))
             })
             .await;
-            if published.is_err() {
-                return;
-            }
-        }
-        let detail = |t: &Ticket| {
-            serde_json::json!({
+            sent.ok()?;
+            p.effects.detail = Some(serde_json::json!({
                 "route": t.label,
                 "next_attempt_at": t.next_attempt_at,
                 "attempt": t.attempts,
                 "retry_backend": "kafka",
-            })
-        };
-        parking
-            .record_scheduled(&settled, &tickets, detail, None, route, wait)
-            .await;
+            }));
+            published.push(p);
+        }
+        Some(published)
     }
 
     /// One retry record, acknowledged by the broker.

@@ -30,7 +30,9 @@ pub enum ScheduleError {
     #[error("retry schedule: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("retry schedule: {0}")]
-    Audit(#[from] crate::store::audit_writer::WriteError),
+    Connect(#[from] crate::outcome::connection::ConnectError),
+    #[error("retry schedule: the outcome writer refused or stopped: {0}")]
+    Outcome(String),
     #[error("retry schedule ledger: {0}")]
     Ledger(String),
     #[error("retry schedule dead-letter push: {0}")]

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
-use crate::store::audit_writer::Alongside;
+use crate::outcome::Alongside;
 
 /// A schedule entry: a message entering it, or as a worker claimed it.
 #[derive(Debug, Clone)]
@@ -34,46 +34,40 @@ pub struct Entry {
     pub last_error: Option<String>,
 }
 
-/// Rows to insert beside their audit entries (see [`Alongside`]). A message
+/// A row to insert beside its audit entries (see [`Alongside`]). A message
 /// already in the schedule (its partition read again after a rebalance) is
 /// not added twice.
-pub struct Inserts<'a>(pub &'a [Entry]);
+pub struct Insert(pub Entry);
 
-impl Alongside for Inserts<'_> {
+impl Alongside for Insert {
     fn run<'a>(
         &'a self,
         tx: &'a Transaction<'a>,
     ) -> BoxFuture<'a, Result<(), tokio_postgres::Error>> {
         Box::pin(async move {
-            let insert = tx
-                .prepare(
-                    "INSERT INTO retry_schedule (message_id, route, route_label, message_key, \
-                     topic, kafka_partition, kafka_offset, event_type, consumer_group, attempts, \
-                     next_attempt_at, last_error) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (message_id) DO NOTHING",
-                )
-                .await?;
-            for e in self.0 {
-                tx.execute(
-                    &insert,
-                    &[
-                        &e.message_id,
-                        &e.route,
-                        &e.route_label,
-                        &e.key,
-                        &e.topic,
-                        &e.partition,
-                        &e.offset,
-                        &e.event_type,
-                        &e.group,
-                        &e.attempts,
-                        &e.next_attempt_at,
-                        &e.last_error,
-                    ],
-                )
-                .await?;
-            }
+            let e = &self.0;
+            tx.execute(
+                "INSERT INTO retry_schedule (message_id, route, route_label, message_key, \
+                 topic, kafka_partition, kafka_offset, event_type, consumer_group, attempts, \
+                 next_attempt_at, last_error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (message_id) DO NOTHING",
+                &[
+                    &e.message_id,
+                    &e.route,
+                    &e.route_label,
+                    &e.key,
+                    &e.topic,
+                    &e.partition,
+                    &e.offset,
+                    &e.event_type,
+                    &e.group,
+                    &e.attempts,
+                    &e.next_attempt_at,
+                    &e.last_error,
+                ],
+            )
+            .await?;
             Ok(())
         })
     }

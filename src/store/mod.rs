@@ -1,13 +1,11 @@
-//! PostgreSQL: the pool, migrations, the audit trail (and its hash chain
-//! encoding, [`chain`]) and the projections.
+//! PostgreSQL: the pool, migrations, the audit trail's entries (and its
+//! hash chain encoding, [`chain`]), reads of the projections and the trail.
 //! Every statement goes through diesel with bound parameters, except the
-//! audit trail's binary COPY (`audit_writer`), whose values travel in
-//! PostgreSQL's binary format.
+//! outcome writer's ([`crate::outcome`]), on tokio-postgres with bound
+//! parameters and a binary COPY.
 
 pub mod audit;
-pub mod audit_writer;
 pub mod chain;
-pub mod domain_projection;
 pub mod explorer;
 pub mod message_projection;
 pub mod migrate;

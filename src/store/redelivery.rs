@@ -39,6 +39,19 @@ struct Found {
     kafka_offset: i64,
 }
 
+/// The query behind [`recorded`]: ids, topics, partitions, offsets,
+/// statuses, payload digests.
+pub const RECORDED: &str =
+    "SELECT DISTINCT a.message_id, a.topic, a.kafka_partition, a.kafka_offset \
+       FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[], $6::bytea[]) \
+            AS p(id, topic, part, off, digest) \
+       JOIN audit_log a ON a.message_id = p.id AND a.topic = p.topic \
+        AND a.kafka_partition = p.part AND a.kafka_offset = p.off \
+      WHERE a.status = ANY($5) \
+        AND EXISTS (SELECT 1 FROM audit_log r WHERE r.message_id = p.id \
+             AND r.topic = p.topic AND r.kafka_partition = p.part \
+             AND r.kafka_offset = p.off AND r.payload_sha256 = p.digest)";
+
 /// The position of `message`, as the audit trail records it.
 pub fn position(message: &Message) -> Position {
     let (topic, partition, offset) = message.position();
@@ -74,25 +87,15 @@ pub async fn recorded<'m>(
         .get()
         .await
         .map_err(|e| StoreError::Pool(e.to_string()))?;
-    let found: Vec<Found> = diesel::sql_query(
-        "SELECT DISTINCT a.message_id, a.topic, a.kafka_partition, a.kafka_offset \
-           FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int8[], $6::bytea[]) \
-                AS p(id, topic, part, off, digest) \
-           JOIN audit_log a ON a.message_id = p.id AND a.topic = p.topic \
-            AND a.kafka_partition = p.part AND a.kafka_offset = p.off \
-          WHERE a.status = ANY($5) \
-            AND EXISTS (SELECT 1 FROM audit_log r WHERE r.message_id = p.id \
-                 AND r.topic = p.topic AND r.kafka_partition = p.part \
-                 AND r.kafka_offset = p.off AND r.payload_sha256 = p.digest)",
-    )
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<Text>, _>(topics)
-    .bind::<Array<Int4>, _>(partitions)
-    .bind::<Array<Int8>, _>(offsets)
-    .bind::<Array<Text>, _>(statuses)
-    .bind::<Array<diesel::sql_types::Bytea>, _>(digests)
-    .load(&mut conn)
-    .await?;
+    let found: Vec<Found> = diesel::sql_query(RECORDED)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<Text>, _>(topics)
+        .bind::<Array<Int4>, _>(partitions)
+        .bind::<Array<Int8>, _>(offsets)
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<diesel::sql_types::Bytea>, _>(digests)
+        .load(&mut conn)
+        .await?;
     Ok(found
         .into_iter()
         .map(|f| (f.message_id, f.topic, f.kafka_partition, f.kafka_offset))

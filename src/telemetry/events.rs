@@ -386,3 +386,25 @@ impl Emit for RequestServed<'_> {
             .observe(self.elapsed.as_secs_f64());
     }
 }
+
+/// A record read again whose outcome at its position was already durable
+/// (parked by an earlier delivery): audited as a duplicate.
+pub struct RedeliveryRecognised<'a> {
+    pub settled: &'a Settled,
+    /// What is done with it beyond the duplicate entry.
+    pub then: &'static str,
+}
+
+impl Emit for RedeliveryRecognised<'_> {
+    fn emit(self) {
+        let s = self.settled;
+        tracing::info!(
+            eventId = %s.message_id,
+            topic = %s.envelope.topic,
+            partition = s.envelope.partition,
+            offset = s.envelope.offset,
+            then = self.then,
+            "redelivered record already parked: audited as a duplicate"
+        );
+    }
+}

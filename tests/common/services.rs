@@ -356,6 +356,15 @@ impl TestEnv {
         lock.0
     }
 
+    /// Locks `table` against writes (`LOCK TABLE … IN EXCLUSIVE MODE`:
+    /// reads go on) in a transaction left open until the lock is released.
+    pub fn lock_table(&self, table: &str) -> RowLock<'_> {
+        self.lock_rows(diesel::sql_query(format!(
+            "LOCK TABLE {table} IN EXCLUSIVE MODE"
+        )))
+        .0
+    }
+
     /// Runs `locking` (a `SELECT … FOR UPDATE`) in a transaction left open;
     /// answers the lock and how many rows it holds.
     fn lock_rows<Q>(&self, locking: Q) -> (RowLock<'_>, usize)

@@ -1,7 +1,8 @@
 //! The processor's side of the schedule: which messages of a batch must wait
 //! behind their key, which failures are deferred instead of retried in
-//! place, and parking them (audit entries and schedule rows in one
-//! transaction) before their offsets are acknowledged.
+//! place, and what parking them writes (a schedule row beside their audit
+//! entries, in the outcome writer's transaction) before their offsets are
+//! acknowledged.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,21 +15,20 @@ use super::{HttpRoute, HttpRoutes};
 use crate::backoff::Backoff;
 use crate::config::{PostgresSettings, RetrySettings};
 use crate::handler_kind::HandlerKind;
+use crate::outcome::connection::Connection;
+use crate::outcome::Pending;
 use crate::pipeline::failure::AttemptFailure;
 use crate::pipeline::failure::Retry;
-use crate::pipeline::{Item, Settled, Task};
-use crate::schedule::store::{self, Entry, Inserts};
+use crate::pipeline::{Item, Task};
+use crate::schedule::store::{self, Entry, Insert};
 use crate::schedule::ScheduleError;
-use crate::stages::{Ack, Route};
-use crate::store::audit::{self, RETRY_SCHEDULED};
-use crate::store::audit_writer::AuditWriter;
 use crate::wait::{until_back, DependencyWait, Down, Patience};
 
-/// The processor's handle on the schedule (one connection per processor,
-/// opened when a deferred route first needs it).
+/// The processor's handle on the schedule (one connection per processor
+/// for its reads, opened when a deferred route first needs it).
 #[derive(Clone)]
 pub struct Parking {
-    writer: Arc<Mutex<AuditWriter>>,
+    conn: Arc<Mutex<Connection>>,
     group: String,
 }
 
@@ -176,9 +176,9 @@ pub fn first_attempt(route: &HttpRoute, policy: &RetrySettings) -> RetrySettings
 }
 
 impl Parking {
-    pub fn new(postgres: &PostgresSettings, group: String, chain: bool) -> Self {
+    pub fn new(postgres: &PostgresSettings, group: String) -> Self {
         Parking {
-            writer: Arc::new(Mutex::new(AuditWriter::new(postgres).chained(chain))),
+            conn: Arc::new(Mutex::new(Connection::new(postgres))),
             group,
         }
     }
@@ -195,104 +195,45 @@ impl Parking {
             return Some(HashSet::new());
         }
         let found = until_back(wait, Patience::UntilRevoked(revoked), async || {
-            let mut writer = self.writer.lock().await;
+            let mut conn = self.conn.lock().await;
             let found = async {
-                let client = writer.client().await?;
+                let client = conn.client().await?;
                 Ok::<_, ScheduleError>(store::waiting_keys(client, &keys).await?)
             };
-            found.await.map_err(|e| Down::new("postgres", e))
+            let found = found.await;
+            if found.is_err() {
+                conn.forget();
+            }
+            found.map_err(|e| Down::new("postgres", e))
         })
         .await;
         found.ok()
     }
 
-    /// Parks `parked` (each with its ticket): their audit entries
-    /// (MESSAGE_FAILED, MESSAGE_RETRY_SCHEDULED) and schedule rows in one
-    /// transaction, then acknowledges their offsets as durable. Waits out
-    /// PostgreSQL; a revocation meanwhile leaves them to the next owner.
-    pub async fn park(&self, parked: Vec<(Settled, Ticket)>, route: &Route, wait: DependencyWait) {
-        let (settled, tickets): (Vec<Settled>, Vec<Ticket>) = parked.into_iter().unzip();
-        let rows: Vec<Entry> = settled
-            .iter()
-            .zip(&tickets)
-            .map(|(s, t)| Entry {
-                message_id: s.message_id,
-                route: t.route as i32,
-                route_label: t.label.clone(),
-                key: s.envelope.key.clone(),
-                topic: s.envelope.topic.to_string(),
-                partition: s.envelope.partition,
-                offset: s.envelope.offset,
-                event_type: s.event_type.clone(),
-                group: self.group.clone(),
-                attempts: t.attempts as i32,
-                next_attempt_at: t.next_attempt_at,
-                last_error: s.last_failure().map(|f| f.failure.to_string()),
-            })
-            .collect();
-        let detail = |t: &Ticket| {
-            serde_json::json!({
-                "route": t.label,
-                "next_attempt_at": t.next_attempt_at,
-                "waiting_behind_key": t.attempts == 0,
-            })
+    /// What parking `pending` with its ticket writes: its schedule row,
+    /// and its MESSAGE_RETRY_SCHEDULED entry's detail.
+    pub fn park(&self, mut pending: Pending, t: &Ticket) -> Pending {
+        let s = &pending.settled;
+        let entry = Entry {
+            message_id: s.message_id,
+            route: t.route as i32,
+            route_label: t.label.clone(),
+            key: s.envelope.key.clone(),
+            topic: s.envelope.topic.to_string(),
+            partition: s.envelope.partition,
+            offset: s.envelope.offset,
+            event_type: s.event_type.clone(),
+            group: self.group.clone(),
+            attempts: t.attempts as i32,
+            next_attempt_at: t.next_attempt_at,
+            last_error: s.last_failure().map(|f| f.failure.to_string()),
         };
-        self.record_scheduled(
-            &settled,
-            &tickets,
-            detail,
-            Some(&Inserts(&rows)),
-            route,
-            wait,
-        )
-        .await;
-    }
-
-    /// Writes the audit entries of `settled` (each with its ticket; the
-    /// MESSAGE_RETRY_SCHEDULED row carries `detail`) with `alongside` in
-    /// one transaction, then acknowledges their offsets as durable. Waits
-    /// out PostgreSQL; false (nothing acknowledged) when `route` was
-    /// revoked first, leaving them to the next owner.
-    pub async fn record_scheduled(
-        &self,
-        settled: &[Settled],
-        tickets: &[Ticket],
-        detail: impl Fn(&Ticket) -> serde_json::Value,
-        alongside: Option<&dyn crate::store::audit_writer::Alongside>,
-        route: &Route,
-        wait: DependencyWait,
-    ) -> bool {
-        let mut processed = HashSet::new();
-        let mut entries = audit::entries(settled, &self.group, &mut processed);
-        for entry in entries.iter_mut().filter(|e| e.status == RETRY_SCHEDULED) {
-            let ticket = settled
-                .iter()
-                .zip(tickets)
-                .find(|(s, _)| s.message_id == entry.message_id);
-            if let Some((_, t)) = ticket {
-                entry.detail = Some(detail(t));
-            }
-        }
-        let written = if route.revoked.is_cancelled() {
-            Err(())
-        } else {
-            let patience = Patience::UntilRevoked(&route.revoked);
-            until_back(wait, patience, async || {
-                let mut writer = self.writer.lock().await;
-                let written = writer.append_with(&entries, alongside).await;
-                written.map_err(|e| Down::new("postgres", e))
-            })
-            .await
-            .map_err(drop)
-        };
-        if written.is_err() {
-            tracing::info!(
-                count = settled.len(),
-                "partition revoked: deferred messages left to its next owner"
-            );
-            return false;
-        }
-        Ack::Durable(settled.iter().map(|s| s.envelope.offset).collect()).tell(&route.ack);
-        true
+        pending.effects.schedule = Some(Box::new(Insert(entry)));
+        pending.effects.detail = Some(serde_json::json!({
+            "route": t.label,
+            "next_attempt_at": t.next_attempt_at,
+            "waiting_behind_key": t.attempts == 0,
+        }));
+        pending
     }
 }

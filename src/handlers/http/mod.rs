@@ -3,8 +3,9 @@
 //!
 //! Event types: any. Payload: taken as it is. Path: forwarded, one message
 //! at a time in offset order; ids the ledger already has are not sent
-//! again, and each delivery's ledger row (name `http`) is written as soon
-//! as it is made, so a new owner of the partition does not send it again.
+//! again, and each delivery's ledger row (name `http`) and record are
+//! written by the outcome writer with its audit entries, before its offset
+//! moves, so a new owner of the partition does not send it again.
 //! An http route has its own state: URL, timeout, rate limit, answer cache
 //! ([`HttpRoute`]); this is where per-route delivery policy belongs.
 //! Deferred routes park a failed delivery in the retry schedule
@@ -24,12 +25,13 @@ use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
-use super::stored::{self, Digested};
 use super::{abandoned, message_span, Attempted, Context};
 use crate::config::urls::label;
 use crate::config::RouteSettings;
 use crate::handler_kind::HandlerKind;
 use crate::keyed;
+use crate::outcome::effects::DeliveryRecord;
+use crate::outcome::Effects;
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::{Item, Task};
 use crate::retry;
@@ -194,13 +196,13 @@ async fn forward_one(
     done: &std::cell::RefCell<std::collections::HashMap<uuid::Uuid, Option<[u8; 32]>>>,
     parked: &std::collections::HashSet<redelivery::Position>,
 ) -> Attempted {
-    let (task, index, route) = match &item.work {
-        Ok(task @ Task::Pass { handler, .. }) => {
-            (Some(task), handler.route, cx.http.get(handler.route))
+    let (handler, index, route) = match &item.work {
+        Ok(Task::Pass { handler, .. }) => {
+            (Some(*handler), handler.route, cx.http.get(handler.route))
         }
         _ => (None, 0, None),
     };
-    let (Some(task), Some(route)) = (task, route) else {
+    let (Some(handler), Some(route)) = (handler, route) else {
         let failure = Failure::permanent(Stage::Process, "no_route", "the HTTP route is gone");
         let attempt = AttemptFailure {
             attempt: 1,
@@ -251,11 +253,23 @@ async fn forward_one(
         .map_or(item.retry.as_ref().map_or(0, |o| o.attempt), |f| f.attempt);
     match &result {
         Ok(answer) => {
-            // The record first: a crash before the ledger row means the
-            // delivery is made again, and the record rewritten.
+            // The ledger row and the record go to the outcome writer with
+            // the message: a crash before they commit means the delivery
+            // is made again, at least once.
             let delivered = Finish::Delivered(answer.status);
-            record_finished(cx, item, route, (tried + 1, delivered), Patience::Forever).await;
-            remember(cx, (task, &item.payload_sha256)).await;
+            let delivery = finished(item, route, (tried + 1, delivered));
+            let ledger = Task::Pass {
+                message_id: item.message_id,
+                handler,
+            };
+            cx.effects.borrow_mut().insert(
+                item.envelope.offset,
+                Effects {
+                    apply: Some(ledger),
+                    delivery: Some(delivery),
+                    ..Effects::default()
+                },
+            );
             if let Some(ttl) = route.cache_ttl {
                 delivery::keep_answer(&cx.redis, &cx.keys, item.message_id, answer, ttl).await;
             }
@@ -270,62 +284,45 @@ async fn forward_one(
             // Given up (dead-lettered next), unless the partition moved on
             // meanwhile: then its next owner delivers it.
             if let Some(last) = failures.last().filter(|_| !deferred) {
-                if !cx.revoked.is_cancelled() {
-                    let failed = (last.attempt, Finish::Failed(&last.failure));
-                    let patience = Patience::UntilRevoked(&cx.revoked);
-                    record_finished(cx, item, route, failed, patience).await;
-                }
+                let failed = (last.attempt, Finish::Failed(&last.failure));
+                let delivery = finished(item, route, failed);
+                cx.effects.borrow_mut().insert(
+                    item.envelope.offset,
+                    Effects {
+                        delivery: Some(delivery),
+                        ..Effects::default()
+                    },
+                );
             }
         }
     }
     (result.map(|_| Applied::New), failures)
 }
 
-/// Records how `item`'s delivery over `route` finished (attempts made, and
-/// how), waiting out PostgreSQL outages with `patience`.
-async fn record_finished(
-    cx: &Context,
+/// How `item`'s delivery over `route` finished (attempts made, and how).
+fn finished(
     item: &Item,
     route: &HttpRoute,
     (attempts, finish): (u32, Finish<'_>),
-    patience: Patience<'_>,
-) {
-    let finished = record::Finished {
+) -> DeliveryRecord {
+    let place = match &item.retry {
+        Some(origin) => (origin.topic.clone(), origin.partition, origin.offset),
+        None => (
+            item.envelope.topic.to_string(),
+            item.envelope.partition,
+            item.envelope.offset,
+        ),
+    };
+    record::Finished {
         message_id: item.message_id,
         route: &route.label,
         key: item.envelope.key.as_deref(),
-        place: match &item.retry {
-            Some(origin) => (&origin.topic, origin.partition, origin.offset),
-            None => (
-                &item.envelope.topic,
-                item.envelope.partition,
-                item.envelope.offset,
-            ),
-        },
+        place: (&place.0, place.1, place.2),
         event_type: item.event_type.as_deref(),
         attempts,
         finish,
-    };
-    let _ = until_back(cx.wait, patience, async || {
-        let written = record::write(&cx.pool, &finished).await;
-        written.map_err(|e| Down::new("postgres", e))
-    })
-    .await;
-}
-
-/// Writes a delivered task's ledger row, waiting out PostgreSQL outages.
-/// (Until it is written the offset is not acknowledged: a crash before
-/// it means the message is delivered again, at least once.) Not
-/// cancelled by a revocation: the delivery happened, and the ledger row
-/// is what stops the next owner from sending it again.
-async fn remember(cx: &Context, task: Digested<'_>) {
-    let task = std::slice::from_ref(&task);
-    // Forever: this cannot give up.
-    let _ = until_back(cx.wait, Patience::Forever, async || {
-        let written = stored::write(&cx.pool, task).await;
-        written.map(drop).map_err(|e| Down::new("postgres", e))
-    })
-    .await;
+    }
+    .owned()
 }
 
 #[cfg(test)]

@@ -5,14 +5,14 @@
 //! summary of it, per delivery.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::outcome::effects::DeliveryRecord;
 use crate::pipeline::failure::Failure;
-use crate::store::{PgPool, StoreError};
 
 /// How a delivery finished.
 #[derive(Debug, Clone, Copy)]
@@ -39,40 +39,25 @@ pub struct Finished<'a> {
     pub finish: Finish<'a>,
 }
 
-/// Records a finished delivery (a replay that delivers it again rewrites
-/// the row). Callers write it before the ledger row or the dead-letter
-/// push, so a crash in between leaves a true record and a delivery that is
-/// made again rewrites it.
-pub async fn write(pool: &PgPool, d: &Finished<'_>) -> Result<(), StoreError> {
-    let (status, answer) = match d.finish {
-        Finish::Delivered(code) => ("delivered", format!("HTTP {code}")),
-        Finish::Failed(failure) => ("failed", failure.to_string()),
-    };
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Pool(e.to_string()))?;
-    diesel::sql_query(
-        "INSERT INTO http_deliveries (message_id, route_label, status, attempts, last_answer, \
-           message_key, topic, kafka_partition, kafka_offset, event_type) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (message_id) DO UPDATE SET route_label = EXCLUDED.route_label, \
-           status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
-           last_answer = EXCLUDED.last_answer, finished_at = now()",
-    )
-    .bind::<SqlUuid, _>(d.message_id)
-    .bind::<Text, _>(d.route)
-    .bind::<Text, _>(status)
-    .bind::<Integer, _>(i32::try_from(d.attempts).unwrap_or(i32::MAX).max(1))
-    .bind::<Text, _>(answer)
-    .bind::<Nullable<Bytea>, _>(d.key)
-    .bind::<Text, _>(d.place.0)
-    .bind::<Integer, _>(d.place.1)
-    .bind::<BigInt, _>(d.place.2)
-    .bind::<Nullable<Text>, _>(d.event_type)
-    .execute(&mut conn)
-    .await?;
-    Ok(())
+impl Finished<'_> {
+    /// The record the outcome writer writes (`outcome::effects`) in the
+    /// transaction of the message's ledger row and audit entries.
+    pub fn owned(&self) -> DeliveryRecord {
+        let (status, answer) = match self.finish {
+            Finish::Delivered(code) => ("delivered", format!("HTTP {code}")),
+            Finish::Failed(failure) => ("failed", failure.to_string()),
+        };
+        DeliveryRecord {
+            message_id: self.message_id,
+            route: self.route.to_owned(),
+            key: self.key.map(<[u8]>::to_vec),
+            place: (self.place.0.to_owned(), self.place.1, self.place.2),
+            event_type: self.event_type.map(str::to_owned),
+            attempts: self.attempts,
+            status,
+            answer,
+        }
+    }
 }
 
 /// One delivery, as `GET /deliveries` lists it.

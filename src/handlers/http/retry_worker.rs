@@ -2,17 +2,21 @@
 //! over the retry schedule (`crate::schedule`): claims due entries that
 //! head their key (`store::claim`), attempts them concurrently (different
 //! keys), and records each attempt:
-//! - 2xx: the ledger row, then MESSAGE_PROCESSED with the entry's removal
-//!   in one transaction, which makes the key's next waiter the head;
+//! - 2xx: the ledger row, the delivery record, MESSAGE_PROCESSED and the
+//!   entry's removal in one transaction, which makes the key's next waiter
+//!   the head;
 //! - a transient failure with attempts left: MESSAGE_FAILED and the next
 //!   due time (the retry backoff) in one transaction;
-//! - a permanent failure or the last attempt: the DLQ push first, then
-//!   MESSAGE_FAILED, MESSAGE_DLQ and the removal in one transaction;
+//! - a permanent failure or the last attempt: the DLQ push first (the
+//!   schedule row is the message's only other copy), then the delivery
+//!   record, MESSAGE_FAILED, MESSAGE_DLQ and the removal in one transaction;
 //! - the downstream unreachable: not an attempt; given back for later.
 //!
-//! A crash between a 2xx and its audit leaves the entry leased; when the
-//! lease expires the next claim finds the ledger row and records the outcome
-//! without sending again.
+//! Each transaction is the outcome writer's (`crate::outcome`): the worker
+//! hands its outcome to the auditor of the message's partition and waits
+//! for the verdict, so each partition's chain has one writer in a process.
+//! A crash between a 2xx and its commit leaves the entry leased; when the
+//! lease expires it is attempted again (at least once).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +36,8 @@ use crate::handlers::http::HttpRoute;
 use crate::handlers::http::HttpRoutes;
 use crate::kafka::envelope::Envelope;
 use crate::metrics::metrics;
+use crate::outcome::connection::Connection;
+use crate::outcome::{Alongside, Effects, Pending};
 use crate::pipeline::failure::{Failure, Stage};
 use crate::pipeline::route_table::Handler;
 use crate::pipeline::steering::{payload_digest, HeaderKey};
@@ -39,8 +45,7 @@ use crate::pipeline::{Message, Outcome, Settled, Task};
 use crate::retry::{AttemptFailure, TryError};
 use crate::schedule::store::{self, Claimed, Complete, Receipt, Reschedule};
 use crate::schedule::ScheduleError;
-use crate::store::audit::{self, PROCESSED, RETRY_SCHEDULED};
-use crate::store::audit_writer::{Alongside, AuditWriter};
+use crate::stages::Record;
 use crate::store::pool::RedisPool;
 use crate::store::projection;
 use crate::store::PgPool;
@@ -71,7 +76,10 @@ pub struct Deps {
 
 pub struct Worker {
     deps: Deps,
-    writer: AuditWriter,
+    /// Its connection for the schedule's own statements (claims, leases).
+    writer: Connection,
+    /// The auditors, indexed as the Supervisor picks them (by partition).
+    auditors: Vec<actix::Recipient<Record>>,
     /// How long a claim holds an entry: twice the longest route timeout and
     /// some, so a live attempt never loses its entry.
     lease: Duration,
@@ -90,7 +98,7 @@ enum Verdict {
 }
 
 impl Worker {
-    pub fn new(deps: Deps, writer: AuditWriter) -> Self {
+    pub fn new(deps: Deps, writer: Connection, auditors: Vec<actix::Recipient<Record>>) -> Self {
         let longest = deps
             .routes
             .all()
@@ -101,6 +109,7 @@ impl Worker {
         Worker {
             deps,
             writer,
+            auditors,
             lease: longest * 2 + Duration::from_secs(5),
             held: Vec::new(),
         }
@@ -288,7 +297,11 @@ impl Worker {
             at: now,
             failures: Vec::new(),
         };
-        let reschedule = match verdict {
+        let mut effects = Effects {
+            continues: Some(attempt as i32),
+            ..Effects::default()
+        };
+        let schedule: Box<dyn Alongside> = match verdict {
             Verdict::Unreachable => {
                 let next = now + chrono::Duration::from_std(UNREACHABLE_DELAY).unwrap_or_default();
                 store::release(self.writer.client().await?, c.id, next).await?;
@@ -296,12 +309,18 @@ impl Worker {
             }
             Verdict::Delivered(answer) => {
                 let delivered = Finish::Delivered(answer.status);
-                self.record_finished(c, attempt, delivered).await?;
-                self.remember(c, &sha).await?;
+                effects.delivery = Some(finished(c, attempt, delivered));
+                effects.apply = Some(Task::Pass {
+                    message_id: c.message_id,
+                    handler: Handler {
+                        kind: HandlerKind::Http,
+                        route: c.route as usize,
+                    },
+                });
                 self.keep_answer(c, &answer).await;
-                None
+                Box::new(Complete(c.id))
             }
-            Verdict::AlreadyDelivered => None,
+            Verdict::AlreadyDelivered => Box::new(Complete(c.id)),
             Verdict::Failed(failure) => {
                 let give_up = failure.is_permanent() || attempt >= self.deps.retry.max_attempts;
                 let error = failure.to_string();
@@ -312,19 +331,20 @@ impl Worker {
                 });
                 if give_up {
                     if let Some(last) = settled.last_failure() {
-                        let failed = Finish::Failed(&last.failure);
-                        self.record_finished(c, attempt, failed).await?;
+                        effects.delivery =
+                            Some(finished(c, attempt, Finish::Failed(&last.failure)));
                     }
                     settled.outcome = Outcome::DeadLettered;
                     self.dead_letter(&mut settled, &c.group).await?;
-                    None
+                    effects.pushed = true;
+                    Box::new(Complete(c.id))
                 } else {
                     settled.outcome = Outcome::RetryScheduled;
                     let retry = &self.deps.retry;
                     let delay = Backoff::new(retry.backoff_min, retry.backoff_max)
                         .after(attempt.saturating_sub(1))
                         .next_delay();
-                    Some(Reschedule {
+                    Box::new(Reschedule {
                         id: c.id,
                         attempts: attempt as i32,
                         next: now + chrono::Duration::from_std(delay).unwrap_or_default(),
@@ -333,66 +353,40 @@ impl Worker {
                 }
             }
         };
-        let complete = Complete(c.id);
-        let alongside: &dyn Alongside = match &reschedule {
-            Some(reschedule) => reschedule,
-            None => &complete,
-        };
-        let mut processed = std::collections::HashSet::new();
-        let mut entries = audit::entries(std::slice::from_ref(&settled), &c.group, &mut processed);
-        // The receipt is on the message's first entry already; each attempt
-        // here is one more entry of the same delivery.
-        entries.retain(|e| e.status != RETRY_SCHEDULED);
-        for e in &mut entries {
-            e.receipt = None;
-            if e.status == PROCESSED {
-                e.attempt = attempt as i32;
-            }
+        effects.schedule = Some(schedule);
+        self.write(c, Pending { settled, effects }).await
+    }
+
+    /// Hands one outcome to the auditor of its partition and waits until
+    /// it is durable.
+    async fn write(&self, c: &Claimed, pending: Pending) -> Result<(), ScheduleError> {
+        let n = self.auditors.len().max(1);
+        let auditor = self
+            .auditors
+            .get(c.partition.unsigned_abs() as usize % n)
+            .ok_or_else(|| ScheduleError::Outcome("no auditor".into()))?;
+        let (verdict, answer) = tokio::sync::oneshot::channel();
+        auditor
+            .send(Record {
+                pending: vec![pending],
+                ack: None,
+                revoked: None,
+                verdict: Some(verdict),
+            })
+            .await
+            .map_err(|e| ScheduleError::Outcome(e.to_string()))?;
+        let verdict = answer
+            .await
+            .map_err(|e| ScheduleError::Outcome(e.to_string()))?;
+        match verdict.refused {
+            None => Ok(()),
+            Some(refused) => Err(ScheduleError::Outcome(refused.failure.to_string())),
         }
-        self.writer.append_with(&entries, Some(alongside)).await?;
-        Ok(())
-    }
-
-    /// Records how the entry's delivery finished (before its ledger row or
-    /// dead-letter push; see [`record`]).
-    async fn record_finished(
-        &self,
-        c: &Claimed,
-        attempts: u32,
-        finish: Finish<'_>,
-    ) -> Result<(), ScheduleError> {
-        let finished = record::Finished {
-            message_id: c.message_id,
-            route: &c.route_label,
-            key: c.key.as_deref(),
-            place: (&c.topic, c.partition, c.offset),
-            event_type: c.event_type.as_deref(),
-            attempts,
-            finish,
-        };
-        record::write(&self.deps.pool, &finished)
-            .await
-            .map_err(|e| ScheduleError::Ledger(e.to_string()))
-    }
-
-    /// The ledger row of a delivered entry, so it is never sent again.
-    async fn remember(&self, c: &Claimed, sha: &[u8; 32]) -> Result<(), ScheduleError> {
-        let task = Task::Pass {
-            message_id: c.message_id,
-            handler: Handler {
-                kind: HandlerKind::Http,
-                route: c.route as usize,
-            },
-        };
-        crate::handlers::stored::write(&self.deps.pool, &[(&task, sha)])
-            .await
-            .map(drop)
-            .map_err(|e| ScheduleError::Ledger(e.to_string()))
     }
 
     /// Parks the message in the DLQ (before the schedule entry is removed),
-    /// by the dead-letter actor's path (`dlq::park`): a record already
-    /// parked at its position is recognised there the same way.
+    /// by the dead-letter path (`dlq::park`): a record already parked at
+    /// its position is recognised there the same way.
     async fn dead_letter(&self, settled: &mut Settled, group: &str) -> Result<(), ScheduleError> {
         let parker = Parker {
             pool: self.deps.pool.clone(),
@@ -421,6 +415,24 @@ impl Worker {
         };
         delivery::keep_answer(&self.deps.redis, &self.deps.keys, c.message_id, answer, ttl).await;
     }
+}
+
+/// The record of how a claimed entry's delivery finished.
+fn finished(
+    c: &Claimed,
+    attempts: u32,
+    finish: Finish<'_>,
+) -> crate::outcome::effects::DeliveryRecord {
+    record::Finished {
+        message_id: c.message_id,
+        route: &c.route_label,
+        key: c.key.as_deref(),
+        place: (&c.topic, c.partition, c.offset),
+        event_type: c.event_type.as_deref(),
+        attempts,
+        finish,
+    }
+    .owned()
 }
 
 /// One delivery attempt.
@@ -475,6 +487,17 @@ fn bare_envelope(c: &Claimed) -> Envelope {
     }
 }
 
+/// What the worker is wired to.
+pub struct Wiring {
+    pub pool: PgPool,
+    pub routes: Arc<HttpRoutes>,
+    pub client: reqwest::Client,
+    pub redis: RedisPool,
+    pub header_key: HeaderKey,
+    /// The auditors, indexed as the Supervisor picks them (by partition).
+    pub auditors: Vec<actix::Recipient<Record>>,
+}
+
 /// How often an idle worker looks for due entries.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -483,13 +506,17 @@ const POLL: Duration = Duration::from_millis(100);
 /// leases of the round it was in; shutdown awaits the returned task.
 pub fn spawn(
     settings: &crate::config::Settings,
-    pool: PgPool,
-    routes: Arc<HttpRoutes>,
-    client: reqwest::Client,
-    redis: RedisPool,
-    header_key: HeaderKey,
+    wiring: Wiring,
     stop: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    let Wiring {
+        pool,
+        routes,
+        client,
+        redis,
+        header_key,
+        auditors,
+    } = wiring;
     if !routes.all().iter().any(|r| r.deferred) {
         return None;
     }
@@ -507,6 +534,8 @@ pub fn spawn(
             settings.pipeline.dependency_backoff_max,
         ),
     };
-    let writer = AuditWriter::new(&settings.postgres).chained(settings.audit.chain);
-    Some(actix_rt::spawn(Worker::new(deps, writer).run(stop)))
+    let writer = Connection::new(&settings.postgres);
+    Some(actix_rt::spawn(
+        Worker::new(deps, writer, auditors).run(stop),
+    ))
 }
