@@ -192,6 +192,7 @@ async fn serve(
                 keys,
                 parking,
                 republisher,
+                queues: Default::default(),
             })
             .recipient()
         })

@@ -161,9 +161,11 @@ fn crash_and_recover(point: &str) {
              WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')",
         ) == total
     });
-    wait_until(PATIENCE, "every dead letter in Redis", || {
-        env.dlq_entries().len() == poison
-    });
+    wait_until(
+        PATIENCE,
+        "every dead letter in Redis, every offset committed",
+        || env.dlq_entries().len() == poison && env.committed() == vec![Some(total)],
+    );
     // Each effect once: one row per transaction, each at version 1.
     assert_eq!(env.rows(common::Table::Transactions), N as i64);
     assert_eq!(

@@ -4,14 +4,18 @@
 //! waits for the verdict, retrying in place a message whose effect the
 //! database refused.
 //!
-//! A batch is handled with the mailbox blocked (`ctx.wait`): while a
-//! handler waits out an outage, or a refused message is retried, the
-//! partitions feeding this processor pause, and nothing is acknowledged
-//! meanwhile, so no offset moves. The processor does not wait for dead
-//! letters to reach Redis: the auditor hands them to the dead-letter actor
-//! after its commit, so Redis is a dependency only of the partitions with
-//! something to park.
+//! One batch per partition at a time: a partition's next batch waits
+//! (queued here, in order) until the one before it is durable, so its
+//! order holds, while the batches of the processor's other partitions go
+//! on, and their outcomes share the auditor's group commits. While a batch
+//! waits out an outage, or a refused message is retried, its partition
+//! pauses: nothing of it is acknowledged meanwhile, so no offset moves, and
+//! what queues behind it is bounded by the partition's in-flight limits.
+//! The processor does not wait for dead letters to reach Redis: the
+//! auditor hands them to the dead-letter actor after its commit, so Redis
+//! is a dependency only of the partitions with something to park.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -43,6 +47,8 @@ pub struct Processor {
     pub parking: crate::handlers::http::deferral::Parking,
     /// The retry topics of `retry_backend = "kafka"` routes.
     pub republisher: crate::retry_topic::publish::Republisher,
+    /// Per partition with a batch in progress, the batches behind it.
+    pub queues: HashMap<(Arc<str>, i32), VecDeque<Prepared>>,
 }
 
 impl Actor for Processor {
@@ -57,6 +63,27 @@ impl Handler<Prepared> for Processor {
     type Result = ();
 
     fn handle(&mut self, batch: Prepared, ctx: &mut Self::Context) {
+        let Some(key) = batch
+            .items
+            .first()
+            .map(|i| (Arc::clone(&i.envelope.topic), i.envelope.partition))
+        else {
+            return;
+        };
+        match self.queues.get_mut(&key) {
+            Some(behind) => behind.push_back(batch),
+            None => {
+                self.queues.insert(key.clone(), VecDeque::new());
+                self.start(key, batch, ctx);
+            }
+        }
+    }
+}
+
+impl Processor {
+    /// Processes `batch` of partition `key`, then the next one queued
+    /// behind it.
+    fn start(&mut self, key: (Arc<str>, i32), batch: Prepared, ctx: &mut Context<Self>) {
         let cx = handlers::Context {
             pool: self.pool.clone(),
             http: Arc::clone(&self.http),
@@ -74,7 +101,15 @@ impl Handler<Prepared> for Processor {
             effects: Default::default(),
         };
         let republisher = self.republisher.clone();
-        ctx.wait(async move { process(&cx, &republisher, batch).await }.into_actor(self));
+        let work = async move { process(&cx, &republisher, batch).await };
+        ctx.spawn(work.into_actor(self).map(move |(), act, ctx| {
+            match act.queues.get_mut(&key).and_then(VecDeque::pop_front) {
+                Some(next) => act.start(key, next, ctx),
+                None => {
+                    act.queues.remove(&key);
+                }
+            }
+        }));
     }
 }
 

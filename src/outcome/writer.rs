@@ -49,7 +49,7 @@ use crate::pipeline::{Outcome, Task};
 use crate::store::audit::{self, AuditEntry, DLQ, DUPLICATE, PROCESSED, RETRY_SCHEDULED};
 use crate::store::chain::{self, Hasher};
 use crate::store::projection::{repeat, Applied, LedgerRow};
-use crate::telemetry::events::{Emit, RedeliveryRecognised};
+use crate::telemetry::events::{Emit, ProjectionWritten, RedeliveryRecognised};
 
 /// The columns of `audit_log` an entry fills, in COPY order.
 const COPY: &str = "COPY audit_log (message_id, status, topic, kafka_partition, kafka_offset, \
@@ -241,11 +241,16 @@ impl Writer {
         let client: &mut Client = self.conn.client().await?;
         let tx = client.transaction().await?;
         let mut written: Vec<Written> = submissions.iter().map(|_| Written::default()).collect();
+        let effects_started = std::time::Instant::now();
         if careful {
             apply_one_by_one(&tx, submissions, &mut written).await?;
         } else {
             apply_all(&tx, submissions).await?;
         }
+        ProjectionWritten {
+            elapsed: effects_started.elapsed(),
+        }
+        .emit();
         let cut = |si: usize, written: &[Written], len: usize| {
             written[si].refused.as_ref().map_or(len, |(i, _)| *i)
         };

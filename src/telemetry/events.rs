@@ -146,7 +146,8 @@ impl Emit for MessageDeadLettered<'_> {
     }
 }
 
-/// A batch of projection writes and ledger rows went to PostgreSQL.
+/// A flush's ledger rows and stored effects went to PostgreSQL (inside
+/// the outcome writer's transaction, before its audit entries).
 pub struct ProjectionWritten {
     pub elapsed: Duration,
 }
