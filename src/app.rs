@@ -193,6 +193,8 @@ async fn serve(
                 parking,
                 republisher,
                 queues: Default::default(),
+                waiting: 0,
+                held: Default::default(),
             })
             .recipient()
         })

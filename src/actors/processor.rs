@@ -49,6 +49,10 @@ pub struct Processor {
     pub republisher: crate::retry_topic::publish::Republisher,
     /// Per partition with a batch in progress, the batches behind it.
     pub queues: HashMap<(Arc<str>, i32), VecDeque<Prepared>>,
+    /// Batches waiting in `queues`, and the senders held until there is
+    /// room again (see [`Processor::room`]).
+    pub waiting: usize,
+    pub held: VecDeque<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Actor for Processor {
@@ -60,27 +64,50 @@ impl Actor for Processor {
 }
 
 impl Handler<Prepared> for Processor {
-    type Result = ();
+    /// Resolves once the batch is taken: at once while there is room
+    /// behind the batches in progress ([`Processor::room`]), else when one
+    /// of the waiting ones starts. The enricher waits for it, so a full processor holds
+    /// its partitions back (what waits here stays bounded).
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, batch: Prepared, ctx: &mut Self::Context) {
+    fn handle(&mut self, batch: Prepared, ctx: &mut Self::Context) -> Self::Result {
         let Some(key) = batch
             .items
             .first()
             .map(|i| (Arc::clone(&i.envelope.topic), i.envelope.partition))
         else {
-            return;
+            return Box::pin(async {});
         };
         match self.queues.get_mut(&key) {
-            Some(behind) => behind.push_back(batch),
+            Some(behind) => {
+                behind.push_back(batch);
+                self.waiting += 1;
+            }
             None => {
                 self.queues.insert(key.clone(), VecDeque::new());
                 self.start(key, batch, ctx);
             }
         }
+        if self.waiting <= self.room() {
+            return Box::pin(async {});
+        }
+        let (room, taken) = tokio::sync::oneshot::channel();
+        self.held.push_back(room);
+        Box::pin(async move {
+            let _ = taken.await;
+        })
     }
 }
 
 impl Processor {
+    /// How many batches may wait behind others before a sender is held:
+    /// one per partition in progress, so each partition's next batch is
+    /// ready when its current one is durable, and no more (what waits is
+    /// memory: a batch holds its records, decoded).
+    fn room(&self) -> usize {
+        self.queues.len()
+    }
+
     /// Processes `batch` of partition `key`, then the next one queued
     /// behind it.
     fn start(&mut self, key: (Arc<str>, i32), batch: Prepared, ctx: &mut Context<Self>) {
@@ -104,7 +131,15 @@ impl Processor {
         let work = async move { process(&cx, &republisher, batch).await };
         ctx.spawn(work.into_actor(self).map(move |(), act, ctx| {
             match act.queues.get_mut(&key).and_then(VecDeque::pop_front) {
-                Some(next) => act.start(key, next, ctx),
+                Some(next) => {
+                    act.waiting -= 1;
+                    if act.waiting <= act.room() {
+                        if let Some(room) = act.held.pop_front() {
+                            let _ = room.send(());
+                        }
+                    }
+                    act.start(key, next, ctx)
+                }
                 None => {
                     act.queues.remove(&key);
                 }
@@ -134,6 +169,10 @@ async fn settle_segment(
     route: &Route,
     items: Vec<Item>,
 ) -> bool {
+    if cx.revoked.is_cancelled() {
+        // Its next owner reads these again.
+        return false;
+    }
     let Settlement {
         done,
         failed,
