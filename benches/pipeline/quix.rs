@@ -56,29 +56,20 @@ pub fn run(bench: &mut Bench, n: u64) -> anyhow::Result<()> {
         println!("quixstreams: skipped (BENCH_QUIX_PYTHON is not set; dev/bench sets it)");
         return Ok(());
     };
-    // The dev broker keeps ~5 MB (and 100,000 records) per partition: the
-    // comparison preloads the whole load all the same, on enough partitions
-    // to hold it (both consumers get the same layout). A window fed from
-    // the committed offsets would measure quixstreams' 5 s commit interval,
-    // not its speed.
-    let (window, partitions) = (bench.window.take(), bench.partitions);
-    if window.is_some() {
-        bench.partitions = partitions.max(n.div_ceil(8_000) as i32);
+    if bench.window.is_some() {
+        // quixstreams commits every 5 s: a window of committed offsets
+        // would be what limits it, not its own speed. And the mock cluster
+        // cannot hold the load preloaded, even spread over 38 partitions
+        // (tried on 2026-12-06: 71,363 of 300,000 records were left).
+        println!("quixstreams: skipped on the dev broker (it cannot hold a preloaded load)");
+        return Ok(());
     }
-    let compared = compare(bench, n, &python);
-    bench.window = window;
-    bench.partitions = partitions;
-    compared
-}
-
-fn compare(bench: &mut Bench, n: u64, python: &std::ffi::OsStr) -> anyhow::Result<()> {
     let poison = std::mem::replace(&mut bench.poison, 0.0);
     let ours = bench.drain("clean", n, &[]);
     bench.poison = poison;
     let (drain, custodian, _, _, topic, ends) = ours?;
     drain.print(&format!(
-        "saturated, no poison: {n} events (preloaded, {} partitions), cold start",
-        bench.partitions
+        "saturated, no poison: {n} events (preloaded), cold start"
     ));
     custodian.stop()?;
     bench.check_outcomes(&topic, ends.values().sum())?;
@@ -96,7 +87,7 @@ fn compare(bench: &mut Bench, n: u64, python: &std::ffi::OsStr) -> anyhow::Resul
     let pg_before = procs::cluster_cpu_seconds(&bench.pg_data);
     let broker_before = procs::cpu_seconds(bench.broker.pid());
     let started = Instant::now();
-    let mut quix = Command::new(python)
+    let mut quix = Command::new(&python)
         .arg(&script)
         .env("QUIX_BROKER", &bench.broker.bootstrap)
         .env("QUIX_TOPIC", &topic)
@@ -122,10 +113,7 @@ fn compare(bench: &mut Bench, n: u64, python: &std::ffi::OsStr) -> anyhow::Resul
     let (elapsed, _) = settled?;
     let messages = ends.values().sum::<i64>() as f64;
     let quix_rate = messages / elapsed.as_secs_f64();
-    println!(
-        "quixstreams 3 with its PostgreSQL sink: the same {n} events (preloaded, {} partitions)",
-        bench.partitions
-    );
+    println!("quixstreams 3 with its PostgreSQL sink: the same {n} events (preloaded)");
     println!("  throughput:            {quix_rate:.0} messages/s");
     println!(
         "  PostgreSQL CPU:        {:.1} µs per message",

@@ -100,12 +100,13 @@ impl Handler<Prepared> for Processor {
 }
 
 impl Processor {
-    /// How many batches may wait behind others before a sender is held:
-    /// one per partition in progress, so each partition's next batch is
-    /// ready when its current one is durable, and no more (what waits is
-    /// memory: a batch holds its records, decoded).
+    /// How many batches may wait behind others before a sender is held: a
+    /// quarter of `pipeline.mailbox_capacity` (at least one), so a
+    /// partition's next batch is ready when its current one is durable,
+    /// and no more (what waits is memory: a batch holds its records,
+    /// decoded).
     fn room(&self) -> usize {
-        self.queues.len()
+        (self.settings.mailbox_capacity / 4).max(1)
     }
 
     /// Processes `batch` of partition `key`, then the next one queued

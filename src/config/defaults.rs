@@ -35,7 +35,7 @@ pub(super) fn defaults() -> serde_json::Value {
             "auditors": 2,
             "mailbox_capacity": 16,
             "partition_batch_size": 1000,
-            "max_in_flight_per_partition": 10000,
+            "max_in_flight_per_partition": 5000,
             "max_in_flight_bytes_per_partition": 8388608,
             "audit_batch_size": 4000,
             "audit_flush_interval": "20ms",
