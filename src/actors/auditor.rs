@@ -2,8 +2,9 @@
 //! submissions (a partition's batch, or the retry worker's outcomes) and
 //! makes them durable in one PostgreSQL transaction per flush. Flushes are
 //! group commits: one starts as soon as a submission arrives and none is
-//! running; what arrives meanwhile goes in the next, which starts when it
-//! ends (`audit_flush_interval` is the safety net's tick). After the
+//! running; what arrives meanwhile goes in the next (at most
+//! `audit_batch_size` messages, whole submissions, at least one), which
+//! starts when it ends. After the
 //! commit it hands the dead letters to the dead-letter actor (which
 //! acknowledges them once Redis has them), acknowledges every other offset,
 //! and answers each submission's verdict.
@@ -34,8 +35,6 @@ pub struct Auditor {
     /// Where dead letters go once their entries are durable.
     dead_letter: Recipient<Park>,
     buffer: Vec<Record>,
-    /// When the oldest buffered message arrived.
-    oldest: Option<Instant>,
     flushing: bool,
 }
 
@@ -51,7 +50,6 @@ impl Auditor {
             settings,
             dead_letter,
             buffer: Vec::new(),
-            oldest: None,
             flushing: false,
         }
     }
@@ -70,8 +68,17 @@ impl Auditor {
             return;
         };
         self.flushing = true;
-        self.oldest = None;
-        let records = std::mem::take(&mut self.buffer);
+        // Whole submissions, up to `audit_batch_size` messages (at least one).
+        let mut taken = 0;
+        let mut count = 0;
+        for r in &self.buffer {
+            if count > 0 && count + r.pending.len() > self.settings.audit_batch_size {
+                break;
+            }
+            count += r.pending.len();
+            taken += 1;
+        }
+        let records: Vec<Record> = self.buffer.drain(..taken).collect();
         let wait = DependencyWait {
             min: self.settings.dependency_backoff_min,
             max: self.settings.dependency_backoff_max,
@@ -198,18 +205,6 @@ impl Actor for Auditor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
-        // Check at a fraction of the interval so a message waits at most
-        // about one interval.
-        let tick =
-            (self.settings.audit_flush_interval / 4).max(std::time::Duration::from_millis(1));
-        ctx.run_interval(tick, |act, ctx| {
-            if act
-                .oldest
-                .is_some_and(|t| t.elapsed() >= act.settings.audit_flush_interval)
-            {
-                act.flush(ctx);
-            }
-        });
     }
 }
 
@@ -223,7 +218,6 @@ impl Handler<Record> for Auditor {
             }
             return;
         }
-        self.oldest.get_or_insert_with(Instant::now);
         self.buffer.push(record);
         // Group commit: a flush starts as soon as the previous one ends;
         // what arrives while one runs goes in the next.

@@ -162,9 +162,12 @@ pub struct PipelineSettings {
     /// between read and durable outcome: bounds memory when records are
     /// large. A partition stops reading at this mark (one batch may cross it).
     pub max_in_flight_bytes_per_partition: usize,
-    /// The auditor flushes when this many messages are buffered…
+    /// Most messages in one auditor flush (one transaction; whole
+    /// submissions, at least one).
     pub audit_batch_size: usize,
-    /// …or when the oldest buffered message is this old.
+    /// No effect since flushes became group commits (issue 24): one starts
+    /// as soon as the previous ends. Still read and checked, so existing
+    /// configuration files load.
     #[serde(deserialize_with = "duration")]
     pub audit_flush_interval: Duration,
     /// First and largest wait between attempts when PostgreSQL or Redis is
