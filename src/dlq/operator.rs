@@ -18,7 +18,7 @@ use super::redis::{self as queue, Stored};
 use super::Keys;
 use crate::config::DlqSettings;
 use crate::pipeline::steering::HeaderKey;
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit::AuditEntry;
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
 
@@ -322,7 +322,7 @@ impl DeadLetters {
             receipt: None,
         };
         let mut conn = self.postgres.get().await.map_err(postgres_down)?;
-        audit::write_operator_event(&mut conn, &event)
+        crate::outcome::chained::write_operator_event(&mut conn, &event)
             .await
             .map_err(|e| {
                 use diesel::result::{DatabaseErrorKind as K, Error as E};

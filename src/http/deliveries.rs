@@ -139,7 +139,7 @@ pub async fn run_now(
         })),
         receipt: None,
     };
-    crate::store::audit::write_operator_event(&mut conn, &event)
+    crate::outcome::chained::write_operator_event(&mut conn, &event)
         .await
         .map_err(|e| unavailable(&e))?;
     Ok(HttpResponse::Accepted().json(RunNow {

@@ -13,12 +13,15 @@
 //! partition's chain has one writer; across instances the unique
 //! `(chain_id, chain_seq)` is the barrier.
 //!
+//! - [`chained`]: the single-entry path (operator actions, the relay), on
+//!   chains of their own, with the same linking step.
 //! - [`connection`]: the writer's own tokio-postgres connection (COPY).
 //! - [`crash_point`]: where the crash tests kill the process.
 //! - [`effects`]: the stored effects' SQL.
 //! - [`writer`]: the transaction: resolve, write, link, COPY, commit.
 //! - [`refusal`]: what a refused statement means for its message.
 
+pub mod chained;
 pub mod connection;
 pub mod crash_point;
 pub mod effects;

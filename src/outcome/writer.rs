@@ -590,8 +590,8 @@ async fn link(
                 heads.entry(name.clone()).or_insert(known)
             }
         };
-        let seq = head.seq + 1;
-        let hash = hasher.hash(&entry.fields(&name, seq), &head.hash);
+        let (seq, hash) =
+            super::chained::link_next(hasher, &entry.fields(&name, head.seq + 1), &head.hash);
         *head = ChainHead {
             chain_id: head.chain_id,
             seq,

@@ -13,7 +13,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::pipeline::steering;
 use crate::relay::outbox::Pending;
-use crate::store::audit::{self, AuditEntry};
+use crate::store::audit::AuditEntry;
 
 pub const PUBLISHED: &str = "MESSAGE_PUBLISHED";
 
@@ -64,7 +64,7 @@ pub async fn write_published(
             })),
             receipt: None,
         };
-        audit::append_chained(conn, RELAY_CHAIN, &entry).await?;
+        crate::outcome::chained::append_chained(conn, RELAY_CHAIN, &entry).await?;
     }
     Ok(())
 }

@@ -22,7 +22,7 @@
 //! MESSAGE_RECEIVED is not an entry of its own: the receipt (when it was
 //! read, the original record) rides on the first entry of each delivery.
 //! Operators add MESSAGE_REPLAYED and MESSAGE_DISCARDED, with who and why in
-//! `detail` (see [`write_operator_event`]).
+//! `detail` (see `outcome::chained::write_operator_event`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -34,8 +34,8 @@ use uuid::Uuid;
 
 use crate::kafka::envelope::headers_json;
 use crate::pipeline::{Outcome, Settled};
-use crate::store::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
-use crate::store::schema::{audit_chains, audit_log};
+use crate::store::chain::Fields;
+use crate::store::schema::audit_log;
 
 pub const RECEIVED: &str = "MESSAGE_RECEIVED";
 pub const PROCESSED: &str = "MESSAGE_PROCESSED";
@@ -137,7 +137,7 @@ pub struct AuditRow {
 
 /// PostgreSQL text cannot hold NUL; a key or error that has one keeps the
 /// rest (the exact bytes are in `message_payloads` and the DLQ entry).
-fn no_nul(text: Cow<'_, str>) -> Cow<'_, str> {
+pub(crate) fn no_nul(text: Cow<'_, str>) -> Cow<'_, str> {
     if text.contains('\0') {
         Cow::Owned(text.replace('\0', "\u{FFFD}"))
     } else {
@@ -260,117 +260,4 @@ pub async fn lifecycle(
     .bind::<diesel::sql_types::Text, _>(RECEIVED)
     .load(conn)
     .await
-}
-
-/// Appends one operator action on a dead-lettered message (replay,
-/// discard: status [`REPLAYED`] or [`DISCARDED`]) to the message's
-/// lifecycle, as the next entry of the operator chain. Its `attempt` is the
-/// replay count for a replay, the attempts so far for a discard; its
-/// `occurred_at`, for a replay, when it started (before the publish), so
-/// the lifecycle lists it before the copy's own rows; its `detail` says
-/// who, why, and for a replay where the new copy went. Two actions racing for the same sequence
-/// number collide on the unique (chain_id, chain_seq): the loser reads the
-/// new head and tries again, so the chain never forks.
-pub async fn write_operator_event(
-    conn: &mut AsyncPgConnection,
-    event: &AuditEntry<'_>,
-) -> QueryResult<()> {
-    use diesel::result::{DatabaseErrorKind, Error};
-    const ATTEMPTS: usize = 8;
-    let mut attempt = 1;
-    loop {
-        match append_chained(conn, OPERATOR_CHAIN, event).await {
-            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-                if info.constraint_name() == Some("audit_log_chain_seq") && attempt < ATTEMPTS =>
-            {
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Appends `event` as the next entry of the chain named `chain` (created if
-/// new), in the caller's transaction if it has one. One entry at a time:
-/// for entries that are not a batch's (operator actions, the relay's). A writer racing another
-/// for the same sequence number gets the unique violation on
-/// `audit_log_chain_seq`: the chain never forks.
-pub async fn append_chained(
-    conn: &mut AsyncPgConnection,
-    chain: &str,
-    event: &AuditEntry<'_>,
-) -> QueryResult<()> {
-    use audit_log::dsl as a;
-    let key = event
-        .message_key
-        .as_deref()
-        .map(|k| no_nul(Cow::Borrowed(k)));
-    diesel::insert_into(audit_chains::table)
-        .values(audit_chains::name.eq(chain))
-        .on_conflict(audit_chains::name)
-        .do_nothing()
-        .execute(conn)
-        .await?;
-    let chain_id: i32 = audit_chains::table
-        .filter(audit_chains::name.eq(chain))
-        .select(audit_chains::chain_id)
-        .first(conn)
-        .await?;
-    let head: Option<(Option<i64>, Option<Vec<u8>>)> = audit_log::table
-        .filter(a::chain_id.eq(chain_id))
-        .order(a::chain_seq.desc())
-        .select((a::chain_seq, a::entry_hash))
-        .first(conn)
-        .await
-        .optional()?;
-    let (prev_seq, prev_hash) = match head {
-        Some((Some(seq), Some(hash))) => (
-            seq,
-            <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
-                diesel::result::Error::DeserializationError(
-                    "a chain's head has a malformed entry_hash".into(),
-                )
-            })?,
-        ),
-        _ => (0, GENESIS),
-    };
-    let seq = prev_seq + 1;
-    let fields = Fields {
-        message_key: key.as_deref(),
-        ..event.fields(chain, seq)
-    };
-    let hash = Hasher::default().hash(&fields, &prev_hash);
-    let receipt = event.receipt.as_ref();
-    diesel::insert_into(audit_log::table)
-        .values((
-            (
-                a::message_id.eq(event.message_id),
-                a::status.eq(event.status),
-                a::topic.eq(event.topic),
-                a::kafka_partition.eq(event.kafka_partition),
-                a::kafka_offset.eq(event.kafka_offset),
-                a::message_key.eq(key.as_deref()),
-                a::event_type.eq(event.event_type),
-                a::attempt.eq(event.attempt),
-                a::error.eq(event.error.as_deref()),
-                a::consumer_group.eq(event.consumer_group),
-                a::occurred_at.eq(event.occurred_at),
-                a::detail.eq(event.detail.as_ref()),
-            ),
-            (
-                a::received_at.eq(receipt.map(|r| r.received_at)),
-                a::received_detail.eq(receipt.and_then(|r| r.detail.as_ref())),
-                a::key_bytes.eq(receipt.and_then(|r| r.key)),
-                a::payload.eq(receipt.and_then(|r| r.payload)),
-                a::headers.eq(receipt.and_then(|r| r.headers.as_ref())),
-                a::kafka_timestamp.eq(receipt.and_then(|r| r.kafka_timestamp)),
-                a::payload_sha256.eq(receipt.map(|r| &r.payload_sha256[..])),
-            ),
-            a::chain_id.eq(chain_id),
-            a::chain_seq.eq(seq),
-            a::entry_hash.eq(&hash[..]),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
 }

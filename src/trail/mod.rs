@@ -15,7 +15,7 @@
 //! The chain encoding itself (the versioned entry encoding and hash, and
 //! chain names) is [`crate::store::chain`], below both: writing the chain is
 //! the audit writer's job (`store::audit_writer`) and, for operator actions,
-//! `store::audit::write_operator_event`'s; this module checks it.
+//! `outcome::chained::write_operator_event`'s; this module checks it.
 
 pub mod checkpoint;
 pub mod checkpointer;

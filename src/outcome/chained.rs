@@ -1,0 +1,141 @@
+//! The outcome writer's single-entry path: operator actions (replay,
+//! discard, "run it now") and the outbox relay's entries, each the next
+//! entry of its own chain (`operator`, `relay`: never a partition's),
+//! appended in the caller's diesel transaction beside the state it
+//! changes (a replay job's progress, an outbox row). Linked by the same
+//! step as a flush's entries ([`link_next`]); a writer racing another for
+//! the same sequence number collides on the unique (chain_id, chain_seq)
+//! and tries again, so the chain never forks.
+
+use std::borrow::Cow;
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::store::audit::{no_nul, AuditEntry};
+use crate::store::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
+use crate::store::schema::{audit_chains, audit_log};
+
+/// The sequence number and hash of the entry after `prev_hash` whose
+/// fields (with its own sequence number) are `fields`: the one linking step
+/// of every chained entry, a flush's (`writer`) and a single one's.
+pub fn link_next(
+    hasher: &mut Hasher,
+    fields: &Fields<'_>,
+    prev_hash: &[u8; 32],
+) -> (i64, [u8; 32]) {
+    (fields.seq, hasher.hash(fields, prev_hash))
+}
+
+/// Appends one operator action on a dead-lettered message (replay,
+/// discard: status [`REPLAYED`](crate::store::audit::REPLAYED) or
+/// [`DISCARDED`](crate::store::audit::DISCARDED)) to the message's
+/// lifecycle, as the next entry of the operator chain. Its `attempt` is the
+/// replay count for a replay, the attempts so far for a discard; its
+/// `occurred_at`, for a replay, when it started (before the publish), so
+/// the lifecycle lists it before the copy's own rows; its `detail` says
+/// who, why, and for a replay where the new copy went. Two actions racing for the same sequence
+/// number collide on the unique (chain_id, chain_seq): the loser reads the
+/// new head and tries again, so the chain never forks.
+pub async fn write_operator_event(
+    conn: &mut AsyncPgConnection,
+    event: &AuditEntry<'_>,
+) -> QueryResult<()> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    const ATTEMPTS: usize = 8;
+    let mut attempt = 1;
+    loop {
+        match append_chained(conn, OPERATOR_CHAIN, event).await {
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.constraint_name() == Some("audit_log_chain_seq") && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Appends `event` as the next entry of the chain named `chain` (created if
+/// new), in the caller's transaction if it has one. One entry at a time:
+/// for entries that are not a batch's (operator actions, the relay's). A writer racing another
+/// for the same sequence number gets the unique violation on
+/// `audit_log_chain_seq`: the chain never forks.
+pub async fn append_chained(
+    conn: &mut AsyncPgConnection,
+    chain: &str,
+    event: &AuditEntry<'_>,
+) -> QueryResult<()> {
+    use audit_log::dsl as a;
+    let key = event
+        .message_key
+        .as_deref()
+        .map(|k| no_nul(Cow::Borrowed(k)));
+    diesel::insert_into(audit_chains::table)
+        .values(audit_chains::name.eq(chain))
+        .on_conflict(audit_chains::name)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    let chain_id: i32 = audit_chains::table
+        .filter(audit_chains::name.eq(chain))
+        .select(audit_chains::chain_id)
+        .first(conn)
+        .await?;
+    let head: Option<(Option<i64>, Option<Vec<u8>>)> = audit_log::table
+        .filter(a::chain_id.eq(chain_id))
+        .order(a::chain_seq.desc())
+        .select((a::chain_seq, a::entry_hash))
+        .first(conn)
+        .await
+        .optional()?;
+    let (prev_seq, prev_hash) = match head {
+        Some((Some(seq), Some(hash))) => (
+            seq,
+            <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                diesel::result::Error::DeserializationError(
+                    "a chain's head has a malformed entry_hash".into(),
+                )
+            })?,
+        ),
+        _ => (0, GENESIS),
+    };
+    let fields = Fields {
+        message_key: key.as_deref(),
+        ..event.fields(chain, prev_seq + 1)
+    };
+    let (seq, hash) = link_next(&mut Hasher::default(), &fields, &prev_hash);
+    let receipt = event.receipt.as_ref();
+    diesel::insert_into(audit_log::table)
+        .values((
+            (
+                a::message_id.eq(event.message_id),
+                a::status.eq(event.status),
+                a::topic.eq(event.topic),
+                a::kafka_partition.eq(event.kafka_partition),
+                a::kafka_offset.eq(event.kafka_offset),
+                a::message_key.eq(key.as_deref()),
+                a::event_type.eq(event.event_type),
+                a::attempt.eq(event.attempt),
+                a::error.eq(event.error.as_deref()),
+                a::consumer_group.eq(event.consumer_group),
+                a::occurred_at.eq(event.occurred_at),
+                a::detail.eq(event.detail.as_ref()),
+            ),
+            (
+                a::received_at.eq(receipt.map(|r| r.received_at)),
+                a::received_detail.eq(receipt.and_then(|r| r.detail.as_ref())),
+                a::key_bytes.eq(receipt.and_then(|r| r.key)),
+                a::payload.eq(receipt.and_then(|r| r.payload)),
+                a::headers.eq(receipt.and_then(|r| r.headers.as_ref())),
+                a::kafka_timestamp.eq(receipt.and_then(|r| r.kafka_timestamp)),
+                a::payload_sha256.eq(receipt.map(|r| &r.payload_sha256[..])),
+            ),
+            a::chain_id.eq(chain_id),
+            a::chain_seq.eq(seq),
+            a::entry_hash.eq(&hash[..]),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
