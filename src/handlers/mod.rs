@@ -36,8 +36,7 @@ use crate::dlq::Keys;
 use crate::handler_kind::Path;
 use crate::handlers::http::deferral::{Deferrals, Parking, Ticket};
 use crate::outcome::{Effects, Pending};
-use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
-use crate::pipeline::steering::hex;
+use crate::pipeline::failure::{AttemptFailure, Failure};
 use crate::pipeline::{Item, Outcome, Settled, Task};
 use crate::retry::DependencyWait;
 use crate::store::pool::RedisPool;
@@ -103,7 +102,11 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
                     failures.push(AttemptFailure {
                         attempt: failures.len() as u32 + 1,
                         at: now,
-                        failure: id_conflict(item.message_id, &applied, &item.payload_sha256),
+                        failure: Failure::id_conflict(
+                            item.message_id,
+                            &applied,
+                            &item.payload_sha256,
+                        ),
                     });
                     (Outcome::DeadLettered, failures)
                 }
@@ -218,18 +221,4 @@ fn message_span(item: &Item) -> tracing::Span {
 /// revoked batch).
 fn abandoned(n: usize) -> Vec<Attempted> {
     (0..n).map(|_| (Err(()), Vec::new())).collect()
-}
-
-/// The failure of a record whose id was applied with other bytes: not a
-/// duplicate (that would drop it silently), but a conflict to look at.
-fn id_conflict(id: uuid::Uuid, applied: &[u8; 32], this: &[u8; 32]) -> Failure {
-    Failure::permanent(
-        Stage::Process,
-        "id_conflict",
-        format!(
-            "message id {id} was applied with payload sha256 {}; this record's payload has sha256 {}",
-            hex(applied),
-            hex(this)
-        ),
-    )
 }

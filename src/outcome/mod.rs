@@ -13,6 +13,7 @@
 //! partition's chain has one writer; across instances the unique
 //! `(chain_id, chain_seq)` is the barrier.
 //!
+//! - [`append`]: linking entries to their chains and the binary COPY.
 //! - [`chained`]: the single-entry path (operator actions, the relay), on
 //!   chains of their own, with the same linking step.
 //! - [`connection`]: the writer's own tokio-postgres connection (COPY).
@@ -21,6 +22,7 @@
 //! - [`writer`]: the transaction: resolve, write, link, COPY, commit.
 //! - [`refusal`]: what a refused statement means for its message.
 
+pub mod append;
 pub mod chained;
 pub mod connection;
 pub mod crash_point;
@@ -31,6 +33,19 @@ pub mod writer;
 use futures::future::BoxFuture;
 
 use crate::pipeline::failure::Failure;
+
+/// A flush that did not land. The auditor waits and tries again: outcomes
+/// never give up.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Connect(#[from] connection::ConnectError),
+    #[error("outcome write failed: {0}")]
+    Write(#[from] tokio_postgres::Error),
+    #[error("audit chain: {0}")]
+    Chain(String),
+}
+
 use crate::pipeline::{Settled, Task};
 
 /// Statements that commit in the same transaction as a message's audit

@@ -30,85 +30,29 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
-use futures::pin_mut;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
-use super::connection::{ConnectError, Connection};
+use super::append::{copy, is_chain_collision, link, ChainHead};
+use super::connection::Connection;
 use super::effects;
 use super::refusal::{classify, Refusal};
 use super::Pending;
+use super::WriteError;
 use crate::config::PostgresSettings;
 use crate::handler_kind::HandlerKind;
-use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
-use crate::pipeline::steering::hex;
+use crate::pipeline::failure::{AttemptFailure, Failure};
 use crate::pipeline::transaction::TransactionChange;
 use crate::pipeline::{Outcome, Task};
 use crate::store::audit::{self, AuditEntry, DLQ, DUPLICATE, PROCESSED, RETRY_SCHEDULED};
-use crate::store::chain::{self, Hasher};
+use crate::store::chain::Hasher;
 use crate::store::projection::{repeat, Applied, LedgerRow};
 use crate::telemetry::events::{Emit, ProjectionWritten, RedeliveryRecognised};
 
-/// The columns of `audit_log` an entry fills, in COPY order.
-const COPY: &str = "COPY audit_log (message_id, status, topic, kafka_partition, kafka_offset, \
-    message_key, event_type, attempt, error, consumer_group, occurred_at, detail, \
-    received_at, received_detail, key_bytes, payload, headers, kafka_timestamp, payload_sha256, \
-    chain_id, chain_seq, entry_hash) \
-    FROM STDIN BINARY";
-
-const TYPES: [Type; 22] = [
-    Type::UUID,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::JSONB,
-    Type::TIMESTAMPTZ,
-    Type::JSONB,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::JSONB,
-    Type::TIMESTAMPTZ,
-    Type::BYTEA,
-    Type::INT4,
-    Type::INT8,
-    Type::BYTEA,
-];
-
-/// The constraint a stale cached head runs into.
-const CHAIN_SEQ_CONSTRAINT: &str = "audit_log_chain_seq";
 /// Rebuilds of one flush after head collisions before giving up (each
 /// collision means another writer appended meanwhile; this many in a row
 /// means something is wrong, and the auditor's wait takes over).
 const MAX_REBUILDS: usize = 8;
-
-/// A chain's last entry, as this writer knows it.
-#[derive(Debug, Clone, Copy)]
-struct ChainHead {
-    chain_id: i32,
-    seq: i64,
-    hash: [u8; 32],
-}
-
-/// A flush that did not land. The auditor waits and tries again: outcomes
-/// never give up.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    #[error("outcome write failed: {0}")]
-    Write(#[from] tokio_postgres::Error),
-    #[error("audit chain: {0}")]
-    Chain(String),
-}
 
 /// What a flush wrote of one submission.
 #[derive(Debug, Default)]
@@ -445,16 +389,7 @@ fn settle(p: &mut Pending, applied: Applied) {
             s.failures.push(AttemptFailure {
                 attempt: s.failures.len() as u32 + 1,
                 at: Utc::now(),
-                failure: Failure::permanent(
-                    Stage::Process,
-                    "id_conflict",
-                    format!(
-                        "message id {} was applied with payload sha256 {}; this record's payload has sha256 {}",
-                        s.message_id,
-                        hex(&digest),
-                        hex(&s.payload_sha256)
-                    ),
-                ),
+                failure: Failure::id_conflict(s.message_id, &digest, &s.payload_sha256),
             });
             s.outcome = Outcome::DeadLettered;
             s.at = Utc::now();
@@ -542,161 +477,4 @@ async fn processed(
         )
         .await?;
     Ok(rows.iter().map(|r| r.get::<_, Uuid>(0)).collect())
-}
-
-/// Where one entry goes in its chain.
-#[derive(Debug, Clone, Copy)]
-struct Link {
-    chain_id: i32,
-    seq: i64,
-    hash: [u8; 32],
-}
-
-/// Each entry's chain, sequence number and hash, and the chains' new
-/// heads. Heads not cached are read from the database.
-async fn link(
-    cached: &HashMap<String, ChainHead>,
-    hasher: &mut Hasher,
-    tx: &Transaction<'_>,
-    entries: &[AuditEntry<'_>],
-) -> Result<(Vec<Link>, HashMap<String, ChainHead>), Failed> {
-    let names: Vec<String> = entries
-        .iter()
-        .map(|e| chain::partition_chain(e.topic, e.kafka_partition))
-        .collect();
-    let missing: Vec<&String> = {
-        let mut seen = HashSet::new();
-        names
-            .iter()
-            .filter(|n| !cached.contains_key(*n) && seen.insert(*n))
-            .collect()
-    };
-    // Read in this transaction: cached only once it commits.
-    let loaded = if missing.is_empty() {
-        HashMap::new()
-    } else {
-        load_heads(tx, &missing).await?
-    };
-    let mut heads: HashMap<String, ChainHead> = HashMap::new();
-    let mut links = Vec::with_capacity(entries.len());
-    for (entry, name) in entries.iter().zip(names) {
-        let head = match heads.get_mut(&name) {
-            Some(h) => h,
-            None => {
-                let known = cached.get(&name).or_else(|| loaded.get(&name)).copied();
-                let known = known.ok_or_else(|| {
-                    Failed::Error(WriteError::Chain(format!("{name} was not registered")))
-                })?;
-                heads.entry(name.clone()).or_insert(known)
-            }
-        };
-        let (seq, hash) =
-            super::chained::link_next(hasher, &entry.fields(&name, head.seq + 1), &head.hash);
-        *head = ChainHead {
-            chain_id: head.chain_id,
-            seq,
-            hash,
-        };
-        links.push(Link {
-            chain_id: head.chain_id,
-            seq,
-            hash,
-        });
-    }
-    Ok((links, heads))
-}
-
-/// Appends the entries with one binary COPY.
-async fn copy(
-    tx: &Transaction<'_>,
-    entries: &[AuditEntry<'_>],
-    links: Option<&[Link]>,
-) -> Result<(), tokio_postgres::Error> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let sink = tx.copy_in(COPY).await?;
-    let writer = BinaryCopyInWriter::new(sink, &TYPES);
-    pin_mut!(writer);
-    for (i, e) in entries.iter().enumerate() {
-        let receipt = e.receipt.as_ref();
-        let link = links.and_then(|l| l.get(i));
-        let row: [&(dyn ToSql + Sync); 22] = [
-            &e.message_id,
-            &e.status,
-            &e.topic,
-            &e.kafka_partition,
-            &e.kafka_offset,
-            &e.message_key,
-            &e.event_type,
-            &e.attempt,
-            &e.error,
-            &e.consumer_group,
-            &e.occurred_at,
-            &e.detail,
-            &receipt.map(|r| r.received_at),
-            &receipt.and_then(|r| r.detail.as_ref()),
-            &receipt.and_then(|r| r.key),
-            &receipt.and_then(|r| r.payload),
-            &receipt.and_then(|r| r.headers.as_ref()),
-            &receipt.and_then(|r| r.kafka_timestamp),
-            &receipt.map(|r| r.payload_sha256.as_slice()),
-            &link.map(|l| l.chain_id),
-            &link.map(|l| l.seq),
-            &link.map(|l| &l.hash[..]),
-        ];
-        writer.as_mut().write(&row).await?;
-    }
-    writer.finish().await?;
-    Ok(())
-}
-
-/// Registers the chains `names` (once ever) and reads their heads.
-async fn load_heads(
-    tx: &Transaction<'_>,
-    names: &[&String],
-) -> Result<HashMap<String, ChainHead>, Failed> {
-    // INSERT … ON CONFLICT DO NOTHING needs only the INSERT privilege.
-    tx.execute(
-        "INSERT INTO audit_chains (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING",
-        &[&names],
-    )
-    .await?;
-    let rows = tx
-        .query(
-            "SELECT c.chain_id, c.name, h.chain_seq, h.entry_hash FROM audit_chains c \
-             LEFT JOIN LATERAL (SELECT chain_seq, entry_hash FROM audit_log l \
-                 WHERE l.chain_id = c.chain_id ORDER BY chain_seq DESC LIMIT 1) h ON true \
-             WHERE c.name = ANY($1)",
-            &[&names],
-        )
-        .await?;
-    let mut heads = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let hash = match r.get::<_, Option<&[u8]>>(3) {
-            None => chain::GENESIS,
-            Some(h) => h.try_into().map_err(|_| {
-                Failed::Error(WriteError::Chain(
-                    "a head has a malformed entry_hash".into(),
-                ))
-            })?,
-        };
-        heads.insert(
-            r.get::<_, String>(1),
-            ChainHead {
-                chain_id: r.get(0),
-                seq: r.get::<_, Option<i64>>(2).unwrap_or(0),
-                hash,
-            },
-        );
-    }
-    Ok(heads)
-}
-
-/// Another writer took a sequence number this flush was built on.
-fn is_chain_collision(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error().is_some_and(|db| {
-        *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-            && db.constraint() == Some(CHAIN_SEQ_CONSTRAINT)
-    })
 }

@@ -72,6 +72,21 @@ impl Failure {
         }
     }
 
+    /// A record whose id was applied with other bytes: not a duplicate
+    /// (that would drop it silently), but a conflict to look at.
+    pub fn id_conflict(id: uuid::Uuid, applied: &[u8; 32], this: &[u8; 32]) -> Self {
+        use crate::pipeline::steering::hex;
+        Failure::permanent(
+            Stage::Process,
+            "id_conflict",
+            format!(
+                "message id {id} was applied with payload sha256 {}; this record's payload has sha256 {}",
+                hex(applied),
+                hex(this)
+            ),
+        )
+    }
+
     pub fn is_permanent(&self) -> bool {
         self.retry == Retry::Permanent
     }
