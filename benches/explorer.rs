@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use custodian::http::explorer::{parse, run, ExplorerQuery};
+use custodian::api::explorer::{parse, run, ExplorerQuery};
 use custodian::store::explorer::{Cursor, Filter};
 use diesel_async::AsyncPgConnection;
 

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use custodian::http::search::{parse, run, SearchQuery};
+use custodian::api::search::{parse, run, SearchQuery};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 #[path = "support/scratch.rs"]

@@ -35,13 +35,13 @@ use crate::actors::enricher::Enricher;
 use crate::actors::messages::Shutdown;
 use crate::actors::processor::Processor;
 use crate::actors::supervisor::{Stages, Supervisor};
+use crate::api::produce::ProduceTarget;
+use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::delivery::Endpoints;
 use crate::dlq::replay::DeadLetters;
 use crate::dlq::Keys;
-use crate::handlers::http::HttpRoutes;
 use crate::health::Health;
-use crate::http::produce::ProduceTarget;
-use crate::http::{self, AppState};
 use crate::kafka::client::{consumer_config, replay_producer_config};
 use crate::kafka::close::close_when_last;
 use crate::kafka::context::{commit_watermarks, KafkaContext};
@@ -166,9 +166,9 @@ async fn serve(
         })
         .collect();
     let routes = Arc::new(Routes::new(&settings.routes));
-    let http_routes = Arc::new(HttpRoutes::new(&settings.routes));
-    let client = crate::handlers::http::delivery::client()
-        .context("cannot build the HTTP delivery client")?;
+    let http_routes = Arc::new(Endpoints::new(&settings.routes));
+    let client =
+        crate::delivery::send::client().context("cannot build the HTTP delivery client")?;
     let settings_postgres = &settings.postgres;
     let processors = (0..pipeline.processors)
         .map(|i| {
@@ -177,8 +177,8 @@ async fn serve(
             let (http, client) = (Arc::clone(&http_routes), client.clone());
             let (redis, keys) = (redis.clone(), Keys::new(&settings_dlq_prefix));
             let parking =
-                crate::handlers::http::deferral::Parking::new(settings_postgres, group.clone());
-            let republisher = crate::retry_topic::publish::Republisher::new(
+                crate::retry::deferred::gate::Parking::new(settings_postgres, group.clone());
+            let republisher = crate::retry::topic::publish::Republisher::new(
                 replay_producer.clone(),
                 header_key.clone(),
             );
@@ -203,7 +203,7 @@ async fn serve(
         stop: tokio_util::sync::CancellationToken::new(),
         tasks: Vec::new(),
     };
-    let wiring = crate::handlers::http::retry_worker::Wiring {
+    let wiring = crate::retry::deferred::worker::Wiring {
         pool: postgres.clone(),
         routes: Arc::clone(&http_routes),
         client: client.clone(),
@@ -212,11 +212,11 @@ async fn serve(
         auditors: auditors.clone(),
     };
     let stopping = background.stop.clone();
-    if let Some(task) = crate::handlers::http::retry_worker::spawn(&settings, wiring, stopping) {
+    if let Some(task) = crate::retry::deferred::worker::spawn(&settings, wiring, stopping) {
         let name = "the retry worker (its leases expire on their own)";
         background.tasks.push((name, task));
     }
-    if let Some(task) = crate::handlers::http::retention::spawn(
+    if let Some(task) = crate::delivery::retention::spawn(
         &settings,
         postgres.clone(),
         &http_routes,
@@ -276,7 +276,7 @@ async fn serve(
         supervisor.clone().recipient(),
         supervisor.clone().recipient(),
     );
-    let topics = crate::retry_topic::subscription(&settings);
+    let topics = crate::retry::topic::subscription(&settings);
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -284,7 +284,7 @@ async fn serve(
     let events =
         EventLoop::spawn(Arc::clone(&consumer)).context("cannot start the Kafka event thread")?;
 
-    let (server, addr) = http::server(
+    let (server, addr) = api::server(
         &settings.http,
         AppState {
             postgres: postgres.clone(),

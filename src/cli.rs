@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use custodian::config::Settings;
-use custodian::dlq::redis::Filter;
 use custodian::dlq::replay::{DeadLetters, Request};
+use custodian::dlq::store::Filter;
 use custodian::kafka::client::replay_producer_config;
 use custodian::store::pool;
 use rdkafka::producer::FutureProducer;
@@ -437,7 +437,7 @@ pub struct SearchArgs {
 }
 
 pub async fn search(settings: Settings, args: SearchArgs) -> anyhow::Result<()> {
-    use custodian::http::search::{parse, run, SearchQuery};
+    use custodian::api::search::{parse, run, SearchQuery};
     use diesel_async::AsyncConnection as _;
     use secrecy::ExposeSecret as _;
     let wanted = parse(SearchQuery {

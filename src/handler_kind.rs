@@ -37,7 +37,7 @@ pub enum HandlerKind {
     Transactions,
     /// Domain envelopes → `users`, `orders`, `payments`, `inventory` ([`crate::handlers::domain`]).
     Domain,
-    /// Forwarded to a downstream URL ([`crate::handlers::http`]).
+    /// Forwarded to a downstream URL ([`crate::handlers::http`], through [`crate::delivery`]).
     Http,
     /// Nothing to apply: the audit trail is the whole record ([`crate::handlers::audit`]).
     Audit,
@@ -61,7 +61,7 @@ pub enum Path {
     /// whole batch at once (`handlers/stored.rs`).
     Stored,
     /// One message at a time to a downstream, each ledger row written once
-    /// it is delivered ([`crate::handlers::http`]).
+    /// it is delivered ([`crate::handlers::http`], through [`crate::delivery`]).
     Forwarded,
 }
 

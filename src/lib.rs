@@ -15,7 +15,7 @@
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the Supervisor's control messages.
 //! - [`stages`]: the data path's messages between the actors, and the
-//!   `Route` that wires them (the handlers acknowledge through it too).
+//!   `Handoff` that wires them (the handlers acknowledge through it too).
 //! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
 //!   plain functions, no actors, no I/O.
 //! - [`outcome`]: the one place an outcome becomes durable: effect, ledger,
@@ -26,24 +26,24 @@
 //!   shape, path), a leaf the configuration and the decoder read.
 //! - [`handlers`]: how a batch is carried out: stored kinds decided, http
 //!   deliveries made (their writes go to [`outcome`]).
-//! - [`retry`]: attempts at one message: transient failures retried with
-//!   backoff, permanent ones parked, outages waited out.
-//! - [`retry_topic`]: retry topics of `retry_backend = "kafka"` routes:
-//!   republishing to `<topic>.retry` with signed headers, due-time gating.
-//! - [`schedule`]: the durable retry schedule of deferred routes in
-//!   PostgreSQL: parking, the per-key order, claiming due entries (the
-//!   retry worker that attempts them is the http handler's).
+//! - [`delivery`]: http delivery to downstreams: each route's endpoint
+//!   (URL, timeout, rate limit), one request and its answer classified, the
+//!   delivery records.
+//! - [`retry`]: what follows a failed attempt, three ways compared in its
+//!   module doc: in place with backoff, the deferred schedule in PostgreSQL
+//!   (and its worker), retry topics.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
 //!   actions on it (list, replay, discard) shared by HTTP and the CLI,
 //!   counts by error kind, bulk replays run as jobs.
 //! - [`trail`]: the provable audit trail: hash chains, signed checkpoints,
 //!   `audit verify` and `audit reconcile`.
-//! - [`http`]: health, readiness, metrics (open) and the token-guarded API.
+//! - [`api`]: health, readiness, metrics (open), the token-guarded API and
+//!   the console.
 //! - [`metrics`], [`telemetry`]: the metric set and tracing setup;
 //!   [`text`]: cutting outside text to a log line's size.
 //! - [`wait`]: waiting until a dependency is back (one helper for every
-//!   "try until it answers" loop).
-//! - [`backoff`], [`health`]: small shared pieces.
+//!   "try until it answers" loop), and the capped, jittered backoff.
+//! - [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic transaction events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
 //! - [`status`]: the partition registry behind `GET /status`, the chart
@@ -52,15 +52,15 @@
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
 pub mod actors;
+pub mod api;
 pub mod app;
-pub mod backoff;
 pub mod config;
+pub mod delivery;
 pub mod dlq;
 pub mod downstream;
 pub mod handler_kind;
 pub mod handlers;
 pub mod health;
-pub mod http;
 pub mod kafka;
 pub mod keyed;
 pub mod metrics;
@@ -69,8 +69,6 @@ pub mod pipeline;
 pub mod produce;
 pub mod relay;
 pub mod retry;
-pub mod retry_topic;
-pub mod schedule;
 pub mod shutdown;
 pub mod stages;
 pub mod status;

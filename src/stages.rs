@@ -1,9 +1,9 @@
 //! The data path's messages between the stages (partition actor →
 //! enricher → processor → auditor → dead-letter actor, and the
 //! acknowledgement back). Data moves in batches; every data message carries
-//! its [`Route`], so stages are wired with `Recipient`s and a test can put a
+//! its [`Handoff`], so stages are wired with `Recipient`s and a test can put a
 //! recording actor in place of any of them. Below the actors: the handlers
-//! and the retry topic's publisher take a `Route` to acknowledge what they
+//! and the retry topic's publisher take a `Handoff` to acknowledge what they
 //! made durable without importing the actors that own them.
 
 use actix::prelude::*;
@@ -14,7 +14,7 @@ use crate::pipeline::{Item, Settled};
 
 /// Where a partition's batches go next, and where their acknowledgement returns.
 #[derive(Clone)]
-pub struct Route {
+pub struct Handoff {
     pub processor: Recipient<Prepared>,
     pub auditor: Recipient<Record>,
     /// The partition actor that read the batch.
@@ -26,7 +26,7 @@ pub struct Route {
     pub revoked: tokio_util::sync::CancellationToken,
 }
 
-impl Route {
+impl Handoff {
     /// Hands messages to the auditor (waiting for mailbox room) and answers
     /// where its verdict will come. If the auditor is gone, the partition
     /// is told the offsets were lost, so it rereads them from its watermark.
@@ -67,7 +67,7 @@ impl Route {
 #[rtype(result = "()")]
 pub struct Batch {
     pub records: Vec<Envelope>,
-    pub route: Route,
+    pub handoff: Handoff,
 }
 
 /// Enricher → processor: decoded and enriched records (or why they are not).
@@ -75,7 +75,7 @@ pub struct Batch {
 #[rtype(result = "()")]
 pub struct Prepared {
     pub items: Vec<Item>,
-    pub route: Route,
+    pub handoff: Handoff,
 }
 
 /// Auditor → dead-letter actor: dead letters whose audit entries are

@@ -672,7 +672,7 @@ struct HostileRequest {
 fn hostile_requests() -> Vec<HostileRequest> {
     use custodian::store::explorer::Cursor;
     let cursor = |at| {
-        custodian::http::explorer::encode_cursor(&Cursor {
+        custodian::api::explorer::encode_cursor(&Cursor {
             at,
             id: 1,
             offset: None,
@@ -718,7 +718,7 @@ fn hostile_requests() -> Vec<HostileRequest> {
             "a search cursor whose id holds a NUL",
             format!(
                 "/transactions/search?q=card&cursor={}",
-                custodian::http::search::encode_cursor(&custodian::store::search::Cursor {
+                custodian::api::search::encode_cursor(&custodian::store::search::Cursor {
                     rank: 0.5,
                     id: "tx\u{0}1".to_owned(),
                 })

@@ -38,10 +38,10 @@ impl Handler<Batch> for Enricher {
             .into_iter()
             .map(|record| pipeline::prepare(record, &self.routes, &self.header_key, now))
             .collect();
-        let route = batch.route;
-        let back = route.clone();
-        let processor = route.processor.clone();
-        let send = processor.send(Prepared { items, route });
+        let handoff = batch.handoff;
+        let back = handoff.clone();
+        let processor = handoff.processor.clone();
+        let send = processor.send(Prepared { items, handoff });
         ctx.wait(
             async move {
                 if let Err(e) = send.await {

@@ -1,6 +1,6 @@
 //! The actors' control messages: the Supervisor's drain and shutdown, and
 //! a partition actor's failure report. (The data path's messages and the
-//! `Route` wiring them are [`crate::stages`].)
+//! `Handoff` wiring them are [`crate::stages`].)
 
 use actix::prelude::*;
 

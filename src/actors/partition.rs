@@ -25,7 +25,7 @@ use crate::kafka::envelope::Envelope;
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::{KafkaConsumer, PartitionQueue};
 use crate::metrics::metrics;
-use crate::stages::{Ack, Batch, Route};
+use crate::stages::{Ack, Batch, Handoff};
 use crate::status::registry::{PartitionStatus, State};
 use crate::telemetry::events::{Emit, RecordsRead};
 
@@ -54,7 +54,7 @@ pub struct PartitionActor {
     /// The pending receive, if any (cancellable).
     reading: Option<SpawnHandle>,
     /// On a retry topic's partition: records read but not yet due.
-    due: crate::retry_topic::due::DueGate,
+    due: crate::retry::topic::due::DueGate,
     /// A batch is being handed to the enricher.
     handing_over: bool,
     /// A durable watermark not yet committed.
@@ -63,7 +63,7 @@ pub struct PartitionActor {
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<Drained>>,
     /// This incarnation's assignment: cancelled when the actor stops, so
-    /// retries and dependency waits of its records end (see `Route`).
+    /// retries and dependency waits of its records end (see `Handoff`).
     revoked: tokio_util::sync::CancellationToken,
     /// What `GET /status` shows of this partition.
     status: Arc<PartitionStatus>,
@@ -108,7 +108,7 @@ impl PartitionActor {
             max_in_flight_bytes: config.max_in_flight_bytes,
             tracker: OffsetTracker::new(),
             reading: None,
-            due: crate::retry_topic::due::DueGate::new(topic),
+            due: crate::retry::topic::due::DueGate::new(topic),
             handing_over: false,
             uncommitted: None,
             commit_interval: config.commit_interval,
@@ -170,7 +170,7 @@ impl PartitionActor {
         }
         .emit();
         self.update_gauge();
-        let route = Route {
+        let handoff = Handoff {
             processor: self.downstream.processor.clone(),
             auditor: self.downstream.auditor.clone(),
             ack: ctx.address().recipient(),
@@ -178,7 +178,7 @@ impl PartitionActor {
         };
         let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
         self.handing_over = true;
-        let send = self.downstream.enricher.send(Batch { records, route });
+        let send = self.downstream.enricher.send(Batch { records, handoff });
         ctx.spawn(send.into_actor(self).map(move |sent, act, ctx| {
             act.handing_over = false;
             act.maybe_finish_drain();

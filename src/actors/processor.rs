@@ -21,32 +21,32 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::config::{PipelineSettings, RetrySettings};
+use crate::delivery::Endpoints;
 use crate::dlq::Keys;
 use crate::handler_kind::Path;
-use crate::handlers::http::HttpRoutes;
 use crate::handlers::submit::submit;
 use crate::handlers::{self, Settlement};
 use crate::outcome::Pending;
 use crate::pipeline::{Item, Task};
-use crate::retry::DependencyWait;
-use crate::stages::{Prepared, Route};
+use crate::stages::{Handoff, Prepared};
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
+use crate::wait::DependencyWait;
 
 pub struct Processor {
     pub pool: PgPool,
     pub settings: PipelineSettings,
     pub retry: RetrySettings,
     /// The http routes' URLs and rate limits (shared by every processor).
-    pub http: Arc<HttpRoutes>,
+    pub http: Arc<Endpoints>,
     pub client: reqwest::Client,
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,
     pub keys: Keys,
     /// The retry schedule of deferred routes.
-    pub parking: crate::handlers::http::deferral::Parking,
+    pub parking: crate::retry::deferred::gate::Parking,
     /// The retry topics of `retry_backend = "kafka"` routes.
-    pub republisher: crate::retry_topic::publish::Republisher,
+    pub republisher: crate::retry::topic::publish::Republisher,
     /// Per partition with a batch in progress, the batches behind it.
     pub queues: HashMap<(Arc<str>, i32), VecDeque<Prepared>>,
     /// Batches waiting in `queues`, and the senders held until there is
@@ -123,7 +123,7 @@ impl Processor {
                 min: self.settings.dependency_backoff_min,
                 max: self.settings.dependency_backoff_max,
             },
-            revoked: batch.route.revoked.clone(),
+            revoked: batch.handoff.revoked.clone(),
             parking: self.parking.clone(),
             deferrals: Default::default(),
             effects: Default::default(),
@@ -152,12 +152,12 @@ impl Processor {
 /// Settles one batch and submits it, segment by segment (see [`segments`]).
 async fn process(
     cx: &handlers::Context,
-    republisher: &crate::retry_topic::publish::Republisher,
+    republisher: &crate::retry::topic::publish::Republisher,
     batch: Prepared,
 ) {
-    let Prepared { items, route } = batch;
+    let Prepared { items, handoff } = batch;
     for segment in segments(items) {
-        if !settle_segment(cx, republisher, &route, segment).await {
+        if !settle_segment(cx, republisher, &handoff, segment).await {
             return;
         }
     }
@@ -166,8 +166,8 @@ async fn process(
 /// Settles and submits one segment; false when the partition was revoked.
 async fn settle_segment(
     cx: &handlers::Context,
-    republisher: &crate::retry_topic::publish::Republisher,
-    route: &Route,
+    republisher: &crate::retry::topic::publish::Republisher,
+    handoff: &Handoff,
     items: Vec<Item>,
 ) -> bool {
     if cx.revoked.is_cancelled() {
@@ -185,7 +185,7 @@ async fn settle_segment(
             count = unaccounted.len(),
             "processing results missing: rereading"
         );
-        route.lost(unaccounted, "processing results missing");
+        handoff.lost(unaccounted, "processing results missing");
     }
     let (to_topic, scheduled): (Vec<_>, Vec<_>) = scheduled
         .into_iter()
@@ -193,7 +193,7 @@ async fn settle_segment(
     let mut pending: Vec<Pending> = done;
     pending.extend(scheduled.into_iter().map(|(p, t)| cx.parking.park(p, &t)));
     if !to_topic.is_empty() {
-        match republisher.republish(to_topic, route, cx.wait).await {
+        match republisher.republish(to_topic, handoff, cx.wait).await {
             Some(published) => pending.extend(published),
             None => return false,
         }
@@ -209,7 +209,7 @@ async fn settle_segment(
         pending.extend(failed);
     }
     pending.sort_by_key(|p| p.settled.envelope.offset);
-    submit(route, &cx.retry, pending).await;
+    submit(handoff, &cx.retry, pending).await;
     !cx.revoked.is_cancelled()
 }
 

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::operator::{redis_down, DeadLetters, DlqError, Request};
-use super::redis::{self as queue};
+use super::store::{self as queue};
 use super::DlqEntry;
 use crate::store::audit::DISCARDED;
 use crate::telemetry::events::{DeadLetterActed, Emit};

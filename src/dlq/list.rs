@@ -7,7 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::operator::{redis_down, DeadLetters, DlqError};
-use super::redis::{self as queue, Filter, Page};
+use super::store::{self as queue, Filter, Page};
 use super::DlqEntry;
 use crate::metrics::metrics;
 

@@ -10,7 +10,7 @@
 //! committed; run Redis with `appendonly yes` and `appendfsync always` for
 //! no loss window on a Redis crash.
 //!
-//! - [`redis`]: the Redis commands (atomic Lua scripts).
+//! - [`store`]: the Redis commands (atomic Lua scripts).
 //! - [`park`]: the one way a failed message is parked, by the dead-letter
 //!   actor and the retry worker alike (a redelivery recognised, not parked
 //!   twice).
@@ -26,10 +26,8 @@ mod list;
 pub mod lock;
 pub mod operator;
 pub mod park;
-pub mod redis;
 pub mod replay;
-/// The old name of [`redis`], for code written before the rename.
-pub use self::redis as store;
+pub mod store;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -339,9 +337,9 @@ pub fn headers_from_json(headers: &serde_json::Value) -> Result<Headers, String>
 mod tests {
     use super::*;
     use crate::kafka::envelope::Envelope;
+    use crate::pipeline::failure::AttemptFailure;
     use crate::pipeline::failure::Failure;
     use crate::pipeline::{Message, Outcome};
-    use crate::retry::AttemptFailure;
     use std::sync::Arc;
 
     #[test]

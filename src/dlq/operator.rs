@@ -14,7 +14,7 @@ use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::redis::{self as queue, Stored};
+use super::store::{self as queue, Stored};
 use super::Keys;
 use crate::config::DlqSettings;
 use crate::pipeline::steering::HeaderKey;

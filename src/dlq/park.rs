@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::dlq::{redis as queue, DlqEntry, Keys};
+use crate::dlq::{store as queue, DlqEntry, Keys};
 use crate::pipeline::{Outcome, Settled};
 use crate::store::audit::DLQ;
 use crate::store::pool::RedisPool;

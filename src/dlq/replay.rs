@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::operator::redis_down;
 pub use super::operator::{operator_text, DeadLetters, DlqError, Request};
-use super::redis::{self as queue, Filter, Stored};
+use super::store::{self as queue, Filter, Stored};
 use super::{
     REPLAYED_AT_HEADER, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER,
     REPLAY_REASON_HEADER,

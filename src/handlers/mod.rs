@@ -34,20 +34,20 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RetrySettings;
 use crate::dlq::Keys;
 use crate::handler_kind::Path;
-use crate::handlers::http::deferral::{Deferrals, Parking, Ticket};
 use crate::outcome::{Effects, Pending};
 use crate::pipeline::failure::{AttemptFailure, Failure};
 use crate::pipeline::{Item, Outcome, Settled, Task};
-use crate::retry::DependencyWait;
+use crate::retry::deferred::gate::{Deferrals, Parking, Ticket};
 use crate::store::pool::RedisPool;
 use crate::store::projection::Applied;
 use crate::store::PgPool;
 use crate::text::clip;
+use crate::wait::DependencyWait;
 
 /// What one batch's processing needs.
 pub struct Context {
     pub pool: PgPool,
-    pub http: Arc<http::HttpRoutes>,
+    pub http: Arc<crate::delivery::Endpoints>,
     pub client: reqwest::Client,
     /// Where routes with `cache_ttl` keep downstream answers.
     pub redis: RedisPool,

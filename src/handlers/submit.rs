@@ -12,27 +12,27 @@
 
 use chrono::Utc;
 
-use crate::backoff::Backoff;
 use crate::config::RetrySettings;
 use crate::outcome::{Pending, Refused};
 use crate::pipeline::failure::AttemptFailure;
 use crate::pipeline::Outcome;
-use crate::stages::Route;
+use crate::stages::Handoff;
 use crate::telemetry::events::{Emit, Retrying};
+use crate::wait::backoff::Backoff;
 
-/// Makes `pending` durable through `route`'s auditor (see the module
+/// Makes `pending` durable through `handoff`'s auditor (see the module
 /// comment). Returns when every message is written, or when the partition
 /// was revoked or its auditor is gone (the partition rereads them). What
 /// was submitted is written even if the partition is revoked meanwhile:
 /// an http delivery's ledger row must land, it happened.
-pub async fn submit(route: &Route, policy: &RetrySettings, mut pending: Vec<Pending>) {
+pub async fn submit(handoff: &Handoff, policy: &RetrySettings, mut pending: Vec<Pending>) {
     while !pending.is_empty() {
-        let Some(answer) = route.submit(pending).await else {
+        let Some(answer) = handoff.submit(pending).await else {
             return;
         };
         let verdict = tokio::select! {
             verdict = answer => verdict,
-            () = route.revoked.cancelled() => return,
+            () = handoff.revoked.cancelled() => return,
         };
         let Ok(verdict) = verdict else {
             // The auditor stopped before its flush answered.
@@ -72,7 +72,7 @@ pub async fn submit(route: &Route, policy: &RetrySettings, mut pending: Vec<Pend
             .emit();
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = route.revoked.cancelled() => return,
+                () = handoff.revoked.cancelled() => return,
             }
         }
         // Its outcome comes after this attempt.

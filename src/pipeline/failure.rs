@@ -112,3 +112,15 @@ pub struct AttemptFailure {
     pub at: chrono::DateTime<chrono::Utc>,
     pub failure: Failure,
 }
+
+/// Why one try did not succeed.
+#[derive(Debug)]
+pub enum TryError {
+    /// The dependency did not answer; `String` says which and how.
+    Unavailable {
+        dependency: &'static str,
+        error: String,
+    },
+    /// It answered with a refusal (or a transient failure).
+    Failed(Failure),
+}

@@ -10,8 +10,6 @@ pub mod message_id;
 pub mod money;
 pub mod retry_headers;
 pub mod route_table;
-/// The old names, for code written before the renames.
-pub use self::{domain_event as domain, route_table as routes};
 pub mod steering;
 pub mod transaction;
 

@@ -11,7 +11,7 @@ use crate::handler_kind::HandlerKind;
 pub struct Handler {
     pub kind: HandlerKind,
     /// For an http route: its index among the http routes, in `routes`
-    /// order (`handlers::http::HttpRoutes` holds them); 0 for other kinds.
+    /// order (`delivery::Endpoints` holds them); 0 for other kinds.
     pub route: usize,
 }
 
@@ -27,7 +27,7 @@ impl Routes {
         let mut routes = Routes::default();
         let mut http = 0..;
         for r in settings {
-            // Only http routes carry state of their own (`HttpRoutes`).
+            // Only http routes carry state of their own (`Endpoints`).
             let route = if r.handler == HandlerKind::Http {
                 http.next().unwrap_or_default()
             } else {

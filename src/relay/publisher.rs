@@ -14,7 +14,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
-use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::metrics::metrics;
 use crate::pipeline::steering::HeaderKey;
@@ -24,6 +23,7 @@ use crate::relay::record::{self, SendFailure};
 use crate::relay::session;
 use crate::relay::RelayError;
 use crate::telemetry::events::{DependencyWaiting, Emit, OutboxPublished, OutboxRefused};
+use crate::wait::backoff::Backoff;
 use crate::wait::Down;
 
 /// What the relay needs: where to read, where to publish, how to sign.

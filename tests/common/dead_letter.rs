@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use custodian::dlq::DlqEntry;
 use custodian::pipeline::{Item, Outcome, Settled};
-use custodian::retry::AttemptFailure;
+use custodian::pipeline::failure::AttemptFailure;
 
 /// `item`'s dead letter at `now`, parked and read back; `None` when it has
 /// work to apply.

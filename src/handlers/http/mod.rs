@@ -1,149 +1,38 @@
-//! The `http` handler: each record forwarded, byte for byte, to a
-//! downstream URL ([`delivery`] makes the request and reads the answer).
+//! The `http` handler kind: each record forwarded, byte for byte, to a
+//! downstream URL ([`crate::delivery`] makes the request and reads the
+//! answer; the route's endpoint holds its policy).
 //!
 //! Event types: any. Payload: taken as it is. Path: forwarded, one message
 //! at a time in offset order; ids the ledger already has are not sent
 //! again, and each delivery's ledger row (name `http`) and record are
 //! written by the outcome writer with its audit entries, before its offset
 //! moves, so a new owner of the partition does not send it again.
-//! An http route has its own state: URL, timeout, rate limit, answer cache
-//! ([`HttpRoute`]); this is where per-route delivery policy belongs.
 //! Deferred routes park a failed delivery in the retry schedule
-//! ([`deferral`]) and [`retry_worker`] attempts it again later.
-
-pub mod deferral;
-pub mod delivery;
-pub mod record;
-pub mod retention;
-pub mod retry_worker;
-
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+//! ([`crate::retry::deferred`]), whose worker attempts it again later.
 
 use chrono::Utc;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
 use super::{abandoned, message_span, Attempted, Context};
-use crate::config::urls::label;
-use crate::config::RouteSettings;
-use crate::handler_kind::HandlerKind;
+use crate::delivery::record::{self, Finish};
+use crate::delivery::{send, Endpoint};
 use crate::keyed;
 use crate::outcome::effects::DeliveryRecord;
 use crate::outcome::Effects;
 use crate::pipeline::failure::{AttemptFailure, Failure, Stage};
 use crate::pipeline::{Item, Task};
-use crate::retry;
+use crate::retry::deferred::gate;
+use crate::retry::in_place;
 use crate::store::audit::{DLQ, RETRY_SCHEDULED};
 use crate::store::projection::{self, Applied};
 use crate::store::redelivery;
 use crate::wait::{until_back, Down, Patience};
-use record::Finish;
-
-/// A downstream URL, with its timeout and rate limit (shared by every
-/// processor, so the limit holds for the whole instance).
-pub struct HttpRoute {
-    pub url: String,
-    /// The URL without credentials or query, for logs, errors and metric
-    /// labels (the full URL may hold a secret).
-    pub label: String,
-    pub timeout: Duration,
-    pub limiter: DefaultDirectRateLimiter,
-    /// Keep 2xx answers in Redis this long (`cache_ttl`).
-    pub cache_ttl: Option<Duration>,
-    /// Transient failures go to the retry schedule (`retry = "deferred"`).
-    pub deferred: bool,
-    /// Transient failures go to `<topic>.retry` (`retry_backend = "kafka"`,
-    /// see [`crate::retry_topic`]).
-    pub retry_topic: bool,
-    /// Messages of one partition with different keys delivered at once
-    /// (`concurrency`, default 1); one key's stay in order.
-    pub concurrency: usize,
-}
-
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_RATE: u32 = 100;
-const DEFAULT_BURST: u32 = 10;
-
-impl HttpRoute {
-    /// From a validated http route (it has a URL: checked at start).
-    pub fn new(r: &RouteSettings) -> Self {
-        let url = r.url.clone().unwrap_or_default();
-        let rate =
-            NonZeroU32::new(r.rate_per_second.unwrap_or(DEFAULT_RATE)).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(r.burst.unwrap_or(DEFAULT_BURST)).unwrap_or(NonZeroU32::MIN);
-        HttpRoute {
-            label: label(&url),
-            url,
-            timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
-            cache_ttl: r.cache_ttl,
-            deferred: r.deferred(),
-            retry_topic: r.retry_topic(),
-            concurrency: r.concurrency.unwrap_or(1),
-        }
-    }
-}
-
-/// Every http route, in `routes` order (the order `Handler::route`
-/// indexes), shared by every processor.
-#[derive(Debug, Default)]
-pub struct HttpRoutes(Vec<Arc<HttpRoute>>);
-
-impl HttpRoutes {
-    pub fn new(settings: &[RouteSettings]) -> Self {
-        HttpRoutes(
-            settings
-                .iter()
-                .filter(|r| r.handler == HandlerKind::Http)
-                .map(|r| Arc::new(HttpRoute::new(r)))
-                .collect(),
-        )
-    }
-
-    pub fn get(&self, index: usize) -> Option<&Arc<HttpRoute>> {
-        self.0.get(index)
-    }
-
-    /// The route a stored reference names: `index` (its position among the
-    /// http routes when it was stored) if that route still has `label`,
-    /// else the one route that has `label` now (the routes were reordered
-    /// since), else none: a message is never sent to another downstream
-    /// than the one it was scheduled for.
-    pub fn resolve(&self, index: usize, label: &str) -> Option<&Arc<HttpRoute>> {
-        match self.get(index) {
-            Some(route) if route.label == label => Some(route),
-            _ => {
-                let mut same = self.0.iter().filter(|r| r.label == label);
-                match (same.next(), same.next()) {
-                    (Some(route), None) => Some(route),
-                    _ => None,
-                }
-            }
-        }
-    }
-
-    /// Every http route, by index.
-    pub fn all(&self) -> &[Arc<HttpRoute>] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for HttpRoute {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpRoute")
-            .field("url", &self.label)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Delivers a run of http tasks in offset order per key (several keys at
 /// once when the route sets `concurrency`, see [`crate::keyed`]), one
 /// result each. On a deferred route (`retry = "deferred"`) a transient
 /// failure, and every later message of its key, goes to the retry schedule
-/// ([`crate::schedule`]) instead of holding the partition.
+/// ([`crate::retry::deferred`]) instead of holding the partition.
 pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
     if items.is_empty() {
         return Vec::new();
@@ -159,7 +48,7 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
     };
     // Deferred routes: a record read again after its first delivery
     // parked it is not attempted again (see `store::redelivery`).
-    let deferred = deferral::deferred_items(items, &cx.http);
+    let deferred = gate::deferred_items(items, &cx.http);
     let parked = until_back(cx.wait, Patience::UntilRevoked(&cx.revoked), async || {
         let parked =
             redelivery::recorded(&cx.pool, deferred.iter().copied(), &[RETRY_SCHEDULED, DLQ]).await;
@@ -169,7 +58,7 @@ pub(super) async fn forward(cx: &Context, items: &[&Item]) -> Vec<Attempted> {
     let Ok(parked) = parked else {
         return abandoned(items.len());
     };
-    let keys = deferral::deferred_keys(items, &cx.http);
+    let keys = gate::deferred_keys(items, &cx.http);
     let Some(waiting) = cx.parking.waiting(keys, cx.wait, &cx.revoked).await else {
         return abandoned(items.len());
     };
@@ -230,9 +119,9 @@ async fn forward_one(
     done.borrow_mut()
         .insert(item.message_id, Some(item.payload_sha256));
     let topic = &*item.envelope.topic;
-    let policy = deferral::first_attempt(route, &cx.retry);
-    let (result, mut failures) = retry::run(&policy, cx.wait, topic, &cx.revoked, || {
-        delivery::forward(
+    let policy = gate::first_attempt(route, &cx.retry);
+    let (result, mut failures) = in_place::run(&policy, cx.wait, topic, &cx.revoked, || {
+        send::forward(
             &cx.client,
             route,
             &item.envelope,
@@ -271,7 +160,7 @@ async fn forward_one(
                 },
             );
             if let Some(ttl) = route.cache_ttl {
-                delivery::keep_answer(&cx.redis, &cx.keys, item.message_id, answer, ttl).await;
+                send::keep_answer(&cx.redis, &cx.keys, item.message_id, answer, ttl).await;
             }
         }
         // Not delivered: a later copy may try again (or the schedule will).
@@ -302,7 +191,7 @@ async fn forward_one(
 /// How `item`'s delivery over `route` finished (attempts made, and how).
 fn finished(
     item: &Item,
-    route: &HttpRoute,
+    route: &Endpoint,
     (attempts, finish): (u32, Finish<'_>),
 ) -> DeliveryRecord {
     let place = match &item.retry {
@@ -323,55 +212,4 @@ fn finished(
         finish,
     }
     .owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HttpRoutes;
-    use crate::config::RouteSettings;
-    use crate::pipeline::route_table::Routes;
-
-    #[test]
-    fn a_stored_route_reference_never_resolves_to_another_downstream() {
-        let settings: Vec<RouteSettings> = serde_json::from_value(serde_json::json!([
-            { "event_types": ["X"], "handler": "http", "url": "http://x.example/hook" },
-            { "event_types": ["A"], "handler": "http", "url": "http://a.example/one" },
-            { "event_types": ["B"], "handler": "http", "url": "http://b.example/x" },
-            { "event_types": ["C"], "handler": "http", "url": "http://b.example/y" },
-        ]))
-        .expect("route settings");
-        let http = HttpRoutes::new(&settings);
-        let label = |r: Option<&std::sync::Arc<super::HttpRoute>>| r.map(|r| r.label.clone());
-        // Stored at index 0 when a.example's route came first: found by label.
-        assert_eq!(
-            label(http.resolve(0, "http://a.example")),
-            Some("http://a.example".into())
-        );
-        // The index still matches: taken as it is.
-        assert_eq!(
-            label(http.resolve(2, "http://b.example")),
-            Some("http://b.example".into())
-        );
-        // Moved, and two routes now share the label: neither is guessed.
-        assert!(http.resolve(0, "http://b.example").is_none());
-        // Its downstream is gone.
-        assert!(http.resolve(1, "http://gone.example").is_none());
-    }
-
-    #[test]
-    fn the_route_table_indexes_the_http_routes_in_order() {
-        let settings: Vec<RouteSettings> = serde_json::from_value(serde_json::json!([
-            { "event_types": ["A"], "handler": "http", "url": "http://a.example/x" },
-            { "event_types": ["transaction.created"], "handler": "transactions" },
-            { "event_types": ["B"], "handler": "http", "url": "http://b.example/y" },
-            { "event_types": ["C"], "handler": "audit" },
-        ]))
-        .expect("route settings");
-        let (routes, http) = (Routes::new(&settings), HttpRoutes::new(&settings));
-        for (event_type, label) in [("A", "http://a.example"), ("B", "http://b.example")] {
-            let handler = routes.handler("t", event_type).expect("routed");
-            let route = http.get(handler.route).expect("an http route");
-            assert_eq!(route.label, label);
-        }
-    }
 }

@@ -1,0 +1,126 @@
+//! The JSON bodies the API answers, typed, so the OpenAPI document describes
+//! exactly what the handlers send (the dead-letter types derive their
+//! schemas where they are defined, in `src/dlq`). The schemathesis suite
+//! (`tests/schemathesis.rs`) checks every answer against its schema.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::dlq::DlqEntry;
+use crate::store::audit::AuditRow;
+use crate::store::read::{Order, Payment, Transaction, User};
+
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// `GET /ready`, 200 or 503.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: &'static str,
+    /// Of `kafka`, `postgres`, `redis`, `audit_checkpoint_file`.
+    pub failing: Vec<&'static str>,
+    pub kafka: KafkaReadiness,
+    /// Why PostgreSQL did not answer, if it did not.
+    pub postgres: Option<String>,
+    /// Why Redis did not answer, if it did not.
+    pub redis: Option<String>,
+    /// Why the checkpointer cannot append to `audit.checkpoint_file`, if it
+    /// cannot (checkpoints still go to `audit_checkpoints`).
+    pub audit_checkpoint_file: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KafkaReadiness {
+    /// Partitions assigned to this instance; null before the first assignment.
+    pub assigned_partitions: Option<usize>,
+}
+
+/// `GET /messages/{message_id}`.
+#[derive(Serialize, ToSchema)]
+pub struct Lifecycle {
+    pub message_id: Uuid,
+    /// Audit rows, oldest first.
+    pub lifecycle: Vec<AuditRow>,
+    /// The downstream's kept answer (routes with `cache_ttl`), if any.
+    pub downstream_answer: Option<serde_json::Value>,
+    /// Its http delivery, open or finished (see `GET /deliveries`), if any.
+    pub delivery: Option<crate::delivery::record::Delivery>,
+    /// The same delivery while it is open in the retry schedule (deferred
+    /// routes): retrying, or waiting behind its key.
+    pub retry_schedule: Option<crate::delivery::record::Delivery>,
+}
+
+/// `GET /dlq`.
+#[derive(Serialize, ToSchema)]
+pub struct DlqPage {
+    pub offset: usize,
+    pub limit: usize,
+    pub count: usize,
+    /// Where the next page starts; null on the last page.
+    pub next_offset: Option<usize>,
+    pub entries: Vec<DlqEntry>,
+}
+
+/// `DELETE /dlq/{message_id}`.
+#[derive(Serialize, ToSchema)]
+pub struct Discarded {
+    pub discarded: Uuid,
+    pub topic: String,
+}
+
+/// `POST /produce`: where Kafka put the event.
+#[derive(Serialize, ToSchema)]
+pub struct Produced {
+    #[serde(rename = "eventId")]
+    pub event_id: Uuid,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// `GET /users/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct UserWithOrders {
+    pub user: User,
+    /// The ten most recent.
+    pub recent_orders: Vec<Order>,
+}
+
+/// `GET /orders/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct OrderWithPayment {
+    pub order: Order,
+    /// The payment's status, or `PENDING` without one.
+    pub payment_status: String,
+    pub payment: Option<Payment>,
+}
+
+/// `GET /transactions`.
+#[derive(Serialize, ToSchema)]
+pub struct TransactionPage {
+    pub offset: i64,
+    pub limit: i64,
+    pub count: usize,
+    pub transactions: Vec<Transaction>,
+}
+
+/// The body of `POST /produce`: a domain envelope.
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)] // describes, never built
+pub struct EventEnvelope {
+    #[serde(rename = "eventId")]
+    event_id: Uuid,
+    /// `UserCreated`, `OrderPlaced`, `PaymentSettled` or `InventoryAdjusted`.
+    #[serde(rename = "type")]
+    kind: String,
+    timestamp: DateTime<Utc>,
+    /// The event's fields, as its type requires.
+    data: serde_json::Map<String, serde_json::Value>,
+}

@@ -1,0 +1,363 @@
+//! The message explorer: `GET /messages?…` searches the audit trail by id,
+//! key, topic, partition and offset range, status, event type or time, with
+//! an opaque keyset cursor; `GET /messages/{message_id}/record` is the
+//! original record (payload as text or JSON when it is, else hex and base64)
+//! for the console's message view. Both behind the token.
+
+use actix_web::{get, web, HttpResponse};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::auth::Authorized;
+use crate::api::dlq::message_id;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::params::{self, bad};
+use crate::api::read::{conn, query_failed};
+use crate::api::responses::{Guarded, PostgresBacked};
+use crate::api::AppState;
+use crate::store::audit::{self, AuditRow};
+use crate::store::explorer::{self, Cursor, Filter};
+use crate::store::message_projection::{self, ProjectionRow};
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+const MAX_TEXT: usize = 1000;
+/// Kafka's longest topic name.
+const MAX_TOPIC: usize = 249;
+
+/// The statuses an `audit_log` entry can have, as its writers name them
+/// (MESSAGE_RECEIVED is not an entry of its own: it rides on each
+/// delivery's first entry). Tested against the table's CHECK constraint.
+pub const STATUSES: &[&str] = &[
+    audit::PROCESSED,
+    audit::FAILED,
+    audit::DLQ,
+    audit::DUPLICATE,
+    audit::REPLAYED,
+    audit::DISCARDED,
+    audit::RETRY_SCHEDULED,
+    crate::relay::audit::PUBLISHED,
+];
+
+/// The parameters, as text, so a bad one is answered 400 naming it.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExplorerQuery {
+    /// A message id.
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub id: Option<String>,
+    /// The record's key (exact).
+    #[param(min_length = 1, max_length = 1000)]
+    pub key: Option<String>,
+    #[param(min_length = 1, max_length = 249)]
+    pub topic: Option<String>,
+    /// Needs `topic`.
+    #[param(value_type = Option<i32>, minimum = 0)]
+    pub partition: Option<String>,
+    /// First offset (needs `topic` and `partition`).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub offset_from: Option<String>,
+    /// Offset to stop before (needs `topic` and `partition`).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub offset_to: Option<String>,
+    /// An audit status, e.g. `MESSAGE_DLQ`.
+    pub status: Option<String>,
+    #[param(min_length = 1, max_length = 1000)]
+    pub event_type: Option<String>,
+    /// Occurred at or after (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<String>,
+    /// Occurred before (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+}
+
+/// A page of audit entries, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExplorerPage {
+    pub count: usize,
+    pub entries: Vec<AuditRow>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl ExplorerQuery {
+    /// The parameters of a query string (`key=a&status=…`), as the
+    /// endpoint reads them (for the CLI, the benchmark and tests).
+    pub fn from_query_string(text: &str) -> Result<Self, ApiError> {
+        let pairs: serde_json::Map<String, serde_json::Value> =
+            url::form_urlencoded::parse(text.as_bytes())
+                .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+                .collect();
+        serde_json::from_value(serde_json::Value::Object(pairs))
+            .map_err(|e| ApiError::BadRequest(format!("query: {e}")))
+    }
+}
+
+fn number<T: std::str::FromStr + PartialOrd + Default>(
+    field: &str,
+    value: Option<String>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| {
+            v.parse::<T>()
+                .ok()
+                .filter(|n| *n >= T::default())
+                .ok_or_else(|| bad(field, "a whole number, not negative"))
+        })
+        .transpose()
+}
+
+/// Text PostgreSQL can compare (no NUL) within the documented length.
+fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.chars().count() > max || v.contains('\0') => {
+            Err(bad(field, &format!("1 to {max} characters, no NUL")))
+        }
+        other => Ok(other),
+    }
+}
+
+pub fn encode_cursor(cursor: &Cursor) -> String {
+    params::encode_cursor(cursor)
+}
+
+/// A cursor this endpoint made: one whose time PostgreSQL cannot hold was
+/// forged, and is refused here rather than failing the query.
+fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
+    params::decode_cursor::<Cursor>(text)
+        .filter(Cursor::in_range)
+        .ok_or_else(|| bad("cursor", "not a next_cursor from this endpoint"))
+}
+
+/// Checks the parameters: the filter, the cursor and the page size.
+pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError> {
+    let mut filter = Filter {
+        message_id: q.id.as_deref().map(message_id).transpose()?,
+        key: text("key", q.key, MAX_TEXT)?,
+        topic: text("topic", q.topic, MAX_TOPIC)?,
+        partition: number("partition", q.partition)?,
+        offset_from: number("offset_from", q.offset_from)?,
+        offset_to: number("offset_to", q.offset_to)?,
+        status: q.status,
+        event_type: text("event_type", q.event_type, MAX_TEXT)?,
+        from: None,
+        to: None,
+    };
+    if let Some(status) = &filter.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(bad("status", &format!("one of {}", STATUSES.join(", "))));
+        }
+    }
+    if filter.partition.is_some() && filter.topic.is_none() {
+        return Err(bad("partition", "needs topic"));
+    }
+    if (filter.offset_from.is_some() || filter.offset_to.is_some())
+        && (filter.topic.is_none() || filter.partition.is_none())
+    {
+        return Err(bad(
+            "offset_from",
+            "an offset range needs topic and partition",
+        ));
+    }
+    if let (Some(from), Some(to)) = (filter.offset_from, filter.offset_to) {
+        if from > to {
+            return Err(bad("offset_from", "must not be after offset_to"));
+        }
+    }
+    (filter.from, filter.to) = params::window(q.from, q.to)?;
+    let limit = params::page_size(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    if after.is_some_and(|c| c.offset.is_some() != filter.by_offset()) {
+        return Err(bad("cursor", "from a query with other filters"));
+    }
+    Ok((filter, after, limit))
+}
+
+/// One page of audit entries and the cursor to the next.
+pub async fn run(
+    conn: &mut diesel_async::AsyncPgConnection,
+    filter: &Filter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<ExplorerPage, diesel::result::Error> {
+    // One row more than asked says whether there is a next page.
+    let mut entries = explorer::page(conn, filter, after, limit + 1).await?;
+    let more = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    let next_cursor = more.then(|| entries.last()).flatten().map(|last| {
+        encode_cursor(&Cursor {
+            at: last.occurred_at,
+            id: last.id,
+            offset: filter.by_offset().then_some(last.kafka_offset),
+        })
+    });
+    Ok(ExplorerPage {
+        count: entries.len(),
+        entries,
+        next_cursor,
+    })
+}
+
+/// Searches the audit trail, newest first (within a partition: highest
+/// offset first), with cursor paging.
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (within a partition, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
+#[get("/messages")]
+pub async fn search(
+    _: Authorized,
+    state: web::Data<AppState>,
+    query: web::Query<ExplorerQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (filter, after, limit) = parse(query.into_inner())?;
+    let mut conn = conn(&state).await?;
+    let page = run(&mut conn, &filter, after, limit)
+        .await
+        .map_err(query_failed)?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// A message's original record.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecordView {
+    pub message_id: Uuid,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub kafka_timestamp: Option<DateTime<Utc>>,
+    /// The key as text, when it is UTF-8.
+    pub key: Option<String>,
+    /// The payload as text, when it is UTF-8.
+    pub payload_text: Option<String>,
+    /// The payload parsed, when it is JSON.
+    pub payload_json: Option<serde_json::Value>,
+    pub payload_base64: Option<String>,
+    pub payload_hex: Option<String>,
+    pub payload_bytes: usize,
+    /// As recorded: text values as text, others base64 and flagged.
+    pub headers: Option<serde_json::Value>,
+    /// The projection row the message applied to, as it stands now (for
+    /// transaction events and domain envelopes).
+    pub projection: Option<ProjectionRow>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The original record of a message (its first delivery), for the message view.
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The record as received", body = RecordView), (status = 404, description = "No record kept for this id", body = ErrorBody), Guarded, PostgresBacked))]
+#[get("/messages/{message_id}/record")]
+pub async fn record(
+    _: Authorized,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = message_id(&id)?;
+    let mut conn = conn(&state).await?;
+    let Some(r) = explorer::record(&mut conn, id)
+        .await
+        .map_err(query_failed)?
+    else {
+        return Err(ApiError::NotFound(format!(
+            "no record kept for message {id}"
+        )));
+    };
+    let payload = r.payload.unwrap_or_default();
+    let text = std::str::from_utf8(&payload).ok().map(str::to_owned);
+    let json: Option<serde_json::Value> = serde_json::from_slice(&payload).ok();
+    let projection = match &json {
+        Some(json) => message_projection::of(&mut conn, id, json)
+            .await
+            .map_err(query_failed)?,
+        None => None,
+    };
+    Ok(HttpResponse::Ok().json(RecordView {
+        message_id: id,
+        topic: r.topic,
+        partition: r.kafka_partition,
+        offset: r.kafka_offset,
+        kafka_timestamp: r.kafka_timestamp,
+        key: r.key.and_then(|k| String::from_utf8(k).ok()),
+        payload_json: json,
+        payload_text: text,
+        payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(&payload)),
+        payload_hex: Some(hex(&payload)),
+        payload_bytes: payload.len(),
+        headers: r.headers,
+        projection,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &str) -> Result<(Filter, Option<Cursor>, i64), ApiError> {
+        parse(ExplorerQuery::from_query_string(pairs)?)
+    }
+
+    fn field(result: Result<(Filter, Option<Cursor>, i64), ApiError>) -> String {
+        match result {
+            Err(ApiError::BadRequest(m)) => m.split(':').next().unwrap_or_default().to_owned(),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_input_names_the_parameter() {
+        for (pairs, named) in [
+            ("id=nope", "message_id"),
+            ("partition=1", "partition"),
+            ("topic=t&partition=-1", "partition"),
+            ("topic=t&offset_from=3", "offset_from"),
+            ("status=MESSAGE_RECEIVED", "status"),
+            ("from=yesterday", "from"),
+            ("limit=0", "limit"),
+            ("limit=501", "limit"),
+            ("cursor=not-ours", "cursor"),
+            ("what=1", "query"),
+        ] {
+            assert_eq!(field(query(pairs)), named, "{pairs}");
+        }
+    }
+
+    #[test]
+    fn a_cursor_postgresql_cannot_hold_is_refused() {
+        let forged = encode_cursor(&Cursor {
+            at: DateTime::<Utc>::MIN_UTC,
+            id: 1,
+            offset: None,
+        });
+        // It decodes: only its time gives it away.
+        assert!(params::decode_cursor::<Cursor>(&forged).is_some());
+        assert_eq!(field(query(&format!("cursor={forged}"))), "cursor");
+    }
+
+    #[test]
+    fn every_status_the_trail_writes_is_accepted() {
+        for status in STATUSES {
+            query(&format!("status={status}")).unwrap_or_else(|e| panic!("{status}: {e}"));
+        }
+        assert!(STATUSES.contains(&audit::RETRY_SCHEDULED));
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let cursor = Cursor {
+            at: DateTime::from_timestamp(1_700_000_000, 123_000).expect("time"),
+            id: 42,
+            offset: None,
+        };
+        let (_, after, limit) = query(&format!("cursor={}", encode_cursor(&cursor))).expect("ok");
+        assert_eq!(after, Some(cursor));
+        assert_eq!(limit, DEFAULT_LIMIT);
+    }
+}

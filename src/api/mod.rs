@@ -1,0 +1,172 @@
+//! The HTTP server (actix-web). Open: health, readiness, metrics, the
+//! OpenAPI document (`/openapi.json`) and its Swagger UI (`/docs`). Behind
+//! the bearer token: audit lifecycles, the dead-letter queue, replay, the
+//! read API, transaction search and `POST /produce`.
+
+pub mod answers;
+pub mod audit;
+pub mod auth;
+pub mod body_deadline;
+pub mod console;
+pub mod deliveries;
+pub mod dlq;
+pub mod error;
+pub mod explorer;
+pub mod methods;
+pub mod openapi;
+pub mod operations;
+pub mod params;
+pub mod produce;
+pub mod read;
+pub mod replay_jobs;
+pub mod responses;
+pub mod search;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use utoipa_actix_web::AppExt;
+
+use crate::config::HttpSettings;
+use crate::dlq::replay::DeadLetters;
+use crate::health::Health;
+use crate::store::pool::RedisPool;
+use crate::store::PgPool;
+use crate::telemetry::events::{Emit, RequestServed};
+
+/// What handlers share.
+pub struct AppState {
+    pub postgres: PgPool,
+    pub redis: RedisPool,
+    pub health: Arc<Health>,
+    /// `audit verify` and `audit reconcile` (`trail`).
+    pub audit: crate::trail::Access,
+    /// Where partition actors report (`GET /status`).
+    pub status: Arc<crate::status::Registry>,
+    /// The overview's chart samples (`GET /status/samples`).
+    pub samples: Arc<crate::status::Samples>,
+}
+
+/// Binds the server (port 0 picks one) and returns it with the bound address.
+pub fn server(
+    settings: &HttpSettings,
+    state: AppState,
+    dead_letters: Arc<DeadLetters>,
+    produce_target: produce::ProduceTarget,
+) -> std::io::Result<(Server, SocketAddr)> {
+    let produce_target = web::Data::new(produce_target);
+    let state = web::Data::new(state);
+    let dead_letters = web::Data::from(dead_letters);
+    let token = web::Data::new(auth::ApiToken(settings.api_token.clone()));
+    let body_timeout = body_deadline::BodyTimeout(settings.body_timeout);
+    let server = HttpServer::new(move || {
+        // Every route is registered once, here; the OpenAPI document is
+        // collected from the same registration, so the two cannot drift.
+        let (app, api) = App::new()
+            .into_utoipa_app()
+            .openapi(openapi::base())
+            .app_data(state.clone())
+            .app_data(dead_letters.clone())
+            .app_data(token.clone())
+            .app_data(produce_target.clone())
+            .app_data(body_timeout)
+            .app_data(error::json_config())
+            .app_data(error::path_config())
+            .app_data(error::query_config())
+            .service(operations::health)
+            .service(operations::ready)
+            .service(operations::prometheus)
+            .service(explorer::search)
+            .service(explorer::record)
+            .service(operations::message)
+            .service(deliveries::list)
+            .service(audit::verify)
+            .service(audit::status)
+            .service(audit::reconcile)
+            // Before `/dlq/{message_id}` and `/replay/{message_id}`.
+            .service(replay_jobs::by_kind)
+            .service(replay_jobs::count)
+            .service(replay_jobs::start)
+            .service(replay_jobs::progress)
+            .service(replay_jobs::resume)
+            .service(dlq::list)
+            .service(dlq::show)
+            .service(dlq::discard)
+            .service(dlq::replay_one)
+            .service(dlq::replay_matching)
+            .service(produce::produce)
+            .service(read::user)
+            .service(read::order)
+            .service(read::transactions)
+            // Before `/transactions/{id}`, which would take "search" as an id.
+            .service(search::search)
+            .service(read::transaction)
+            .service(status::status)
+            .service(status::samples)
+            .split_for_parts();
+        let allowed = web::Data::new(methods::Allowed::new(
+            &api,
+            &[openapi::PATHS, console::PATHS].concat(),
+        ));
+        // The last `wrap` is outermost: metrics see the final answer (and
+        // the method the client sent), then errors become JSON, then an
+        // over-long head is refused, then the body deadline, then HEAD is
+        // routed as GET.
+        app.app_data(allowed)
+            .wrap(from_fn(methods::head_as_get))
+            .wrap(from_fn(body_deadline::limit))
+            .wrap(from_fn(error::head_limits))
+            .wrap(from_fn(error::json_errors))
+            .wrap(from_fn(observe))
+            .configure(openapi::serve(api))
+            .configure(console::serve)
+            .default_service(web::to(methods::unrouted))
+    })
+    .workers(settings.workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(&settings.bind)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("HTTP server bound no address"))?;
+    Ok((server.run(), addr))
+}
+
+/// Counts and times every request by method, route pattern (bounded: the
+/// pattern, never the concrete path) and status.
+async fn observe(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    };
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    RequestServed {
+        method,
+        route: &route,
+        status: &status,
+        elapsed: started.elapsed(),
+    }
+    .emit();
+    Ok(response)
+}

@@ -1,0 +1,139 @@
+//! Operational endpoints: liveness, readiness, metrics (open), and a
+//! message's audit lifecycle (behind the token).
+
+use std::time::Duration;
+
+use actix_web::{get, web, HttpResponse};
+use uuid::Uuid;
+
+use crate::api::answers::{Health, KafkaReadiness, Lifecycle, Readiness};
+use crate::api::auth::Authorized;
+use crate::api::dlq::message_id;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::{Guarded, PostgresBacked};
+use crate::api::AppState;
+use crate::delivery::send::answer_key;
+use crate::dlq::replay::DeadLetters;
+use crate::metrics::metrics;
+use crate::store::audit;
+use crate::store::pool::{ping_postgres, ping_redis};
+
+const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process serves HTTP", body = Health)))]
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Readiness: Kafka assignment known, PostgreSQL and Redis answering, and
+/// the audit checkpoints reaching `audit.checkpoint_file`.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Kafka assignment known, PostgreSQL and Redis answer, the checkpoint file (if any) takes checkpoints", body = Readiness), (status = 503, description = "Names the failing dependency", body = Readiness)))]
+#[get("/ready")]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let (postgres, redis) = futures::join!(
+        ping_postgres(&state.postgres, PROBE_DEADLINE),
+        ping_redis(&state.redis, PROBE_DEADLINE)
+    );
+    let assignment = state.health.assignment();
+    let mut failing = Vec::new();
+    if assignment.is_none() {
+        failing.push("kafka");
+    }
+    if postgres.is_err() {
+        failing.push("postgres");
+    }
+    if redis.is_err() {
+        failing.push("redis");
+    }
+    // A checkpoint file that stopped taking lines: a truncated trail would
+    // go unnoticed, so this instance does not call itself ready.
+    let checkpoint_file = state.audit.status().checkpoint_file_error();
+    if checkpoint_file.is_some() {
+        failing.push("audit_checkpoint_file");
+    }
+    let ready = failing.is_empty();
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        failing,
+        kafka: KafkaReadiness {
+            assigned_partitions: assignment,
+        },
+        postgres: postgres.err().map(|e| e.to_string()),
+        redis: redis.err(),
+        audit_checkpoint_file: checkpoint_file,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus text exposition. The DLQ depth gauge is read from Redis now
+/// (if Redis does not answer quickly, the last value stays).
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
+    if let Ok(Err(e)) = tokio::time::timeout(PROBE_DEADLINE, dlq.depths()).await {
+        tracing::debug!(error = %e, "dlq depth not refreshed");
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics().render())
+}
+
+/// A message's whole audit lifecycle, oldest first.
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order", body = Lifecycle), (status = 404, description = "No audit record", body = ErrorBody), Guarded, PostgresBacked))]
+#[get("/messages/{message_id}")]
+pub async fn message(
+    _: Authorized,
+    state: web::Data<AppState>,
+    dlq: web::Data<DeadLetters>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: Uuid = message_id(&id)?;
+    let mut conn = state.postgres.get().await.map_err(|e| {
+        tracing::warn!(error = %e, "no PostgreSQL connection for /messages");
+        ApiError::Unavailable("postgres")
+    })?;
+    let rows = audit::lifecycle(&mut conn, id).await.map_err(|e| {
+        // A read by key fails only when the database is in trouble.
+        tracing::warn!(error = %e, "audit lifecycle query failed");
+        ApiError::Unavailable("postgres")
+    })?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no audit record for message {id}"
+        )));
+    }
+    let delivery = crate::delivery::record::one(&mut conn, id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "delivery query failed");
+            ApiError::Unavailable("postgres")
+        })?;
+    // A kept downstream answer, if its route caches them (best effort).
+    let lookup = async {
+        let mut conn = state.redis.get().await.ok()?;
+        redis::cmd("GET")
+            .arg(answer_key(dlq.keys(), id))
+            .query_async::<Option<String>>(&mut *conn)
+            .await
+            .ok()
+            .flatten()
+    };
+    let answer: Option<serde_json::Value> = tokio::time::timeout(PROBE_DEADLINE, lookup)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|json| serde_json::from_str(&json).ok());
+    Ok(HttpResponse::Ok().json(Lifecycle {
+        message_id: id,
+        lifecycle: rows,
+        downstream_answer: answer,
+        retry_schedule: delivery.clone().filter(|d| d.is_open()),
+        delivery,
+    }))
+}
