@@ -21,12 +21,25 @@
 # tansu is not started here: each fault test starts its own broker process
 # (loopback, free port, SQLite storage under $DEV_STATE_DIR/tansu) so that it
 # can SIGKILL and restart it. DEV_SKIP_TANSU=1 makes start/env skip its install.
+#
+# Output: one line per phase on stderr (installing, building tansu, starting
+# a server), with its time and its log, $DEV_STATE_DIR/logs/<phase>.log, where
+# apt-get, pip and cargo write; a failing phase shows the last lines of its
+# log and the script exits non-zero (dev/lib/phase.sh).
 set -euo pipefail
 
 STATE=${DEV_STATE_DIR:-/tmp/custodian-dev}
 PG_PORT=${DEV_PG_PORT:-55432}
 REDIS_PORT=${DEV_REDIS_PORT:-56379}
+LOGS=$STATE/logs
 log() { echo "services: $*" >&2; }
+
+# Phase lines go to stderr: stdout is only the `export` lines.
+PHASE_FD=2
+PHASE_SCRIPT=dev/services.sh
+# shellcheck source=dev/lib/phase.sh
+. "$(dirname "$0")/lib/phase.sh"
+trap phase_stop EXIT
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"
@@ -55,10 +68,13 @@ install_missing() {
     python3 -c 'import yaml, jsonschema' 2>/dev/null || packages+=(python3 python3-yaml python3-jsonschema)
   fi
   if [ ${#packages[@]} -gt 0 ]; then
-    log "installing ${packages[*]} (Debian packages)"
-    as_root apt-get update -qq >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >&2
+    phase "installing Debian packages: ${packages[*]}" "$LOGS/install.log" apt_install "${packages[@]}"
   fi
+}
+
+apt_install() {
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
 }
 
 # schemathesis (PyPI) fuzzes the API against its OpenAPI document
@@ -67,10 +83,13 @@ SCHEMATHESIS_VERSION='>=4.32,<5'
 install_schemathesis() {
   local venv="$STATE/venv"
   [ -x "$venv/bin/st" ] && return 0
-  log "installing schemathesis$SCHEMATHESIS_VERSION into $venv"
   mkdir -p "$STATE"
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q "schemathesis$SCHEMATHESIS_VERSION" >&2
+  phase "installing schemathesis$SCHEMATHESIS_VERSION into $venv (pip)" "$LOGS/schemathesis.log" pip_schemathesis "$venv"
+}
+
+pip_schemathesis() {
+  python3 -m venv "$1"
+  "$1/bin/pip" install --progress-bar off "schemathesis$SCHEMATHESIS_VERSION"
 }
 
 # tansu, pinned, built once per machine into a cache outside the repository
@@ -88,24 +107,31 @@ install_tansu() {
   mkdir -p "$TANSU_ROOT"
   # Two callers (dev/test's background build and an `env`) wait for one build.
   exec 9>"$TANSU_ROOT/.lock"
-  flock 9
+  if ! flock -n 9; then
+    # The other caller's build log, shown while it runs.
+    phase_begin "waiting for the tansu build in progress" "$LOGS/tansu.log"
+    flock 9
+    phase_end 0
+  fi
   if [ -x "$TANSU_ROOT/bin/tansu" ] && [ "$(cat "$TANSU_ROOT/stamp" 2>/dev/null)" = "$TANSU_STAMP" ]; then
     exec 9>&-
     return 0
   fi
-  log "building $TANSU_STAMP into $TANSU_ROOT (once per machine; slow)"
-  local started=$SECONDS
   rm -f "$TANSU_ROOT/stamp"
+  phase "building tansu $TANSU_VERSION into $TANSU_ROOT (once per machine: about 45 minutes on 2 cores)" \
+    "$LOGS/tansu.log" cargo_install_tansu
+  echo "$TANSU_STAMP" >"$TANSU_ROOT/stamp"
+  exec 9>&-
+}
+
+cargo_install_tansu() {
   CARGO_PROFILE_RELEASE_LTO=false \
   CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
   CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
   CARGO_PROFILE_RELEASE_DEBUG=0 \
   CARGO_PROFILE_RELEASE_INCREMENTAL=false \
     cargo install --locked --force tansu --version "$TANSU_VERSION" \
-      --no-default-features --features "$TANSU_FEATURES" --root "$TANSU_ROOT" >&2
-  echo "$TANSU_STAMP" >"$TANSU_ROOT/stamp"
-  log "built tansu in $((SECONDS - started))s"
-  exec 9>&-
+      --no-default-features --features "$TANSU_FEATURES" --root "$TANSU_ROOT"
 }
 
 # initdb and postgres refuse to run as root: use the package's postgres user.
@@ -113,36 +139,59 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+pg_running() { [ -s "$STATE/pg/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" -D "$STATE/pg" status >/dev/null 2>&1; }
+pg_has_db() {
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname='custodian'" 2>/dev/null | grep -q 1
+}
+
+# Sets STARTED=1 when it had something to do.
 start_postgres() {
-  local bin; bin=$(pg_bindir)
+  PG_BIN=$(pg_bindir)
   mkdir -p "$STATE"
   chmod 755 "$STATE"
+  pg_running && pg_has_db && return 0
+  local label="starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  [ -s "$STATE/pg/PG_VERSION" ] || label+=" (a new cluster in $STATE/pg)"
+  phase "$label" "$LOGS/postgres.log" postgres_up
+  STARTED=1
+}
+
+postgres_up() {
   if [ ! -s "$STATE/pg/PG_VERSION" ]; then
     mkdir -p "$STATE/pg"
-    [ "$(id -u)" = 0 ] && chown postgres: "$STATE/pg"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$STATE/pg"; fi
     chmod 700 "$STATE/pg"
-    log "initialising PostgreSQL in $STATE/pg"
-    as_pg "$bin/initdb" -D "$STATE/pg" -U postgres -A trust -E UTF8 >/dev/null
+    as_pg "$PG_BIN/initdb" -D "$STATE/pg" -U postgres -A trust -E UTF8
   fi
-  if ! as_pg "$bin/pg_ctl" -D "$STATE/pg" status >/dev/null 2>&1; then
-    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    as_pg "$bin/pg_ctl" -D "$STATE/pg" -l "$STATE/pg/server.log" -w -t 60 start \
-      -o "-p $PG_PORT -k $STATE/pg -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=512MB -c wal_buffers=64MB -c max_wal_size=4GB -c checkpoint_timeout=15min" >&2
+  if ! pg_running; then
+    as_pg "$PG_BIN/pg_ctl" -D "$STATE/pg" -l "$STATE/pg/server.log" -w -t 60 start \
+      -o "-p $PG_PORT -k $STATE/pg -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=512MB -c wal_buffers=64MB -c max_wal_size=4GB -c checkpoint_timeout=15min" || {
+      echo "---- $STATE/pg/server.log:"
+      tail -n 20 "$STATE/pg/server.log"
+      return 1
+    }
   fi
-  if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname='custodian'" | grep -q 1; then
-    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE custodian" >&2
-  fi
+  pg_has_db || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE custodian"
 }
 
 start_redis() {
   mkdir -p "$STATE/redis"
-  if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
-    log "starting Redis on 127.0.0.1:$REDIS_PORT (appendonly yes, appendfsync always)"
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
-      --dir "$STATE/redis" --appendonly yes --appendfsync always --save "" \
-      --logfile "$STATE/redis/redis.log" --pidfile "$STATE/redis/redis.pid" >&2
-    for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  fi
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+  phase "starting Redis on 127.0.0.1:$REDIS_PORT (appendonly yes, appendfsync always)" "$LOGS/redis.log" redis_up
+  STARTED=1
+}
+
+redis_up() {
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+    --dir "$STATE/redis" --appendonly yes --appendfsync always --save "" \
+    --logfile "$STATE/redis/redis.log" --pidfile "$STATE/redis/redis.pid"
+  for _ in $(seq 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "Redis does not answer on 127.0.0.1:$REDIS_PORT after 5 s; $STATE/redis/redis.log:"
+  tail -n 20 "$STATE/redis/redis.log"
+  return 1
 }
 
 print_env() {
@@ -164,8 +213,10 @@ case "${1:-start}" in
     install_missing
     [ "${DEV_TOOLS:-1}" = 1 ] && install_schemathesis
     [ "${DEV_SKIP_TANSU:-0}" = 1 ] || install_tansu
+    STARTED=0
     start_postgres
     start_redis
+    [ "$STARTED" = 1 ] || phase_note "PostgreSQL (127.0.0.1:$PG_PORT) and Redis (127.0.0.1:$REDIS_PORT) already running"
     print_env
     ;;
   stop)
