@@ -20,33 +20,18 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::config::{PipelineSettings, RetrySettings};
-use crate::delivery::Endpoints;
-use crate::dlq::Keys;
 use crate::handler_kind::Path;
 use crate::handlers::submit::submit;
 use crate::handlers::{self, Settlement};
 use crate::outcome::Pending;
 use crate::pipeline::{Item, Task};
 use crate::stages::{Handoff, Prepared};
-use crate::store::pool::RedisPool;
-use crate::store::PgPool;
-use crate::wait::DependencyWait;
 
 pub struct Processor {
-    pub pool: PgPool,
-    pub settings: PipelineSettings,
-    pub retry: RetrySettings,
-    /// The http routes' URLs and rate limits (shared by every processor).
-    pub http: Arc<Endpoints>,
-    pub client: reqwest::Client,
-    /// Where routes with `cache_ttl` keep downstream answers.
-    pub redis: RedisPool,
-    pub keys: Keys,
-    /// The retry schedule of deferred routes.
-    pub parking: crate::retry::deferred::gate::Parking,
-    /// The retry topics of `retry_backend = "kafka"` routes.
-    pub republisher: crate::retry::topic::publish::Republisher,
+    /// What every batch needs (pools, endpoints, client, retry policies).
+    pub shared: Arc<handlers::Shared>,
+    /// `pipeline.mailbox_capacity`.
+    pub mailbox_capacity: usize,
     /// Per partition with a batch in progress, the batches behind it.
     pub queues: HashMap<(Arc<str>, i32), VecDeque<Prepared>>,
     /// Batches waiting in `queues`, and the senders held until there is
@@ -59,7 +44,7 @@ impl Actor for Processor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
     }
 }
 
@@ -106,30 +91,14 @@ impl Processor {
     /// and no more (what waits is memory: a batch holds its records,
     /// decoded).
     fn room(&self) -> usize {
-        (self.settings.mailbox_capacity / 4).max(1)
+        (self.mailbox_capacity / 4).max(1)
     }
 
     /// Processes `batch` of partition `key`, then the next one queued
     /// behind it.
     fn start(&mut self, key: (Arc<str>, i32), batch: Prepared, ctx: &mut Context<Self>) {
-        let cx = handlers::Context {
-            pool: self.pool.clone(),
-            http: Arc::clone(&self.http),
-            client: self.client.clone(),
-            redis: self.redis.clone(),
-            keys: self.keys.clone(),
-            retry: self.retry.clone(),
-            wait: DependencyWait {
-                min: self.settings.dependency_backoff_min,
-                max: self.settings.dependency_backoff_max,
-            },
-            revoked: batch.handoff.revoked.clone(),
-            parking: self.parking.clone(),
-            deferrals: Default::default(),
-            effects: Default::default(),
-        };
-        let republisher = self.republisher.clone();
-        let work = async move { process(&cx, &republisher, batch).await };
+        let cx = handlers::Context::batch(&self.shared, batch.handoff.revoked.clone());
+        let work = async move { process(&cx, batch).await };
         ctx.spawn(work.into_actor(self).map(move |(), act, ctx| {
             match act.queues.get_mut(&key).and_then(VecDeque::pop_front) {
                 Some(next) => {
@@ -150,26 +119,17 @@ impl Processor {
 }
 
 /// Settles one batch and submits it, segment by segment (see [`segments`]).
-async fn process(
-    cx: &handlers::Context,
-    republisher: &crate::retry::topic::publish::Republisher,
-    batch: Prepared,
-) {
+async fn process(cx: &handlers::Context, batch: Prepared) {
     let Prepared { items, handoff } = batch;
     for segment in segments(items) {
-        if !settle_segment(cx, republisher, &handoff, segment).await {
+        if !settle_segment(cx, &handoff, segment).await {
             return;
         }
     }
 }
 
 /// Settles and submits one segment; false when the partition was revoked.
-async fn settle_segment(
-    cx: &handlers::Context,
-    republisher: &crate::retry::topic::publish::Republisher,
-    handoff: &Handoff,
-    items: Vec<Item>,
-) -> bool {
+async fn settle_segment(cx: &handlers::Context, handoff: &Handoff, items: Vec<Item>) -> bool {
     if cx.revoked.is_cancelled() {
         // Its next owner reads these again.
         return false;
@@ -193,7 +153,7 @@ async fn settle_segment(
     let mut pending: Vec<Pending> = done;
     pending.extend(scheduled.into_iter().map(|(p, t)| cx.parking.park(p, &t)));
     if !to_topic.is_empty() {
-        match republisher.republish(to_topic, handoff, cx.wait).await {
+        match cx.republisher.republish(to_topic, handoff, cx.wait).await {
             Some(published) => pending.extend(published),
             None => return false,
         }

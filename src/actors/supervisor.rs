@@ -27,6 +27,7 @@ use crate::kafka::{KafkaConsumer, PartitionQueue};
 use crate::stages::{Batch, Prepared, Record};
 
 /// The stages partition actors are wired to.
+#[derive(Clone)]
 pub struct Stages {
     pub enrichers: Vec<Recipient<Batch>>,
     pub processors: Vec<Recipient<Prepared>>,

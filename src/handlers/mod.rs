@@ -38,15 +38,18 @@ use crate::outcome::{Effects, Pending};
 use crate::pipeline::failure::{AttemptFailure, Failure};
 use crate::pipeline::{Item, Outcome, Settled, Task};
 use crate::retry::deferred::gate::{Deferrals, Parking, Ticket};
+use crate::retry::topic::publish::Republisher;
 use crate::store::pool::RedisPool;
 use crate::store::projection::Applied;
 use crate::store::PgPool;
 use crate::text::clip;
 use crate::wait::DependencyWait;
 
-/// What one batch's processing needs.
-pub struct Context {
+/// What every batch of an instance's processors shares, built once at
+/// start (`app/stages.rs`) and held by each processor behind an `Arc`.
+pub struct Shared {
     pub pool: PgPool,
+    /// The http routes' endpoints: URLs, timeouts, rate limits.
     pub http: Arc<crate::delivery::Endpoints>,
     pub client: reqwest::Client,
     /// Where routes with `cache_ttl` keep downstream answers.
@@ -54,15 +57,42 @@ pub struct Context {
     pub keys: Keys,
     pub retry: RetrySettings,
     pub wait: DependencyWait,
-    /// The batch's partition assignment ended (see the module comment).
-    pub revoked: CancellationToken,
     /// The retry schedule of deferred http routes.
     pub parking: Parking,
+    /// The retry topics of `retry_backend = "kafka"` routes.
+    pub republisher: Republisher,
+}
+
+/// What one batch's processing needs: the shared part, and the batch's own.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    /// The batch's partition assignment ended (see the module comment).
+    pub revoked: CancellationToken,
     /// Which of the batch's messages go to the retry schedule.
     pub deferrals: std::cell::RefCell<Deferrals>,
     /// What the outcome writer must write for a message, by offset (an
     /// http delivery's ledger row and record).
     pub effects: std::cell::RefCell<std::collections::HashMap<i64, Effects>>,
+}
+
+impl Context {
+    /// A fresh batch of the partition whose assignment `revoked` ends.
+    pub fn batch(shared: &Arc<Shared>, revoked: CancellationToken) -> Self {
+        Context {
+            shared: Arc::clone(shared),
+            revoked,
+            deferrals: Default::default(),
+            effects: Default::default(),
+        }
+    }
+}
+
+impl std::ops::Deref for Context {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 /// One message's result: applied (and how), or not, with its failed attempts.

@@ -113,11 +113,14 @@ impl Checkpointer {
     }
 
     /// Checks the heads every second (or every interval, if shorter) until
-    /// the task is dropped.
-    pub async fn run(mut self) {
+    /// `stop` fires; a round under way finishes first.
+    pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
         let tick = self.interval.min(Duration::from_secs(1));
         loop {
-            tokio::time::sleep(tick).await;
+            tokio::select! {
+                () = tokio::time::sleep(tick) => {}
+                () = stop.cancelled() => return,
+            }
             // A failing file is said once, by `append_to_file`.
             if let Err(e) = self.step(false).await {
                 tracing::warn!(error = %e, "audit checkpoint not written; trying again");

@@ -1,0 +1,129 @@
+//! The tasks beside the data path, under one stop token: the retry worker
+//! of deferred routes, the pruning of http delivery records, replay jobs,
+//! the audit checkpointer and the outbox relay (`relay.enabled`). Shutdown
+//! cancels the token first, then awaits each task, bounded (`stop.rs`).
+//! Also the one-shot start-up chores: the chart sampler, the DLQ time
+//! indexes, the Redis persistence check.
+
+use std::sync::Arc;
+
+use actix::Recipient;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::deps::Deps;
+use crate::retry::deferred::worker::{self, Wiring};
+use crate::stages::Record;
+use crate::store::pool::RedisPool;
+use crate::trail::checkpointer::Checkpointer;
+
+/// The background tasks: told to stop together, then awaited.
+pub struct Background {
+    pub stop: CancellationToken,
+    /// Each with what it is, for the warning when it does not stop in time.
+    pub tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Background {
+    /// Starts every background task that the configuration asks for.
+    /// `auditors` are the Supervisor's, by partition: the retry worker hands
+    /// its outcomes to the auditor of each message's partition.
+    pub fn start(deps: &Deps, auditors: Vec<Recipient<Record>>) -> anyhow::Result<Background> {
+        let mut background = Background {
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+        };
+        let settings = &deps.settings;
+        let wiring = Wiring {
+            pool: deps.postgres.clone(),
+            routes: Arc::clone(&deps.endpoints),
+            client: deps.client.clone(),
+            redis: deps.redis.clone(),
+            header_key: deps.header_key.clone(),
+            auditors,
+        };
+        let worker = worker::spawn(settings, wiring, background.stop.clone());
+        background.add("the retry worker (its leases expire on their own)", worker);
+        let pruning = crate::delivery::retention::spawn(
+            settings,
+            deps.postgres.clone(),
+            &deps.endpoints,
+            background.stop.clone(),
+        );
+        background.add("pruning http delivery records", pruning);
+        let dlq = Arc::clone(&deps.dead_letters);
+        let jobs = crate::dlq::jobs::stop_with(dlq, background.stop.clone());
+        background.add(
+            "replay jobs (one cut off is found orphaned later)",
+            Some(jobs),
+        );
+        let checkpointer = Checkpointer::from_settings(settings)?.map(|c| {
+            let run = c
+                .reporting_to(deps.audit.status())
+                .run(background.stop.clone());
+            actix_rt::spawn(run)
+        });
+        background.add("the audit checkpointer", checkpointer);
+        let relay = relay(deps, background.stop.clone())?;
+        background.add("the outbox relay (its batch is republished)", relay);
+        chores(deps);
+        Ok(background)
+    }
+
+    fn add(&mut self, name: &'static str, task: Option<JoinHandle<()>>) {
+        if let Some(task) = task {
+            self.tasks.push((name, task));
+        }
+    }
+}
+
+/// With `relay.enabled`, the outbox relay runs beside the consumer (one
+/// publisher across instances: see `relay::session`); it finishes the
+/// round under way when `stop` fires.
+fn relay(deps: &Deps, stop: CancellationToken) -> anyhow::Result<Option<JoinHandle<()>>> {
+    if !deps.settings.relay.enabled {
+        return Ok(None);
+    }
+    let publisher = crate::relay::Publisher::new(deps.settings.clone())?;
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    actix_rt::spawn(async move {
+        stop.cancelled().await;
+        let _ = stopping.send(true);
+    });
+    tracing::info!("outbox relay running (relay.enabled)");
+    Ok(Some(actix_rt::spawn(publisher.run(stopped))))
+}
+
+/// One-shot tasks of the start, left to run on their own.
+fn chores(deps: &Deps) {
+    actix_rt::spawn(Arc::clone(&deps.samples).run());
+    actix_rt::spawn(warn_unless_redis_persists(deps.redis.clone()));
+    let dead_letters = Arc::clone(&deps.dead_letters);
+    actix_rt::spawn(async move {
+        if let Err(e) = dead_letters.ensure_indexed().await {
+            tracing::warn!(error = %e.public_message(), "cannot build the DLQ time indexes now; listings may miss older entries until the next start");
+        }
+    });
+}
+
+/// Dead letters are only as durable as Redis: say so at start if it runs
+/// without an append-only file. (Managed Redis may refuse CONFIG; then the
+/// operator has to check.)
+async fn warn_unless_redis_persists(redis: RedisPool) {
+    let Ok(mut conn) = redis.get().await else {
+        return;
+    };
+    let reply: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut *conn)
+        .await;
+    match reply.as_deref() {
+        Ok([_, value]) if value == "yes" => {}
+        Ok([_, value]) => tracing::warn!(
+            appendonly = %value,
+            "redis runs without appendonly: a Redis crash can lose dead letters whose offsets are committed; set appendonly yes and appendfsync always"
+        ),
+        _ => tracing::info!("cannot read redis persistence settings; make sure appendonly is on"),
+    }
+}
