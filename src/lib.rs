@@ -15,17 +15,20 @@
 //! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the Supervisor's control messages.
 //! - [`stages`]: the data path's messages between the actors, and the
-//!   `Handoff` that wires them (the handlers acknowledge through it too).
-//! - [`pipeline`]: decoding, exact money, message ids, enrichment, projection folding —
-//!   plain functions, no actors, no I/O.
+//!   `Handoff` that wires them (the processing and the retry topic's
+//!   publisher acknowledge through it too).
+//! - [`pipeline`]: a record's shape, route, message id and signed headers,
+//!   then its kind's decoder: plain functions, no actors, no I/O.
 //! - [`outcome`]: the one place an outcome becomes durable: effect, ledger,
 //!   schedule, delivery record and chained audit entries in one
 //!   transaction, then the dead-letter push, then the acknowledgement.
 //! - [`store`]: PostgreSQL pools, migrations, audit entries, reads.
-//! - [`handler_kind`]: the handler kinds' table (name, event types, payload
-//!   shape, path), a leaf the configuration and the decoder read.
-//! - [`handlers`]: how a batch is carried out: stored kinds decided, http
-//!   deliveries made (their writes go to [`outcome`]).
+//! - [`handlers`]: the handler kinds, one folder each (its spec, decoding,
+//!   folding and SQL), and the registry that dispatches on them.
+//! - [`process`]: how a processor carries out a batch: stored kinds
+//!   decided, http deliveries made (their writes go to [`outcome`]).
+//! - [`failure`]: the failure classes every stage reports (permanent,
+//!   transient, a dependency down).
 //! - [`delivery`]: http delivery to downstreams: each route's endpoint
 //!   (URL, timeout, rate limit), one request and its answer classified, the
 //!   delivery records.
@@ -58,7 +61,7 @@ pub mod config;
 pub mod delivery;
 pub mod dlq;
 pub mod downstream;
-pub mod handler_kind;
+pub mod failure;
 pub mod handlers;
 pub mod health;
 pub mod kafka;
@@ -66,6 +69,7 @@ pub mod keyed;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
+pub mod process;
 pub mod produce;
 pub mod relay;
 pub mod retry;

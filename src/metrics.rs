@@ -338,7 +338,7 @@ impl Metrics {
 
     /// The bounded label for an event type: known types, else `other`.
     pub fn type_label(event_type: Option<&str>) -> &'static str {
-        crate::handler_kind::TRANSACTION_EVENT_TYPES
+        crate::handlers::transactions::EVENT_TYPES
             .into_iter()
             .find(|t| Some(*t) == event_type)
             .unwrap_or("other")

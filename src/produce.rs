@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use governor::{Quota, RateLimiter};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::handler_kind::TEXT_MESSAGE_TYPE;
+use crate::handlers::registry::TEXT_MESSAGE_TYPE;
 use crate::kafka::client::producer_config;
 use crate::synth::Generator;
 

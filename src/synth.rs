@@ -178,8 +178,9 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::registry::Task;
     use crate::kafka::envelope::Envelope;
-    use crate::pipeline::decode::{decode, Event};
+    use crate::pipeline::decode::decode;
 
     #[test]
     fn synthetic_events_decode_and_updates_reuse_ids() {
@@ -203,9 +204,11 @@ mod tests {
                 timestamp_ms: None,
                 received_at: Utc::now(),
             };
-            let Ok(Event::Transaction(tx)) = decode(&envelope, &routes, None).event else {
+            let Ok(Task::Transaction(change)) = decode(&envelope, &routes, None, Utc::now()).work
+            else {
                 panic!("synthetic event must decode")
             };
+            let tx = change.event;
             assert_eq!(
                 tx.transaction.as_ref().map(|t| t.user_id.as_str()),
                 Some(e.key.as_str())
@@ -217,7 +220,7 @@ mod tests {
                 String::from_utf8_lossy(&e.payload).contains(&written),
                 "{written}"
             );
-            if tx.action == crate::pipeline::transaction::Action::Updated {
+            if tx.action == crate::handlers::transactions::event::Action::Updated {
                 updates += 1;
             }
         }

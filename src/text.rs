@@ -16,6 +16,17 @@ pub fn clip(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Lower-case hex, as digests are shown in dead letters and errors.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{clip, LOGGED_FIELD_MAX};

@@ -20,16 +20,17 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::handler_kind::Path;
-use crate::handlers::submit::submit;
-use crate::handlers::{self, Settlement};
+use crate::handlers::registry::Task;
+use crate::handlers::spec::Path;
 use crate::outcome::Pending;
-use crate::pipeline::{Item, Task};
+use crate::pipeline::Item;
+use crate::process::submit::submit;
+use crate::process::{self, Settlement};
 use crate::stages::{Handoff, Prepared};
 
 pub struct Processor {
     /// What every batch needs (pools, endpoints, client, retry policies).
-    pub shared: Arc<handlers::Shared>,
+    pub shared: Arc<process::Shared>,
     /// `pipeline.mailbox_capacity`.
     pub mailbox_capacity: usize,
     /// Per partition with a batch in progress, the batches behind it.
@@ -97,8 +98,8 @@ impl Processor {
     /// Processes `batch` of partition `key`, then the next one queued
     /// behind it.
     fn start(&mut self, key: (Arc<str>, i32), batch: Prepared, ctx: &mut Context<Self>) {
-        let cx = handlers::Context::batch(&self.shared, batch.handoff.revoked.clone());
-        let work = async move { process(&cx, batch).await };
+        let cx = process::Context::batch(&self.shared, batch.handoff.revoked.clone());
+        let work = async move { run_batch(&cx, batch).await };
         ctx.spawn(work.into_actor(self).map(move |(), act, ctx| {
             match act.queues.get_mut(&key).and_then(VecDeque::pop_front) {
                 Some(next) => {
@@ -119,7 +120,7 @@ impl Processor {
 }
 
 /// Settles one batch and submits it, segment by segment (see [`segments`]).
-async fn process(cx: &handlers::Context, batch: Prepared) {
+async fn run_batch(cx: &process::Context, batch: Prepared) {
     let Prepared { items, handoff } = batch;
     for segment in segments(items) {
         if !settle_segment(cx, &handoff, segment).await {
@@ -129,7 +130,7 @@ async fn process(cx: &handlers::Context, batch: Prepared) {
 }
 
 /// Settles and submits one segment; false when the partition was revoked.
-async fn settle_segment(cx: &handlers::Context, handoff: &Handoff, items: Vec<Item>) -> bool {
+async fn settle_segment(cx: &process::Context, handoff: &Handoff, items: Vec<Item>) -> bool {
     if cx.revoked.is_cancelled() {
         // Its next owner reads these again.
         return false;
@@ -139,7 +140,7 @@ async fn settle_segment(cx: &handlers::Context, handoff: &Handoff, items: Vec<It
         failed,
         scheduled,
         unaccounted,
-    } = handlers::settle(cx, items).await;
+    } = process::settle(cx, items).await;
     if !unaccounted.is_empty() {
         tracing::error!(
             count = unaccounted.len(),

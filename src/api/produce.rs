@@ -12,8 +12,8 @@ use crate::api::answers::{EventEnvelope, Produced};
 use crate::api::auth::Authorized;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, WithBody};
-use crate::handler_kind::DOMAIN_EVENT_TYPES;
-use crate::pipeline::domain_event;
+use crate::handlers::domain::event;
+use crate::handlers::domain::EVENT_TYPES;
 use crate::telemetry::events::{Emit, EventProduced};
 
 /// Where `POST /produce` publishes.
@@ -46,18 +46,15 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
         .parse::<uuid::Uuid>()
         .map_err(|_| "eventId: must be a UUID".to_string())?;
     let kind = envelope.kind.ok_or("type: required")?;
-    if !DOMAIN_EVENT_TYPES.contains(&kind.as_str()) {
-        return Err(format!(
-            "type: must be one of {}",
-            DOMAIN_EVENT_TYPES.join(", ")
-        ));
+    if !EVENT_TYPES.contains(&kind.as_str()) {
+        return Err(format!("type: must be one of {}", EVENT_TYPES.join(", ")));
     }
     let timestamp = envelope.timestamp.ok_or("timestamp: required")?;
     chrono::DateTime::parse_from_rfc3339(&timestamp)
         .map_err(|_| "timestamp: must be RFC 3339".to_string())?;
     let data = envelope.data.ok_or("data: required")?;
     // Domain errors read "field `data.x`: why"; answer "data.x: why".
-    let event = domain_event::decode(&kind, Some(data.get())).map_err(|f| {
+    let event = event::decode(&kind, Some(data.get())).map_err(|f| {
         f.message
             .strip_prefix("field `")
             .map(|rest| rest.replacen('`', "", 1))

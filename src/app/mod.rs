@@ -2,11 +2,11 @@
 //!
 //! [`App::build`]: migrations have run (before the actor system, see
 //! `store/migrate.rs`); the shared dependencies are built once
-//! ([`deps`]), the data path's actors started from them ([`stages`]), the
-//! tasks beside it ([`background`]), the consumer with its Supervisor and
+//! (`deps.rs`), the data path's actors started from them (`stages.rs`), the
+//! tasks beside it (`background.rs`), the consumer with its Supervisor and
 //! event thread, and the HTTP server, bound.
 //! [`App::run_until`]: serves until the shutdown future resolves, then
-//! stops everything in order, each step bounded ([`stop`]), so
+//! stops everything in order, each step bounded (`stop.rs`), so
 //! `custodian run` exits within `runtime.drain_timeout` +
 //! `shutdown::MARGIN` whatever Kafka, PostgreSQL or Redis do.
 

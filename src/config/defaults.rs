@@ -2,7 +2,7 @@
 //! TOML file and the `CUSTODIAN_` environment.
 
 use super::{audit, relay};
-use crate::handler_kind::{HandlerKind, TEXT_MESSAGE_TYPE};
+use crate::handlers::registry::{HandlerKind, TEXT_MESSAGE_TYPE};
 
 /// The defaults: everything on localhost, as `dev/run` starts it.
 pub(super) fn defaults() -> serde_json::Value {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, optional_duration, ConfigError};
-use crate::handler_kind::HandlerKind;
+use crate::handlers::registry::HandlerKind;
 
 /// One entry of the route table.
 #[derive(Debug, Clone, Deserialize, Serialize)]

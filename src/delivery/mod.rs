@@ -21,7 +21,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::urls::label;
 use crate::config::RouteSettings;
-use crate::handler_kind::HandlerKind;
+use crate::handlers::registry::HandlerKind;
 
 /// A downstream URL, with its timeout and rate limit (shared by every
 /// processor, so the limit holds for the whole instance).

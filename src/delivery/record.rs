@@ -11,8 +11,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::failure::Failure;
 use crate::outcome::effects::DeliveryRecord;
-use crate::pipeline::failure::Failure;
 
 /// How a delivery finished.
 #[derive(Debug, Clone, Copy)]

@@ -19,9 +19,9 @@
 use std::time::Instant;
 
 use super::Endpoint;
+use crate::failure::TryError;
+use crate::failure::{Failure, Retry, Stage};
 use crate::kafka::envelope::Envelope;
-use crate::pipeline::failure::TryError;
-use crate::pipeline::failure::{Failure, Retry, Stage};
 use crate::telemetry::events::{DownstreamOutcome, DownstreamRequested, Emit, RateLimited};
 
 /// Runs `f` when dropped.

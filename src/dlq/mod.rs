@@ -34,12 +34,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::failure::Retry;
 use crate::kafka::envelope::headers_json;
 use crate::kafka::envelope::Headers;
-use crate::pipeline::failure::Retry;
-use crate::pipeline::steering::hex;
 use crate::pipeline::Settled;
 use crate::telemetry::events::MessageDeadLettered;
+use crate::text::hex;
 
 pub use crate::pipeline::steering::{REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER};
 /// Informational headers a replayed record carries (who, why, when); the
@@ -336,9 +336,9 @@ pub fn headers_from_json(headers: &serde_json::Value) -> Result<Headers, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::AttemptFailure;
+    use crate::failure::Failure;
     use crate::kafka::envelope::Envelope;
-    use crate::pipeline::failure::AttemptFailure;
-    use crate::pipeline::failure::Failure;
     use crate::pipeline::{Message, Outcome};
     use std::sync::Arc;
 

@@ -304,7 +304,7 @@ impl DeadLetters {
             "replay_count": count,
             "replayed_from": from,
             "error_kind": e.error_kind,
-            "payload_sha256": steering::hex(&digest),
+            "payload_sha256": crate::text::hex(&digest),
         });
         // A job's rows name it: they are what the job reconciles its counts
         // with, and what a resumed job skips (see `dlq/jobs.rs`).

@@ -32,7 +32,7 @@ pub mod writer;
 
 use futures::future::BoxFuture;
 
-use crate::pipeline::failure::Failure;
+use crate::failure::Failure;
 
 /// A flush that did not land. The auditor waits and tries again: outcomes
 /// never give up.
@@ -46,7 +46,8 @@ pub enum WriteError {
     Chain(String),
 }
 
-use crate::pipeline::{Settled, Task};
+use crate::handlers::registry::Task;
+use crate::pipeline::Settled;
 
 /// Statements that commit in the same transaction as a message's audit
 /// entries (the retry schedule's rows). They may run more than once: a

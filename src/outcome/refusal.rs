@@ -6,7 +6,7 @@
 
 use tokio_postgres::error::SqlState;
 
-use crate::pipeline::failure::{Failure, Retry, Stage};
+use crate::failure::{Failure, Retry, Stage};
 
 /// How a statement failed.
 #[derive(Debug)]

@@ -40,10 +40,9 @@ use super::refusal::{classify, Refusal};
 use super::Pending;
 use super::WriteError;
 use crate::config::PostgresSettings;
-use crate::handler_kind::HandlerKind;
-use crate::pipeline::failure::{AttemptFailure, Failure};
-use crate::pipeline::transaction::TransactionChange;
-use crate::pipeline::{Outcome, Task};
+use crate::failure::{AttemptFailure, Failure};
+use crate::handlers::registry::{self, Task};
+use crate::pipeline::Outcome;
 use crate::store::audit::{self, AuditEntry, DLQ, DUPLICATE, PROCESSED, RETRY_SCHEDULED};
 use crate::store::chain::Hasher;
 use crate::store::projection::{repeat, Applied, LedgerRow};
@@ -422,24 +421,13 @@ async fn apply_stored(
         .into_iter()
         .collect();
     let fresh = |i: usize, t: &Task| first[i] && new_ids.contains(&t.message_id());
-    let mut folded: Vec<&TransactionChange> = Vec::new();
-    for (i, (task, _)) in tasks.iter().enumerate() {
-        if !fresh(i, task) {
-            continue;
-        }
-        match task {
-            Task::Transaction(change) => folded.push(change),
-            Task::Domain(change) => effects::apply_domain(tx, change).await?,
-            // The audit kind's and a delivery's only write is the ledger row.
-            Task::Pass { handler, .. } => match handler.kind {
-                HandlerKind::Audit | HandlerKind::Http => {}
-                HandlerKind::Transactions | HandlerKind::Domain => {}
-            },
-        }
-    }
-    if !folded.is_empty() {
-        effects::write_transactions(tx, crate::pipeline::transaction::fold(&folded)).await?;
-    }
+    let new: Vec<&Task> = tasks
+        .iter()
+        .enumerate()
+        .filter(|(i, (t, _))| fresh(*i, t))
+        .map(|(_, (t, _))| *t)
+        .collect();
+    registry::write(tx, &new).await?;
     let repeats: Vec<Uuid> = tasks
         .iter()
         .enumerate()

@@ -1,32 +1,22 @@
-//! From payload bytes to a typed event and a message id.
+//! From payload bytes to a message id and its handler kind's task.
 //!
 //! The payload is parsed once into a shallow view with every field optional,
 //! so the message id can be derived even when the event itself is invalid;
-//! the transaction body is then parsed on its own, so a schema error names
-//! the field at fault.
+//! its shape (a domain envelope or a transaction event) and its route pick
+//! the handler kind, whose decoder (`handlers/<kind>/`) parses the body on
+//! its own, so a schema error names the field at fault.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::handler_kind::Payload;
+use crate::failure::Failure;
+use crate::handlers::registry::{self, Task};
+use crate::handlers::spec::{Body, Payload};
 use crate::kafka::envelope::Envelope;
-use crate::pipeline::domain_event::{self, DomainEvent};
-use crate::pipeline::failure::Failure;
 use crate::pipeline::message_id;
-use crate::pipeline::route_table::{Handler, Routes};
-use crate::pipeline::transaction::{Action, RawTransaction, TransactionEvent};
-
-/// A decoded event, ready for enrichment.
-#[derive(Debug, Clone)]
-pub enum Event {
-    Transaction(TransactionEvent),
-    /// A domain event and its envelope's timestamp.
-    Domain(DomainEvent, chrono::DateTime<chrono::Utc>),
-    /// Taken as it is by a handler whose payload is [`Payload::Any`]
-    /// (forwarded, or recorded in the audit trail only).
-    Pass(Handler),
-}
+use crate::pipeline::route_table::Routes;
 
 /// What decoding learned about a record, whether or not it is valid.
 #[derive(Debug)]
@@ -34,7 +24,8 @@ pub struct Decoded {
     pub message_id: Uuid,
     /// The event's declared type, when it has one (for audit and metrics).
     pub event_type: Option<String>,
-    pub event: Result<Event, Failure>,
+    /// What its handler kind made of it, or why it could not.
+    pub work: Result<Task, Failure>,
 }
 
 #[derive(Deserialize)]
@@ -62,7 +53,12 @@ struct TransactionId<'a> {
 /// Decodes `envelope`; `routes` says which handler (and so which shape) an
 /// event type has. An event type with no route is an unknown event type.
 /// `header_id` is the id a custodian-signed header gives (see `steering`).
-pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> Decoded {
+pub fn decode(
+    envelope: &Envelope,
+    routes: &Routes,
+    header_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Decoded {
     let position_id =
         || message_id::for_position(&envelope.topic, envelope.partition, envelope.offset);
 
@@ -70,14 +66,14 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
         return Decoded {
             message_id: position_id(),
             event_type: None,
-            event: Err(Failure::undecodable("a record header name is not UTF-8")),
+            work: Err(Failure::undecodable("a record header name is not UTF-8")),
         };
     }
     let Some(payload) = envelope.payload.as_deref() else {
         return Decoded {
             message_id: header_id.unwrap_or_else(position_id),
             event_type: None,
-            event: Err(Failure::undecodable("empty payload (tombstone)")),
+            work: Err(Failure::undecodable("empty payload (tombstone)")),
         };
     };
     let shallow: Shallow<'_> = match serde_json::from_slice(payload) {
@@ -86,7 +82,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
             return Decoded {
                 message_id: header_id.unwrap_or_else(position_id),
                 event_type: None,
-                event: Err(Failure::undecodable(format!(
+                work: Err(Failure::undecodable(format!(
                     "payload is not a JSON object: {e}"
                 ))),
             }
@@ -95,27 +91,22 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
 
     // Domain envelope: `eventId` + `type` + `timestamp` + `data`.
     if let Some(event_id) = shallow.event_id.as_deref() {
-        let event = match shallow.kind.as_deref() {
+        let message_id = header_id.unwrap_or_else(|| message_id::from_event_id(event_id));
+        let work = match shallow.kind.as_deref() {
             None => Err(Failure::schema("missing field `type`")),
-            Some(t) => match routes.handler(&envelope.topic, t) {
-                None => Err(no_route(t, &envelope.topic)),
-                Some(handler) => match handler.kind.spec().payload {
-                    Payload::DomainEnvelope => timestamp(&shallow).and_then(|at| {
-                        domain_event::decode(t, shallow.data.map(RawValue::get))
-                            .map(|event| Event::Domain(event, at))
-                    }),
-                    Payload::Any => Ok(Event::Pass(handler)),
-                    Payload::TransactionEvent => Err(Failure::schema(format!(
-                        "`{t}` is routed to the {} handler, which takes transaction events (event_type, transaction), not an eventId envelope",
-                        handler.kind
-                    ))),
-                },
-            },
+            Some(t) => routed(
+                &envelope.topic,
+                routes,
+                (t, Payload::DomainEnvelope),
+                &shallow,
+                message_id,
+                now,
+            ),
         };
         return Decoded {
-            message_id: header_id.unwrap_or_else(|| message_id::from_event_id(event_id)),
+            message_id,
             event_type: shallow.kind.as_deref().map(|t| t.replace('\0', "\u{FFFD}")),
-            event,
+            work,
         };
     }
 
@@ -124,7 +115,7 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
         return Decoded {
             message_id: header_id.unwrap_or_else(position_id),
             event_type: shallow.kind.as_deref().map(|t| t.replace('\0', "\u{FFFD}")),
-            event: Err(Failure::schema(
+            work: Err(Failure::schema(
                 "event has neither `eventId`/`type` nor `event_type`",
             )),
         };
@@ -139,24 +130,52 @@ pub fn decode(envelope: &Envelope, routes: &Routes, header_id: Option<Uuid>) -> 
             _ => position_id(),
         }
     });
-    let event = match routes.handler(&envelope.topic, event_type) {
-        None => Err(no_route(event_type, &envelope.topic)),
-        Some(handler) => match handler.kind.spec().payload {
-            Payload::TransactionEvent => {
-                decode_transaction(event_type, &shallow).map(Event::Transaction)
-            }
-            Payload::Any => Ok(Event::Pass(handler)),
-            Payload::DomainEnvelope => Err(Failure::schema(format!(
-                "`{event_type}` is routed to the {} handler, which takes domain envelopes (eventId, type, timestamp, data)",
-                handler.kind
-            ))),
-        },
-    };
+    let work = routed(
+        &envelope.topic,
+        routes,
+        (event_type, Payload::TransactionEvent),
+        &shallow,
+        message_id,
+        now,
+    );
     Decoded {
         message_id,
         event_type: Some(event_type.replace('\0', "\u{FFFD}")),
-        event,
+        work,
     }
+}
+
+/// The task of a record of `shape` whose type is `event_type`: its route's
+/// kind must take that shape (or any), then the kind decodes the body.
+fn routed(
+    topic: &str,
+    routes: &Routes,
+    (event_type, shape): (&str, Payload),
+    shallow: &Shallow<'_>,
+    message_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Task, Failure> {
+    let handler = routes
+        .handler(topic, event_type)
+        .ok_or_else(|| no_route(event_type, topic))?;
+    let kind = handler.kind;
+    match (shape, kind.spec().payload) {
+        (_, Payload::Any) => {}
+        (given, taken) if given == taken => {}
+        (_, Payload::TransactionEvent) => return Err(Failure::schema(format!(
+            "`{event_type}` is routed to the {kind} handler, which takes transaction events (event_type, transaction), not an eventId envelope"
+        ))),
+        (_, Payload::DomainEnvelope) => return Err(Failure::schema(format!(
+            "`{event_type}` is routed to the {kind} handler, which takes domain envelopes (eventId, type, timestamp, data)"
+        ))),
+    }
+    let body = Body {
+        event_type,
+        timestamp: shallow.timestamp.as_deref(),
+        transaction: shallow.transaction,
+        data: shallow.data,
+    };
+    registry::decode(handler, &body, message_id, now)
 }
 
 fn no_route(event_type: &str, topic: &str) -> Failure {
@@ -168,41 +187,11 @@ fn no_route(event_type: &str, topic: &str) -> Failure {
     ))
 }
 
-fn timestamp(shallow: &Shallow<'_>) -> Result<chrono::DateTime<chrono::Utc>, Failure> {
-    let timestamp = shallow
-        .timestamp
-        .as_deref()
-        .ok_or_else(|| Failure::schema("missing field `timestamp`"))?;
-    chrono::DateTime::parse_from_rfc3339(timestamp)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| {
-            Failure::schema(format!(
-                "field `timestamp`: `{timestamp}` is not RFC 3339: {e}"
-            ))
-        })
-}
-
-fn decode_transaction(
-    event_type: &str,
-    shallow: &Shallow<'_>,
-) -> Result<TransactionEvent, Failure> {
-    let action = Action::from_event_type(event_type).ok_or_else(|| {
-        Failure::unknown_event_type(format!(
-            "unknown event type `{event_type}` (expected one of {})",
-            crate::handler_kind::TRANSACTION_EVENT_TYPES.join(", ")
-        ))
-    })?;
-    let raw = shallow
-        .transaction
-        .ok_or_else(|| Failure::schema("missing field `transaction`"))?;
-    let transaction: RawTransaction = serde_json::from_str(raw.get())
-        .map_err(|e| Failure::schema(format!("field `transaction`: {e}")))?;
-    TransactionEvent::new(action, transaction, timestamp(shallow)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::domain::event::{DomainChange, DomainEvent};
+    use crate::handlers::transactions::event::{Action, TransactionChange};
     use std::sync::Arc;
 
     fn routes() -> Routes {
@@ -214,7 +203,7 @@ mod tests {
     }
 
     fn decode(envelope: &Envelope) -> Decoded {
-        super::decode(envelope, &routes(), None)
+        super::decode(envelope, &routes(), None, chrono::Utc::now())
     }
 
     fn envelope(payload: &[u8]) -> Envelope {
@@ -236,8 +225,8 @@ mod tests {
     #[test]
     fn seed_003_event_decodes_with_a_stable_id() {
         let d = decode(&envelope(CREATED.as_bytes()));
-        let Ok(Event::Transaction(e)) = &d.event else {
-            panic!("expected a transaction event, got {:?}", d.event)
+        let Ok(Task::Transaction(TransactionChange { event: e, .. })) = &d.work else {
+            panic!("expected a transaction event, got {:?}", d.work)
         };
         assert_eq!(e.action, Action::Created);
         assert_eq!(e.transaction_id, "tx-1");
@@ -259,7 +248,7 @@ mod tests {
     fn garbage_is_undecodable_with_a_positional_id() {
         let d = decode(&envelope(b"\xff\x00not json"));
         assert_eq!(
-            d.event.as_ref().map_err(|f| f.kind).err(),
+            d.work.as_ref().map_err(|f| f.kind).err(),
             Some("undecodable")
         );
         assert_eq!(
@@ -272,7 +261,7 @@ mod tests {
     fn unknown_event_type_is_permanent() {
         let payload = CREATED.replace("transaction.created", "transaction.exploded");
         let d = decode(&envelope(payload.as_bytes()));
-        let f = d.event.expect_err("must fail");
+        let f = d.work.expect_err("must fail");
         assert_eq!(f.kind, "unknown_event_type");
         assert!(f.is_permanent());
     }
@@ -286,15 +275,15 @@ mod tests {
         ] {
             let payload = CREATED.replace("100.50", text);
             let d = decode(&envelope(payload.as_bytes()));
-            let Ok(Event::Transaction(e)) = d.event else {
-                panic!("{text}: {:?}", d.event)
+            let Ok(Task::Transaction(TransactionChange { event: e, .. })) = d.work else {
+                panic!("{text}: {:?}", d.work)
             };
             let amount = e.transaction.map(|t| t.amount.to_string());
             assert_eq!(amount.as_deref(), Some(exact));
         }
         for text in ["1e-400", "1e308", "0.123456789", r#""12.50""#] {
             let payload = CREATED.replace("100.50", text);
-            let f = decode(&envelope(payload.as_bytes())).event.expect_err(text);
+            let f = decode(&envelope(payload.as_bytes())).work.expect_err(text);
             assert_eq!(f.kind, "schema_violation");
             assert!(
                 f.message.starts_with("field `transaction.amount`: "),
@@ -308,7 +297,7 @@ mod tests {
     fn missing_field_is_named() {
         let payload = CREATED.replace(r#""user_id":"u1","#, "");
         let f = decode(&envelope(payload.as_bytes()))
-            .event
+            .work
             .expect_err("must fail");
         assert_eq!(f.kind, "schema_violation");
         assert!(f.message.contains("user_id"), "{}", f.message);
@@ -321,11 +310,14 @@ mod tests {
         let d = decode(&envelope(payload));
         assert!(
             matches!(
-                d.event,
-                Ok(Event::Domain(DomainEvent::UserCreated { .. }, _))
+                d.work,
+                Ok(Task::Domain(DomainChange {
+                    event: DomainEvent::UserCreated { .. },
+                    ..
+                }))
             ),
             "{:?}",
-            d.event
+            d.work
         );
         assert_eq!(
             d.message_id.to_string(),
@@ -335,7 +327,7 @@ mod tests {
         let signed_id = Uuid::parse_str("550e8400-e29b-41d4-a716-446655440009").expect("uuid");
         let replayed = envelope(CREATED.as_bytes());
         assert_eq!(
-            super::decode(&replayed, &routes(), Some(signed_id)).message_id,
+            super::decode(&replayed, &routes(), Some(signed_id), chrono::Utc::now()).message_id,
             signed_id
         );
     }
@@ -345,7 +337,7 @@ mod tests {
         let mut e = envelope(b"");
         e.payload = None;
         assert_eq!(
-            decode(&e).event.map_err(|f| f.kind).err(),
+            decode(&e).work.map_err(|f| f.kind).err(),
             Some("undecodable")
         );
     }

@@ -1,30 +1,23 @@
-//! The processing rules, free of actors and I/O: decode, derive the message
-//! id, enrich, fold into projection writes. Actors call these; tests call
-//! them directly.
+//! The pipeline's pure steps, free of actors and I/O: recognise a record's
+//! shape and route, derive its message id, check its signed headers, and
+//! hand its body to its kind's decoder (`handlers::registry::decode`).
+//! Actors call these; tests call them directly.
 
 pub mod decode;
-pub mod domain_event;
-pub mod enrich;
-pub mod failure;
 pub mod message_id;
-pub mod money;
 pub mod retry_headers;
 pub mod route_table;
 pub mod steering;
-pub mod transaction;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::handler_kind::HandlerKind;
+use crate::failure::{AttemptFailure, Failure};
+use crate::handlers::registry::Task;
 use crate::kafka::envelope::Envelope;
-use decode::Event;
-use domain_event::DomainChange;
-use failure::{AttemptFailure, Failure};
 use retry_headers::Origin;
-use route_table::{Handler, Routes};
+use route_table::Routes;
 use steering::{HeaderKey, Steering};
-use transaction::TransactionChange;
 
 /// A record as read and identified: what it is, whatever becomes of it.
 /// An [`Item`] carries one to its processor, a [`Settled`] to the audit
@@ -74,37 +67,6 @@ impl std::ops::Deref for Item {
     }
 }
 
-/// What a processor has to apply.
-#[derive(Debug)]
-pub enum Task {
-    Transaction(TransactionChange),
-    Domain(DomainChange),
-    /// The record as it is, for a handler that takes any payload
-    /// (forwarded over HTTP, or recorded only).
-    Pass {
-        message_id: Uuid,
-        handler: Handler,
-    },
-}
-
-impl Task {
-    pub fn message_id(&self) -> Uuid {
-        match self {
-            Task::Transaction(c) => c.message_id,
-            Task::Domain(c) => c.message_id,
-            Task::Pass { message_id, .. } => *message_id,
-        }
-    }
-
-    pub fn kind(&self) -> HandlerKind {
-        match self {
-            Task::Transaction(_) => HandlerKind::Transactions,
-            Task::Domain(_) => HandlerKind::Domain,
-            Task::Pass { handler, .. } => handler.kind,
-        }
-    }
-}
-
 /// Decodes and enriches one record, routed by `routes`; its steering
 /// headers count only if signed with `key`.
 pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTime<Utc>) -> Item {
@@ -120,29 +82,11 @@ pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTi
             },
             routes,
             steering.message_id,
+            now,
         ),
-        None => decode::decode(&envelope, routes, steering.message_id),
+        None => decode::decode(&envelope, routes, steering.message_id, now),
     };
-    let message_id = decoded.message_id;
-    let work = decoded.event.map(|event| match event {
-        Event::Pass(handler) => Task::Pass {
-            message_id,
-            handler,
-        },
-        Event::Domain(event, occurred_at) => Task::Domain(DomainChange {
-            message_id,
-            occurred_at,
-            event,
-        }),
-        Event::Transaction(event) => {
-            let enrichment = event.transaction.as_ref().map(|tx| enrich::enrich(tx, now));
-            Task::Transaction(TransactionChange {
-                message_id: decoded.message_id,
-                event,
-                enrichment,
-            })
-        }
-    });
+    let work = decoded.work;
     Item {
         message: Message {
             envelope,

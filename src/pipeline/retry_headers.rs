@@ -182,7 +182,7 @@ pub fn without_retry_headers(headers: &Headers) -> Headers {
 }
 
 /// The due time a record claims (unchecked: it only decides how long its
-/// retry partition waits, see [`super::due`]); `None` when absent.
+/// retry partition waits, see [`crate::retry::topic::due`]); `None` when absent.
 pub fn claimed_due(envelope: &Envelope) -> Option<DateTime<Utc>> {
     let text = std::str::from_utf8(envelope.header(DUE_HEADER)?).ok()?;
     Some(DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc))

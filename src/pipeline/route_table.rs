@@ -2,18 +2,7 @@
 //! once from `routes` in the configuration; the first matching entry wins.
 
 use crate::config::RouteSettings;
-use crate::handler_kind::HandlerKind;
-
-/// Where a route sends an event: the handler kind, and for kinds whose
-/// routes carry state of their own (an http route's URL and rate limit),
-/// which one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Handler {
-    pub kind: HandlerKind,
-    /// For an http route: its index among the http routes, in `routes`
-    /// order (`delivery::Endpoints` holds them); 0 for other kinds.
-    pub route: usize,
-}
+use crate::handlers::registry::{Handler, HandlerKind};
 
 #[derive(Debug, Default)]
 pub struct Routes {

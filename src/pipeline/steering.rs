@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::config::KafkaSettings;
 use crate::kafka::envelope::Envelope;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
+use crate::text::hex;
 
 /// The original position of a replayed copy (`topic/partition/offset`).
 pub const REPLAYED_FROM_HEADER: &str = "custodian-replayed-from";
@@ -38,17 +39,6 @@ const TAG: &[u8] = b"custodian-steering-v1";
 /// The SHA-256 of a record's payload (of no bytes for a tombstone).
 pub fn payload_digest(payload: Option<&[u8]>) -> [u8; 32] {
     Sha256::digest(payload.unwrap_or_default()).into()
-}
-
-/// Lower-case hex, as digests are shown in dead letters and errors.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// The key that signs and checks steering headers. Its `Debug` is redacted.

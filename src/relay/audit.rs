@@ -60,7 +60,7 @@ pub async fn write_published(
                 "outbox_id": p.row.id,
                 "aggregate_type": p.row.aggregate_type,
                 "aggregate_id": p.row.aggregate_id,
-                "payload_sha256": steering::hex(&digest),
+                "payload_sha256": crate::text::hex(&digest),
             })),
             receipt: None,
         };

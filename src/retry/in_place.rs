@@ -25,7 +25,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RetrySettings;
-use crate::pipeline::failure::{AttemptFailure, TryError};
+use crate::failure::{AttemptFailure, TryError};
 use crate::telemetry::events::{Emit, Retrying};
 use crate::wait::backoff::Backoff;
 
@@ -99,7 +99,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::failure::{Failure, Retry, Stage};
+    use crate::failure::{Failure, Retry, Stage};
     use std::cell::Cell;
 
     fn policy(max_attempts: u32) -> RetrySettings {

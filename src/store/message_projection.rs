@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::pipeline::domain_event::{self, DomainEvent};
+use crate::handlers::domain::event::{self, DomainEvent};
 
 /// A projection row and whether this message was the last to write it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -37,7 +37,7 @@ fn entity(payload: &serde_json::Value) -> Option<(&'static str, String)> {
     }
     let event_type = payload.get("type")?.as_str()?;
     let data = serde_json::to_string(payload.get("data")?).ok()?;
-    let event = domain_event::decode(event_type, Some(&data)).ok()?;
+    let event = event::decode(event_type, Some(&data)).ok()?;
     let table = match &event {
         DomainEvent::UserCreated { .. } => "users",
         DomainEvent::OrderPlaced { .. } => "orders",

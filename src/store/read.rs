@@ -10,7 +10,6 @@ use uuid::Uuid;
 use diesel::dsl::SqlTypeOf;
 use diesel::pg::Pg;
 
-use crate::pipeline;
 use crate::store::schema::{orders, payments, transactions, users};
 
 /// Orders shown with a user.
@@ -58,7 +57,7 @@ pub struct Payment {
 pub struct Transaction {
     #[diesel(embed)]
     #[serde(flatten)]
-    pub state: pipeline::transaction::Transaction,
+    pub state: crate::handlers::transactions::event::Transaction,
     pub enrichment: serde_json::Value,
     pub enriched: bool,
     pub enriched_at: Option<DateTime<Utc>>,
@@ -84,7 +83,7 @@ type StateColumns = (
     transactions::metadata,
 );
 
-impl Selectable<Pg> for pipeline::transaction::Transaction {
+impl Selectable<Pg> for crate::handlers::transactions::event::Transaction {
     type SelectExpression = StateColumns;
 
     fn construct_selection() -> StateColumns {
@@ -105,7 +104,7 @@ type StateRow = (
     serde_json::Value,
 );
 
-impl Queryable<SqlTypeOf<StateColumns>, Pg> for pipeline::transaction::Transaction {
+impl Queryable<SqlTypeOf<StateColumns>, Pg> for crate::handlers::transactions::event::Transaction {
     type Row = StateRow;
 
     fn build(row: StateRow) -> diesel::deserialize::Result<Self> {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::failure::AttemptFailure;
 use crate::metrics::{metrics, Metrics};
-use crate::pipeline::failure::AttemptFailure;
 use crate::pipeline::{Outcome, Settled};
 use crate::text::clip;
 

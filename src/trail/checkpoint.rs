@@ -141,7 +141,7 @@ impl Verifier {
         format!(
             "{}+{}+{}",
             self.name,
-            crate::pipeline::steering::hex(&self.id),
+            crate::text::hex(&self.id),
             B64.encode(blob)
         )
     }
@@ -164,7 +164,7 @@ impl Verifier {
         let key = VerifyingKey::from_bytes(&public)
             .map_err(|_| CheckpointError::VerifierKey("not a valid Ed25519 point"))?;
         let id = key_id(name, &key);
-        if crate::pipeline::steering::hex(&id) != id_hex.to_ascii_lowercase() {
+        if crate::text::hex(&id) != id_hex.to_ascii_lowercase() {
             return Err(CheckpointError::VerifierKey("the key id does not match"));
         }
         Ok(Verifier {

@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{PostgresSettings, RetrySettings};
 use crate::delivery::{Endpoint, Endpoints};
-use crate::handler_kind::HandlerKind;
+use crate::failure::AttemptFailure;
+use crate::failure::Retry;
+use crate::handlers::registry::HandlerKind;
+use crate::handlers::registry::Task;
 use crate::outcome::connection::Connection;
 use crate::outcome::Pending;
-use crate::pipeline::failure::AttemptFailure;
-use crate::pipeline::failure::Retry;
-use crate::pipeline::{Item, Task};
+use crate::pipeline::Item;
 use crate::retry::deferred::store::{self, Entry, Insert};
 use crate::retry::deferred::ScheduleError;
 use crate::wait::backoff::Backoff;

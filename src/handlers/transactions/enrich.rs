@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::pipeline::transaction::{Enrichment, Transaction};
+use crate::handlers::transactions::event::{Enrichment, Transaction};
 
 /// A per-type enrichment strategy: reads the transaction, returns new fields.
 trait Strategy {

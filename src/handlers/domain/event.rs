@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::handler_kind::DOMAIN_EVENT_TYPES as EVENT_TYPES;
-use crate::pipeline::failure::Failure;
-use crate::pipeline::money;
+use crate::failure::Failure;
+use crate::handlers::domain::EVENT_TYPES;
+use crate::handlers::money;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DomainEvent {

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::handler_kind::TRANSACTION_EVENT_TYPES as EVENT_TYPES;
-use crate::pipeline::failure::Failure;
-use crate::pipeline::money;
+use crate::failure::Failure;
+use crate::handlers::money;
+use crate::handlers::transactions::EVENT_TYPES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

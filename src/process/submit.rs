@@ -13,8 +13,8 @@
 use chrono::Utc;
 
 use crate::config::RetrySettings;
+use crate::failure::AttemptFailure;
 use crate::outcome::{Pending, Refused};
-use crate::pipeline::failure::AttemptFailure;
 use crate::pipeline::Outcome;
 use crate::stages::Handoff;
 use crate::telemetry::events::{Emit, Retrying};

@@ -75,7 +75,7 @@ impl Failure {
     /// A record whose id was applied with other bytes: not a duplicate
     /// (that would drop it silently), but a conflict to look at.
     pub fn id_conflict(id: uuid::Uuid, applied: &[u8; 32], this: &[u8; 32]) -> Self {
-        use crate::pipeline::steering::hex;
+        use crate::text::hex;
         Failure::permanent(
             Stage::Process,
             "id_conflict",
