@@ -54,31 +54,31 @@
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
-pub mod actors;
+pub(crate) mod actors;
 pub mod api;
 pub mod app;
 pub mod config;
-pub mod delivery;
+pub(crate) mod delivery;
 pub mod dlq;
 pub mod downstream;
 pub mod failure;
-pub mod handlers;
-pub mod health;
+pub(crate) mod handlers;
+pub(crate) mod health;
 pub mod kafka;
-pub mod keyed;
-pub mod metrics;
+pub(crate) mod keyed;
+pub(crate) mod metrics;
 pub mod outcome;
 pub mod pipeline;
-pub mod process;
+pub(crate) mod process;
 pub mod produce;
 pub mod relay;
-pub mod retry;
+pub(crate) mod retry;
 pub mod shutdown;
-pub mod stages;
+pub(crate) mod stages;
 pub mod status;
 pub mod store;
 pub mod synth;
 pub mod telemetry;
-pub mod text;
+pub(crate) mod text;
 pub mod trail;
-pub mod wait;
+pub(crate) mod wait;

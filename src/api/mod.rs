@@ -3,25 +3,25 @@
 //! the bearer token: audit lifecycles, the dead-letter queue, replay, the
 //! read API, transaction search and `POST /produce`.
 
-pub mod answers;
-pub mod audit;
-pub mod auth;
-pub mod body_deadline;
-pub mod console;
-pub mod deliveries;
-pub mod dlq;
-pub mod error;
+pub(crate) mod answers;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod body_deadline;
+pub(crate) mod console;
+pub(crate) mod deliveries;
+pub(crate) mod dlq;
+pub(crate) mod error;
 pub mod explorer;
-pub mod methods;
-pub mod openapi;
-pub mod operations;
-pub mod params;
-pub mod produce;
-pub mod read;
-pub mod replay_jobs;
-pub mod responses;
+pub(crate) mod methods;
+pub(crate) mod openapi;
+pub(crate) mod operations;
+pub(crate) mod params;
+pub(crate) mod produce;
+pub(crate) mod read;
+pub(crate) mod replay_jobs;
+pub(crate) mod responses;
 pub mod search;
-pub mod status;
+pub(crate) mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

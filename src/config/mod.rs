@@ -16,7 +16,7 @@ mod defaults;
 mod duration;
 mod relay;
 mod route_settings;
-pub mod urls;
+pub(crate) mod urls;
 mod validate;
 
 pub use audit::{AuditSettings, SigningSeed};

@@ -20,12 +20,12 @@
 
 mod discard;
 mod job_runs;
-pub mod jobs;
-pub mod kinds;
+pub(crate) mod jobs;
+pub(crate) mod kinds;
 mod list;
-pub mod lock;
-pub mod operator;
-pub mod park;
+pub(crate) mod lock;
+pub(crate) mod operator;
+pub(crate) mod park;
 pub mod replay;
 pub mod store;
 

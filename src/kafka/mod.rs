@@ -3,13 +3,13 @@
 //! broker.
 
 pub mod client;
-pub mod close;
-pub mod context;
+pub(crate) mod close;
+pub(crate) mod context;
 pub mod dev_broker;
 pub mod envelope;
-pub mod events;
-pub mod offsets;
-pub mod rebalance;
+pub(crate) mod events;
+pub(crate) mod offsets;
+pub(crate) mod rebalance;
 
 /// The consumer custodian runs: a stream consumer with the rebalance context.
 pub type KafkaConsumer = rdkafka::consumer::StreamConsumer<context::KafkaContext>;

@@ -22,13 +22,13 @@
 //! - [`writer`]: the transaction: resolve, write, link, COPY, commit.
 //! - [`refusal`]: what a refused statement means for its message.
 
-pub mod append;
-pub mod chained;
-pub mod connection;
+pub(crate) mod append;
+pub(crate) mod chained;
+pub(crate) mod connection;
 pub mod crash_point;
-pub mod effects;
-pub mod refusal;
-pub mod writer;
+pub(crate) mod effects;
+pub(crate) mod refusal;
+pub(crate) mod writer;
 
 use futures::future::BoxFuture;
 

@@ -11,8 +11,9 @@ use crate::failure::{Failure, Retry, Stage};
 /// How a statement failed.
 #[derive(Debug)]
 pub enum Refusal {
-    /// No answer, or the server is in trouble: not the message's fault.
-    Down(String),
+    /// No answer, or the server is in trouble: not the message's fault
+    /// (the caller keeps the error itself).
+    Down,
     /// The database refused this message's effect.
     Message(Failure),
 }
@@ -20,7 +21,7 @@ pub enum Refusal {
 /// Classifies a failed statement of one message's effect.
 pub fn classify(error: &tokio_postgres::Error) -> Refusal {
     let Some(db) = error.as_db_error() else {
-        return Refusal::Down(error.to_string());
+        return Refusal::Down;
     };
     let code = db.code();
     let message = match db.detail() {
@@ -37,7 +38,7 @@ pub fn classify(error: &tokio_postgres::Error) -> Refusal {
         SqlState::READ_ONLY_SQL_TRANSACTION,
     ];
     if server_trouble.contains(code) {
-        return Refusal::Down(message);
+        return Refusal::Down;
     }
     let transient = |kind: &'static str| {
         Refusal::Message(Failure {

@@ -365,7 +365,7 @@ async fn apply_one_by_one(
                     settle(p, applied.pop().unwrap_or(Applied::New));
                 }
                 Err(e) => match classify(&e) {
-                    Refusal::Down(_) => return Err(e.into()),
+                    Refusal::Down => return Err(e.into()),
                     Refusal::Message(failure) => {
                         tx.batch_execute("ROLLBACK TO SAVEPOINT effect").await?;
                         written[si].refused = Some((i, failure));
@@ -383,7 +383,7 @@ fn settle(p: &mut Pending, applied: Applied) {
     let s = &mut p.settled;
     match applied {
         Applied::New | Applied::Redelivered => {}
-        Applied::AlreadyApplied => s.outcome = Outcome::AlreadyApplied,
+        Applied::Already => s.outcome = Outcome::AlreadyApplied,
         Applied::Conflict(digest) => {
             s.failures.push(AttemptFailure {
                 attempt: s.failures.len() as u32 + 1,

@@ -3,9 +3,9 @@
 //! hand its body to its kind's decoder (`handlers::registry::decode`).
 //! Actors call these; tests call them directly.
 
-pub mod decode;
+pub(crate) mod decode;
 pub mod message_id;
-pub mod retry_headers;
+pub(crate) mod retry_headers;
 pub mod route_table;
 pub mod steering;
 

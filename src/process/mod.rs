@@ -119,9 +119,7 @@ pub async fn settle(cx: &Context, items: Vec<Item>) -> Settlement {
         let (outcome, failures) = match &work {
             Ok(_) => match results.next().flatten() {
                 Some((Ok(Applied::New), failures)) => (Outcome::Processed, failures),
-                Some((Ok(Applied::AlreadyApplied), failures)) => {
-                    (Outcome::AlreadyApplied, failures)
-                }
+                Some((Ok(Applied::Already), failures)) => (Outcome::AlreadyApplied, failures),
                 Some((Ok(Applied::Redelivered), _)) => (Outcome::Redelivered, Vec::new()),
                 Some((Ok(Applied::Conflict(applied)), mut failures)) => {
                     failures.push(AttemptFailure {

@@ -16,11 +16,11 @@
 //! Started by `custodian relay`, or inside `custodian run` with
 //! `relay.enabled = true`.
 
-pub mod audit;
+pub(crate) mod audit;
 pub mod outbox;
-pub mod publisher;
-pub mod record;
-pub mod session;
+pub(crate) mod publisher;
+pub(crate) mod record;
+pub(crate) mod session;
 
 pub use publisher::{run, Publisher};
 

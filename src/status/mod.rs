@@ -4,9 +4,9 @@
 //! (`table`). Read by `GET /status` and `GET /status/samples`.
 
 pub mod client;
-pub mod registry;
-pub mod report;
-pub mod samples;
+pub(crate) mod registry;
+pub(crate) mod report;
+pub(crate) mod samples;
 pub mod table;
 
 pub use registry::{PartitionStatus, Registry};

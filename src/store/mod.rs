@@ -4,16 +4,16 @@
 //! outcome writer's ([`crate::outcome`]), on tokio-postgres with bound
 //! parameters and a binary COPY.
 
-pub mod audit;
-pub mod chain;
+pub(crate) mod audit;
+pub(crate) mod chain;
 pub mod explorer;
-pub mod message_projection;
+pub(crate) mod message_projection;
 pub mod migrate;
 pub mod pool;
-pub mod projection;
-pub mod read;
+pub(crate) mod projection;
+pub(crate) mod read;
 pub mod redelivery;
-pub mod schema;
+pub(crate) mod schema;
 pub mod search;
 
 pub use pool::PgPool;

@@ -21,7 +21,7 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     New,
-    AlreadyApplied,
+    Already,
     /// The id was applied with another payload (SHA-256 given): this record
     /// is not a duplicate, and nothing of it was applied.
     Conflict([u8; 32]),
@@ -44,7 +44,7 @@ pub struct LedgerRow<'a> {
 pub fn repeat(applied: Option<&[u8; 32]>, digest: &[u8; 32]) -> Applied {
     match applied {
         Some(applied) if applied != digest => Applied::Conflict(*applied),
-        _ => Applied::AlreadyApplied,
+        _ => Applied::Already,
     }
 }
 

@@ -12,7 +12,7 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::LogSettings;
 
-pub mod events;
+pub(crate) mod events;
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(settings: &LogSettings) {

@@ -19,9 +19,9 @@
 
 pub mod checkpoint;
 pub mod checkpointer;
-pub mod marks;
+pub(crate) mod marks;
 pub mod reconcile;
-pub mod status;
+pub(crate) mod status;
 pub mod verify;
 
 use std::sync::Arc;

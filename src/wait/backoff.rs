@@ -42,10 +42,6 @@ impl Backoff {
         }
         rand::rng().random_range(self.min..=ceiling)
     }
-
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
 }
 
 #[cfg(test)]
@@ -64,6 +60,6 @@ mod tests {
             );
         }
         assert_eq!(b.ceiling(), Duration::from_secs(1));
-        assert_eq!(b.attempts(), 30);
+        assert_eq!(b.attempt, 30);
     }
 }
