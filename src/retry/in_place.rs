@@ -99,7 +99,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::failure::{Retry, Stage};
+    use crate::pipeline::failure::{Failure, Retry, Stage};
     use std::cell::Cell;
 
     fn policy(max_attempts: u32) -> RetrySettings {
