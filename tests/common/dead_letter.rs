@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use custodian::dlq::DlqEntry;
-use custodian::pipeline::{Item, Outcome, Settled};
 use custodian::pipeline::failure::AttemptFailure;
+use custodian::pipeline::{Item, Outcome, Settled};
 
 /// `item`'s dead letter at `now`, parked and read back; `None` when it has
 /// work to apply.
