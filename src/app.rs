@@ -260,7 +260,7 @@ async fn serve(
     let status = Arc::new(crate::status::Registry::default());
     status.set_consumer(&consumer);
     let samples = Arc::new(crate::status::Samples::new(SAMPLE_INTERVAL, SAMPLES_KEPT));
-    actix_rt::spawn(Arc::clone(&samples).run());
+    actix_rt::spawn(Arc::clone(&samples).run(Arc::clone(&status)));
     let supervisor = Supervisor::new(
         Arc::clone(&consumer),
         stages,

@@ -14,7 +14,8 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, WithBody};
 use crate::handler_kind::DOMAIN_EVENT_TYPES;
 use crate::pipeline::domain_event;
-use crate::telemetry::events::{Emit, EventProduced};
+use crate::telemetry::api::EventProduced;
+use crate::telemetry::Emit;
 
 /// Where `POST /produce` publishes.
 pub struct ProduceTarget {

@@ -39,7 +39,7 @@ use crate::kafka::envelope::Headers;
 use crate::pipeline::failure::Retry;
 use crate::pipeline::steering::hex;
 use crate::pipeline::Settled;
-use crate::telemetry::events::MessageDeadLettered;
+use crate::telemetry::dlq::MessageDeadLettered;
 
 pub use crate::pipeline::steering::{REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER};
 /// Informational headers a replayed record carries (who, why, when); the

@@ -34,7 +34,6 @@ use crate::dlq::park::Parker;
 use crate::dlq::Keys;
 use crate::handler_kind::HandlerKind;
 use crate::kafka::envelope::Envelope;
-use crate::metrics::metrics;
 use crate::outcome::connection::Connection;
 use crate::outcome::{Alongside, Effects, Pending};
 use crate::pipeline::failure::{AttemptFailure, TryError};
@@ -48,6 +47,8 @@ use crate::stages::Record;
 use crate::store::pool::RedisPool;
 use crate::store::projection;
 use crate::store::PgPool;
+use crate::telemetry::retry::RetryScheduleRead;
+use crate::telemetry::Emit;
 use crate::wait::backoff::Backoff;
 
 /// Entries claimed per round (each a different key, attempted at once).
@@ -164,17 +165,7 @@ impl Worker {
             return;
         };
         if let Ok(depths) = store::depths(client).await {
-            let m = metrics();
-            m.retry_schedule_depth.reset();
-            m.retry_schedule_oldest_due_seconds.reset();
-            for (route, depth, oldest) in depths {
-                m.retry_schedule_depth
-                    .with_label_values(&[&route])
-                    .set(depth);
-                m.retry_schedule_oldest_due_seconds
-                    .with_label_values(&[&route])
-                    .set(oldest);
-            }
+            RetryScheduleRead { depths: &depths }.emit();
         }
     }
 
