@@ -6,7 +6,7 @@
 //! `GET /status/samples`.
 
 pub mod client;
-pub mod lag;
+pub(crate) mod lag;
 pub mod registry;
 pub mod report;
 pub mod samples;

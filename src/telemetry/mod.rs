@@ -44,14 +44,14 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 use crate::config::LogSettings;
 
-pub mod api;
-pub mod delivery;
-pub mod dlq;
-pub mod kafka;
-pub mod outbox;
-pub mod pipeline;
-pub mod retry;
-pub mod trail;
+pub(crate) mod api;
+pub(crate) mod delivery;
+pub(crate) mod dlq;
+pub(crate) mod kafka;
+pub(crate) mod outbox;
+pub(crate) mod pipeline;
+pub(crate) mod retry;
+pub(crate) mod trail;
 
 /// An event: emitting it logs and counts it.
 pub trait Emit {
