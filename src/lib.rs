@@ -42,15 +42,17 @@
 //!   `audit verify` and `audit reconcile`.
 //! - [`api`]: health, readiness, metrics (open), the token-guarded API and
 //!   the console.
-//! - [`metrics`], [`telemetry`]: the metric set and tracing setup;
-//!   [`text`]: cutting outside text to a log line's size.
+//! - [`telemetry`]: tracing setup, and the typed events that log and count,
+//!   with their metrics, by area (kafka, pipeline, retry, delivery, dlq,
+//!   trail, outbox, api); [`text`]: cutting outside text to a log line's size.
 //! - [`wait`]: waiting until a dependency is back (one helper for every
 //!   "try until it answers" loop), and the capped, jittered backoff.
 //! - [`health`]: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic transaction events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
-//! - [`status`]: the partition registry behind `GET /status`, the chart
-//!   samples of the console's overview, the `custodian status` table.
+//! - [`status`]: the partition registry behind `GET /status`, what lag means
+//!   (computed once), the chart samples of the console's overview, the
+//!   `custodian status` table.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
@@ -66,7 +68,6 @@ pub(crate) mod handlers;
 pub(crate) mod health;
 pub mod kafka;
 pub(crate) mod keyed;
-pub(crate) mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub(crate) mod process;

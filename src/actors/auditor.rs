@@ -25,7 +25,9 @@ use crate::config::{PipelineSettings, PostgresSettings};
 use crate::outcome::writer::{Writer, Written};
 use crate::outcome::{Pending, Refused, Verdict};
 use crate::stages::{Ack, Park, Record};
-use crate::telemetry::events::{BatchAudited, Emit, MessageSettled};
+use crate::telemetry::pipeline::MessageSettled;
+use crate::telemetry::trail::BatchAudited;
+use crate::telemetry::Emit;
 use crate::wait::{until_back, DependencyWait, Down, Patience};
 
 pub struct Auditor {

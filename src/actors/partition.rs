@@ -24,10 +24,12 @@ use crate::actors::messages::{Drain, Drained, PartitionFailed};
 use crate::kafka::envelope::Envelope;
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::{KafkaConsumer, PartitionQueue};
-use crate::metrics::metrics;
 use crate::stages::{Ack, Batch, Handoff};
 use crate::status::registry::{PartitionStatus, State};
-use crate::telemetry::events::{Emit, RecordsRead};
+use crate::telemetry::kafka::{
+    PartitionCommitted, PartitionForgotten, PartitionInFlight, RecordsRead,
+};
+use crate::telemetry::Emit;
 
 /// Where a partition actor's batches go; the ack recipient is its own address.
 #[derive(Clone)]
@@ -207,10 +209,12 @@ impl PartitionActor {
             .add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark))
             .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async));
         match committed {
-            Ok(()) => metrics()
-                .committed_offset
-                .with_label_values(&[&*self.topic, self.partition_label.as_str()])
-                .set(watermark),
+            Ok(()) => PartitionCommitted {
+                topic: &self.topic,
+                partition: &self.partition_label,
+                offset: watermark,
+            }
+            .emit(),
             Err(e) => self.span.in_scope(|| {
                 tracing::warn!(watermark, error = %e, "offset commit failed; retrying at the next interval");
                 self.uncommitted = Some(watermark);
@@ -219,10 +223,12 @@ impl PartitionActor {
     }
 
     fn update_gauge(&self) {
-        metrics()
-            .in_flight
-            .with_label_values(&[&*self.topic, self.partition_label.as_str()])
-            .set(self.tracker.in_flight() as i64);
+        PartitionInFlight {
+            topic: &self.topic,
+            partition: &self.partition_label,
+            in_flight: self.tracker.in_flight(),
+        }
+        .emit();
         self.status
             .set_progress(self.tracker.watermark(), self.tracker.in_flight());
     }
@@ -311,7 +317,11 @@ impl Actor for PartitionActor {
         // Whatever this incarnation still has in flight is uncommitted and
         // will be read again by the next owner: stop working on it.
         self.revoked.cancel();
-        metrics().forget_partition(&self.topic, &self.partition_label);
+        PartitionForgotten {
+            topic: &self.topic,
+            partition: &self.partition_label,
+        }
+        .emit();
         self.span.in_scope(
             || tracing::info!(watermark = ?self.tracker.watermark(), "partition actor stopped"),
         );

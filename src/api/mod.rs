@@ -36,7 +36,8 @@ use crate::dlq::replay::DeadLetters;
 use crate::health::Health;
 use crate::store::pool::RedisPool;
 use crate::store::PgPool;
-use crate::telemetry::events::{Emit, RequestServed};
+use crate::telemetry::api::RequestServed;
+use crate::telemetry::Emit;
 
 /// What handlers share.
 pub struct AppState {

@@ -14,7 +14,6 @@ use crate::api::responses::{Guarded, PostgresBacked};
 use crate::api::AppState;
 use crate::delivery::send::answer_key;
 use crate::dlq::replay::DeadLetters;
-use crate::metrics::metrics;
 use crate::store::audit;
 use crate::store::pool::{ping_postgres, ping_redis};
 
@@ -81,7 +80,7 @@ pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(metrics().render())
+        .body(crate::telemetry::render())
 }
 
 /// A message's whole audit lifecycle, oldest first.

@@ -14,7 +14,8 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, WithBody};
 use crate::handlers::domain::event;
 use crate::handlers::domain::EVENT_TYPES;
-use crate::telemetry::events::{Emit, EventProduced};
+use crate::telemetry::api::EventProduced;
+use crate::telemetry::Emit;
 
 /// Where `POST /produce` publishes.
 pub struct ProduceTarget {

@@ -96,7 +96,7 @@ fn relay(deps: &Deps, stop: CancellationToken) -> anyhow::Result<Option<JoinHand
 
 /// One-shot tasks of the start, left to run on their own.
 fn chores(deps: &Deps) {
-    actix_rt::spawn(Arc::clone(&deps.samples).run());
+    actix_rt::spawn(Arc::clone(&deps.samples).run(Arc::clone(&deps.status)));
     actix_rt::spawn(warn_unless_redis_persists(deps.redis.clone()));
     let dead_letters = Arc::clone(&deps.dead_letters);
     actix_rt::spawn(async move {

@@ -22,7 +22,10 @@ use super::Endpoint;
 use crate::failure::TryError;
 use crate::failure::{Failure, Retry, Stage};
 use crate::kafka::envelope::Envelope;
-use crate::telemetry::events::{DownstreamOutcome, DownstreamRequested, Emit, RateLimited};
+use crate::telemetry::delivery::{
+    DeliveryFinished, DeliveryStarted, DownstreamOutcome, DownstreamRequested, RateLimited,
+};
+use crate::telemetry::Emit;
 
 /// Runs `f` when dropped.
 fn scopeguard(f: impl FnOnce()) -> impl Drop {
@@ -143,12 +146,17 @@ pub async fn forward(
         }
     }
     let body = envelope.payload.clone().unwrap_or_default();
-    let in_flight = crate::metrics::metrics()
-        .deliveries_in_flight
-        .with_label_values(&[&route.label]);
-    in_flight.inc();
+    DeliveryStarted {
+        route: &route.label,
+    }
+    .emit();
     // Counted down however the request ends (dropped futures included).
-    let _in_flight = scopeguard(move || in_flight.dec());
+    let _in_flight = scopeguard(|| {
+        DeliveryFinished {
+            route: &route.label,
+        }
+        .emit()
+    });
     let started = Instant::now();
     let answer = request.body(body).send().await;
     DownstreamRequested {

@@ -7,7 +7,8 @@ use super::operator::{redis_down, DeadLetters, DlqError, Request};
 use super::store::{self as queue};
 use super::DlqEntry;
 use crate::store::audit::DISCARDED;
-use crate::telemetry::events::{DeadLetterActed, Emit};
+use crate::telemetry::dlq::DeadLetterActed;
+use crate::telemetry::Emit;
 
 impl DeadLetters {
     /// Removes a dead letter for good, audited MESSAGE_DISCARDED with who and

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::operator::{redis_down, DeadLetters, DlqError};
 use super::store::{self as queue, Filter, Page};
 use super::DlqEntry;
-use crate::metrics::metrics;
+use crate::telemetry::dlq::DlqDepthRead;
+use crate::telemetry::Emit;
 
 const LISTING_WAIT: Duration = Duration::from_secs(5);
 
@@ -55,12 +56,7 @@ impl DeadLetters {
         let depths = queue::depths(&mut *conn, &self.keys)
             .await
             .map_err(redis_down)?;
-        for (topic, depth) in &depths {
-            metrics()
-                .dlq_depth
-                .with_label_values(&[topic])
-                .set(i64::try_from(*depth).unwrap_or(i64::MAX));
-        }
+        DlqDepthRead { depths: &depths }.emit();
         Ok(depths)
     }
 }

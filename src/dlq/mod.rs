@@ -38,7 +38,7 @@ use crate::failure::Retry;
 use crate::kafka::envelope::headers_json;
 use crate::kafka::envelope::Headers;
 use crate::pipeline::Settled;
-use crate::telemetry::events::MessageDeadLettered;
+use crate::telemetry::dlq::MessageDeadLettered;
 use crate::text::hex;
 
 pub use crate::pipeline::steering::{REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER};

@@ -20,7 +20,8 @@ use crate::pipeline::{Outcome, Settled};
 use crate::store::audit::DLQ;
 use crate::store::pool::RedisPool;
 use crate::store::{redelivery, PgPool};
-use crate::telemetry::events::{DeadLettered, Emit, RedeliveryRecognised};
+use crate::telemetry::dlq::{DeadLettered, RedeliveryRecognised};
+use crate::telemetry::Emit;
 use crate::wait::Down;
 
 /// What parking needs: where the audit trail is read, and where entries go.

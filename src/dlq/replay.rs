@@ -37,7 +37,8 @@ use super::{
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 use crate::pipeline::steering::{self, Signed, SIGNATURE_HEADER};
 use crate::store::audit::REPLAYED;
-use crate::telemetry::events::{DeadLetterActed, Emit};
+use crate::telemetry::dlq::DeadLetterActed;
+use crate::telemetry::Emit;
 
 /// How long a publish may wait for Kafka's acknowledgement.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);

@@ -35,9 +35,7 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
             "queued.max.messages.kbytes",
             settings.prefetch_kbytes_per_partition.to_string(),
         )
-        .set("queued.min.messages", "10000")
-        // Statistics (consumer lag per partition) every 5 s.
-        .set("statistics.interval.ms", "5000");
+        .set("queued.min.messages", "10000");
     for (key, value) in &settings.extra {
         config.set(key, value.expose_secret());
     }

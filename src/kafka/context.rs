@@ -94,21 +94,10 @@ impl ClientContext for KafkaContext {
         tracing::warn!(error = %error, reason, "kafka client error");
     }
 
-    /// librdkafka's periodic statistics (`statistics.interval.ms`): consumer
-    /// lag of the partitions this instance owns.
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                if *partition < 0 || !p.desired || p.consumer_lag < 0 {
-                    continue;
-                }
-                crate::metrics::metrics()
-                    .consumer_lag
-                    .with_label_values(&[topic.as_str(), &partition.to_string()])
-                    .set(p.consumer_lag);
-            }
-        }
-    }
+    /// librdkafka's statistics (only if `kafka.extra` sets
+    /// `statistics.interval.ms`) are not read: lag is `status::lag`, from
+    /// the broker's offsets. Ignoring them keeps rdkafka from logging each.
+    fn stats_raw(&self, _statistics: &[u8]) {}
 }
 
 impl ConsumerContext for KafkaContext {

@@ -46,7 +46,9 @@ use crate::pipeline::Outcome;
 use crate::store::audit::{self, AuditEntry, DLQ, DUPLICATE, PROCESSED, RETRY_SCHEDULED};
 use crate::store::chain::Hasher;
 use crate::store::projection::{repeat, Applied, LedgerRow};
-use crate::telemetry::events::{Emit, ProjectionWritten, RedeliveryRecognised};
+use crate::telemetry::dlq::RedeliveryRecognised;
+use crate::telemetry::trail::ProjectionWritten;
+use crate::telemetry::Emit;
 
 /// Rebuilds of one flush after head collisions before giving up (each
 /// collision means another writer appended meanwhile; this many in a row

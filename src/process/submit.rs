@@ -17,7 +17,8 @@ use crate::failure::AttemptFailure;
 use crate::outcome::{Pending, Refused};
 use crate::pipeline::Outcome;
 use crate::stages::Handoff;
-use crate::telemetry::events::{Emit, Retrying};
+use crate::telemetry::retry::Retrying;
+use crate::telemetry::Emit;
 use crate::wait::backoff::Backoff;
 
 /// Makes `pending` durable through `handoff`'s auditor (see the module

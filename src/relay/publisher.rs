@@ -15,14 +15,15 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::metrics::metrics;
 use crate::pipeline::steering::HeaderKey;
 use crate::relay::audit::{self, Published};
 use crate::relay::outbox::{self, Pending, Placed, Refused};
 use crate::relay::record::{self, SendFailure};
 use crate::relay::session;
 use crate::relay::RelayError;
-use crate::telemetry::events::{DependencyWaiting, Emit, OutboxPublished, OutboxRefused};
+use crate::telemetry::outbox::{OutboxBacklog, OutboxPublished, OutboxRefused};
+use crate::telemetry::pipeline::DependencyWaiting;
+use crate::telemetry::Emit;
 use crate::wait::backoff::Backoff;
 use crate::wait::Down;
 
@@ -307,10 +308,11 @@ struct Sent<'a> {
 
 async fn update_backlog(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
     let backlog = outbox::backlog(conn).await?;
-    metrics().outbox_pending.set(backlog.pending);
-    metrics()
-        .outbox_oldest_pending_seconds
-        .set(backlog.oldest_seconds);
+    OutboxBacklog {
+        pending: backlog.pending,
+        oldest_seconds: backlog.oldest_seconds,
+    }
+    .emit();
     Ok(())
 }
 

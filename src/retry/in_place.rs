@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RetrySettings;
 use crate::failure::{AttemptFailure, TryError};
-use crate::telemetry::events::{Emit, Retrying};
+use crate::telemetry::retry::Retrying;
+use crate::telemetry::Emit;
 use crate::wait::backoff::Backoff;
 
 use crate::wait::{wait_out_unless, DependencyWait, Down};

@@ -9,6 +9,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::lag::lag;
 use super::registry::{LastError, Registry, State};
 
 /// One dependency's health.
@@ -60,7 +61,7 @@ pub struct PartitionRow {
     /// The partition's end (the next offset to be written), from Kafka.
     pub high_watermark: Option<i64>,
     /// `high_watermark - committed_offset` (or minus the durable watermark
-    /// before the first commit).
+    /// before the first commit): [`lag`].
     pub lag: Option<i64>,
     pub in_flight: u64,
     pub last_error: Option<ErrorRow>,
@@ -174,7 +175,7 @@ pub async fn partitions(
                 committed_offset: committed,
                 durable_watermark: durable,
                 high_watermark: high,
-                lag: high.zip(committed.or(durable)).map(|(h, c)| (h - c).max(0)),
+                lag: lag(high, committed, durable),
                 in_flight: cell.in_flight(),
                 last_error: cell.last_error().map(ErrorRow::from),
             }

@@ -1,17 +1,24 @@
 //! The overview's memory: every `interval` (5 s in `run`) a sample of the
-//! process's cumulative counters goes into a ring of `capacity` samples (720:
-//! one hour). `GET /status/samples` turns neighbouring samples into rates for
-//! the console's charts; nothing is kept beyond the ring.
+//! process's cumulative counters and of the owned partitions' lag goes into a
+//! ring of `capacity` samples (720: one hour). `GET /status/samples` turns
+//! neighbouring samples into rates for the console's charts; nothing is kept
+//! beyond the ring. Each lag reading also sets the `consumer_lag_messages`
+//! gauge, so the chart, the gauge and the partitions table agree.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus::core::Collector;
 use serde::Serialize;
 
-use crate::metrics::metrics;
+use super::registry::Registry;
+use super::report::{self, PartitionRow};
+use crate::telemetry::kafka::{ConsumerLagRead, PartitionLag};
+use crate::telemetry::{dlq, pipeline, retry, trail, Emit};
+
+/// Kafka's offset queries for a lag reading answer within this.
+const KAFKA_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Cumulative counters at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +28,8 @@ pub struct Sample {
     pub settled: u64,
     pub dead_letters: u64,
     pub retries: u64,
-    /// Sum of the owned partitions' consumer lag (librdkafka statistics).
+    /// Sum of the owned partitions' lag (`status::lag`: the figures of the
+    /// partitions table), those whose lag is known.
     pub lag: i64,
 }
 
@@ -36,7 +44,9 @@ pub struct Point {
     pub dead_letters: u64,
     /// Retries in the interval.
     pub retries: u64,
-    /// Lag at the end of the interval.
+    /// Lag at the end of the interval: messages between the last committed
+    /// offset and the partition's end (high watermark), summed over the
+    /// owned partitions.
     pub lag: i64,
 }
 
@@ -103,39 +113,58 @@ impl Samples {
         }
     }
 
-    /// Samples the process's counters every `interval`, for ever (spawn it).
-    pub async fn run(self: Arc<Self>) {
+    /// Samples the process's counters and the lag of the partitions in
+    /// `partitions` every `interval`, for ever (spawn it).
+    pub async fn run(self: Arc<Self>, partitions: Arc<Registry>) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut owned = Vec::new();
         loop {
             tick.tick().await;
-            self.push(now());
+            let (rows, _) = report::partitions(Arc::clone(&partitions), KAFKA_DEADLINE).await;
+            let lag = read_lag(&rows, &mut owned);
+            self.push(now(lag));
         }
     }
 }
 
-/// The counters now.
-fn now() -> Sample {
-    let m = metrics();
-    let settled = total(&m.processed) + total(&m.dlq) + total(&m.duplicates);
-    Sample {
-        at: Utc::now(),
-        settled: settled as u64,
-        dead_letters: total(&m.dlq) as u64,
-        retries: total(&m.retries) as u64,
-        lag: total(&m.consumer_lag) as i64,
+/// The lag of the partitions in `rows`, summed; emitted per partition for
+/// the gauge. `owned` holds the partitions of the previous reading: those
+/// missing from this one are gone.
+fn read_lag(rows: &[PartitionRow], owned: &mut Vec<(String, i32)>) -> i64 {
+    let lags: Vec<PartitionLag> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(PartitionLag {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                lag: r.lag?,
+            })
+        })
+        .collect();
+    let now: Vec<(String, i32)> = rows
+        .iter()
+        .map(|r| (r.topic.clone(), r.partition))
+        .collect();
+    let gone: Vec<(String, i32)> = owned.drain(..).filter(|p| !now.contains(p)).collect();
+    ConsumerLagRead {
+        lags: &lags,
+        gone: &gone,
     }
+    .emit();
+    *owned = now;
+    lags.iter().map(|p| p.lag).sum()
 }
 
-/// The sum of a counter or gauge over all its labels.
-fn total(collector: &dyn Collector) -> f64 {
-    collector
-        .collect()
-        .iter()
-        .flat_map(|family| family.get_metric())
-        // A metric is a counter or a gauge; the other part reads zero.
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
+/// The counters now, with the lag just read.
+fn now(lag: i64) -> Sample {
+    Sample {
+        at: Utc::now(),
+        settled: pipeline::processed_total() + dlq::parked_total() + trail::duplicates_total(),
+        dead_letters: dlq::parked_total(),
+        retries: retry::retries_total(),
+        lag,
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +179,49 @@ mod tests {
             retries: 0,
             lag: 5,
         }
+    }
+
+    fn row(topic: &str, partition: i32, committed: Option<i64>, high: Option<i64>) -> PartitionRow {
+        PartitionRow {
+            topic: topic.into(),
+            partition,
+            owner: "test/1".into(),
+            state: "running".into(),
+            committed_offset: committed,
+            durable_watermark: None,
+            high_watermark: high,
+            lag: super::super::lag::lag(high, committed, None),
+            in_flight: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn the_chart_sums_the_lag_the_table_shows_and_forgets_gone_partitions() {
+        let topic = "status-samples-lag";
+        let mut owned = Vec::new();
+        let rows = [
+            row(topic, 0, Some(5), Some(12)),
+            row(topic, 1, Some(3), Some(3)),
+            row(topic, 2, None, None),
+        ];
+        assert_eq!(
+            read_lag(&rows, &mut owned),
+            7,
+            "unknown lag counts for nothing"
+        );
+        assert_eq!(owned.len(), 3);
+        let gauge = |p: i32| {
+            let series = format!("consumer_lag_messages{{partition=\"{p}\",topic=\"{topic}\"}} ");
+            crate::telemetry::render()
+                .lines()
+                .find_map(|l| l.strip_prefix(&series).map(str::to_owned))
+        };
+        assert_eq!(gauge(0).as_deref(), Some("7"));
+        assert_eq!(gauge(2), None);
+        assert_eq!(read_lag(&rows[1..2], &mut owned), 0);
+        assert_eq!(gauge(0), None, "partition 0 is no longer owned");
+        assert_eq!(gauge(1).as_deref(), Some("0"));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry::events::{DependencyWaiting, Emit};
+use crate::telemetry::pipeline::DependencyWaiting;
+use crate::telemetry::Emit;
 use crate::wait::backoff::Backoff;
 
 /// How long to wait for a dependency that is down (not an attempt).

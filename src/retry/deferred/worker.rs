@@ -38,7 +38,6 @@ use crate::handlers::registry::Handler;
 use crate::handlers::registry::HandlerKind;
 use crate::handlers::registry::Task;
 use crate::kafka::envelope::Envelope;
-use crate::metrics::metrics;
 use crate::outcome::connection::Connection;
 use crate::outcome::{Alongside, Effects, Pending};
 use crate::pipeline::steering::{payload_digest, HeaderKey};
@@ -49,6 +48,8 @@ use crate::stages::Record;
 use crate::store::pool::RedisPool;
 use crate::store::projection;
 use crate::store::PgPool;
+use crate::telemetry::retry::RetryScheduleRead;
+use crate::telemetry::Emit;
 use crate::wait::backoff::Backoff;
 
 /// Entries claimed per round (each a different key, attempted at once).
@@ -165,17 +166,7 @@ impl Worker {
             return;
         };
         if let Ok(depths) = store::depths(client).await {
-            let m = metrics();
-            m.retry_schedule_depth.reset();
-            m.retry_schedule_oldest_due_seconds.reset();
-            for (route, depth, oldest) in depths {
-                m.retry_schedule_depth
-                    .with_label_values(&[&route])
-                    .set(depth);
-                m.retry_schedule_oldest_due_seconds
-                    .with_label_values(&[&route])
-                    .set(oldest);
-            }
+            RetryScheduleRead { depths: &depths }.emit();
         }
     }
 
