@@ -16,11 +16,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
 use crate::actors::messages::{Drain, Drained, PartitionFailed};
+use crate::kafka::commit;
 use crate::kafka::envelope::Envelope;
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::{KafkaConsumer, PartitionQueue};
@@ -204,10 +203,7 @@ impl PartitionActor {
         let Some(watermark) = self.uncommitted.take() else {
             return;
         };
-        let mut tpl = TopicPartitionList::new();
-        let committed = tpl
-            .add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark))
-            .and_then(|()| self.consumer.commit(&tpl, CommitMode::Async));
+        let committed = commit::watermark(&*self.consumer, &self.topic, self.partition, watermark);
         match committed {
             Ok(()) => PartitionCommitted {
                 topic: &self.topic,

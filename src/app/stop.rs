@@ -16,7 +16,7 @@ use super::stages::Consuming;
 use crate::actors::messages::Shutdown;
 use crate::actors::supervisor::Supervisor;
 use crate::kafka::close::close_when_last;
-use crate::kafka::context::commit_watermarks;
+use crate::kafka::commit::commit_watermarks;
 use crate::kafka::KafkaConsumer;
 use crate::shutdown::{self, CLOSE_BOUND, COMMIT_BOUND, EVENTS_BOUND, HTTP_BOUND};
 

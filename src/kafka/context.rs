@@ -17,12 +17,13 @@ use std::time::Duration;
 use actix::Recipient;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::TopicPartitionList;
 
 use crate::health::Health;
-use crate::kafka::rebalance::{Assigned, Revoked, Watermark};
+use crate::kafka::commit::commit_watermarks;
+use crate::kafka::rebalance::{Assigned, Revoked};
 use crate::kafka::KafkaConsumer;
 
 pub struct KafkaContext {
@@ -169,32 +170,5 @@ impl ConsumerContext for KafkaContext {
                 tracing::warn!(error = %e, "offset commit failed; will retry at next interval")
             }
         }
-    }
-}
-
-/// Commits partition watermarks synchronously (revocation, shutdown).
-pub fn commit_watermarks<C: Consumer<X>, X: ConsumerContext>(
-    consumer: &C,
-    watermarks: &[Watermark],
-    when: &str,
-) {
-    if watermarks.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (topic, partition, offset) in watermarks {
-        if let Err(e) =
-            tpl.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))
-        {
-            tracing::error!(topic, partition, offset, error = %e, "invalid offset to commit");
-        }
-    }
-    match consumer.commit(&tpl, CommitMode::Sync) {
-        Ok(()) => tracing::info!(partitions = watermarks.len(), when, "offsets committed"),
-        Err(e) => tracing::warn!(
-            error = %e,
-            when,
-            "offset commit failed; the uncommitted messages will be redelivered"
-        ),
     }
 }

@@ -1,9 +1,10 @@
 //! Kafka: client settings, the rebalance context and its messages, the owned record type, the
-//! per-partition offset tracker, closing at shutdown and the development
-//! broker.
+//! per-partition offset tracker, committing offsets (`commit.rs`, the one
+//! place), closing at shutdown and the development broker.
 
 pub mod client;
 pub(crate) mod close;
+pub(crate) mod commit;
 pub(crate) mod context;
 pub mod dev_broker;
 pub mod envelope;
