@@ -14,7 +14,7 @@ use custodian::pipeline::routes::Routes;
 use custodian::pipeline::steering::HeaderKey;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/common/dead_letter.rs"]
+#[path = "../../tests/it/support/dead_letter.rs"]
 mod dead_letter;
 
 fn routes() -> &'static Routes {

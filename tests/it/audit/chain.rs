@@ -1,0 +1,567 @@
+//! The provable audit trail (issue 11), against real PostgreSQL and the
+//! mock Kafka cluster: a trail custodian wrote verifies; every kind of
+//! tampering a superuser can do with the triggers disabled is caught and
+//! named (chain, sequence, kind); checkpoints signed with another key are
+//! refused; chains stay continuous across a SIGKILL and a rebalance; and
+//! reconcile finds one outcome per offset, and the gap a deleted row leaves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{wait_until, TestEnv};
+use custodian::app::Running;
+use custodian::config::Settings;
+use custodian::trail::checkpoint::{Checkpoint, Signer};
+use custodian::trail::checkpointer::Checkpointer;
+use custodian::trail::reconcile::{Range, Request};
+use custodian::trail::verify::{BreakKind, Report};
+use custodian::trail::Access;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use reqwest::Method;
+use secrecy::SecretBox;
+
+/// The checkpoint signing key of these tests (base64 of a 32-byte seed).
+const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A file path of this test's own.
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("custodian-chain-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir.join(name)
+}
+
+fn audit_overrides(file: &Path) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        ("audit.signing_key", SEED.into()),
+        ("audit.checkpoint_file", file.display().to_string().into()),
+        ("audit.checkpoint_every_entries", 25.into()),
+        ("audit.checkpoint_interval", "1s".into()),
+        ("audit.origin", "test.example/custodian".into()),
+    ]
+}
+
+fn settings_for(env: &TestEnv, file: &Path, database_url: Option<&str>) -> Settings {
+    let mut extra = audit_overrides(file);
+    if let Some(url) = database_url {
+        extra.push(("postgres.url", url.into()));
+    }
+    env.settings_with(&extra)
+}
+
+/// Signs every chain head not yet covered, as a last tick would.
+fn checkpoint_now(env: &TestEnv, settings: &Settings) {
+    let mut checkpointer = Checkpointer::from_settings(settings)
+        .expect("settings")
+        .expect("a signing key is configured");
+    env.rt
+        .block_on(checkpointer.tick(true))
+        .expect("checkpoint written");
+}
+
+fn verify(env: &TestEnv, settings: &Settings, file: Option<&Path>) -> Report {
+    let access = Access::from_settings(settings).expect("settings");
+    env.rt
+        .block_on(access.verify(file, false, None))
+        .expect("verify runs")
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_ADMIN_URL").expect("TEST_POSTGRES_ADMIN_URL")
+}
+
+/// Runs statements as the superuser on `url`, in order.
+fn as_superuser(env: &TestEnv, url: &str, statements: &[&str]) {
+    env.rt.block_on(async {
+        let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+        for sql in statements {
+            diesel::sql_query(*sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    });
+}
+
+/// A copy of the test database to tamper with; dropped with the value.
+struct Copy<'a> {
+    env: &'a TestEnv,
+    name: String,
+    url: String,
+}
+
+impl<'a> Copy<'a> {
+    fn of(env: &'a TestEnv, case: &str) -> Copy<'a> {
+        let name = format!("{}_{case}", env.database);
+        as_superuser(
+            env,
+            &admin_url(),
+            &[&format!("CREATE DATABASE {name} TEMPLATE {}", env.database)],
+        );
+        let url = match env.database_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("database url without a database"),
+        };
+        Copy { env, name, url }
+    }
+
+    fn tamper(&self, statements: &[&str]) {
+        let mut all = vec!["ALTER TABLE audit_log DISABLE TRIGGER USER"];
+        all.extend_from_slice(statements);
+        as_superuser(self.env, &self.url, &all);
+    }
+}
+
+impl Drop for Copy<'_> {
+    fn drop(&mut self) {
+        as_superuser(
+            self.env,
+            &admin_url(),
+            &[&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )],
+        );
+    }
+}
+
+/// The one break of `report`, on `chain`.
+fn only_break(report: &Report, chain: &str) -> (i64, BreakKind) {
+    let broken: Vec<_> = report
+        .chains
+        .iter()
+        .filter(|c| c.breach.is_some())
+        .collect();
+    assert_eq!(broken.len(), 1, "exactly one broken chain: {report:#?}");
+    assert_eq!(broken[0].chain, chain, "{report:#?}");
+    let b = broken[0].breach.as_ref().expect("break");
+    assert!(!report.holds);
+    (b.seq, b.kind)
+}
+
+#[test]
+fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_refused() {
+    let env = TestEnv::new(2);
+    let file = scratch("checkpoints.log");
+    let settings = settings_for(&env, &file, None);
+    let app = Running::start(settings.clone()).expect("custodian starts");
+    let records: Vec<(Option<&str>, Vec<u8>, Option<i32>)> = (0..60)
+        .map(|i| {
+            (
+                Some("k"),
+                crate::support::created_event(&format!("tx-{i}")).into_bytes(),
+                Some(i % 2),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(Option<&str>, &[u8], Option<i32>)> = records
+        .iter()
+        .map(|(k, p, part)| (*k, p.as_slice(), *part))
+        .collect();
+    env.produce(&borrowed);
+    // One undecodable record, dead-lettered, then discarded by an operator:
+    // an entry on the operator chain.
+    env.produce(&[(None, b"not json", Some(0))]);
+    wait_until(Duration::from_secs(60), "every record audited", || {
+        env.count("SELECT count(*) AS n FROM audit_log WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')") == 61
+    });
+    let parked = env.dlq_entries();
+    assert_eq!(parked.len(), 1);
+    let (status, body) = env.api(
+        &app,
+        Method::DELETE,
+        &format!("/dlq/{}", parked[0].message_id),
+        Some(serde_json::json!({"reason": "poison test"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The endpoint agrees before anything is touched.
+    let (status, body) = env.api(&app, Method::GET, "/audit/verify?budget_ms=20000", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["holds"], true, "{body}");
+    app.stop().expect("graceful stop");
+    checkpoint_now(&env, &settings);
+
+    let chain = format!("partition/{}/0", env.topic);
+    let clean = verify(&env, &settings, None);
+    assert!(clean.holds, "{clean:#?}");
+    assert_eq!(
+        clean.entries_checked as i64,
+        env.rows(crate::support::Table::AuditLog),
+        "{clean:#?}"
+    );
+    let operator = clean
+        .chains
+        .iter()
+        .find(|c| c.chain == "operator")
+        .expect("operator chain");
+    assert_eq!(operator.entries, 1);
+    assert!(
+        clean.chains.iter().all(|c| c.checkpoints_matched >= 1),
+        "{clean:#?}"
+    );
+    let last = clean
+        .chains
+        .iter()
+        .find(|c| c.chain == chain)
+        .expect("partition 0's chain")
+        .last_seq;
+    assert!(
+        last >= 31,
+        "30 processed + the dead-lettered one on partition 0: {last}"
+    );
+
+    let id = format!(
+        "(SELECT chain_id FROM audit_chains WHERE name = 'partition/{}/0')",
+        env.topic
+    );
+    let at = |seq: i64| format!("chain_id = {id} AND chain_seq = {seq}");
+    let check =
+        |case: &str, statements: Vec<String>, file: Option<&Path>, want: (i64, BreakKind)| {
+            let copy = Copy::of(&env, case);
+            let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+            copy.tamper(&refs);
+            let report = verify(
+                &env,
+                &settings_for(&env, &scratch("unused"), Some(&copy.url)),
+                file,
+            );
+            assert_eq!(only_break(&report, &chain), want, "{case}: {report:#?}");
+        };
+
+    check(
+        "edit",
+        vec![format!(
+            "UPDATE audit_log SET kafka_offset = 999 WHERE {}",
+            at(5)
+        )],
+        None,
+        (5, BreakKind::Edited),
+    );
+    check(
+        "delete",
+        vec![format!("DELETE FROM audit_log WHERE {}", at(7))],
+        None,
+        (7, BreakKind::Deleted),
+    );
+    check(
+        "insert",
+        vec![
+            // Make room at 9 (two steps: the unique constraint holds per row)…
+            format!("UPDATE audit_log SET chain_seq = chain_seq + 1000000 WHERE chain_id = {id} AND chain_seq >= 9"),
+            format!("UPDATE audit_log SET chain_seq = chain_seq - 999999 WHERE chain_id = {id} AND chain_seq > 1000000"),
+            // …and forge an entry there.
+            format!(
+                "INSERT INTO audit_log (message_id, status, topic, kafka_partition, kafka_offset, attempt, \
+                 consumer_group, occurred_at, chain_id, chain_seq, entry_hash) \
+                 SELECT gen_random_uuid(), 'MESSAGE_PROCESSED', topic, kafka_partition, 12345, 1, \
+                 consumer_group, occurred_at, chain_id, 9, sha256('forged') FROM audit_log WHERE {}",
+                at(8)
+            ),
+        ],
+        None,
+        (9, BreakKind::Inserted),
+    );
+    check(
+        "swap",
+        vec![
+            format!("UPDATE audit_log SET chain_seq = 1000000 WHERE {}", at(11)),
+            format!("UPDATE audit_log SET chain_seq = 11 WHERE {}", at(12)),
+            format!("UPDATE audit_log SET chain_seq = 12 WHERE {}", at(1000000)),
+        ],
+        None,
+        (11, BreakKind::Reordered),
+    );
+    check(
+        "payload",
+        vec![format!(
+            "UPDATE audit_log SET payload = 'replaced' WHERE {}",
+            at(3)
+        )],
+        None,
+        (3, BreakKind::Edited),
+    );
+    // The tail, and the checkpoints in the database with it: only the file
+    // still knows how long the chain was.
+    let truncate = vec![
+        format!(
+            "DELETE FROM audit_log WHERE chain_id = {id} AND chain_seq > {}",
+            last - 3
+        ),
+        "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER".into(),
+        format!("DELETE FROM audit_checkpoints WHERE chain_id = {id}"),
+    ];
+    {
+        let copy = Copy::of(&env, "tail_unseen");
+        let refs: Vec<&str> = truncate.iter().map(String::as_str).collect();
+        copy.tamper(&refs);
+        let empty = scratch("empty.log");
+        std::fs::write(&empty, "").expect("empty file");
+        let without_file = verify(
+            &env,
+            &settings_for(&env, &empty, Some(&copy.url)),
+            Some(&empty),
+        );
+        assert!(
+            without_file.holds,
+            "without the file a truncated tail looks whole: that is what the file is for"
+        );
+    }
+    check(
+        "tail",
+        truncate,
+        Some(&file),
+        (last - 2, BreakKind::Deleted),
+    );
+
+    // A checkpoint signed with another key (same name) is refused.
+    let forger = Signer::new(
+        "test.example/custodian",
+        &SecretBox::new(Box::new([42u8; 32])),
+    );
+    let forged = forger.sign(&Checkpoint {
+        origin: "test.example/custodian".into(),
+        chain: chain.clone(),
+        seq: last,
+        hash: [0; 32],
+        time: chrono::Utc::now(),
+    });
+    let mut text = std::fs::read_to_string(&file).expect("checkpoint file");
+    text.push_str(&forged);
+    text.push('\n');
+    let tampered_file = scratch("forged.log");
+    std::fs::write(&tampered_file, text).expect("write");
+    let report = verify(&env, &settings, Some(&tampered_file));
+    assert!(!report.holds);
+    assert_eq!(report.refused_checkpoints.len(), 1, "{report:#?}");
+    assert!(
+        report.chains.iter().all(|c| c.breach.is_none()),
+        "{report:#?}"
+    );
+
+    // The command line names the break and fails.
+    let copy = Copy::of(&env, "cli");
+    copy.tamper(&[&format!("DELETE FROM audit_log WHERE {}", at(4))]);
+    let output = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(["audit", "verify", "--checkpoints"])
+        .arg(&file)
+        .envs(env.env_vars())
+        .env("CUSTODIAN_POSTGRES__URL", &copy.url)
+        .env("CUSTODIAN_AUDIT__SIGNING_KEY", SEED)
+        .env("CUSTODIAN_AUDIT__ORIGIN", "test.example/custodian")
+        .env("CUSTODIAN_LOG__LEVEL", "error")
+        .output()
+        .expect("custodian audit verify");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{chain} seq 4: deleted")),
+        "names chain, sequence and kind: {stderr}"
+    );
+}
+
+/// Signs the heads, then verifies against the file: every chain holds and is
+/// gap-free (its last sequence number is its number of rows), and every row
+/// of `audit_log` is on a chain.
+fn assert_every_chain_whole(env: &TestEnv, settings: &Settings, file: &Path) {
+    checkpoint_now(env, settings);
+    let report = verify(env, settings, Some(file));
+    assert!(report.holds, "{report:#?}");
+    assert_eq!(
+        report.entries_checked as i64,
+        env.rows(crate::support::Table::AuditLog)
+    );
+    for c in &report.chains {
+        assert_eq!(c.last_seq as u64, c.entries, "{c:#?}");
+    }
+}
+
+fn migrate(env: &TestEnv) {
+    custodian::store::migrate::run(
+        &secrecy::SecretString::from(env.database_url.clone()),
+        Duration::from_secs(30),
+    )
+    .expect("migrations");
+}
+
+#[test]
+fn the_audit_role_may_insert_and_select_but_not_change_the_trail() {
+    let env = TestEnv::new(1);
+    migrate(&env);
+    env.rt.block_on(async {
+        let mut conn = AsyncPgConnection::establish(&env.database_url)
+            .await
+            .expect("connect");
+        diesel::sql_query("SET ROLE custodian_audit_writer")
+            .execute(&mut conn)
+            .await
+            .expect("SET ROLE");
+        diesel::sql_query("SELECT count(*) FROM audit_log")
+            .execute(&mut conn)
+            .await
+            .expect("the role may read");
+        for sql in [
+            "UPDATE audit_log SET error = 'x'",
+            "DELETE FROM audit_log",
+            "UPDATE audit_checkpoints SET line = 'x'",
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        ] {
+            let err = diesel::sql_query(sql)
+                .execute(&mut conn)
+                .await
+                .expect_err(sql);
+            let text = err.to_string();
+            assert!(
+                text.contains("permission denied") || text.contains("must be owner"),
+                "{sql}: {text}"
+            );
+        }
+        diesel::sql_query("INSERT INTO audit_chains (name) VALUES ('partition/role-test/0')")
+            .execute(&mut conn)
+            .await
+            .expect("the role may append");
+    });
+}
+
+fn spawn(env: &TestEnv, file: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .arg("run")
+        .envs(env.env_vars())
+        .env("CUSTODIAN_AUDIT__SIGNING_KEY", SEED)
+        .env("CUSTODIAN_AUDIT__CHECKPOINT_FILE", file)
+        .env("CUSTODIAN_AUDIT__CHECKPOINT_EVERY_ENTRIES", "100")
+        .env("CUSTODIAN_AUDIT__ORIGIN", "test.example/custodian")
+        .env("CUSTODIAN_LOG__LEVEL", "warn")
+        .env("CUSTODIAN_PIPELINE__PARTITION_BATCH_SIZE", "50")
+        .env("CUSTODIAN_PIPELINE__MAX_IN_FLIGHT_PER_PARTITION", "400")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn custodian")
+}
+
+#[test]
+fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_deleted_one() {
+    let env = TestEnv::new(3);
+    const N: i64 = 3000;
+    let file = scratch("checkpoints.log");
+    env.produce_synthetic(N as usize, 41, 0.3);
+    migrate(&env);
+    let mut first = spawn(&env, &file);
+    wait_until(Duration::from_secs(90), "progress before the kill", || {
+        env.rows_with_status(crate::support::Table::AuditLog, "MESSAGE_PROCESSED") >= 300
+    });
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let at_kill = env.rows_with_status(crate::support::Table::AuditLog, "MESSAGE_PROCESSED");
+    assert!(at_kill < N, "the kill landed mid-stream ({at_kill} of {N})");
+    let mut second = spawn(&env, &file);
+    wait_until(Duration::from_secs(120), "every message processed", || {
+        env.count("SELECT count(DISTINCT message_id) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") == N
+    });
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(second.id().to_string())
+        .status();
+    assert!(second.wait().expect("reaped").success());
+    env.assert_committed_to_end();
+
+    let settings = settings_for(&env, &file, None);
+    assert_every_chain_whole(&env, &settings, &file);
+
+    let access = Access::from_settings(&settings).expect("settings");
+    let request = Request {
+        topic: env.topic.clone(),
+        partition: None,
+        range: Range::Committed,
+    };
+    let reconciled = env
+        .rt
+        .block_on(access.reconcile(&request))
+        .expect("reconcile");
+    assert_eq!(
+        (reconciled.gaps, reconciled.doubles),
+        (0, 0),
+        "{reconciled:#?}"
+    );
+    assert_eq!(reconciled.pending, 0, "{reconciled:#?}");
+    let t = &reconciled.totals;
+    assert_eq!(
+        (t.processed + t.duplicate + t.dead_lettered) as i64,
+        N,
+        "one outcome per offset: {reconciled:#?}"
+    );
+
+    // A time before Kafka's epoch (1970) means every record, not an error.
+    let request = Request {
+        topic: env.topic.clone(),
+        partition: None,
+        range: Range::Since("1900-01-01T00:00:00Z".parse().expect("a time")),
+    };
+    let since = env
+        .rt
+        .block_on(access.reconcile(&request))
+        .expect("reconcile since 1900");
+    let t = &since.totals;
+    assert_eq!(
+        (t.processed + t.duplicate + t.dead_lettered) as i64,
+        N,
+        "every offset since 1900: {since:#?}"
+    );
+
+    // A superuser deletes the terminal row of partition 1, offset 10.
+    as_superuser(
+        &env,
+        &env.database_url,
+        &[
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+            &format!(
+                "DELETE FROM audit_log WHERE topic = '{}' AND kafka_partition = 1 AND kafka_offset = 10",
+                env.topic
+            ),
+        ],
+    );
+    let request = Request {
+        topic: env.topic.clone(),
+        partition: Some(1),
+        range: Range::Offsets { from: 0, to: 20 },
+    };
+    let reconciled = env
+        .rt
+        .block_on(access.reconcile(&request))
+        .expect("reconcile");
+    assert_eq!(reconciled.gaps, 1, "{reconciled:#?}");
+    assert_eq!(reconciled.partitions[0].gap_ranges, vec![[10, 10]]);
+    // And the chain says the same.
+    let report = verify(&env, &settings, Some(&file));
+    let broken: Vec<_> = report
+        .chains
+        .iter()
+        .filter_map(|c| c.breach.as_ref())
+        .collect();
+    assert_eq!(broken.len(), 1, "{report:#?}");
+    assert_eq!(broken[0].kind, BreakKind::Deleted);
+}
+
+#[test]
+fn a_new_owner_after_a_rebalance_continues_each_chain() {
+    let env = TestEnv::new(4);
+    const N: i64 = 2000;
+    let file = scratch("checkpoints.log");
+    let settings = settings_for(&env, &file, None);
+    let first = Running::start(settings.clone()).expect("first instance");
+    env.produce_synthetic(N as usize / 2, 51, 0.2);
+    wait_until(
+        Duration::from_secs(60),
+        "progress on the first instance",
+        || env.rows(crate::support::Table::AuditLog) >= 200,
+    );
+    let second = Running::start(settings.clone()).expect("second instance");
+    env.produce_synthetic(N as usize / 2, 52, 0.2);
+    wait_until(Duration::from_secs(120), "every event audited", || {
+        env.count("SELECT count(DISTINCT message_id) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") == N
+    });
+    second.stop().expect("graceful stop");
+    first.stop().expect("graceful stop");
+    assert_every_chain_whole(&env, &settings, &file);
+}

@@ -1,0 +1,583 @@
+//! Deferred retries (`retry = "deferred"`): a failing key waits in the
+//! PostgreSQL retry schedule while every other key flows; its later
+//! messages wait behind it, in order; the committed offset moves past it;
+//! attempts that run out dead-letter it and release what waited behind it.
+//! Real PostgreSQL and Redis, librdkafka's mock cluster, a downstream on
+//! loopback.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::support::downstream::{Behaviour, Isolation, KeyedDownstream, Seen};
+use crate::support::{wait_until, TestEnv};
+use custodian::app::Running;
+use serde_json::json;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn notify(n: i64) -> (uuid::Uuid, String) {
+    let id = uuid::Uuid::new_v4();
+    let payload = json!({"eventId": id, "type": "Notify", "timestamp": "2025-01-11T12:00:00Z",
+                         "data": {"n": n}})
+    .to_string();
+    (id, payload)
+}
+
+/// A deferred http route for `event_type` to `url`.
+fn route(event_type: &str, url: &str) -> serde_json::Value {
+    json!({ "event_types": [event_type], "handler": "http", "url": url, "timeout": "2s",
+            "rate_per_second": 10000, "burst": 1000, "retry": "deferred" })
+}
+
+/// Custodian with one deferred http route to `url`.
+fn deferred(env: &TestEnv, url: &str, max_attempts: u32) -> Running {
+    with_routes(env, json!([route("Notify", url)]), max_attempts)
+}
+
+/// Custodian with `routes`.
+fn with_routes(env: &TestEnv, routes: serde_json::Value, max_attempts: u32) -> Running {
+    let overrides = [
+        ("routes", routes),
+        ("retry.max_attempts", max_attempts.into()),
+        ("retry.backoff_min", "100ms".into()),
+        ("retry.backoff_max", "300ms".into()),
+    ];
+    Running::start(env.settings_with(&overrides)).expect("custodian starts")
+}
+
+/// Produces `(key, n)` in order to partition 0; answers the ids by `n`.
+fn produce(env: &TestEnv, messages: &[(&str, i64)]) -> HashMap<i64, uuid::Uuid> {
+    let made: Vec<(&str, i64, uuid::Uuid, String)> = messages
+        .iter()
+        .map(|(k, n)| {
+            let (id, payload) = notify(*n);
+            (*k, *n, id, payload)
+        })
+        .collect();
+    let records: Vec<_> = made
+        .iter()
+        .map(|(k, _, _, p)| (Some(*k), p.as_bytes(), Some(0)))
+        .collect();
+    env.produce(&records);
+    made.iter().map(|(_, n, id, _)| (*n, *id)).collect()
+}
+
+fn status_count(env: &TestEnv, status: &str) -> i64 {
+    env.audit_counts().get(status).copied().unwrap_or(0)
+}
+
+/// The `n`s answered 2xx, in the order the downstream answered them.
+fn delivered(seen: &[Seen]) -> Vec<i64> {
+    seen.iter()
+        .filter(|s| s.status == 200)
+        .map(|s| s.n)
+        .collect()
+}
+
+#[test]
+fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
+    let env = TestEnv::new(1);
+    // A's first message, then B..Z with A's later ones among them; every
+    // other key is delivered and the offset committed to the end while A
+    // still fails.
+    let (app, isolation) = crate::support::downstream::others_flow_while_a_fails(
+        &env,
+        |url| deferred(&env, url, 100),
+        |messages| produce(&env, messages),
+    );
+    let Isolation {
+        down,
+        others,
+        ids,
+        total,
+    } = isolation;
+    let seen = down.seen();
+    assert!(
+        !seen.iter().any(|s| s.key == "A" && s.status == 200),
+        "A is still failing"
+    );
+    assert_eq!(delivered(&seen).len(), others.len());
+    // A's later messages were never tried before A's first succeeds.
+    assert!(
+        seen.iter().filter(|s| s.key == "A").all(|s| s.n == 0),
+        "only A's first message is attempted while it fails: {:?}",
+        seen.iter()
+            .filter(|s| s.key == "A")
+            .map(|s| s.n)
+            .collect::<Vec<_>>()
+    );
+    // The schedule holds A's three messages, and reconciliation counts
+    // them in retry, not lost.
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 3);
+    env.assert_reconciled(app.http_addr, 3);
+    // The deliveries API lists them: A's first retrying, the others waiting.
+    let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
+    let (status, retrying) = get("/deliveries?status=retrying");
+    assert_eq!(status, 200, "{retrying}");
+    assert_eq!(retrying["count"], 1, "{retrying}");
+    let head = &retrying["deliveries"][0];
+    assert_eq!(head["message_id"], ids[&0].to_string());
+    assert_eq!(head["key"], "A");
+    assert!(head["attempts"].as_i64() >= Some(1), "{head}");
+    assert!(
+        head["last_answer"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
+        "{head}"
+    );
+    let route = head["route"].as_str().expect("route label").to_owned();
+    let (_, waiting) = get(&format!("/deliveries?status=waiting&route={route}"));
+    assert_eq!(waiting["count"], 2, "{waiting}");
+    for bad in ["limit=0", "status=lost", "colour=red"] {
+        let (status, body) = get(&format!("/deliveries?{bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    let (status, message) = get(&format!("/messages/{}", ids[&1]));
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["retry_schedule"]["status"], "waiting", "{message}");
+    // The schedule's gauges (refreshed by the retry worker).
+    wait_until(PATIENCE, "retry_schedule_depth 3", || {
+        let (_, text) = env.get(app.http_addr, "/metrics");
+        text.lines().any(|l| {
+            l.starts_with(&format!("retry_schedule_depth{{route=\"{route}\"}}"))
+                && l.ends_with(" 3")
+        })
+    });
+    // Replay of a scheduled message: due now (it stays behind its key).
+    let (status, run) = env.api(
+        app.http_addr,
+        reqwest::Method::POST,
+        &format!("/replay/{}", ids[&0]),
+        Some(json!({"reason": "downstream fixed"})),
+    );
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["status"], "due_now");
+
+    // A's failure clears: A's messages arrive in order, each once.
+    down.heal();
+    wait_until(PATIENCE, "A processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == total
+    });
+    let seen = down.seen();
+    let order = delivered(&seen);
+    let a: Vec<i64> = order.iter().copied().filter(|n| *n < 100).collect();
+    assert_eq!(a, [0, 1, 2], "A's messages in order, once each");
+    assert_eq!(order.len() as i64, total, "every message delivered once");
+    let first_a = order.iter().position(|n| *n == 0).expect("A delivered");
+    assert!(
+        order[..first_a].len() == others.len(),
+        "every other key was delivered before A's failure cleared"
+    );
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    // The deliveries API: every message delivered, A's first after its
+    // failed attempts (counted below from the audit trail).
+    let (_, done) = get(&format!(
+        "/deliveries?status=delivered&limit=1000&route={route}"
+    ));
+    assert_eq!(done["count"], total, "{done}");
+    let a0 = done["deliveries"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["message_id"] == ids[&0].to_string()))
+        .cloned()
+        .expect("A's first listed");
+    assert_eq!(a0["last_answer"], "HTTP 200", "{a0}");
+
+    // The audit trail: A's first failed, was scheduled, failed in the
+    // schedule, then processed; A's second waited untried.
+    let first = env.lifecycle(&ids[&0].to_string());
+    assert_eq!(first[0].0, "MESSAGE_RECEIVED");
+    assert_eq!(first[1], ("MESSAGE_FAILED".to_string(), 1));
+    assert_eq!(first[2], ("MESSAGE_RETRY_SCHEDULED".to_string(), 2));
+    let last = first.last().expect("rows");
+    assert_eq!(last.0, "MESSAGE_PROCESSED");
+    let failed = first.iter().filter(|s| s.0 == "MESSAGE_FAILED").count() as i32;
+    assert_eq!(last.1, failed + 1, "the attempt that succeeded");
+    assert_eq!(a0["attempts"], last.1, "{a0}");
+    assert_eq!(
+        env.lifecycle(&ids[&1].to_string()),
+        [
+            ("MESSAGE_RECEIVED".to_string(), 1),
+            ("MESSAGE_RETRY_SCHEDULED".to_string(), 1),
+            ("MESSAGE_PROCESSED".to_string(), 1),
+        ]
+    );
+    // The hash chains still verify with the new entries on them.
+    env.assert_chains_hold(app.http_addr);
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
+    let env = TestEnv::new(1);
+    // Message 0 (key A) always fails; A's next message and B do not.
+    let down = crate::support::downstream::always_failing(&[0]);
+    let app = deferred(&env, &down.url(), 3);
+    let ids = produce(&env, &[("A", 0), ("A", 1), ("B", 2)]);
+
+    wait_until(PATIENCE, "A's first dead-lettered", || {
+        status_count(&env, "MESSAGE_DLQ") == 1
+    });
+    wait_until(PATIENCE, "the others processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == 2
+    });
+    assert_eq!(
+        env.lifecycle(&ids[&0].to_string()),
+        [
+            ("MESSAGE_RECEIVED".to_string(), 1),
+            ("MESSAGE_FAILED".to_string(), 1),
+            ("MESSAGE_RETRY_SCHEDULED".to_string(), 2),
+            ("MESSAGE_FAILED".to_string(), 2),
+            ("MESSAGE_FAILED".to_string(), 3),
+            ("MESSAGE_DLQ".to_string(), 3),
+        ]
+    );
+    let entries = env.dlq_entries();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].message_id, ids[&0]);
+    assert_eq!(entries[0].attempts, 3);
+    assert_eq!(entries[0].error_kind, "downstream_unavailable");
+    // A's second message was released after the dead letter, not before.
+    let seen = down.seen();
+    let last_try_of_first = seen
+        .iter()
+        .filter(|s| s.n == 0)
+        .map(|s| s.ended)
+        .max()
+        .expect("tried");
+    let second = seen
+        .iter()
+        .find(|s| s.n == 1)
+        .expect("A's second delivered");
+    assert!(second.started >= last_try_of_first);
+    assert_eq!(seen.iter().filter(|s| s.n == 0).count(), 3);
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    // The deliveries API: A's first given up after 3 attempts, the others
+    // delivered.
+    let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
+    let (status, failed) = get("/deliveries?status=failed");
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(failed["count"], 1, "{failed}");
+    assert_eq!(failed["deliveries"][0]["message_id"], ids[&0].to_string());
+    assert_eq!(failed["deliveries"][0]["attempts"], 3, "{failed}");
+    let (_, delivered) = get("/deliveries?status=delivered");
+    assert_eq!(delivered["count"], 2, "{delivered}");
+    app.stop().expect("graceful stop");
+    assert_eq!(env.committed(), vec![Some(3)]);
+}
+
+/// A downstream that answers 500 for key A until healed, 200 otherwise.
+fn failing_for_a() -> KeyedDownstream {
+    KeyedDownstream::start(Behaviour {
+        keys: HashSet::from(["A".to_string()]),
+        failing: true.into(),
+        ..Behaviour::default()
+    })
+}
+
+/// True when two attempts at one message ran at the same time.
+fn overlapping(seen: &[Seen]) -> Vec<String> {
+    let mut by_message: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for s in seen {
+        by_message.entry(&s.message_id).or_default().push(s);
+    }
+    let mut overlaps = Vec::new();
+    for (id, tries) in by_message {
+        for (i, a) in tries.iter().enumerate() {
+            for b in &tries[i + 1..] {
+                if a.started < b.ended && b.started < a.ended {
+                    overlaps.push(id.to_owned());
+                }
+            }
+        }
+    }
+    overlaps
+}
+
+#[test]
+fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
+    let env = TestEnv::new(2);
+    // Every message fails its first three tries; each try takes 150 ms.
+    let down = KeyedDownstream::start(Behaviour {
+        fail_attempts: 3,
+        latency: Duration::from_millis(150),
+        ..Behaviour::default()
+    });
+    let first = deferred(&env, &down.url(), 10);
+    let second = deferred(&env, &down.url(), 10);
+    let keys: Vec<String> = (0..40).map(|k| format!("k{k}")).collect();
+    let mut records = Vec::new();
+    let mut payloads = Vec::new();
+    for round in 0..2 {
+        for (k, key) in keys.iter().enumerate() {
+            let n = (round * 100 + k) as i64;
+            payloads.push((key.clone(), n, notify(n).1));
+        }
+    }
+    for (key, _, payload) in &payloads {
+        records.push((Some(key.as_str()), payload.as_bytes(), None));
+    }
+    env.produce(&records);
+    let total = payloads.len() as i64;
+    wait_until(Duration::from_secs(120), "all processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == total
+    });
+    let seen = down.seen();
+    assert_eq!(
+        overlapping(&seen),
+        Vec::<String>::new(),
+        "attempts overlapped"
+    );
+    let ok: Vec<i64> = delivered(&seen);
+    let unique: HashSet<i64> = ok.iter().copied().collect();
+    assert_eq!(ok.len(), unique.len(), "no message delivered twice");
+    assert_eq!(unique.len() as i64, total);
+    // Per key, round 0 before round 1.
+    for (k, _) in keys.iter().enumerate() {
+        let mine: Vec<i64> = ok
+            .iter()
+            .copied()
+            .filter(|n| *n % 100 == k as i64)
+            .collect();
+        assert_eq!(mine, [k as i64, 100 + k as i64], "key {k} in order");
+    }
+    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    first.stop().expect("graceful stop");
+    second.stop().expect("graceful stop");
+}
+
+/// `custodian run` as a process with one deferred route to `down` (from a
+/// config file, written once per env) and `extra` settings.
+fn deferred_process(
+    env: &TestEnv,
+    down: &KeyedDownstream,
+    extra: &[(&str, String)],
+) -> crate::support::process::Instance {
+    let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("deferred-{}.toml", env.group));
+    std::fs::write(
+        &config,
+        format!(
+            "[[routes]]\nevent_types = [\"Notify\"]\nhandler = \"http\"\nurl = \"{}\"\n\
+             timeout = \"1s\"\nrate_per_second = 10000\nburst = 1000\nretry = \"deferred\"\n",
+            down.url()
+        ),
+    )
+    .expect("config file");
+    let mut settings = vec![
+        ("CUSTODIAN_CONFIG", config.display().to_string()),
+        ("CUSTODIAN_RETRY__MAX_ATTEMPTS", "1000".to_string()),
+    ];
+    settings.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+    let bootstrap = env.broker.bootstrap_servers();
+    let mut instance = crate::support::process::Instance::spawn(env, &bootstrap, &settings);
+    instance.wait_ready(env, PATIENCE);
+    instance
+}
+
+/// Produces A0, B1, A2, C3, waits until A's two are scheduled and the
+/// others processed, and SIGKILLs the instance.
+fn schedule_a_then_kill(env: &TestEnv, mut instance: crate::support::process::Instance) {
+    produce(env, &[("A", 0), ("B", 1), ("A", 2), ("C", 3)]);
+    wait_until(PATIENCE, "A's two messages scheduled", || {
+        env.count("SELECT count(*) AS n FROM retry_schedule") == 2
+            && status_count(env, "MESSAGE_PROCESSED") == 2
+    });
+    instance.kill();
+}
+
+/// Waits until all four messages ended and the schedule is empty.
+fn wait_all_delivered(env: &TestEnv) {
+    wait_until(PATIENCE, "every message processed", || {
+        status_count(env, "MESSAGE_PROCESSED") + status_count(env, "MESSAGE_DUPLICATE") >= 4
+            && env.count("SELECT count(*) AS n FROM retry_schedule") == 0
+    });
+}
+
+#[test]
+fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    let first = deferred_process(&env, &down, &[]);
+    schedule_a_then_kill(&env, first);
+    down.heal();
+
+    let mut instance = deferred_process(&env, &down, &[]);
+    wait_all_delivered(&env);
+    let seen = down.seen();
+    let ok = delivered(&seen);
+    let mut sorted = ok.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [0, 1, 2, 3],
+        "each message delivered once, none lost"
+    );
+    let a: Vec<i64> = ok.iter().copied().filter(|n| *n % 2 == 0).collect();
+    assert_eq!(a, [0, 2], "A's messages in order");
+    instance.terminate(Duration::from_secs(30));
+}
+
+#[test]
+fn a_scheduled_record_read_again_after_a_sigkill_is_a_redelivery_not_scheduled_twice() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    // Commits a minute apart: the kill comes before any, so every record
+    // is read again after the restart.
+    let slow_commits = [("CUSTODIAN_KAFKA__COMMIT_INTERVAL", "60s".to_string())];
+    let first = deferred_process(&env, &down, &slow_commits);
+    schedule_a_then_kill(&env, first);
+    assert_eq!(
+        env.committed(),
+        vec![None],
+        "nothing committed before the kill"
+    );
+
+    let mut instance = deferred_process(&env, &down, &[]);
+    // Every record is read again: B and C the ledger recognises, A's two
+    // (still failing, still in the schedule) the schedule's entries do.
+    wait_until(PATIENCE, "every record read again", || {
+        status_count(&env, "MESSAGE_DUPLICATE") == 4
+    });
+    down.heal();
+    wait_all_delivered(&env);
+    // A's records were parked in the schedule before the kill: read again,
+    // they are redeliveries, not parked (or scheduled) a second time.
+    let twice = env.count(
+        "SELECT count(*) AS n FROM (SELECT message_id FROM message_audit \
+          WHERE status = 'MESSAGE_RETRY_SCHEDULED' GROUP BY message_id HAVING count(*) > 1) t",
+    );
+    assert_eq!(twice, 0, "a message scheduled twice");
+    let a_duplicates = env.count(
+        "SELECT count(*) AS n FROM message_audit d WHERE d.status = 'MESSAGE_DUPLICATE' \
+          AND EXISTS (SELECT 1 FROM message_audit s WHERE s.message_id = d.message_id \
+                        AND s.status = 'MESSAGE_RETRY_SCHEDULED')",
+    );
+    assert_eq!(a_duplicates, 2, "A's two records audited as redeliveries");
+    let ok = delivered(&down.seen());
+    let mut sorted = ok.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 1, 2, 3], "each delivered once, none lost");
+    let path = format!("/audit/reconcile?topic={}", env.topic);
+    let (status, report) = env.api(instance.http, reqwest::Method::GET, &path, None);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["holds"], true, "{report}");
+    assert_eq!(report["doubles"], 0, "{report}");
+    assert_eq!(report["totals"]["processed"], 4, "{report}");
+    instance.terminate(Duration::from_secs(30));
+}
+
+#[test]
+fn a_scheduled_entry_goes_to_its_own_downstream_after_the_routes_are_reordered() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    let app = deferred(&env, &down.url(), 1000);
+    let ids = produce(&env, &[("A", 0), ("B", 1)]);
+    wait_until(PATIENCE, "A scheduled, B processed", || {
+        env.count("SELECT count(*) AS n FROM retry_schedule") == 1
+            && status_count(&env, "MESSAGE_PROCESSED") == 1
+    });
+    app.stop().expect("graceful stop");
+
+    // A new http route (another downstream) now comes first: A's entry
+    // was stored as the first http route's. A's next message still waits
+    // behind it.
+    let other = KeyedDownstream::start(Behaviour::default());
+    let routes = json!([route("Other", &other.url()), route("Notify", &down.url())]);
+    let app = with_routes(&env, routes, 1000);
+    produce(&env, &[("A", 2)]);
+    wait_until(PATIENCE, "A's next message waiting behind it", || {
+        env.count("SELECT count(*) AS n FROM retry_schedule") == 2
+    });
+    down.heal();
+    wait_until(PATIENCE, "A's messages processed", || {
+        status_count(&env, "MESSAGE_PROCESSED") == 3
+    });
+    assert!(
+        other.seen().is_empty(),
+        "nothing went to the other downstream"
+    );
+    let a: Vec<i64> = delivered(&down.seen())
+        .into_iter()
+        .filter(|n| *n != 1)
+        .collect();
+    assert_eq!(
+        a,
+        [0, 2],
+        "A's messages once each, in order, to their own downstream"
+    );
+    assert_eq!(
+        down.seen().iter().filter(|s| s.n == 2).count(),
+        1,
+        "A's next message waited untried behind A's first"
+    );
+    let (_, view) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/messages/{}", ids[&0]),
+        None,
+    );
+    assert_eq!(view["delivery"]["status"], "delivered", "{view}");
+    app.stop().expect("graceful stop");
+}
+
+/// A graceful stop while the worker's attempt hangs hands the entry's
+/// lease back: the entry is due at once for the next worker, not when the
+/// lease (2 × the route's 10 s timeout + 5 s) would have expired, and the
+/// dropped attempt is not counted.
+#[test]
+fn a_graceful_stop_mid_attempt_hands_the_lease_back() {
+    let env = TestEnv::new(1);
+    let down = failing_for_a();
+    let mut slow = route("Notify", &down.url());
+    slow["timeout"] = "10s".into();
+    let app = with_routes(&env, json!([slow.clone()]), 1000);
+    produce(&env, &[("A", 0)]);
+    let scheduled = "SELECT count(*) AS n FROM retry_schedule";
+    wait_until(PATIENCE, "A's message scheduled", || {
+        env.count(scheduled) == 1
+    });
+    down.behaviour.hang.store(true, Ordering::SeqCst);
+    down.heal();
+    wait_until(
+        PATIENCE,
+        "the worker's attempt held by the downstream",
+        || down.behaviour.hung.load(Ordering::SeqCst) >= 1,
+    );
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM retry_schedule WHERE leased_until > now()"),
+        1,
+        "the attempt in flight holds the lease"
+    );
+    let lease_ends_ms = env
+        .count("SELECT (EXTRACT(EPOCH FROM leased_until) * 1000)::int8 AS n FROM retry_schedule");
+    let attempts = "SELECT attempts::int8 AS n FROM retry_schedule";
+    let attempts_before = env.count(attempts);
+
+    app.stop().expect("graceful stop");
+    assert_eq!(
+        env.count(
+            "SELECT count(*) AS n FROM retry_schedule \
+              WHERE leased_until IS NULL AND next_attempt_at <= now()"
+        ),
+        1,
+        "the lease handed back and the entry due"
+    );
+    assert_eq!(
+        env.count(attempts),
+        attempts_before,
+        "the dropped attempt is not counted"
+    );
+
+    down.behaviour.hang.store(false, Ordering::SeqCst);
+    let app = with_routes(&env, json!([slow]), 1000);
+    wait_until(PATIENCE, "A's message delivered by the next worker", || {
+        status_count(&env, "MESSAGE_PROCESSED") == 1 && env.count(scheduled) == 0
+    });
+    assert!(
+        chrono::Utc::now().timestamp_millis() < lease_ends_ms,
+        "delivered before the old lease would have expired, so it was handed back"
+    );
+    app.stop().expect("graceful stop");
+}
