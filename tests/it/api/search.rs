@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::support::{wait_until, TestEnv};
+use crate::support::{wait_until, Table, TestEnv};
 use custodian::app::Running;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -66,9 +66,7 @@ fn apply(env: &TestEnv, events: &[(String, String)], rows: i64, versions: i64) {
         .collect();
     env.produce(&records);
     wait_until(Duration::from_secs(60), "events applied", || {
-        env.rows(crate::support::Table::Transactions) == rows
-            && env.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions")
-                == versions
+        env.db().rows(Table::Transactions) == rows && env.db().versions() == versions
     });
 }
 
@@ -411,6 +409,6 @@ fn hostile_query_text_is_a_400_naming_the_field_or_answered_never_a_500() {
             "{query}: {body}"
         );
     }
-    assert_eq!(env.rows(crate::support::Table::Transactions), 1);
+    assert_eq!(env.db().rows(Table::Transactions), 1);
     app.stop().expect("clean stop");
 }

@@ -6,10 +6,10 @@
 //! reconcile finds one outcome per offset, and the gap a deleted row leaves.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{wait_until, TestEnv};
+use crate::support::process::{Launch, Process};
+use crate::support::{scratch_dir, wait_until, Table, TestEnv};
 use custodian::app::Running;
 use custodian::config::Settings;
 use custodian::trail::checkpoint::{Checkpoint, Signer};
@@ -26,10 +26,7 @@ const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// A file path of this test's own.
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("custodian-chain-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir.join(name)
+    scratch_dir("chain").join(name)
 }
 
 fn audit_overrides(file: &Path) -> Vec<(&'static str, serde_json::Value)> {
@@ -67,23 +64,6 @@ fn verify(env: &TestEnv, settings: &Settings, file: Option<&Path>) -> Report {
         .expect("verify runs")
 }
 
-fn admin_url() -> String {
-    std::env::var("TEST_POSTGRES_ADMIN_URL").expect("TEST_POSTGRES_ADMIN_URL")
-}
-
-/// Runs statements as the superuser on `url`, in order.
-fn as_superuser(env: &TestEnv, url: &str, statements: &[&str]) {
-    env.rt.block_on(async {
-        let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
-        for sql in statements {
-            diesel::sql_query(*sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-    });
-}
-
 /// A copy of the test database to tamper with; dropped with the value.
 struct Copy<'a> {
     env: &'a TestEnv,
@@ -94,30 +74,25 @@ struct Copy<'a> {
 impl<'a> Copy<'a> {
     fn of(env: &'a TestEnv, case: &str) -> Copy<'a> {
         let name = format!("{}_{case}", env.database);
-        as_superuser(
-            env,
-            &admin_url(),
+        env.as_superuser(
+            env.admin_url(),
             &[&format!("CREATE DATABASE {name} TEMPLATE {}", env.database)],
         );
-        let url = match env.database_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("database url without a database"),
-        };
+        let url = env.database_url_named(&name);
         Copy { env, name, url }
     }
 
     fn tamper(&self, statements: &[&str]) {
         let mut all = vec!["ALTER TABLE audit_log DISABLE TRIGGER USER"];
         all.extend_from_slice(statements);
-        as_superuser(self.env, &self.url, &all);
+        self.env.as_superuser(&self.url, &all);
     }
 }
 
 impl Drop for Copy<'_> {
     fn drop(&mut self) {
-        as_superuser(
-            self.env,
-            &admin_url(),
+        self.env.as_superuser(
+            self.env.admin_url(),
             &[&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
@@ -164,7 +139,10 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     // an entry on the operator chain.
     env.produce(&[(None, b"not json", Some(0))]);
     wait_until(Duration::from_secs(60), "every record audited", || {
-        env.count("SELECT count(*) AS n FROM audit_log WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')") == 61
+        let db = env.db();
+        db.rows_with_status(Table::AuditLog, "MESSAGE_PROCESSED")
+            + db.rows_with_status(Table::AuditLog, "MESSAGE_DLQ")
+            == 61
     });
     let parked = env.dlq_entries();
     assert_eq!(parked.len(), 1);
@@ -187,7 +165,7 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     assert!(clean.holds, "{clean:#?}");
     assert_eq!(
         clean.entries_checked as i64,
-        env.rows(crate::support::Table::AuditLog),
+        env.db().rows(Table::AuditLog),
         "{clean:#?}"
     );
     let operator = clean
@@ -342,18 +320,15 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     // The command line names the break and fails.
     let copy = Copy::of(&env, "cli");
     copy.tamper(&[&format!("DELETE FROM audit_log WHERE {}", at(4))]);
-    let output = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .args(["audit", "verify", "--checkpoints"])
+    let output = Launch::command(&env, &["audit", "verify", "--checkpoints"])
         .arg(&file)
-        .envs(env.env_vars())
-        .env("CUSTODIAN_POSTGRES__URL", &copy.url)
-        .env("CUSTODIAN_AUDIT__SIGNING_KEY", SEED)
-        .env("CUSTODIAN_AUDIT__ORIGIN", "test.example/custodian")
-        .env("CUSTODIAN_LOG__LEVEL", "error")
-        .output()
-        .expect("custodian audit verify");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+        .setting("postgres.url", &copy.url)
+        .setting("audit.signing_key", SEED)
+        .setting("audit.origin", "test.example/custodian")
+        .setting("log.level", "error")
+        .output();
+    let stderr = &output.stderr;
+    assert!(!output.success, "{stderr}");
     assert!(
         stderr.contains(&format!("{chain} seq 4: deleted")),
         "names chain, sequence and kind: {stderr}"
@@ -369,25 +344,17 @@ fn assert_every_chain_whole(env: &TestEnv, settings: &Settings, file: &Path) {
     assert!(report.holds, "{report:#?}");
     assert_eq!(
         report.entries_checked as i64,
-        env.rows(crate::support::Table::AuditLog)
+        env.db().rows(Table::AuditLog)
     );
     for c in &report.chains {
         assert_eq!(c.last_seq as u64, c.entries, "{c:#?}");
     }
 }
 
-fn migrate(env: &TestEnv) {
-    custodian::store::migrate::run(
-        &secrecy::SecretString::from(env.database_url.clone()),
-        Duration::from_secs(30),
-    )
-    .expect("migrations");
-}
-
 #[test]
 fn the_audit_role_may_insert_and_select_but_not_change_the_trail() {
     let env = TestEnv::new(1);
-    migrate(&env);
+    env.migrate();
     env.rt.block_on(async {
         let mut conn = AsyncPgConnection::establish(&env.database_url)
             .await
@@ -423,21 +390,18 @@ fn the_audit_role_may_insert_and_select_but_not_change_the_trail() {
     });
 }
 
-fn spawn(env: &TestEnv, file: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("run")
-        .envs(env.env_vars())
-        .env("CUSTODIAN_AUDIT__SIGNING_KEY", SEED)
-        .env("CUSTODIAN_AUDIT__CHECKPOINT_FILE", file)
-        .env("CUSTODIAN_AUDIT__CHECKPOINT_EVERY_ENTRIES", "100")
-        .env("CUSTODIAN_AUDIT__ORIGIN", "test.example/custodian")
-        .env("CUSTODIAN_LOG__LEVEL", "warn")
-        .env("CUSTODIAN_PIPELINE__PARTITION_BATCH_SIZE", "50")
-        .env("CUSTODIAN_PIPELINE__MAX_IN_FLIGHT_PER_PARTITION", "400")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+/// `custodian run` as a process, signing checkpoints into `file`, in small
+/// batches so a kill lands mid-stream.
+fn spawn(env: &TestEnv, file: &Path) -> Process {
+    Launch::run(env)
+        .setting("audit.signing_key", SEED)
+        .setting("audit.checkpoint_file", file.display())
+        .setting("audit.checkpoint_every_entries", 100)
+        .setting("audit.origin", "test.example/custodian")
+        .setting("pipeline.partition_batch_size", 50)
+        .setting("pipeline.max_in_flight_per_partition", 400)
+        .quiet()
         .spawn()
-        .expect("spawn custodian")
 }
 
 #[test]
@@ -446,24 +410,25 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
     const N: i64 = 3000;
     let file = scratch("checkpoints.log");
     env.produce_synthetic(N as usize, 41, 0.3);
-    migrate(&env);
+    env.migrate();
     let mut first = spawn(&env, &file);
     wait_until(Duration::from_secs(90), "progress before the kill", || {
-        env.rows_with_status(crate::support::Table::AuditLog, "MESSAGE_PROCESSED") >= 300
+        env.db()
+            .rows_with_status(Table::AuditLog, "MESSAGE_PROCESSED")
+            >= 300
     });
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reaped");
-    let at_kill = env.rows_with_status(crate::support::Table::AuditLog, "MESSAGE_PROCESSED");
+    first.kill();
+    let at_kill = env
+        .db()
+        .rows_with_status(Table::AuditLog, "MESSAGE_PROCESSED");
     assert!(at_kill < N, "the kill landed mid-stream ({at_kill} of {N})");
     let mut second = spawn(&env, &file);
     wait_until(Duration::from_secs(120), "every message processed", || {
-        env.count("SELECT count(DISTINCT message_id) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") == N
+        env.db()
+            .messages_with_status(Table::AuditLog, "MESSAGE_PROCESSED")
+            == N
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(second.id().to_string())
-        .status();
-    assert!(second.wait().expect("reaped").success());
+    second.stop();
     env.assert_committed_to_end();
 
     let settings = settings_for(&env, &file, None);
@@ -510,8 +475,7 @@ fn chains_survive_a_hard_kill_and_reconcile_finds_one_outcome_per_offset_then_a_
     );
 
     // A superuser deletes the terminal row of partition 1, offset 10.
-    as_superuser(
-        &env,
+    env.as_superuser(
         &env.database_url,
         &[
             "ALTER TABLE audit_log DISABLE TRIGGER USER",
@@ -554,12 +518,14 @@ fn a_new_owner_after_a_rebalance_continues_each_chain() {
     wait_until(
         Duration::from_secs(60),
         "progress on the first instance",
-        || env.rows(crate::support::Table::AuditLog) >= 200,
+        || env.db().rows(Table::AuditLog) >= 200,
     );
     let second = Running::start(settings.clone()).expect("second instance");
     env.produce_synthetic(N as usize / 2, 52, 0.2);
     wait_until(Duration::from_secs(120), "every event audited", || {
-        env.count("SELECT count(DISTINCT message_id) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") == N
+        env.db()
+            .messages_with_status(Table::AuditLog, "MESSAGE_PROCESSED")
+            == N
     });
     second.stop().expect("graceful stop");
     first.stop().expect("graceful stop");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{transaction_event, wait_until, TestEnv};
+use crate::support::{transaction_event, wait_until, Table, TestEnv};
 use custodian::app::Running;
 use reqwest::Method;
 
@@ -163,7 +163,7 @@ fn the_explorer_filters_pages_and_shows_records() {
     // Paging two at a time walks every entry exactly once, in one order.
     let (_, all) = get("/messages?limit=500");
     let everything = ids(&all);
-    let total = env.count("SELECT count(*) AS n FROM audit_log");
+    let total = env.db().rows(Table::AuditLog);
     assert_eq!(everything.len() as i64, total);
     let mut walked = Vec::new();
     let mut cursor: Option<String> = None;
@@ -233,42 +233,11 @@ fn the_explorer_filters_pages_and_shows_records() {
     app.stop().expect("graceful stop");
 }
 
-#[derive(diesel::QueryableByName)]
-struct Definition {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    def: String,
-}
-
-/// The statuses `audit_log`'s CHECK constraint lets the trail hold.
-fn statuses_the_table_holds(env: &TestEnv) -> Vec<String> {
-    use diesel_async::RunQueryDsl;
-    let mut conn = env.conn();
-    let definition = env
-        .rt
-        .block_on(
-            diesel::sql_query(
-                "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint \
-                  WHERE conname = 'audit_log_status_check'",
-            )
-            .get_result::<Definition>(&mut conn),
-        )
-        .expect("audit_log's status constraint");
-    // `CHECK ((status = ANY (ARRAY['MESSAGE_PROCESSED'::text, …])))`: the
-    // quoted words.
-    definition
-        .def
-        .split('\'')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn every_status_the_trail_can_hold_is_searchable() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
-    let statuses = statuses_the_table_holds(&env);
+    let statuses = env.db().statuses_the_trail_holds();
     assert!(
         statuses.iter().any(|s| s == "MESSAGE_RETRY_SCHEDULED")
             && statuses.iter().any(|s| s == "MESSAGE_PUBLISHED"),

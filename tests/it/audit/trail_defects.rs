@@ -12,51 +12,18 @@
 //!   answer 429 with Retry-After, and PostgreSQL never sees more than the
 //!   bound's connections.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{wait_until, TestEnv, TEST_TOKEN};
+use crate::support::process::Launch;
+use crate::support::{scratch_dir, wait_until, Table, TestEnv, TEST_TOKEN};
 use custodian::app::Running;
 use custodian::trail::verify::{Report, StrayKind};
 use custodian::trail::{Access, CONCURRENT_VERIFIES};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use reqwest::Method;
 
 /// The checkpoint signing key of these tests (base64 of a 32-byte seed).
 const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn scratch() -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("custodian-trail-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn admin_url() -> String {
-    std::env::var("TEST_POSTGRES_ADMIN_URL").expect("TEST_POSTGRES_ADMIN_URL")
-}
-
-/// The test database's URL as the superuser (the admin URL's credentials).
-fn superuser_url(env: &TestEnv) -> String {
-    match admin_url().rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{}", env.database),
-        None => panic!("admin url without a database"),
-    }
-}
-
-fn as_superuser(env: &TestEnv, statements: &[&str]) {
-    let url = superuser_url(env);
-    env.rt.block_on(async {
-        let mut conn = AsyncPgConnection::establish(&url).await.expect("connect");
-        for sql in statements {
-            diesel::sql_query(*sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-    });
-}
 
 fn produce(env: &TestEnv, from: usize, n: usize) {
     let records: Vec<Vec<u8>> = (from..from + n)
@@ -71,7 +38,9 @@ fn produce(env: &TestEnv, from: usize, n: usize) {
 
 fn wait_processed(env: &TestEnv, n: i64) {
     wait_until(Duration::from_secs(60), "every record processed", || {
-        env.count("SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED'") >= n
+        env.db()
+            .rows_with_status(Table::AuditLog, "MESSAGE_PROCESSED")
+            >= n
     });
 }
 
@@ -85,51 +54,30 @@ fn verify(env: &TestEnv) -> Report {
 /// `custodian audit verify` on the test database: success, and stdout and
 /// stderr together.
 fn verify_cli(env: &TestEnv) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .args(["audit", "verify"])
-        .envs(env.env_vars())
-        .env("CUSTODIAN_LOG__LEVEL", "error")
-        .output()
-        .expect("custodian audit verify");
+    let output = Launch::command(env, &["audit", "verify"])
+        .setting("log.level", "error")
+        .output();
     (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
+        output.success,
+        format!("{}{}", output.stdout, output.stderr),
     )
 }
 
 #[test]
 fn a_checkpoint_file_that_cannot_be_opened_stops_check_config_and_the_start() {
     let env = TestEnv::new(1);
-    let dir = scratch();
+    let dir = scratch_dir("trail");
     for command in ["check-config", "run"] {
         let log = dir.join(format!("{command}.stderr"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
-            .arg(command)
-            .envs(env.env_vars())
-            .env("CUSTODIAN_AUDIT__SIGNING_KEY", SEED)
+        let mut custodian = Launch::command(&env, &[command])
+            .setting("audit.signing_key", SEED)
             // A directory: it exists, but lines cannot be appended to it.
-            .env("CUSTODIAN_AUDIT__CHECKPOINT_FILE", &dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("stderr file"))
-            .spawn()
-            .expect("custodian");
+            .setting("audit.checkpoint_file", dir.display())
+            .quiet()
+            .stderr_to(&log)
+            .spawn();
         // Without the check, `run` would start and keep running.
-        let started = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break Some(status);
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                child.kill().expect("kill");
-                child.wait().expect("reap");
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = custodian.exit_within(Duration::from_secs(20));
         let stderr = std::fs::read_to_string(&log).expect("stderr");
         assert!(
             status.is_some_and(|s| !s.success()),
@@ -145,7 +93,7 @@ fn a_checkpoint_file_that_cannot_be_opened_stops_check_config_and_the_start() {
 #[test]
 fn a_checkpoint_file_failing_later_shows_in_ready_and_verify_and_the_rows_are_still_written() {
     let env = TestEnv::new(1);
-    let dir = scratch();
+    let dir = scratch_dir("trail");
     let file = dir.join("checkpoints.log");
     let app = Running::start(env.settings_with(&[
         ("audit.signing_key", SEED.into()),
@@ -169,7 +117,7 @@ fn a_checkpoint_file_failing_later_shows_in_ready_and_verify_and_the_rows_are_st
     // The file becomes a directory: no more lines can go there (even as root).
     std::fs::remove_file(&file).expect("remove the file");
     std::fs::create_dir(&file).expect("a directory in its place");
-    let rows_before = env.count("SELECT count(*) AS n FROM audit_checkpoints");
+    let rows_before = env.db().rows(Table::AuditCheckpoints);
     produce(&env, 20, 20);
     wait_processed(&env, 40);
     wait_until(Duration::from_secs(30), "/ready says so", || {
@@ -182,7 +130,7 @@ fn a_checkpoint_file_failing_later_shows_in_ready_and_verify_and_the_rows_are_st
     });
     // The table row is still written.
     wait_until(Duration::from_secs(30), "rows still written", || {
-        env.count("SELECT count(*) AS n FROM audit_checkpoints") > rows_before
+        env.db().rows(Table::AuditCheckpoints) > rows_before
     });
     let (status, body) = env.api(&app, Method::GET, "/audit/verify", None);
     assert_eq!(status, 200, "{body}");
@@ -235,8 +183,8 @@ fn an_honest_trail_from_before_chaining_verifies_and_forged_unchained_and_legacy
     let env = TestEnv::new(1);
     // A trail from before the lean layout: rows in the first tables.
     migrate_first(&env, 5);
-    as_superuser(
-        &env,
+    env.as_superuser(
+        &env.superuser_url(),
         &["INSERT INTO message_audit (message_id, status, topic, kafka_partition, kafka_offset, consumer_group, occurred_at) \
            SELECT gen_random_uuid(), s, 'old', 0, g, 'old-group', now() \
              FROM generate_series(1, 3) g, unnest(ARRAY['MESSAGE_RECEIVED', 'MESSAGE_PROCESSED']) s",
@@ -245,8 +193,8 @@ fn an_honest_trail_from_before_chaining_verifies_and_forged_unchained_and_legacy
     );
     // …then from before chaining: audit_log rows without a chain.
     migrate_first(&env, 1);
-    as_superuser(
-        &env,
+    env.as_superuser(
+        &env.superuser_url(),
         &["INSERT INTO audit_log (message_id, status, topic, kafka_partition, kafka_offset, attempt, consumer_group, occurred_at) \
            SELECT gen_random_uuid(), 'MESSAGE_PROCESSED', 'old', 0, g, 1, 'old-group', now() FROM generate_series(4, 5) g"],
     );
@@ -270,14 +218,15 @@ fn an_honest_trail_from_before_chaining_verifies_and_forged_unchained_and_legacy
 
     // A forged discard, unchained, "approved by compliance".
     let forged_id: i64 = {
-        as_superuser(
-            &env,
+        env.as_superuser(
+        &env.superuser_url(),
             &["INSERT INTO audit_log (message_id, status, topic, kafka_partition, kafka_offset, attempt, consumer_group, occurred_at, detail) \
                SELECT message_id, 'MESSAGE_DISCARDED', topic, kafka_partition, kafka_offset, 1, consumer_group, now(), \
                       '{\"reason\": \"approved by compliance\", \"requested_by\": \"compliance\"}' \
                  FROM audit_log WHERE chain_id IS NOT NULL ORDER BY id DESC LIMIT 1"],
         );
-        env.count("SELECT max(id) AS n FROM audit_log WHERE status = 'MESSAGE_DISCARDED'")
+        env.db()
+            .newest_id(Table::AuditLog, Some("MESSAGE_DISCARDED"))
     };
     let report = verify(&env);
     assert!(!report.holds, "{report:#?}");
@@ -312,14 +261,14 @@ fn an_honest_trail_from_before_chaining_verifies_and_forged_unchained_and_legacy
     assert_eq!(status_body["last_verify"]["holds"], false, "{status_body}");
 
     // Legacy rows newer than the freeze.
-    as_superuser(
-        &env,
+    env.as_superuser(
+        &env.superuser_url(),
         &["INSERT INTO message_audit_v1 (message_id, status, topic, kafka_partition, kafka_offset, consumer_group, occurred_at) \
            VALUES (gen_random_uuid(), 'MESSAGE_DISCARDED', 'old', 0, 2, 'old-group', now())",
           "INSERT INTO message_payloads_v1 (message_id, topic, kafka_partition, kafka_offset, payload) \
            VALUES (gen_random_uuid(), 'old', 0, 2, 'forged')"],
     );
-    let legacy_id = env.count("SELECT max(id) AS n FROM message_audit_v1");
+    let legacy_id = env.db().newest_id(Table::MessageAuditV1, None);
     let report = verify(&env);
     assert!(!report.holds);
     let legacy: Vec<_> = report
@@ -340,10 +289,8 @@ fn an_honest_trail_from_before_chaining_verifies_and_forged_unchained_and_legacy
 
 /// Connections the verifies hold open now, seen from PostgreSQL.
 fn verify_connections(env: &TestEnv) -> i64 {
-    env.count(&format!(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'custodian audit verify' AND datname = '{}'",
-        env.database
-    ))
+    env.db()
+        .sessions_named("custodian audit verify", &env.database)
 }
 
 #[test]
@@ -357,7 +304,7 @@ fn concurrent_verifies_are_bounded_and_the_rest_answer_429() {
 
     // Hold every verify at its first read, so the running ones keep their
     // slots (and connections) while the rest queue.
-    let url = superuser_url(&env);
+    let url = env.superuser_url();
     let (locker, connection) = env
         .rt
         .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))

@@ -3,3 +3,17 @@
 mod browser;
 mod operator;
 mod views;
+
+use std::time::Duration;
+
+use crate::support::process::{Launch, Process};
+use crate::support::TestEnv;
+
+/// The custodian a console test clicks through: a process of its own, so
+/// the counters and charts the console reads from `/metrics` (process-wide)
+/// show this test's traffic alone.
+fn console_custodian(env: &TestEnv) -> Process {
+    let mut custodian = Launch::run(env).spawn();
+    custodian.wait_ready(env, Duration::from_secs(60));
+    custodian
+}

@@ -3,8 +3,8 @@
 //! operator would: token, list, lifecycle, replay, discard, counters.
 
 use super::browser::{browser, chromedriver, click, eventually, fill, text, PATIENCE};
-use crate::support::{transaction_event, wait_until, TestEnv, TEST_TOKEN};
-use custodian::app::Running;
+use super::console_custodian;
+use crate::support::{transaction_event, wait_until, Table, TestEnv, TEST_TOKEN};
 use fantoccini::{Client, Locator};
 
 async fn rows(c: &Client) -> Vec<String> {
@@ -24,8 +24,8 @@ async fn rows(c: &Client) -> Vec<String> {
 #[test]
 fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
     let env = TestEnv::new(1);
-    let app = Running::start(env.settings()).expect("custodian starts");
-    env.execute("ALTER TABLE transactions ADD CONSTRAINT test_limit CHECK (amount < 1000)");
+    let mut app = console_custodian(&env);
+    env.limit_amounts();
     let refused = transaction_event(
         "transaction.created",
         &format!("{}-big", env.topic),
@@ -43,15 +43,15 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
         (Some("u1"), unknown.as_bytes(), Some(0)),
     ]);
     wait_until(PATIENCE, "two parked", || {
-        env.audit_counts().get("MESSAGE_DLQ") == Some(&2)
+        env.db().audit_counts().get("MESSAGE_DLQ") == Some(&2)
     });
     let entries = env.dlq_entries();
     let refused_id = entries[0].message_id.to_string();
     let unknown_id = entries[1].message_id.to_string();
-    env.execute("ALTER TABLE transactions DROP CONSTRAINT test_limit");
+    env.lift_amount_limit();
 
     let (_driver, port) = chromedriver();
-    let ui = format!("http://{}/ui", app.http_addr);
+    let ui = format!("http://{}/ui", app.http());
     env.rt.block_on(async {
         let c = browser(port).await;
         c.goto(&ui).await.expect("open the console");
@@ -125,16 +125,13 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
         c.close().await.expect("close the browser");
     });
     wait_until(PATIENCE, "the replayed one processed", || {
-        env.rows(crate::support::Table::Transactions) == 1
+        env.db().rows(Table::Transactions) == 1
     });
-    let counts = env.audit_counts();
+    let counts = env.db().audit_counts();
     assert_eq!(counts.get("MESSAGE_REPLAYED"), Some(&1));
     assert_eq!(counts.get("MESSAGE_DISCARDED"), Some(&1));
     // Each action records the name the operator gave.
-    assert_eq!(
-        env.count("SELECT count(*) AS n FROM audit_log WHERE detail->>'requested_by' = 'erin'"),
-        2
-    );
+    assert_eq!(env.db().actions_by("erin"), 2);
     assert!(env.dlq_entries().is_empty());
-    app.stop().expect("graceful stop");
+    app.stop();
 }

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use super::browser::{browser, chromedriver, click, eventually, fill, screenshot, text, PATIENCE};
-use crate::support::{transaction_event, wait_until, TestEnv, TEST_TOKEN};
-use custodian::app::Running;
+use super::console_custodian;
+use crate::support::{transaction_event, wait_until, Table, TestEnv, TEST_TOKEN};
 use fantoccini::{Client, Locator};
 
 async fn count(c: &Client, css: &str) -> usize {
@@ -61,8 +61,8 @@ fn traffic(env: &TestEnv, batch: usize, n: usize) {
 #[test]
 fn every_view_shows_real_data_and_a_bulk_replay_runs_as_a_job() {
     let env = TestEnv::new(2);
-    let app = Running::start(env.settings()).expect("custodian starts");
-    env.execute("ALTER TABLE transactions ADD CONSTRAINT test_limit CHECK (amount < 1000)");
+    let mut app = console_custodian(&env);
+    env.limit_amounts();
     // Traffic in bursts over a few sample intervals, so the charts have a shape.
     for batch in 0..4 {
         traffic(&env, batch, 40 + batch * 10);
@@ -88,9 +88,9 @@ fn every_view_shows_real_data_and_a_bulk_replay_runs_as_a_job() {
 
     // The limit is raised: the parked ones would now apply (they stay
     // parked until someone replays them).
-    env.execute("ALTER TABLE transactions DROP CONSTRAINT test_limit");
+    env.lift_amount_limit();
     let (_driver, port) = chromedriver();
-    let ui = format!("http://{}/ui", app.http_addr);
+    let ui = format!("http://{}/ui", app.http());
     env.rt.block_on(async {
         let c = browser(port).await;
         c.set_window_size(1280, 1000).await.expect("window size");
@@ -215,8 +215,11 @@ fn every_view_shows_real_data_and_a_bulk_replay_runs_as_a_job() {
         c.close().await.expect("close the browser");
     });
     wait_until(PATIENCE, "replayed ones processed", || {
-        env.count("SELECT count(*) AS n FROM transactions") == 220
+        env.db().rows(Table::Transactions) == 220
     });
-    assert_eq!(env.replays_by("dana", "limit raised for the pilot"), 22);
-    app.stop().expect("graceful stop");
+    assert_eq!(
+        env.db().replays_by("dana", "limit raised for the pilot"),
+        22
+    );
+    app.stop();
 }

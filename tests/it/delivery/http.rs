@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::{wait_until, TestEnv};
+use crate::support::{wait_until, Table, TestEnv};
 use custodian::app::Running;
 use custodian::downstream::{MockDownstream, Options};
 use serde_json::json;
@@ -60,7 +60,7 @@ fn messages_are_delivered_once_with_their_id() {
         .collect();
     produce(&env, &payloads);
     wait_until(PATIENCE, "three processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     let received = mock.received();
     assert_eq!(received.len(), 3);
@@ -89,7 +89,7 @@ fn messages_are_delivered_once_with_their_id() {
     // The same event again is recognised and not sent again.
     produce(&env, &payloads[..1]);
     wait_until(PATIENCE, "the duplicate recorded", || {
-        env.audit_counts().get("MESSAGE_DUPLICATE") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_DUPLICATE") == Some(&1)
     });
     assert_eq!(mock.received().len(), 3);
     app.stop().expect("graceful stop");
@@ -108,10 +108,10 @@ fn a_500_is_retried_and_a_4xx_is_parked() {
     let id = uuid::Uuid::new_v4();
     produce(&env, &[notify(&id, 1)]);
     wait_until(PATIENCE, "delivered on the third attempt", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
     });
     assert_eq!(
-        env.lifecycle(&id.to_string()),
+        env.db().lifecycle(&id.to_string()),
         [
             ("MESSAGE_RECEIVED".to_string(), 1),
             ("MESSAGE_FAILED".to_string(), 1),
@@ -136,7 +136,7 @@ fn a_500_is_retried_and_a_4xx_is_parked() {
     let id = uuid::Uuid::new_v4();
     produce(&env, &[notify(&id, 2)]);
     wait_until(PATIENCE, "parked", || {
-        env.audit_counts().get("MESSAGE_DLQ") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_DLQ") == Some(&1)
     });
     let entries = env.dlq_entries();
     assert_eq!(entries[0].error_kind, "downstream_rejected");
@@ -174,16 +174,14 @@ fn delivery_records_are_pruned_after_the_retention_and_the_audit_stays() {
         &format!("http://{}/hook", mock.addr),
         &[("deliveries.retention", "5s".into())],
     );
-    let records = "SELECT count(*) AS n FROM http_deliveries";
     let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     produce(&env, &[notify(&first, 1)]);
     wait_until(PATIENCE, "the first delivered and recorded", || {
-        env.count(records) == 1
+        env.db().rows(Table::HttpDeliveries) == 1
     });
-    let finished_ms = env
-        .count("SELECT (EXTRACT(EPOCH FROM finished_at) * 1000)::int8 AS n FROM http_deliveries");
+    let finished_ms = env.db().delivery_finished_ms();
     wait_until(PATIENCE, "the first's record pruned", || {
-        env.count(records) == 0
+        env.db().rows(Table::HttpDeliveries) == 0
     });
     // Not before its retention: the prune that took it ran after then.
     assert!(
@@ -193,13 +191,13 @@ fn delivery_records_are_pruned_after_the_retention_and_the_audit_stays() {
 
     produce(&env, &[notify(&second, 2)]);
     wait_until(PATIENCE, "the second delivered and recorded", || {
-        env.count(records) == 1
+        env.db().rows(Table::HttpDeliveries) == 1
     });
     let delivery = only_delivery(&env, &app, "delivered");
     assert_eq!(delivery["message_id"], second.to_string(), "{delivery}");
     for id in [first, second] {
         assert_eq!(
-            env.lifecycle(&id.to_string()),
+            env.db().lifecycle(&id.to_string()),
             [
                 ("MESSAGE_RECEIVED".to_string(), 1),
                 ("MESSAGE_PROCESSED".to_string(), 1),
@@ -237,7 +235,7 @@ fn an_unreachable_downstream_pauses_the_partition_until_it_returns() {
     let id = uuid::Uuid::new_v4();
     produce(&env, &[notify(&id, 1)]);
     std::thread::sleep(Duration::from_secs(3));
-    let counts = env.audit_counts();
+    let counts = env.db().audit_counts();
     assert_eq!(counts.get("MESSAGE_DLQ"), None, "not parked while down");
     assert_eq!(counts.get("MESSAGE_PROCESSED"), None);
     assert_eq!(
@@ -254,12 +252,12 @@ fn an_unreachable_downstream_pauses_the_partition_until_it_returns() {
     })
     .expect("downstream comes up");
     wait_until(PATIENCE, "delivered once it is back", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
     });
     assert_eq!(mock.received().len(), 1);
     // Waiting for a downstream that is down is not an attempt.
     assert_eq!(
-        env.lifecycle(&id.to_string()),
+        env.db().lifecycle(&id.to_string()),
         [
             ("MESSAGE_RECEIVED".to_string(), 1),
             ("MESSAGE_PROCESSED".to_string(), 1)
@@ -316,7 +314,7 @@ fn a_gateway_saying_the_backend_is_down_pauses_instead_of_parking() {
     );
     produce(&env, &[notify(&uuid::Uuid::new_v4(), 1)]);
     wait_until(PATIENCE, "a few 503s", || mock.received().len() >= 3);
-    let counts = env.audit_counts();
+    let counts = env.db().audit_counts();
     assert_eq!(counts.get("MESSAGE_DLQ"), None, "not parked: {counts:?}");
     assert_eq!(counts.get("MESSAGE_FAILED"), None, "not an attempt");
     assert_eq!(env.committed_or_zero(), vec![0]);
@@ -333,11 +331,11 @@ fn a_batch_mixing_deliveries_and_projections_settles_each_message_once() {
     let b = crate::support::created_event(&format!("{}-b", env.topic));
     produce(&env, &[notify(&a, 1), b.clone(), notify(&c, 3)]);
     wait_until(PATIENCE, "all three processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     let received: Vec<Option<String>> = mock.received().into_iter().map(|r| r.message_id).collect();
     assert_eq!(received, [Some(a.to_string()), Some(c.to_string())]);
-    assert_eq!(env.rows(crate::support::Table::Transactions), 1);
+    assert_eq!(env.db().rows(Table::Transactions), 1);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(3)]);
 }

@@ -42,7 +42,7 @@ fn different_keys_go_at_once_and_one_key_stays_in_order() {
         .collect();
     env.produce(&records);
     wait_until(Duration::from_secs(300), "every message processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&MESSAGES)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&MESSAGES)
     });
     wait_until(Duration::from_secs(30), "committed to the end", || {
         env.committed() == vec![Some(MESSAGES)]

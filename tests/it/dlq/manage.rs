@@ -1,10 +1,10 @@
 //! Managing the dead-letter queue: listing with filters and pages, bulk
 //! replay by filter, discard with a reason, the same from the command line.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{transaction_event, wait_until, TestEnv};
+use crate::support::process::Launch;
+use crate::support::{transaction_event, wait_until, Table, TestEnv};
 use custodian::app::Running;
 use reqwest::Method;
 
@@ -14,7 +14,7 @@ const AT: &str = "2024-01-01T12:00:00Z";
 /// Three events the database refuses (a CHECK constraint the test adds), two
 /// of an unknown type, one valid; waits until all six are settled.
 fn park_five(env: &TestEnv) -> Vec<String> {
-    env.execute("ALTER TABLE transactions ADD CONSTRAINT test_amount_limit CHECK (amount < 1000)");
+    env.limit_amounts();
     let big: Vec<String> = (0..3)
         .map(|i| {
             transaction_event(
@@ -42,7 +42,7 @@ fn park_five(env: &TestEnv) -> Vec<String> {
     }
     env.produce(&records);
     wait_until(PATIENCE, "five parked, one processed", || {
-        let c = env.audit_counts();
+        let c = env.db().audit_counts();
         c.get("MESSAGE_DLQ") == Some(&5) && c.get("MESSAGE_PROCESSED") == Some(&1)
     });
     big
@@ -106,7 +106,7 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
         .expect("DEL");
 
     // The cause is fixed; replay exactly the refused ones.
-    env.execute("ALTER TABLE transactions DROP CONSTRAINT test_amount_limit");
+    env.lift_amount_limit();
     let bulk = serde_json::json!({
         "topic": topic,
         "error_kind": "constraint_violation",
@@ -118,12 +118,12 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
     assert_eq!(report["replayed"], 3, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     wait_until(PATIENCE, "the replayed three processed", || {
-        env.rows(crate::support::Table::Transactions) == 4
+        env.db().rows(Table::Transactions) == 4
     });
     let left = env.dlq_entries();
     assert_eq!(left.len(), 2);
     assert!(left.iter().all(|e| e.error_kind == "unknown_event_type"));
-    assert_eq!(env.audit_counts().get("MESSAGE_REPLAYED"), Some(&3));
+    assert_eq!(env.db().audit_counts().get("MESSAGE_REPLAYED"), Some(&3));
     // Again: nothing matches any more, nothing is published.
     let (_, again) = env.api(&app, Method::POST, "/replay", Some(bulk));
     assert_eq!(again["matched"], 0, "{again}");
@@ -147,7 +147,7 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
     assert_eq!(status, 200, "{body}");
     let (status, _) = env.api(&app, Method::DELETE, &path, Some(reason));
     assert_eq!(status, 404);
-    let lifecycle = env.lifecycle(&victim.to_string());
+    let lifecycle = env.db().lifecycle(&victim.to_string());
     assert_eq!(
         lifecycle.last().map(|(s, _)| s.as_str()),
         Some("MESSAGE_DISCARDED")
@@ -157,19 +157,10 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
     app.stop().expect("graceful stop");
 }
 
+/// `custodian dlq <args>`: success, stdout, stderr.
 fn cli(env: &TestEnv, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("dlq")
-        .args(args)
-        .envs(env.env_vars())
-        .env("CUSTODIAN_LOG__LEVEL", "warn")
-        .output()
-        .expect("run custodian dlq");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = Launch::command(env, &[&["dlq"], args].concat()).output();
+    (out.success, out.stdout, out.stderr)
 }
 
 #[test]
@@ -200,7 +191,7 @@ fn the_command_line_lists_shows_replays_and_discards() {
     let shown: custodian::dlq::DlqEntry = serde_json::from_str(&out).expect("JSON entry");
     assert_eq!(&shown, refused[0]);
 
-    env.execute("ALTER TABLE transactions DROP CONSTRAINT test_amount_limit");
+    env.lift_amount_limit();
     let (ok, out, err) = cli(
         &env,
         &[
@@ -251,10 +242,10 @@ fn the_command_line_lists_shows_replays_and_discards() {
     assert!(err.contains("not in the dead-letter queue"), "{err}");
 
     wait_until(PATIENCE, "the three replayed ones processed", || {
-        env.rows(crate::support::Table::Transactions) == 4
+        env.db().rows(Table::Transactions) == 4
     });
     assert_eq!(env.dlq_entries().len(), 1);
-    let counts = env.audit_counts();
+    let counts = env.db().audit_counts();
     assert_eq!(counts.get("MESSAGE_REPLAYED"), Some(&3));
     assert_eq!(counts.get("MESSAGE_DISCARDED"), Some(&1));
     app.stop().expect("graceful stop");
@@ -274,7 +265,7 @@ fn two_records_claiming_one_id_are_both_kept() {
     env.produce_with_headers(first.as_bytes(), &[]);
     env.produce_with_headers(second.as_bytes(), &[]);
     wait_until(PATIENCE, "both parked", || {
-        env.audit_counts().get("MESSAGE_DLQ") == Some(&2)
+        env.db().audit_counts().get("MESSAGE_DLQ") == Some(&2)
     });
     // Neither record's bytes are lost; the id finds the first.
     let entries = env.dlq_entries();

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::support::{transaction_event, wait_until, TestEnv};
+use crate::support::process::Launch;
+use crate::support::{transaction_event, wait_until, Table, TestEnv};
 use custodian::app::Running;
 use reqwest::Method;
 use serde_json::json;
@@ -18,7 +19,7 @@ fn a_bulk_replay_job_is_previewed_started_and_followed_to_the_end() {
     // Slow replays, so the job visibly outlives its request.
     let app = Running::start(env.settings_with(&[("dlq.replay_rate_per_second", 4.into())]))
         .expect("custodian starts");
-    env.execute("ALTER TABLE transactions ADD CONSTRAINT test_limit CHECK (amount < 1000)");
+    env.limit_amounts();
     let big: Vec<String> = (0..6)
         .map(|i| {
             transaction_event(
@@ -77,7 +78,7 @@ fn a_bulk_replay_job_is_previewed_started_and_followed_to_the_end() {
     );
     assert_eq!(code, 400, "{body}");
 
-    env.execute("ALTER TABLE transactions DROP CONSTRAINT test_limit");
+    env.lift_amount_limit();
     let (code, job) = api(
         Method::POST,
         "/replay/jobs",
@@ -116,9 +117,9 @@ fn a_bulk_replay_job_is_previewed_started_and_followed_to_the_end() {
 
     // Replayed, audited with who and why; the other kind stays parked.
     wait_until(PATIENCE, "the replayed ones processed", || {
-        env.count("SELECT count(*) AS n FROM transactions") == 6
+        env.db().rows(Table::Transactions) == 6
     });
-    assert_eq!(env.replays_by("dana", "limit raised"), 6);
+    assert_eq!(env.db().replays_by("dana", "limit raised"), 6);
     assert_eq!(env.dlq_entries().len(), 2);
     let (code, _) = api(
         Method::GET,
@@ -154,46 +155,9 @@ fn park_undecodable(env: &TestEnv) -> (String, Vec<uuid::Uuid>) {
     (kind, entries.iter().map(|e| e.message_id).collect())
 }
 
-#[derive(diesel::QueryableByName)]
-struct Replays {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    message_id: uuid::Uuid,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-/// MESSAGE_REPLAYED rows of job `job`, per message.
-fn job_replays(env: &TestEnv, job: &str) -> std::collections::HashMap<uuid::Uuid, i64> {
-    use diesel_async::RunQueryDsl;
-    let mut conn = env.conn();
-    env.rt
-        .block_on(
-            diesel::sql_query(
-                "SELECT message_id, count(*) AS n FROM audit_log \
-                 WHERE status = 'MESSAGE_REPLAYED' AND detail->>'job_id' = $1 \
-                 GROUP BY message_id",
-            )
-            .bind::<diesel::sql_types::Text, _>(job)
-            .load::<Replays>(&mut conn),
-        )
-        .expect("the job's replays")
-        .into_iter()
-        .map(|r| (r.message_id, r.n))
-        .collect()
-}
-
 /// The operator locks on this test's entries.
 fn locks(env: &TestEnv) -> Vec<String> {
-    redis_query(
-        env,
-        redis::cmd("KEYS").arg(format!("{}:#lock:*", env.dlq_prefix)),
-    )
-}
-
-/// Runs one Redis command on a connection of its own.
-fn redis_query<T: redis::FromRedisValue>(env: &TestEnv, cmd: &redis::Cmd) -> T {
-    let mut conn = env.redis().get_connection().expect("redis connection");
-    cmd.query(&mut conn).expect("redis command")
+    env.redis_query(redis::cmd("KEYS").arg(format!("{}:#lock:*", env.dlq_prefix)))
 }
 
 /// Starts a job replaying `kind` and waits until it has replayed a few.
@@ -234,7 +198,7 @@ fn resume_to_the_end(env: &TestEnv, addr: std::net::SocketAddr, id: &str, ids: &
         job["state"] == "done"
     });
     let (_, done) = env.api(addr, Method::GET, &format!("/replay/jobs/{id}"), None);
-    let replays = job_replays(env, id);
+    let replays = env.db().job_replays(&id);
     for message in ids {
         assert_eq!(
             replays.get(message),
@@ -271,7 +235,7 @@ fn a_job_cut_off_by_a_graceful_stop_is_interrupted_with_audited_counts_and_resum
     );
     assert_eq!(code, 200, "{job}");
     assert_eq!(job["state"], "interrupted", "{job}");
-    let audited: i64 = job_replays(&env, &id).values().sum();
+    let audited: i64 = env.db().job_replays(&id).values().sum();
     assert!(audited >= 2 && audited < ENTRIES as i64, "{audited}");
     assert_eq!(job["replayed"], audited, "{job}");
     assert_eq!(job["audited"], audited, "{job}");
@@ -286,14 +250,14 @@ fn a_job_cut_off_by_a_graceful_stop_is_interrupted_with_audited_counts_and_resum
 #[test]
 fn a_job_whose_process_died_is_interrupted_does_not_block_its_entry_and_resumes() {
     let env = TestEnv::new(1);
-    let bootstrap = env.broker.bootstrap_servers();
-    let slow = [("CUSTODIAN_DLQ__REPLAY_RATE_PER_SECOND", SLOW.to_string())];
-    let mut doomed = crate::support::process::Instance::spawn(&env, &bootstrap, &slow);
+    let mut doomed = Launch::run(&env)
+        .setting("dlq.replay_rate_per_second", SLOW)
+        .spawn();
     doomed.wait_ready(&env, PATIENCE);
     let (kind, ids) = park_undecodable(&env);
-    let id = start_and_wait_for_progress(&env, doomed.http, &kind, "sigkill");
+    let id = start_and_wait_for_progress(&env, doomed.http(), &kind, "sigkill");
     let (_, job) = env.api(
-        doomed.http,
+        doomed.http(),
         Method::GET,
         &format!("/replay/jobs/{id}"),
         None,
@@ -306,13 +270,12 @@ fn a_job_whose_process_died_is_interrupted_does_not_block_its_entry_and_resumes(
 
     // The entry the dead process held: locked in its name, for the backstop's
     // five minutes.
-    let replayed = job_replays(&env, &id);
+    let replayed = env.db().job_replays(&id);
     let held = *ids
         .iter()
         .find(|m| !replayed.contains_key(m))
         .expect("an entry the job had not reached");
-    redis_query::<()>(
-        &env,
+    env.redis_query::<()>(
         redis::cmd("SET")
             .arg(custodian::dlq::Keys::new(&env.dlq_prefix).lock(held))
             .arg(format!("{owner}/in-flight"))
@@ -337,7 +300,7 @@ fn a_job_whose_process_died_is_interrupted_does_not_block_its_entry_and_resumes(
         &format!("/replay/jobs/{id}"),
         None,
     );
-    let audited: i64 = job_replays(&env, &id).values().sum();
+    let audited: i64 = env.db().job_replays(&id).values().sum();
     assert_eq!(job["replayed"], audited, "{job}");
     assert_eq!(job["audited"], audited, "{job}");
 

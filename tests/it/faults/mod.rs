@@ -9,10 +9,9 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::support::brokers::BrokerProcess;
-use crate::support::process::Instance;
-use crate::support::{created_event, wait_until, PrivatePostgres, PrivateRedis, TestEnv};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use crate::support::brokers::{creations, BrokerProcess, Records};
+use crate::support::process::{Launch, Process};
+use crate::support::{created_event, wait_until, PrivatePostgres, PrivateRedis, Table, TestEnv};
 use rand::Rng;
 use tally::{Report, Tally};
 
@@ -25,8 +24,6 @@ const SESSION: Duration = Duration::from_secs(6);
 /// `runtime.drain_timeout` in these scenarios; the shutdown bound scales with it.
 const DRAIN: Duration = Duration::from_secs(3);
 
-type Records = Vec<(Option<String>, Vec<u8>, Option<i32>)>;
-
 /// `n` synthetic seed-003 events (creations and updates, keyed by user).
 fn synthetic(n: usize, seed: u64) -> Records {
     let mut generator = custodian::synth::Generator::new(seed, None, 20, 0.3);
@@ -34,20 +31,6 @@ fn synthetic(n: usize, seed: u64) -> Records {
         .map(|_| {
             let e = generator.next_event();
             (Some(e.key), e.payload, None)
-        })
-        .collect()
-}
-
-/// `n` creations of distinct transactions, spread over `partitions`.
-fn creations(n: usize, partitions: i32) -> Records {
-    (0..n)
-        .map(|i| {
-            let id = format!("tx-{}", uuid::Uuid::new_v4().simple());
-            (
-                None,
-                created_event(&id).into_bytes(),
-                Some(i as i32 % partitions),
-            )
         })
         .collect()
 }
@@ -62,18 +45,22 @@ fn add(total: &mut [i64], more: &[i64]) {
 /// Settings every scenario's instances share.
 fn overrides() -> Vec<(&'static str, String)> {
     vec![
-        (
-            "CUSTODIAN_RUNTIME__DRAIN_TIMEOUT",
-            format!("{}s", DRAIN.as_secs()),
-        ),
+        ("runtime.drain_timeout", format!("{}s", DRAIN.as_secs())),
         // Small batches keep many messages between read and durable outcome,
         // so a fault lands mid-stream.
-        ("CUSTODIAN_PIPELINE__PARTITION_BATCH_SIZE", "50".into()),
-        (
-            "CUSTODIAN_PIPELINE__MAX_IN_FLIGHT_PER_PARTITION",
-            "400".into(),
-        ),
+        ("pipeline.partition_batch_size", "50".into()),
+        ("pipeline.max_in_flight_per_partition", "400".into()),
     ]
+}
+
+/// `custodian run` against `broker` with the scenario's settings and
+/// `extra` ones; not waited for.
+fn spawn_custodian(env: &TestEnv, broker: &BrokerProcess, extra: &[(&str, String)]) -> Process {
+    Launch::run(env)
+        .setting("kafka.brokers", &broker.bootstrap)
+        .settings(&overrides())
+        .settings(extra)
+        .spawn()
 }
 
 /// Waits until every produced record has a durable outcome and the group
@@ -94,15 +81,10 @@ fn wait_complete(tally: &Tally<'_>, broker: &BrokerProcess, group: &str, ends: &
     }
 }
 
-/// The kafka test: SIGTERM, and the exit is orderly and bounded.
-fn terminate_within_bound(instance: &mut Instance) {
-    let bound = DRAIN + custodian::shutdown::MARGIN;
-    let (status, took) = instance.terminate(bound + Duration::from_secs(30));
-    assert!(
-        took <= bound,
-        "custodian took {took:?} to exit after SIGTERM; the bound is {bound:?}"
-    );
-    assert!(status.success(), "custodian exited {status:?}");
+/// SIGTERM, and the exit is orderly and within the drain timeout and
+/// `shutdown::MARGIN`.
+fn terminate_within_bound(instance: &mut Process) {
+    instance.terminate_within_bound(DRAIN + custodian::shutdown::MARGIN);
 }
 
 /// The scenarios kill and restart processes and wait on group rebalances:
@@ -135,7 +117,7 @@ fn sigkill_ten_times_during_a_30000_message_run() {
     let mut jitter = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     let mut durable = 0;
     for kill in 1..=10 {
-        let mut instance = Instance::spawn(&env, &broker.bootstrap, &overrides());
+        let mut instance = spawn_custodian(&env, &broker, &[]);
         // Progress after every restart, whatever the plan says.
         let target = (kill * step + jitter.random_range(0..step / 2)).max(durable + 1);
         wait_until(
@@ -157,7 +139,7 @@ fn sigkill_ten_times_during_a_30000_message_run() {
         );
     }
     let restarted = Instant::now();
-    let mut instance = Instance::spawn(&env, &broker.bootstrap, &overrides());
+    let mut instance = spawn_custodian(&env, &broker, &[]);
     wait_complete(&tally, &broker, &env.group, &ends);
     let recover = restarted.elapsed();
     terminate_within_bound(&mut instance);
@@ -181,7 +163,7 @@ fn broker_killed_and_restarted_mid_stream() {
     let env = TestEnv::new(3);
     let mut broker = BrokerProcess::tansu(&env.topic, 3);
     let tally = Tally::new(&env);
-    let mut instance = Instance::spawn(&env, &broker.bootstrap, &overrides());
+    let mut instance = spawn_custodian(&env, &broker, &[]);
     instance.wait_ready(&env, PATIENCE);
     let mut ends = broker.produce(&env.rt, &synthetic(3000, 43));
     wait_until(PATIENCE, "processing under way", || tally.durable() >= 300);
@@ -233,7 +215,7 @@ fn three_instances_joining_and_leaving_under_load() {
     let env = TestEnv::new(6);
     let broker = BrokerProcess::tansu(&env.topic, 6);
     let tally = Tally::new(&env);
-    let spawn = || Instance::spawn(&env, &broker.bootstrap, &overrides());
+    let spawn = || spawn_custodian(&env, &broker, &[]);
     let mut ends = vec![0; 6];
     let mut load = |seed| add(&mut ends, &broker.produce(&env.rt, &synthetic(1500, seed)));
     let step = || std::thread::sleep(Duration::from_secs(3));
@@ -305,9 +287,8 @@ fn redis_refusing_writes_while_poison_arrives() {
     let broker = BrokerProcess::dev_broker(&env.topic, 3);
     let redis = PrivateRedis::start();
     let tally = Tally::at(&env, &env.database_url, &redis.url());
-    let mut extra = overrides();
-    extra.push(("CUSTODIAN_REDIS__URL", redis.url()));
-    let mut instance = Instance::spawn(&env, &broker.bootstrap, &extra);
+    let extra = [("redis.url", redis.url())];
+    let mut instance = spawn_custodian(&env, &broker, &extra);
     instance.wait_ready(&env, PATIENCE);
     let mut ends = broker.produce(&env.rt, &creations(300, 3));
     wait_until(PATIENCE, "the first events durable", || {
@@ -324,7 +305,7 @@ fn redis_refusing_writes_while_poison_arrives() {
         let poison: Records = vec![(None, POISON.to_vec(), Some(0))];
         add(&mut ends, &broker.produce(&env.rt, &poison));
         wait_until(PATIENCE, &format!("poison {k} of 10 read"), || {
-            env.metric(instance.http, "messages_consumed_total") >= (300 + k) as f64
+            env.metric(instance.http(), "messages_consumed_total") >= (300 + k) as f64
         });
     }
     add(&mut ends, &broker.produce(&env.rt, &creations(300, 3)));
@@ -373,24 +354,6 @@ fn redis_refusing_writes_while_poison_arrives() {
     });
 }
 
-/// An open transaction on `url` holding transaction `id`'s projection row.
-fn lock_row(env: &TestEnv, url: &str, id: &str) -> AsyncPgConnection {
-    env.rt.block_on(async {
-        let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
-        diesel::sql_query("BEGIN")
-            .execute(&mut conn)
-            .await
-            .expect("BEGIN");
-        let locked = diesel::sql_query("SELECT id FROM transactions WHERE id = $1 FOR UPDATE")
-            .bind::<diesel::sql_types::Text, _>(id)
-            .execute(&mut conn)
-            .await
-            .expect("lock row");
-        assert_eq!(locked, 1, "row {id} exists and is locked");
-        conn
-    })
-}
-
 fn names_failing(body: &serde_json::Value, dependency: &str) -> bool {
     body["failing"]
         .as_array()
@@ -405,13 +368,12 @@ fn postgres_stopped_while_one_at_a_time_retries_run() {
     let broker = BrokerProcess::tansu(&env.topic, 1);
     let postgres = PrivatePostgres::start();
     let tally = Tally::at(&env, &postgres.url(), &env.redis_url);
-    let mut extra = overrides();
-    extra.extend([
-        ("CUSTODIAN_POSTGRES__URL", postgres.url()),
-        ("CUSTODIAN_POSTGRES__STATEMENT_TIMEOUT", "300ms".into()),
-        ("CUSTODIAN_RETRY__MAX_ATTEMPTS", "1000".into()),
-    ]);
-    let mut instance = Instance::spawn(&env, &broker.bootstrap, &extra);
+    let extra = [
+        ("postgres.url", postgres.url()),
+        ("postgres.statement_timeout", "300ms".into()),
+        ("retry.max_attempts", "1000".into()),
+    ];
+    let mut instance = spawn_custodian(&env, &broker, &extra);
     instance.wait_ready(&env, PATIENCE);
     let a = format!("{}-a", env.topic);
     let mut ends = broker.produce(&env.rt, &[(None, created_event(&a).into_bytes(), None)]);
@@ -419,14 +381,14 @@ fn postgres_stopped_while_one_at_a_time_retries_run() {
 
     // Another session holds the row: the update times out, the batch is
     // refused, and custodian retries the update on its own, in place.
-    let lock = lock_row(&env, &postgres.url(), &a);
+    let lock = env.lock_transaction_row_at(&postgres.url(), &a);
     let update =
         crate::support::transaction_event("transaction.updated", &a, 20.0, "2024-01-01T12:05:00Z");
     let mut records: Records = vec![(None, update.into_bytes(), None)];
     records.extend(creations(200, 1));
     add(&mut ends, &broker.produce(&env.rt, &records));
     wait_until(PATIENCE, "the update retried in place", || {
-        env.metric(instance.http, "retries_total") >= 2.0
+        env.metric(instance.http(), "retries_total") >= 2.0
     });
 
     postgres.crash();
@@ -478,15 +440,14 @@ fn bounded_shutdown_with(gone: Gone, scenario: &str) {
     let postgres = PrivatePostgres::start();
     let mut redis = PrivateRedis::start();
     let tally = Tally::at(&env, &postgres.url(), &redis.url());
-    let mut extra = overrides();
-    extra.extend([
-        ("CUSTODIAN_POSTGRES__URL", postgres.url()),
-        ("CUSTODIAN_REDIS__URL", redis.url()),
+    let extra = [
+        ("postgres.url", postgres.url()),
+        ("redis.url", redis.url()),
         // librdkafka's synchronous commit waits for the group session; one
         // longer than the bound shows the exit does not wait for it.
-        ("CUSTODIAN_KAFKA__SESSION_TIMEOUT", "30s".into()),
-    ]);
-    let mut instance = Instance::spawn(&env, &broker.bootstrap, &extra);
+        ("kafka.session_timeout", "30s".into()),
+    ];
+    let mut instance = spawn_custodian(&env, &broker, &extra);
     instance.wait_ready(&env, PATIENCE);
     let mut ends = broker.produce(&env.rt, &creations(300, 3));
     let mut poison = 0;
@@ -510,7 +471,7 @@ fn bounded_shutdown_with(gone: Gone, scenario: &str) {
             add(&mut ends, &broker.produce(&env.rt, &more));
             let total: i64 = ends.iter().sum();
             wait_until(PATIENCE, "the rest read", || {
-                env.metric(instance.http, "messages_consumed_total") >= total as f64
+                env.metric(instance.http(), "messages_consumed_total") >= total as f64
             });
         }
     }
@@ -535,7 +496,7 @@ fn bounded_shutdown_with(gone: Gone, scenario: &str) {
         );
     }
 
-    let mut instance = Instance::spawn(&env, &broker.bootstrap, &extra);
+    let mut instance = spawn_custodian(&env, &broker, &extra);
     wait_complete(&tally, &broker, &env.group, &ends);
     let recover = back.elapsed();
     terminate_within_bound(&mut instance);
@@ -570,25 +531,20 @@ fn bounded_shutdown_with_redis_gone() {
     bounded_shutdown_with(Gone::Redis, "SIGTERM, Redis gone");
 }
 
-/// The instance's settings against `broker`, as a group member whose id
-/// starts with `client_id` (librdkafka's range assignor gives a lone
-/// partition to the member whose id sorts first).
-fn member_settings(
-    env: &TestEnv,
-    broker: &BrokerProcess,
-    client_id: &str,
-    max_attempts: u32,
-) -> custodian::config::Settings {
-    env.settings_with(&[
-        ("kafka.brokers", broker.bootstrap.clone().into()),
-        ("kafka.extra", serde_json::json!({ "client.id": client_id })),
-        ("postgres.statement_timeout", "300ms".into()),
-        ("retry.max_attempts", max_attempts.into()),
-        (
-            "runtime.drain_timeout",
-            format!("{}s", DRAIN.as_secs()).into(),
-        ),
-    ])
+/// An instance against `broker`, serving once it has an assignment, as a
+/// group member whose id starts with `client_id` (librdkafka's range
+/// assignor gives a lone partition to the member whose id sorts first). A
+/// process of its own, so its metrics are its own.
+fn member(env: &TestEnv, broker: &BrokerProcess, client_id: &str, max_attempts: u32) -> Process {
+    let mut member = Launch::run(env)
+        .setting("kafka.brokers", &broker.bootstrap)
+        .config(&format!("[kafka.extra]\n\"client.id\" = \"{client_id}\"\n"))
+        .setting("postgres.statement_timeout", "300ms")
+        .setting("retry.max_attempts", max_attempts)
+        .setting("runtime.drain_timeout", format!("{}s", DRAIN.as_secs()))
+        .spawn();
+    member.wait_ready(env, PATIENCE);
+    member
 }
 
 #[test]
@@ -604,8 +560,7 @@ fn revocation_cancels_retries_in_flight_leaving_no_stale_dead_letter() {
     // it still owned the partition). The new owner keeps trying until the
     // row is free.
     const OLD_ATTEMPTS: u32 = 40;
-    let old = custodian::app::Running::start(member_settings(&env, &broker, "z-old", OLD_ATTEMPTS))
-        .expect("old owner starts");
+    let mut old = member(&env, &broker, "z-old", OLD_ATTEMPTS);
     let a = format!("{}-a", env.topic);
     let mut ends = broker.produce(&env.rt, &[(None, created_event(&a).into_bytes(), None)]);
     wait_until(PATIENCE, "the creation durable", || tally.durable() == 1);
@@ -617,16 +572,15 @@ fn revocation_cancels_retries_in_flight_leaving_no_stale_dead_letter() {
         &broker.produce(&env.rt, &[(None, update.into_bytes(), None)]),
     );
     wait_until(PATIENCE, "the old owner retrying", || {
-        env.metric(old.http_addr, "retries_total") >= 1.0
+        env.metric(&old, "retries_total") >= 1.0
     });
     let retrying = Instant::now();
 
     // A member that sorts first joins: the partition is revoked from the
     // old owner mid-retry (its drain times out) and goes to the new one.
-    let new = custodian::app::Running::start(member_settings(&env, &broker, "a-new", 1000))
-        .expect("new owner starts");
+    let mut new = member(&env, &broker, "a-new", 1000);
     wait_until(PATIENCE, "the new owner retrying", || {
-        env.metric(new.http_addr, "retries_total") >= 1.0
+        env.metric(&new, "retries_total") >= 1.0
     });
     // Past the old owner's last attempt (each is at most the statement
     // timeout plus the longest backoff), had it kept going.
@@ -636,18 +590,17 @@ fn revocation_cancels_retries_in_flight_leaving_no_stale_dead_letter() {
     let released = Instant::now();
     wait_complete(&tally, &broker, &env.group, &ends);
     let recover = released.elapsed();
-    new.stop().expect("graceful stop");
-    old.stop().expect("graceful stop");
+    new.stop();
+    old.stop();
 
     assert_eq!(
-        env.count(&format!(
-            "SELECT version AS n FROM transactions WHERE id = '{a}'"
-        )),
+        env.db().version_of(&a),
         2,
         "the new owner applied the update"
     );
     assert_eq!(
-        env.rows_with_status(crate::support::Table::MessageAudit, "MESSAGE_DLQ"),
+        env.db()
+            .rows_with_status(Table::MessageAudit, "MESSAGE_DLQ"),
         0,
         "no dead letter for a message its new owner processed"
     );

@@ -6,32 +6,14 @@
 use std::io::Write;
 use std::time::Duration;
 
-use diesel::sql_types::BigInt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-
-use super::TestEnv;
+use crate::support::{Db, TestEnv};
 
 /// Where one scenario's custodian keeps its outcomes.
 pub struct Tally<'e> {
     env: &'e TestEnv,
-    database_url: String,
+    db: Db<'e>,
     redis_url: String,
 }
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// Messages with a durable outcome: processed, parked or a redelivered
-/// duplicate (one per partition and offset).
-const DURABLE: &str = "SELECT count(DISTINCT (kafka_partition, kafka_offset)) AS n \
-     FROM message_audit WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ', 'MESSAGE_DUPLICATE')";
-
-/// Message ids with more than one MESSAGE_PROCESSED row: applied twice.
-const APPLIED_TWICE: &str = "SELECT count(*) AS n FROM (SELECT message_id FROM message_audit \
-     WHERE status = 'MESSAGE_PROCESSED' GROUP BY message_id HAVING count(*) > 1) d";
 
 impl<'e> Tally<'e> {
     /// The test's own database and Redis.
@@ -43,53 +25,21 @@ impl<'e> Tally<'e> {
     pub fn at(env: &'e TestEnv, database_url: &str, redis_url: &str) -> Tally<'e> {
         Tally {
             env,
-            database_url: database_url.to_owned(),
+            db: Db::at(env, database_url),
             redis_url: redis_url.to_owned(),
         }
     }
 
-    /// `SELECT … AS n`; `None` while PostgreSQL (or the table) is not there.
-    fn try_count(&self, sql: &str) -> Option<i64> {
-        self.env.rt.block_on(async {
-            let mut conn = AsyncPgConnection::establish(&self.database_url)
-                .await
-                .ok()?;
-            diesel::sql_query(sql)
-                .get_result::<Count>(&mut conn)
-                .await
-                .ok()
-                .map(|c| c.n)
-        })
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.try_count(sql)
-            .unwrap_or_else(|| panic!("{sql}: PostgreSQL did not answer"))
-    }
-
     /// Messages with a durable outcome (0 while PostgreSQL is down).
     pub fn durable(&self) -> i64 {
-        self.try_count(DURABLE).unwrap_or(0)
+        self.db.durable().unwrap_or(0)
     }
 
     /// Offsets of `partition` below `offset` with a durable outcome.
     pub fn durable_below(&self, partition: i32, offset: i64) -> i64 {
-        self.env.rt.block_on(async {
-            let mut conn = AsyncPgConnection::establish(&self.database_url)
-                .await
-                .expect("connect to PostgreSQL");
-            diesel::sql_query(
-                "SELECT count(DISTINCT kafka_offset) AS n FROM message_audit \
-                 WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ', 'MESSAGE_DUPLICATE') \
-                 AND kafka_partition = $1 AND kafka_offset < $2",
-            )
-            .bind::<diesel::sql_types::Integer, _>(partition)
-            .bind::<BigInt, _>(offset)
-            .get_result::<Count>(&mut conn)
-            .await
-            .expect("durable offsets")
-            .n
-        })
+        self.db
+            .durable_below(partition, offset)
+            .expect("PostgreSQL answers")
     }
 
     /// Effects applied twice: ids processed twice, plus offsets parked twice.
@@ -99,39 +49,7 @@ impl<'e> Tally<'e> {
             entries.iter().map(|e| (e.partition, e.offset)).collect();
         offsets.sort_unstable();
         offsets.dedup();
-        self.count(APPLIED_TWICE) + (entries.len() - offsets.len()) as i64
-    }
-
-    /// The audit rows of ids processed twice, as text (a failure's evidence).
-    fn processed_twice(&self) -> String {
-        #[derive(diesel::QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            row: String,
-        }
-        self.env.rt.block_on(async {
-            let mut conn = AsyncPgConnection::establish(&self.database_url)
-                .await
-                .expect("connect to PostgreSQL");
-            diesel::sql_query(
-                "SELECT concat_ws(' ', message_id, kafka_partition, kafka_offset, status, \
-                 occurred_at) AS row FROM message_audit WHERE message_id IN \
-                 (SELECT message_id FROM message_audit WHERE status = 'MESSAGE_PROCESSED' \
-                 GROUP BY message_id HAVING count(*) > 1) ORDER BY message_id, occurred_at LIMIT 40",
-            )
-            .load::<Row>(&mut conn)
-            .await
-            .expect("audit rows")
-            .into_iter()
-            .map(|r| r.row)
-            .collect::<Vec<_>>()
-            .join("\n")
-        })
-    }
-
-    /// The sum of the projections' versions: one per applied event.
-    pub fn versions(&self) -> i64 {
-        self.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions")
+        self.db.messages_twice("MESSAGE_PROCESSED") + (entries.len() - offsets.len()) as i64
     }
 
     /// The parked entries of the test's topic, oldest first.
@@ -162,12 +80,12 @@ impl<'e> Tally<'e> {
         eprintln!("fault scenario: {line}");
         assert_eq!(lost, 0, "messages without a durable outcome");
         assert_eq!(
-            self.versions(),
+            self.db.versions(),
             report.applied,
             "every event applied exactly once"
         );
         if duplicates > 0 {
-            eprintln!("processed twice: {}", self.processed_twice());
+            eprintln!("processed twice: {}", self.db.processed_twice_rows());
         }
         assert_eq!(duplicates, 0, "effects applied twice");
         assert_eq!(parked, report.dead_lettered, "dead letters");

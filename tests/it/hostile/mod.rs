@@ -53,17 +53,13 @@ fn concurrently(
         )))
 }
 
-fn audit_rows(env: &TestEnv, status: &str) -> i64 {
-    env.audit_counts().get(status).copied().unwrap_or(0)
-}
-
 #[test]
 fn operator_text_that_cannot_be_stored_is_refused_before_anything_is_published() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
     let id = uuid::Uuid::new_v4().to_string();
     env.produce_with_headers(unroutable(&id, 1).as_bytes(), &[]);
-    wait_until(PATIENCE, "parked", || audit_rows(&env, "MESSAGE_DLQ") == 1);
+    wait_until(PATIENCE, "parked", || env.db().audited("MESSAGE_DLQ") == 1);
 
     let one = format!("/replay/{id}");
     let entry_path = format!("/dlq/{id}");
@@ -110,7 +106,7 @@ fn operator_text_that_cannot_be_stored_is_refused_before_anything_is_published()
     }
     // Nothing was published, audited or parked again.
     assert_eq!(env.high_watermarks(), vec![1]);
-    assert_eq!(audit_rows(&env, "MESSAGE_REPLAYED"), 0);
+    assert_eq!(env.db().audited("MESSAGE_REPLAYED"), 0);
     assert_eq!(env.dlq_entries().len(), 1);
 
     // Valid replays of a message that keeps failing: each copy's failure
@@ -129,7 +125,12 @@ fn operator_text_that_cannot_be_stored_is_refused_before_anything_is_published()
         });
     }
     assert_eq!(env.dlq_entries().len(), 1, "{:?}", env.dlq_entries());
-    let lifecycle: Vec<String> = env.lifecycle(&id).into_iter().map(|(s, _)| s).collect();
+    let lifecycle: Vec<String> = env
+        .db()
+        .lifecycle(&id)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     assert_eq!(
         lifecycle
             .iter()
@@ -155,7 +156,7 @@ fn concurrent_bulk_replays_publish_each_id_once() {
     let env = TestEnv::new(1);
     let app = Running::start(env.settings()).expect("custodian starts");
     // Six events the database refuses until the test lifts its limit.
-    env.execute("ALTER TABLE transactions ADD CONSTRAINT test_amount_limit CHECK (amount < 1000)");
+    env.limit_amounts();
     let events: Vec<String> = (0..6)
         .map(|i| {
             crate::support::transaction_event(
@@ -170,10 +171,10 @@ fn concurrent_bulk_replays_publish_each_id_once() {
         env.produce_with_headers(event.as_bytes(), &[]);
     }
     wait_until(PATIENCE, "six parked", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 6
+        env.db().audited("MESSAGE_DLQ") == 6
     });
     let ids: Vec<uuid::Uuid> = env.dlq_entries().iter().map(|e| e.message_id).collect();
-    env.execute("ALTER TABLE transactions DROP CONSTRAINT test_amount_limit");
+    env.lift_amount_limit();
 
     let body = serde_json::json!({"topic": env.topic, "reason": "limit lifted"});
     let calls = (0..3)
@@ -193,11 +194,12 @@ fn concurrent_bulk_replays_publish_each_id_once() {
     assert_eq!(replayed, 6, "each id once across all calls: {reports:?}");
     assert!(reports.iter().all(|r| r["failed"] == 0), "{reports:?}");
     wait_until(PATIENCE, "the six copies applied", || {
-        audit_rows(&env, "MESSAGE_PROCESSED") == 6
+        env.db().audited("MESSAGE_PROCESSED") == 6
     });
-    assert_eq!(audit_rows(&env, "MESSAGE_REPLAYED"), 6);
+    assert_eq!(env.db().audited("MESSAGE_REPLAYED"), 6);
     for id in &ids {
         let replays = env
+            .db()
             .lifecycle(&id.to_string())
             .iter()
             .filter(|(s, _)| s == "MESSAGE_REPLAYED")
@@ -219,7 +221,7 @@ fn a_bulk_replay_takes_an_id_once_however_many_entries_it_has() {
     env.produce_with_headers(unroutable(&id, 1).as_bytes(), &[]);
     env.produce_with_headers(unroutable(&id, 2).as_bytes(), &[]);
     wait_until(PATIENCE, "two parked", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 2
+        env.db().audited("MESSAGE_DLQ") == 2
     });
     assert_eq!(env.dlq_entries().len(), 2);
     let body = serde_json::json!({"topic": env.topic, "reason": "once"});
@@ -291,7 +293,7 @@ fn forged_steering_headers_neither_take_over_a_dead_letter_nor_an_id() {
     let original = unroutable(&victim, 1);
     env.produce_with_headers(original.as_bytes(), &[]);
     wait_until(PATIENCE, "victim parked", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 1
+        env.db().audited("MESSAGE_DLQ") == 1
     });
     let position = format!("{}/0/0", env.topic);
 
@@ -314,7 +316,7 @@ fn forged_steering_headers_neither_take_over_a_dead_letter_nor_an_id() {
         &[(b"custodian-message-id\0evil", victim.as_bytes())],
     );
     wait_until(PATIENCE, "all three parked", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 3
+        env.db().audited("MESSAGE_DLQ") == 3
     });
 
     // The victim's entry is untouched, and a replay republishes its bytes.
@@ -323,7 +325,8 @@ fn forged_steering_headers_neither_take_over_a_dead_letter_nor_an_id() {
     assert_eq!(entry["payload"], original.as_str(), "{entry}");
     assert_eq!(entry["offset"], 0, "{entry}");
     assert_eq!(
-        env.lifecycle(&victim)
+        env.db()
+            .lifecycle(&victim)
             .iter()
             .filter(|(s, _)| s == "MESSAGE_RECEIVED")
             .count(),
@@ -331,27 +334,7 @@ fn forged_steering_headers_neither_take_over_a_dead_letter_nor_an_id() {
     );
     // The forgeries are parked under their own ids, and their RECEIVED rows
     // name the headers that were ignored.
-    let untrusted: Vec<serde_json::Value> = {
-        #[derive(diesel::QueryableByName)]
-        struct Detail {
-            #[diesel(sql_type = diesel::sql_types::Jsonb)]
-            detail: serde_json::Value,
-        }
-        use diesel_async::RunQueryDsl;
-        let mut conn = env.conn();
-        env.rt
-            .block_on(
-                diesel::sql_query(
-                    "SELECT detail FROM message_audit WHERE status = 'MESSAGE_RECEIVED' \
-                     AND detail IS NOT NULL ORDER BY kafka_offset",
-                )
-                .load::<Detail>(&mut conn),
-            )
-            .expect("details")
-            .into_iter()
-            .map(|d| d.detail)
-            .collect()
-    };
+    let untrusted = env.db().received_details();
     assert_eq!(untrusted.len(), 2, "{untrusted:?}");
     assert_eq!(
         untrusted[0]["untrusted_headers"],
@@ -393,12 +376,12 @@ fn an_applied_id_arriving_with_other_bytes_is_an_id_conflict_not_a_duplicate() {
     let (alice, mallory) = (user("Alice"), user("Mallory"));
     env.produce_with_headers(alice.as_bytes(), &[]);
     wait_until(PATIENCE, "applied", || {
-        audit_rows(&env, "MESSAGE_PROCESSED") == 1
+        env.db().audited("MESSAGE_PROCESSED") == 1
     });
     env.produce_with_headers(mallory.as_bytes(), &[]);
     env.produce_with_headers(alice.as_bytes(), &[]);
     wait_until(PATIENCE, "conflict parked, redelivery audited", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 1 && audit_rows(&env, "MESSAGE_DUPLICATE") == 1
+        env.db().audited("MESSAGE_DLQ") == 1 && env.db().audited("MESSAGE_DUPLICATE") == 1
     });
     let entries = env.dlq_entries();
     assert_eq!(entries.len(), 1);
@@ -415,10 +398,8 @@ fn an_applied_id_arriving_with_other_bytes_is_an_id_conflict_not_a_duplicate() {
     assert_eq!(entry.payload_sha256.as_deref(), Some(this.as_str()));
     // The projection still holds what was applied.
     assert_eq!(
-        env.count(&format!(
-            "SELECT count(*) AS n FROM users WHERE id = 'u-{event_id}' AND name = 'Alice'"
-        )),
-        1
+        env.db().user_name(&format!("u-{event_id}")).as_deref(),
+        Some("Alice")
     );
     app.stop().expect("graceful stop");
 }
@@ -448,7 +429,7 @@ fn filtered_listings_read_only_their_page_and_are_bounded() {
         env.produce_with_headers(payload.as_bytes(), &[]);
     }
     wait_until(PATIENCE, "forty parked", || {
-        audit_rows(&env, "MESSAGE_DLQ") == 40
+        env.db().audited("MESSAGE_DLQ") == 40
     });
     let client = redis::Client::open(redis.url()).expect("url");
     let mut conn = client.get_connection().expect("redis");
@@ -618,7 +599,7 @@ fn hostile_records_are_dead_lettered_whole_and_the_partition_keeps_flowing() {
     wait_until(
         PATIENCE,
         "every hostile record parked, the valid one processed",
-        || audit_rows(&env, "MESSAGE_DLQ") == n && audit_rows(&env, "MESSAGE_PROCESSED") == 1,
+        || env.db().audited("MESSAGE_DLQ") == n && env.db().audited("MESSAGE_PROCESSED") == 1,
     );
     wait_until(PATIENCE, "offsets committed to the end", || {
         env.committed_or_zero() == env.high_watermarks()

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::{created_event, wait_until, TestEnv};
+use crate::support::{created_event, wait_until, Table, TestEnv};
 use custodian::app::Running;
 use reqwest::Method;
 use serde_json::json;
@@ -43,7 +43,7 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
     };
     let processed = |n: i64| {
         wait_until(PATIENCE, &format!("{n} processed"), || {
-            env.audit_counts().get("MESSAGE_PROCESSED") == Some(&n)
+            env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&n)
         })
     };
 
@@ -86,32 +86,27 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
     assert_eq!(body["payment"]["payment_id"], "pay-1");
     let (_, body) = env.api(addr, Method::GET, &format!("/users/{user}"), None);
     assert_eq!(body["recent_orders"][0]["id"], order.as_str(), "{body}");
-    assert_eq!(
-        env.count(&format!(
-            "SELECT quantity AS n FROM inventory WHERE sku = '{sku}'"
-        )),
-        3
-    );
+    assert_eq!(env.db().inventory(&sku), 3);
 
     // Idempotency: the same event again changes nothing and is recorded;
     // the same eventId with other data is a conflict, parked, not applied.
     produce(&created);
     wait_until(PATIENCE, "the duplicate recorded", || {
-        env.audit_counts().get("MESSAGE_DUPLICATE") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_DUPLICATE") == Some(&1)
     });
     let mut renamed = created.clone();
     renamed["data"]["name"] = json!("Alice Again");
     produce(&renamed);
     wait_until(PATIENCE, "the conflict parked", || {
-        env.audit_counts().get("MESSAGE_DLQ") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_DLQ") == Some(&1)
     });
     let conflicts = env.dlq_entries();
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0].error_kind, "id_conflict");
-    assert_eq!(env.rows(crate::support::Table::Users), 1);
+    assert_eq!(env.db().rows(Table::Users), 1);
     let (_, body) = env.api(addr, Method::GET, &format!("/users/{user}"), None);
     assert_eq!(body["user"]["name"], "Alice Example");
-    let lifecycle = env.lifecycle(&user_event_id);
+    let lifecycle = env.db().lifecycle(&user_event_id);
     assert_eq!(
         lifecycle
             .iter()
@@ -210,7 +205,7 @@ fn seed_004_dead_letter_cases() {
         (Some("k3"), orphan.as_bytes(), Some(0)),
     ]);
     wait_until(PATIENCE, "three parked", || {
-        env.audit_counts().get("MESSAGE_DLQ") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_DLQ") == Some(&3)
     });
     let entries = env.dlq_entries();
     let by_offset = |o: i64| entries.iter().find(|e| e.offset == o).expect("entry");
@@ -230,7 +225,7 @@ fn seed_004_dead_letter_cases() {
         by_offset(2).error
     );
     assert_eq!(by_offset(2).payload.as_deref(), Some(orphan.as_str()));
-    assert_eq!(env.rows(crate::support::Table::Orders), 0);
+    assert_eq!(env.db().rows(Table::Orders), 0);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(3)]);
 }
@@ -259,9 +254,9 @@ fn an_order_that_arrives_before_its_user_waits_for_it() {
     std::thread::sleep(Duration::from_millis(300));
     env.produce(&[(Some(user.as_str()), user_event.as_bytes(), Some(1))]);
     wait_until(PATIENCE, "both processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
     });
-    assert_eq!(env.audit_counts().get("MESSAGE_DLQ"), None);
+    assert_eq!(env.db().audit_counts().get("MESSAGE_DLQ"), None);
     let (status, body) = env.api(&app, Method::GET, &format!("/orders/{order}"), None);
     assert_eq!(status, 200, "{body}");
     app.stop().expect("graceful stop");
@@ -279,7 +274,7 @@ fn transactions_are_listed_by_user_and_status() {
         .collect();
     env.produce(&records);
     wait_until(PATIENCE, "three processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     let (status, body) = env.api(
         &app,

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::{created_event, wait_until, TestEnv};
+use crate::support::{created_event, wait_until, Table, TestEnv};
 use custodian::app::Running;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -15,16 +15,16 @@ fn n_events_become_processed_lifecycles_projection_rows_and_committed_offsets() 
     let events = env.produce_synthetic(600, 11, 0.2);
 
     wait_until(PATIENCE, "600 PROCESSED audit rows", || {
-        env.audit_counts().get("MESSAGE_PROCESSED").copied() == Some(600)
+        env.db().audit_counts().get("MESSAGE_PROCESSED").copied() == Some(600)
     });
-    let counts = env.audit_counts();
+    let counts = env.db().audit_counts();
     assert_eq!(counts.get("MESSAGE_RECEIVED"), Some(&600));
     assert_eq!(
         counts.len(),
         2,
         "only RECEIVED and PROCESSED rows: {counts:?}"
     );
-    assert_eq!(env.rows(crate::support::Table::MessagePayloads), 600);
+    assert_eq!(env.db().rows(Table::MessagePayloads), 600);
 
     // One projection row per transaction; every event applied exactly once.
     let distinct_ids: HashSet<String> = events
@@ -35,17 +35,15 @@ fn n_events_become_processed_lifecycles_projection_rows_and_committed_offsets() 
         })
         .collect();
     assert_eq!(
-        env.rows(crate::support::Table::Transactions),
+        env.db().rows(Table::Transactions),
         distinct_ids.len() as i64
     );
-    assert_eq!(
-        env.count("SELECT coalesce(sum(version), 0)::bigint AS n FROM transactions"),
-        600
-    );
+    assert_eq!(env.db().versions(), 600);
     // Enrichment landed: card rows carry a merchant category, all rows have search text.
-    assert!(env.count("SELECT count(*) AS n FROM transactions WHERE transaction_type = 'card' AND enrichment ? 'merchant_category' AND enriched") > 0);
+    assert!(env.db().count("SELECT count(*) AS n FROM transactions WHERE transaction_type = 'card' AND enrichment ? 'merchant_category' AND enriched") > 0);
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM transactions WHERE searchable_content = ''"),
+        env.db()
+            .count("SELECT count(*) AS n FROM transactions WHERE searchable_content = ''"),
         0
     );
 
@@ -100,10 +98,10 @@ fn malformed_and_unknown_events_are_dead_lettered_and_the_partition_keeps_flowin
     ]);
 
     wait_until(PATIENCE, "3 processed and 3 dead-lettered", || {
-        let c = env.audit_counts();
+        let c = env.db().audit_counts();
         c.get("MESSAGE_PROCESSED") == Some(&3) && c.get("MESSAGE_DLQ") == Some(&3)
     });
-    let counts = env.audit_counts();
+    let counts = env.db().audit_counts();
     assert_eq!(counts.get("MESSAGE_FAILED"), Some(&3));
     assert_eq!(counts.get("MESSAGE_RECEIVED"), Some(&6));
 
@@ -192,7 +190,7 @@ fn malformed_and_unknown_events_are_dead_lettered_and_the_partition_keeps_flowin
     );
 
     // The projection got the three good ones; the partition was not blocked.
-    assert_eq!(env.rows(crate::support::Table::Transactions), 3);
+    assert_eq!(env.db().rows(Table::Transactions), 3);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(6)]);
 }
@@ -208,22 +206,16 @@ fn a_redelivered_event_is_audited_as_duplicate_and_changes_nothing() {
     ]);
     let app = Running::start(env.settings()).expect("custodian starts");
     wait_until(PATIENCE, "a PROCESSED and a DUPLICATE row", || {
-        let c = env.audit_counts();
+        let c = env.db().audit_counts();
         c.get("MESSAGE_PROCESSED") == Some(&1) && c.get("MESSAGE_DUPLICATE") == Some(&1)
     });
     env.send(&[crate::support::Record::new(event.as_bytes()).key("u1")]);
     wait_until(PATIENCE, "a second DUPLICATE row", || {
-        let c = env.audit_counts();
+        let c = env.db().audit_counts();
         c.get("MESSAGE_PROCESSED") == Some(&1) && c.get("MESSAGE_DUPLICATE") == Some(&2)
     });
-    assert_eq!(
-        env.count("SELECT version AS n FROM transactions WHERE id = 'tx-d'"),
-        1
-    );
-    assert_eq!(
-        env.count("SELECT count(DISTINCT message_id) AS n FROM message_audit"),
-        1
-    );
+    assert_eq!(env.db().version_of("tx-d"), 1);
+    assert_eq!(env.db().messages(), 1);
     app.stop().expect("graceful stop");
 }
 
@@ -233,7 +225,7 @@ fn audit_rows_cannot_be_updated_deleted_or_truncated() {
     let app = Running::start(env.settings()).expect("custodian starts");
     env.send(&[crate::support::Record::new(&b"not json"[..])]);
     wait_until(PATIENCE, "an audited message", || {
-        env.audit_counts().get("MESSAGE_DLQ") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_DLQ") == Some(&1)
     });
     app.stop().expect("graceful stop");
 
@@ -256,9 +248,10 @@ fn audit_rows_cannot_be_updated_deleted_or_truncated() {
             .expect_err("the database must refuse it");
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(env.rows(crate::support::Table::MessageAudit), 3);
+    assert_eq!(env.db().rows(Table::MessageAudit), 3);
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM message_payloads WHERE payload = 'not json'"),
+        env.db()
+            .count("SELECT count(*) AS n FROM message_payloads WHERE payload = 'not json'"),
         1
     );
 }
@@ -299,10 +292,10 @@ fn hostile_headers_and_timestamps_do_not_stall_the_partition() {
         }
     });
     wait_until(PATIENCE, "all three processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM message_payloads WHERE headers -> 0 ->> 'encoding' = 'base64'"),
+        env.db().count("SELECT count(*) AS n FROM message_payloads WHERE headers -> 0 ->> 'encoding' = 'base64'"),
         1,
         "the NUL header value is kept, base64"
     );

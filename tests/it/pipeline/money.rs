@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use crate::support::{wait_until, TestEnv, TEST_TOKEN};
 use custodian::app::Running;
-use diesel::sql_types::Text;
-use diesel_async::RunQueryDsl;
 use reqwest::Method;
 use serde_json::json;
 
@@ -30,25 +28,6 @@ fn envelope(kind: &str, data: &str) -> String {
         r#"{{"eventId":"{}","type":"{kind}","timestamp":"2025-01-11T12:00:00Z","data":{data}}}"#,
         uuid::Uuid::new_v4()
     )
-}
-
-/// The stored amount, as PostgreSQL prints it (`NULL` if no such row).
-fn stored(env: &TestEnv, sql: &str, id: &str) -> Option<String> {
-    #[derive(diesel::QueryableByName)]
-    struct Amount {
-        #[diesel(sql_type = Text)]
-        amount: String,
-    }
-    let mut conn = env.conn();
-    env.rt
-        .block_on(
-            diesel::sql_query(sql)
-                .bind::<Text, _>(id)
-                .load::<Amount>(&mut conn),
-        )
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .pop()
-        .map(|a| a.amount)
 }
 
 /// `POST /produce` with `body` sent byte for byte (not re-serialized).
@@ -96,16 +75,12 @@ fn transaction_amounts_are_stored_exactly_or_dead_lettered_intact() {
         .collect();
     env.produce(&records);
     wait_until(PATIENCE, "three processed, three parked", || {
-        let counts = env.audit_counts();
+        let counts = env.db().audit_counts();
         counts.get("MESSAGE_PROCESSED") == Some(&3) && counts.get("MESSAGE_DLQ") == Some(&3)
     });
 
     for (id, amount) in &exact {
-        let text = stored(
-            &env,
-            "SELECT amount::text AS amount FROM transactions WHERE id = $1",
-            id,
-        );
+        let text = env.db().transaction_amount(id);
         // Each has eight decimals, as NUMERIC(24,8) prints every value.
         assert_eq!(text.as_deref(), Some(*amount));
     }
@@ -139,11 +114,7 @@ fn transaction_amounts_are_stored_exactly_or_dead_lettered_intact() {
             "bytes intact"
         );
         assert_eq!(
-            stored(
-                &env,
-                "SELECT amount::text AS amount FROM transactions WHERE id = $1",
-                id
-            ),
+            env.db().transaction_amount(id),
             None,
             "{amount} is not stored, not even rounded"
         );
@@ -220,24 +191,14 @@ fn post_produce_refuses_inexact_amounts_and_keeps_exact_ones() {
         );
     }
     wait_until(PATIENCE, "three processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     assert_eq!(
-        stored(
-            &env,
-            "SELECT amount::text AS amount FROM orders WHERE id = $1",
-            &order
-        )
-        .as_deref(),
+        env.db().order_amount(&order).as_deref(),
         Some("99999999.99999999")
     );
     assert_eq!(
-        stored(
-            &env,
-            "SELECT amount::text AS amount FROM payments WHERE order_id = $1",
-            &order
-        )
-        .as_deref(),
+        env.db().payment_amount(&order).as_deref(),
         Some("1234567890123456.12345678")
     );
     let (status, body) = env.api(addr, Method::GET, &format!("/orders/{order}"), None);

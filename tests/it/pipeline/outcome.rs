@@ -11,23 +11,16 @@
 //!   is applied once, every poison record is parked once, and
 //!   `audit reconcile` holds.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{transaction_event, wait_until, TestEnv};
+use crate::support::process::Launch;
+use crate::support::{transaction_event, wait_until, Table, TestEnv};
 use custodian::app::Running;
 use custodian::pipeline::message_id::for_transaction_event;
 use reqwest::Method;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 const AT: &str = "2024-01-01T12:00:00Z";
-
-/// How many entries of `status` the message `id` has.
-fn entries(env: &TestEnv, id: &str, status: &str) -> i64 {
-    env.count(&format!(
-        "SELECT count(*) AS n FROM message_audit WHERE message_id = '{id}' AND status = '{status}'"
-    ))
-}
 
 fn assigned(env: &TestEnv, app: &Running) -> u64 {
     let (_, body) = env.get(app.http_addr, "/ready");
@@ -56,7 +49,7 @@ fn a_redelivery_while_the_first_flush_is_uncommitted_is_audited_a_duplicate() {
         (Some("w"), w1.as_bytes(), Some(1)),
     ]);
     wait_until(PATIENCE, "the warm-up processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
     });
 
     // Audit writes wait on the lock (reads go on): whichever instance
@@ -74,22 +67,20 @@ fn a_redelivery_while_the_first_flush_is_uncommitted_is_audited_a_duplicate() {
 
     let id = for_transaction_event(&tx, "transaction.created", AT).to_string();
     wait_until(PATIENCE, "both deliveries audited", || {
-        entries(&env, &id, "MESSAGE_PROCESSED") + entries(&env, &id, "MESSAGE_DUPLICATE") >= 2
+        env.db().entries(&id, "MESSAGE_PROCESSED") + env.db().entries(&id, "MESSAGE_DUPLICATE") >= 2
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(entries(&env, &id, "MESSAGE_PROCESSED"), 1, "processed once");
     assert_eq!(
-        entries(&env, &id, "MESSAGE_DUPLICATE"),
+        env.db().entries(&id, "MESSAGE_PROCESSED"),
+        1,
+        "processed once"
+    );
+    assert_eq!(
+        env.db().entries(&id, "MESSAGE_DUPLICATE"),
         1,
         "the other a duplicate"
     );
-    assert_eq!(
-        env.count(&format!(
-            "SELECT version AS n FROM transactions WHERE id = '{tx}'"
-        )),
-        1,
-        "applied once"
-    );
+    assert_eq!(env.db().version_of(&tx), 1, "applied once");
     first.stop().expect("graceful stop");
     second.stop().expect("graceful stop");
 }
@@ -121,27 +112,14 @@ fn produce_with_poison(env: &TestEnv, n: usize) -> usize {
 
 /// Runs `custodian run` with the crash point set until it aborts there.
 fn crash_at(env: &TestEnv, point: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("run")
-        .envs(env.env_vars())
+    let mut custodian = Launch::run(env)
         .env(custodian::outcome::crash_point::VARIABLE, point)
-        .env("CUSTODIAN_LOG__LEVEL", "warn")
-        .env("CUSTODIAN_PIPELINE__PARTITION_BATCH_SIZE", "50")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn custodian");
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("custodian never reached crash point {point}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        .setting("pipeline.partition_batch_size", 50)
+        .quiet()
+        .spawn();
+    let status = custodian
+        .exit_within(PATIENCE)
+        .unwrap_or_else(|| panic!("custodian never reached crash point {point}"));
     assert!(!status.success(), "custodian died at {point}: {status:?}");
 }
 
@@ -154,10 +132,7 @@ fn crash_and_recover(point: &str) {
     let app = Running::start(env.settings()).expect("custodian starts again");
     let total = (N + poison) as i64;
     wait_until(PATIENCE, "every offset with an outcome", || {
-        env.count(
-            "SELECT count(DISTINCT kafka_offset) AS n FROM message_audit \
-             WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')",
-        ) == total
+        env.db().settled_offsets() == total
     });
     wait_until(
         PATIENCE,
@@ -165,13 +140,13 @@ fn crash_and_recover(point: &str) {
         || env.dlq_entries().len() == poison && env.committed() == vec![Some(total)],
     );
     // Each effect once: one row per transaction, each at version 1.
-    assert_eq!(env.rows(crate::support::Table::Transactions), N as i64);
+    assert_eq!(env.db().rows(Table::Transactions), N as i64);
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM transactions WHERE version <> 1"),
+        env.db().transactions_not_at_version_1(),
         0,
         "no event applied twice"
     );
-    assert_eq!(env.rows(crate::support::Table::AppliedMessages), N as i64);
+    assert_eq!(env.db().rows(Table::AppliedMessages), N as i64);
     let path = format!("/audit/reconcile?topic={}", env.topic);
     wait_until(PATIENCE, "reconcile holds", || {
         let (status, report) = env.api(&app, Method::GET, &path, None);

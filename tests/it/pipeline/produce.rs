@@ -1,10 +1,9 @@
 //! The producer command into the pipeline: typed lines (seed 000) and
 //! synthetic seed-003 events, each ending with a durable outcome.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::process::Launch;
 use crate::support::{wait_until, TestEnv};
 use custodian::app::Running;
 
@@ -14,28 +13,10 @@ const PATIENCE: Duration = Duration::from_secs(60);
 fn typed_lines_become_audited_messages_whose_ids_are_printed() {
     let env = TestEnv::new(2);
     let app = Running::start(env.settings()).expect("custodian starts");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .args(["produce"])
-        .envs(env.env_vars())
-        .env("CUSTODIAN_LOG__LEVEL", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn custodian produce");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"payment approved\n\nrefund issued\r\n")
-        .expect("write lines");
-    let out = child.wait_with_output().expect("produce finishes");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = Launch::command(&env, &["produce"])
+        .output_with_input(b"payment approved\n\nrefund issued\r\n");
+    assert!(out.success, "{}", out.stderr);
+    let stdout = &out.stdout;
     let ids: Vec<&str> = stdout
         .lines()
         .map(|l| l.split_whitespace().next().expect("an id per line"))
@@ -45,11 +26,11 @@ fn typed_lines_become_audited_messages_whose_ids_are_printed() {
         uuid::Uuid::parse_str(id).expect("a generated UUID");
     }
     wait_until(PATIENCE, "both processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&2)
     });
     for id in ids {
         assert_eq!(
-            env.lifecycle(id),
+            env.db().lifecycle(id),
             [
                 ("MESSAGE_RECEIVED".to_string(), 1),
                 ("MESSAGE_PROCESSED".to_string(), 1)
@@ -57,7 +38,7 @@ fn typed_lines_become_audited_messages_whose_ids_are_printed() {
             "{id}"
         );
     }
-    assert!(env.count(
+    assert!(env.db().count(
         "SELECT count(*) AS n FROM message_payloads WHERE convert_from(payload, 'UTF8') LIKE '%refund issued%'"
     ) == 1);
     app.stop().expect("graceful stop");
@@ -67,8 +48,9 @@ fn typed_lines_become_audited_messages_whose_ids_are_printed() {
 fn synthetic_events_are_keyed_by_user_and_all_processed() {
     let env = TestEnv::new(3);
     let app = Running::start(env.settings()).expect("custodian starts");
-    let out = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .args([
+    let out = Launch::command(
+        &env,
+        &[
             "produce",
             "--synthetic",
             "--count",
@@ -77,32 +59,23 @@ fn synthetic_events_are_keyed_by_user_and_all_processed() {
             "user-7",
             "--update-ratio",
             "0.2",
-        ])
-        .envs(env.env_vars())
-        .env("CUSTODIAN_LOG__LEVEL", "warn")
-        .output()
-        .expect("run custodian produce --synthetic");
+        ],
+    )
+    .output();
+    assert!(out.success, "{}", out.stderr);
     assert!(
-        out.status.success(),
+        out.stdout.contains("produced 60 events (0 failed)"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stdout
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("produced 60 events (0 failed)"), "{stdout}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("60/60  100%"),
-        "progress shown"
-    );
+    assert!(out.stderr.contains("60/60  100%"), "progress shown");
     // One user: one key, so one partition holds them all.
     let marks = env.high_watermarks();
     assert_eq!(marks.iter().sum::<i64>(), 60);
     assert_eq!(marks.iter().filter(|&&m| m > 0).count(), 1, "{marks:?}");
     wait_until(PATIENCE, "all processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&60)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&60)
     });
-    assert_eq!(
-        env.count("SELECT count(DISTINCT user_id) AS n FROM transactions"),
-        1
-    );
+    assert_eq!(env.db().transaction_users(), 1);
     app.stop().expect("graceful stop");
 }

@@ -35,14 +35,14 @@ fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
     wait_until(
         Duration::from_secs(60),
         "the message after the poison processed",
-        || env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3),
+        || env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3),
     );
     env.assert_unready(&app, "redis");
     std::thread::sleep(Duration::from_secs(2));
     // Its outcome is audited (the entries commit first, then the push), but
     // it is not in Redis and its offset does not move until it is.
     assert_eq!(
-        env.audit_counts().get("MESSAGE_DLQ"),
+        env.db().audit_counts().get("MESSAGE_DLQ"),
         Some(&1),
         "the dead letter's entries committed before the push"
     );
@@ -56,7 +56,10 @@ fn redis_outage_pauses_dead_letters_and_commits_nothing_past_them() {
     wait_until(
         Duration::from_secs(60),
         "the dead letter parked and everything committed",
-        || env.audit_counts().get("MESSAGE_DLQ") == Some(&1) && env.committed() == vec![Some(4)],
+        || {
+            env.db().audit_counts().get("MESSAGE_DLQ") == Some(&1)
+                && env.committed() == vec![Some(4)]
+        },
     );
     let client = redis::Client::open(redis.url()).expect("url");
     let mut conn = client.get_connection().expect("connection");

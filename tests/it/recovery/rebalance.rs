@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{wait_until, TestEnv};
+use crate::support::{wait_until, Table, TestEnv};
 use custodian::app::Running;
 
 #[test]
@@ -17,7 +17,8 @@ fn a_second_instance_takes_over_partitions_without_loss_or_double_application() 
         Duration::from_secs(60),
         "progress on the first instance",
         || {
-            env.audit_counts()
+            env.db()
+                .audit_counts()
                 .get("MESSAGE_PROCESSED")
                 .copied()
                 .unwrap_or(0)
@@ -39,8 +40,11 @@ fn a_second_instance_takes_over_partitions_without_loss_or_double_application() 
         },
     );
     wait_until(Duration::from_secs(120), "every event applied", || {
-        env.rows(crate::support::Table::AppliedMessages) == N
-            && env.count("SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status = 'MESSAGE_PROCESSED'") == N
+        env.db().rows(Table::AppliedMessages) == N
+            && env
+                .db()
+                .messages_with_status(Table::MessageAudit, "MESSAGE_PROCESSED")
+                == N
     });
     let (_, body) = env.get(first.http_addr, "/ready");
     let first_owns = serde_json::from_str::<serde_json::Value>(&body).expect("json")["kafka"]

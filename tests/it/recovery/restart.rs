@@ -1,35 +1,26 @@
 //! Crash safety: SIGKILL custodian mid-stream, start it again, and check that
 //! nothing is lost and nothing is applied twice.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{wait_until, TestEnv};
+use crate::support::process::{Launch, Process};
+use crate::support::{wait_until, Table, TestEnv};
 
-fn spawn(env: &TestEnv) -> Child {
-    spawn_with(env, &[])
-}
-
-fn spawn_with(env: &TestEnv, extra: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("run")
-        .envs(env.env_vars())
-        .envs(extra.iter().copied())
-        .env("CUSTODIAN_LOG__LEVEL", "warn")
-        // Small batches keep many messages between read and durable outcome
-        // for longer, so the kill lands mid-stream.
-        .env("CUSTODIAN_PIPELINE__PARTITION_BATCH_SIZE", "50")
-        .env("CUSTODIAN_PIPELINE__MAX_IN_FLIGHT_PER_PARTITION", "400")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+/// `custodian run` as a process with `extra` settings. Small batches keep
+/// many messages between read and durable outcome for longer, so the kill
+/// lands mid-stream.
+fn spawn(env: &TestEnv, extra: &[(&str, &str)]) -> Process {
+    Launch::run(env)
+        .setting("pipeline.partition_batch_size", 50)
+        .setting("pipeline.max_in_flight_per_partition", 400)
+        .settings(extra)
+        .quiet()
         .spawn()
-        .expect("spawn custodian")
 }
 
-/// SIGKILLs `child`; returns how many messages were processed by then.
-fn kill_hard(env: &TestEnv, mut child: Child) -> i64 {
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+/// SIGKILLs `custodian`; returns how many messages were processed by then.
+fn kill_hard(env: &TestEnv, mut custodian: Process) -> i64 {
+    custodian.kill();
     processed(env)
 }
 
@@ -38,17 +29,13 @@ fn wait_for_outcomes(env: &TestEnv, n: i64) {
     wait_until(
         Duration::from_secs(120),
         "every record with a terminal outcome",
-        || {
-            env.count(
-                "SELECT count(DISTINCT (kafka_partition, kafka_offset)) AS n FROM message_audit \
-             WHERE status IN ('MESSAGE_PROCESSED', 'MESSAGE_DLQ')",
-            ) == n
-        },
+        || env.db().settled_offsets() == n,
     );
 }
 
 fn processed(env: &TestEnv) -> i64 {
-    env.audit_counts()
+    env.db()
+        .audit_counts()
         .get("MESSAGE_PROCESSED")
         .copied()
         .unwrap_or(0)
@@ -89,19 +76,13 @@ fn a_hard_kill_during_a_merged_multi_partition_audit_batch_loses_nothing_and_app
     // what every partition settled meanwhile into one COPY transaction, so
     // at almost any moment a multi-partition batch is buffered or being
     // written.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let bind = format!("127.0.0.1:{port}");
-    let addr: std::net::SocketAddr = bind.parse().expect("address");
     let merged = [
-        ("CUSTODIAN_HTTP__BIND", bind.as_str()),
-        ("CUSTODIAN_PIPELINE__AUDITORS", "1"),
-        ("CUSTODIAN_PIPELINE__AUDIT_BATCH_SIZE", "100000"),
-        ("CUSTODIAN_PIPELINE__AUDIT_FLUSH_INTERVAL", "1s"),
+        ("pipeline.auditors", "1"),
+        ("pipeline.audit_batch_size", "100000"),
+        ("pipeline.audit_flush_interval", "1s"),
     ];
-    let first = spawn_with(&env, &merged);
+    let first = spawn(&env, &merged);
+    let addr = first.http();
     // Kill once a flush has landed (mid-stream) and at least two partitions
     // hold messages read but not yet durable.
     let mut pending = Vec::new();
@@ -126,19 +107,15 @@ fn a_hard_kill_during_a_merged_multi_partition_audit_batch_loses_nothing_and_app
         "the kill happened mid-stream ({at_kill} of {N} processed; in flight: {pending:?})"
     );
 
-    let mut second = spawn(&env);
+    let mut second = spawn(&env, &[]);
     wait_for_outcomes(&env, N + POISON);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(second.id().to_string())
-        .status();
-    assert!(second.wait().expect("reaped").success(), "graceful exit");
+    second.stop();
 
     // Nothing lost: every offset of every partition ended processed or
     // dead-lettered; nothing applied twice; offsets committed to the end.
-    let dead_lettered = env.count(
-        "SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'",
-    );
+    let dead_lettered = env
+        .db()
+        .messages_with_status(Table::MessageAudit, "MESSAGE_DLQ");
     assert_eq!(
         dead_lettered, POISON,
         "the poison was dead-lettered once each"
@@ -158,12 +135,13 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
     const N: i64 = 4000;
     env.produce_synthetic(N as usize, 23, 0.3);
 
-    let first = spawn(&env);
+    let first = spawn(&env, &[]);
     wait_until(
         Duration::from_secs(90),
         "some progress before the kill",
         || {
-            env.audit_counts()
+            env.db()
+                .audit_counts()
                 .get("MESSAGE_PROCESSED")
                 .copied()
                 .unwrap_or(0)
@@ -172,22 +150,20 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
     );
     let at_kill = kill_hard(&env, first);
 
-    let mut second = spawn(&env);
+    let mut second = spawn(&env, &[]);
     wait_until(
         Duration::from_secs(120),
         "every message processed once",
         || {
-            env.rows(crate::support::Table::AppliedMessages) == N
-            && env.count("SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status IN ('MESSAGE_PROCESSED')") == N
+            env.db().rows(Table::AppliedMessages) == N
+                && env
+                    .db()
+                    .messages_with_status(Table::MessageAudit, "MESSAGE_PROCESSED")
+                    == N
         },
     );
     // Graceful stop of the second run commits everything.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(second.id().to_string())
-        .status();
-    let status = second.wait().expect("reaped");
-    assert!(status.success(), "graceful exit: {status:?}");
+    second.stop();
 
     assert!(
         at_kill < N,
@@ -196,15 +172,6 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
     // No event applied twice: versions add up to exactly N.
     env.assert_applied_once(N);
     env.assert_committed_to_end();
-}
-
-/// A free loopback address for an instance's HTTP server.
-fn free_bind() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    format!("127.0.0.1:{port}")
 }
 
 /// `GET /audit/reconcile` of the env's topic.
@@ -235,29 +202,29 @@ fn poison_parked_before_a_hard_kill_is_a_redelivery_after_the_restart_not_a_doub
 
     // Commits a minute apart: whatever is parked before the kill is read
     // again after it.
-    let first_bind = free_bind();
-    let slow_commits = [
-        ("CUSTODIAN_HTTP__BIND", first_bind.as_str()),
-        ("CUSTODIAN_KAFKA__COMMIT_INTERVAL", "60s"),
-    ];
-    let first = spawn_with(&env, &slow_commits);
+    let first = spawn(&env, &[("kafka.commit_interval", "60s")]);
     wait_until(
         Duration::from_secs(90),
         "poison parked before the kill",
-        || env.audit_counts().get("MESSAGE_DLQ").copied().unwrap_or(0) >= 50,
+        || {
+            env.db()
+                .audit_counts()
+                .get("MESSAGE_DLQ")
+                .copied()
+                .unwrap_or(0)
+                >= 50
+        },
     );
     kill_hard(&env, first);
-    let parked_before = env.count(
-        "SELECT count(DISTINCT message_id) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'",
-    );
+    let parked_before = env
+        .db()
+        .messages_with_status(Table::MessageAudit, "MESSAGE_DLQ");
     assert!(
         parked_before < POISON,
         "the kill happened mid-stream ({parked_before} of {POISON} parked)"
     );
 
-    let bind = free_bind();
-    let addr: std::net::SocketAddr = bind.parse().expect("address");
-    let mut second = spawn_with(&env, &[("CUSTODIAN_HTTP__BIND", bind.as_str())]);
+    let mut second = spawn(&env, &[]);
     wait_for_outcomes(&env, GOOD + POISON);
     wait_until(Duration::from_secs(60), "offsets committed", || {
         env.committed_or_zero() == env.high_watermarks()
@@ -265,7 +232,7 @@ fn poison_parked_before_a_hard_kill_is_a_redelivery_after_the_restart_not_a_doub
 
     // Each poison record has one MESSAGE_DLQ and one DLQ entry; those
     // parked before the kill were read again and audited as redeliveries.
-    let report = reconcile(&env, addr);
+    let report = reconcile(&env, second.http());
     assert_eq!(report["doubles"], 0, "{report}");
     assert_eq!(report["gaps"], 0, "{report}");
     assert_eq!(report["holds"], true, "{report}");
@@ -281,17 +248,14 @@ fn poison_parked_before_a_hard_kill_is_a_redelivery_after_the_restart_not_a_doub
         "every record parked before the kill is a redelivery ({redelivered} < {parked_before}): {report}"
     );
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM message_audit WHERE status = 'MESSAGE_DLQ'"),
+        env.db()
+            .rows_with_status(Table::MessageAudit, "MESSAGE_DLQ"),
         POISON,
         "one MESSAGE_DLQ per poison record"
     );
     assert_eq!(env.dlq_entries().len() as i64, POISON, "one DLQ entry each");
     env.assert_applied_once(GOOD);
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(second.id().to_string())
-        .status();
-    assert!(second.wait().expect("reaped").success(), "graceful exit");
+    second.stop();
 }
 
 /// A record like the one parked at `offset` of partition 0, with `payload`.
@@ -328,31 +292,15 @@ fn a_different_record_at_a_parked_position_is_not_taken_for_a_redelivery() {
     env.produce(&[(None, poison, Some(0))]);
     let app = custodian::app::Running::start(env.settings()).expect("custodian starts");
     wait_until(Duration::from_secs(60), "the poison parked", || {
-        env.audit_counts().get("MESSAGE_DLQ").copied().unwrap_or(0) == 1
+        env.db()
+            .audit_counts()
+            .get("MESSAGE_DLQ")
+            .copied()
+            .unwrap_or(0)
+            == 1
     });
     app.stop().expect("graceful stop");
-    let lifecycle: Vec<(uuid::Uuid, i64)> = {
-        use diesel_async::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct Parked {
-            #[diesel(sql_type = diesel::sql_types::Uuid)]
-            message_id: uuid::Uuid,
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            kafka_offset: i64,
-        }
-        let mut conn = env.conn();
-        env.rt
-            .block_on(
-                diesel::sql_query(
-                    "SELECT message_id, kafka_offset FROM message_audit WHERE status = 'MESSAGE_DLQ'",
-                )
-                .load::<Parked>(&mut conn),
-            )
-            .expect("parked row")
-            .into_iter()
-            .map(|p| (p.message_id, p.kafka_offset))
-            .collect()
-    };
+    let lifecycle = env.db().parked();
     let (id, offset) = lifecycle[0];
     // Built inside the runtime: the pool's reaper is a task of it.
     let settings = env.settings();

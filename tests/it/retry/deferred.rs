@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::support::downstream::{Behaviour, Isolation, KeyedDownstream, Seen};
-use crate::support::{wait_until, TestEnv};
+use crate::support::process::{Launch, Process};
+use crate::support::{wait_until, Table, TestEnv};
 use custodian::app::Running;
 use serde_json::json;
 
@@ -63,10 +64,6 @@ fn produce(env: &TestEnv, messages: &[(&str, i64)]) -> HashMap<i64, uuid::Uuid> 
     made.iter().map(|(_, n, id, _)| (*n, *id)).collect()
 }
 
-fn status_count(env: &TestEnv, status: &str) -> i64 {
-    env.audit_counts().get(status).copied().unwrap_or(0)
-}
-
 /// The `n`s answered 2xx, in the order the downstream answered them.
 fn delivered(seen: &[Seen]) -> Vec<i64> {
     seen.iter()
@@ -109,7 +106,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     );
     // The schedule holds A's three messages, and reconciliation counts
     // them in retry, not lost.
-    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 3);
+    assert_eq!(env.db().rows(Table::RetrySchedule), 3);
     env.assert_reconciled(app.http_addr, 3);
     // The deliveries API lists them: A's first retrying, the others waiting.
     let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
@@ -158,7 +155,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     // A's failure clears: A's messages arrive in order, each once.
     down.heal();
     wait_until(PATIENCE, "A processed", || {
-        status_count(&env, "MESSAGE_PROCESSED") == total
+        env.db().audited("MESSAGE_PROCESSED") == total
     });
     let seen = down.seen();
     let order = delivered(&seen);
@@ -170,7 +167,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
         order[..first_a].len() == others.len(),
         "every other key was delivered before A's failure cleared"
     );
-    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    assert_eq!(env.db().rows(Table::RetrySchedule), 0);
     // The deliveries API: every message delivered, A's first after its
     // failed attempts (counted below from the audit trail).
     let (_, done) = get(&format!(
@@ -186,7 +183,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
 
     // The audit trail: A's first failed, was scheduled, failed in the
     // schedule, then processed; A's second waited untried.
-    let first = env.lifecycle(&ids[&0].to_string());
+    let first = env.db().lifecycle(&ids[&0].to_string());
     assert_eq!(first[0].0, "MESSAGE_RECEIVED");
     assert_eq!(first[1], ("MESSAGE_FAILED".to_string(), 1));
     assert_eq!(first[2], ("MESSAGE_RETRY_SCHEDULED".to_string(), 2));
@@ -196,7 +193,7 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
     assert_eq!(last.1, failed + 1, "the attempt that succeeded");
     assert_eq!(a0["attempts"], last.1, "{a0}");
     assert_eq!(
-        env.lifecycle(&ids[&1].to_string()),
+        env.db().lifecycle(&ids[&1].to_string()),
         [
             ("MESSAGE_RECEIVED".to_string(), 1),
             ("MESSAGE_RETRY_SCHEDULED".to_string(), 1),
@@ -217,13 +214,13 @@ fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
     let ids = produce(&env, &[("A", 0), ("A", 1), ("B", 2)]);
 
     wait_until(PATIENCE, "A's first dead-lettered", || {
-        status_count(&env, "MESSAGE_DLQ") == 1
+        env.db().audited("MESSAGE_DLQ") == 1
     });
     wait_until(PATIENCE, "the others processed", || {
-        status_count(&env, "MESSAGE_PROCESSED") == 2
+        env.db().audited("MESSAGE_PROCESSED") == 2
     });
     assert_eq!(
-        env.lifecycle(&ids[&0].to_string()),
+        env.db().lifecycle(&ids[&0].to_string()),
         [
             ("MESSAGE_RECEIVED".to_string(), 1),
             ("MESSAGE_FAILED".to_string(), 1),
@@ -252,7 +249,7 @@ fn attempts_that_run_out_dead_letter_the_head_and_release_its_key() {
         .expect("A's second delivered");
     assert!(second.started >= last_try_of_first);
     assert_eq!(seen.iter().filter(|s| s.n == 0).count(), 3);
-    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    assert_eq!(env.db().rows(Table::RetrySchedule), 0);
     // The deliveries API: A's first given up after 3 attempts, the others
     // delivered.
     let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
@@ -321,9 +318,15 @@ fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
     env.produce(&records);
     let total = payloads.len() as i64;
     wait_until(Duration::from_secs(120), "all processed", || {
-        status_count(&env, "MESSAGE_PROCESSED") == total
+        env.db().audited("MESSAGE_PROCESSED") == total
     });
     let seen = down.seen();
+    let refused = seen.iter().filter(|s| s.status == 500).count() as i64;
+    assert_eq!(
+        refused,
+        3 * total,
+        "every message failed its first three tries"
+    );
     assert_eq!(
         overlapping(&seen),
         Vec::<String>::new(),
@@ -342,47 +345,34 @@ fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
             .collect();
         assert_eq!(mine, [k as i64, 100 + k as i64], "key {k} in order");
     }
-    assert_eq!(env.count("SELECT count(*) AS n FROM retry_schedule"), 0);
+    assert_eq!(env.db().rows(Table::RetrySchedule), 0);
     first.stop().expect("graceful stop");
     second.stop().expect("graceful stop");
 }
 
 /// `custodian run` as a process with one deferred route to `down` (from a
-/// config file, written once per env) and `extra` settings.
-fn deferred_process(
-    env: &TestEnv,
-    down: &KeyedDownstream,
-    extra: &[(&str, String)],
-) -> crate::support::process::Instance {
-    let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("deferred-{}.toml", env.group));
-    std::fs::write(
-        &config,
-        format!(
-            "[[routes]]\nevent_types = [\"Notify\"]\nhandler = \"http\"\nurl = \"{}\"\n\
-             timeout = \"1s\"\nrate_per_second = 10000\nburst = 1000\nretry = \"deferred\"\n",
-            down.url()
-        ),
-    )
-    .expect("config file");
-    let mut settings = vec![
-        ("CUSTODIAN_CONFIG", config.display().to_string()),
-        ("CUSTODIAN_RETRY__MAX_ATTEMPTS", "1000".to_string()),
-    ];
-    settings.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-    let bootstrap = env.broker.bootstrap_servers();
-    let mut instance = crate::support::process::Instance::spawn(env, &bootstrap, &settings);
+/// config file) and `extra` settings, once ready.
+fn deferred_process(env: &TestEnv, down: &KeyedDownstream, extra: &[(&str, &str)]) -> Process {
+    let routes = format!(
+        "[[routes]]\nevent_types = [\"Notify\"]\nhandler = \"http\"\nurl = \"{}\"\n\
+         timeout = \"1s\"\nrate_per_second = 10000\nburst = 1000\nretry = \"deferred\"\n",
+        down.url()
+    );
+    let mut instance = Launch::run(env)
+        .config(&routes)
+        .setting("retry.max_attempts", 1000)
+        .settings(extra)
+        .spawn();
     instance.wait_ready(env, PATIENCE);
     instance
 }
 
 /// Produces A0, B1, A2, C3, waits until A's two are scheduled and the
 /// others processed, and SIGKILLs the instance.
-fn schedule_a_then_kill(env: &TestEnv, mut instance: crate::support::process::Instance) {
+fn schedule_a_then_kill(env: &TestEnv, mut instance: Process) {
     produce(env, &[("A", 0), ("B", 1), ("A", 2), ("C", 3)]);
     wait_until(PATIENCE, "A's two messages scheduled", || {
-        env.count("SELECT count(*) AS n FROM retry_schedule") == 2
-            && status_count(env, "MESSAGE_PROCESSED") == 2
+        env.db().rows(Table::RetrySchedule) == 2 && env.db().audited("MESSAGE_PROCESSED") == 2
     });
     instance.kill();
 }
@@ -390,8 +380,8 @@ fn schedule_a_then_kill(env: &TestEnv, mut instance: crate::support::process::In
 /// Waits until all four messages ended and the schedule is empty.
 fn wait_all_delivered(env: &TestEnv) {
     wait_until(PATIENCE, "every message processed", || {
-        status_count(env, "MESSAGE_PROCESSED") + status_count(env, "MESSAGE_DUPLICATE") >= 4
-            && env.count("SELECT count(*) AS n FROM retry_schedule") == 0
+        env.db().audited("MESSAGE_PROCESSED") + env.db().audited("MESSAGE_DUPLICATE") >= 4
+            && env.db().rows(Table::RetrySchedule) == 0
     });
 }
 
@@ -416,7 +406,7 @@ fn entries_scheduled_before_a_sigkill_complete_once_after_the_restart() {
     );
     let a: Vec<i64> = ok.iter().copied().filter(|n| *n % 2 == 0).collect();
     assert_eq!(a, [0, 2], "A's messages in order");
-    instance.terminate(Duration::from_secs(30));
+    instance.stop();
 }
 
 #[test]
@@ -425,7 +415,7 @@ fn a_scheduled_record_read_again_after_a_sigkill_is_a_redelivery_not_scheduled_t
     let down = failing_for_a();
     // Commits a minute apart: the kill comes before any, so every record
     // is read again after the restart.
-    let slow_commits = [("CUSTODIAN_KAFKA__COMMIT_INTERVAL", "60s".to_string())];
+    let slow_commits = [("kafka.commit_interval", "60s")];
     let first = deferred_process(&env, &down, &slow_commits);
     schedule_a_then_kill(&env, first);
     assert_eq!(
@@ -438,34 +428,27 @@ fn a_scheduled_record_read_again_after_a_sigkill_is_a_redelivery_not_scheduled_t
     // Every record is read again: B and C the ledger recognises, A's two
     // (still failing, still in the schedule) the schedule's entries do.
     wait_until(PATIENCE, "every record read again", || {
-        status_count(&env, "MESSAGE_DUPLICATE") == 4
+        env.db().audited("MESSAGE_DUPLICATE") == 4
     });
     down.heal();
     wait_all_delivered(&env);
     // A's records were parked in the schedule before the kill: read again,
     // they are redeliveries, not parked (or scheduled) a second time.
-    let twice = env.count(
-        "SELECT count(*) AS n FROM (SELECT message_id FROM message_audit \
-          WHERE status = 'MESSAGE_RETRY_SCHEDULED' GROUP BY message_id HAVING count(*) > 1) t",
-    );
+    let twice = env.db().messages_twice("MESSAGE_RETRY_SCHEDULED");
     assert_eq!(twice, 0, "a message scheduled twice");
-    let a_duplicates = env.count(
-        "SELECT count(*) AS n FROM message_audit d WHERE d.status = 'MESSAGE_DUPLICATE' \
-          AND EXISTS (SELECT 1 FROM message_audit s WHERE s.message_id = d.message_id \
-                        AND s.status = 'MESSAGE_RETRY_SCHEDULED')",
-    );
+    let a_duplicates = env.db().scheduled_then_redelivered();
     assert_eq!(a_duplicates, 2, "A's two records audited as redeliveries");
     let ok = delivered(&down.seen());
     let mut sorted = ok.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, [0, 1, 2, 3], "each delivered once, none lost");
     let path = format!("/audit/reconcile?topic={}", env.topic);
-    let (status, report) = env.api(instance.http, reqwest::Method::GET, &path, None);
+    let (status, report) = env.api(&instance, reqwest::Method::GET, &path, None);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["holds"], true, "{report}");
     assert_eq!(report["doubles"], 0, "{report}");
     assert_eq!(report["totals"]["processed"], 4, "{report}");
-    instance.terminate(Duration::from_secs(30));
+    instance.stop();
 }
 
 #[test]
@@ -475,8 +458,7 @@ fn a_scheduled_entry_goes_to_its_own_downstream_after_the_routes_are_reordered()
     let app = deferred(&env, &down.url(), 1000);
     let ids = produce(&env, &[("A", 0), ("B", 1)]);
     wait_until(PATIENCE, "A scheduled, B processed", || {
-        env.count("SELECT count(*) AS n FROM retry_schedule") == 1
-            && status_count(&env, "MESSAGE_PROCESSED") == 1
+        env.db().rows(Table::RetrySchedule) == 1 && env.db().audited("MESSAGE_PROCESSED") == 1
     });
     app.stop().expect("graceful stop");
 
@@ -488,11 +470,11 @@ fn a_scheduled_entry_goes_to_its_own_downstream_after_the_routes_are_reordered()
     let app = with_routes(&env, routes, 1000);
     produce(&env, &[("A", 2)]);
     wait_until(PATIENCE, "A's next message waiting behind it", || {
-        env.count("SELECT count(*) AS n FROM retry_schedule") == 2
+        env.db().rows(Table::RetrySchedule) == 2
     });
     down.heal();
     wait_until(PATIENCE, "A's messages processed", || {
-        status_count(&env, "MESSAGE_PROCESSED") == 3
+        env.db().audited("MESSAGE_PROCESSED") == 3
     });
     assert!(
         other.seen().is_empty(),
@@ -534,9 +516,8 @@ fn a_graceful_stop_mid_attempt_hands_the_lease_back() {
     slow["timeout"] = "10s".into();
     let app = with_routes(&env, json!([slow.clone()]), 1000);
     produce(&env, &[("A", 0)]);
-    let scheduled = "SELECT count(*) AS n FROM retry_schedule";
     wait_until(PATIENCE, "A's message scheduled", || {
-        env.count(scheduled) == 1
+        env.db().rows(Table::RetrySchedule) == 1
     });
     down.behaviour.hang.store(true, Ordering::SeqCst);
     down.heal();
@@ -546,26 +527,21 @@ fn a_graceful_stop_mid_attempt_hands_the_lease_back() {
         || down.behaviour.hung.load(Ordering::SeqCst) >= 1,
     );
     assert_eq!(
-        env.count("SELECT count(*) AS n FROM retry_schedule WHERE leased_until > now()"),
+        env.db().leased_entries(),
         1,
         "the attempt in flight holds the lease"
     );
-    let lease_ends_ms = env
-        .count("SELECT (EXTRACT(EPOCH FROM leased_until) * 1000)::int8 AS n FROM retry_schedule");
-    let attempts = "SELECT attempts::int8 AS n FROM retry_schedule";
-    let attempts_before = env.count(attempts);
+    let lease_ends_ms = env.db().lease_end_ms();
+    let attempts_before = env.db().scheduled_attempts();
 
     app.stop().expect("graceful stop");
     assert_eq!(
-        env.count(
-            "SELECT count(*) AS n FROM retry_schedule \
-              WHERE leased_until IS NULL AND next_attempt_at <= now()"
-        ),
+        env.db().due_unleased_entries(),
         1,
         "the lease handed back and the entry due"
     );
     assert_eq!(
-        env.count(attempts),
+        env.db().scheduled_attempts(),
         attempts_before,
         "the dropped attempt is not counted"
     );
@@ -573,7 +549,7 @@ fn a_graceful_stop_mid_attempt_hands_the_lease_back() {
     down.behaviour.hang.store(false, Ordering::SeqCst);
     let app = with_routes(&env, json!([slow]), 1000);
     wait_until(PATIENCE, "A's message delivered by the next worker", || {
-        status_count(&env, "MESSAGE_PROCESSED") == 1 && env.count(scheduled) == 0
+        env.db().audited("MESSAGE_PROCESSED") == 1 && env.db().rows(Table::RetrySchedule) == 0
     });
     assert!(
         chrono::Utc::now().timestamp_millis() < lease_ends_ms,

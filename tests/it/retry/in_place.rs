@@ -38,7 +38,7 @@ fn update_a_locked_row<'e>(
     let created = transaction_event("transaction.created", &a, 10.0, CREATED_AT);
     env.produce(&[(Some("u1"), created.as_bytes(), Some(0))]);
     wait_until(PATIENCE, "the create processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&1)
     });
     let lock = env.lock_transaction_row(&a);
     let update = transaction_event("transaction.updated", &a, 20.0, UPDATED_AT);
@@ -58,12 +58,7 @@ fn a_transient_failure_is_retried_in_place_until_it_clears() {
         env.metric(&app, "retries_total") >= 2.0
     });
     // Order is kept: the event behind the retried one waits for it.
-    assert_eq!(
-        env.count(&format!(
-            "SELECT count(*) AS n FROM transactions WHERE id = '{b}'"
-        )),
-        0
-    );
+    assert!(!env.db().has_transaction(&b), "{b} waits behind the retry");
     assert_eq!(
         env.committed_or_zero(),
         vec![1],
@@ -72,10 +67,10 @@ fn a_transient_failure_is_retried_in_place_until_it_clears() {
     lock.release();
 
     wait_until(PATIENCE, "all three processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
     let id = for_transaction_event(&a, "transaction.updated", UPDATED_AT);
-    let lifecycle = env.lifecycle(&id.to_string());
+    let lifecycle = env.db().lifecycle(&id.to_string());
     let steps = statuses(&lifecycle);
     assert_eq!(steps.first(), Some(&"MESSAGE_RECEIVED"), "{lifecycle:?}");
     assert_eq!(steps.last(), Some(&"MESSAGE_PROCESSED"), "{lifecycle:?}");
@@ -100,12 +95,7 @@ fn a_transient_failure_is_retried_in_place_until_it_clears() {
             .is_some_and(|e| e.contains("database_timeout") && e.contains("statement timeout")),
         "{first_failure}"
     );
-    assert_eq!(
-        env.count(&format!(
-            "SELECT version AS n FROM transactions WHERE id = '{a}'"
-        )),
-        2
-    );
+    assert_eq!(env.db().version_of(&a), 2);
     assert!(env.dlq_entries().is_empty());
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(3)]);
@@ -120,12 +110,12 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
         PATIENCE,
         "the update parked, the next event processed",
         || {
-            let counts = env.audit_counts();
+            let counts = env.db().audit_counts();
             counts.get("MESSAGE_DLQ") == Some(&1) && counts.get("MESSAGE_PROCESSED") == Some(&2)
         },
     );
     let id = for_transaction_event(&a, "transaction.updated", UPDATED_AT);
-    let steps = env.lifecycle(&id.to_string());
+    let steps = env.db().lifecycle(&id.to_string());
     assert_eq!(
         steps,
         [
@@ -190,15 +180,10 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
         Some(format!("{}/0/1", env.topic))
     );
     wait_until(PATIENCE, "the replayed copy processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&3)
     });
-    assert_eq!(
-        env.count(&format!(
-            "SELECT version AS n FROM transactions WHERE id = '{a}'"
-        )),
-        2
-    );
-    let steps = env.lifecycle(&id.to_string());
+    assert_eq!(env.db().version_of(&a), 2);
+    let steps = env.db().lifecycle(&id.to_string());
     assert_eq!(
         statuses(&steps)[4..],
         [
@@ -223,5 +208,5 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
     assert_eq!(env.metric(&app, "replays_total"), 1.0);
     app.stop().expect("graceful stop");
     assert_eq!(env.committed(), vec![Some(4)]);
-    assert_eq!(env.audit_counts().get("MESSAGE_REPLAYED"), Some(&1));
+    assert_eq!(env.db().audit_counts().get("MESSAGE_REPLAYED"), Some(&1));
 }

@@ -143,10 +143,6 @@ fn header<'a>(headers: &'a Headers, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn status_count(env: &TestEnv, status: &str) -> i64 {
-    env.audit_counts().get(status).copied().unwrap_or(0)
-}
-
 /// The attempt numbers of a lifecycle's MESSAGE_FAILED rows, in order.
 fn failed_attempts(lifecycle: &[(String, i32)]) -> Vec<i32> {
     lifecycle
@@ -231,7 +227,7 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
     std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
     down.heal();
     wait_until(PATIENCE, "A processed", || {
-        status_count(&env, "MESSAGE_PROCESSED") == total
+        env.db().audited("MESSAGE_PROCESSED") == total
     });
     let seen = down.seen();
     let mut delivered_a: Vec<i64> = seen
@@ -277,7 +273,7 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
 
     // The audit trail: each attempt failed with its number, each retry was
     // scheduled, the last attempt processed it.
-    let lifecycle = env.lifecycle(&ids[&0].to_string());
+    let lifecycle = env.db().lifecycle(&ids[&0].to_string());
     let failed = failed_attempts(&lifecycle);
     assert_eq!(failed, (1..=failed.len() as i32).collect::<Vec<_>>());
     let scheduled = lifecycle
@@ -291,11 +287,9 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
     );
     // Every entry of the message is under its original position, and
     // reconciliation of the original topic finds it finished, no gaps.
-    let elsewhere = env.count(&format!(
-        "SELECT count(*) AS n FROM message_audit WHERE message_id = '{}' \
-         AND (topic <> '{}' OR kafka_partition <> 0 OR kafka_offset <> 0)",
-        ids[&0], env.topic
-    ));
+    let elsewhere = env
+        .db()
+        .entries_elsewhere(&ids[&0].to_string(), &env.topic, 0, 0);
     assert_eq!(elsewhere, 0);
     env.assert_reconciled(app.http_addr, 0);
     env.assert_chains_hold(app.http_addr);
@@ -337,11 +331,12 @@ fn attempts_that_run_out_dead_letter_under_the_original_position() {
     assert_eq!(entry.key.as_deref(), Some("A"));
 
     wait_until(PATIENCE, "A's audit ends MESSAGE_DLQ", || {
-        env.lifecycle(&ids[&0].to_string())
+        env.db()
+            .lifecycle(&ids[&0].to_string())
             .last()
             .is_some_and(|(s, _)| s == "MESSAGE_DLQ")
     });
-    let lifecycle = env.lifecycle(&ids[&0].to_string());
+    let lifecycle = env.db().lifecycle(&ids[&0].to_string());
     assert_eq!(failed_attempts(&lifecycle), [1, 2, 3], "{lifecycle:?}");
     let scheduled = lifecycle
         .iter()
@@ -356,7 +351,8 @@ fn attempts_that_run_out_dead_letter_under_the_original_position() {
         .collect();
     assert_eq!(attempts, [vec!["1"], vec!["2"]]);
     assert_eq!(
-        env.lifecycle(&ids[&1].to_string())
+        env.db()
+            .lifecycle(&ids[&1].to_string())
             .last()
             .map(|s| s.0.as_str()),
         Some("MESSAGE_PROCESSED")

@@ -1,9 +1,9 @@
 //! `GET /status` and `custodian status` against a running instance with real
 //! data: the offsets they show are the ones Kafka holds.
 
-use std::process::Command;
 use std::time::Duration;
 
+use crate::support::process::{Finished, Launch};
 use crate::support::{transaction_event, wait_until, TestEnv, TEST_TOKEN};
 use custodian::app::Running;
 use reqwest::Method;
@@ -31,15 +31,11 @@ fn produce_some(env: &TestEnv) {
     env.produce(&records);
 }
 
-fn custodian_status(env: &TestEnv, url: &str, token: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("status")
-        .arg("--url")
-        .arg(url)
-        .envs(env.env_vars())
-        .env("CUSTODIAN_HTTP__API_TOKEN", token)
+/// `custodian status --url <url>` with `token`.
+fn custodian_status(env: &TestEnv, url: &str, token: &str) -> Finished {
+    Launch::command(env, &["status", "--url", url])
+        .setting("http.api_token", token)
         .output()
-        .expect("run custodian status")
 }
 
 #[test]
@@ -81,12 +77,8 @@ fn status_shows_each_partitions_committed_offset_high_watermark_and_lag() {
     // The command line shows the same figures as a table.
     let url = format!("http://{}", app.http_addr);
     let out = custodian_status(&env, &url, TEST_TOKEN);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = &out.stdout;
+    assert!(out.success, "{text}{}", out.stderr);
     assert!(
         text.contains("kafka: ok") && text.contains("postgres: ok") && text.contains("redis: ok"),
         "{text}"
@@ -111,16 +103,12 @@ fn status_shows_each_partitions_committed_offset_high_watermark_and_lag() {
 
     // A wrong token, and an instance that is not there: said plainly.
     let out = custodian_status(&env, &url, "wrong-token-0123456789");
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("refused the token"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(!out.success);
+    assert!(out.stderr.contains("refused the token"), "{}", out.stderr);
     app.stop().expect("graceful stop");
     let out = custodian_status(&env, &url, TEST_TOKEN);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.success);
+    let err = &out.stderr;
     assert!(err.contains("cannot reach custodian"), "{err}");
     assert!(!err.contains(TEST_TOKEN), "the token never shows: {err}");
 }

@@ -1,11 +1,10 @@
 //! What operators see: the metric series after traffic, and a JSON log line
 //! per message outcome carrying the fields they search by.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::process::Launch;
 use crate::support::{created_event, wait_until, TestEnv};
-use custodian::app::Running;
 use reqwest::Method;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -13,11 +12,12 @@ const PATIENCE: Duration = Duration::from_secs(60);
 #[test]
 fn metrics_expose_every_series_after_traffic() {
     let env = TestEnv::new(2);
-    let app = Running::start(env.settings_with(&[(
-        "kafka.extra",
-        serde_json::json!({"statistics.interval.ms": "500"}),
-    )]))
-    .expect("custodian starts");
+    // A process of its own: the series are the process's, and only this
+    // test's traffic may make them appear.
+    let mut app = Launch::run(&env)
+        .config("[kafka.extra]\n\"statistics.interval.ms\" = \"500\"\n")
+        .spawn();
+    app.wait_ready(&env, PATIENCE);
     let valid = created_event(&format!("{}-1", env.topic));
     env.produce(&[
         (Some("u1"), valid.as_bytes(), Some(0)),
@@ -35,7 +35,7 @@ fn metrics_expose_every_series_after_traffic() {
     );
     assert_eq!(status, 202);
     wait_until(PATIENCE, "all settled", || {
-        let c = env.audit_counts();
+        let c = env.db().audit_counts();
         c.get("MESSAGE_PROCESSED") == Some(&2)
             && c.get("MESSAGE_DUPLICATE") == Some(&1)
             && c.get("MESSAGE_DLQ") == Some(&1)
@@ -81,21 +81,17 @@ fn metrics_expose_every_series_after_traffic() {
             "no per-message labels: {line}"
         );
     }
-    app.stop().expect("graceful stop");
+    app.stop();
 }
 
 #[test]
 fn each_message_outcome_is_one_json_log_line_with_its_fields() {
     let env = TestEnv::new(1);
-    let child = Command::new(env!("CARGO_BIN_EXE_custodian"))
-        .arg("run")
-        .envs(env.env_vars())
-        .env("CUSTODIAN_LOG__FORMAT", "json")
-        .env("CUSTODIAN_LOG__LEVEL", "warn,custodian=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn custodian");
+    let mut custodian = Launch::run(&env)
+        .setting("log.format", "json")
+        .setting("log.level", "warn,custodian=debug")
+        .capture()
+        .spawn();
     let tx = format!("{}-1", env.topic);
     let valid = created_event(&tx);
     env.produce(&[
@@ -103,16 +99,12 @@ fn each_message_outcome_is_one_json_log_line_with_its_fields() {
         (Some("user-43"), b"{\"broken\": ", Some(0)),
     ]);
     wait_until(PATIENCE, "both settled", || {
-        let c = env.audit_counts();
+        let c = env.db().audit_counts();
         c.get("MESSAGE_PROCESSED") == Some(&1) && c.get("MESSAGE_DLQ") == Some(&1)
     });
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let out = child.wait_with_output().expect("custodian exits");
-    assert!(out.status.success(), "graceful exit");
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    custodian.stop();
+    let lines: Vec<serde_json::Value> = custodian
+        .finish()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();

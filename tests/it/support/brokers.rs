@@ -14,7 +14,26 @@ use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
 
+use super::process::{free_port, Launch, Process};
 use super::wait_until;
+
+/// Records to produce: key, payload, partition (the partitioner's choice
+/// where `None`).
+pub type Records = Vec<(Option<String>, Vec<u8>, Option<i32>)>;
+
+/// `n` creations of distinct transactions, spread over `partitions`.
+pub fn creations(n: usize, partitions: i32) -> Records {
+    (0..n)
+        .map(|i| {
+            let id = format!("tx-{}", uuid::Uuid::new_v4().simple());
+            (
+                None,
+                super::created_event(&id).into_bytes(),
+                Some(i as i32 % partitions),
+            )
+        })
+        .collect()
+}
 
 /// Which broker program runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,14 +61,10 @@ pub struct BrokerProcess {
     /// tansu's working directory (its SQLite files), or the dev broker's
     /// bootstrap file's directory.
     dir: PathBuf,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    /// tansu, while it runs.
+    tansu: Option<Child>,
+    /// `custodian dev-broker`, until it is killed.
+    dev_broker: Option<Process>,
 }
 
 fn tansu_binary() -> PathBuf {
@@ -79,7 +94,8 @@ impl BrokerProcess {
             partitions,
             bootstrap: format!("127.0.0.1:{}", free_port()),
             dir,
-            child: None,
+            tansu: None,
+            dev_broker: None,
         };
         broker.restart();
         let status = Command::new(tansu_binary())
@@ -101,15 +117,13 @@ impl BrokerProcess {
         ));
         std::fs::create_dir_all(&dir).expect("dev broker dir");
         let file = dir.join("bootstrap");
-        let child = Command::new(env!("CARGO_BIN_EXE_custodian"))
-            .arg("dev-broker")
-            .args(["--topics", topic, "--partitions", &partitions.to_string()])
+        let process = Launch::bare(&["dev-broker", "--topics", topic])
+            .arg("--partitions")
+            .arg(partitions.to_string())
             .arg("--bootstrap-file")
             .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn custodian dev-broker");
+            .quiet()
+            .spawn();
         let mut bootstrap = String::new();
         wait_until(Duration::from_secs(20), "the dev broker's address", || {
             bootstrap = std::fs::read_to_string(&file).unwrap_or_default();
@@ -121,7 +135,8 @@ impl BrokerProcess {
             partitions,
             bootstrap: bootstrap.trim().to_owned(),
             dir,
-            child: Some(child),
+            tansu: None,
+            dev_broker: Some(process),
         }
     }
 
@@ -131,9 +146,12 @@ impl BrokerProcess {
 
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.tansu.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(mut process) = self.dev_broker.take() {
+            process.kill();
         }
     }
 
@@ -156,7 +174,7 @@ impl BrokerProcess {
             .stderr(log)
             .spawn()
             .expect("spawn tansu");
-        self.child = Some(child);
+        self.tansu = Some(child);
         let addr = self.bootstrap.parse().expect("socket address");
         wait_until(Duration::from_secs(30), "tansu to listen", || {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
@@ -169,7 +187,7 @@ impl BrokerProcess {
     /// given an empty assignment, for good (real Kafka expires the dead
     /// members' sessions). Forgetting them stands in for that expiry.
     pub fn forget_group_members(&self) {
-        assert!(self.child.is_none(), "tansu is stopped");
+        assert!(self.tansu.is_none(), "tansu is stopped");
         let status = Command::new("sqlite3")
             .arg(self.dir.join("tansu.db"))
             .arg("DELETE FROM consumer_group_detail")
@@ -196,8 +214,7 @@ impl BrokerProcess {
         rt.block_on(async {
             for chunk in records.chunks(2000) {
                 let sends = chunk.iter().map(|(key, payload, partition)| {
-                    let record =
-                        crate::support::record(&self.topic, key.as_deref(), payload, *partition);
+                    let record = super::record(&self.topic, key.as_deref(), payload, *partition);
                     producer.send(record, Duration::from_secs(60))
                 });
                 for sent in futures::future::join_all(sends).await {
@@ -211,7 +228,7 @@ impl BrokerProcess {
 
     /// The group's committed offset per partition (0 where none).
     pub fn committed(&self, group: &str) -> Vec<i64> {
-        crate::support::committed_offsets(&self.bootstrap, group, &self.topic, self.partitions)
+        super::committed_offsets(&self.bootstrap, group, &self.topic, self.partitions)
             .into_iter()
             .map(|o| o.unwrap_or(0))
             .collect()

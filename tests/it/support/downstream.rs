@@ -205,7 +205,7 @@ pub fn others_flow_while_a_fails<R>(
     let total = messages.len() as i64;
     let patience = Duration::from_secs(60);
     crate::support::wait_until(patience, "B..Z processed", || {
-        env.audit_counts().get("MESSAGE_PROCESSED").copied() == Some(total - 3)
+        env.db().audit_counts().get("MESSAGE_PROCESSED").copied() == Some(total - 3)
     });
     crate::support::wait_until(patience, "committed past A", || {
         env.committed() == vec![Some(total)]

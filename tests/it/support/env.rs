@@ -1,8 +1,7 @@
-//! The services a test runs against: its own PostgreSQL database, Redis
-//! key prefix, topic and group (`TestEnv`), its settings, and private
-//! PostgreSQL and Redis servers for outage tests.
-
-use std::time::Duration;
+//! A test's own world (`TestEnv`): its PostgreSQL database (dropped with
+//! it), Redis key prefix, mock Kafka cluster, topic and consumer group, the
+//! settings of its custodian, and the set-up it does in the database (a
+//! statement, a row or table lock held open like a long transaction's).
 
 use custodian::config::Settings;
 use custodian::kafka::dev_broker::DevBroker;
@@ -45,6 +44,14 @@ impl Drop for TestEnv {
     }
 }
 
+/// A fresh directory of this test's own under the temporary directory,
+/// for files custodian writes (checkpoint files, say).
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("custodian-{what}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
 /// A row lock held by another session, the way a long-running job or a
 /// stuck migration would hold one, until `release`.
 pub struct RowLock<'a> {
@@ -58,188 +65,6 @@ impl RowLock<'_> {
             .rt
             .block_on(diesel::sql_query("COMMIT").execute(&mut self.conn))
             .expect("COMMIT");
-    }
-}
-
-/// A Redis server of this test's own (real `redis-server`, append-only file
-/// in a temporary directory), so the test can stop and restart it without
-/// disturbing other tests.
-pub struct PrivateRedis {
-    pub port: u16,
-    dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    pub fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let dir = std::env::temp_dir().join(format!(
-            "custodian-redis-{port}-{}",
-            Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut redis = PrivateRedis {
-            port,
-            dir,
-            child: None,
-        };
-        redis.restart();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts (again) on the same port and data directory.
-    pub fn restart(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (dev/services.sh installs it)");
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).expect("url");
-        wait_until(Duration::from_secs(10), "private redis to answer", || {
-            client
-                .get_connection()
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        });
-    }
-
-    /// Kills the server (as an outage would).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A PostgreSQL cluster of this test's own (Debian's server binaries, data in
-/// a temporary directory), so the test can crash and restart it without
-/// disturbing other tests.
-pub struct PrivatePostgres {
-    pub port: u16,
-    dir: std::path::PathBuf,
-    bin: std::path::PathBuf,
-}
-
-fn as_postgres_user(program: &std::path::Path) -> std::process::Command {
-    // initdb and postgres refuse to run as root.
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false);
-    if root {
-        let mut c = std::process::Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        std::process::Command::new(program)
-    }
-}
-
-impl PrivatePostgres {
-    pub fn start() -> PrivatePostgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL server packages (dev/services.sh installs them)")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("initdb").exists())
-            .max()
-            .expect("a PostgreSQL server version");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let dir =
-            std::env::temp_dir().join(format!("custodian-pg-{port}-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("pg dir");
-        let _ = std::process::Command::new("chown")
-            .arg("postgres:")
-            .arg(&dir)
-            .status();
-        let status = as_postgres_user(&bin.join("initdb"))
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(dir.join("data"))
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("initdb");
-        assert!(status.success(), "initdb failed");
-        let pg = PrivatePostgres { port, dir, bin };
-        pg.restart();
-        pg
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    pub fn restart(&self) {
-        let status = as_postgres_user(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-w", "-l"])
-            .arg(self.dir.join("server.log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1",
-                self.port,
-                self.dir.display()
-            ))
-            .arg("start")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("pg_ctl start");
-        assert!(status.success(), "pg_ctl start failed");
-    }
-
-    /// Stops the server the way a crash would (immediate mode, no checkpoint).
-    pub fn crash(&self) {
-        let _ = as_postgres_user(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "stop"])
-            .stdout(std::process::Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        self.crash();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -348,7 +173,14 @@ impl TestEnv {
     /// Locks transaction `id`'s projection row (`SELECT … FOR UPDATE` in an
     /// open transaction).
     pub fn lock_transaction_row(&self, id: &str) -> RowLock<'_> {
+        self.lock_transaction_row_at(&self.database_url, id)
+    }
+
+    /// Locks transaction `id`'s projection row in the database at `url` (a
+    /// private server's).
+    pub fn lock_transaction_row_at(&self, url: &str, id: &str) -> RowLock<'_> {
         let lock = self.lock_rows(
+            url,
             diesel::sql_query("SELECT id FROM transactions WHERE id = $1 FOR UPDATE")
                 .bind::<Text, _>(id.to_owned()),
         );
@@ -359,19 +191,23 @@ impl TestEnv {
     /// Locks `table` against writes (`LOCK TABLE … IN EXCLUSIVE MODE`:
     /// reads go on) in a transaction left open until the lock is released.
     pub fn lock_table(&self, table: &str) -> RowLock<'_> {
-        self.lock_rows(diesel::sql_query(format!(
-            "LOCK TABLE {table} IN EXCLUSIVE MODE"
-        )))
+        self.lock_rows(
+            &self.database_url,
+            diesel::sql_query(format!("LOCK TABLE {table} IN EXCLUSIVE MODE")),
+        )
         .0
     }
 
     /// Runs `locking` (a `SELECT … FOR UPDATE`) in a transaction left open;
     /// answers the lock and how many rows it holds.
-    fn lock_rows<Q>(&self, locking: Q) -> (RowLock<'_>, usize)
+    fn lock_rows<Q>(&self, url: &str, locking: Q) -> (RowLock<'_>, usize)
     where
         Q: diesel_async::methods::ExecuteDsl<AsyncPgConnection>,
     {
-        let mut conn = self.conn();
+        let mut conn = self
+            .rt
+            .block_on(AsyncPgConnection::establish(url))
+            .expect("connect to lock rows");
         let locked = self.rt.block_on(async {
             diesel::sql_query("BEGIN")
                 .execute(&mut conn)
@@ -382,6 +218,50 @@ impl TestEnv {
         (RowLock { env: self, conn }, locked)
     }
 
+    /// Runs custodian's migrations on the test database (what `run` does
+    /// first), for tests that write before or without a custodian.
+    pub fn migrate(&self) {
+        custodian::store::migrate::run(
+            &secrecy::SecretString::from(self.database_url.clone()),
+            std::time::Duration::from_secs(30),
+        )
+        .expect("migrations");
+    }
+
+    /// The test database's URL with the admin URL's credentials: the
+    /// superuser, who can disable the triggers that keep the trail
+    /// append-only.
+    pub fn superuser_url(&self) -> String {
+        self.database_url_named(&self.database)
+    }
+
+    /// The URL of database `name` on the test server, as the superuser.
+    pub fn database_url_named(&self, name: &str) -> String {
+        match self.admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("TEST_POSTGRES_ADMIN_URL has no database part"),
+        }
+    }
+
+    /// Runs `statements` in order as the superuser on `url` (the admin
+    /// database, the test database, or a copy of it).
+    pub fn as_superuser(&self, url: &str, statements: &[&str]) {
+        self.rt.block_on(async {
+            let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+            for sql in statements {
+                diesel::sql_query(*sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        });
+    }
+
+    /// The admin database's URL (to create and drop databases).
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
     /// Runs one SQL statement on the test database (test set-up only).
     pub fn execute(&self, sql: &str) {
         let mut conn = self.conn();
@@ -390,10 +270,27 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Makes PostgreSQL refuse transactions of 1000 or more (a CHECK
+    /// constraint): their events are dead-lettered as constraint violations
+    /// until [`TestEnv::lift_amount_limit`].
+    pub fn limit_amounts(&self) {
+        self.execute(
+            "ALTER TABLE transactions ADD CONSTRAINT test_amount_limit CHECK (amount < 1000)",
+        );
+    }
+
+    /// Lifts [`TestEnv::limit_amounts`]: the refused events would apply now.
+    pub fn lift_amount_limit(&self) {
+        self.execute("ALTER TABLE transactions DROP CONSTRAINT test_amount_limit");
+    }
+
     /// Locks every `outbox` row (`SELECT … FOR UPDATE` in an open
     /// transaction), as a long transaction touching them would.
     pub fn lock_outbox_rows(&self) -> RowLock<'_> {
-        self.lock_rows(diesel::sql_query("SELECT id FROM outbox FOR UPDATE"))
-            .0
+        self.lock_rows(
+            &self.database_url,
+            diesel::sql_query("SELECT id FROM outbox FOR UPDATE"),
+        )
+        .0
     }
 }

@@ -205,6 +205,11 @@ impl TestEnv {
             .map(|c| c.unwrap_or(0))
             .collect()
     }
+
+    /// Every partition committed up to its end.
+    pub fn assert_committed_to_end(&self) {
+        assert_eq!(self.committed_or_zero(), self.high_watermarks());
+    }
 }
 
 /// One record to produce, named field by field (in place of the positional
