@@ -115,8 +115,83 @@ fn only_break(report: &Report, chain: &str) -> (i64, BreakKind) {
     (b.seq, b.kind)
 }
 
-#[test]
-fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_refused() {
+/// A trail custodian wrote and signed, stopped: 60 records over two
+/// partitions and one dead letter discarded by an operator (an entry on
+/// the operator chain), checkpoints in the file and the table.
+struct SignedTrail {
+    env: TestEnv,
+    settings: Settings,
+    file: PathBuf,
+    /// Partition 0's chain, the one the tampering cases change.
+    chain: String,
+    /// Its last sequence number.
+    last: i64,
+}
+
+impl SignedTrail {
+    /// `WHERE` of the entry at `seq` of partition 0's chain.
+    fn at(&self, seq: i64) -> String {
+        format!("chain_id = {} AND chain_seq = {seq}", self.chain_id())
+    }
+
+    /// Partition 0's chain id, as SQL.
+    fn chain_id(&self) -> String {
+        format!(
+            "(SELECT chain_id FROM audit_chains WHERE name = '{}')",
+            self.chain
+        )
+    }
+
+    /// Verifies a copy of the database after `statements` ran on it as
+    /// the superuser with the triggers off, against `file` if given
+    /// (custodian's own `audit.checkpoint_file` is `configured`, if given).
+    fn verify_tampered(
+        &self,
+        case: &str,
+        statements: &[String],
+        configured: Option<&Path>,
+        file: Option<&Path>,
+    ) -> Report {
+        let copy = Copy::of(&self.env, case);
+        let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+        copy.tamper(&refs);
+        let configured = configured.map_or_else(|| scratch("unused"), Path::to_path_buf);
+        let settings = settings_for(&self.env, &configured, Some(&copy.url));
+        verify(&self.env, &settings, file)
+    }
+
+    /// `statements` break partition 0's chain at `want`, and only there.
+    fn assert_named(
+        &self,
+        case: &str,
+        statements: &[String],
+        file: Option<&Path>,
+        want: (i64, BreakKind),
+    ) {
+        let report = self.verify_tampered(case, statements, None, file);
+        assert_eq!(
+            only_break(&report, &self.chain),
+            want,
+            "{case}: {report:#?}"
+        );
+    }
+
+    /// Deletes the last three entries and every checkpoint of the chain in
+    /// the database: only the file still knows how long it was.
+    fn truncation(&self) -> Vec<String> {
+        let id = self.chain_id();
+        vec![
+            format!(
+                "DELETE FROM audit_log WHERE chain_id = {id} AND chain_seq > {}",
+                self.last - 3
+            ),
+            "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER".into(),
+            format!("DELETE FROM audit_checkpoints WHERE chain_id = {id}"),
+        ]
+    }
+}
+
+fn a_signed_trail_with_an_operator_entry() -> SignedTrail {
     let env = TestEnv::new(2);
     let file = scratch("checkpoints.log");
     let settings = settings_for(&env, &file, None);
@@ -135,8 +210,6 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
         .map(|(k, p, part)| (*k, p.as_slice(), *part))
         .collect();
     env.produce(&borrowed);
-    // One undecodable record, dead-lettered, then discarded by an operator:
-    // an entry on the operator chain.
     env.produce(&[(None, b"not json", Some(0))]);
     wait_until(Duration::from_secs(60), "every record audited", || {
         let db = env.db();
@@ -159,13 +232,24 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     assert_eq!(body["holds"], true, "{body}");
     app.stop().expect("graceful stop");
     checkpoint_now(&env, &settings);
-
     let chain = format!("partition/{}/0", env.topic);
-    let clean = verify(&env, &settings, None);
+    SignedTrail {
+        env,
+        settings,
+        file,
+        chain,
+        last: 0,
+    }
+}
+
+/// The untouched trail verifies, every row on a chain, every chain matched
+/// by a checkpoint; answers the last sequence number of partition 0's.
+fn the_untouched_trail_verifies_against_its_checkpoints(trail: &SignedTrail) -> i64 {
+    let clean = verify(&trail.env, &trail.settings, None);
     assert!(clean.holds, "{clean:#?}");
     assert_eq!(
         clean.entries_checked as i64,
-        env.db().rows(Table::AuditLog),
+        trail.env.db().rows(Table::AuditLog),
         "{clean:#?}"
     );
     let operator = clean
@@ -181,147 +265,119 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     let last = clean
         .chains
         .iter()
-        .find(|c| c.chain == chain)
+        .find(|c| c.chain == trail.chain)
         .expect("partition 0's chain")
         .last_seq;
     assert!(
         last >= 31,
         "30 processed + the dead-lettered one on partition 0: {last}"
     );
+    last
+}
 
-    let id = format!(
-        "(SELECT chain_id FROM audit_chains WHERE name = 'partition/{}/0')",
-        env.topic
+fn an_edited_entry_is_named_edited(trail: &SignedTrail) {
+    let edit = format!(
+        "UPDATE audit_log SET kafka_offset = 999 WHERE {}",
+        trail.at(5)
     );
-    let at = |seq: i64| format!("chain_id = {id} AND chain_seq = {seq}");
-    let check =
-        |case: &str, statements: Vec<String>, file: Option<&Path>, want: (i64, BreakKind)| {
-            let copy = Copy::of(&env, case);
-            let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
-            copy.tamper(&refs);
-            let report = verify(
-                &env,
-                &settings_for(&env, &scratch("unused"), Some(&copy.url)),
-                file,
-            );
-            assert_eq!(only_break(&report, &chain), want, "{case}: {report:#?}");
-        };
+    trail.assert_named("edit", &[edit], None, (5, BreakKind::Edited));
+    let payload = format!(
+        "UPDATE audit_log SET payload = 'replaced' WHERE {}",
+        trail.at(3)
+    );
+    trail.assert_named("payload", &[payload], None, (3, BreakKind::Edited));
+}
 
-    check(
-        "edit",
-        vec![format!(
-            "UPDATE audit_log SET kafka_offset = 999 WHERE {}",
-            at(5)
-        )],
-        None,
-        (5, BreakKind::Edited),
-    );
-    check(
-        "delete",
-        vec![format!("DELETE FROM audit_log WHERE {}", at(7))],
-        None,
-        (7, BreakKind::Deleted),
-    );
-    check(
-        "insert",
-        vec![
-            // Make room at 9 (two steps: the unique constraint holds per row)…
-            format!("UPDATE audit_log SET chain_seq = chain_seq + 1000000 WHERE chain_id = {id} AND chain_seq >= 9"),
-            format!("UPDATE audit_log SET chain_seq = chain_seq - 999999 WHERE chain_id = {id} AND chain_seq > 1000000"),
-            // …and forge an entry there.
-            format!(
-                "INSERT INTO audit_log (message_id, status, topic, kafka_partition, kafka_offset, attempt, \
-                 consumer_group, occurred_at, chain_id, chain_seq, entry_hash) \
-                 SELECT gen_random_uuid(), 'MESSAGE_PROCESSED', topic, kafka_partition, 12345, 1, \
-                 consumer_group, occurred_at, chain_id, 9, sha256('forged') FROM audit_log WHERE {}",
-                at(8)
-            ),
-        ],
-        None,
-        (9, BreakKind::Inserted),
-    );
-    check(
-        "swap",
-        vec![
-            format!("UPDATE audit_log SET chain_seq = 1000000 WHERE {}", at(11)),
-            format!("UPDATE audit_log SET chain_seq = 11 WHERE {}", at(12)),
-            format!("UPDATE audit_log SET chain_seq = 12 WHERE {}", at(1000000)),
-        ],
-        None,
-        (11, BreakKind::Reordered),
-    );
-    check(
-        "payload",
-        vec![format!(
-            "UPDATE audit_log SET payload = 'replaced' WHERE {}",
-            at(3)
-        )],
-        None,
-        (3, BreakKind::Edited),
-    );
-    // The tail, and the checkpoints in the database with it: only the file
-    // still knows how long the chain was.
-    let truncate = vec![
+fn a_deleted_entry_is_named_deleted(trail: &SignedTrail) {
+    let delete = format!("DELETE FROM audit_log WHERE {}", trail.at(7));
+    trail.assert_named("delete", &[delete], None, (7, BreakKind::Deleted));
+}
+
+fn a_forged_entry_is_named_inserted(trail: &SignedTrail) {
+    let id = trail.chain_id();
+    let statements = [
+        // Make room at 9 (two steps: the unique constraint holds per row)…
+        format!("UPDATE audit_log SET chain_seq = chain_seq + 1000000 WHERE chain_id = {id} AND chain_seq >= 9"),
+        format!("UPDATE audit_log SET chain_seq = chain_seq - 999999 WHERE chain_id = {id} AND chain_seq > 1000000"),
+        // …and forge an entry there.
         format!(
-            "DELETE FROM audit_log WHERE chain_id = {id} AND chain_seq > {}",
-            last - 3
+            "INSERT INTO audit_log (message_id, status, topic, kafka_partition, kafka_offset, attempt, \
+             consumer_group, occurred_at, chain_id, chain_seq, entry_hash) \
+             SELECT gen_random_uuid(), 'MESSAGE_PROCESSED', topic, kafka_partition, 12345, 1, \
+             consumer_group, occurred_at, chain_id, 9, sha256('forged') FROM audit_log WHERE {}",
+            trail.at(8)
         ),
-        "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER".into(),
-        format!("DELETE FROM audit_checkpoints WHERE chain_id = {id}"),
     ];
-    {
-        let copy = Copy::of(&env, "tail_unseen");
-        let refs: Vec<&str> = truncate.iter().map(String::as_str).collect();
-        copy.tamper(&refs);
-        let empty = scratch("empty.log");
-        std::fs::write(&empty, "").expect("empty file");
-        let without_file = verify(
-            &env,
-            &settings_for(&env, &empty, Some(&copy.url)),
-            Some(&empty),
-        );
-        assert!(
-            without_file.holds,
-            "without the file a truncated tail looks whole: that is what the file is for"
-        );
-    }
-    check(
-        "tail",
-        truncate,
-        Some(&file),
-        (last - 2, BreakKind::Deleted),
-    );
+    trail.assert_named("insert", &statements, None, (9, BreakKind::Inserted));
+}
 
-    // A checkpoint signed with another key (same name) is refused.
+fn two_swapped_entries_are_named_reordered(trail: &SignedTrail) {
+    let statements = [
+        format!(
+            "UPDATE audit_log SET chain_seq = 1000000 WHERE {}",
+            trail.at(11)
+        ),
+        format!("UPDATE audit_log SET chain_seq = 11 WHERE {}", trail.at(12)),
+        format!(
+            "UPDATE audit_log SET chain_seq = 12 WHERE {}",
+            trail.at(1000000)
+        ),
+    ];
+    trail.assert_named("swap", &statements, None, (11, BreakKind::Reordered));
+}
+
+fn a_truncated_tail_is_seen_only_against_the_checkpoint_file(trail: &SignedTrail) {
+    let empty = scratch("empty.log");
+    std::fs::write(&empty, "").expect("empty file");
+    let without_file = trail.verify_tampered(
+        "tail_unseen",
+        &trail.truncation(),
+        Some(&empty),
+        Some(&empty),
+    );
+    assert!(
+        without_file.holds,
+        "without the file a truncated tail looks whole: that is what the file is for"
+    );
+    trail.assert_named(
+        "tail",
+        &trail.truncation(),
+        Some(&trail.file),
+        (trail.last - 2, BreakKind::Deleted),
+    );
+}
+
+fn a_checkpoint_signed_with_another_key_is_refused(trail: &SignedTrail) {
     let forger = Signer::new(
         "test.example/custodian",
         &SecretBox::new(Box::new([42u8; 32])),
     );
     let forged = forger.sign(&Checkpoint {
         origin: "test.example/custodian".into(),
-        chain: chain.clone(),
-        seq: last,
+        chain: trail.chain.clone(),
+        seq: trail.last,
         hash: [0; 32],
         time: chrono::Utc::now(),
     });
-    let mut text = std::fs::read_to_string(&file).expect("checkpoint file");
+    let mut text = std::fs::read_to_string(&trail.file).expect("checkpoint file");
     text.push_str(&forged);
     text.push('\n');
     let tampered_file = scratch("forged.log");
     std::fs::write(&tampered_file, text).expect("write");
-    let report = verify(&env, &settings, Some(&tampered_file));
+    let report = verify(&trail.env, &trail.settings, Some(&tampered_file));
     assert!(!report.holds);
     assert_eq!(report.refused_checkpoints.len(), 1, "{report:#?}");
     assert!(
         report.chains.iter().all(|c| c.breach.is_none()),
         "{report:#?}"
     );
+}
 
-    // The command line names the break and fails.
-    let copy = Copy::of(&env, "cli");
-    copy.tamper(&[&format!("DELETE FROM audit_log WHERE {}", at(4))]);
-    let output = Launch::command(&env, &["audit", "verify", "--checkpoints"])
-        .arg(&file)
+fn the_command_line_names_the_break_and_fails(trail: &SignedTrail) {
+    let copy = Copy::of(&trail.env, "cli");
+    copy.tamper(&[&format!("DELETE FROM audit_log WHERE {}", trail.at(4))]);
+    let output = Launch::command(&trail.env, &["audit", "verify", "--checkpoints"])
+        .arg(&trail.file)
         .setting("postgres.url", &copy.url)
         .setting("audit.signing_key", SEED)
         .setting("audit.origin", "test.example/custodian")
@@ -330,9 +386,22 @@ fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_ref
     let stderr = &output.stderr;
     assert!(!output.success, "{stderr}");
     assert!(
-        stderr.contains(&format!("{chain} seq 4: deleted")),
+        stderr.contains(&format!("{} seq 4: deleted", trail.chain)),
         "names chain, sequence and kind: {stderr}"
     );
+}
+
+#[test]
+fn tampering_of_every_kind_is_detected_and_named_and_foreign_checkpoints_are_refused() {
+    let mut trail = a_signed_trail_with_an_operator_entry();
+    trail.last = the_untouched_trail_verifies_against_its_checkpoints(&trail);
+    an_edited_entry_is_named_edited(&trail);
+    a_deleted_entry_is_named_deleted(&trail);
+    a_forged_entry_is_named_inserted(&trail);
+    two_swapped_entries_are_named_reordered(&trail);
+    a_truncated_tail_is_seen_only_against_the_checkpoint_file(&trail);
+    a_checkpoint_signed_with_another_key_is_refused(&trail);
+    the_command_line_names_the_break_and_fails(&trail);
 }
 
 /// Signs the heads, then verifies against the file: every chain holds and is

@@ -26,11 +26,11 @@ pub fn free_port() -> u16 {
 }
 
 /// The custodian binary the tests start: the one cargo built beside this
-/// test binary, or `$CUSTODIAN_BIN` (a build to test from elsewhere, or a
+/// test binary, or `$TEST_CUSTODIAN_BIN` (a build to test from elsewhere, or a
 /// copy taken where another checkout shares the target directory and its
 /// builds replace `target/debug/custodian`).
 fn binary() -> std::ffi::OsString {
-    std::env::var_os("CUSTODIAN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_custodian").into())
+    std::env::var_os("TEST_CUSTODIAN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_custodian").into())
 }
 
 /// `CUSTODIAN_A__B` for the setting `a.b`.
