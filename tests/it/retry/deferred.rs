@@ -72,30 +72,15 @@ fn delivered(seen: &[Seen]) -> Vec<i64> {
         .collect()
 }
 
-#[test]
-fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
-    let env = TestEnv::new(1);
-    // A's first message, then B..Z with A's later ones among them; every
-    // other key is delivered and the offset committed to the end while A
-    // still fails.
-    let (app, isolation) = crate::support::downstream::others_flow_while_a_fails(
-        &env,
-        |url| deferred(&env, url, 100),
-        |messages| produce(&env, messages),
-    );
-    let Isolation {
-        down,
-        others,
-        ids,
-        total,
-    } = isolation;
-    let seen = down.seen();
+/// While A fails: every other key delivered, and of A only its first
+/// message attempted; its later ones wait untried behind it.
+fn while_a_fails_only_as_first_message_is_attempted(isolation: &Isolation) {
+    let seen = isolation.down.seen();
     assert!(
         !seen.iter().any(|s| s.key == "A" && s.status == 200),
         "A is still failing"
     );
-    assert_eq!(delivered(&seen).len(), others.len());
-    // A's later messages were never tried before A's first succeeds.
+    assert_eq!(delivered(&seen).len(), isolation.others.len());
     assert!(
         seen.iter().filter(|s| s.key == "A").all(|s| s.n == 0),
         "only A's first message is attempted while it fails: {:?}",
@@ -104,11 +89,19 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
             .map(|s| s.n)
             .collect::<Vec<_>>()
     );
-    // The schedule holds A's three messages, and reconciliation counts
-    // them in retry, not lost.
+}
+
+/// The schedule holds A's three messages: reconciliation counts them in
+/// retry, not lost; the deliveries API lists A's first retrying (its last
+/// answer the 500) and the others waiting, and refuses bad parameters; the
+/// message view and the schedule's gauge agree. Answers the route label.
+fn the_schedule_holds_as_three_messages_and_shows_them(
+    env: &TestEnv,
+    app: &Running,
+    ids: &HashMap<i64, uuid::Uuid>,
+) -> String {
     assert_eq!(env.db().rows(Table::RetrySchedule), 3);
     env.assert_reconciled(app.http_addr, 3);
-    // The deliveries API lists them: A's first retrying, the others waiting.
     let get = |path: &str| env.api(app.http_addr, reqwest::Method::GET, path, None);
     let (status, retrying) = get("/deliveries?status=retrying");
     assert_eq!(status, 200, "{retrying}");
@@ -142,47 +135,78 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
                 && l.ends_with(" 3")
         })
     });
-    // Replay of a scheduled message: due now (it stays behind its key).
+    route
+}
+
+/// A replay of a scheduled message makes it due now (it stays behind its
+/// key).
+fn a_replay_of_a_scheduled_message_makes_it_due_now(env: &TestEnv, app: &Running, id: uuid::Uuid) {
     let (status, run) = env.api(
         app.http_addr,
         reqwest::Method::POST,
-        &format!("/replay/{}", ids[&0]),
+        &format!("/replay/{id}"),
         Some(json!({"reason": "downstream fixed"})),
     );
     assert_eq!(status, 202, "{run}");
     assert_eq!(run["status"], "due_now");
+}
 
-    // A's failure clears: A's messages arrive in order, each once.
-    down.heal();
+/// A's failure clears: A's messages arrive in order, each once, after
+/// every other key, and the schedule empties; the deliveries API lists
+/// every message delivered. Answers A's first's delivery.
+fn once_healed_as_messages_arrive_in_order_once_each(
+    env: &TestEnv,
+    app: &Running,
+    isolation: &Isolation,
+    route: &str,
+) -> serde_json::Value {
+    isolation.down.heal();
     wait_until(PATIENCE, "A processed", || {
-        env.db().audited("MESSAGE_PROCESSED") == total
+        env.db().audited("MESSAGE_PROCESSED") == isolation.total
     });
-    let seen = down.seen();
+    let seen = isolation.down.seen();
     let order = delivered(&seen);
     let a: Vec<i64> = order.iter().copied().filter(|n| *n < 100).collect();
     assert_eq!(a, [0, 1, 2], "A's messages in order, once each");
-    assert_eq!(order.len() as i64, total, "every message delivered once");
+    assert_eq!(
+        order.len() as i64,
+        isolation.total,
+        "every message delivered once"
+    );
     let first_a = order.iter().position(|n| *n == 0).expect("A delivered");
     assert!(
-        order[..first_a].len() == others.len(),
+        order[..first_a].len() == isolation.others.len(),
         "every other key was delivered before A's failure cleared"
     );
     assert_eq!(env.db().rows(Table::RetrySchedule), 0);
-    // The deliveries API: every message delivered, A's first after its
-    // failed attempts (counted below from the audit trail).
-    let (_, done) = get(&format!(
-        "/deliveries?status=delivered&limit=1000&route={route}"
-    ));
-    assert_eq!(done["count"], total, "{done}");
+    let (_, done) = env.api(
+        app.http_addr,
+        reqwest::Method::GET,
+        &format!("/deliveries?status=delivered&limit=1000&route={route}"),
+        None,
+    );
+    assert_eq!(done["count"], isolation.total, "{done}");
     let a0 = done["deliveries"]
         .as_array()
-        .and_then(|d| d.iter().find(|d| d["message_id"] == ids[&0].to_string()))
+        .and_then(|d| {
+            d.iter()
+                .find(|d| d["message_id"] == isolation.ids[&0].to_string())
+        })
         .cloned()
         .expect("A's first listed");
     assert_eq!(a0["last_answer"], "HTTP 200", "{a0}");
+    a0
+}
 
-    // The audit trail: A's first failed, was scheduled, failed in the
-    // schedule, then processed; A's second waited untried.
+/// The audit trail: A's first failed, was scheduled, failed in the
+/// schedule, then processed on the attempt its delivery counts; A's second
+/// waited untried; the hash chains verify with the new entries on them.
+fn the_trail_shows_as_first_retried_and_its_second_waiting_untried(
+    env: &TestEnv,
+    app: &Running,
+    ids: &HashMap<i64, uuid::Uuid>,
+    a0: &serde_json::Value,
+) {
     let first = env.db().lifecycle(&ids[&0].to_string());
     assert_eq!(first[0].0, "MESSAGE_RECEIVED");
     assert_eq!(first[1], ("MESSAGE_FAILED".to_string(), 1));
@@ -200,8 +224,30 @@ fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
             ("MESSAGE_PROCESSED".to_string(), 1),
         ]
     );
-    // The hash chains still verify with the new entries on them.
     env.assert_chains_hold(app.http_addr);
+}
+
+#[test]
+fn a_failing_key_waits_in_the_schedule_while_other_keys_flow_in_order() {
+    let env = TestEnv::new(1);
+    // A's first message, then B..Z with A's later ones among them; every
+    // other key is delivered and the offset committed to the end while A
+    // still fails.
+    let (app, isolation) = crate::support::downstream::others_flow_while_a_fails(
+        &env,
+        |url| deferred(&env, url, 100),
+        |messages| produce(&env, messages),
+    );
+    while_a_fails_only_as_first_message_is_attempted(&isolation);
+    let route = the_schedule_holds_as_three_messages_and_shows_them(&env, &app, &isolation.ids);
+    a_replay_of_a_scheduled_message_makes_it_due_now(&env, &app, isolation.ids[&0]);
+    let a0 = once_healed_as_messages_arrive_in_order_once_each(&env, &app, &isolation, &route);
+    the_trail_shows_as_first_retried_and_its_second_waiting_untried(
+        &env,
+        &app,
+        &isolation.ids,
+        &a0,
+    );
     app.stop().expect("graceful stop");
 }
 

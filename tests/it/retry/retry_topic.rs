@@ -152,43 +152,37 @@ fn failed_attempts(lifecycle: &[(String, i32)]) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
-    let env = TestEnv::new(1);
-    let started = Instant::now();
-    // A's first message, then B..Z with A's later ones among them; every
-    // other key is delivered and the original partition committed to its
-    // end while A still fails.
-    let (app, isolation) = crate::support::downstream::others_flow_while_a_fails(
-        &env,
-        |url| with_retry_topic(&env, url, 100),
-        |messages| produce(&env, messages),
-    );
-    let Isolation {
-        down,
-        others,
-        ids,
-        total,
-    } = isolation;
-    let seen = down.seen();
+/// While A fails, B..Z are delivered; the trade-off of this backend: A's
+/// later messages are not held behind A's first, they are tried (and fail)
+/// on their own.
+fn while_a_fails_the_others_are_delivered_and_each_of_as_messages_tried(isolation: &Isolation) {
+    let seen = isolation.down.seen();
     assert!(!seen.iter().any(|s| s.key == "A" && s.status == 200));
     let others_delivered: HashSet<String> = seen
         .iter()
         .filter(|s| s.status == 200)
         .map(|s| s.key.clone())
         .collect();
-    assert_eq!(others_delivered.len(), others.len(), "B..Z all delivered");
-    // The trade-off of this backend: A's later messages are not held
-    // behind A's first; they are tried (and fail) on their own.
+    assert_eq!(
+        others_delivered.len(),
+        isolation.others.len(),
+        "B..Z all delivered"
+    );
     let tried: HashSet<i64> = seen.iter().filter(|s| s.key == "A").map(|s| s.n).collect();
     assert_eq!(tried, HashSet::from([0, 1, 2]), "{seen:?}");
+}
 
-    // The retry records: same key, custodian's signed headers, the
-    // producer's own header kept and its forged retry header replaced.
-    let records = retry_records(&env);
+/// The retry records: same key, custodian's signed headers, the producer's
+/// own header kept and its forged retry header replaced; later records of
+/// A's first message count its attempts on.
+fn a_retry_record_keeps_key_and_producer_header_under_signed_retry_headers(
+    env: &TestEnv,
+    first_of_a: &str,
+) {
+    let records = retry_records(env);
     let first = records
         .iter()
-        .find(|(_, h)| header(h, "custodian-message-id") == [ids[&0].to_string()])
+        .find(|(_, h)| header(h, "custodian-message-id") == [first_of_a])
         .expect("A's first message in the retry topic");
     assert_eq!(first.0.as_deref(), Some(b"A".as_slice()));
     let h = &first.1;
@@ -207,10 +201,9 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
     assert!(error.len() == 1 && error[0].contains("500"), "{error:?}");
     assert_eq!(header(h, "custodian-retry-signature").len(), 1);
     assert_eq!(header(h, "custodian-signature").len(), 1);
-    // Later records of A's first message count its attempts on.
     let attempts: Vec<u32> = records
         .iter()
-        .filter(|(_, h)| header(h, "custodian-message-id") == [ids[&0].to_string()])
+        .filter(|(_, h)| header(h, "custodian-message-id") == [first_of_a])
         .filter_map(|(_, h)| header(h, "custodian-retry-attempt").first()?.parse().ok())
         .collect();
     assert!(
@@ -218,18 +211,22 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
         "A retried more than once: {attempts:?}"
     );
     assert_eq!(attempts, (1..=attempts.len() as u32).collect::<Vec<_>>());
+}
 
-    // A's failure clears after about 5 s: each of A's messages is
-    // delivered once. This backend keeps no order between them (whichever
-    // comes up first in the retry topic goes first); what it does keep is
-    // the retry topic's order: every retry of A was attempted in the order
-    // of its record in the retry partition, none skipped, none repeated.
-    std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
-    down.heal();
+/// Once A heals, each of A's messages is delivered once. This backend
+/// keeps no order between them (whichever comes up first in the retry
+/// topic goes first); what it does keep is the retry topic's order: every
+/// retry of A was attempted in the order of its record in the retry
+/// partition, none skipped, none repeated; and B..Z came before A.
+fn once_healed_as_messages_arrive_once_each_in_retry_partition_order(
+    env: &TestEnv,
+    isolation: &Isolation,
+) {
+    isolation.down.heal();
     wait_until(PATIENCE, "A processed", || {
-        env.db().audited("MESSAGE_PROCESSED") == total
+        env.db().audited("MESSAGE_PROCESSED") == isolation.total
     });
-    let seen = down.seen();
+    let seen = isolation.down.seen();
     let mut delivered_a: Vec<i64> = seen
         .iter()
         .filter(|s| s.key == "A" && s.status == 200)
@@ -243,7 +240,7 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
         .filter(|s| s.key == "A" && !first_tries.insert(s.message_id.clone()))
         .map(|s| s.message_id.clone())
         .collect();
-    let in_retry_topic: Vec<String> = retry_records(&env)
+    let in_retry_topic: Vec<String> = retry_records(env)
         .iter()
         .filter(|(key, _)| key.as_deref() == Some(b"A".as_slice()))
         .filter_map(|(_, h)| {
@@ -265,15 +262,27 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
         last_other < first_a,
         "B..Z delivered before A's failure cleared"
     );
-    // The retry partition's own offsets settle too.
-    let high = retry_records(&env).len() as i64;
-    wait_until(PATIENCE, "retry topic committed to its end", || {
-        retry_committed(&env) == Some(high)
-    });
+}
 
-    // The audit trail: each attempt failed with its number, each retry was
-    // scheduled, the last attempt processed it.
-    let lifecycle = env.db().lifecycle(&ids[&0].to_string());
+/// The retry partition's own offsets settle too.
+fn the_retry_partition_is_committed_to_its_end(env: &TestEnv) {
+    let high = retry_records(env).len() as i64;
+    wait_until(PATIENCE, "retry topic committed to its end", || {
+        retry_committed(env) == Some(high)
+    });
+}
+
+/// The audit trail: each attempt failed with its number, each retry was
+/// scheduled, the last attempt processed it; every entry is under the
+/// original position, reconcile finds it finished with no gaps, the chains
+/// hold, and the deliveries API lists it there with the attempt that
+/// succeeded.
+fn as_first_message_is_audited_and_listed_under_its_original_position(
+    env: &TestEnv,
+    app: &Running,
+    first_of_a: &str,
+) {
+    let lifecycle = env.db().lifecycle(first_of_a);
     let failed = failed_attempts(&lifecycle);
     assert_eq!(failed, (1..=failed.len() as i32).collect::<Vec<_>>());
     let scheduled = lifecycle
@@ -285,20 +294,14 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
         lifecycle.last(),
         Some(&("MESSAGE_PROCESSED".to_string(), failed.len() as i32 + 1))
     );
-    // Every entry of the message is under its original position, and
-    // reconciliation of the original topic finds it finished, no gaps.
-    let elsewhere = env
-        .db()
-        .entries_elsewhere(&ids[&0].to_string(), &env.topic, 0, 0);
+    let elsewhere = env.db().entries_elsewhere(first_of_a, &env.topic, 0, 0);
     assert_eq!(elsewhere, 0);
     env.assert_reconciled(app.http_addr, 0);
     env.assert_chains_hold(app.http_addr);
-    // The deliveries API lists A's first under its original place, with
-    // the attempt that succeeded.
     let (status, delivery) = env.api(
         app.http_addr,
         reqwest::Method::GET,
-        &format!("/messages/{}", ids[&0]),
+        &format!("/messages/{first_of_a}"),
         None,
     );
     assert_eq!(status, 200, "{delivery}");
@@ -307,6 +310,28 @@ fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
     assert_eq!(delivery["topic"], env.topic.as_str(), "{delivery}");
     assert_eq!(delivery["offset"], 0, "{delivery}");
     assert_eq!(delivery["attempts"], failed.len() + 1, "{delivery}");
+}
+
+#[test]
+fn a_failing_key_waits_in_the_retry_topic_while_other_keys_flow() {
+    let env = TestEnv::new(1);
+    let started = Instant::now();
+    // A's first message, then B..Z with A's later ones among them; every
+    // other key is delivered and the original partition committed to its
+    // end while A still fails.
+    let (app, isolation) = crate::support::downstream::others_flow_while_a_fails(
+        &env,
+        |url| with_retry_topic(&env, url, 100),
+        |messages| produce(&env, messages),
+    );
+    let first_of_a = isolation.ids[&0].to_string();
+    while_a_fails_the_others_are_delivered_and_each_of_as_messages_tried(&isolation);
+    a_retry_record_keeps_key_and_producer_header_under_signed_retry_headers(&env, &first_of_a);
+    // A's failure clears after about 5 s.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(started.elapsed()));
+    once_healed_as_messages_arrive_once_each_in_retry_partition_order(&env, &isolation);
+    the_retry_partition_is_committed_to_its_end(&env);
+    as_first_message_is_audited_and_listed_under_its_original_position(&env, &app, &first_of_a);
     app.stop().expect("graceful stop");
 }
 
