@@ -23,80 +23,125 @@ fn event(kind: &str, data: serde_json::Value) -> (String, serde_json::Value) {
     (id, body)
 }
 
-#[test]
-fn seed_004_events_flow_from_post_produce_to_the_read_api() {
-    let env = TestEnv::new(3);
-    let app = Running::start(env.settings()).expect("custodian starts");
-    let addr = app.http_addr;
-    let t = &env.topic;
-    let (user, order, sku) = (
-        format!("{t}-user"),
-        format!("{t}-order"),
-        format!("{t}-sku"),
-    );
-    let produce = |body: &serde_json::Value| {
-        let (status, answer) = env.api(addr, Method::POST, "/produce", Some(body.clone()));
+/// custodian and the ids one user's story uses: the user, an order, a
+/// stock-keeping unit.
+struct Shop {
+    env: TestEnv,
+    app: Running,
+    user: String,
+    order: String,
+    sku: String,
+}
+
+impl Shop {
+    fn open() -> Shop {
+        let env = TestEnv::new(3);
+        let app = Running::start(env.settings()).expect("custodian starts");
+        let t = &env.topic;
+        let (user, order, sku) = (
+            format!("{t}-user"),
+            format!("{t}-order"),
+            format!("{t}-sku"),
+        );
+        Shop {
+            env,
+            app,
+            user,
+            order,
+            sku,
+        }
+    }
+
+    /// `POST /produce`: accepted, and published to the test's topic.
+    fn post(&self, body: &serde_json::Value) {
+        let (status, answer) = self.env.api(
+            self.app.http_addr,
+            Method::POST,
+            "/produce",
+            Some(body.clone()),
+        );
         assert_eq!(status, 202, "{answer}");
         assert_eq!(answer["eventId"], body["eventId"]);
-        assert_eq!(answer["topic"], env.topic);
-        answer
-    };
-    let processed = |n: i64| {
-        wait_until(PATIENCE, &format!("{n} processed"), || {
-            env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&n)
-        })
-    };
+        assert_eq!(answer["topic"], self.env.topic);
+    }
 
+    fn wait_processed(&self, n: i64) {
+        wait_until(PATIENCE, &format!("{n} processed"), || {
+            self.env.db().audit_counts().get("MESSAGE_PROCESSED") == Some(&n)
+        })
+    }
+
+    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.env.api(self.app.http_addr, Method::GET, path, None)
+    }
+}
+
+/// A user created through `POST /produce` reads back from `/users`;
+/// answers its event's id and body.
+fn a_posted_user_reads_back(shop: &Shop) -> (String, serde_json::Value) {
     let (user_event_id, created) = event(
         "UserCreated",
-        json!({"userId": user, "name": "Alice Example", "email": "alice@example.com", "createdAt": "2025-01-11T12:00:00Z"}),
+        json!({"userId": shop.user, "name": "Alice Example", "email": "alice@example.com", "createdAt": "2025-01-11T12:00:00Z"}),
     );
-    produce(&created);
-    processed(1);
-    let (status, body) = env.api(addr, Method::GET, &format!("/users/{user}"), None);
+    shop.post(&created);
+    shop.wait_processed(1);
+    let (status, body) = shop.get(&format!("/users/{}", shop.user));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["name"], "Alice Example");
     assert_eq!(body["user"]["email"], "alice@example.com");
+    (user_event_id, created)
+}
 
-    produce(&event("OrderPlaced", json!({"orderId": order, "userId": user, "amount": 99.95, "items": [{"sku": sku, "qty": 1}]})).1);
-    processed(2);
-    let (status, body) = env.api(addr, Method::GET, &format!("/orders/{order}"), None);
+/// An order is PENDING until its payment settles; the user's recent orders
+/// list it; two stock adjustments add up.
+fn an_order_settles_with_its_payment_and_stock_adds_up(shop: &Shop) {
+    let (order, sku) = (&shop.order, &shop.sku);
+    shop.post(&event("OrderPlaced", json!({"orderId": order, "userId": shop.user, "amount": 99.95, "items": [{"sku": sku, "qty": 1}]})).1);
+    shop.wait_processed(2);
+    let (status, body) = shop.get(&format!("/orders/{order}"));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["order"]["user_id"], user.as_str());
+    assert_eq!(body["order"]["user_id"], shop.user.as_str());
     assert_eq!(body["payment_status"], "PENDING");
 
-    produce(
+    shop.post(
         &event(
             "PaymentSettled",
             json!({"orderId": order, "paymentId": "pay-1", "amount": 99.95}),
         )
         .1,
     );
-    produce(&event("InventoryAdjusted", json!({"sku": sku, "delta": 5})).1);
-    produce(
+    shop.post(&event("InventoryAdjusted", json!({"sku": sku, "delta": 5})).1);
+    shop.post(
         &event(
             "InventoryAdjusted",
             json!({"sku": sku, "delta": -2, "reason": "sold"}),
         )
         .1,
     );
-    processed(5);
-    let (_, body) = env.api(addr, Method::GET, &format!("/orders/{order}"), None);
+    shop.wait_processed(5);
+    let (_, body) = shop.get(&format!("/orders/{order}"));
     assert_eq!(body["payment_status"], "SETTLED", "{body}");
     assert_eq!(body["payment"]["payment_id"], "pay-1");
-    let (_, body) = env.api(addr, Method::GET, &format!("/users/{user}"), None);
+    let (_, body) = shop.get(&format!("/users/{}", shop.user));
     assert_eq!(body["recent_orders"][0]["id"], order.as_str(), "{body}");
-    assert_eq!(env.db().inventory(&sku), 3);
+    assert_eq!(shop.env.db().inventory(sku), 3);
+}
 
-    // Idempotency: the same event again changes nothing and is recorded;
-    // the same eventId with other data is a conflict, parked, not applied.
-    produce(&created);
+/// Idempotency: the same event again changes nothing and is recorded; the
+/// same eventId with other data is a conflict, parked, not applied.
+fn the_same_event_again_is_a_duplicate_and_its_id_with_other_data_a_conflict(
+    shop: &Shop,
+    user_event_id: &str,
+    created: &serde_json::Value,
+) {
+    let env = &shop.env;
+    shop.post(created);
     wait_until(PATIENCE, "the duplicate recorded", || {
         env.db().audit_counts().get("MESSAGE_DUPLICATE") == Some(&1)
     });
     let mut renamed = created.clone();
     renamed["data"]["name"] = json!("Alice Again");
-    produce(&renamed);
+    shop.post(&renamed);
     wait_until(PATIENCE, "the conflict parked", || {
         env.db().audit_counts().get("MESSAGE_DLQ") == Some(&1)
     });
@@ -104,9 +149,9 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0].error_kind, "id_conflict");
     assert_eq!(env.db().rows(Table::Users), 1);
-    let (_, body) = env.api(addr, Method::GET, &format!("/users/{user}"), None);
+    let (_, body) = shop.get(&format!("/users/{}", shop.user));
     assert_eq!(body["user"]["name"], "Alice Example");
-    let lifecycle = env.db().lifecycle(&user_event_id);
+    let lifecycle = env.db().lifecycle(user_event_id);
     assert_eq!(
         lifecycle
             .iter()
@@ -122,23 +167,44 @@ fn seed_004_events_flow_from_post_produce_to_the_read_api() {
             "MESSAGE_DLQ"
         ]
     );
+}
 
-    // Absent things answer 404 with a JSON body.
-    let (status, _) = env.api(addr, Method::GET, "/users/%00", None);
+/// Absent things answer 404 with a JSON body; a NUL is bad input.
+fn absent_things_answer_404_and_a_nul_400(shop: &Shop) {
+    let (status, _) = shop.get("/users/%00");
     assert_eq!(status, 400, "a NUL is bad input, not an outage");
     for path in ["/users/nobody", "/orders/nothing", "/transactions/none"] {
-        let (status, body) = env.api(addr, Method::GET, path, None);
+        let (status, body) = shop.get(path);
         assert_eq!(status, 404, "{path}: {body}");
         assert_eq!(body["error"], "not_found");
     }
-    let (_, metrics) = env.get(addr, "/metrics");
+}
+
+/// The producer metric counts the three UserCreated posts.
+fn posted_events_are_counted_by_type(shop: &Shop) {
+    let (_, metrics) = shop.env.get(shop.app.http_addr, "/metrics");
     assert!(
         metrics.contains(&format!(
-            "events_produced_total{{topic=\"{t}\",type=\"UserCreated\"}} 3"
+            "events_produced_total{{topic=\"{}\",type=\"UserCreated\"}} 3",
+            shop.env.topic
         )),
         "{metrics}"
     );
-    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn seed_004_events_flow_from_post_produce_to_the_read_api() {
+    let shop = Shop::open();
+    let (user_event_id, created) = a_posted_user_reads_back(&shop);
+    an_order_settles_with_its_payment_and_stock_adds_up(&shop);
+    the_same_event_again_is_a_duplicate_and_its_id_with_other_data_a_conflict(
+        &shop,
+        &user_event_id,
+        &created,
+    );
+    absent_things_answer_404_and_a_nul_400(&shop);
+    posted_events_are_counted_by_type(&shop);
+    shop.app.stop().expect("graceful stop");
 }
 
 #[test]
