@@ -3,7 +3,7 @@
 //! operator would: token, list, lifecycle, replay, discard, counters.
 
 use super::browser::{browser, chromedriver, click, eventually, fill, text, PATIENCE};
-use super::console_custodian;
+use super::{console_custodian, unknown_event};
 use crate::support::{transaction_event, wait_until, Table, TestEnv, TEST_TOKEN};
 use fantoccini::{Client, Locator};
 
@@ -32,12 +32,7 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
         5000.0,
         "2024-01-01T12:00:00Z",
     );
-    let unknown = transaction_event(
-        "transaction.exploded",
-        &format!("{}-x", env.topic),
-        1.0,
-        "2024-01-01T12:00:00Z",
-    );
+    let unknown = unknown_event(&env);
     env.produce(&[
         (Some("u1"), refused.as_bytes(), Some(0)),
         (Some("u1"), unknown.as_bytes(), Some(0)),

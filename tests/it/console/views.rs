@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::browser::{browser, chromedriver, click, eventually, fill, screenshot, text, PATIENCE};
-use super::console_custodian;
+use super::{console_custodian, unknown_event};
 use crate::support::{transaction_event, wait_until, Table, TestEnv, TEST_TOKEN};
 use fantoccini::{Client, Locator};
 
@@ -71,12 +71,7 @@ fn traffic_with_24_parked_then_the_limit_raised(env: &TestEnv) -> Vec<i64> {
         std::thread::sleep(Duration::from_secs(3));
     }
     let binary: &[u8] = &[0xde, 0xad, 0xbe, 0xef, 0x00];
-    let unknown = transaction_event(
-        "transaction.exploded",
-        &format!("{}-x", env.topic),
-        1.0,
-        "2024-01-01T12:00:00Z",
-    );
+    let unknown = unknown_event(env);
     env.produce(&[
         (Some("dave"), binary, Some(0)),
         (Some("dave"), unknown.as_bytes(), Some(1)),

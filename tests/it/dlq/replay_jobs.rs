@@ -155,6 +155,11 @@ fn park_undecodable(env: &TestEnv) -> (String, Vec<uuid::Uuid>) {
     (kind, entries.iter().map(|e| e.message_id).collect())
 }
 
+/// `GET /replay/jobs/{id}`: status and the job.
+fn job_status(env: &TestEnv, addr: std::net::SocketAddr, id: &str) -> (u16, serde_json::Value) {
+    env.api(addr, Method::GET, &format!("/replay/jobs/{id}"), None)
+}
+
 /// The operator locks on this test's entries.
 fn locks(env: &TestEnv) -> Vec<String> {
     env.redis_query(redis::cmd("KEYS").arg(format!("{}:#lock:*", env.dlq_prefix)))
@@ -176,7 +181,7 @@ fn start_and_wait_for_progress(
     assert_eq!(code, 202, "{job}");
     let id = job["id"].as_str().expect("job id").to_owned();
     wait_until(PATIENCE, "the job under way", || {
-        let (_, job) = env.api(addr, Method::GET, &format!("/replay/jobs/{id}"), None);
+        let (_, job) = job_status(env, addr, &id);
         job["replayed"].as_u64().is_some_and(|n| n >= 2)
     });
     id
@@ -194,11 +199,11 @@ fn resume_to_the_end(env: &TestEnv, addr: std::net::SocketAddr, id: &str, ids: &
     assert_eq!(code, 202, "{job}");
     assert_eq!(job["state"], "running", "{job}");
     wait_until(PATIENCE, "the resumed job done", || {
-        let (_, job) = env.api(addr, Method::GET, &format!("/replay/jobs/{id}"), None);
+        let (_, job) = job_status(env, addr, id);
         job["state"] == "done"
     });
-    let (_, done) = env.api(addr, Method::GET, &format!("/replay/jobs/{id}"), None);
-    let replays = env.db().job_replays(&id);
+    let (_, done) = job_status(env, addr, id);
+    let replays = env.db().job_replays(id);
     for message in ids {
         assert_eq!(
             replays.get(message),
@@ -227,12 +232,7 @@ fn a_job_cut_off_by_a_graceful_stop_is_interrupted_with_audited_counts_and_resum
     // The stop recorded the job interrupted, with the counts the audit trail
     // has, and left no lock behind.
     let app = Running::start(env.settings()).expect("custodian starts again");
-    let (code, job) = env.api(
-        app.http_addr,
-        Method::GET,
-        &format!("/replay/jobs/{id}"),
-        None,
-    );
+    let (code, job) = job_status(&env, app.http_addr, &id);
     assert_eq!(code, 200, "{job}");
     assert_eq!(job["state"], "interrupted", "{job}");
     let audited: i64 = env.db().job_replays(&id).values().sum();
@@ -256,12 +256,7 @@ fn a_job_whose_process_died_is_interrupted_does_not_block_its_entry_and_resumes(
     doomed.wait_ready(&env, PATIENCE);
     let (kind, ids) = park_undecodable(&env);
     let id = start_and_wait_for_progress(&env, doomed.http(), &kind, "sigkill");
-    let (_, job) = env.api(
-        doomed.http(),
-        Method::GET,
-        &format!("/replay/jobs/{id}"),
-        None,
-    );
+    let (_, job) = job_status(&env, doomed.http(), &id);
     let owner = job["owner"]
         .as_str()
         .expect("the job names its owner")
@@ -285,21 +280,11 @@ fn a_job_whose_process_died_is_interrupted_does_not_block_its_entry_and_resumes(
 
     let app = Running::start(env.settings()).expect("another custodian starts");
     wait_until(PATIENCE, "the orphaned job reported interrupted", || {
-        let (code, job) = env.api(
-            app.http_addr,
-            Method::GET,
-            &format!("/replay/jobs/{id}"),
-            None,
-        );
+        let (code, job) = job_status(&env, app.http_addr, &id);
         assert_eq!(code, 200, "{job}");
         job["state"] == "interrupted"
     });
-    let (_, job) = env.api(
-        app.http_addr,
-        Method::GET,
-        &format!("/replay/jobs/{id}"),
-        None,
-    );
+    let (_, job) = job_status(&env, app.http_addr, &id);
     let audited: i64 = env.db().job_replays(&id).values().sum();
     assert_eq!(job["replayed"], audited, "{job}");
     assert_eq!(job["audited"], audited, "{job}");

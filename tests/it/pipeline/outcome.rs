@@ -22,21 +22,13 @@ use reqwest::Method;
 const PATIENCE: Duration = Duration::from_secs(90);
 const AT: &str = "2024-01-01T12:00:00Z";
 
-fn assigned(env: &TestEnv, app: &Running) -> u64 {
-    let (_, body) = env.get(app.http_addr, "/ready");
-    serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["kafka"]["assigned_partitions"].as_u64())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_redelivery_while_the_first_flush_is_uncommitted_is_audited_a_duplicate() {
     let env = TestEnv::new(2);
     let first = Running::start(env.settings()).expect("first instance");
     let second = Running::start(env.settings()).expect("second instance");
     wait_until(PATIENCE, "each instance owns one partition", || {
-        assigned(&env, &first) == 1 && assigned(&env, &second) == 1
+        env.assigned_partitions(&first) == Some(1) && env.assigned_partitions(&second) == Some(1)
     });
     // Warm up both partitions (their chains, their connections).
     let warm = |n: u32| {

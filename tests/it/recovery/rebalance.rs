@@ -16,14 +16,7 @@ fn a_second_instance_takes_over_partitions_without_loss_or_double_application() 
     wait_until(
         Duration::from_secs(60),
         "progress on the first instance",
-        || {
-            env.db()
-                .audit_counts()
-                .get("MESSAGE_PROCESSED")
-                .copied()
-                .unwrap_or(0)
-                >= 200
-        },
+        || env.db().audited("MESSAGE_PROCESSED") >= 200,
     );
 
     let second = Running::start(env.settings()).expect("second instance");
@@ -31,13 +24,7 @@ fn a_second_instance_takes_over_partitions_without_loss_or_double_application() 
     wait_until(
         Duration::from_secs(90),
         "the second instance to own partitions",
-        || {
-            let (_, body) = env.get(second.http_addr, "/ready");
-            serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["kafka"]["assigned_partitions"].as_u64())
-                .is_some_and(|n| n > 0)
-        },
+        || env.assigned_partitions(&second).is_some_and(|n| n > 0),
     );
     wait_until(Duration::from_secs(120), "every event applied", || {
         env.db().rows(Table::AppliedMessages) == N

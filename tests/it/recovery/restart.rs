@@ -34,11 +34,7 @@ fn wait_for_outcomes(env: &TestEnv, n: i64) {
 }
 
 fn processed(env: &TestEnv) -> i64 {
-    env.db()
-        .audit_counts()
-        .get("MESSAGE_PROCESSED")
-        .copied()
-        .unwrap_or(0)
+    env.db().audited("MESSAGE_PROCESSED")
 }
 
 /// `partition_in_flight_messages` per partition of this test's topic, from
@@ -139,14 +135,7 @@ fn restart_after_a_hard_kill_resumes_from_the_committed_offset_without_duplicate
     wait_until(
         Duration::from_secs(90),
         "some progress before the kill",
-        || {
-            env.db()
-                .audit_counts()
-                .get("MESSAGE_PROCESSED")
-                .copied()
-                .unwrap_or(0)
-                >= 100
-        },
+        || env.db().audited("MESSAGE_PROCESSED") >= 100,
     );
     let at_kill = kill_hard(&env, first);
 
@@ -206,14 +195,7 @@ fn poison_parked_before_a_hard_kill_is_a_redelivery_after_the_restart_not_a_doub
     wait_until(
         Duration::from_secs(90),
         "poison parked before the kill",
-        || {
-            env.db()
-                .audit_counts()
-                .get("MESSAGE_DLQ")
-                .copied()
-                .unwrap_or(0)
-                >= 50
-        },
+        || env.db().audited("MESSAGE_DLQ") >= 50,
     );
     kill_hard(&env, first);
     let parked_before = env
@@ -292,12 +274,7 @@ fn a_different_record_at_a_parked_position_is_not_taken_for_a_redelivery() {
     env.produce(&[(None, poison, Some(0))]);
     let app = custodian::app::Running::start(env.settings()).expect("custodian starts");
     wait_until(Duration::from_secs(60), "the poison parked", || {
-        env.db()
-            .audit_counts()
-            .get("MESSAGE_DLQ")
-            .copied()
-            .unwrap_or(0)
-            == 1
+        env.db().audited("MESSAGE_DLQ") == 1
     });
     app.stop().expect("graceful stop");
     let lifecycle = env.db().parked();

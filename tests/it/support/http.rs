@@ -94,6 +94,15 @@ impl TestEnv {
             .sum()
     }
 
+    /// How many partitions the instance at `addr` owns, from `/ready`
+    /// (`None` before it has an assignment, or while it does not answer).
+    pub fn assigned_partitions(&self, addr: impl HttpTarget) -> Option<u64> {
+        let (_, body) = self.get(addr, "/ready");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["kafka"]["assigned_partitions"].as_u64())
+    }
+
     /// `/ready` answers 503 and names `dependency` as failing.
     pub fn assert_unready(&self, addr: impl HttpTarget, dependency: &str) {
         let (status, body) = self.get(addr, "/ready");
