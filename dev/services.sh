@@ -2,7 +2,7 @@
 # Local PostgreSQL and Redis for custodian's development runs and tests
 # (and Debian's headless Chromium with its WebDriver, for the console test;
 # schemathesis in a Python venv, for the API fuzzing test; and tansu, a
-# Kafka-compatible broker, for the fault tier in tests/faults.rs).
+# Kafka-compatible broker, for the fault tier in tests/it/faults/).
 #
 #   dev/services.sh start   install (Debian packages) if missing, start, print env
 #   dev/services.sh env     same as start; only the `export` lines go to stdout,
@@ -59,10 +59,10 @@ install_missing() {
   [ -n "$(pg_bindir)" ] || packages+=(postgresql)
   command -v redis-server >/dev/null || packages+=(redis-server)
   command -v psql >/dev/null || packages+=(postgresql-client)
-  # The fault tier edits a stopped tansu's SQLite store (tests/faults.rs).
+  # The fault tier edits a stopped tansu's SQLite store (tests/it/faults/).
   command -v sqlite3 >/dev/null || packages+=(sqlite3)
   if [ "${DEV_TOOLS:-1}" = 1 ]; then
-    # Headless Chromium drives the console test (tests/console.rs).
+    # Headless Chromium drives the console test (tests/it/console/).
     command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
     # .ci/check-compose validates docker-compose.yml against the Compose schema.
     python3 -c 'import yaml, jsonschema' 2>/dev/null || packages+=(python3 python3-yaml python3-jsonschema)
@@ -78,7 +78,7 @@ apt_install() {
 }
 
 # schemathesis (PyPI) fuzzes the API against its OpenAPI document
-# (tests/schemathesis.rs); a venv under the state dir keeps it off the system.
+# (tests/it/api/schemathesis.rs); a venv under the state dir keeps it off the system.
 SCHEMATHESIS_VERSION='>=4.32,<5'
 install_schemathesis() {
   local venv="$STATE/venv"

@@ -1,7 +1,7 @@
 //! Fuzz target: any record through decoding, message ids and steering
 //! headers (`pipeline::prepare`). It must not panic, and a record that
 //! cannot be applied must become a dead letter that gives back its key,
-//! payload and headers byte for byte (tests/properties.rs states the same
+//! payload and headers byte for byte (tests/it/pipeline/properties.rs states the same
 //! with generated inputs).
 #![no_main]
 
@@ -14,7 +14,7 @@ use custodian::pipeline::routes::Routes;
 use custodian::pipeline::steering::HeaderKey;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/common/dead_letter.rs"]
+#[path = "../../tests/it/support/dead_letter.rs"]
 mod dead_letter;
 
 fn routes() -> &'static Routes {

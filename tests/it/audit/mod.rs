@@ -1,0 +1,6 @@
+//! The audit trail: hash chains, checkpoints, verify and reconcile, and
+//! the message explorer that reads it.
+
+mod chain;
+mod explorer;
+mod trail_defects;

@@ -1,0 +1,4 @@
+//! HTTP delivery to downstreams.
+
+mod http;
+mod keyed;

@@ -1,0 +1,3 @@
+//! The transactional outbox relay.
+
+mod relay;

@@ -1,0 +1,6 @@
+//! Transient failures: retried in place, in the deferred schedule, or
+//! through a retry topic.
+
+mod deferred;
+mod in_place;
+mod retry_topic;

@@ -1,0 +1,5 @@
+//! What operators see: `GET /status` and `custodian status`, metrics and
+//! log lines.
+
+mod command;
+mod observability;
