@@ -1,7 +1,7 @@
 //! The JSON bodies the API answers, typed, so the OpenAPI document describes
 //! exactly what the handlers send (the dead-letter types derive their
 //! schemas where they are defined, in `src/dlq`). The schemathesis suite
-//! (`tests/schemathesis.rs`) checks every answer against its schema.
+//! (`tests/it/api/schemathesis.rs`) checks every answer against its schema.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
