@@ -194,15 +194,8 @@ mod tests {
         for offset in 0..200 {
             let e = g.next_event();
             let envelope = Envelope {
-                topic: "t".into(),
-                partition: 0,
-                offset,
                 key: Some(e.key.clone().into_bytes()),
-                payload: Some(e.payload.clone()),
-                headers: vec![],
-                unreadable_headers: false,
-                timestamp_ms: None,
-                received_at: Utc::now(),
+                ..Envelope::at("t", 0, offset, Some(&e.payload))
             };
             let Ok(Task::Transaction(change)) = decode(&envelope, &routes, None, Utc::now()).work
             else {

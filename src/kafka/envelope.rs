@@ -34,6 +34,24 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// A record at `topic`/`partition`/`offset` holding `payload`, with no
+    /// key, no headers and no Kafka timestamp, received now: what code
+    /// that builds a record by hand (the retry worker's placeholders,
+    /// tests) starts from, setting the rest with `..`.
+    pub fn at(topic: &str, partition: i32, offset: i64, payload: Option<&[u8]>) -> Envelope {
+        Envelope {
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            key: None,
+            payload: payload.map(<[u8]>::to_vec),
+            headers: Vec::new(),
+            unreadable_headers: false,
+            timestamp_ms: None,
+            received_at: Utc::now(),
+        }
+    }
+
     /// Copies a borrowed record. `topic` is the partition actor's shared name.
     pub fn from_borrowed(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Self {
         let (headers, unreadable_headers) = read_headers(message);

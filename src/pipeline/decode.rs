@@ -192,7 +192,6 @@ mod tests {
     use super::*;
     use crate::handlers::domain::event::{DomainChange, DomainEvent};
     use crate::handlers::transactions::event::{Action, TransactionChange};
-    use std::sync::Arc;
 
     fn routes() -> Routes {
         Routes::new(
@@ -207,17 +206,7 @@ mod tests {
     }
 
     fn envelope(payload: &[u8]) -> Envelope {
-        Envelope {
-            topic: Arc::from("transactions"),
-            partition: 0,
-            offset: 42,
-            key: None,
-            payload: Some(payload.to_vec()),
-            headers: Vec::new(),
-            unreadable_headers: false,
-            timestamp_ms: None,
-            received_at: chrono::Utc::now(),
-        }
+        Envelope::at("transactions", 0, 42, Some(payload))
     }
 
     const CREATED: &str = r#"{"event_type":"transaction.created","transaction":{"id":"tx-1","user_id":"u1","transaction_type":"card","product":"Card","status":"completed","currency":"USD","amount":100.50,"created_at":"2024-01-01T12:00:00Z","metadata":{"merchant_name":"Starbucks","card_last_four":"1234"}},"timestamp":"2024-01-01T12:00:00Z","source":"test"}"#;

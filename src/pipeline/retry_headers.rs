@@ -192,22 +192,15 @@ pub fn claimed_due(envelope: &Envelope) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
     use crate::pipeline::steering::payload_digest;
-    use std::sync::Arc;
 
     fn envelope(topic: &str, headers: Vec<(&str, String)>) -> Envelope {
         Envelope {
-            topic: Arc::from(topic),
-            partition: 0,
-            offset: 3,
             key: Some(b"A".to_vec()),
-            payload: Some(b"payload".to_vec()),
             headers: headers
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), Some(v.into_bytes())))
                 .collect(),
-            unreadable_headers: false,
-            timestamp_ms: None,
-            received_at: Utc::now(),
+            ..Envelope::at(topic, 0, 3, Some(b"payload"))
         }
     }
 

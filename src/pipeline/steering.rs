@@ -244,18 +244,11 @@ mod tests {
 
     fn envelope(payload: &[u8], headers: Vec<(&str, Vec<u8>)>) -> Envelope {
         Envelope {
-            topic: Arc::from("t"),
-            partition: 0,
-            offset: 1,
-            key: None,
-            payload: Some(payload.to_vec()),
             headers: headers
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), Some(v)))
                 .collect(),
-            unreadable_headers: false,
-            timestamp_ms: None,
-            received_at: chrono::Utc::now(),
+            ..Envelope::at("t", 0, 1, Some(payload))
         }
     }
 

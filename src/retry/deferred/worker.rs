@@ -467,15 +467,8 @@ fn envelope(c: &Claimed, r: &Receipt) -> Envelope {
 /// What is known of a record whose receipt is missing (to dead-letter it).
 fn bare_envelope(c: &Claimed) -> Envelope {
     Envelope {
-        topic: c.topic.as_str().into(),
-        partition: c.partition,
-        offset: c.offset,
         key: c.key.clone(),
-        payload: None,
-        headers: Vec::new(),
-        unreadable_headers: false,
-        timestamp_ms: None,
-        received_at: Utc::now(),
+        ..Envelope::at(&c.topic, c.partition, c.offset, None)
     }
 }
 

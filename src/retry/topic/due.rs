@@ -70,15 +70,9 @@ fn wait(envelope: &Envelope, now: DateTime<Utc>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn record(offset: i64, due: Option<DateTime<Utc>>) -> Envelope {
         Envelope {
-            topic: Arc::from("t.retry"),
-            partition: 0,
-            offset,
-            key: None,
-            payload: None,
             headers: due
                 .map(|d| {
                     let text = d.to_rfc3339();
@@ -88,9 +82,7 @@ mod tests {
                     )]
                 })
                 .unwrap_or_default(),
-            unreadable_headers: false,
-            timestamp_ms: None,
-            received_at: Utc::now(),
+            ..Envelope::at("t.retry", 0, offset, None)
         }
     }
 

@@ -248,17 +248,7 @@ fn record_at(
     payload: &[u8],
 ) -> custodian::pipeline::Message {
     custodian::pipeline::Message {
-        envelope: custodian::kafka::envelope::Envelope {
-            topic: std::sync::Arc::from(env.topic.as_str()),
-            partition: 0,
-            offset,
-            key: None,
-            payload: Some(payload.to_vec()),
-            headers: Vec::new(),
-            unreadable_headers: false,
-            timestamp_ms: None,
-            received_at: chrono::Utc::now(),
-        },
+        envelope: custodian::kafka::envelope::Envelope::at(&env.topic, 0, offset, Some(payload)),
         message_id: id,
         event_type: None,
         payload_sha256: custodian::pipeline::steering::payload_digest(Some(payload)),
