@@ -68,13 +68,25 @@ where
     }
 }
 
+/// Clicks the element `css`. The console re-renders lists after each
+/// answer, so an element found a moment ago can be replaced before the
+/// click lands (a stale element): it is found again, until `PATIENCE`.
 pub async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let started = std::time::Instant::now();
+    loop {
+        let clicked = match c.find(Locator::Css(css)).await {
+            Ok(element) => element
+                .click()
+                .await
+                .map_err(|e| format!("click {css}: {e}")),
+            Err(e) => Err(format!("{css}: {e}")),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if started.elapsed() >= PATIENCE => panic!("{e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Replaces the text of the input `css` with `value`.
