@@ -9,12 +9,12 @@
 //! - [`shutdown`]: the shutdown bound: bounded final steps on detached
 //!   threads, and the watchdog behind them.
 //! - [`kafka`]: consumer settings, rebalance context, the owned `Envelope`,
-//!   the per-partition offset tracker, the event thread, closing the
-//!   consumer, the dev broker.
-//! - [`keyed`]: key-ordered concurrency: lanes per key, several at once.
-//! - [`actors`]: Supervisor, partition, enricher, processor, dead-letter and
+//!   the per-partition offset tracker, committing offsets (the one place),
+//!   the event thread, closing the consumer, the dev broker.
+//! - `keyed`: key-ordered concurrency: lanes per key, several at once.
+//! - `actors`: Supervisor, partition, enricher, processor, dead-letter and
 //!   auditor actors, and the Supervisor's control messages.
-//! - [`stages`]: the data path's messages between the actors, and the
+//! - `stages`: the data path's messages between the actors, and the
 //!   `Handoff` that wires them (the processing and the retry topic's
 //!   publisher acknowledge through it too).
 //! - [`pipeline`]: a record's shape, route, message id and signed headers,
@@ -23,16 +23,16 @@
 //!   schedule, delivery record and chained audit entries in one
 //!   transaction, then the dead-letter push, then the acknowledgement.
 //! - [`store`]: PostgreSQL pools, migrations, audit entries, reads.
-//! - [`handlers`]: the handler kinds, one folder each (its spec, decoding,
+//! - `handlers`: the handler kinds, one folder each (its spec, decoding,
 //!   folding and SQL), and the registry that dispatches on them.
-//! - [`process`]: how a processor carries out a batch: stored kinds
+//! - `process`: how a processor carries out a batch: stored kinds
 //!   decided, http deliveries made (their writes go to [`outcome`]).
 //! - [`failure`]: the failure classes every stage reports (permanent,
 //!   transient, a dependency down).
-//! - [`delivery`]: http delivery to downstreams: each route's endpoint
+//! - `delivery`: http delivery to downstreams: each route's endpoint
 //!   (URL, timeout, rate limit), one request and its answer classified, the
 //!   delivery records.
-//! - [`retry`]: what follows a failed attempt, three ways compared in its
+//! - `retry`: what follows a failed attempt, three ways compared in its
 //!   module doc: in place with backoff, the deferred schedule in PostgreSQL
 //!   (and its worker), retry topics.
 //! - [`dlq`]: the Redis dead-letter entry, its Lua scripts, and the operator
@@ -44,10 +44,10 @@
 //!   the console.
 //! - [`telemetry`]: tracing setup, and the typed events that log and count,
 //!   with their metrics, by area (kafka, pipeline, retry, delivery, dlq,
-//!   trail, outbox, api); [`text`]: cutting outside text to a log line's size.
-//! - [`wait`]: waiting until a dependency is back (one helper for every
+//!   trail, outbox, api); `text`: cutting outside text to a log line's size.
+//! - `wait`: waiting until a dependency is back (one helper for every
 //!   "try until it answers" loop), and the capped, jittered backoff.
-//! - [`health`]: small shared pieces.
+//! - `health`: small shared pieces.
 //! - [`synth`], [`produce`]: synthetic transaction events and the producer command.
 //! - [`downstream`]: the mock downstream service for demos and tests.
 //! - [`status`]: the partition registry behind `GET /status`, what lag means

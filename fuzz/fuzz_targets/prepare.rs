@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use chrono::{TimeZone, Utc};
 use custodian::kafka::envelope::Envelope;
 use custodian::pipeline::prepare;
-use custodian::pipeline::routes::Routes;
+use custodian::pipeline::route_table::Routes;
 use custodian::pipeline::steering::HeaderKey;
 use libfuzzer_sys::fuzz_target;
 

@@ -31,6 +31,9 @@ use crate::stages::{Handoff, Prepared};
 pub struct Processor {
     /// What every batch needs (pools, endpoints, client, retry policies).
     pub shared: Arc<process::Shared>,
+    /// The retry schedule of deferred routes, on this processor's own
+    /// connection.
+    pub parking: crate::retry::deferred::gate::Parking,
     /// `pipeline.mailbox_capacity`.
     pub mailbox_capacity: usize,
     /// Per partition with a batch in progress, the batches behind it.
@@ -98,7 +101,8 @@ impl Processor {
     /// Processes `batch` of partition `key`, then the next one queued
     /// behind it.
     fn start(&mut self, key: (Arc<str>, i32), batch: Prepared, ctx: &mut Context<Self>) {
-        let cx = process::Context::batch(&self.shared, batch.handoff.revoked.clone());
+        let cx =
+            process::Context::batch(&self.shared, &self.parking, batch.handoff.revoked.clone());
         let work = async move { run_batch(&cx, batch).await };
         ctx.spawn(work.into_actor(self).map(move |(), act, ctx| {
             match act.queues.get_mut(&key).and_then(VecDeque::pop_front) {

@@ -1,9 +1,11 @@
-//! The tasks beside the data path, under one stop token: the retry worker
-//! of deferred routes, the pruning of http delivery records, replay jobs,
-//! the audit checkpointer and the outbox relay (`relay.enabled`). Shutdown
-//! cancels the token first, then awaits each task, bounded (`stop.rs`).
-//! Also the one-shot start-up chores: the chart sampler, the DLQ time
-//! indexes, the Redis persistence check.
+//! The tasks beside the data path, under one stop: the retry worker of
+//! deferred routes, the pruning of http delivery records, replay jobs, the
+//! chart sampler, the outbox relay (`relay.enabled`, started last, once
+//! the API is bound) and the audit checkpointer. Shutdown cancels `stop`
+//! before the drain, `stop_after_drain` once the drain's outcomes are
+//! committed (the checkpointer signs what the drain wrote), then awaits
+//! each task, bounded (`stop.rs`). Also the one-shot start-up chores: the
+//! DLQ time indexes, the Redis persistence check.
 
 use std::sync::Arc;
 
@@ -19,7 +21,10 @@ use crate::trail::checkpointer::Checkpointer;
 
 /// The background tasks: told to stop together, then awaited.
 pub struct Background {
+    /// Cancelled first at shutdown.
     pub stop: CancellationToken,
+    /// Cancelled once the drain's outcomes are committed.
+    pub stop_after_drain: CancellationToken,
     /// Each with what it is, for the warning when it does not stop in time.
     pub tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -28,9 +33,16 @@ impl Background {
     /// Starts every background task that the configuration asks for.
     /// `auditors` are the Supervisor's, by partition: the retry worker hands
     /// its outcomes to the auditor of each message's partition.
-    pub fn start(deps: &Deps, auditors: Vec<Recipient<Record>>) -> anyhow::Result<Background> {
+    /// `checkpointer` is built (and its settings checked) before anything
+    /// starts.
+    pub fn start(
+        deps: &Deps,
+        auditors: Vec<Recipient<Record>>,
+        checkpointer: Option<Checkpointer>,
+    ) -> Background {
         let mut background = Background {
             stop: CancellationToken::new(),
+            stop_after_drain: CancellationToken::new(),
             tasks: Vec::new(),
         };
         let settings = &deps.settings;
@@ -57,17 +69,36 @@ impl Background {
             "replay jobs (one cut off is found orphaned later)",
             Some(jobs),
         );
-        let checkpointer = Checkpointer::from_settings(settings)?.map(|c| {
-            let run = c
-                .reporting_to(deps.audit.status())
-                .run(background.stop.clone());
-            actix_rt::spawn(run)
+        let checkpointer = checkpointer.map(|c| {
+            let run = c.reporting_to(deps.audit.status());
+            actix_rt::spawn(run.run(background.stop_after_drain.clone()))
         });
         background.add("the audit checkpointer", checkpointer);
-        let relay = relay(deps, background.stop.clone())?;
-        background.add("the outbox relay (its batch is republished)", relay);
+        let status = Arc::clone(&deps.status);
+        let sampler = Arc::clone(&deps.samples).run(status, background.stop.clone());
+        background.add("the chart sampler", Some(actix_rt::spawn(sampler)));
         chores(deps);
-        Ok(background)
+        background
+    }
+
+    /// With `relay.enabled`, the outbox relay runs beside the consumer (one
+    /// publisher across instances: see `relay::session`); it finishes the
+    /// round under way when `stop` fires.
+    pub fn start_relay(&mut self, deps: &Deps) -> anyhow::Result<()> {
+        if !deps.settings.relay.enabled {
+            return Ok(());
+        }
+        let publisher = crate::relay::Publisher::new(deps.settings.clone())?;
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let stop = self.stop.clone();
+        actix_rt::spawn(async move {
+            stop.cancelled().await;
+            let _ = stopping.send(true);
+        });
+        tracing::info!("outbox relay running (relay.enabled)");
+        let relay = actix_rt::spawn(publisher.run(stopped));
+        self.add("the outbox relay (its batch is republished)", Some(relay));
+        Ok(())
     }
 
     fn add(&mut self, name: &'static str, task: Option<JoinHandle<()>>) {
@@ -77,26 +108,8 @@ impl Background {
     }
 }
 
-/// With `relay.enabled`, the outbox relay runs beside the consumer (one
-/// publisher across instances: see `relay::session`); it finishes the
-/// round under way when `stop` fires.
-fn relay(deps: &Deps, stop: CancellationToken) -> anyhow::Result<Option<JoinHandle<()>>> {
-    if !deps.settings.relay.enabled {
-        return Ok(None);
-    }
-    let publisher = crate::relay::Publisher::new(deps.settings.clone())?;
-    let (stopping, stopped) = tokio::sync::watch::channel(false);
-    actix_rt::spawn(async move {
-        stop.cancelled().await;
-        let _ = stopping.send(true);
-    });
-    tracing::info!("outbox relay running (relay.enabled)");
-    Ok(Some(actix_rt::spawn(publisher.run(stopped))))
-}
-
 /// One-shot tasks of the start, left to run on their own.
 fn chores(deps: &Deps) {
-    actix_rt::spawn(Arc::clone(&deps.samples).run(Arc::clone(&deps.status)));
     actix_rt::spawn(warn_unless_redis_persists(deps.redis.clone()));
     let dead_letters = Arc::clone(&deps.dead_letters);
     actix_rt::spawn(async move {

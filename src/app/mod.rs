@@ -27,6 +27,7 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::shutdown;
 use crate::store::migrate;
+use crate::trail::checkpointer::Checkpointer;
 pub use running::Running;
 
 /// How long start-up waits for PostgreSQL to accept connections.
@@ -43,9 +44,11 @@ impl App {
     /// Call on the actor system (see [`run`]).
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         tracing::info!(config = ?settings.summary(), "starting custodian");
+        let checkpointer = Checkpointer::from_settings(&settings)?;
         let deps = deps::Deps::build(settings).await?;
         let started = stages::start(&deps);
-        let background = background::Background::start(&deps, started.stages.auditors.clone())?;
+        let auditors = started.stages.auditors.clone();
+        let mut background = background::Background::start(&deps, auditors, checkpointer);
         let consuming = stages::consume(&deps, &started)?;
         let state = AppState {
             postgres: deps.postgres.clone(),
@@ -65,6 +68,7 @@ impl App {
         .with_context(|| format!("cannot bind http.bind {}", http.bind))?;
         let server_handle = server.handle();
         actix_rt::spawn(server);
+        background.start_relay(&deps)?;
         tracing::info!(addr = %http_addr, "custodian running: GET /health /ready /metrics; API /messages /dlq /replay");
         Ok(App {
             http_addr,

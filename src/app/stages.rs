@@ -76,8 +76,12 @@ pub fn start(deps: &Deps) -> Started {
     let processors = (0..pipeline.processors)
         .map(|i| {
             let (shared, mailbox_capacity) = (Arc::clone(&shared), pipeline.mailbox_capacity);
+            let group = deps.settings.kafka.group_id.clone();
+            // Its own schedule connection (see `process::Context::parking`).
+            let parking = Parking::new(&deps.settings.postgres, group);
             Processor::start_in_arbiter(on(i + 1), move |_| Processor {
                 shared,
+                parking,
                 mailbox_capacity,
                 queues: Default::default(),
                 waiting: 0,
@@ -122,10 +126,6 @@ fn shared(deps: &Deps) -> Shared {
             min: pipeline.dependency_backoff_min,
             max: pipeline.dependency_backoff_max,
         },
-        parking: Parking::new(
-            &deps.settings.postgres,
-            deps.settings.kafka.group_id.clone(),
-        ),
         republisher: Republisher::new(deps.producer.clone(), deps.header_key.clone()),
     }
 }

@@ -43,6 +43,8 @@ pub async fn stop(s: Stopping) {
         events,
     } = s.consuming;
     drain(s.drain_timeout, &supervisor, &consumer).await;
+    // The checkpointer has signed what the drain wrote, if it was due.
+    s.background.stop_after_drain.cancel();
     consumer.context().close();
     if shutdown::bounded("events", EVENTS_BOUND, move || events.stop())
         .await

@@ -11,10 +11,10 @@
 //! no loss window on a Redis crash.
 //!
 //! - [`store`]: the Redis commands (atomic Lua scripts).
-//! - [`park`]: the one way a failed message is parked, by the dead-letter
+//! - `park`: the one way a failed message is parked, by the dead-letter
 //!   actor and the retry worker alike (a redelivery recognised, not parked
 //!   twice).
-//! - [`operator`]: the operator's handle ([`replay::DeadLetters`]) the HTTP
+//! - `operator`: the operator's handle ([`replay::DeadLetters`]) the HTTP
 //!   API and the `custodian dlq` command use: looking (`list.rs`),
 //!   discarding (`discard.rs`) and replaying ([`replay`]).
 

@@ -2,7 +2,7 @@
 //! messages (one or more partitions' batches), one PostgreSQL transaction
 //! holds the ledger rows, the stored effects (projection upserts), the
 //! retry schedule's rows, the http delivery records and the chained audit
-//! entries ([`writer`]); after it commits, the dead-letter pushes go to
+//! entries (`writer`); after it commits, the dead-letter pushes go to
 //! Redis (idempotent), and only then are the offsets acknowledged.
 //!
 //! Its front door is the auditor actor (`actors/auditor.rs`): processors
@@ -13,14 +13,14 @@
 //! partition's chain has one writer; across instances the unique
 //! `(chain_id, chain_seq)` is the barrier.
 //!
-//! - [`append`]: linking entries to their chains and the binary COPY.
-//! - [`chained`]: the single-entry path (operator actions, the relay), on
+//! - `append`: linking entries to their chains and the binary COPY.
+//! - `chained`: the single-entry path (operator actions, the relay), on
 //!   chains of their own, with the same linking step.
-//! - [`connection`]: the writer's own tokio-postgres connection (COPY).
+//! - `connection`: the writer's own tokio-postgres connection (COPY).
 //! - [`crash_point`]: where the crash tests kill the process.
-//! - [`effects`]: the stored effects' SQL.
-//! - [`writer`]: the transaction: resolve, write, link, COPY, commit.
-//! - [`refusal`]: what a refused statement means for its message.
+//! - `effects`: the stored effects' SQL.
+//! - `writer`: the transaction: resolve, write, link, COPY, commit.
+//! - `refusal`: what a refused statement means for its message.
 
 pub(crate) mod append;
 pub(crate) mod chained;

@@ -33,7 +33,7 @@ pub struct Message {
     /// The record's steering headers, checked.
     pub steering: Steering,
     /// Read from a retry topic: where the message came from and how many
-    /// attempts it has had (signed retry headers, see [`retry_headers`]).
+    /// attempts it has had (signed retry headers, see `retry_headers`).
     pub retry: Option<Origin>,
 }
 

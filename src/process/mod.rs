@@ -52,8 +52,6 @@ pub struct Shared {
     pub keys: Keys,
     pub retry: RetrySettings,
     pub wait: DependencyWait,
-    /// The retry schedule of deferred http routes.
-    pub parking: Parking,
     /// The retry topics of `retry_backend = "kafka"` routes.
     pub republisher: Republisher,
 }
@@ -61,6 +59,10 @@ pub struct Shared {
 /// What one batch's processing needs: the shared part, and the batch's own.
 pub struct Context {
     pub shared: Arc<Shared>,
+    /// The retry schedule of deferred http routes, through the processor's
+    /// own connection (one per processor: a slow schedule query holds up
+    /// only its own processor).
+    pub parking: Parking,
     /// The batch's partition assignment ended (see the module comment).
     pub revoked: CancellationToken,
     /// Which of the batch's messages go to the retry schedule.
@@ -72,9 +74,10 @@ pub struct Context {
 
 impl Context {
     /// A fresh batch of the partition whose assignment `revoked` ends.
-    pub fn batch(shared: &Arc<Shared>, revoked: CancellationToken) -> Self {
+    pub fn batch(shared: &Arc<Shared>, parking: &Parking, revoked: CancellationToken) -> Self {
         Context {
             shared: Arc::clone(shared),
+            parking: parking.clone(),
             revoked,
             deferrals: Default::default(),
             effects: Default::default(),

@@ -2,12 +2,12 @@
 //! the `outbox` table (in the same transaction as their business change) to
 //! Kafka, marks them published, and audits each MESSAGE_PUBLISHED.
 //!
-//! - [`session`]: the relay's PostgreSQL session and the advisory lock that
+//! - `session`: the relay's PostgreSQL session and the advisory lock that
 //!   makes one instance the publisher (another takes over when it dies).
 //! - [`outbox`]: the table's queries.
-//! - [`record`]: headers (the signed message id) and send-error classes.
-//! - [`audit`]: the MESSAGE_PUBLISHED entry.
-//! - [`publisher`]: the loop: lead, read a batch, publish per aggregate in
+//! - `record`: headers (the signed message id) and send-error classes.
+//! - `audit`: the MESSAGE_PUBLISHED entry.
+//! - `publisher`: the loop: lead, read a batch, publish per aggregate in
 //!   order, mark, audit, wait.
 //!
 //! Delivery is at least once: a crash between Kafka's acknowledgement and

@@ -11,14 +11,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::registry::Registry;
 use super::report::{self, PartitionRow};
 use crate::telemetry::kafka::{ConsumerLagRead, PartitionLag};
 use crate::telemetry::{dlq, pipeline, retry, trail, Emit};
 
-/// Kafka's offset queries for a lag reading answer within this.
-const KAFKA_DEADLINE: Duration = Duration::from_secs(2);
+/// Kafka's offset queries for a lag reading answer within this, each: a
+/// reading holds the consumer meanwhile, so it is kept short (the close at
+/// shutdown waits for the last holder).
+const KAFKA_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Cumulative counters at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -114,13 +117,18 @@ impl Samples {
     }
 
     /// Samples the process's counters and the lag of the partitions in
-    /// `partitions` every `interval`, for ever (spawn it).
-    pub async fn run(self: Arc<Self>, partitions: Arc<Registry>) {
+    /// `partitions` every `interval` (spawn it).
+    /// Stops when `stop` fires (before the drain at shutdown, so no reading
+    /// holds the consumer when it closes).
+    pub async fn run(self: Arc<Self>, partitions: Arc<Registry>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut owned = Vec::new();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
             let (rows, _) = report::partitions(Arc::clone(&partitions), KAFKA_DEADLINE).await;
             let lag = read_lag(&rows, &mut owned);
             self.push(now(lag));

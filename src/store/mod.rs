@@ -1,5 +1,5 @@
 //! PostgreSQL: the pool, migrations, the audit trail's entries (and its
-//! hash chain encoding, [`chain`]), reads of the projections and the trail.
+//! hash chain encoding, `chain`), reads of the projections and the trail.
 //! Every statement goes through diesel with bound parameters, except the
 //! outcome writer's ([`crate::outcome`]), on tokio-postgres with bound
 //! parameters and a binary COPY.

@@ -10,23 +10,23 @@
 //! text. No metric is written outside this module.
 //!
 //! The areas:
-//! - [`kafka`]: records read, each owned partition's in-flight count,
+//! - `kafka`: records read, each owned partition's in-flight count,
 //!   committed offset and lag.
-//! - [`pipeline`]: messages settled (processed, failed) and waits for an
+//! - `pipeline`: messages settled (processed, failed) and waits for an
 //!   unreachable dependency.
-//! - [`retry`]: retries in place and the deferred schedule's depth.
-//! - [`delivery`]: http deliveries to downstreams (in flight, outcomes,
+//! - `retry`: retries in place and the deferred schedule's depth.
+//! - `delivery`: http deliveries to downstreams (in flight, outcomes,
 //!   latency, rate-limit waits).
-//! - [`dlq`]: dead letters parked, the lists' depth, operator replays and
+//! - `dlq`: dead letters parked, the lists' depth, operator replays and
 //!   discards.
-//! - [`trail`]: the audit: durable batches, PostgreSQL write times,
+//! - `trail`: the audit: durable batches, PostgreSQL write times,
 //!   duplicates, end-to-end and pipeline latency.
-//! - [`outbox`]: the relay's backlog and what it published or Kafka refused.
-//! - [`api`]: HTTP requests served and events produced through the API.
+//! - `outbox`: the relay's backlog and what it published or Kafka refused.
+//! - `api`: HTTP requests served and events produced through the API.
 //!
 //! Tracing: JSON lines for machines, a plain format on a terminal.
 //! `RUST_LOG` wins over the configured level. (Cutting long fields for a
-//! log line is [`crate::text::clip`], a leaf the configuration uses too.)
+//! log line is `crate::text::clip`, a leaf the configuration uses too.)
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;

@@ -7,7 +7,7 @@
 //!
 //! A file that cannot be opened at start stops custodian there (see
 //! `config::audit`). One that fails later does not stop the table rows:
-//! the failure goes to [`TrailStatus`], where `/ready` and
+//! the failure goes to `TrailStatus`, where `/ready` and
 //! `GET /audit/verify` report it until an append succeeds again.
 
 use std::collections::HashMap;

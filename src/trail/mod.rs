@@ -4,8 +4,8 @@
 //! - [`checkpoint`]: signing and opening checkpoint lines (C2SP signed notes).
 //! - [`checkpointer`]: the task that signs each chain's head every N entries
 //!   or T seconds.
-//! - [`marks`]: when `audit.chain` was switched on and off, recorded at start.
-//! - [`status`]: the checkpointer's latest result and the latest verify's,
+//! - `marks`: when `audit.chain` was switched on and off, recorded at start.
+//! - `status`: the checkpointer's latest result and the latest verify's,
 //!   for `/ready` and the console.
 //! - [`verify`]: recomputing every chain, streaming, and naming the first
 //!   break; and the rows outside the chains custodian did not write.
@@ -13,7 +13,7 @@
 //!   broker's watermarks and the group's committed offset.
 //!
 //! The chain encoding itself (the versioned entry encoding and hash, and
-//! chain names) is [`crate::store::chain`], below both: writing the chain is
+//! chain names) is `crate::store::chain`, below both: writing the chain is
 //! the audit writer's job (`store::audit_writer`) and, for operator actions,
 //! `outcome::chained::write_operator_event`'s; this module checks it.
 
@@ -129,7 +129,7 @@ impl Access {
             .map_err(AccessError::Unavailable)
     }
 
-    /// Records `audit.chain` in `audit_chain_marks` (see [`marks`]), at
+    /// Records `audit.chain` in `audit_chain_marks` (see `marks`), at
     /// start, before anything is written under it.
     pub async fn record_chaining(&self, chained: bool) -> Result<(), AccessError> {
         let client = self.client("custodian start").await?;
