@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Local PostgreSQL and Redis for custodian's development runs and tests
 # (and Debian's headless Chromium with its WebDriver, for the console test;
-# schemathesis in a Python venv, for the API fuzzing test; and tansu, a
-# Kafka-compatible broker, for the fault tier in tests/it/faults/).
+# schemathesis in a Python venv, for the API fuzzing test; tansu, a
+# Kafka-compatible broker, for the fault tier in tests/it/faults/; and s3s-fs,
+# an S3-protocol server on the file system, for the object-store tests).
 #
 #   dev/services.sh start   install (Debian packages) if missing, start, print env
 #   dev/services.sh env     same as start; only the `export` lines go to stdout,
 #                           so `eval "$(dev/services.sh env)"` works
-#   dev/services.sh stop    stop both
+#   dev/services.sh stop    stop them (PostgreSQL, Redis, s3s-fs)
 #   dev/services.sh tansu   only install tansu (dev/test runs this in the
 #                           background while custodian builds)
+#   dev/services.sh s3      only install s3s-fs (the same, for its build)
 #
 # DEV_TOOLS=0 skips the test-only tools (Chromium, schemathesis): dev/bench
 # uses it for its private instances.
@@ -22,6 +24,13 @@
 # (loopback, free port, SQLite storage under $DEV_STATE_DIR/tansu) so that it
 # can SIGKILL and restart it. DEV_SKIP_TANSU=1 makes start/env skip its install.
 #
+# S3: s3s-fs on $DEV_S3_PORT (59000), path-style, SigV4 with one static
+# development key pair, a bucket per directory under $DEV_STATE_DIR/s3/data;
+# start/env create the bucket custodian-test and export its endpoint, keys,
+# region and name as TEST_S3_*. s3s-fs is built once per machine
+# like tansu. No Object Lock, versioning or lifecycle: a plain object store.
+# DEV_SKIP_S3=1 makes start/env skip its install and start.
+#
 # Output: one line per phase on stderr (installing, building tansu, starting
 # a server), with its time and its log, $DEV_STATE_DIR/logs/<phase>.log, where
 # apt-get, pip and cargo write; a failing phase shows the last lines of its
@@ -31,6 +40,7 @@ set -euo pipefail
 STATE=${DEV_STATE_DIR:-/tmp/custodian-dev}
 PG_PORT=${DEV_PG_PORT:-55432}
 REDIS_PORT=${DEV_REDIS_PORT:-56379}
+S3_PORT=${DEV_S3_PORT:-59000}
 LOGS=$STATE/logs
 log() { echo "services: $*" >&2; }
 
@@ -61,6 +71,8 @@ install_missing() {
   command -v psql >/dev/null || packages+=(postgresql-client)
   # The fault tier edits a stopped tansu's SQLite store (tests/it/faults/).
   command -v sqlite3 >/dev/null || packages+=(sqlite3)
+  # The S3 server's readiness check signs its request (curl --aws-sigv4).
+  [ "${DEV_SKIP_S3:-0}" = 1 ] || command -v curl >/dev/null || packages+=(curl)
   if [ "${DEV_TOOLS:-1}" = 1 ]; then
     # Headless Chromium drives the console test (tests/it/console/).
     command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
@@ -132,6 +144,111 @@ cargo_install_tansu() {
   CARGO_PROFILE_RELEASE_INCREMENTAL=false \
     cargo install --locked --force tansu --version "$TANSU_VERSION" \
       --no-default-features --features "$TANSU_FEATURES" --root "$TANSU_ROOT"
+}
+
+# s3s-fs (crates.io, the s3s project's file-system S3 server), pinned and
+# built once per machine into the same cache as tansu, under the same kind of
+# stamp and lock. 0.14.1 is the newest release whose rust-version (1.92) the
+# machines' Rust meets: 0.15 and later ask for 1.96. The binary needs the
+# crate's `binary` feature. Its own CARGO_TARGET_DIR, removed after the
+# install, keeps the build away from any target dir set in the environment.
+S3S_VERSION=0.14.1
+S3S_FEATURES=binary
+S3S_ROOT=$CACHE/s3s-fs
+S3S_STAMP="s3s-fs $S3S_VERSION features=$S3S_FEATURES"
+S3_DIR=$STATE/s3
+S3_ACCESS_KEY=custodian-dev
+S3_SECRET_KEY=custodian-dev-secret
+S3_REGION=us-east-1
+S3_BUCKET=custodian-test
+install_s3s() {
+  mkdir -p "$S3S_ROOT"
+  exec 8>"$S3S_ROOT/.lock"
+  if ! flock -n 8; then
+    phase_begin "waiting for the s3s-fs build in progress" "$LOGS/s3s-fs.log"
+    flock 8
+    phase_end 0
+  fi
+  if [ -x "$S3S_ROOT/bin/s3s-fs" ] && [ "$(cat "$S3S_ROOT/stamp" 2>/dev/null)" = "$S3S_STAMP" ]; then
+    exec 8>&-
+    return 0
+  fi
+  rm -f "$S3S_ROOT/stamp"
+  phase "building s3s-fs $S3S_VERSION into $S3S_ROOT (once per machine: about 2.5 minutes on 2 cores)" \
+    "$LOGS/s3s-fs.log" cargo_install_s3s
+  echo "$S3S_STAMP" >"$S3S_ROOT/stamp"
+  exec 8>&-
+}
+
+cargo_install_s3s() {
+  CARGO_TARGET_DIR=$S3S_ROOT/target \
+  CARGO_PROFILE_RELEASE_LTO=false \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_DEBUG=0 \
+  CARGO_PROFILE_RELEASE_INCREMENTAL=false \
+    cargo install --locked --force s3s-fs --version "$S3S_VERSION" \
+      --features "$S3S_FEATURES" --root "$S3S_ROOT"
+  rm -rf "$S3S_ROOT/target"
+}
+
+# A signed HEAD of the bucket: 200 only from our s3s-fs, with our keys and
+# the bucket in place. s3s requires x-amz-content-sha256, which curl before
+# 8.x does not send by itself (curl signs the value given here).
+s3_ready() {
+  curl -sf -o /dev/null -I --max-time 2 \
+    --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+    "http://127.0.0.1:$S3_PORT/$S3_BUCKET" 2>/dev/null
+}
+
+# The pid in the pid file, if that process is still an s3s-fs.
+s3_pid() {
+  local pid
+  pid=$(cat "$S3_DIR/server.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q s3s-fs && echo "$pid"
+}
+
+start_s3() {
+  # A bucket is a directory under the server's root.
+  mkdir -p "$S3_DIR/data/$S3_BUCKET"
+  s3_ready && return 0
+  phase "starting s3s-fs on 127.0.0.1:$S3_PORT (bucket $S3_BUCKET in $S3_DIR/data)" "$LOGS/s3.log" s3_up
+  STARTED=1
+}
+
+s3_up() {
+  local pid
+  # One that runs but does not answer (hung, or started with other keys).
+  if pid=$(s3_pid); then
+    echo "s3s-fs (pid $pid) runs but does not answer as expected: stopping it"
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  # setsid: its own session, like the daemons above, so that it outlives
+  # this script; it execs in place, so $! is the server's pid.
+  RUST_LOG=${DEV_S3_LOG:-info} setsid "$S3S_ROOT/bin/s3s-fs" \
+    --host 127.0.0.1 --port "$S3_PORT" \
+    --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+    "$S3_DIR/data" </dev/null >>"$S3_DIR/server.log" 2>&1 &
+  echo $! >"$S3_DIR/server.pid"
+  for _ in $(seq 50); do
+    s3_ready && return 0
+    kill -0 "$(cat "$S3_DIR/server.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "s3s-fs does not answer on 127.0.0.1:$S3_PORT; $S3_DIR/server.log:"
+  tail -n 20 "$S3_DIR/server.log"
+  return 1
+}
+
+stop_s3() {
+  local pid
+  pid=$(s3_pid) || return 0
+  kill "$pid"
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$S3_DIR/server.pid"
 }
 
 # initdb and postgres refuse to run as root: use the package's postgres user.
@@ -206,6 +323,14 @@ export SCHEMATHESIS=$STATE/venv/bin/st
 export DEV_TANSU_BIN=$TANSU_ROOT/bin/tansu
 export DEV_STATE_DIR=$STATE
 ENV
+  [ "${DEV_SKIP_S3:-0}" = 1 ] || cat <<ENV
+export TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY
+export TEST_S3_SECRET_KEY=$S3_SECRET_KEY
+export TEST_S3_REGION=$S3_REGION
+export TEST_S3_BUCKET=$S3_BUCKET
+export DEV_S3_PORT=$S3_PORT
+ENV
 }
 
 case "${1:-start}" in
@@ -213,17 +338,25 @@ case "${1:-start}" in
     install_missing
     [ "${DEV_TOOLS:-1}" = 1 ] && install_schemathesis
     [ "${DEV_SKIP_TANSU:-0}" = 1 ] || install_tansu
+    [ "${DEV_SKIP_S3:-0}" = 1 ] || install_s3s
     STARTED=0
     start_postgres
     start_redis
-    [ "$STARTED" = 1 ] || phase_note "PostgreSQL (127.0.0.1:$PG_PORT) and Redis (127.0.0.1:$REDIS_PORT) already running"
+    running="PostgreSQL (127.0.0.1:$PG_PORT) and Redis (127.0.0.1:$REDIS_PORT)"
+    if [ "${DEV_SKIP_S3:-0}" != 1 ]; then
+      start_s3
+      running="PostgreSQL (127.0.0.1:$PG_PORT), Redis (127.0.0.1:$REDIS_PORT) and s3s-fs (127.0.0.1:$S3_PORT)"
+    fi
+    [ "$STARTED" = 1 ] || phase_note "$running already running"
     print_env
     ;;
   stop)
     bin=$(pg_bindir || true)
     [ -n "$bin" ] && [ -d "$STATE/pg" ] && as_pg "$bin/pg_ctl" -D "$STATE/pg" -m fast stop >&2 || true
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    stop_s3 || true
     ;;
   tansu) install_tansu ;;
-  *) echo "usage: $0 start|env|stop|tansu" >&2; exit 2 ;;
+  s3) install_s3s ;;
+  *) echo "usage: $0 start|env|stop|tansu|s3" >&2; exit 2 ;;
 esac

@@ -214,11 +214,46 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the partitions of audit_log: period, sealed, archived, dropped.
+    Partitions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal every partition whose period ended before DATE: it takes no
+    /// more entries, and a signed seal states what it holds.
+    Seal {
+        /// A date (2026-12-01) or time (RFC 3339), UTC.
+        #[arg(long, value_parser = parse_date)]
+        before: DateTime<Utc>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Archive every sealed partition to audit.archive.url as Parquet with a
+    /// signed manifest, verify the copy, then drop the partition.
+    Archive {
+        /// Archive and verify, but keep the partition in PostgreSQL.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a new signing key (base64 seed) to FILE and print its verifier key.
     Keygen {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+}
+
+/// A date (midnight UTC) or an RFC 3339 time.
+fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("`{text}` is neither a date (2026-12-01) nor an RFC 3339 time"))
 }
 
 pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> {
@@ -319,6 +354,69 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                 report.doubles,
                 report.topic
             );
+        }
+        AuditCommand::Partitions { json } => {
+            let list = access.partitions().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for p in &list {
+                    let state = if p.dropped_at.is_some() {
+                        "archived, dropped"
+                    } else if p.archived_at.is_some() {
+                        "sealed, archived"
+                    } else if p.sealed_at.is_some() {
+                        "sealed"
+                    } else {
+                        "open"
+                    };
+                    println!(
+                        "{:<22} {} .. {}  {state}",
+                        p.name,
+                        p.from
+                            .map_or_else(|| "(start)".to_owned(), |t| t.to_rfc3339()),
+                        p.to.to_rfc3339()
+                    );
+                }
+            }
+        }
+        AuditCommand::Seal { before, json } => {
+            let seals = access.seal(before).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&seals)?);
+            } else {
+                for s in &seals {
+                    println!(
+                        "sealed {}  entries={} chains={} unchained={}",
+                        s.partition,
+                        s.entries,
+                        s.chains.len(),
+                        s.unchained
+                    );
+                }
+                println!("{} partition(s) sealed", seals.len());
+            }
+        }
+        AuditCommand::Archive { keep, json } => {
+            let archived = access.archive(keep).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&archived)?);
+            } else {
+                for a in &archived {
+                    println!(
+                        "archived {}  files={} entries={} bytes={} in {:.2}s ({:.0} entries/s){}  manifest {}",
+                        a.partition,
+                        a.files,
+                        a.entries,
+                        a.bytes,
+                        a.seconds,
+                        a.entries as f64 / a.seconds.max(1e-9),
+                        if a.dropped { ", dropped" } else { "" },
+                        a.manifest
+                    );
+                }
+                println!("{} partition(s) archived", archived.len());
+            }
         }
         AuditCommand::Keygen { out } => {
             anyhow::ensure!(

@@ -74,6 +74,16 @@ impl Background {
             actix_rt::spawn(run.run(background.stop_after_drain.clone()))
         });
         background.add("the audit checkpointer", checkpointer);
+        let maintainer = crate::trail::maintainer::run(
+            deps.audit.clone(),
+            settings.audit.partition_check_interval,
+            settings.audit.seal_after,
+            background.stop.clone(),
+        );
+        background.add(
+            "the audit partition timer",
+            Some(actix_rt::spawn(maintainer)),
+        );
         let status = Arc::clone(&deps.status);
         let sampler = Arc::clone(&deps.samples).run(status, background.stop.clone());
         background.add("the chart sampler", Some(actix_rt::spawn(sampler)));

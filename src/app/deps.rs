@@ -77,6 +77,13 @@ impl Deps {
             .record_chaining(settings.audit.chain)
             .await
             .context("cannot record audit.chain in audit_chain_marks")?;
+        let created = audit
+            .ensure_partitions()
+            .await
+            .context("cannot create the audit_log partitions ahead")?;
+        if !created.is_empty() {
+            tracing::info!(partitions = ?created, "audit_log partitions created ahead");
+        }
         Ok(Deps {
             keys: Keys::new(&settings.dlq.key_prefix),
             routes: Arc::new(Routes::new(&settings.routes)),

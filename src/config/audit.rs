@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 
-use super::duration::duration;
+use super::duration::{duration, optional_duration};
 use super::{invalid, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +41,59 @@ pub struct AuditSettings {
     /// Connections `audit verify` (and `GET /audit/verify`) reads chains
     /// over concurrently: more is faster, and more load on the database.
     pub verify_connections: usize,
+    /// How long one partition of `audit_log` is: `month` or `day` (for
+    /// high volume). Applies to partitions created from now on.
+    pub partition: Period,
+    /// Partitions kept ready past the current one.
+    pub partitions_ahead: u32,
+    /// How often the partitions ahead are checked (and created).
+    #[serde(deserialize_with = "duration")]
+    pub partition_check_interval: Duration,
+    /// Seal every partition that ended more than this long ago, on the
+    /// partition timer (unset: only `custodian audit seal` seals).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub seal_after: Option<Duration>,
+    /// Where sealed partitions are archived (`custodian audit archive`).
+    pub archive: ArchiveSettings,
+}
+
+/// The length of one partition of the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Month,
+    Day,
+}
+
+impl Period {
+    /// As `custodian_audit_partitions_ensure` and `date_trunc` spell it.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Period::Month => "month",
+            Period::Day => "day",
+        }
+    }
+}
+
+/// The `audit.archive` section: an object store for sealed periods.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSettings {
+    /// A local directory (a path, or `file:///…`) or `s3://bucket/prefix`.
+    pub url: String,
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`); unset: AWS.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    #[serde(default)]
+    pub s3_access_key_id: Option<String>,
+    /// Never logged (`CUSTODIAN_AUDIT__ARCHIVE__S3_SECRET_ACCESS_KEY`).
+    #[serde(default)]
+    pub s3_secret_access_key: Option<SecretString>,
+    /// Allow an `http://` endpoint (a test server; never in production).
+    pub s3_allow_http: bool,
+    /// Most entries in one Parquet file.
+    pub file_rows: usize,
 }
 
 pub fn defaults() -> serde_json::Value {
@@ -50,6 +103,15 @@ pub fn defaults() -> serde_json::Value {
         "checkpoint_every_entries": 10000,
         "checkpoint_interval": "60s",
         "verify_connections": 3,
+        "partition": "month",
+        "partitions_ahead": 2,
+        "partition_check_interval": "1h",
+        "archive": {
+            "url": "custodian-archive",
+            "s3_region": "us-east-1",
+            "s3_allow_http": false,
+            "file_rows": 1_000_000,
+        },
     })
 }
 
@@ -87,6 +149,18 @@ impl AuditSettings {
         if !(1..=16).contains(&self.verify_connections) {
             return Err(invalid("audit.verify_connections", "must be 1 to 16"));
         }
+        if !(1..=90).contains(&self.partitions_ahead) {
+            return Err(invalid("audit.partitions_ahead", "must be 1 to 90"));
+        }
+        if self.partition_check_interval < Duration::from_secs(1)
+            || self.partition_check_interval > Duration::from_secs(86_400)
+        {
+            return Err(invalid(
+                "audit.partition_check_interval",
+                "must be 1s to 24h",
+            ));
+        }
+        self.archive.validate()?;
         let signing = self.signing_seed()?.is_some();
         self.checkpoint_file_writable(signing)
     }
@@ -143,6 +217,53 @@ impl AuditSettings {
         parse_seed(text.expose_secret())
             .map(|seed| Some(SecretBox::new(Box::new(seed))))
             .ok_or_else(|| invalid(key, "must be the base64 of a 32-byte Ed25519 seed"))
+    }
+}
+
+impl ArchiveSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.trim().is_empty() {
+            return Err(invalid(
+                "audit.archive.url",
+                "must name a directory or s3://bucket",
+            ));
+        }
+        if let Some(rest) = self.url.strip_prefix("s3://") {
+            if rest.split('/').next().is_none_or(str::is_empty) {
+                return Err(invalid(
+                    "audit.archive.url",
+                    "s3:// needs a bucket: s3://bucket/prefix",
+                ));
+            }
+        } else if self.url.contains("://") && !self.url.starts_with("file://") {
+            return Err(invalid(
+                "audit.archive.url",
+                "must be a directory, file:///path or s3://bucket/prefix",
+            ));
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            let parsed = url::Url::parse(endpoint)
+                .map_err(|_| invalid("audit.archive.s3_endpoint", "is not a URL"))?;
+            if parsed.scheme() == "http" && !self.s3_allow_http {
+                return Err(invalid(
+                    "audit.archive.s3_endpoint",
+                    "is http://; set audit.archive.s3_allow_http = true for a test server",
+                ));
+            }
+        }
+        if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
+            return Err(invalid(
+                "audit.archive.s3_secret_access_key",
+                "set both s3_access_key_id and s3_secret_access_key, or neither",
+            ));
+        }
+        if !(1_000..=100_000_000).contains(&self.file_rows) {
+            return Err(invalid(
+                "audit.archive.file_rows",
+                "must be 1000 to 100000000",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -47,8 +47,11 @@ const TYPES: [Type; 22] = [
     Type::BYTEA,
 ];
 
-/// The constraint a stale cached head runs into.
-const CHAIN_SEQ_CONSTRAINT: &str = "audit_log_chain_seq";
+/// The per-partition unique (chain_id, chain_seq) constraints are named
+/// `<partition>_chain_seq`; a stale head runs into `audit_chain_heads`
+/// first (see [`advance`]), into one of these only if the heads were
+/// bypassed.
+const CHAIN_SEQ_SUFFIX: &str = "_chain_seq";
 /// A chain's last entry, as this writer knows it.
 #[derive(Debug, Clone, Copy)]
 pub struct ChainHead {
@@ -65,14 +68,23 @@ pub struct Link {
     hash: [u8; 32],
 }
 
-/// Each entry's chain, sequence number and hash, and the chains' new
-/// heads. Heads not cached are read from the database.
+/// One chain's head moving, from the head a flush was built on to its
+/// last entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Move {
+    chain_id: i32,
+    from_seq: i64,
+    to: ChainHead,
+}
+
+/// Each entry's chain, sequence number and hash, and the moves of the
+/// chains' heads. Heads not cached are read from the database.
 pub async fn link(
     cached: &HashMap<String, ChainHead>,
     hasher: &mut Hasher,
     tx: &Transaction<'_>,
     entries: &[AuditEntry<'_>],
-) -> Result<(Vec<Link>, HashMap<String, ChainHead>), WriteError> {
+) -> Result<(Vec<Link>, HashMap<String, Move>), WriteError> {
     let names: Vec<String> = entries
         .iter()
         .map(|e| chain::partition_chain(e.topic, e.kafka_partition))
@@ -90,16 +102,23 @@ pub async fn link(
     } else {
         load_heads(tx, &missing).await?
     };
-    let mut heads: HashMap<String, ChainHead> = HashMap::new();
+    let mut moves: HashMap<String, Move> = HashMap::new();
     let mut links = Vec::with_capacity(entries.len());
     for (entry, name) in entries.iter().zip(names) {
-        let head = match heads.get_mut(&name) {
-            Some(h) => h,
+        let head = match moves.get_mut(&name) {
+            Some(m) => &mut m.to,
             None => {
                 let known = cached.get(&name).or_else(|| loaded.get(&name)).copied();
                 let known =
                     known.ok_or_else(|| WriteError::Chain(format!("{name} was not registered")))?;
-                heads.entry(name.clone()).or_insert(known)
+                &mut moves
+                    .entry(name.clone())
+                    .or_insert(Move {
+                        chain_id: known.chain_id,
+                        from_seq: known.seq,
+                        to: known,
+                    })
+                    .to
             }
         };
         let (seq, hash) =
@@ -115,7 +134,44 @@ pub async fn link(
             hash,
         });
     }
-    Ok((links, heads))
+    Ok((links, moves))
+}
+
+/// Moves every chain's head in `audit_chain_heads` from the head the flush
+/// was built on to its new one, in one statement: the fork barrier across
+/// partitions. A head another writer moved meanwhile matches nothing (the
+/// row lock makes a concurrent writer wait for the first to commit, then
+/// see its head): false, and the flush is rebuilt.
+pub async fn advance(
+    tx: &Transaction<'_>,
+    moves: &HashMap<String, Move>,
+) -> Result<bool, WriteError> {
+    if moves.is_empty() {
+        return Ok(true);
+    }
+    let mut sorted: Vec<&Move> = moves.values().collect();
+    sorted.sort_by_key(|m| m.chain_id);
+    let ids: Vec<i32> = sorted.iter().map(|m| m.chain_id).collect();
+    let from: Vec<i64> = sorted.iter().map(|m| m.from_seq).collect();
+    let to: Vec<i64> = sorted.iter().map(|m| m.to.seq).collect();
+    let hashes: Vec<&[u8]> = sorted.iter().map(|m| &m.to.hash[..]).collect();
+    let moved = tx
+        .execute(
+            "UPDATE audit_chain_heads h SET chain_seq = m.to_seq, entry_hash = m.hash \
+             FROM unnest($1::int[], $2::bigint[], $3::bigint[], $4::bytea[]) \
+                  AS m(chain_id, from_seq, to_seq, hash) \
+             WHERE h.chain_id = m.chain_id AND h.chain_seq = m.from_seq",
+            &[&ids, &from, &to, &hashes],
+        )
+        .await?;
+    Ok(moved == sorted.len() as u64)
+}
+
+impl Move {
+    /// The chain's head once the flush commits.
+    pub fn head(&self) -> ChainHead {
+        self.to
+    }
 }
 
 /// Appends the entries with one binary COPY.
@@ -174,12 +230,11 @@ async fn load_heads(
         &[&names],
     )
     .await?;
+    // Registering a chain gives it a head row (migration 000016).
     let rows = tx
         .query(
             "SELECT c.chain_id, c.name, h.chain_seq, h.entry_hash FROM audit_chains c \
-             LEFT JOIN LATERAL (SELECT chain_seq, entry_hash FROM audit_log l \
-                 WHERE l.chain_id = c.chain_id ORDER BY chain_seq DESC LIMIT 1) h ON true \
-             WHERE c.name = ANY($1)",
+             JOIN audit_chain_heads h USING (chain_id) WHERE c.name = ANY($1)",
             &[&names],
         )
         .await?;
@@ -203,10 +258,16 @@ async fn load_heads(
     Ok(heads)
 }
 
-/// Another writer took a sequence number this flush was built on.
+/// Another writer took a sequence number this flush was built on (or two
+/// writers moving overlapping heads deadlocked: one of them rebuilds).
 pub fn is_chain_collision(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
     e.as_db_error().is_some_and(|db| {
-        *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-            && db.constraint() == Some(CHAIN_SEQ_CONSTRAINT)
+        (*db.code() == SqlState::UNIQUE_VIOLATION
+            && db.table().is_some_and(|t| t.starts_with("audit_log"))
+            && db
+                .constraint()
+                .is_some_and(|c| c.ends_with(CHAIN_SEQ_SUFFIX)))
+            || *db.code() == SqlState::T_R_DEADLOCK_DETECTED
     })
 }

@@ -4,8 +4,8 @@
 //! appended in the caller's diesel transaction beside the state it
 //! changes (a replay job's progress, an outbox row). Linked by the same
 //! step as a flush's entries ([`link_next`]); a writer racing another for
-//! the same sequence number collides on the unique (chain_id, chain_seq)
-//! and tries again, so the chain never forks.
+//! the same sequence number finds the chain's head moved in
+//! `audit_chain_heads` and tries again, so the chain never forks.
 
 use std::borrow::Cow;
 
@@ -13,8 +13,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::store::audit::{no_nul, AuditEntry};
-use crate::store::chain::{Fields, Hasher, GENESIS, OPERATOR_CHAIN};
-use crate::store::schema::{audit_chains, audit_log};
+use crate::store::chain::{Fields, Hasher, OPERATOR_CHAIN};
+use crate::store::schema::{audit_chain_heads, audit_chains, audit_log};
 
 /// The sequence number and hash of the entry after `prev_hash` whose
 /// fields (with its own sequence number) are `fields`: the one linking step
@@ -34,39 +34,32 @@ pub fn link_next(
 /// replay count for a replay, the attempts so far for a discard; its
 /// `occurred_at`, for a replay, when it started (before the publish), so
 /// the lifecycle lists it before the copy's own rows; its `detail` says
-/// who, why, and for a replay where the new copy went. Two actions racing for the same sequence
-/// number collide on the unique (chain_id, chain_seq): the loser reads the
-/// new head and tries again, so the chain never forks.
+/// who, why, and for a replay where the new copy went.
 pub async fn write_operator_event(
     conn: &mut AsyncPgConnection,
     event: &AuditEntry<'_>,
 ) -> QueryResult<()> {
-    use diesel::result::{DatabaseErrorKind, Error};
-    const ATTEMPTS: usize = 8;
-    let mut attempt = 1;
-    loop {
-        match append_chained(conn, OPERATOR_CHAIN, event).await {
-            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-                if info.constraint_name() == Some("audit_log_chain_seq") && attempt < ATTEMPTS =>
-            {
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    append_chained(conn, OPERATOR_CHAIN, event).await
 }
+
+/// Moves a head the writer read fails this many times in a row only if
+/// something else is wrong.
+const ATTEMPTS: usize = 8;
 
 /// Appends `event` as the next entry of the chain named `chain` (created if
 /// new), in the caller's transaction if it has one. One entry at a time:
-/// for entries that are not a batch's (operator actions, the relay's). A writer racing another
-/// for the same sequence number gets the unique violation on
-/// `audit_log_chain_seq`: the chain never forks.
+/// for entries that are not a batch's (operator actions, the relay's).
+/// The chain's row in `audit_chain_heads` is moved from the head read to
+/// the new entry before the entry is inserted: a writer racing another
+/// waits for it on that row, matches nothing once it commits, reads the new
+/// head and tries again, so the chain never forks.
 pub async fn append_chained(
     conn: &mut AsyncPgConnection,
     chain: &str,
     event: &AuditEntry<'_>,
 ) -> QueryResult<()> {
     use audit_log::dsl as a;
+    use diesel::sql_types::{BigInt, Binary, Integer};
     let key = event
         .message_key
         .as_deref()
@@ -82,29 +75,43 @@ pub async fn append_chained(
         .select(audit_chains::chain_id)
         .first(conn)
         .await?;
-    let head: Option<(Option<i64>, Option<Vec<u8>>)> = audit_log::table
-        .filter(a::chain_id.eq(chain_id))
-        .order(a::chain_seq.desc())
-        .select((a::chain_seq, a::entry_hash))
-        .first(conn)
-        .await
-        .optional()?;
-    let (prev_seq, prev_hash) = match head {
-        Some((Some(seq), Some(hash))) => (
-            seq,
-            <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
-                diesel::result::Error::DeserializationError(
-                    "a chain's head has a malformed entry_hash".into(),
-                )
-            })?,
-        ),
-        _ => (0, GENESIS),
+    let mut attempt = 0;
+    let (seq, hash) = loop {
+        attempt += 1;
+        let (prev_seq, prev_hash): (i64, Vec<u8>) = audit_chain_heads::table
+            .find(chain_id)
+            .select((audit_chain_heads::chain_seq, audit_chain_heads::entry_hash))
+            .first(conn)
+            .await?;
+        let prev_hash = <[u8; 32]>::try_from(prev_hash.as_slice()).map_err(|_| {
+            diesel::result::Error::DeserializationError(
+                "a chain's head has a malformed entry_hash".into(),
+            )
+        })?;
+        let fields = Fields {
+            message_key: key.as_deref(),
+            ..event.fields(chain, prev_seq + 1)
+        };
+        let (seq, hash) = link_next(&mut Hasher::default(), &fields, &prev_hash);
+        let moved = diesel::sql_query(
+            "UPDATE audit_chain_heads SET chain_seq = $3, entry_hash = $4 \
+             WHERE chain_id = $1 AND chain_seq = $2",
+        )
+        .bind::<Integer, _>(chain_id)
+        .bind::<BigInt, _>(prev_seq)
+        .bind::<BigInt, _>(seq)
+        .bind::<Binary, _>(&hash[..])
+        .execute(conn)
+        .await?;
+        if moved == 1 {
+            break (seq, hash);
+        }
+        if attempt >= ATTEMPTS {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("the head of audit chain {chain} kept moving").into(),
+            ));
+        }
     };
-    let fields = Fields {
-        message_key: key.as_deref(),
-        ..event.fields(chain, prev_seq + 1)
-    };
-    let (seq, hash) = link_next(&mut Hasher::default(), &fields, &prev_hash);
     let receipt = event.receipt.as_ref();
     diesel::insert_into(audit_log::table)
         .values((

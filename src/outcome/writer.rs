@@ -21,9 +21,10 @@
 //! Chaining (`audit.chain`, see `store::chain`): each entry gets the next
 //! sequence number of its partition's chain and its hash, from the head
 //! this writer caches. Another writer (an instance that owned the partition
-//! before a rebalance) may have moved the head meanwhile: then the COPY's
-//! sequence numbers collide with the unique (chain_id, chain_seq), the
-//! transaction rolls back, and the flush is rebuilt from heads read afresh.
+//! before a rebalance) may have moved the head meanwhile: then moving the
+//! heads in `audit_chain_heads` from the ones the flush was built on
+//! matches nothing (`append::advance`), the transaction rolls back, and the
+//! flush is rebuilt from heads read afresh.
 //! A crash mid-flush rolls back whole: no gap, no fork, no effect without
 //! its entries.
 
@@ -33,7 +34,7 @@ use chrono::Utc;
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
-use super::append::{copy, is_chain_collision, link, ChainHead};
+use super::append::{advance, copy, is_chain_collision, link, ChainHead};
 use super::connection::Connection;
 use super::effects;
 use super::refusal::{classify, Refusal};
@@ -270,11 +271,15 @@ impl Writer {
             }
         }
         if self.chain {
-            let (links, heads) = link(&self.heads, &mut self.hasher, &tx, &entries).await?;
+            let (links, moves) = link(&self.heads, &mut self.hasher, &tx, &entries).await?;
+            if !advance(&tx, &moves).await? {
+                return Err(Failed::Collision);
+            }
             copy(&tx, &entries, Some(&links)).await?;
             super::crash_point::reached("before_commit");
             tx.commit().await?;
-            self.heads.extend(heads);
+            self.heads
+                .extend(moves.into_iter().map(|(name, m)| (name, m.head())));
         } else {
             copy(&tx, &entries, None).await?;
             super::crash_point::reached("before_commit");

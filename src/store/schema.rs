@@ -33,6 +33,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_chain_heads (chain_id) {
+        chain_id -> Int4,
+        chain_seq -> Int8,
+        entry_hash -> Bytea,
+    }
+}
+
+diesel::table! {
     audit_chains (chain_id) {
         chain_id -> Int4,
         name -> Text,

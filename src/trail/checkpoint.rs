@@ -110,7 +110,13 @@ impl Signer {
 
     /// The file line of a signed checkpoint.
     pub fn sign(&self, checkpoint: &Checkpoint) -> String {
-        let note = checkpoint.note();
+        self.sign_note(&checkpoint.note())
+    }
+
+    /// The file line of any signed note: lines, each ending in a newline
+    /// and none holding a space (a checkpoint, a seal, a manifest's
+    /// digest).
+    pub fn sign_note(&self, note: &str) -> String {
         let signature = self.key.sign(note.as_bytes());
         let mut blob = Vec::with_capacity(68);
         blob.extend_from_slice(&self.id);
@@ -174,18 +180,38 @@ impl Verifier {
         })
     }
 
-    /// Reads one file line, refusing it unless this key signed it.
+    /// Reads one checkpoint line, refusing it unless this key signed it.
     pub fn open(&self, line: &str) -> Result<Checkpoint, CheckpointError> {
-        let (text, signature) = line
-            .trim_end_matches(['\r', '\n'])
-            .split_once(SIGNATURE_MARK)
-            .ok_or(CheckpointError::Malformed("no signature"))?;
-        let fields: Vec<&str> = text.split(' ').collect();
-        let [origin, chain, seq, hash, time] = fields[..] else {
+        let fields = self.open_note(line)?;
+        let [origin, chain, seq, hash, time] = &fields[..] else {
             return Err(CheckpointError::Malformed(
                 "expected five fields before the signature",
             ));
         };
+        Ok(Checkpoint {
+            origin: origin.clone(),
+            chain: chain.clone(),
+            seq: seq
+                .parse()
+                .map_err(|_| CheckpointError::Malformed("sequence"))?,
+            hash: B64
+                .decode(hash)
+                .ok()
+                .and_then(|h| h.try_into().ok())
+                .ok_or(CheckpointError::Malformed("hash"))?,
+            time: DateTime::parse_from_rfc3339(time)
+                .map_err(|_| CheckpointError::Malformed("time"))?
+                .with_timezone(&Utc),
+        })
+    }
+
+    /// Reads one signed note line, refusing it unless this key signed it:
+    /// the note's lines.
+    pub fn open_note(&self, line: &str) -> Result<Vec<String>, CheckpointError> {
+        let (text, signature) = line
+            .trim_end_matches(['\r', '\n'])
+            .split_once(SIGNATURE_MARK)
+            .ok_or(CheckpointError::Malformed("no signature"))?;
         let (name, blob) = signature
             .split_once(' ')
             .ok_or(CheckpointError::Malformed("signature line"))?;
@@ -203,25 +229,16 @@ impl Verifier {
         }
         let signature = Signature::from_slice(&blob[4..])
             .map_err(|_| CheckpointError::Malformed("signature"))?;
-        let note = format!("{origin}\n{chain}\n{seq}\n{hash}\n{time}\n");
+        let lines: Vec<String> = text.split(' ').map(str::to_owned).collect();
+        let mut note = String::with_capacity(text.len() + 1);
+        for l in &lines {
+            note.push_str(l);
+            note.push('\n');
+        }
         self.key
             .verify_strict(note.as_bytes(), &signature)
             .map_err(|_| CheckpointError::BadSignature)?;
-        Ok(Checkpoint {
-            origin: origin.to_owned(),
-            chain: chain.to_owned(),
-            seq: seq
-                .parse()
-                .map_err(|_| CheckpointError::Malformed("sequence"))?,
-            hash: B64
-                .decode(hash)
-                .ok()
-                .and_then(|h| h.try_into().ok())
-                .ok_or(CheckpointError::Malformed("hash"))?,
-            time: DateTime::parse_from_rfc3339(time)
-                .map_err(|_| CheckpointError::Malformed("time"))?
-                .with_timezone(&Utc),
-        })
+        Ok(lines)
     }
 }
 
@@ -238,8 +255,22 @@ pub fn read_file(path: &Path, verifier: &Verifier) -> std::io::Result<(Vec<Check
         if line.trim().is_empty() {
             continue;
         }
-        match verifier.open(line) {
-            Ok(c) => good.push(c),
+        // A seal (its second line `seal/…`) is signed by the same key and
+        // lives in the same file; `audit verify` reads seals from the
+        // database and checks them against the archives.
+        let opened = verifier.open_note(line).and_then(|lines| {
+            if lines
+                .get(1)
+                .is_some_and(|l| l.starts_with(crate::trail::seal::NOTE_PREFIX))
+            {
+                Ok(None)
+            } else {
+                verifier.open(line).map(Some)
+            }
+        });
+        match opened {
+            Ok(Some(c)) => good.push(c),
+            Ok(None) => {}
             Err(e) => refused.push((i + 1, e)),
         }
     }

@@ -17,10 +17,15 @@
 //! the audit writer's job (`store::audit_writer`) and, for operator actions,
 //! `outcome::chained::write_operator_event`'s; this module checks it.
 
+pub mod archive;
 pub mod checkpoint;
 pub mod checkpointer;
+pub mod entry;
+pub(crate) mod maintainer;
 pub(crate) mod marks;
+pub mod partitions;
 pub mod reconcile;
+pub mod seal;
 pub(crate) mod status;
 pub mod verify;
 
@@ -76,6 +81,15 @@ pub struct Access {
     kafka: crate::config::KafkaSettings,
     /// The public half of the configured signing key, if any.
     pub verifier: Option<checkpoint::Verifier>,
+    /// The configured signing key (seals and archive manifests).
+    signer: Option<Arc<checkpoint::Signer>>,
+    /// `audit.origin`.
+    origin: String,
+    /// `audit.partition`, `audit.partitions_ahead`.
+    period: crate::config::Period,
+    ahead: u32,
+    /// `audit.archive`.
+    archive: crate::config::ArchiveSettings,
     /// `audit.checkpoint_file`.
     pub checkpoint_file: Option<std::path::PathBuf>,
     /// Slots for verifies ([`CONCURRENT_VERIFIES`]), shared by the clones.
@@ -96,17 +110,27 @@ pub enum AccessError {
     Verify(#[from] verify::VerifyError),
     #[error(transparent)]
     Reconcile(#[from] reconcile::ReconcileError),
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
 }
 
 impl Access {
     pub fn from_settings(
         settings: &crate::config::Settings,
     ) -> Result<Access, crate::config::ConfigError> {
-        let verifier = settings
+        let signer = settings
             .audit
             .signing_seed()?
-            .map(|seed| checkpoint::Signer::new(&settings.audit.origin, &seed).verifier());
+            .map(|seed| Arc::new(checkpoint::Signer::new(&settings.audit.origin, &seed)));
+        let verifier = signer.as_ref().map(|s| s.verifier());
         Ok(Access {
+            signer,
+            origin: settings.audit.origin.clone(),
+            period: settings.audit.partition,
+            ahead: settings.audit.partitions_ahead,
+            archive: settings.audit.archive.clone(),
             url: settings.postgres.url.clone(),
             verify_connections: settings.audit.verify_connections,
             connect_timeout: settings.postgres.connect_timeout,
@@ -195,12 +219,100 @@ impl Access {
         for _ in 0..self.verify_connections {
             clients.push(self.client("custodian audit verify").await?);
         }
+        if let Some(client) = clients.first() {
+            options.archive = Some(self.archived(client).await?);
+        }
         let mut report = verify::verify(&mut clients, &options).await?;
         report.refused_checkpoints.extend(refused_lines);
         report.checkpoint_file_error = self.status.checkpoint_file_error().or(unreadable);
         report.holds = report.holds();
         self.status.verified(&report);
         Ok(report)
+    }
+
+    /// The archived periods, as `audit verify` reads them. A store that
+    /// cannot be opened is a problem of the report, not an error.
+    async fn archived(&self, client: &Client) -> Result<verify::archived::Archive, AccessError> {
+        let unavailable = |e: tokio_postgres::Error| {
+            AccessError::Unavailable(format!("reading audit_archives: {e}"))
+        };
+        match self.archive_target() {
+            Ok(target) => verify::archived::load(client, target, self.verifier.as_ref())
+                .await
+                .map_err(unavailable),
+            Err(e) => {
+                let dropped: i64 = client
+                    .query_one(
+                        "SELECT count(*) FROM audit_partitions WHERE dropped_at IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .map_err(unavailable)?
+                    .get(0);
+                Ok(verify::archived::Archive {
+                    target: None,
+                    periods: Vec::new(),
+                    problems: if dropped > 0 {
+                        vec![format!("{dropped} archived period(s) cannot be read: {e}")]
+                    } else {
+                        Vec::new()
+                    },
+                })
+            }
+        }
+    }
+
+    /// Creates the partitions of `audit_log` missing up to
+    /// `audit.partitions_ahead` periods past the current one.
+    pub async fn ensure_partitions(&self) -> Result<Vec<String>, AccessError> {
+        let client = self.client("custodian partitions").await?;
+        partitions::ensure(&client, self.period, self.ahead)
+            .await
+            .map_err(|e| AccessError::Unavailable(format!("creating audit partitions: {e}")))
+    }
+
+    /// Every partition of `audit_log`, oldest first.
+    pub async fn partitions(&self) -> Result<Vec<partitions::Partition>, AccessError> {
+        let client = self.client("custodian partitions").await?;
+        partitions::list(&client)
+            .await
+            .map_err(|e| AccessError::Unavailable(format!("listing audit partitions: {e}")))
+    }
+
+    /// Seals every partition that ended at or before `before`.
+    pub async fn seal(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<seal::Seal>, AccessError> {
+        let mut client = self.client("custodian audit seal").await?;
+        Ok(seal::seal_ended(
+            &mut client,
+            self.signer.as_deref(),
+            &self.origin,
+            before,
+            self.checkpoint_file.as_deref(),
+        )
+        .await?)
+    }
+
+    /// The configured archive store.
+    pub fn archive_target(&self) -> Result<archive::target::Target, AccessError> {
+        Ok(archive::target::Target::open(&self.archive).map_err(archive::ArchiveError::from)?)
+    }
+
+    /// Archives every sealed partition, dropping each once its archive is
+    /// verified and recorded (unless `keep`).
+    pub async fn archive(&self, keep: bool) -> Result<Vec<archive::Archived>, AccessError> {
+        let target = self.archive_target()?;
+        let mut client = self.client("custodian audit archive").await?;
+        Ok(archive::archive_sealed(
+            &mut client,
+            &target,
+            self.signer.as_deref(),
+            self.archive.file_rows,
+            keep,
+        )
+        .await?)
     }
 
     pub async fn reconcile(

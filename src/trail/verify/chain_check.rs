@@ -16,81 +16,15 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-use tokio_postgres::Row;
-
-use crate::store::chain::{Fields, Hasher, GENESIS};
+use crate::store::chain::{Hasher, GENESIS};
+use crate::trail::entry::Entry;
 
 use super::{Anchor, Break, BreakKind, ChainReport};
-
-/// A row's JSON columns, decoded once.
-struct Decoded<'r> {
-    row: &'r Row,
-    seq: i64,
-    stored: [u8; 32],
-    detail: Option<serde_json::Value>,
-    received_detail: Option<serde_json::Value>,
-    headers: Option<serde_json::Value>,
-}
-
-impl<'r> Decoded<'r> {
-    pub(super) fn new(row: &'r Row) -> Decoded<'r> {
-        Decoded {
-            row,
-            seq: row.get(0),
-            // A stored hash of the wrong length matches nothing.
-            stored: row
-                .get::<_, Option<&[u8]>>(1)
-                .and_then(|h| h.try_into().ok())
-                .unwrap_or([0xff; 32]),
-            detail: row.get(13),
-            received_detail: row.get(15),
-            headers: row.get(17),
-        }
-    }
-
-    fn fields<'s>(&'s self, chain: &'s str, seq: i64) -> Fields<'s> {
-        let r = self.row;
-        Fields {
-            chain,
-            seq,
-            message_id: r.get(2),
-            status: r.get(3),
-            topic: r.get(4),
-            kafka_partition: r.get(5),
-            kafka_offset: r.get(6),
-            message_key: r.get(7),
-            event_type: r.get(8),
-            attempt: r.get(9),
-            error: r.get(10),
-            consumer_group: r.get(11),
-            occurred_at: r.get(12),
-            detail: self.detail.as_ref(),
-            received_at: r.get(14),
-            received_detail: self.received_detail.as_ref(),
-            key_bytes: r.get(16),
-            headers: self.headers.as_ref(),
-            kafka_timestamp: r.get(18),
-            payload_sha256: r.get(19),
-        }
-    }
-
-    /// The payload, if kept, no longer matches the digest the hash covers.
-    fn payload_replaced(&self) -> bool {
-        match self.row.get::<_, Option<&[u8]>>(20) {
-            None => false,
-            Some(payload) => {
-                let digest: [u8; 32] = Sha256::digest(payload).into();
-                self.row.get::<_, Option<&[u8]>>(19) != Some(&digest[..])
-            }
-        }
-    }
-}
 
 enum State {
     Holding,
     /// F (kept) does not follow; the next entry decides why.
-    Pending(Row),
+    Pending(Box<Entry>),
     /// Looking further on for the entry that belongs at `e`.
     Searching,
     Broken(Break),
@@ -135,14 +69,14 @@ impl<'a> ChainCheck<'a> {
         }
     }
 
-    fn valid_at(&mut self, entry: &Decoded<'_>, seq: i64, prev: &[u8; 32]) -> bool {
-        self.hasher.hash(&entry.fields(self.name, seq), prev) == entry.stored
+    fn valid_at(&mut self, entry: &Entry, seq: i64, prev: &[u8; 32]) -> bool {
+        self.hasher.hash(&entry.fields(self.name, seq), prev) == entry.stored_hash()
     }
 
-    pub(super) fn push(&mut self, row: Row) {
+    /// The next entry read, in sequence order.
+    pub(crate) fn push(&mut self, entry: Entry) {
         self.report.entries += 1;
-        let entry = Decoded::new(&row);
-        self.report.last_seq = entry.seq;
+        self.report.last_seq = entry.seq();
         let e = self.expected;
         let prev = self.prev;
         match std::mem::replace(&mut self.state, State::Holding) {
@@ -154,23 +88,24 @@ impl<'a> ChainCheck<'a> {
                         kind: BreakKind::Reordered,
                         detail: format!(
                             "the entry that belongs at seq {e} is at seq {}",
-                            entry.seq
+                            entry.seq()
                         ),
                     })
                 } else {
                     State::Searching
                 };
             }
-            State::Pending(f_row) => {
-                let f = Decoded::new(&f_row);
-                self.state = if entry.seq == e + 1 && self.valid_at(&entry, e + 1, &f.stored) {
+            State::Pending(f) => {
+                self.state = if entry.seq() == e + 1
+                    && self.valid_at(&entry, e + 1, &f.stored_hash())
+                {
                     broken(
                         e,
                         BreakKind::Edited,
                         "its fields no longer give its stored hash",
                     )
                 } else if self.valid_at(&entry, e, &prev) {
-                    if self.valid_at(&f, e + 1, &entry.stored) {
+                    if self.valid_at(&f, e + 1, &entry.stored_hash()) {
                         broken(
                             e,
                             BreakKind::Reordered,
@@ -190,10 +125,7 @@ impl<'a> ChainCheck<'a> {
             State::Holding => {
                 self.state = match self.check_next(&entry) {
                     Some(state) => state,
-                    None => {
-                        drop(entry);
-                        State::Pending(row)
-                    }
+                    None => State::Pending(Box::new(entry)),
                 }
             }
         }
@@ -201,20 +133,21 @@ impl<'a> ChainCheck<'a> {
 
     /// The usual case: the next entry in order. `None`: it does not follow,
     /// and the next entry decides why.
-    fn check_next(&mut self, entry: &Decoded<'_>) -> Option<State> {
+    fn check_next(&mut self, entry: &Entry) -> Option<State> {
         let e = self.expected;
-        if entry.seq < e {
+        let seq = entry.seq();
+        if seq < e {
             return Some(broken(
-                entry.seq,
+                seq,
                 BreakKind::Inserted,
-                &format!("seq {} appears twice", entry.seq),
+                &format!("seq {seq} appears twice"),
             ));
         }
-        if entry.seq > e {
-            let detail = if entry.seq == e + 1 {
+        if seq > e {
+            let detail = if seq == e + 1 {
                 format!("entry {e} is missing")
             } else {
-                format!("entries {e} to {} are missing", entry.seq - 1)
+                format!("entries {e} to {} are missing", seq - 1)
             };
             return Some(broken(e, BreakKind::Deleted, &detail));
         }
@@ -227,8 +160,9 @@ impl<'a> ChainCheck<'a> {
         }
         let prev = self.prev;
         if self.valid_at(entry, e, &prev) {
+            let stored = entry.stored_hash();
             if let Some(anchor) = self.anchors.get(&e) {
-                if anchor.hash != entry.stored {
+                if anchor.hash != stored {
                     return Some(broken(
                         e,
                         BreakKind::CheckpointMismatch,
@@ -241,7 +175,7 @@ impl<'a> ChainCheck<'a> {
                 self.report.checkpoints_matched += 1;
             }
             self.prev_prev = Some(self.prev);
-            self.prev = entry.stored;
+            self.prev = stored;
             self.expected += 1;
             return Some(State::Holding);
         }

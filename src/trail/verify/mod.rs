@@ -10,6 +10,7 @@
 //! chain that custodian did not write are found by `strays.rs`; the report
 //! types are in `report.rs`.
 
+pub mod archived;
 mod chain_check;
 mod report;
 mod strays;
@@ -22,7 +23,10 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use crate::trail::archive::manifest::FileRecord;
+use crate::trail::archive::target::Target;
 use crate::trail::checkpoint::{Checkpoint, Verifier};
+use crate::trail::entry::Entry;
 
 /// Entries fetched per round trip.
 const BATCH: i32 = 5_000;
@@ -47,6 +51,8 @@ pub struct Options {
     pub verifier: Option<Verifier>,
     /// Stop (with `complete: false`) past this instant.
     pub deadline: Option<Instant>,
+    /// The archived periods, read before the live partitions.
+    pub archive: Option<archived::Archive>,
 }
 
 /// A checkpoint's claim about one sequence number.
@@ -55,10 +61,6 @@ pub(super) struct Anchor {
     pub(super) hash: [u8; 32],
     pub(super) source: &'static str,
 }
-
-const COLUMNS: &str = "chain_seq, entry_hash, message_id, status, topic, kafka_partition, \
-    kafka_offset, message_key, event_type, attempt, error, consumer_group, occurred_at, detail, \
-    received_at, received_detail, key_bytes, headers, kafka_timestamp, payload_sha256, payload";
 
 /// Verifies every chain.
 ///
@@ -139,6 +141,13 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         strays,
         stray_entries,
         checkpoint_file_error: None,
+        archived_periods: options.archive.as_ref().map_or(0, |a| a.periods.len()),
+        archived_entries: 0,
+        archive_problems: options
+            .archive
+            .as_ref()
+            .map(|a| a.problems.clone())
+            .unwrap_or_default(),
     };
     // Each chain with what it starts from, dealt round-robin to the
     // connections; each connection works through its share in order.
@@ -160,22 +169,30 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
             name,
             start,
             anchors: anchors.remove(name).unwrap_or_default(),
+            files: options
+                .archive
+                .as_ref()
+                .map(|a| a.files_of(name))
+                .unwrap_or_default(),
         });
     }
+    let target = options.archive.as_ref().and_then(|a| a.target.as_ref());
     let runs = clients
         .iter_mut()
         .zip(shares)
-        .map(|(client, share)| verify_share(client, share, options.deadline));
-    let mut done: Vec<(usize, ChainReport, bool)> = futures::future::try_join_all(runs)
+        .map(|(client, share)| verify_share(client, share, target, options.deadline));
+    let mut done: Vec<Done> = futures::future::try_join_all(runs)
         .await?
         .into_iter()
         .flatten()
         .collect();
-    done.sort_by_key(|(order, _, _)| *order);
-    report.complete = done.len() == chains.len() && done.iter().all(|(_, _, f)| *f);
-    for (_, chain, _) in done {
-        report.entries_checked += chain.entries;
-        report.chains.push(chain);
+    done.sort_by_key(|d| d.order);
+    report.complete = done.len() == chains.len() && done.iter().all(|d| d.finished);
+    for d in done {
+        report.entries_checked += d.chain.entries;
+        report.archived_entries += d.archived;
+        report.archive_problems.extend(d.archive_problems);
+        report.chains.push(d.chain);
     }
     if report.complete {
         // Checkpoints of chains the database no longer has at all.
@@ -218,30 +235,36 @@ struct Job<'a> {
     name: &'a str,
     start: Option<(i64, [u8; 32])>,
     anchors: BTreeMap<i64, Anchor>,
+    /// Its archived files, oldest first.
+    files: Vec<FileRecord>,
+}
+
+/// One chain verified.
+struct Done {
+    order: usize,
+    chain: ChainReport,
+    /// False when the deadline cut it short.
+    finished: bool,
+    archived: u64,
+    archive_problems: Vec<String>,
 }
 
 /// Verifies a connection's share of the chains, in order, until the
-/// deadline; a chain cut short is reported with `false`.
+/// deadline.
 async fn verify_share(
     client: &mut Client,
     share: Vec<Job<'_>>,
+    target: Option<&Target>,
     deadline: Option<Instant>,
-) -> Result<Vec<(usize, ChainReport, bool)>, VerifyError> {
+) -> Result<Vec<Done>, VerifyError> {
     let mut done = Vec::with_capacity(share.len());
     for job in share {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let (chain, finished) = verify_chain(
-            client,
-            job.chain_id,
-            job.name,
-            job.start,
-            job.anchors,
-            deadline,
-        )
-        .await?;
-        done.push((job.order, chain, finished));
+        let chain = verify_chain(client, job, target, deadline).await?;
+        let finished = chain.finished;
+        done.push(chain);
         if !finished {
             break;
         }
@@ -249,21 +272,44 @@ async fn verify_share(
     Ok(done)
 }
 
-/// Reads one chain through a portal; false when the deadline cut it short.
+/// Reads one chain: its archived files, then the live partitions through
+/// a portal.
 async fn verify_chain(
     client: &mut Client,
-    chain_id: i32,
-    name: &str,
-    start: Option<(i64, [u8; 32])>,
-    anchors: BTreeMap<i64, Anchor>,
+    job: Job<'_>,
+    target: Option<&Target>,
     deadline: Option<Instant>,
-) -> Result<(ChainReport, bool), VerifyError> {
+) -> Result<Done, VerifyError> {
+    let Job {
+        order,
+        chain_id,
+        name,
+        start,
+        anchors,
+        files,
+    } = job;
     let after = start.map_or(0, |(seq, _)| seq);
     let mut check = ChainCheck::new(name, start, anchors);
+    let mut archived = 0;
+    let mut archive_problems = Vec::new();
+    if let Some(target) = target {
+        for file in files
+            .iter()
+            .filter(|f| f.last_seq.is_none_or(|l| l > after))
+        {
+            let (entries, problems) = crate::trail::archive::read_file(target, file).await;
+            archive_problems.extend(problems);
+            for entry in entries.into_iter().flatten().filter(|e| e.seq() > after) {
+                archived += 1;
+                check.push(entry);
+            }
+        }
+    }
     let tx = client.transaction().await?;
     let statement = tx
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE chain_id = $1 AND chain_seq > $2 ORDER BY chain_seq"
+            "SELECT {COLUMNS} FROM audit_log WHERE chain_id = $1 AND chain_seq > $2 ORDER BY chain_seq",
+            COLUMNS = crate::trail::entry::COLUMNS
         ))
         .await?;
     let portal = tx.bind(&statement, &[&chain_id, &after]).await?;
@@ -274,7 +320,7 @@ async fn verify_chain(
             break;
         }
         for row in rows {
-            check.push(row);
+            check.push(Entry::from_row(&row, Some(name))?);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             finished = false;
@@ -283,7 +329,13 @@ async fn verify_chain(
     }
     drop(portal);
     tx.rollback().await?;
-    Ok((check.finish(finished), finished))
+    Ok(Done {
+        order,
+        chain: check.finish(finished),
+        finished,
+        archived,
+        archive_problems,
+    })
 }
 
 /// How long a budget of `ms` milliseconds lasts from now (HTTP).

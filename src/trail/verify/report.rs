@@ -134,6 +134,14 @@ pub struct Report {
     /// `audit_checkpoints`, where a superuser can delete them with the
     /// tail): a truncated trail may go unnoticed.
     pub checkpoint_file_error: Option<String>,
+    /// Archived periods (dropped from PostgreSQL) read from the archive
+    /// store, and the entries read from their files.
+    pub archived_periods: usize,
+    pub archived_entries: u64,
+    /// What is wrong with the archive: a manifest refused, swapped or
+    /// missing, a file missing, edited, truncated or reordered (each
+    /// naming the file), a period whose seal it does not match.
+    pub archive_problems: Vec<String>,
 }
 
 impl Report {
@@ -160,7 +168,9 @@ impl Report {
             .checkpoint_file_error
             .iter()
             .map(|e| format!("audit.checkpoint_file: {e}"));
+        let archive = self.archive_problems.iter().cloned();
         breaks
+            .chain(archive)
             .chain(refused)
             .chain(strays)
             .chain(in_all.then(|| format!("{} stray row(s) in all", self.stray_entries)))
