@@ -229,7 +229,7 @@ fn text(value: Option<&[u8]>) -> Option<&str> {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -5,7 +5,7 @@
 //! parameters and a binary COPY.
 
 pub(crate) mod audit;
-pub(crate) mod chain;
+pub mod chain;
 pub mod explorer;
 pub(crate) mod message_projection;
 pub mod migrate;

@@ -24,6 +24,9 @@ use crate::config::SigningSeed;
 
 /// The algorithm byte of Ed25519 in signed notes.
 const ED25519: u8 = 0x01;
+/// The second line of every seal note (`seal/<partition>`, see
+/// `trail::seal`): the checkpoint file holds both kinds of note.
+pub const SEAL_PREFIX: &str = "seal/";
 /// What separates the note from its signature in a file line.
 const SIGNATURE_MARK: &str = " \u{2014} ";
 
@@ -259,10 +262,7 @@ pub fn read_file(path: &Path, verifier: &Verifier) -> std::io::Result<(Vec<Check
         // lives in the same file; `audit verify` reads seals from the
         // database and checks them against the archives.
         let opened = verifier.open_note(line).and_then(|lines| {
-            if lines
-                .get(1)
-                .is_some_and(|l| l.starts_with(crate::trail::seal::NOTE_PREFIX))
-            {
+            if lines.get(1).is_some_and(|l| l.starts_with(SEAL_PREFIX)) {
                 Ok(None)
             } else {
                 verifier.open(line).map(Some)

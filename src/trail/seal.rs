@@ -15,8 +15,7 @@ use tokio_postgres::Client;
 use super::checkpoint::{self, Signer, Verifier};
 use super::partitions::{self, Partition};
 
-/// The second line of every seal note: `seal/<partition>`.
-pub const NOTE_PREFIX: &str = "seal/";
+use super::checkpoint::SEAL_PREFIX as NOTE_PREFIX;
 
 /// One chain's run in a sealed partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -318,7 +318,7 @@ pub(crate) async fn put_file(
     batch: &[Entry],
 ) -> Result<FileRecord, ArchiveError> {
     let bytes = parquet::encode(batch)?;
-    let b64 = |h: &Option<Vec<u8>>| h.as_deref().map(|h| base64_of(h));
+    let b64 = |h: &Option<Vec<u8>>| h.as_deref().map(base64_of);
     let record = FileRecord {
         path: path.to_owned(),
         chain: chain.map(str::to_owned),
@@ -367,7 +367,7 @@ pub async fn read_file(target: &Target, record: &FileRecord) -> (Option<Vec<Entr
             record.bytes
         ));
     }
-    let entries = match parquet::decode(bytes) {
+    let mut entries = match parquet::decode(bytes) {
         Ok(e) => e,
         Err(e) => {
             problems.push(format!("archive file {name}: {e}"));
@@ -380,6 +380,14 @@ pub async fn read_file(target: &Target, record: &FileRecord) -> (Option<Vec<Entr
             entries.len(),
             record.rows
         ));
+    }
+    if record.chain.is_some() && !entries.is_sorted_by_key(|e| e.chain_seq) {
+        problems.push(format!(
+            "archive file {name}: its entries are out of sequence order (reordered)"
+        ));
+        // Read in sequence order from here on, as the database is read, so
+        // the chain check says what else is wrong.
+        entries.sort_by_key(|e| e.chain_seq);
     }
     if record.chain.is_some() {
         let mut hasher = Hasher::default();

@@ -1,6 +1,7 @@
 //! The audit trail: hash chains, checkpoints, verify and reconcile, and
 //! the message explorer that reads it.
 
+mod archive;
 mod chain;
 mod explorer;
 mod trail_defects;

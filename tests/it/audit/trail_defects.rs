@@ -25,7 +25,7 @@ use reqwest::Method;
 /// The checkpoint signing key of these tests (base64 of a 32-byte seed).
 const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-fn produce(env: &TestEnv, from: usize, n: usize) {
+pub(crate) fn produce(env: &TestEnv, from: usize, n: usize) {
     let records: Vec<Vec<u8>> = (from..from + n)
         .map(|i| crate::support::created_event(&format!("tx-{i}")).into_bytes())
         .collect();
@@ -36,7 +36,7 @@ fn produce(env: &TestEnv, from: usize, n: usize) {
     env.produce(&borrowed);
 }
 
-fn wait_processed(env: &TestEnv, n: i64) {
+pub(crate) fn wait_processed(env: &TestEnv, n: i64) {
     wait_until(Duration::from_secs(60), "every record processed", || {
         env.db()
             .rows_with_status(Table::AuditLog, "MESSAGE_PROCESSED")
@@ -159,7 +159,7 @@ fn a_checkpoint_file_failing_later_shows_in_ready_and_verify_and_the_rows_are_st
 }
 
 /// Runs the first `n` migrations on the test database (the rest at start).
-fn migrate_first(env: &TestEnv, n: usize) {
+pub(crate) fn migrate_first(env: &TestEnv, n: usize) {
     use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
     use diesel_migrations::MigrationHarness;
     let url = env.database_url.clone();
