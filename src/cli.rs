@@ -237,6 +237,13 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A message's lifecycle from the live partitions and the archive
+    /// (periods dropped from PostgreSQL, searched by bloom filter).
+    Show {
+        message_id: uuid::Uuid,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a new signing key (base64 seed) to FILE and print its verifier key.
     Keygen {
         #[arg(long)]
@@ -417,6 +424,71 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                 }
                 println!("{} partition(s) archived", archived.len());
             }
+        }
+        AuditCommand::Show { message_id, json } => {
+            let shown = access.show(message_id).await?;
+            let line = |e: &custodian::trail::entry::Entry, from: &str| {
+                format!(
+                    "{}  {:<24} {}[{}]@{}  attempt {}{}  {from}",
+                    e.occurred_at.to_rfc3339(),
+                    e.status,
+                    e.topic,
+                    e.kafka_partition,
+                    e.kafka_offset,
+                    e.attempt,
+                    e.error
+                        .as_deref()
+                        .map(|err| format!("  error: {err}"))
+                        .unwrap_or_default()
+                )
+            };
+            if json {
+                let entry = |e: &custodian::trail::entry::Entry, source: &str| {
+                    serde_json::json!({
+                        "source": source, "status": e.status, "topic": e.topic,
+                        "kafka_partition": e.kafka_partition, "kafka_offset": e.kafka_offset,
+                        "attempt": e.attempt, "error": e.error, "occurred_at": e.occurred_at,
+                        "recorded_at": e.recorded_at, "chain": e.chain, "chain_seq": e.chain_seq,
+                    })
+                };
+                let mut all: Vec<serde_json::Value> = shown
+                    .archived
+                    .entries
+                    .iter()
+                    .map(|e| entry(e, "archive"))
+                    .collect();
+                all.extend(shown.live.iter().map(|e| entry(e, "postgres")));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "message_id": message_id,
+                        "entries": all,
+                        "archive": shown.archived,
+                        "store_url": shown.store_url,
+                    }))?
+                );
+            } else {
+                for e in &shown.archived.entries {
+                    println!("{}", line(e, "archive"));
+                }
+                for e in &shown.live {
+                    println!("{}", line(e, "postgres"));
+                }
+                if let Some(url) = &shown.store_url {
+                    println!(
+                        "archive {url}: {} of {} file(s) held it ({}), {} of {} row group(s) read",
+                        shown.archived.files.len(),
+                        shown.archived.files_total,
+                        shown.archived.files.join(", "),
+                        shown.archived.row_groups_read,
+                        shown.archived.row_groups_total
+                    );
+                }
+            }
+            anyhow::ensure!(
+                !(shown.live.is_empty() && shown.archived.entries.is_empty()),
+                "no audit entry for message {message_id}"
+            );
         }
         AuditCommand::Keygen { out } => {
             anyhow::ensure!(

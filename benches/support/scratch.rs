@@ -15,9 +15,22 @@ pub async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<usi
 }
 
 /// Runs `bench` on a fresh, migrated database named `custodian_bench_{name}_…`.
+#[allow(dead_code)]
 pub fn with_database<F, Fut>(name: &str, bench: F) -> anyhow::Result<()>
 where
     F: FnOnce(AsyncPgConnection) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    with_database_at(name, |url: String| async move {
+        let conn = AsyncPgConnection::establish(&url).await?;
+        bench(conn).await
+    })
+}
+
+/// Runs `bench` with the URL of a fresh, migrated database.
+pub fn with_database_at<F, Fut>(name: &str, bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let admin = std::env::var("TEST_POSTGRES_ADMIN_URL").map_err(|_| {
@@ -42,12 +55,7 @@ where
     })?;
     let result = custodian::store::migrate::run(&url.clone().into(), Duration::from_secs(30))
         .map_err(anyhow::Error::from)
-        .and_then(|_| {
-            rt.block_on(async {
-                let conn = AsyncPgConnection::establish(&url).await?;
-                bench(conn).await
-            })
-        });
+        .and_then(|_| rt.block_on(bench(url.clone())));
     rt.block_on(async {
         let mut admin_conn = AsyncPgConnection::establish(&admin).await?;
         exec(

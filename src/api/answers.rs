@@ -57,6 +57,57 @@ pub struct Lifecycle {
     pub retry_schedule: Option<crate::delivery::record::Delivery>,
 }
 
+/// `GET /messages/{message_id}` for a message whose periods are archived
+/// (dropped from PostgreSQL): where its entries are, and what they say.
+#[derive(Serialize, ToSchema)]
+pub struct ArchivedLifecycle {
+    pub message_id: Uuid,
+    /// Always true: the entries were read from the archive.
+    pub archived: bool,
+    /// The archive store (`s3://bucket/prefix`, `file:///…`).
+    pub store_url: String,
+    /// The archived periods (partitions) holding them.
+    pub partitions: Vec<String>,
+    /// The Parquet files holding them, within the store.
+    pub files: Vec<String>,
+    /// Its entries, oldest first (payloads stay in the archive).
+    pub lifecycle: Vec<ArchivedEntry>,
+}
+
+/// One archived entry, as `GET /messages/{message_id}` shows it.
+#[derive(Serialize, ToSchema)]
+pub struct ArchivedEntry {
+    pub status: String,
+    pub topic: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub event_type: Option<String>,
+    pub attempt: i32,
+    pub error: Option<String>,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    pub chain: Option<String>,
+    pub chain_seq: Option<i64>,
+}
+
+impl From<&crate::trail::entry::Entry> for ArchivedEntry {
+    fn from(e: &crate::trail::entry::Entry) -> Self {
+        ArchivedEntry {
+            status: e.status.clone(),
+            topic: e.topic.clone(),
+            kafka_partition: e.kafka_partition,
+            kafka_offset: e.kafka_offset,
+            event_type: e.event_type.clone(),
+            attempt: e.attempt,
+            error: e.error.clone(),
+            occurred_at: e.occurred_at,
+            recorded_at: e.recorded_at,
+            chain: e.chain.clone(),
+            chain_seq: e.chain_seq,
+        }
+    }
+}
+
 /// `GET /dlq`.
 #[derive(Serialize, ToSchema)]
 pub struct DlqPage {

@@ -87,6 +87,10 @@ pub struct ExplorerPage {
     pub entries: Vec<AuditRow>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
+    /// Entries recorded before this time are archived (dropped from
+    /// PostgreSQL, so not listed here): `GET /messages/{id}` and `custodian
+    /// audit show` read them from the archive. Absent: nothing archived.
+    pub archived_before: Option<DateTime<Utc>>,
 }
 
 impl ExplorerQuery {
@@ -200,10 +204,23 @@ pub async fn run(
             offset: filter.by_offset().then_some(last.kafka_offset),
         })
     });
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Archived {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        until: Option<DateTime<Utc>>,
+    }
+    let archived_before = diesel::sql_query(
+        "SELECT max(to_time) AS until FROM audit_partitions WHERE dropped_at IS NOT NULL",
+    )
+    .get_result::<Archived>(conn)
+    .await?
+    .until;
     Ok(ExplorerPage {
         count: entries.len(),
         entries,
         next_cursor,
+        archived_before,
     })
 }
 

@@ -83,8 +83,33 @@ pub async fn prometheus(dlq: web::Data<DeadLetters>) -> HttpResponse {
         .body(crate::telemetry::render())
 }
 
+/// A message whose entries are all in archived periods: where, and what.
+async fn archived(state: &AppState, id: Uuid) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no audit record for message {id}"));
+    let shown = state.audit.show(id).await.map_err(|e| {
+        tracing::warn!(error = %e, "searching the audit archive failed");
+        ApiError::Unavailable("audit archive")
+    })?;
+    if shown.archived.entries.is_empty() {
+        return Err(not_found());
+    }
+    Ok(HttpResponse::Ok().json(super::answers::ArchivedLifecycle {
+        message_id: id,
+        archived: true,
+        store_url: shown.store_url.unwrap_or_default(),
+        partitions: shown.archived.partitions.clone(),
+        files: shown.archived.files.clone(),
+        lifecycle: shown
+            .archived
+            .entries
+            .iter()
+            .map(super::answers::ArchivedEntry::from)
+            .collect(),
+    }))
+}
+
 /// A message's whole audit lifecycle, oldest first.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order", body = Lifecycle), (status = 404, description = "No audit record", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order (an `ArchivedLifecycle` when its periods are archived)", body = Lifecycle), (status = 404, description = "No audit record", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages/{message_id}")]
 pub async fn message(
     _: Authorized,
@@ -103,9 +128,7 @@ pub async fn message(
         ApiError::Unavailable("postgres")
     })?;
     if rows.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "no audit record for message {id}"
-        )));
+        return archived(&state, id).await;
     }
     let delivery = crate::delivery::record::one(&mut conn, id)
         .await

@@ -70,6 +70,15 @@ pub async fn connect(
     Ok(client)
 }
 
+/// One message's entries, live and archived (`Access::show`).
+#[derive(Debug)]
+pub struct Shown {
+    pub live: Vec<entry::Entry>,
+    pub archived: archive::find::Found,
+    /// The archive store searched, if any period is archived.
+    pub store_url: Option<String>,
+}
+
 /// What `audit verify` / `audit reconcile` need, from the settings: shared
 /// by the CLI and the HTTP endpoints.
 #[derive(Debug, Clone)]
@@ -260,6 +269,70 @@ impl Access {
                 })
             }
         }
+    }
+
+    /// Message `id`'s entries, in the live partitions and in the archive
+    /// (the periods dropped from PostgreSQL, searched by bloom filter).
+    pub async fn show(&self, id: uuid::Uuid) -> Result<Shown, AccessError> {
+        let client = self.client("custodian audit show").await?;
+        let unavailable = |e: tokio_postgres::Error| {
+            AccessError::Unavailable(format!("reading the audit trail: {e}"))
+        };
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {}, c.name FROM audit_log l LEFT JOIN audit_chains c USING (chain_id) \
+                     WHERE l.message_id = $1 ORDER BY l.occurred_at, l.id",
+                    entry::COLUMNS
+                ),
+                &[&id],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut live = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let chain: Option<String> = r.get(23);
+            live.push(entry::Entry::from_row(r, chain.as_deref()).map_err(unavailable)?);
+        }
+        let manifests = client
+            .query(
+                "SELECT a.manifest FROM audit_partitions p \
+                 JOIN LATERAL (SELECT manifest FROM audit_archives WHERE partition_name = p.name \
+                     ORDER BY id DESC LIMIT 1) a ON true \
+                 WHERE p.dropped_at IS NOT NULL ORDER BY p.to_time",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        if manifests.is_empty() {
+            return Ok(Shown {
+                live,
+                archived: archive::find::Found::default(),
+                store_url: None,
+            });
+        }
+        let verifier = self.verifier.as_ref().ok_or_else(|| {
+            AccessError::Unavailable(
+                "reading the archive needs the verifier key (audit.signing_key)".into(),
+            )
+        })?;
+        let mut opened = Vec::with_capacity(manifests.len());
+        for r in &manifests {
+            let text: String = r.get(0);
+            opened.push(
+                archive::manifest::Manifest::open(text.as_bytes(), verifier)
+                    .map_err(archive::ArchiveError::from)?,
+            );
+        }
+        let target = self.archive_target()?;
+        let archived = archive::find::find(&target, &opened, id)
+            .await
+            .map_err(|e| AccessError::Unavailable(e.to_string()))?;
+        Ok(Shown {
+            live,
+            archived,
+            store_url: Some(target.url().to_owned()),
+        })
     }
 
     /// Creates the partitions of `audit_log` missing up to

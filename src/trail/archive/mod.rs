@@ -7,9 +7,11 @@
 //! leaves the partition in place, or dropped with its verified archive.
 //!
 //! - `parquet`: entries to and from Parquet;
+//! - `find`: one message's entries, by bloom filter;
 //! - `manifest`: the signed manifest;
 //! - `target`: the object store.
 
+pub mod find;
 pub mod manifest;
 pub mod parquet;
 pub mod target;

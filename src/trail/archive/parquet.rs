@@ -204,7 +204,7 @@ pub fn decode(bytes: Bytes) -> Result<Vec<Entry>, ParquetError> {
     Ok(entries)
 }
 
-fn decode_batch(batch: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), ParquetError> {
+pub(crate) fn decode_batch(batch: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), ParquetError> {
     let bad = |name: &str| ParquetError::Schema(format!("column {name}"));
     let col = |i: usize| batch.column(i);
     let text = |i: usize, name: &str| col(i).as_string_opt::<i32>().ok_or_else(|| bad(name));

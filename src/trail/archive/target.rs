@@ -95,6 +95,11 @@ impl Target {
         full
     }
 
+    /// The store and the full path of `path`, for a reader of its own.
+    pub(crate) fn locate(&self, path: &str) -> (&Arc<dyn ObjectStore>, Path) {
+        (&self.store, self.full(path))
+    }
+
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), TargetError> {
         self.store
             .put(&self.full(path), PutPayload::from(bytes))

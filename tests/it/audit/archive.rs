@@ -17,6 +17,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use custodian::app::Running;
 use custodian::trail::verify::Report;
 use custodian::trail::Access;
+use reqwest::Method;
 
 use super::trail_defects::wait_processed;
 use crate::support::process::Launch;
@@ -290,6 +291,20 @@ fn seal_archive_drop_verify(store: Store) {
     let (app, sent) = trail_across_a_boundary(&env, &settings, &[end]);
     let sealed_rows = rows_in(&env, &names[0]);
     assert!(sealed_rows > 0);
+    let archived_id: String = env.rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .query_one(
+                &format!("SELECT message_id::text FROM audit_log WHERE tableoid = '{}'::regclass LIMIT 1", names[0]),
+                &[],
+            )
+            .await
+            .expect("an entry of the sealed period")
+            .get(0)
+    });
 
     // The CLI seals the ended period: a signed line in the file and a row.
     let out = command(
@@ -355,6 +370,41 @@ fn seal_archive_drop_verify(store: Store) {
     assert_eq!(report.entries_checked as i64, sent as i64);
     let out = command(&env, &["audit", "verify"], &settings).output();
     assert!(out.success, "{}{}", out.stdout, out.stderr);
+
+    // The archived message is found, and where: the API, the CLI, the explorer.
+    let (status, body) = env.api(&app, Method::GET, &format!("/messages/{archived_id}"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["archived"], true, "{body}");
+    assert_eq!(body["partitions"], serde_json::json!([names[0]]), "{body}");
+    assert_eq!(body["files"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(
+        body["lifecycle"][0]["status"], "MESSAGE_PROCESSED",
+        "{body}"
+    );
+    let out = command(&env, &["audit", "show", &archived_id, "--json"], &settings).output();
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let shown: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(shown["entries"][0]["source"], "archive", "{shown}");
+    assert_eq!(
+        shown["archive"]["files_total"], 2,
+        "two chains' files: {shown}"
+    );
+    let out = command(&env, &["audit", "show", &archived_id], &settings).output();
+    assert!(
+        out.stdout.contains("MESSAGE_PROCESSED") && out.stdout.contains("archive"),
+        "{}",
+        out.stdout
+    );
+    let unknown = uuid::Uuid::new_v4();
+    let (status, _) = env.api(&app, Method::GET, &format!("/messages/{unknown}"), None);
+    assert_eq!(status, 404);
+    let out = command(&env, &["audit", "show", &unknown.to_string()], &settings).output();
+    assert!(!out.success, "an unknown id is not found");
+    let (status, page) = env.api(&app, Method::GET, "/messages?limit=5", None);
+    assert_eq!(status, 200);
+    let before: DateTime<Utc> =
+        serde_json::from_value(page["archived_before"].clone()).expect("a time");
+    assert_eq!(before.timestamp_micros(), end.timestamp_micros(), "{page}");
 
     // The chains go on: more entries, still whole.
     produce(&env, sent, 50);
