@@ -182,6 +182,10 @@ BEGIN
         RAISE EXCEPTION 'custodian: a partition is a month or a day, not %', period
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF until > now() + interval '800 days' THEN
+        RAISE EXCEPTION 'custodian: partitions are created at most 800 days ahead, not until %', until
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     -- Never queue writers behind a long reader for long.
     SET LOCAL lock_timeout = '5s';
     PERFORM pg_advisory_xact_lock(hashtext('custodian_audit_partitions'));
@@ -244,6 +248,8 @@ $$;
 CREATE TABLE audit_seals (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     partition_name  TEXT        NOT NULL UNIQUE REFERENCES audit_partitions (name),
+    -- Every entry the partition held when sealed (as the note says).
+    entries         BIGINT      NOT NULL,
     -- The signed note, one line, as written to the file.
     line            TEXT        NOT NULL,
     sealed_at       TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -269,21 +275,34 @@ CREATE TABLE audit_archives (
 );
 CREATE INDEX audit_archives_by_partition ON audit_archives (partition_name, id);
 
--- Drops a sealed partition once a verified archive of it is recorded.
+-- Drops a sealed partition once a verified archive of it is recorded,
+-- holding as many entries as the partition and its seal. Detaching locks
+-- audit_log against everything for an instant: the lock is waited for
+-- 200 ms at most (writers queue behind the wait), and the caller tries
+-- again later.
 CREATE FUNCTION custodian_audit_partition_drop(part TEXT)
 RETURNS VOID LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     p audit_partitions;
+    held BIGINT;
+    sealed BIGINT;
+    archived BIGINT;
 BEGIN
-    SET LOCAL lock_timeout = '10s';
+    SET LOCAL lock_timeout = '200ms';
     SELECT * INTO p FROM audit_partitions WHERE name = part FOR UPDATE;
     IF NOT FOUND OR p.dropped_at IS NOT NULL THEN
         RAISE EXCEPTION 'custodian: no audit partition %', part USING ERRCODE = 'undefined_table';
     END IF;
-    IF p.sealed_at IS NULL
-       OR NOT EXISTS (SELECT 1 FROM audit_seals WHERE partition_name = part)
-       OR NOT EXISTS (SELECT 1 FROM audit_archives WHERE partition_name = part) THEN
+    SELECT entries INTO sealed FROM audit_seals WHERE partition_name = part;
+    SELECT entries INTO archived FROM audit_archives WHERE partition_name = part ORDER BY id DESC LIMIT 1;
+    IF p.sealed_at IS NULL OR sealed IS NULL OR archived IS NULL THEN
         RAISE EXCEPTION 'custodian: % has no seal and verified archive; not dropped', part
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    EXECUTE format('SELECT count(*) FROM %I', part) INTO held;
+    IF held <> sealed OR held <> archived THEN
+        RAISE EXCEPTION 'custodian: % holds % entries, its seal % and its archive %; not dropped',
+            part, held, sealed, archived
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     EXECUTE format('ALTER TABLE audit_log DETACH PARTITION %I', part);
@@ -330,14 +349,27 @@ CREATE OR REPLACE VIEW message_payloads AS
        AND NOT EXISTS (SELECT 1 FROM message_payloads_v1 p WHERE p.message_id = a.message_id)
      ORDER BY a.message_id, a.id);
 
--- 7. Rights: custodian's role appends to the trail and moves the heads; it
--- reads the partition catalogue and changes it only through the functions.
-GRANT SELECT, INSERT ON audit_log, audit_seals, audit_archives TO custodian_audit_writer;
+-- 7. Rights. custodian's role appends to the trail, moves the heads and
+-- creates partitions ahead (through the function); it reads seals and
+-- archives but cannot write them, seal or drop. Those belong to a role of
+-- their own, custodian_audit_archivist (a member of the writer role), for
+-- the credentials `custodian audit seal|archive` run with: a leaked service
+-- credential cannot take a period out of the database.
+DO $$
+BEGIN
+    CREATE ROLE custodian_audit_archivist NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END
+$$;
+GRANT custodian_audit_writer TO custodian_audit_archivist;
+GRANT SELECT, INSERT ON audit_log TO custodian_audit_writer;
+GRANT SELECT ON audit_seals, audit_archives, audit_partitions TO custodian_audit_writer;
 GRANT SELECT, INSERT, UPDATE ON audit_chain_heads TO custodian_audit_writer;
-GRANT SELECT ON audit_partitions TO custodian_audit_writer;
+GRANT INSERT ON audit_seals, audit_archives TO custodian_audit_archivist;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO custodian_audit_writer;
 REVOKE ALL ON FUNCTION custodian_audit_partitions_ensure(TEXT, TIMESTAMPTZ),
     custodian_audit_partition_seal(TEXT), custodian_audit_partition_drop(TEXT) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION custodian_audit_partitions_ensure(TEXT, TIMESTAMPTZ),
-    custodian_audit_partition_seal(TEXT), custodian_audit_partition_drop(TEXT)
-    TO custodian_audit_writer;
+GRANT EXECUTE ON FUNCTION custodian_audit_partitions_ensure(TEXT, TIMESTAMPTZ) TO custodian_audit_writer;
+GRANT EXECUTE ON FUNCTION custodian_audit_partition_seal(TEXT), custodian_audit_partition_drop(TEXT)
+    TO custodian_audit_archivist;

@@ -149,8 +149,17 @@ impl AuditSettings {
         if !(1..=16).contains(&self.verify_connections) {
             return Err(invalid("audit.verify_connections", "must be 1 to 16"));
         }
-        if !(1..=90).contains(&self.partitions_ahead) {
-            return Err(invalid("audit.partitions_ahead", "must be 1 to 90"));
+        if !(1..=24).contains(&self.partitions_ahead) {
+            return Err(invalid("audit.partitions_ahead", "must be 1 to 24"));
+        }
+        if self
+            .seal_after
+            .is_some_and(|d| d.is_zero() || d > Duration::from_secs(100 * 366 * 86_400))
+        {
+            return Err(invalid(
+                "audit.seal_after",
+                "must be more than zero and at most 100 years",
+            ));
         }
         if self.partition_check_interval < Duration::from_secs(1)
             || self.partition_check_interval > Duration::from_secs(86_400)

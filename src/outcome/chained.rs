@@ -35,11 +35,18 @@ pub fn link_next(
 /// `occurred_at`, for a replay, when it started (before the publish), so
 /// the lifecycle lists it before the copy's own rows; its `detail` says
 /// who, why, and for a replay where the new copy went.
+///
+/// In a transaction of its own (a savepoint inside the caller's): moving the
+/// chain's head and inserting the entry commit together or not at all, and
+/// a concurrent action waits for this one's commit before it reads the
+/// head, so entries are recorded in sequence order.
 pub async fn write_operator_event(
     conn: &mut AsyncPgConnection,
     event: &AuditEntry<'_>,
 ) -> QueryResult<()> {
-    append_chained(conn, OPERATOR_CHAIN, event).await
+    use diesel_async::AsyncConnection;
+    conn.transaction(async |conn| append_chained(conn, OPERATOR_CHAIN, event).await)
+        .await
 }
 
 /// Moves a head the writer read fails this many times in a row only if
@@ -47,7 +54,8 @@ pub async fn write_operator_event(
 const ATTEMPTS: usize = 8;
 
 /// Appends `event` as the next entry of the chain named `chain` (created if
-/// new), in the caller's transaction if it has one. One entry at a time:
+/// new), in the caller's transaction, which must be one (moving the head
+/// and inserting the entry are two statements). One entry at a time:
 /// for entries that are not a batch's (operator actions, the relay's).
 /// The chain's row in `audit_chain_heads` is moved from the head read to
 /// the new entry before the entry is inserted: a writer racing another

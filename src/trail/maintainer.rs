@@ -30,8 +30,13 @@ pub async fn run(
             }
         }
         let Some(after) = seal_after else { continue };
-        let before =
-            chrono::Utc::now() - chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+        // Bounded by the configuration check (at most 100 years).
+        let Some(before) = chrono::Duration::from_std(after)
+            .ok()
+            .and_then(|after| chrono::Utc::now().checked_sub_signed(after))
+        else {
+            continue;
+        };
         if let Err(e) = access.seal(before).await {
             tracing::warn!(error = %e, "sealing ended audit periods failed; trying again next round");
         }

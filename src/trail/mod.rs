@@ -242,33 +242,9 @@ impl Access {
     /// The archived periods, as `audit verify` reads them. A store that
     /// cannot be opened is a problem of the report, not an error.
     async fn archived(&self, client: &Client) -> Result<verify::archived::Archive, AccessError> {
-        let unavailable = |e: tokio_postgres::Error| {
-            AccessError::Unavailable(format!("reading audit_archives: {e}"))
-        };
-        match self.archive_target() {
-            Ok(target) => verify::archived::load(client, target, self.verifier.as_ref())
-                .await
-                .map_err(unavailable),
-            Err(e) => {
-                let dropped: i64 = client
-                    .query_one(
-                        "SELECT count(*) FROM audit_partitions WHERE dropped_at IS NOT NULL",
-                        &[],
-                    )
-                    .await
-                    .map_err(unavailable)?
-                    .get(0);
-                Ok(verify::archived::Archive {
-                    target: None,
-                    periods: Vec::new(),
-                    problems: if dropped > 0 {
-                        vec![format!("{dropped} archived period(s) cannot be read: {e}")]
-                    } else {
-                        Vec::new()
-                    },
-                })
-            }
-        }
+        verify::archived::load(client, &self.archive, self.verifier.as_ref())
+            .await
+            .map_err(|e| AccessError::Unavailable(format!("reading audit_archives: {e}")))
     }
 
     /// Message `id`'s entries, in the live partitions and in the archive

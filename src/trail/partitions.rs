@@ -40,10 +40,14 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// The lowest `recorded_at` of its rows (1970 for an open start: no
-    /// entry is older).
+    /// The lowest `recorded_at` of its rows (for an open start, the year
+    /// 4000 BC: PostgreSQL's range begins in 4713 BC).
     pub fn lower(&self) -> DateTime<Utc> {
-        self.from.unwrap_or(DateTime::UNIX_EPOCH)
+        self.from.unwrap_or_else(|| {
+            chrono::NaiveDate::from_ymd_opt(-4000, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map_or(DateTime::UNIX_EPOCH, |t| t.and_utc())
+        })
     }
 }
 

@@ -301,6 +301,14 @@ async fn seal_one(
             checkpoint,
         });
     }
+    let (all, unchained): (i64, i64) = (totals.get(0), totals.get(1));
+    let chained: i64 = chains.iter().map(|c| c.entries).sum();
+    if all != unchained + chained {
+        return Err(broken(format!(
+            "{} of its entries name a chain audit_chains does not hold",
+            all - unchained - chained
+        )));
+    }
     let seal = Seal {
         origin: origin.to_owned(),
         partition: p.name.clone(),
@@ -313,8 +321,8 @@ async fn seal_one(
     };
     let line = signer.sign_note(&seal.note());
     tx.execute(
-        "INSERT INTO audit_seals (partition_name, line) VALUES ($1, $2)",
-        &[&p.name, &line],
+        "INSERT INTO audit_seals (partition_name, entries, line) VALUES ($1, $2, $3)",
+        &[&p.name, &seal.entries, &line],
     )
     .await?;
     tx.commit().await?;

@@ -103,7 +103,7 @@ pub async fn archive_sealed(
                 let (path, m, text) =
                     write(client, target, signer, &p, &seal, &line, file_rows).await?;
                 crate::outcome::crash_point::reached("archive_uploaded");
-                let problems = read_back(target, &m, &seal, &verifier, &path).await;
+                let problems = read_back(target, &m, (&seal, &line), &verifier, &path).await;
                 if !problems.is_empty() {
                     return Err(ArchiveError::Unverified {
                         partition: p.name.clone(),
@@ -134,16 +134,15 @@ pub async fn archive_sealed(
         if !keep {
             // Checked once more right before the drop: what is dropped is
             // what the store holds now.
-            let problems = read_back(target, &manifest, &seal, &verifier, &manifest_path).await;
+            let problems =
+                read_back(target, &manifest, (&seal, &line), &verifier, &manifest_path).await;
             if !problems.is_empty() {
                 return Err(ArchiveError::Unverified {
                     partition: p.name.clone(),
                     problems: problems.join("; "),
                 });
             }
-            client
-                .execute("SELECT custodian_audit_partition_drop($1)", &[&p.name])
-                .await?;
+            drop_partition(client, &p.name).await?;
             dropped = true;
         }
         tracing::info!(partition = %p.name, entries = manifest.entries, files = manifest.files.len(), dropped, "audit partition archived");
@@ -158,6 +157,32 @@ pub async fn archive_sealed(
         });
     }
     Ok(done)
+}
+
+/// Tries to drop a partition this many times, a second apart: each try
+/// waits at most 200 ms for the lock detaching it needs (see the
+/// migration), so writers are never held longer than that.
+const DROP_ATTEMPTS: u32 = 60;
+
+async fn drop_partition(client: &Client, name: &str) -> Result<(), ArchiveError> {
+    use tokio_postgres::error::SqlState;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client
+            .execute("SELECT custodian_audit_partition_drop($1)", &[&name])
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) && attempt < DROP_ATTEMPTS =>
+            {
+                tracing::info!(partition = %name, attempt, "audit_log is busy; dropping the archived partition again shortly");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The latest recorded manifest of a partition: (path, signed text).
@@ -293,7 +318,7 @@ async fn export(
         for row in &rows {
             pending.push(Entry::from_row(row, chain)?);
         }
-        if pending.len() >= file_rows || (last && !pending.is_empty()) {
+        while pending.len() >= file_rows || (last && !pending.is_empty()) {
             let take = pending.len().min(file_rows);
             let batch: Vec<Entry> = pending.drain(..take).collect();
             let path = format!(
@@ -438,7 +463,7 @@ pub async fn read_file(target: &Target, record: &FileRecord) -> (Option<Vec<Entr
 pub async fn read_back(
     target: &Target,
     manifest: &Manifest,
-    seal: &Seal,
+    (seal, seal_line): (&Seal, &str),
     verifier: &Verifier,
     manifest_path: &str,
 ) -> Vec<String> {
@@ -451,7 +476,7 @@ pub async fn read_back(
         },
         Err(e) => problems.push(format!("manifest {manifest_path}: {e}")),
     }
-    problems.extend(check_against_seal(manifest, seal));
+    problems.extend(check_against_seal(manifest, seal, seal_line));
     for record in &manifest.files {
         let (_, found) = read_file(target, record).await;
         problems.extend(found);
@@ -459,9 +484,16 @@ pub async fn read_back(
     problems
 }
 
-/// The manifest's files cover exactly the seal's chain runs and counts.
-pub fn check_against_seal(manifest: &Manifest, seal: &Seal) -> Vec<String> {
+/// The manifest names this seal (by the SHA-256 of its signed line), and
+/// its files cover exactly the seal's chain runs and counts.
+pub fn check_against_seal(manifest: &Manifest, seal: &Seal, seal_line: &str) -> Vec<String> {
     let mut problems = Vec::new();
+    if manifest.seal_sha256 != hex(&Sha256::digest(seal_line.as_bytes())) {
+        problems.push(format!(
+            "the manifest of {} names another seal than the recorded one",
+            manifest.partition
+        ));
+    }
     if manifest.partition != seal.partition {
         problems.push(format!(
             "the manifest is of {}, the seal of {}",

@@ -182,6 +182,17 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, ParquetError> {
 /// Every entry of a file, in file order. Anything that is not a file
 /// [`encode`] wrote is refused with why, never a panic.
 pub fn decode(bytes: Bytes) -> Result<Vec<Entry>, ParquetError> {
+    // A file is outside input: whatever the reader does with a malformed
+    // one (it has panicked on some before), it is a refusal here.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_unguarded(bytes)))
+        .unwrap_or_else(|_| {
+            Err(ParquetError::Read(
+                "the Parquet reader gave up on it".into(),
+            ))
+        })
+}
+
+fn decode_unguarded(bytes: Bytes) -> Result<Vec<Entry>, ParquetError> {
     let read = |e: &dyn std::fmt::Display| ParquetError::Read(e.to_string());
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| read(&e))?;
     let expected = schema();

@@ -42,6 +42,16 @@ impl Target {
     /// Opens the configured store (creating a local directory if needed).
     /// Errors never hold the secret key.
     pub fn open(settings: &ArchiveSettings) -> Result<Target, TargetError> {
+        Target::opening(settings, true)
+    }
+
+    /// Opens a store to read what is there: a missing local directory is
+    /// an error, not created.
+    pub fn open_existing(settings: &ArchiveSettings) -> Result<Target, TargetError> {
+        Target::opening(settings, false)
+    }
+
+    fn opening(settings: &ArchiveSettings, create: bool) -> Result<Target, TargetError> {
         let config = |e: &dyn std::fmt::Display| TargetError::Config(e.to_string());
         if let Some(rest) = settings.url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -73,9 +83,15 @@ impl Target {
             .url
             .strip_prefix("file://")
             .unwrap_or(&settings.url);
-        std::fs::create_dir_all(dir).map_err(|e| config(&format!("cannot create {dir}: {e}")))?;
+        if create {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| config(&format!("cannot create {dir}: {e}")))?;
+        }
         let dir = std::fs::canonicalize(dir).map_err(|e| config(&format!("{dir}: {e}")))?;
-        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| config(&e))?;
+        // Synced: the partition is dropped once its files are written.
+        let store = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| config(&e))?
+            .with_fsync(true);
         Ok(Target {
             store: Arc::new(store),
             prefix: Path::default(),

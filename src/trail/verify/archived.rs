@@ -1,66 +1,91 @@
 //! The archived periods `audit verify` reads before the live partitions:
-//! each dropped partition's latest manifest, checked against its record in
-//! `audit_archives` (a swapped or edited manifest), its signature and its
-//! seal, and then its files, chain by chain (see `archive::read_file`).
+//! each dropped partition's latest manifest, from the store its archive
+//! record names, checked against that record (a swapped or edited
+//! manifest), its signature and its seal; its unchained files checked
+//! whole here, its chains' files read chain by chain by the verify itself
+//! (see `archive::read_file`).
+
+use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
+use crate::config::ArchiveSettings;
 use crate::trail::archive::check_against_seal;
 use crate::trail::archive::manifest::{FileRecord, Manifest};
 use crate::trail::archive::target::Target;
 use crate::trail::checkpoint::Verifier;
 use crate::trail::seal::Seal;
 
-/// The archive as `audit verify` reads it.
+/// One archived period: the store it is in and its files.
 #[derive(Debug)]
+pub struct Period {
+    pub partition: String,
+    pub target: Target,
+    pub files: Vec<FileRecord>,
+}
+
+/// The archive as `audit verify` reads it.
+#[derive(Debug, Default)]
 pub struct Archive {
-    /// `None`: the store could not be opened (a problem says why).
-    pub target: Option<Target>,
-    /// Dropped partitions, oldest first, with the files their manifest lists.
-    pub periods: Vec<(String, Vec<FileRecord>)>,
-    /// What is wrong with the manifests and seals.
+    /// Dropped partitions, oldest first.
+    pub periods: Vec<Period>,
+    /// What is wrong with the manifests, seals and unchained files.
     pub problems: Vec<String>,
+    /// Entries read here (unchained files).
+    pub entries: u64,
 }
 
 impl Archive {
-    /// The files of the chain named `chain`, oldest first.
-    pub fn files_of(&self, chain: &str) -> Vec<FileRecord> {
+    /// The files of the chain named `chain`, oldest first, with their store.
+    pub fn files_of(&self, chain: &str) -> Vec<(Target, FileRecord)> {
         self.periods
             .iter()
-            .flat_map(|(_, files)| files.iter())
-            .filter(|f| f.chain.as_deref() == Some(chain))
-            .cloned()
+            .flat_map(|p| p.files.iter().map(move |f| (&p.target, f)))
+            .filter(|(_, f)| f.chain.as_deref() == Some(chain))
+            .map(|(t, f)| (t.clone(), f.clone()))
             .collect()
+    }
+
+    /// The chains the archive holds files of.
+    pub fn chains(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .periods
+            .iter()
+            .flat_map(|p| p.files.iter().filter_map(|f| f.chain.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }
 
-/// Reads the manifests of every dropped partition.
+/// Reads the manifests of every dropped partition, each from the store
+/// its archive was recorded in (with the configured S3 credentials).
 pub async fn load(
     client: &Client,
-    target: Target,
+    configured: &ArchiveSettings,
     verifier: Option<&Verifier>,
 ) -> Result<Archive, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT p.name, a.manifest_path, a.manifest_sha256, s.line FROM audit_partitions p \
-             LEFT JOIN LATERAL (SELECT manifest_path, manifest_sha256 FROM audit_archives \
+            "SELECT p.name, a.manifest_path, a.manifest_sha256, s.line, a.store_url \
+               FROM audit_partitions p \
+             LEFT JOIN LATERAL (SELECT manifest_path, manifest_sha256, store_url FROM audit_archives \
                  WHERE partition_name = p.name ORDER BY id DESC LIMIT 1) a ON true \
              LEFT JOIN audit_seals s ON s.partition_name = p.name \
              WHERE p.dropped_at IS NOT NULL ORDER BY p.to_time",
             &[],
         )
         .await?;
-    let mut archive = Archive {
-        target: Some(target.clone()),
-        periods: Vec::new(),
-        problems: Vec::new(),
-    };
+    let mut archive = Archive::default();
+    let mut stores: HashMap<String, Result<Target, String>> = HashMap::new();
     for r in &rows {
         let name: String = r.get(0);
-        let (Some(path), Some(recorded)) = (
+        let (Some(path), Some(recorded), Some(url)) = (
             r.get::<_, Option<String>>(1),
             r.get::<_, Option<Vec<u8>>>(2),
+            r.get::<_, Option<String>>(4),
         ) else {
             archive.problems.push(format!(
                 "{name} was dropped, but no archive of it is recorded"
@@ -72,6 +97,25 @@ pub async fn load(
                 "the archive of {name} cannot be checked without a verifier key"
             ));
             continue;
+        };
+        let target = stores
+            .entry(url.clone())
+            .or_insert_with(|| {
+                Target::open_existing(&ArchiveSettings {
+                    url: url.clone(),
+                    ..configured.clone()
+                })
+                .map_err(|e| e.to_string())
+            })
+            .clone();
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => {
+                archive.problems.push(format!(
+                    "the archive of {name} ({url}) cannot be opened: {e}"
+                ));
+                continue;
+            }
         };
         let bytes = match target.get(&path).await {
             Ok(b) => b,
@@ -92,14 +136,15 @@ pub async fn load(
                 continue;
             }
         };
-        match r
-            .get::<_, Option<String>>(3)
-            .map(|line| Seal::open(&line, verifier))
+        let line = r.get::<_, Option<String>>(3);
+        match line
+            .as_deref()
+            .map(|line| (Seal::open(line, verifier), line))
         {
-            Some(Ok(seal)) => archive
+            Some((Ok(seal), line)) => archive
                 .problems
-                .extend(check_against_seal(&manifest, &seal)),
-            Some(Err(e)) => archive.problems.push(format!("the seal of {name}: {e}")),
+                .extend(check_against_seal(&manifest, &seal, line)),
+            Some((Err(e), _)) => archive.problems.push(format!("the seal of {name}: {e}")),
             None => archive
                 .problems
                 .push(format!("{name} was dropped without a seal")),
@@ -111,7 +156,18 @@ pub async fn load(
             ));
             continue;
         }
-        archive.periods.push((name, manifest.files));
+        // Unchained entries have no chain to follow: their files are
+        // checked whole (present, the same SHA-256 and rows) here.
+        for file in manifest.files.iter().filter(|f| f.chain.is_none()) {
+            let (entries, problems) = crate::trail::archive::read_file(&target, file).await;
+            archive.entries += entries.map_or(0, |e| e.len() as u64);
+            archive.problems.extend(problems);
+        }
+        archive.periods.push(Period {
+            partition: name,
+            target,
+            files: manifest.files,
+        });
     }
     Ok(archive)
 }

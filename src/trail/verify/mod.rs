@@ -142,13 +142,22 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         stray_entries,
         checkpoint_file_error: None,
         archived_periods: options.archive.as_ref().map_or(0, |a| a.periods.len()),
-        archived_entries: 0,
+        archived_entries: options.archive.as_ref().map_or(0, |a| a.entries),
         archive_problems: options
             .archive
             .as_ref()
             .map(|a| a.problems.clone())
             .unwrap_or_default(),
     };
+    if let Some(archive) = &options.archive {
+        for name in archive.chains() {
+            if !chains.iter().any(|(_, known)| *known == name) {
+                report.archive_problems.push(format!(
+                    "the archive holds chain {name}, which audit_chains does not"
+                ));
+            }
+        }
+    }
     // Each chain with what it starts from, dealt round-robin to the
     // connections; each connection works through its share in order.
     let mut shares: Vec<Vec<Job>> = (0..clients.len()).map(|_| Vec::new()).collect();
@@ -176,11 +185,10 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
                 .unwrap_or_default(),
         });
     }
-    let target = options.archive.as_ref().and_then(|a| a.target.as_ref());
     let runs = clients
         .iter_mut()
         .zip(shares)
-        .map(|(client, share)| verify_share(client, share, target, options.deadline));
+        .map(|(client, share)| verify_share(client, share, options.deadline));
     let mut done: Vec<Done> = futures::future::try_join_all(runs)
         .await?
         .into_iter()
@@ -235,8 +243,8 @@ struct Job<'a> {
     name: &'a str,
     start: Option<(i64, [u8; 32])>,
     anchors: BTreeMap<i64, Anchor>,
-    /// Its archived files, oldest first.
-    files: Vec<FileRecord>,
+    /// Its archived files, oldest first, with their store.
+    files: Vec<(Target, FileRecord)>,
 }
 
 /// One chain verified.
@@ -254,7 +262,6 @@ struct Done {
 async fn verify_share(
     client: &mut Client,
     share: Vec<Job<'_>>,
-    target: Option<&Target>,
     deadline: Option<Instant>,
 ) -> Result<Vec<Done>, VerifyError> {
     let mut done = Vec::with_capacity(share.len());
@@ -262,7 +269,7 @@ async fn verify_share(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let chain = verify_chain(client, job, target, deadline).await?;
+        let chain = verify_chain(client, job, deadline).await?;
         let finished = chain.finished;
         done.push(chain);
         if !finished {
@@ -277,7 +284,6 @@ async fn verify_share(
 async fn verify_chain(
     client: &mut Client,
     job: Job<'_>,
-    target: Option<&Target>,
     deadline: Option<Instant>,
 ) -> Result<Done, VerifyError> {
     let Job {
@@ -292,17 +298,15 @@ async fn verify_chain(
     let mut check = ChainCheck::new(name, start, anchors);
     let mut archived = 0;
     let mut archive_problems = Vec::new();
-    if let Some(target) = target {
-        for file in files
-            .iter()
-            .filter(|f| f.last_seq.is_none_or(|l| l > after))
-        {
-            let (entries, problems) = crate::trail::archive::read_file(target, file).await;
-            archive_problems.extend(problems);
-            for entry in entries.into_iter().flatten().filter(|e| e.seq() > after) {
-                archived += 1;
-                check.push(entry);
-            }
+    for (target, file) in files
+        .iter()
+        .filter(|(_, f)| f.last_seq.is_none_or(|l| l > after))
+    {
+        let (entries, problems) = crate::trail::archive::read_file(target, file).await;
+        archive_problems.extend(problems);
+        for entry in entries.into_iter().flatten().filter(|e| e.seq() > after) {
+            archived += 1;
+            check.push(entry);
         }
     }
     let tx = client.transaction().await?;

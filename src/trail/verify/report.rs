@@ -34,6 +34,8 @@ pub enum StrayKind {
     UnchainedAfterChaining,
     /// A row of a legacy table newer than the migration that froze it.
     LegacyAfterFreeze,
+    /// An `audit_log` row naming a chain `audit_chains` does not hold.
+    UnknownChain,
 }
 
 impl std::fmt::Display for StrayKind {
@@ -41,6 +43,7 @@ impl std::fmt::Display for StrayKind {
         f.write_str(match self {
             StrayKind::UnchainedAfterChaining => "unchained after chaining",
             StrayKind::LegacyAfterFreeze => "legacy after freeze",
+            StrayKind::UnknownChain => "unknown chain",
         })
     }
 }

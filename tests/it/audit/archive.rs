@@ -547,9 +547,19 @@ fn a_crash_during_archive_leaves_the_partition_or_a_verified_archive() {
     let launch = || command(&env, &["audit", "archive"], &settings);
     // Killed once the files are written, before the archive is recorded;
     // then once recorded, before the drop.
-    for point in ["archive_uploaded", "archive_recorded"] {
+    for (point, recorded) in [("archive_uploaded", 0), ("archive_recorded", 1)] {
         let out = launch().env("OUTCOME_CRASH_POINT", point).output();
         assert!(!out.success, "{point}: the process died there");
+        assert!(
+            out.stderr.contains(&format!("crash point {point} reached")),
+            "{point}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            env.db().count("SELECT count(*) AS n FROM audit_archives"),
+            recorded,
+            "{point}: archives recorded"
+        );
         assert_eq!(
             rows_in(&env, &names[0]),
             rows,
@@ -564,8 +574,7 @@ fn a_crash_during_archive_leaves_the_partition_or_a_verified_archive() {
         let report = verify_with(&env, &settings);
         assert!(report.holds, "{point}: {:?}", report.problems());
     }
-    // The database refuses a drop without a recorded archive: no crash can
-    // lead there (tried on a fresh partition's name).
+    // The run after them checks the recorded archive again and drops.
     let out = launch().output();
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     assert_eq!(
@@ -580,25 +589,56 @@ fn a_crash_during_archive_leaves_the_partition_or_a_verified_archive() {
 }
 
 #[test]
-fn a_drop_without_a_recorded_archive_is_refused_by_the_database() {
-    let env = TestEnv::new(1);
-    env.migrate();
-    let err = env.rt.block_on(async {
-        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        let mut conn = AsyncPgConnection::establish(&env.superuser_url())
-            .await
-            .expect("connect");
-        diesel::sql_query("SELECT custodian_audit_partition_drop('audit_log_initial')")
-            .execute(&mut conn)
-            .await
-            .expect_err("refused")
-            .to_string()
-    });
+fn a_drop_without_a_recorded_archive_and_the_service_role_are_refused_by_the_database() {
+    let end = Utc::now() + chrono::Duration::seconds(2);
+    let Fixture {
+        env,
+        names,
+        settings,
+        ..
+    } = fixture(1, &[end], &local_store());
+    std::thread::sleep(Duration::from_secs(3));
+    let audit = access(&env, &settings);
+    env.rt.block_on(audit.seal(Utc::now())).expect("seals");
+    let refused = |sql: &str| {
+        env.rt.block_on(async {
+            use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+            let mut conn = AsyncPgConnection::establish(&env.superuser_url())
+                .await
+                .expect("connect");
+            for statement in sql.split(';') {
+                if let Err(e) = diesel::sql_query(statement).execute(&mut conn).await {
+                    return e.to_string();
+                }
+            }
+            String::new()
+        })
+    };
+    // Sealed, with its seal recorded, but no archive: not dropped.
+    let drop = format!("SELECT custodian_audit_partition_drop('{}')", names[0]);
+    let err = refused(&drop);
     assert!(err.contains("no seal and verified archive"), "{err}");
+    // custodian's service role can neither drop, seal, nor record a seal.
+    for sql in [
+        format!("SET ROLE custodian_audit_writer; {drop}"),
+        format!(
+            "SET ROLE custodian_audit_writer; SELECT custodian_audit_partition_seal('{}')",
+            names[0]
+        ),
+        "SET ROLE custodian_audit_writer; INSERT INTO audit_seals (partition_name, entries, line) \
+         VALUES ('x', 0, 'forged')"
+            .to_owned(),
+    ] {
+        let err = refused(&sql);
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
     assert_eq!(
-        env.db()
-            .count("SELECT count(*) AS n FROM pg_class WHERE relname = 'audit_log_initial'"),
-        1
+        env.db().count(&format!(
+            "SELECT count(*) AS n FROM pg_class WHERE relname = '{}'",
+            names[0]
+        )),
+        1,
+        "the partition is still there"
     );
 }
 
