@@ -87,7 +87,7 @@ async fn bench(url: String) -> anyhow::Result<()> {
         .copy_in(
             "COPY audit_log (message_id, status, topic, kafka_partition, kafka_offset, message_key, \
              attempt, consumer_group, occurred_at, recorded_at, received_at, key_bytes, payload, \
-             payload_sha256, chain_id, chain_seq, entry_hash) FROM STDIN BINARY",
+             payload_sha256, chain_id, chain_seq, entry_hash, blinding) FROM STDIN BINARY",
         )
         .await?;
     let types = [
@@ -108,6 +108,7 @@ async fn bench(url: String) -> anyhow::Result<()> {
         Type::INT4,
         Type::INT8,
         Type::BYTEA,
+        Type::BYTEA,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
@@ -121,6 +122,8 @@ async fn bench(url: String) -> anyhow::Result<()> {
         let digest: [u8; 32] = Sha256::digest(&body).into();
         let key = format!("user_{}", i % 5000);
         let id = uuid::Uuid::new_v4();
+        // Encoding version 2, as custodian writes entries now.
+        let blinding = custodian::store::chain::blinding();
         let fields = Fields {
             chain: name,
             seq,
@@ -142,10 +145,12 @@ async fn bench(url: String) -> anyhow::Result<()> {
             headers: None,
             kafka_timestamp: None,
             payload_sha256: Some(&digest),
+            blinding: Some(&blinding),
+            erased_digest: None,
         };
         let hash = hasher.hash(&fields, &heads[c]);
         heads[c] = hash;
-        let row: [&(dyn ToSql + Sync); 17] = [
+        let row: [&(dyn ToSql + Sync); 18] = [
             &id,
             &"MESSAGE_PROCESSED",
             &"bench",
@@ -163,6 +168,7 @@ async fn bench(url: String) -> anyhow::Result<()> {
             chain_id,
             &seq,
             &&hash[..],
+            &&blinding[..],
         ];
         writer.as_mut().write(&row).await?;
     }

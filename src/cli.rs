@@ -244,6 +244,56 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Erase the key, headers and payload of every message with KEY (or of
+    /// message ID), in the database and the archive; the chain still
+    /// verifies and reports the entries as erased. Refused under a legal hold.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["key", "id"])))]
+    Erase {
+        /// The message key, as text.
+        #[arg(long)]
+        key: Option<String>,
+        /// One message.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+        #[command(flatten)]
+        who: Who,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Place a legal hold on a key or a period: no erasure of what it
+    /// covers, no deletion of an archived period it covers, until released.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["key", "from"])))]
+    Hold {
+        #[arg(long)]
+        key: Option<String>,
+        /// The period's start (a date or RFC 3339 time, UTC).
+        #[arg(long, value_parser = parse_date, requires = "to")]
+        from: Option<DateTime<Utc>>,
+        /// The period's end (excluded).
+        #[arg(long, value_parser = parse_date, requires = "from")]
+        to: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Release a legal hold.
+    Release {
+        id: i64,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// List the legal holds (`--all`: released ones too).
+    Holds {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete from the archive every archived period past audit.retention,
+    /// unless a legal hold covers it.
+    Retain {
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a new signing key (base64 seed) to FILE and print its verifier key.
     Keygen {
         #[arg(long)]
@@ -309,6 +359,21 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                     report.unchained_entries,
                     report.legacy_entries
                 );
+                if report.archived_periods > 0 {
+                    println!(
+                        "archive: {} period(s), {} entries read from it",
+                        report.archived_periods, report.archived_entries
+                    );
+                }
+                if report.erased_entries > 0 {
+                    println!(
+                        "erased: {} entries (personal fields and payload removed by audit erase; verified by the digest they keep)",
+                        report.erased_entries
+                    );
+                }
+                for p in &report.deleted_by_retention {
+                    println!("deleted by audit.retention: {p} (chains carried across by its seal)");
+                }
             }
             let problems = report.problems();
             anyhow::ensure!(
@@ -423,6 +488,96 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                     );
                 }
                 println!("{} partition(s) archived", archived.len());
+            }
+        }
+        AuditCommand::Erase { key, id, who, json } => {
+            let selector = match (key, id) {
+                (Some(k), _) => custodian::trail::erase::Selector::Key(k),
+                (None, Some(id)) => custodian::trail::erase::Selector::Message(id),
+                (None, None) => anyhow::bail!("--key or --id"),
+            };
+            let request = Request::from(who);
+            let by = request.requested_by.unwrap_or_default();
+            let erased = access.erase(&selector, &by, &request.reason).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&erased)?);
+            } else {
+                println!(
+                    "erased {} message(s): {} live entries ({} written before chain encoding v2: payload only), {} archived entries in {} period(s)",
+                    erased.messages.len(),
+                    erased.live_entries,
+                    erased.payload_only,
+                    erased.archived_entries,
+                    erased.archives.len()
+                );
+                for a in &erased.archives {
+                    println!("  {}: new manifest {}", a.partition, a.manifest);
+                    for f in &a.not_deleted {
+                        println!("  WARNING: the store kept {f} (Object Lock?): its bytes remain");
+                    }
+                }
+            }
+        }
+        AuditCommand::Hold { key, from, to, who } => {
+            let on = match (key, from, to) {
+                (Some(k), _, _) => custodian::trail::holds::HoldOn::Key(k),
+                (None, Some(f), Some(t)) => custodian::trail::holds::HoldOn::Period(f, t),
+                _ => anyhow::bail!("--key, or --from and --to"),
+            };
+            let request = Request::from(who);
+            let by = request.requested_by.unwrap_or_default();
+            let id = access.hold(&on, &by, &request.reason).await?;
+            println!("hold {id} placed");
+        }
+        AuditCommand::Release { id, who } => {
+            let request = Request::from(who);
+            let by = request.requested_by.unwrap_or_default();
+            access.release(id, &by, &request.reason).await?;
+            println!("hold {id} released");
+        }
+        AuditCommand::Holds { all, json } => {
+            let holds = access.holds(!all).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&holds)?);
+            } else {
+                for h in &holds {
+                    let on = match (&h.key, h.from, h.to) {
+                        (Some(_), _, _) => "a key".to_owned(),
+                        (None, Some(f), Some(t)) => format!("{f} to {t}"),
+                        _ => "?".to_owned(),
+                    };
+                    println!(
+                        "hold {}  on {on}  by {} at {}: {}{}",
+                        h.id,
+                        h.held_by,
+                        h.held_at,
+                        h.reason,
+                        if h.released_at.is_some() {
+                            "  (released)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                println!("{} hold(s)", holds.len());
+            }
+        }
+        AuditCommand::Retain { json } => {
+            let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+            let done = access.retain(Utc::now(), &by).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                for p in &done.deleted {
+                    println!("deleted the archive of {p} (past audit.retention)");
+                }
+                for (p, h) in &done.held {
+                    println!("kept {p}: legal hold {h}");
+                }
+                for (f, why) in &done.not_deleted {
+                    println!("WARNING: the store kept {f}: {why}");
+                }
+                println!("{} period(s) deleted", done.deleted.len());
             }
         }
         AuditCommand::Show { message_id, json } => {

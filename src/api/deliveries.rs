@@ -138,6 +138,7 @@ pub async fn run_now(
             "retry_schedule": "due_now",
         })),
         receipt: None,
+        blinding: crate::store::chain::blinding(),
     };
     crate::outcome::chained::write_operator_event(&mut conn, &event)
         .await

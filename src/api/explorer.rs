@@ -39,6 +39,10 @@ pub const STATUSES: &[&str] = &[
     audit::DISCARDED,
     audit::RETRY_SCHEDULED,
     crate::relay::audit::PUBLISHED,
+    crate::trail::operator::ERASED,
+    crate::trail::operator::HOLD,
+    crate::trail::operator::HOLD_RELEASED,
+    crate::trail::operator::ARCHIVE_DELETED,
 ];
 
 /// The parameters, as text, so a bad one is answered 400 naming it.

@@ -10,6 +10,7 @@ pub(crate) mod body_deadline;
 pub(crate) mod console;
 pub(crate) mod deliveries;
 pub(crate) mod dlq;
+pub(crate) mod erasure;
 pub(crate) mod error;
 pub mod explorer;
 pub(crate) mod methods;
@@ -88,6 +89,7 @@ pub fn server(
             .service(audit::verify)
             .service(audit::status)
             .service(audit::reconcile)
+            .service(erasure::erase)
             // Before `/dlq/{message_id}` and `/replay/{message_id}`.
             .service(replay_jobs::by_kind)
             .service(replay_jobs::count)

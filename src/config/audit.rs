@@ -55,6 +55,51 @@ pub struct AuditSettings {
     pub seal_after: Option<Duration>,
     /// Where sealed partitions are archived (`custodian audit archive`).
     pub archive: ArchiveSettings,
+    /// How long archived periods are kept: `7y` (calendar years) or `400d`.
+    /// `custodian audit retain` deletes, from the archive, every archived
+    /// period that ended longer ago, unless a legal hold covers it (unset:
+    /// nothing is ever deleted).
+    #[serde(default)]
+    pub retention: Option<Retention>,
+}
+
+/// `audit.retention`: calendar years or days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    Years(u32),
+    Days(u32),
+}
+
+impl Retention {
+    /// The end a period must have ended before to be past retention at `now`.
+    pub fn cutoff(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Retention::Years(y) => now.checked_sub_months(chrono::Months::new(y.checked_mul(12)?)),
+            Retention::Days(d) => now.checked_sub_days(chrono::Days::new(u64::from(d))),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Retention, String> {
+        let bad = || format!("`{text}` is not a retention like 7y or 400d (1 day to 100 years)");
+        let text = text.trim();
+        let (number, unit) = text.split_at(text.len().saturating_sub(1));
+        let n: u32 = number.parse().map_err(|_| bad())?;
+        match unit {
+            "y" if (1..=100).contains(&n) => Ok(Retention::Years(n)),
+            "d" if (1..=36_600).contains(&n) => Ok(Retention::Days(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Retention::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The length of one partition of the audit trail.

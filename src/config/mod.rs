@@ -19,7 +19,7 @@ mod route_settings;
 pub(crate) mod urls;
 mod validate;
 
-pub use audit::{ArchiveSettings, AuditSettings, Period, SigningSeed};
+pub use audit::{ArchiveSettings, AuditSettings, Period, Retention, SigningSeed};
 use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};

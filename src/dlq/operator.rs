@@ -320,6 +320,7 @@ impl DeadLetters {
             occurred_at: at,
             detail: Some(detail),
             receipt: None,
+            blinding: crate::store::chain::blinding(),
         };
         let mut conn = self.postgres.get().await.map_err(postgres_down)?;
         crate::outcome::chained::write_operator_event(&mut conn, &event)

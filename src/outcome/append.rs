@@ -19,10 +19,10 @@ use crate::store::chain::{self, Hasher};
 const COPY: &str = "COPY audit_log (message_id, status, topic, kafka_partition, kafka_offset, \
     message_key, event_type, attempt, error, consumer_group, occurred_at, detail, \
     received_at, received_detail, key_bytes, payload, headers, kafka_timestamp, payload_sha256, \
-    chain_id, chain_seq, entry_hash) \
+    chain_id, chain_seq, entry_hash, blinding) \
     FROM STDIN BINARY";
 
-const TYPES: [Type; 22] = [
+const TYPES: [Type; 23] = [
     Type::UUID,
     Type::TEXT,
     Type::TEXT,
@@ -44,6 +44,7 @@ const TYPES: [Type; 22] = [
     Type::BYTEA,
     Type::INT4,
     Type::INT8,
+    Type::BYTEA,
     Type::BYTEA,
 ];
 
@@ -189,7 +190,7 @@ pub async fn copy(
     for (i, e) in entries.iter().enumerate() {
         let receipt = e.receipt.as_ref();
         let link = links.and_then(|l| l.get(i));
-        let row: [&(dyn ToSql + Sync); 22] = [
+        let row: [&(dyn ToSql + Sync); 23] = [
             &e.message_id,
             &e.status,
             &e.topic,
@@ -212,6 +213,8 @@ pub async fn copy(
             &link.map(|l| l.chain_id),
             &link.map(|l| l.seq),
             &link.map(|l| &l.hash[..]),
+            // Only a chained entry's hash needs it.
+            &link.map(|_| &e.blinding[..]),
         ];
         writer.as_mut().write(&row).await?;
     }

@@ -146,9 +146,12 @@ pub async fn append_chained(
                 a::kafka_timestamp.eq(receipt.and_then(|r| r.kafka_timestamp)),
                 a::payload_sha256.eq(receipt.map(|r| &r.payload_sha256[..])),
             ),
-            a::chain_id.eq(chain_id),
-            a::chain_seq.eq(seq),
-            a::entry_hash.eq(&hash[..]),
+            (
+                a::chain_id.eq(chain_id),
+                a::chain_seq.eq(seq),
+                a::entry_hash.eq(&hash[..]),
+                a::blinding.eq(&event.blinding[..]),
+            ),
         ))
         .execute(conn)
         .await

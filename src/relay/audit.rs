@@ -63,6 +63,7 @@ pub async fn write_published(
                 "payload_sha256": crate::text::hex(&digest),
             })),
             receipt: None,
+            blinding: crate::store::chain::blinding(),
         };
         crate::outcome::chained::append_chained(conn, RELAY_CHAIN, &entry).await?;
     }

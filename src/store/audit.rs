@@ -65,6 +65,9 @@ pub struct AuditEntry<'a> {
     pub detail: Option<serde_json::Value>,
     /// On the first entry of a delivery: its receipt.
     pub receipt: Option<Receipt<'a>>,
+    /// Blinds the personal fields in the chain (encoding version 2):
+    /// [`chain::blinding`](crate::store::chain::blinding).
+    pub blinding: [u8; crate::store::chain::BLINDING_LEN],
 }
 
 impl AuditEntry<'_> {
@@ -92,6 +95,8 @@ impl AuditEntry<'_> {
             headers: receipt.and_then(|r| r.headers.as_ref()),
             kafka_timestamp: receipt.and_then(|r| r.kafka_timestamp),
             payload_sha256: receipt.map(|r| &r.payload_sha256[..]),
+            blinding: Some(&self.blinding),
+            erased_digest: None,
         }
     }
 }
@@ -175,6 +180,7 @@ pub fn entries<'a>(
                     occurred_at: at,
                     detail: None,
                     receipt: None,
+                    blinding: crate::store::chain::blinding(),
                 }
             };
         let first = entries.len();

@@ -1,5 +1,13 @@
-//! The chain encoding (version 1): which chain an audit entry belongs to,
-//! and `entry_hash = SHA-256(tag ‖ fields ‖ previous entry_hash)`. The
+//! The chain encoding: which chain an audit entry belongs to, and
+//! `entry_hash = SHA-256(tag ‖ fields ‖ previous entry_hash)`, in two
+//! versions. Version 1 covers the personal fields (key, key bytes, headers,
+//! unsigned steering headers, payload digest) as they are; version 2, for
+//! every entry with a `blinding` or an `erased_digest`, covers instead their
+//! blinded digest `SHA-256(personal tag ‖ blinding ‖ fields)`, where the
+//! blinding is 16 random bytes of the entry's own: erasing an entry removes
+//! its personal fields and its blinding and keeps only that digest
+//! (`erased_digest`), so the chain still verifies and a guess at a
+//! low-entropy key cannot be checked against it. The
 //! README's "Audit chain" section is the specification a third party writes
 //! a verifier from; this file is the one implementation of it, used by the
 //! writer, the operator actions and `audit verify` alike.
@@ -11,6 +19,18 @@ use uuid::Uuid;
 /// The domain tag: the hash of an audit entry can never be mistaken for any
 /// other SHA-256 custodian computes. The `v1` is the encoding version.
 pub const TAG: &[u8] = b"custodian/audit-entry/v1\0";
+/// The domain tag of encoding version 2.
+pub const TAG_V2: &[u8] = b"custodian/audit-entry/v2\0";
+/// The domain tag of a version 2 entry's blinded digest of its personal
+/// fields.
+pub const PERSONAL_TAG: &[u8] = b"custodian/audit-personal/v2\0";
+/// Bytes of a blinding.
+pub const BLINDING_LEN: usize = 16;
+
+/// A new entry's blinding: random bytes from a CSPRNG.
+pub fn blinding() -> [u8; BLINDING_LEN] {
+    rand::random()
+}
 
 /// The "previous hash" of a chain's first entry (sequence 1).
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -50,6 +70,18 @@ pub struct Fields<'a> {
     pub headers: Option<&'a serde_json::Value>,
     pub kafka_timestamp: Option<DateTime<Utc>>,
     pub payload_sha256: Option<&'a [u8]>,
+    /// Version 2: the entry's blinding (kept until it is erased).
+    pub blinding: Option<&'a [u8]>,
+    /// Version 2, erased: the blinded digest of the personal fields, kept
+    /// in their place.
+    pub erased_digest: Option<&'a [u8]>,
+}
+
+impl Fields<'_> {
+    /// Encoding version 2 (blinded personal fields)?
+    pub fn blinded(&self) -> bool {
+        self.blinding.is_some() || self.erased_digest.is_some()
+    }
 }
 
 /// Hashes entries; keeps its buffer between calls (verify hashes millions).
@@ -61,14 +93,80 @@ pub struct Hasher {
 impl Hasher {
     /// The entry's hash given the previous entry's.
     pub fn hash(&mut self, fields: &Fields<'_>, prev: &[u8; 32]) -> [u8; 32] {
-        self.buf.clear();
-        encode(fields, &mut self.buf);
+        let tag = if fields.blinded() {
+            let computed;
+            let personal = match fields.erased_digest {
+                Some(kept) => kept,
+                None => {
+                    computed = self.personal(fields);
+                    &computed[..]
+                }
+            };
+            self.buf.clear();
+            encode_v2(fields, personal, &mut self.buf);
+            TAG_V2
+        } else {
+            self.buf.clear();
+            encode(fields, &mut self.buf);
+            TAG
+        };
         let mut digest = Sha256::new();
-        digest.update(TAG);
+        digest.update(tag);
         digest.update(&self.buf);
         digest.update(prev);
         digest.finalize().into()
     }
+
+    /// A version 2 entry's blinded digest of its personal fields: what an
+    /// erasure keeps as `erased_digest`. (An entry without a blinding is
+    /// digested with an empty one: only an erased entry lacks it, and its
+    /// digest is the kept one.)
+    pub fn personal(&mut self, f: &Fields<'_>) -> [u8; 32] {
+        self.buf.clear();
+        encode_personal(f, &mut self.buf);
+        let mut digest = Sha256::new();
+        digest.update(PERSONAL_TAG);
+        digest.update(f.blinding.unwrap_or_default());
+        digest.update(&self.buf);
+        digest.finalize().into()
+    }
+}
+
+/// The personal fields, in order, encoded as [`encode`] encodes fields.
+fn encode_personal(f: &Fields<'_>, out: &mut Vec<u8>) {
+    bytes(out, f.message_key.map(str::as_bytes));
+    bytes(out, f.key_bytes);
+    json(out, f.headers);
+    json(out, f.received_detail);
+    bytes(out, f.payload_sha256);
+}
+
+/// Version 2: the fields of version 1 less the personal ones, then the
+/// 32-byte blinded digest of those.
+pub fn encode_v2(f: &Fields<'_>, personal: &[u8], out: &mut Vec<u8>) {
+    bytes(out, Some(f.chain.as_bytes()));
+    bytes(out, Some(&f.seq.to_be_bytes()));
+    bytes(out, Some(f.message_id.as_bytes()));
+    bytes(out, Some(f.status.as_bytes()));
+    bytes(out, Some(f.topic.as_bytes()));
+    bytes(out, Some(&f.kafka_partition.to_be_bytes()));
+    bytes(out, Some(&f.kafka_offset.to_be_bytes()));
+    bytes(out, f.event_type.map(str::as_bytes));
+    bytes(out, Some(&f.attempt.to_be_bytes()));
+    bytes(out, f.error.map(str::as_bytes));
+    bytes(out, Some(f.consumer_group.as_bytes()));
+    bytes(out, Some(&micros(f.occurred_at).to_be_bytes()));
+    json(out, f.detail);
+    optional_time(out, f.received_at);
+    optional_time(out, f.kafka_timestamp);
+    bytes(out, Some(personal));
+}
+
+fn optional_time(out: &mut Vec<u8>, t: Option<DateTime<Utc>>) {
+    bytes(
+        out,
+        t.map(micros).map(i64::to_be_bytes).as_ref().map(|b| &b[..]),
+    );
 }
 
 /// The canonical encoding: every field, in order, as either `0x00` (NULL)
@@ -220,6 +318,8 @@ mod tests {
             headers: None,
             kafka_timestamp: None,
             payload_sha256: Some(&[7; 32]),
+            blinding: None,
+            erased_digest: None,
         }
     }
 
@@ -254,6 +354,41 @@ mod tests {
         let mut f = sample(None);
         f.chain = "partition/orders/1";
         assert_ne!(base, h.hash(&f, &GENESIS));
+    }
+
+    #[test]
+    fn an_erased_v2_entry_hashes_as_before_and_the_blinding_counts() {
+        let mut h = Hasher::default();
+        let blinding = [3u8; BLINDING_LEN];
+        let mut f = sample(None);
+        f.message_key = Some("alice@example.com");
+        f.blinding = Some(&blinding);
+        let whole = h.hash(&f, &GENESIS);
+        // Not version 1's hash of the same fields.
+        let mut plain = f;
+        plain.blinding = None;
+        assert_ne!(whole, h.hash(&plain, &GENESIS));
+        // Another blinding, another hash: a guess needs the blinding.
+        let other = [4u8; BLINDING_LEN];
+        let mut reblinded = f;
+        reblinded.blinding = Some(&other);
+        assert_ne!(whole, h.hash(&reblinded, &GENESIS));
+        // Erased: personal fields and blinding gone, their digest kept.
+        let kept = h.personal(&f);
+        let mut erased = f;
+        erased.message_key = None;
+        erased.payload_sha256 = None;
+        erased.blinding = None;
+        erased.erased_digest = Some(&kept);
+        assert_eq!(whole, h.hash(&erased, &GENESIS));
+        // A wrong kept digest breaks it.
+        let mut forged = erased;
+        forged.erased_digest = Some(&[0; 32]);
+        assert_ne!(whole, h.hash(&forged, &GENESIS));
+        // Non-personal fields are still covered.
+        let mut moved = erased;
+        moved.kafka_offset += 1;
+        assert_ne!(whole, h.hash(&moved, &GENESIS));
     }
 
     #[test]

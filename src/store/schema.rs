@@ -29,6 +29,8 @@ diesel::table! {
         chain_id -> Nullable<Int4>,
         chain_seq -> Nullable<Int8>,
         entry_hash -> Nullable<Bytea>,
+        blinding -> Nullable<Bytea>,
+        erased_digest -> Nullable<Bytea>,
     }
 }
 

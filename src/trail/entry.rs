@@ -12,7 +12,10 @@ use crate::store::chain::Fields;
 pub const COLUMNS: &str = "id, message_id, status, topic, kafka_partition, kafka_offset, \
     message_key, event_type, attempt, error, consumer_group, occurred_at, recorded_at, detail, \
     received_at, received_detail, key_bytes, payload, headers, kafka_timestamp, payload_sha256, \
-    chain_seq, entry_hash";
+    chain_seq, entry_hash, blinding, erased_digest";
+
+/// How many [`COLUMNS`] there are: a query may select more after them.
+pub const COLUMN_COUNT: usize = 25;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -41,6 +44,10 @@ pub struct Entry {
     pub chain: Option<String>,
     pub chain_seq: Option<i64>,
     pub entry_hash: Option<Vec<u8>>,
+    /// Encoding version 2: the entry's blinding, until it is erased.
+    pub blinding: Option<Vec<u8>>,
+    /// Erased: the blinded digest of the personal fields it held.
+    pub erased_digest: Option<Vec<u8>>,
 }
 
 impl Entry {
@@ -71,6 +78,8 @@ impl Entry {
             chain: chain.map(str::to_owned),
             chain_seq: row.try_get(21)?,
             entry_hash: row.try_get(22)?,
+            blinding: row.try_get(23)?,
+            erased_digest: row.try_get(24)?,
         })
     }
 
@@ -98,6 +107,8 @@ impl Entry {
             headers: self.headers.as_ref(),
             kafka_timestamp: self.kafka_timestamp,
             payload_sha256: self.payload_sha256.as_deref(),
+            blinding: self.blinding.as_deref(),
+            erased_digest: self.erased_digest.as_deref(),
         }
     }
 

@@ -21,10 +21,14 @@ pub mod archive;
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod entry;
+pub mod erase;
+pub mod holds;
 pub(crate) mod maintainer;
 pub(crate) mod marks;
+pub(crate) mod operator;
 pub mod partitions;
 pub mod reconcile;
+pub mod retention;
 pub mod seal;
 pub(crate) mod status;
 pub mod verify;
@@ -99,6 +103,8 @@ pub struct Access {
     ahead: u32,
     /// `audit.archive`.
     archive: crate::config::ArchiveSettings,
+    /// `audit.retention`.
+    retention: Option<crate::config::Retention>,
     /// `audit.checkpoint_file`.
     pub checkpoint_file: Option<std::path::PathBuf>,
     /// Slots for verifies ([`CONCURRENT_VERIFIES`]), shared by the clones.
@@ -123,6 +129,12 @@ pub enum AccessError {
     Seal(#[from] seal::SealError),
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
+    #[error(transparent)]
+    Erase(#[from] erase::EraseError),
+    #[error(transparent)]
+    Hold(#[from] holds::HoldError),
+    #[error(transparent)]
+    Retention(#[from] retention::RetentionError),
 }
 
 impl Access {
@@ -140,6 +152,7 @@ impl Access {
             period: settings.audit.partition,
             ahead: settings.audit.partitions_ahead,
             archive: settings.audit.archive.clone(),
+            retention: settings.audit.retention,
             url: settings.postgres.url.clone(),
             verify_connections: settings.audit.verify_connections,
             connect_timeout: settings.postgres.connect_timeout,
@@ -267,7 +280,7 @@ impl Access {
             .map_err(unavailable)?;
         let mut live = Vec::with_capacity(rows.len());
         for r in &rows {
-            let chain: Option<String> = r.get(23);
+            let chain: Option<String> = r.get(entry::COLUMN_COUNT);
             live.push(entry::Entry::from_row(r, chain.as_deref()).map_err(unavailable)?);
         }
         let manifests = client
@@ -372,6 +385,89 @@ impl Access {
         let mut report = reconcile::reconcile(&mut client, &self.kafka, request).await?;
         report.holds = report.holds();
         Ok(report)
+    }
+
+    /// A diesel connection, for the operator chain's entries.
+    async fn diesel(&self) -> Result<diesel_async::AsyncPgConnection, AccessError> {
+        use diesel_async::AsyncConnection;
+        let connect = diesel_async::AsyncPgConnection::establish(self.url.expose_secret());
+        tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| AccessError::Unavailable("connecting to postgres timed out".into()))?
+            .map_err(|_| AccessError::Unavailable("cannot connect to postgres".into()))
+    }
+
+    /// Erases the personal fields and payloads of what `selector` names,
+    /// live and archived (see [`erase`]).
+    pub async fn erase(
+        &self,
+        selector: &erase::Selector,
+        by: &str,
+        reason: &str,
+    ) -> Result<erase::Erased, AccessError> {
+        let client = self.client("custodian audit erase").await?;
+        let mut conn = self.diesel().await?;
+        Ok(erase::erase(
+            &client,
+            &mut conn,
+            &self.archive,
+            self.signer.as_deref(),
+            selector,
+            by,
+            reason,
+        )
+        .await?)
+    }
+
+    /// Every legal hold (`active`: only those not released).
+    pub async fn holds(&self, active: bool) -> Result<Vec<holds::Hold>, AccessError> {
+        let client = self.client("custodian audit holds").await?;
+        let read = if active {
+            holds::active(&client).await
+        } else {
+            holds::all(&client).await
+        };
+        read.map_err(|e| AccessError::Unavailable(format!("reading the holds: {e}")))
+    }
+
+    /// Places a legal hold; its id.
+    pub async fn hold(
+        &self,
+        on: &holds::HoldOn,
+        by: &str,
+        reason: &str,
+    ) -> Result<i64, AccessError> {
+        let mut conn = self.diesel().await?;
+        Ok(holds::place(&mut conn, on, reason, by).await?)
+    }
+
+    /// Releases a legal hold.
+    pub async fn release(&self, id: i64, by: &str, reason: &str) -> Result<(), AccessError> {
+        let mut conn = self.diesel().await?;
+        Ok(holds::release(&mut conn, id, reason, by).await?)
+    }
+
+    /// Deletes from the archive every archived period past `audit.retention`
+    /// at `now`, unless a hold covers it.
+    pub async fn retain(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        by: &str,
+    ) -> Result<retention::Retained, AccessError> {
+        let retention = self.retention.ok_or_else(|| {
+            AccessError::Unavailable("audit.retention is not set: nothing is ever deleted".into())
+        })?;
+        let cutoff = retention.cutoff(now).ok_or_else(|| {
+            AccessError::Unavailable("audit.retention reaches before year 1".into())
+        })?;
+        let verifier = self.verifier.as_ref().ok_or_else(|| {
+            AccessError::Unavailable(
+                "reading the archive needs the verifier key (audit.signing_key)".into(),
+            )
+        })?;
+        let client = self.client("custodian audit retain").await?;
+        let mut conn = self.diesel().await?;
+        Ok(retention::apply(&client, &mut conn, &self.archive, verifier, cutoff, by).await?)
     }
 
     /// Uses `verifier` instead of the configured key's.

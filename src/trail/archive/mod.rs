@@ -9,11 +9,13 @@
 //! - `parquet`: entries to and from Parquet;
 //! - `find`: one message's entries, by bloom filter;
 //! - `manifest`: the signed manifest;
+//! - `rewrite`: a period's files written again with entries erased;
 //! - `target`: the object store.
 
 pub mod find;
 pub mod manifest;
 pub mod parquet;
+pub mod rewrite;
 pub mod target;
 
 use std::collections::HashMap;

@@ -69,6 +69,8 @@ pub fn schema() -> Schema {
         Field::new("chain", DataType::Utf8, true),
         Field::new("chain_seq", DataType::Int64, true),
         Field::new("entry_hash", DataType::Binary, true),
+        Field::new("blinding", DataType::Binary, true),
+        Field::new("erased_digest", DataType::Binary, true),
     ])
 }
 
@@ -108,6 +110,8 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, ParquetError> {
     let mut chain = StringBuilder::new();
     let mut chain_seq = Int64Builder::with_capacity(n);
     let mut entry_hash = BinaryBuilder::new();
+    let mut blinding = BinaryBuilder::new();
+    let mut erased_digest = BinaryBuilder::new();
     for e in entries {
         id.append_value(e.id);
         message_id
@@ -135,6 +139,8 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, ParquetError> {
         chain.append_option(e.chain.as_deref());
         chain_seq.append_option(e.chain_seq);
         entry_hash.append_option(e.entry_hash.as_deref());
+        blinding.append_option(e.blinding.as_deref());
+        erased_digest.append_option(e.erased_digest.as_deref());
     }
     let utc = |mut b: TimestampMicrosecondBuilder| -> ArrayRef {
         Arc::new(b.finish().with_timezone("UTC"))
@@ -164,6 +170,8 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, ParquetError> {
         Arc::new(chain.finish()),
         Arc::new(chain_seq.finish()),
         Arc::new(entry_hash.finish()),
+        Arc::new(blinding.finish()),
+        Arc::new(erased_digest.finish()),
     ];
     let schema = Arc::new(schema());
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| write(&e))?;
@@ -268,10 +276,12 @@ pub(crate) fn decode_batch(batch: &RecordBatch, out: &mut Vec<Entry>) -> Result<
         time(19, "kafka_timestamp")?,
         binary(20, "payload_sha256")?,
     );
-    let (chain, chain_seq, entry_hash) = (
+    let (chain, chain_seq, entry_hash, blinding, erased_digest) = (
         text(21, "chain")?,
         int64(22, "chain_seq")?,
         binary(23, "entry_hash")?,
+        binary(24, "blinding")?,
+        binary(25, "erased_digest")?,
     );
     use arrow_array::Array;
     let opt_text =
@@ -324,6 +334,8 @@ pub(crate) fn decode_batch(batch: &RecordBatch, out: &mut Vec<Entry>) -> Result<
             chain: opt_text(chain, i),
             chain_seq: (!chain_seq.is_null(i)).then(|| chain_seq.value(i)),
             entry_hash: opt_bytes(entry_hash, i),
+            blinding: opt_bytes(blinding, i),
+            erased_digest: opt_bytes(erased_digest, i),
         });
     }
     Ok(())
@@ -388,6 +400,8 @@ mod tests {
             chain: Some("partition/orders/0".into()),
             chain_seq: Some(seq),
             entry_hash: Some(vec![seq as u8; 32]),
+            blinding: Some(vec![seq as u8; 16]),
+            erased_digest: None,
         }
     }
 

@@ -17,12 +17,27 @@ use crate::trail::archive::target::Target;
 use crate::trail::checkpoint::Verifier;
 use crate::trail::seal::Seal;
 
-/// One archived period: the store it is in and its files.
+/// One archived period: the store it is in and its files; or, deleted
+/// by the retention policy, its seal.
 #[derive(Debug)]
 pub struct Period {
     pub partition: String,
-    pub target: Target,
+    pub target: Option<Target>,
     pub files: Vec<FileRecord>,
+    pub deleted: Option<Seal>,
+}
+
+/// A chain's part in one archived period.
+#[derive(Debug, Clone)]
+pub enum Segment {
+    File(Target, FileRecord),
+    /// Deleted by retention: the run the seal states.
+    Deleted {
+        partition: String,
+        first_seq: i64,
+        last_seq: i64,
+        last_hash: [u8; 32],
+    },
 }
 
 /// The archive as `audit verify` reads it.
@@ -37,13 +52,36 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// The files of the chain named `chain`, oldest first, with their store.
-    pub fn files_of(&self, chain: &str) -> Vec<(Target, FileRecord)> {
+    /// The segments of the chain named `chain`, oldest first.
+    pub fn segments_of(&self, chain: &str) -> Vec<Segment> {
+        let mut out = Vec::new();
+        for p in &self.periods {
+            if let Some(range) = p.deleted.as_ref().and_then(|s| s.chain(chain)) {
+                out.push(Segment::Deleted {
+                    partition: p.partition.clone(),
+                    first_seq: range.first_seq,
+                    last_seq: range.last_seq,
+                    last_hash: range.last_hash,
+                });
+            }
+            if let Some(target) = &p.target {
+                out.extend(
+                    p.files
+                        .iter()
+                        .filter(|f| f.chain.as_deref() == Some(chain))
+                        .map(|f| Segment::File(target.clone(), f.clone())),
+                );
+            }
+        }
+        out
+    }
+
+    /// Periods deleted from the archive by the retention policy.
+    pub fn deleted(&self) -> Vec<String> {
         self.periods
             .iter()
-            .flat_map(|p| p.files.iter().map(move |f| (&p.target, f)))
-            .filter(|(_, f)| f.chain.as_deref() == Some(chain))
-            .map(|(t, f)| (t.clone(), f.clone()))
+            .filter(|p| p.deleted.is_some())
+            .map(|p| p.partition.clone())
             .collect()
     }
 
@@ -69,7 +107,8 @@ pub async fn load(
 ) -> Result<Archive, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT p.name, a.manifest_path, a.manifest_sha256, s.line, a.store_url \
+            "SELECT p.name, a.manifest_path, a.manifest_sha256, s.line, a.store_url, \
+                    p.archive_deleted_at IS NOT NULL \
                FROM audit_partitions p \
              LEFT JOIN LATERAL (SELECT manifest_path, manifest_sha256, store_url FROM audit_archives \
                  WHERE partition_name = p.name ORDER BY id DESC LIMIT 1) a ON true \
@@ -82,6 +121,28 @@ pub async fn load(
     let mut stores: HashMap<String, Result<Target, String>> = HashMap::new();
     for r in &rows {
         let name: String = r.get(0);
+        if r.get::<_, bool>(5) {
+            // Deleted by retention: its seal carries the chains across.
+            let line = r.get::<_, Option<String>>(3);
+            match (line, verifier) {
+                (Some(line), Some(v)) => match Seal::open(&line, v) {
+                    Ok(seal) => archive.periods.push(Period {
+                        partition: name,
+                        target: None,
+                        files: Vec::new(),
+                        deleted: Some(seal),
+                    }),
+                    Err(e) => archive.problems.push(format!("the seal of {name}: {e}")),
+                },
+                (None, _) => archive
+                    .problems
+                    .push(format!("{name} was deleted by retention without a seal")),
+                (_, None) => archive.problems.push(format!(
+                    "the seal of {name} cannot be checked without a verifier key"
+                )),
+            }
+            continue;
+        }
         let (Some(path), Some(recorded), Some(url)) = (
             r.get::<_, Option<String>>(1),
             r.get::<_, Option<Vec<u8>>>(2),
@@ -165,8 +226,9 @@ pub async fn load(
         }
         archive.periods.push(Period {
             partition: name,
-            target,
+            target: Some(target),
             files: manifest.files,
+            deleted: None,
         });
     }
     Ok(archive)

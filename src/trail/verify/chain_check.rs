@@ -191,6 +191,53 @@ impl<'a> ChainCheck<'a> {
         None
     }
 
+    /// A run of the chain in a period deleted from the archive by the
+    /// retention policy: `first..=last`, ending at `last_hash`, as the
+    /// period's signed seal states. The chain goes on from there; a
+    /// checkpoint inside the run must agree where it can (its last entry).
+    pub(super) fn skip_deleted(
+        &mut self,
+        first: i64,
+        last: i64,
+        last_hash: [u8; 32],
+        partition: &str,
+    ) {
+        if !matches!(self.state, State::Holding) {
+            return;
+        }
+        let e = self.expected;
+        if e < first || e > last + 1 {
+            self.state = broken(
+                e,
+                BreakKind::Deleted,
+                &format!(
+                    "entries {e} to {} are missing before {partition}, deleted by retention from seq {first}",
+                    first - 1
+                ),
+            );
+            return;
+        }
+        if let Some(anchor) = self.anchors.get(&last) {
+            if anchor.hash != last_hash {
+                self.state = broken(
+                    last,
+                    BreakKind::CheckpointMismatch,
+                    &format!(
+                        "the seal of {partition} (deleted by retention) and {} disagree at this seq",
+                        anchor.source
+                    ),
+                );
+                return;
+            }
+        }
+        // Checkpoints inside the deleted run can no longer be compared.
+        self.anchors.retain(|seq, _| *seq > last);
+        self.expected = last + 1;
+        self.prev = last_hash;
+        self.prev_prev = None;
+        self.report.last_seq = last;
+    }
+
     pub(super) fn finish(mut self, finished: bool) -> ChainReport {
         let e = self.expected;
         let breach = match std::mem::replace(&mut self.state, State::Holding) {

@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use crate::trail::archive::manifest::FileRecord;
-use crate::trail::archive::target::Target;
 use crate::trail::checkpoint::{Checkpoint, Verifier};
 use crate::trail::entry::Entry;
 
@@ -142,6 +140,12 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         stray_entries,
         checkpoint_file_error: None,
         archived_periods: options.archive.as_ref().map_or(0, |a| a.periods.len()),
+        erased_entries: 0,
+        deleted_by_retention: options
+            .archive
+            .as_ref()
+            .map(archived::Archive::deleted)
+            .unwrap_or_default(),
         archived_entries: options.archive.as_ref().map_or(0, |a| a.entries),
         archive_problems: options
             .archive
@@ -178,10 +182,10 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
             name,
             start,
             anchors: anchors.remove(name).unwrap_or_default(),
-            files: options
+            segments: options
                 .archive
                 .as_ref()
-                .map(|a| a.files_of(name))
+                .map(|a| a.segments_of(name))
                 .unwrap_or_default(),
         });
     }
@@ -199,6 +203,7 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
     for d in done {
         report.entries_checked += d.chain.entries;
         report.archived_entries += d.archived;
+        report.erased_entries += d.erased;
         report.archive_problems.extend(d.archive_problems);
         report.chains.push(d.chain);
     }
@@ -244,7 +249,7 @@ struct Job<'a> {
     start: Option<(i64, [u8; 32])>,
     anchors: BTreeMap<i64, Anchor>,
     /// Its archived files, oldest first, with their store.
-    files: Vec<(Target, FileRecord)>,
+    segments: Vec<archived::Segment>,
 }
 
 /// One chain verified.
@@ -254,6 +259,7 @@ struct Done {
     /// False when the deadline cut it short.
     finished: bool,
     archived: u64,
+    erased: u64,
     archive_problems: Vec<String>,
 }
 
@@ -292,21 +298,32 @@ async fn verify_chain(
         name,
         start,
         anchors,
-        files,
+        segments,
     } = job;
     let after = start.map_or(0, |(seq, _)| seq);
     let mut check = ChainCheck::new(name, start, anchors);
     let mut archived = 0;
+    let mut erased = 0;
     let mut archive_problems = Vec::new();
-    for (target, file) in files
-        .iter()
-        .filter(|(_, f)| f.last_seq.is_none_or(|l| l > after))
-    {
-        let (entries, problems) = crate::trail::archive::read_file(target, file).await;
-        archive_problems.extend(problems);
-        for entry in entries.into_iter().flatten().filter(|e| e.seq() > after) {
-            archived += 1;
-            check.push(entry);
+    for segment in segments {
+        match segment {
+            archived::Segment::Deleted {
+                partition,
+                first_seq,
+                last_seq,
+                last_hash,
+            } if last_seq > after => check.skip_deleted(first_seq, last_seq, last_hash, &partition),
+            archived::Segment::Deleted { .. } => {}
+            archived::Segment::File(target, file) if file.last_seq.is_none_or(|l| l > after) => {
+                let (entries, problems) = crate::trail::archive::read_file(&target, &file).await;
+                archive_problems.extend(problems);
+                for entry in entries.into_iter().flatten().filter(|e| e.seq() > after) {
+                    archived += 1;
+                    erased += u64::from(entry.erased_digest.is_some());
+                    check.push(entry);
+                }
+            }
+            archived::Segment::File(..) => {}
         }
     }
     let tx = client.transaction().await?;
@@ -324,7 +341,9 @@ async fn verify_chain(
             break;
         }
         for row in rows {
-            check.push(Entry::from_row(&row, Some(name))?);
+            let entry = Entry::from_row(&row, Some(name))?;
+            erased += u64::from(entry.erased_digest.is_some());
+            check.push(entry);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             finished = false;
@@ -338,6 +357,7 @@ async fn verify_chain(
         chain: check.finish(finished),
         finished,
         archived,
+        erased,
         archive_problems,
     })
 }

@@ -141,6 +141,13 @@ pub struct Report {
     /// store, and the entries read from their files.
     pub archived_periods: usize,
     pub archived_entries: u64,
+    /// Chained entries whose personal fields and payload were erased
+    /// (`custodian audit erase`): verified by the digest they keep, not
+    /// tampering.
+    pub erased_entries: u64,
+    /// Archived periods deleted by `audit.retention`: each chain is carried
+    /// across them by their signed seals.
+    pub deleted_by_retention: Vec<String>,
     /// What is wrong with the archive: a manifest refused, swapped or
     /// missing, a file missing, edited, truncated or reordered (each
     /// naming the file), a period whose seal it does not match.

@@ -26,7 +26,7 @@ use crate::support::{scratch_dir, Table, TestEnv};
 /// The signing key of these tests (base64 of a 32-byte seed).
 const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-fn stamp(t: DateTime<Utc>) -> String {
+pub(super) fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -82,19 +82,19 @@ fn produce(env: &TestEnv, from: usize, n: usize) {
 }
 
 /// Entries in the partition named `name` (a table custodian may drop).
-fn rows_in(env: &TestEnv, name: &str) -> i64 {
+pub(super) fn rows_in(env: &TestEnv, name: &str) -> i64 {
     env.db().count(&format!(
         "SELECT count(*) AS n FROM audit_log WHERE tableoid = '{name}'::regclass"
     ))
 }
 
-struct Store {
+pub(super) struct Store {
     settings: Vec<(&'static str, serde_json::Value)>,
     /// The local directory, for tests that tamper with files.
-    dir: Option<PathBuf>,
+    pub(super) dir: Option<PathBuf>,
 }
 
-fn local_store() -> Store {
+pub(super) fn local_store() -> Store {
     let dir = scratch_dir("archive");
     Store {
         settings: vec![("audit.archive.url", dir.display().to_string().into())],
@@ -149,19 +149,23 @@ fn trail_settings(store: &Store, checkpoints: &Path) -> Vec<(&'static str, serde
     all
 }
 
-fn verify_with(env: &TestEnv, settings: &[(&'static str, serde_json::Value)]) -> Report {
+pub(super) fn verify_with(env: &TestEnv, settings: &[(&'static str, serde_json::Value)]) -> Report {
     let access = Access::from_settings(&env.settings_with(settings)).expect("settings");
     env.rt
         .block_on(access.verify(None, false, None))
         .expect("verify runs")
 }
 
-fn access(env: &TestEnv, settings: &[(&'static str, serde_json::Value)]) -> Access {
+pub(super) fn access(env: &TestEnv, settings: &[(&'static str, serde_json::Value)]) -> Access {
     Access::from_settings(&env.settings_with(settings)).expect("settings")
 }
 
 /// `custodian <args>` as a process with these settings.
-fn command(env: &TestEnv, args: &[&str], settings: &[(&'static str, serde_json::Value)]) -> Launch {
+pub(super) fn command(
+    env: &TestEnv,
+    args: &[&str],
+    settings: &[(&'static str, serde_json::Value)],
+) -> Launch {
     settings
         .iter()
         .fold(Launch::command(env, args), |l, (k, v)| match v {
@@ -172,14 +176,14 @@ fn command(env: &TestEnv, args: &[&str], settings: &[(&'static str, serde_json::
 
 /// A test database whose first partitions end at `ends`, and the trail
 /// settings with `store`.
-struct Fixture {
-    env: TestEnv,
-    names: Vec<String>,
-    settings: Vec<(&'static str, serde_json::Value)>,
-    checkpoints: PathBuf,
+pub(super) struct Fixture {
+    pub(super) env: TestEnv,
+    pub(super) names: Vec<String>,
+    pub(super) settings: Vec<(&'static str, serde_json::Value)>,
+    pub(super) checkpoints: PathBuf,
 }
 
-fn fixture(partitions: i32, ends: &[DateTime<Utc>], store: &Store) -> Fixture {
+pub(super) fn fixture(partitions: i32, ends: &[DateTime<Utc>], store: &Store) -> Fixture {
     let env = TestEnv::new(partitions);
     env.migrate();
     let names = short_partitions(&env, ends);
@@ -679,6 +683,9 @@ fn a_trail_written_before_partitioning_verifies_after_the_migration_and_its_chai
             headers: None,
             kafka_timestamp: None,
             payload_sha256: None,
+            // Encoding version 1, as written then.
+            blinding: None,
+            erased_digest: None,
         };
         let hash = hasher.hash(&fields, &prev);
         inserts.push(format!(

@@ -3,5 +3,6 @@
 
 mod archive;
 mod chain;
+mod erasure;
 mod explorer;
 mod trail_defects;

@@ -257,6 +257,18 @@ impl TestEnv {
         });
     }
 
+    /// Runs one statement as the superuser on `url`: its error, if refused.
+    pub fn as_superuser_result(&self, url: &str, sql: &str) -> Result<(), String> {
+        self.rt.block_on(async {
+            let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+            diesel::sql_query(sql)
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
     /// The admin database's URL (to create and drop databases).
     pub fn admin_url(&self) -> &str {
         &self.admin_url

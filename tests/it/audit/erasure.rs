@@ -1,0 +1,416 @@
+//! Erasure that keeps the chain, legal holds and retention (issue 26),
+//! against real PostgreSQL, Redis, the mock Kafka cluster and a local
+//! archive directory:
+//! - erasing a key removes its bytes from the live partitions and from the
+//!   archived files (rewritten under a new manifest naming the old one),
+//!   records who and why in the chain, and verify still holds, counting
+//!   the entries as erased;
+//! - a legal hold on a key blocks its erasure; holds on a period or on a
+//!   key in it block the retention's deletion of an archived period; once
+//!   released, the period is deleted and verify carries the chains across
+//!   it by its seal.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use custodian::app::Running;
+use reqwest::Method;
+
+use super::archive::{access, command, fixture, local_store, rows_in, verify_with};
+use super::trail_defects::wait_processed;
+use crate::support::TestEnv;
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+
+/// `n` records for each key, alternating partitions.
+fn produce_keyed(env: &TestEnv, from: usize, n: usize) {
+    let records: Vec<(String, Vec<u8>)> = (from..from + n)
+        .flat_map(|i| {
+            [ALICE, BOB].map(|k| {
+                (
+                    k.to_owned(),
+                    crate::support::created_event(&format!("tx-{k}-{i}")).into_bytes(),
+                )
+            })
+        })
+        .collect();
+    let borrowed: Vec<(Option<&str>, &[u8], Option<i32>)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, p))| (Some(k.as_str()), p.as_slice(), Some((i % 2) as i32)))
+        .collect();
+    env.produce(&borrowed);
+}
+
+/// Every file under `dir` holding `needle` as raw bytes.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .expect("read file")
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Every archived entry under `dir`, decoded.
+fn archived_entries(dir: &Path) -> Vec<custodian::trail::entry::Entry> {
+    let mut all = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                let bytes = bytes::Bytes::from(std::fs::read(&path).expect("read"));
+                all.extend(custodian::trail::archive::parquet::decode(bytes).expect("decodes"));
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn erasing_a_key_removes_its_bytes_everywhere_and_the_chain_still_verifies() {
+    let end = Utc::now() + chrono::Duration::seconds(10);
+    let store = local_store();
+    let dir = store.dir.clone().expect("a local store");
+    let fx = fixture(2, &[end], &store);
+    let (env, settings) = (&fx.env, &fx.settings);
+    let app = Running::start(env.settings_with(settings)).expect("custodian starts");
+    produce_keyed(env, 0, 40);
+    wait_processed(env, 80);
+    std::thread::sleep(
+        (end - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200),
+    );
+    produce_keyed(env, 40, 20);
+    wait_processed(env, 120);
+    assert!(rows_in(env, &fx.names[0]) > 0);
+
+    // The first period sealed, archived and dropped.
+    let a = access(env, settings);
+    let sealed = env.rt.block_on(a.seal(Utc::now())).expect("seals");
+    assert_eq!(sealed.len(), 1);
+    let archived = env.rt.block_on(a.archive(false)).expect("archives");
+    assert!(archived[0].dropped);
+    let alice_archived = archived_entries(&dir)
+        .iter()
+        .filter(|e| e.message_key.as_deref() == Some(ALICE))
+        .count();
+    assert!(alice_archived > 0, "alice is in the archive before");
+    assert!(!files_holding(&dir, ALICE.as_bytes()).is_empty());
+    let alice_live = env.db().count(&format!(
+        "SELECT count(*) AS n FROM audit_log WHERE message_key = '{ALICE}'"
+    ));
+    assert!(alice_live > 0, "and in the live partitions");
+
+    // Erased by the CLI.
+    let out = command(
+        env,
+        &[
+            "audit",
+            "erase",
+            "--key",
+            ALICE,
+            "--reason",
+            "GDPR art. 17, request 42",
+            "--by",
+            "dpo",
+        ],
+        settings,
+    )
+    .output();
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("erased 60 message(s)"),
+        "{}",
+        out.stdout
+    );
+
+    // Gone from the database: key, key bytes, headers, payload, digest.
+    let db = env.db();
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE message_key = '{ALICE}' \
+              OR key_bytes = convert_to('{ALICE}', 'UTF8')"
+        )),
+        0
+    );
+    let erased = db.count(
+        "SELECT count(*) AS n FROM audit_log WHERE erased_digest IS NOT NULL \
+          AND payload IS NULL AND payload_sha256 IS NULL AND headers IS NULL AND blinding IS NULL",
+    );
+    assert_eq!(erased, alice_live, "every live entry of alice erased");
+    assert!(
+        db.count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE message_key = '{BOB}' AND payload IS NOT NULL"
+        )) > 0,
+        "bob untouched"
+    );
+    // Gone from every archived file (the old files deleted); bob's kept.
+    assert_eq!(files_holding(&dir, ALICE.as_bytes()), Vec::<String>::new());
+    let after = archived_entries(&dir);
+    assert!(after.iter().any(|e| e.message_key.as_deref() == Some(BOB)));
+    assert_eq!(
+        after.iter().filter(|e| e.erased_digest.is_some()).count(),
+        alice_archived
+    );
+    // The new manifest supersedes the old one.
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_archives WHERE supersedes IS NOT NULL"),
+        1
+    );
+    // Who and why, per message, in the chain.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_ERASED' \
+              AND detail->>'requested_by' = 'dpo' AND detail->>'reason' = 'GDPR art. 17, request 42'"
+        ),
+        60
+    );
+    // The chain holds, erased entries counted as such, archive included.
+    let report = verify_with(env, settings);
+    assert!(report.holds, "{:?}", report.problems());
+    assert_eq!(
+        report.erased_entries as i64,
+        alice_live + alice_archived as i64
+    );
+    assert!(report.archived_entries > 0);
+
+    // The database takes no other change to an erased (or any) entry.
+    let refused = env.as_superuser_result(
+        &env.superuser_url(),
+        "UPDATE audit_log SET error = 'x' WHERE erased_digest IS NOT NULL",
+    );
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("append-only")),
+        "{refused:?}"
+    );
+
+    // Through the API: bob's messages, one id at a time; bad requests are 400.
+    let bob_id: String = env.rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        tokio::spawn(connection);
+        client
+            .query_one(
+                "SELECT message_id::text FROM audit_log WHERE message_key = $1 LIMIT 1",
+                &[&BOB],
+            )
+            .await
+            .expect("a message of bob's")
+            .get(0)
+    });
+    let (status, body) = env.api(
+        &app,
+        Method::POST,
+        "/audit/erasures",
+        Some(serde_json::json!({"message_id": bob_id, "reason": "request 43", "requested_by": "dpo"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(1));
+    let (status, body) = env.api(
+        &app,
+        Method::POST,
+        "/audit/erasures",
+        Some(serde_json::json!({"key": BOB, "message_id": bob_id, "reason": "x"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = env.request(
+        &app,
+        Method::POST,
+        "/audit/erasures",
+        Some(serde_json::json!({"key": BOB, "reason": "x"})),
+        None,
+    );
+    assert_eq!(status, 401);
+    let report = verify_with(env, settings);
+    assert!(report.holds, "{:?}", report.problems());
+    app.stop().expect("graceful stop");
+}
+
+#[test]
+fn legal_holds_block_erasure_and_retention_until_released() {
+    let end = Utc::now() + chrono::Duration::seconds(10);
+    let store = local_store();
+    let dir = store.dir.clone().expect("a local store");
+    let mut fx = fixture(2, &[end], &store);
+    fx.settings.push(("audit.retention", "1d".into()));
+    let (env, settings) = (&fx.env, &fx.settings);
+    let app = Running::start(env.settings_with(settings)).expect("custodian starts");
+    produce_keyed(env, 0, 20);
+    wait_processed(env, 40);
+    std::thread::sleep(
+        (end - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(200),
+    );
+    produce_keyed(env, 20, 10);
+    wait_processed(env, 60);
+    let a = access(env, settings);
+    env.rt.block_on(a.seal(Utc::now())).expect("seals");
+    env.rt.block_on(a.archive(false)).expect("archives");
+
+    // A hold on bob: his erasure is refused, nothing changes.
+    let run = |args: &[&str]| command(env, args, settings).output();
+    let out = run(&[
+        "audit",
+        "hold",
+        "--key",
+        BOB,
+        "--reason",
+        "litigation 7",
+        "--by",
+        "legal",
+    ]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let key_hold: i64 = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .expect("hold id");
+    let bob_before = env.db().count(&format!(
+        "SELECT count(*) AS n FROM audit_log WHERE message_key = '{BOB}'"
+    ));
+    let out = run(&["audit", "erase", "--key", BOB, "--reason", "request 44"]);
+    assert!(!out.success);
+    assert!(out.stderr.contains("legal hold"), "{}", out.stderr);
+    assert_eq!(
+        env.db().count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE message_key = '{BOB}'"
+        )),
+        bob_before
+    );
+    assert_eq!(
+        env.db()
+            .count("SELECT count(*) AS n FROM audit_log WHERE erased_digest IS NOT NULL"),
+        0
+    );
+    // The API says so too.
+    let (status, body) = env.api(
+        &app,
+        Method::POST,
+        "/audit/erasures",
+        Some(serde_json::json!({"key": BOB, "reason": "request 44"})),
+    );
+    assert_eq!(status, 409, "{body}");
+
+    // A period hold over the archived period as well.
+    let from = (Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let to = end.to_rfc3339();
+    let out = run(&[
+        "audit",
+        "hold",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--reason",
+        "audit 2026",
+    ]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let period_hold: i64 = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .expect("hold id");
+    // Two days on, the period is past retention, but held.
+    let later = Utc::now() + chrono::Duration::days(2);
+    let kept = env
+        .rt
+        .block_on(a.retain(later, "test"))
+        .expect("retain runs");
+    assert!(kept.deleted.is_empty());
+    assert_eq!(kept.held, vec![(fx.names[0].clone(), period_hold)]);
+    // Released: still held by the key hold (bob is in its files).
+    let out = run(&[
+        "audit",
+        "release",
+        &period_hold.to_string(),
+        "--reason",
+        "audit closed",
+    ]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let kept = env
+        .rt
+        .block_on(a.retain(later, "test"))
+        .expect("retain runs");
+    assert_eq!(kept.held, vec![(fx.names[0].clone(), key_hold)]);
+    assert!(!archived_entries(&dir).is_empty());
+    // Both released: deleted from the archive, and audited.
+    let out = run(&[
+        "audit",
+        "release",
+        &key_hold.to_string(),
+        "--reason",
+        "settled",
+    ]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let done = env
+        .rt
+        .block_on(a.retain(later, "test"))
+        .expect("retain runs");
+    assert_eq!(done.deleted, vec![fx.names[0].clone()]);
+    assert!(done.not_deleted.is_empty(), "{:?}", done.not_deleted);
+    assert!(
+        archived_entries(&dir).is_empty(),
+        "no archived file is left"
+    );
+    let db = env.db();
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_log WHERE status = 'AUDIT_HOLD'"),
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_log WHERE status = 'AUDIT_HOLD_RELEASED'"),
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_log WHERE status = 'ARCHIVE_DELETED'"),
+        1
+    );
+    // A hold is never deleted or edited, only released once.
+    let refused = env.as_superuser_result(&env.superuser_url(), "DELETE FROM audit_holds");
+    assert!(refused.is_err(), "{refused:?}");
+    // Verify holds: the deleted period is named, each chain carried across
+    // it by its seal and checked on through the live partitions.
+    let report = verify_with(env, settings);
+    assert!(report.holds, "{:?}", report.problems());
+    assert_eq!(report.deleted_by_retention, vec![fx.names[0].clone()]);
+    // Each partition's chain: its first entries gone with the period, the
+    // rest checked after them.
+    let partitions: Vec<_> = report
+        .chains
+        .iter()
+        .filter(|c| c.chain.starts_with("partition/"))
+        .collect();
+    assert_eq!(partitions.len(), 2);
+    for c in partitions {
+        assert!(
+            c.entries > 0 && c.last_seq > c.entries as i64,
+            "{c:?} skips the deleted period and goes on"
+        );
+    }
+    // Now bob can be erased.
+    let out = run(&["audit", "erase", "--key", BOB, "--reason", "request 44"]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let report = verify_with(env, settings);
+    assert!(report.holds, "{:?}", report.problems());
+    assert!(report.erased_entries > 0);
+    app.stop().expect("graceful stop");
+}
