@@ -192,15 +192,15 @@ pub async fn erase(
         }
     }
     let mut hasher = Hasher::default();
-    let mut rows: (Vec<i64>, Vec<DateTime<Utc>>, Vec<Option<Vec<u8>>>) = Default::default();
+    let mut rows = Rows::default();
     for e in &live {
         let digest = digest(&mut hasher, e);
         if digest.is_none() {
             done.payload_only += 1;
         }
-        rows.0.push(e.id);
-        rows.1.push(e.recorded_at);
-        rows.2.push(digest);
+        rows.ids.push(e.id);
+        rows.at.push(e.recorded_at);
+        rows.digests.push(digest);
     }
     let by_message: BTreeMap<Uuid, Vec<&Entry>> = live.iter().fold(BTreeMap::new(), |mut m, e| {
         m.entry(e.message_id).or_default().push(e);
@@ -210,10 +210,20 @@ pub async fn erase(
     Ok(done)
 }
 
+/// The live entries to erase, as `custodian_audit_erase` takes them: ids,
+/// their `recorded_at` (to find the partition), the digest each keeps
+/// (`None`: a version 1 entry, payload only).
+#[derive(Default)]
+struct Rows {
+    ids: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+    digests: Vec<Option<Vec<u8>>>,
+}
+
 /// The database's erasure and its operator entries, in one transaction.
 async fn record(
     conn: &mut AsyncPgConnection,
-    (ids, at, digests): &(Vec<i64>, Vec<DateTime<Utc>>, Vec<Option<Vec<u8>>>),
+    Rows { ids, at, digests }: &Rows,
     by_message: &BTreeMap<Uuid, Vec<&Entry>>,
     archived: &BTreeMap<Uuid, Vec<String>>,
     done: &Erased,
