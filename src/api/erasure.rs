@@ -30,7 +30,7 @@ pub struct EraseRequest {
 
 /// Erases what the request names; the chain still verifies and reports
 /// the entries as erased.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), request_body = EraseRequest, responses((status = 200, description = "Erased: the messages, live and archived entries, each archived period's new manifest", body = Erased), (status = 400, description = "Neither or both of key and message_id, or a blank reason", body = ErrorBody), (status = 404, description = "No message matches", body = ErrorBody), (status = 409, description = "A legal hold covers what would be erased: nothing was", body = ErrorBody), Guarded, WithBody, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = [])), request_body = EraseRequest, responses((status = 200, description = "Erased: the messages, live and archived entries, each archived period's new manifest", body = Erased), (status = 400, description = "Neither or both of key and message_id, or a blank reason", body = ErrorBody), (status = 404, description = "No message matches", body = ErrorBody), (status = 409, description = "A legal hold covers what would be erased, or a message is still parked in the dead-letter queue or the retry schedule: nothing was erased", body = ErrorBody), Guarded, WithBody, PostgresBacked))]
 #[post("/audit/erasures")]
 pub async fn erase(
     _: Authorized,
@@ -64,9 +64,9 @@ pub async fn erase(
         Err(AccessError::Erase(e @ EraseError::NothingFound)) => {
             Err(ApiError::NotFound(e.to_string()))
         }
-        Err(AccessError::Erase(e @ (EraseError::Held { .. } | EraseError::HeldMeanwhile(_)))) => {
-            Err(ApiError::Conflict(e.to_string()))
-        }
+        Err(AccessError::Erase(
+            e @ (EraseError::Held { .. } | EraseError::HeldMeanwhile(_) | EraseError::Pending(_)),
+        )) => Err(ApiError::Conflict(e.to_string())),
         Err(e) => {
             tracing::warn!(error = %e, "audit erase failed");
             Err(ApiError::Unavailable("postgres"))

@@ -66,6 +66,10 @@ pub enum EraseError {
     },
     #[error("{0}")]
     HeldMeanwhile(String),
+    #[error("{0}: its bytes are there too; discard it first (nothing was erased)")]
+    Pending(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("no message matches")]
     NothingFound,
     #[error("erasing archived entries needs the signing key (audit.signing_key)")]
@@ -91,6 +95,9 @@ struct Period {
 }
 
 /// Erases what `selector` names; `by` and `reason` go on the record.
+/// `pending` names a message still waiting somewhere outside the trail
+/// (the dead-letter queue, the retry schedule), whose bytes an erasure of
+/// the trail would not reach: then nothing is erased.
 #[allow(clippy::too_many_arguments)]
 pub async fn erase(
     client: &Client,
@@ -100,6 +107,7 @@ pub async fn erase(
     selector: &Selector,
     by: &str,
     reason: &str,
+    pending: impl AsyncFn(&[Uuid]) -> Result<Option<String>, String>,
 ) -> Result<Erased, EraseError> {
     let active = holds::active(client).await?;
     if let Selector::Key(key) = selector {
@@ -138,6 +146,9 @@ pub async fn erase(
         }
     }
     let ids: Vec<Uuid> = ids.into_iter().collect();
+    if let Some(waiting) = pending(&ids).await.map_err(EraseError::Unavailable)? {
+        return Err(EraseError::Pending(waiting));
+    }
     let live = live_entries(client, &ids).await?;
     if live.is_empty() && !archived_any(&periods, &ids).await? {
         return Err(EraseError::NothingFound);

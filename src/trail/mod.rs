@@ -105,6 +105,10 @@ pub struct Access {
     archive: crate::config::ArchiveSettings,
     /// `audit.retention`.
     retention: Option<crate::config::Retention>,
+    /// `redis.url` and `dlq.key_prefix`: an erasure refuses while a message
+    /// is still parked.
+    redis_url: SecretString,
+    dlq_prefix: String,
     /// `audit.checkpoint_file`.
     pub checkpoint_file: Option<std::path::PathBuf>,
     /// Slots for verifies ([`CONCURRENT_VERIFIES`]), shared by the clones.
@@ -153,6 +157,8 @@ impl Access {
             ahead: settings.audit.partitions_ahead,
             archive: settings.audit.archive.clone(),
             retention: settings.audit.retention,
+            redis_url: settings.redis.url.clone(),
+            dlq_prefix: settings.dlq.key_prefix.clone(),
             url: settings.postgres.url.clone(),
             verify_connections: settings.audit.verify_connections,
             connect_timeout: settings.postgres.connect_timeout,
@@ -241,15 +247,45 @@ impl Access {
         for _ in 0..self.verify_connections {
             clients.push(self.client("custodian audit verify").await?);
         }
-        if let Some(client) = clients.first() {
+        let mut tries = 0;
+        let mut report = loop {
+            tries += 1;
+            let Some(client) = clients.first() else {
+                return Err(verify::VerifyError::NoConnection.into());
+            };
+            let before = self.dropped(client).await?;
             options.archive = Some(self.archived(client).await?);
-        }
-        let mut report = verify::verify(&mut clients, &options).await?;
+            let report = verify::verify(&mut clients, &options).await?;
+            // A partition archived and dropped while the chains were read
+            // was in neither the archive read first nor the live rows read
+            // after: read again, with the archive as it is now (three reads
+            // at most).
+            let Some(client) = clients.first() else {
+                return Err(verify::VerifyError::NoConnection.into());
+            };
+            if report.holds() || tries >= 3 || self.dropped(client).await? == before {
+                break report;
+            }
+            tracing::info!("a partition was dropped during audit verify; verifying again");
+        };
         report.refused_checkpoints.extend(refused_lines);
         report.checkpoint_file_error = self.status.checkpoint_file_error().or(unreadable);
         report.holds = report.holds();
         self.status.verified(&report);
         Ok(report)
+    }
+
+    /// The partitions dropped (or deleted by retention) so far.
+    async fn dropped(&self, client: &Client) -> Result<Vec<(String, bool)>, AccessError> {
+        let rows = client
+            .query(
+                "SELECT name, archive_deleted_at IS NOT NULL FROM audit_partitions \
+                 WHERE dropped_at IS NOT NULL ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(|e| AccessError::Unavailable(format!("reading audit_partitions: {e}")))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// The archived periods, as `audit verify` reads them. A store that
@@ -407,6 +443,7 @@ impl Access {
     ) -> Result<erase::Erased, AccessError> {
         let client = self.client("custodian audit erase").await?;
         let mut conn = self.diesel().await?;
+        let pending = async |ids: &[uuid::Uuid]| self.pending(&client, ids).await;
         Ok(erase::erase(
             &client,
             &mut conn,
@@ -415,8 +452,52 @@ impl Access {
             selector,
             by,
             reason,
+            pending,
         )
         .await?)
+    }
+
+    /// The first of `ids` still parked in the dead-letter queue or waiting
+    /// in the retry schedule, described.
+    async fn pending(&self, client: &Client, ids: &[uuid::Uuid]) -> Result<Option<String>, String> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let scheduled = client
+            .query_opt(
+                "SELECT message_id FROM retry_schedule WHERE message_id = ANY($1) LIMIT 1",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| format!("reading the retry schedule: {e}"))?;
+        if let Some(r) = scheduled {
+            let id: uuid::Uuid = r.get(0);
+            return Ok(Some(format!("message {id} waits in the retry schedule")));
+        }
+        let redis = redis::Client::open(self.redis_url.expose_secret())
+            .map_err(|_| "redis.url cannot be parsed".to_owned())?;
+        let mut conn = tokio::time::timeout(
+            self.connect_timeout,
+            redis.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| "connecting to redis timed out".to_owned())?
+        .map_err(|e| format!("cannot connect to redis: {e}"))?;
+        let index = crate::dlq::Keys::new(&self.dlq_prefix).index();
+        for chunk in ids.chunks(500) {
+            let parked: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&index)
+                .arg(chunk.iter().map(|id| id.to_string()).collect::<Vec<_>>())
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| format!("reading the dead-letter queue: {e}"))?;
+            if let Some((id, _)) = chunk.iter().zip(parked).find(|(_, p)| p.is_some()) {
+                return Ok(Some(format!(
+                    "message {id} is parked in the dead-letter queue"
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Every legal hold (`active`: only those not released).

@@ -198,6 +198,9 @@ pub async fn seal_ended(
     file: Option<&Path>,
 ) -> Result<Vec<Seal>, SealError> {
     let signer = signer.ok_or(SealError::NoKey)?;
+    if let Some(path) = file {
+        append_missing(client, path).await?;
+    }
     let now = Utc::now();
     let mut seals = Vec::new();
     for p in partitions::list(client).await? {
@@ -220,6 +223,41 @@ pub async fn seal_ended(
         }
     }
     Ok(seals)
+}
+
+/// Appends to the checkpoint file every recorded seal it lacks: a seal is
+/// committed before its line is appended, so a crash between the two left
+/// it only in `audit_seals`.
+async fn append_missing(client: &Client, path: &Path) -> Result<(), SealError> {
+    let rows = client
+        .query(
+            "SELECT partition_name, line FROM audit_seals ORDER BY id",
+            &[],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let failed = |partition: String, e: std::io::Error| SealError::File {
+        partition,
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(failed(rows[0].get(0), e)),
+    };
+    let present: std::collections::HashSet<&str> = text.lines().collect();
+    for r in &rows {
+        let line: String = r.get(1);
+        if !present.contains(line.as_str()) {
+            tracing::warn!(partition = %r.get::<_, String>(0), "a recorded seal was missing from the checkpoint file: appended");
+            checkpoint::append(path, std::slice::from_ref(&line))
+                .map_err(|e| failed(r.get(0), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Seals one partition in one transaction: the partition refuses inserts

@@ -57,6 +57,14 @@ pub struct VerifySummary {
     /// Rows no chain covers that custodian wrote (before chaining, or
     /// with `audit.chain = false`).
     pub unchained_entries: i64,
+    /// Archived periods read from the archive store, and the entries of
+    /// theirs checked.
+    pub archived_periods: usize,
+    pub archived_entries: u64,
+    /// Entries erased (`audit erase`), checked by the digest they keep.
+    pub erased_entries: u64,
+    /// Periods deleted from the archive by `audit.retention`.
+    pub deleted_periods: usize,
     /// The first failures (breaks, refused checkpoints, stray rows, the
     /// checkpoint file), one line each.
     pub problems: Vec<String>,
@@ -126,6 +134,10 @@ impl TrailStatus {
             chains: report.chains.len(),
             seconds: report.seconds,
             unchained_entries: report.unchained_entries + report.legacy_entries,
+            archived_periods: report.archived_periods,
+            archived_entries: report.archived_entries,
+            erased_entries: report.erased_entries,
+            deleted_periods: report.deleted_by_retention.len(),
             problems,
         };
         self.with(|s| s.last_verify = Some(summary));

@@ -139,7 +139,9 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         strays,
         stray_entries,
         checkpoint_file_error: None,
-        archived_periods: options.archive.as_ref().map_or(0, |a| a.periods.len()),
+        archived_periods: options.archive.as_ref().map_or(0, |a| {
+            a.periods.iter().filter(|p| p.deleted.is_none()).count()
+        }),
         erased_entries: 0,
         deleted_by_retention: options
             .archive

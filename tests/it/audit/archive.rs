@@ -103,8 +103,9 @@ pub(super) fn local_store() -> Store {
 }
 
 /// The S3-protocol server `dev/services.sh` starts; its absence fails the
-/// test (it is not skipped).
-fn s3_store() -> Store {
+/// test (it is not skipped). `dir` is where s3s-fs keeps this prefix's
+/// objects on disk, as plain files: what the server stores, byte for byte.
+pub(super) fn s3_store() -> Store {
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
             panic!("{name} is not set: run the tests through dev/test (it starts the S3 server)")
@@ -129,7 +130,11 @@ fn s3_store() -> Store {
                 var("TEST_S3_SECRET_KEY").into(),
             ),
         ],
-        dir: None,
+        dir: Some(
+            PathBuf::from(var("TEST_S3_DATA_DIR"))
+                .join(var("TEST_S3_BUCKET"))
+                .join(prefix),
+        ),
     }
 }
 
@@ -285,7 +290,7 @@ fn trail_across_a_boundary(
 }
 
 fn seal_archive_drop_verify(store: Store) {
-    let end = Utc::now() + chrono::Duration::seconds(4);
+    let end = Utc::now() + chrono::Duration::seconds(10);
     let Fixture {
         env,
         names,
@@ -452,8 +457,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn every_kind_of_tamper_with_an_archived_file_is_caught_and_named() {
     use custodian::trail::archive::parquet;
-    let first = Utc::now() + chrono::Duration::seconds(4);
-    let second = first + chrono::Duration::seconds(4);
+    let first = Utc::now() + chrono::Duration::seconds(10);
+    let second = first + chrono::Duration::seconds(6);
     let store = local_store();
     let root = store.dir.clone().expect("a directory");
     let Fixture {
@@ -537,7 +542,7 @@ fn every_kind_of_tamper_with_an_archived_file_is_caught_and_named() {
 
 #[test]
 fn a_crash_during_archive_leaves_the_partition_or_a_verified_archive() {
-    let end = Utc::now() + chrono::Duration::seconds(4);
+    let end = Utc::now() + chrono::Duration::seconds(10);
     let Fixture {
         env,
         names,

@@ -17,12 +17,15 @@ use chrono::Utc;
 use custodian::app::Running;
 use reqwest::Method;
 
-use super::archive::{access, command, fixture, local_store, rows_in, verify_with};
+use super::archive::{
+    access, command, fixture, local_store, rows_in, s3_store, verify_with, Store,
+};
 use super::trail_defects::wait_processed;
 use crate::support::TestEnv;
 
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
+const CAROL: &str = "carol@example.com";
 
 /// `n` records for each key, alternating partitions.
 fn produce_keyed(env: &TestEnv, from: usize, n: usize) {
@@ -85,9 +88,19 @@ fn archived_entries(dir: &Path) -> Vec<custodian::trail::entry::Entry> {
 
 #[test]
 fn erasing_a_key_removes_its_bytes_everywhere_and_the_chain_still_verifies() {
+    erase_a_key(local_store());
+}
+
+/// The same on the S3-protocol server: its stored objects (s3s-fs keeps
+/// them as files) are scanned for the key's bytes.
+#[test]
+fn erasing_a_key_on_s3_removes_its_bytes_from_the_stored_objects() {
+    erase_a_key(s3_store());
+}
+
+fn erase_a_key(store: Store) {
     let end = Utc::now() + chrono::Duration::seconds(10);
-    let store = local_store();
-    let dir = store.dir.clone().expect("a local store");
+    let dir = store.dir.clone().expect("the store's files");
     let fx = fixture(2, &[end], &store);
     let (env, settings) = (&fx.env, &fx.settings);
     let app = Running::start(env.settings_with(settings)).expect("custodian starts");
@@ -241,6 +254,17 @@ fn erasing_a_key_removes_its_bytes_everywhere_and_the_chain_still_verifies() {
     assert_eq!(status, 401);
     let report = verify_with(env, settings);
     assert!(report.holds, "{:?}", report.problems());
+    // The console's integrity line reads the service's latest verify: it
+    // covers the archive and counts the erased entries.
+    let (status, body) = env.api(&app, Method::GET, "/audit/verify", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["holds"], true, "{body}");
+    let (status, body) = env.api(&app, Method::GET, "/audit/status", None);
+    assert_eq!(status, 200, "{body}");
+    let last = &body["last_verify"];
+    assert_eq!(last["archived_periods"], 1, "{body}");
+    assert_eq!(last["erased_entries"], report.erased_entries, "{body}");
+    assert!(report.erased_entries as i64 > alice_live + alice_archived as i64);
     app.stop().expect("graceful stop");
 }
 
@@ -409,6 +433,31 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     // Now bob can be erased.
     let out = run(&["audit", "erase", "--key", BOB, "--reason", "request 44"]);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
+
+    // A message of carol's parked in the dead-letter queue: its bytes are
+    // there too, so erasing her is refused until it is discarded.
+    env.produce(&[(Some(CAROL), b"not an event".as_slice(), Some(0))]);
+    crate::support::wait_until(Duration::from_secs(30), "carol parked", || {
+        !env.dlq_entries().is_empty()
+    });
+    let out = run(&["audit", "erase", "--key", CAROL, "--reason", "request 45"]);
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("parked in the dead-letter queue"),
+        "{}",
+        out.stderr
+    );
+    let carol = env.dlq_entries()[0].message_id.to_string();
+    let out = run(&["dlq", "discard", &carol, "--reason", "erasure request 45"]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let out = run(&["audit", "erase", "--key", CAROL, "--reason", "request 45"]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        env.db().count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE message_key = '{CAROL}'"
+        )),
+        0
+    );
     let report = verify_with(env, settings);
     assert!(report.holds, "{:?}", report.problems());
     assert!(report.erased_entries > 0);
