@@ -77,6 +77,52 @@ DROP TRIGGER audit_log_append_only ON audit_log;
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION custodian_audit_erasure_only();
 
+-- The legacy tables (before migration 000006, unchained: verify only
+-- checks that none is newer than their freeze) take an erasure too: their
+-- key, payload and headers become NULL, nothing else changes.
+CREATE FUNCTION custodian_legacy_payload_erasure_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE'
+       AND (NEW.message_id, NEW.topic, NEW.kafka_partition, NEW.kafka_offset, NEW.kafka_timestamp,
+            NEW.first_seen_at)
+           IS NOT DISTINCT FROM
+           (OLD.message_id, OLD.topic, OLD.kafka_partition, OLD.kafka_offset, OLD.kafka_timestamp,
+            OLD.first_seen_at)
+       AND NEW.message_key IS NULL AND NEW.payload IS NULL AND NEW.headers IS NULL
+    THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'custodian: % on % refused: the audit trail is append-only (an erasure is the one change it takes)',
+        TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE FUNCTION custodian_legacy_audit_erasure_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE'
+       AND (NEW.id, NEW.message_id, NEW.status, NEW.topic, NEW.kafka_partition, NEW.kafka_offset,
+            NEW.event_type, NEW.attempt, NEW.error, NEW.consumer_group, NEW.occurred_at,
+            NEW.recorded_at)
+           IS NOT DISTINCT FROM
+           (OLD.id, OLD.message_id, OLD.status, OLD.topic, OLD.kafka_partition, OLD.kafka_offset,
+            OLD.event_type, OLD.attempt, OLD.error, OLD.consumer_group, OLD.occurred_at,
+            OLD.recorded_at)
+       AND NEW.message_key IS NULL
+    THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'custodian: % on % refused: the audit trail is append-only (an erasure is the one change it takes)',
+        TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+DROP TRIGGER message_audit_append_only ON message_audit_v1;
+CREATE TRIGGER message_audit_append_only BEFORE UPDATE OR DELETE ON message_audit_v1
+    FOR EACH ROW EXECUTE FUNCTION custodian_legacy_audit_erasure_only();
+DROP TRIGGER message_payloads_append_only ON message_payloads_v1;
+CREATE TRIGGER message_payloads_append_only BEFORE UPDATE OR DELETE ON message_payloads_v1
+    FOR EACH ROW EXECUTE FUNCTION custodian_legacy_payload_erasure_only();
+
 -- 3. Legal holds: on a message key, or on a period. An active hold blocks
 -- the erasure of what it covers and the deletion of archived periods it
 -- covers. A hold is placed once and released once; never deleted.
@@ -170,11 +216,40 @@ BEGIN
 END
 $$;
 
+-- Erases the legacy rows of messages `ids` unless a hold covers one (by
+-- key, or by the time it was recorded); how many rows changed.
+CREATE FUNCTION custodian_audit_erase_legacy(ids UUID[])
+RETURNS BIGINT LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    held BIGINT;
+    a BIGINT;
+    p BIGINT;
+BEGIN
+    LOCK TABLE audit_holds IN SHARE MODE;
+    SELECT h.id INTO held FROM message_audit_v1 m JOIN audit_holds h ON h.released_at IS NULL
+       AND (h.message_key = m.message_key
+            OR (h.from_time <= m.recorded_at AND m.recorded_at < h.to_time))
+     WHERE m.message_id = ANY(ids) LIMIT 1;
+    IF held IS NOT NULL THEN
+        RAISE EXCEPTION 'custodian: legal hold % covers a legacy entry to erase; nothing was erased', held
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE message_audit_v1 SET message_key = NULL
+     WHERE message_id = ANY(ids) AND message_key IS NOT NULL;
+    GET DIAGNOSTICS a = ROW_COUNT;
+    UPDATE message_payloads_v1 SET message_key = NULL, payload = NULL, headers = NULL
+     WHERE message_id = ANY(ids)
+       AND (message_key IS NOT NULL OR payload IS NOT NULL OR headers IS NOT NULL);
+    GET DIAGNOSTICS p = ROW_COUNT;
+    RETURN a + p;
+END
+$$;
+
 -- 5. An erased archive: the partition's new manifest (its files rewritten
 -- without the erased fields) is recorded superseding the latest one, for
 -- the same number of entries.
 CREATE FUNCTION custodian_audit_archive_supersede(part TEXT, url TEXT, path TEXT, sha BYTEA,
-                                                  signed TEXT, n BIGINT)
+                                                  signed TEXT, n BIGINT, prev_sha BYTEA)
 RETURNS BIGINT LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     prev audit_archives;
@@ -184,6 +259,19 @@ BEGIN
         FOR UPDATE;
     IF NOT FOUND OR prev.entries <> n THEN
         RAISE EXCEPTION 'custodian: % has no archive of % entries to supersede', part, n
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- Built on the latest manifest, not one another erasure replaced.
+    IF prev.manifest_sha256 <> prev_sha THEN
+        RAISE EXCEPTION 'custodian: the archive of % changed meanwhile; nothing recorded', part
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    IF sha <> sha256(convert_to(signed, 'UTF8')) THEN
+        RAISE EXCEPTION 'custodian: the manifest''s SHA-256 is not its text''s'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM audit_partitions WHERE name = part AND archive_deleted_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'custodian: the archive of % was deleted by retention', part
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     INSERT INTO audit_archives (partition_name, store_url, manifest_path, manifest_sha256, manifest,
@@ -230,9 +318,11 @@ $$;
 GRANT SELECT, INSERT ON audit_holds TO custodian_audit_writer;
 GRANT UPDATE (released_at, released_by, release_reason) ON audit_holds TO custodian_audit_writer;
 REVOKE ALL ON FUNCTION custodian_audit_erase(BIGINT[], TIMESTAMPTZ[], BYTEA[]),
-    custodian_audit_archive_supersede(TEXT, TEXT, TEXT, BYTEA, TEXT, BIGINT),
+    custodian_audit_erase_legacy(UUID[]),
+    custodian_audit_archive_supersede(TEXT, TEXT, TEXT, BYTEA, TEXT, BIGINT, BYTEA),
     custodian_audit_archive_deleted(TEXT) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION custodian_audit_erase(BIGINT[], TIMESTAMPTZ[], BYTEA[]),
-    custodian_audit_archive_supersede(TEXT, TEXT, TEXT, BYTEA, TEXT, BIGINT)
+    custodian_audit_erase_legacy(UUID[]),
+    custodian_audit_archive_supersede(TEXT, TEXT, TEXT, BYTEA, TEXT, BIGINT, BYTEA)
     TO custodian_audit_writer;
 GRANT EXECUTE ON FUNCTION custodian_audit_archive_deleted(TEXT) TO custodian_audit_archivist;

@@ -61,12 +61,21 @@ pub async fn erase(
     }
     match state.audit.erase(&selector, &by, &r.reason).await {
         Ok(erased) => Ok(HttpResponse::Ok().json(erased)),
+        Err(AccessError::Erase(e @ EraseError::BadInput(_))) => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
         Err(AccessError::Erase(e @ EraseError::NothingFound)) => {
             Err(ApiError::NotFound(e.to_string()))
         }
         Err(AccessError::Erase(
             e @ (EraseError::Held { .. } | EraseError::HeldMeanwhile(_) | EraseError::Pending(_)),
         )) => Err(ApiError::Conflict(e.to_string())),
+        Err(AccessError::Erase(
+            e @ (EraseError::Archive { .. } | EraseError::ArchiveAfterRecord { .. }),
+        )) => {
+            tracing::warn!(error = %e, "audit erase: the archive");
+            Err(ApiError::Unavailable("the archive store"))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "audit erase failed");
             Err(ApiError::Unavailable("postgres"))

@@ -125,6 +125,20 @@ impl Entry {
     }
 
     /// The payload, if kept, no longer matches the digest the hash covers.
+    /// An erased entry that holds any personal field, payload or blinding
+    /// again: its hash covers only the kept digest, so the fields were put
+    /// back (or forged) after the erasure.
+    pub fn erased_but_filled(&self) -> bool {
+        self.erased_digest.is_some()
+            && (self.message_key.is_some()
+                || self.key_bytes.is_some()
+                || self.headers.is_some()
+                || self.received_detail.is_some()
+                || self.payload.is_some()
+                || self.payload_sha256.is_some()
+                || self.blinding.is_some())
+    }
+
     pub fn payload_replaced(&self) -> bool {
         match &self.payload {
             None => false,

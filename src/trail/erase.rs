@@ -47,6 +47,8 @@ pub struct Erased {
     pub payload_only: u64,
     /// Entries erased in archived files.
     pub archived_entries: u64,
+    /// Rows of the legacy tables (before migration 000006) erased.
+    pub legacy_rows: u64,
     /// The archived periods rewritten, each with its new manifest.
     #[schema(value_type = Vec<Object>)]
     pub archives: Vec<Rewritten>,
@@ -70,6 +72,10 @@ pub enum EraseError {
     Pending(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("erased in the database and recorded, but the archive of {partition} could not be rewritten: {reason}; run the erasure again to finish it")]
+    ArchiveAfterRecord { partition: String, reason: String },
     #[error("no message matches")]
     NothingFound,
     #[error("erasing archived entries needs the signing key (audit.signing_key)")]
@@ -98,8 +104,49 @@ struct Period {
 /// `pending` names a message still waiting somewhere outside the trail
 /// (the dead-letter queue, the retry schedule), whose bytes an erasure of
 /// the trail would not reach: then nothing is erased.
+///
+/// Under the trail's lock (`exclusive`), in this order: every hold is
+/// checked against every entry to erase, live and archived, so a hold
+/// refuses the whole erasure before anything changes; the database's
+/// erasure and the MESSAGE_ERASED entries commit together (naming the
+/// archived periods to rewrite); then the archived periods are rewritten.
+/// A failure or crash after the commit leaves archived files to erase,
+/// which a second run finds (by key, or by id) and finishes, recording
+/// that too.
 #[allow(clippy::too_many_arguments)]
 pub async fn erase(
+    client: &Client,
+    conn: &mut AsyncPgConnection,
+    configured: &ArchiveSettings,
+    signer: Option<&Signer>,
+    selector: &Selector,
+    by: &str,
+    reason: &str,
+    pending: impl AsyncFn(&[Uuid]) -> Result<Option<String>, String>,
+) -> Result<Erased, EraseError> {
+    for (name, text) in [("reason", reason), ("requested_by", by)] {
+        if text.trim().is_empty() || text.chars().any(char::is_control) {
+            return Err(EraseError::BadInput(format!(
+                "{name}: not blank, no control characters"
+            )));
+        }
+    }
+    if let Selector::Key(key) = selector {
+        if key.is_empty() || key.contains('\0') {
+            return Err(EraseError::BadInput("key: not empty, no NUL".into()));
+        }
+    }
+    crate::trail::exclusive::with(client, async || {
+        erase_locked(
+            client, conn, configured, signer, selector, by, reason, pending,
+        )
+        .await
+    })
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn erase_locked(
     client: &Client,
     conn: &mut AsyncPgConnection,
     configured: &ArchiveSettings,
@@ -126,8 +173,12 @@ pub async fn erase(
             for r in client
                 .query(
                     "SELECT DISTINCT message_id FROM audit_log \
-                     WHERE left(message_key, 200) = left($1, 200) AND message_key = $1",
-                    &[key],
+                     WHERE left(message_key, 200) = left($1, 200) AND message_key = $1 \
+                       AND status <> ALL($2) \
+                     UNION SELECT message_id FROM message_audit_v1 WHERE message_key = $1 \
+                     UNION SELECT message_id FROM message_payloads_v1 \
+                      WHERE message_key = convert_to($1, 'UTF8')",
+                    &[key, &OWN.as_slice()],
                 )
                 .await?
             {
@@ -137,7 +188,9 @@ pub async fn erase(
                 for f in &p.manifest.files {
                     let bytes = get(p, &f.path).await?;
                     for e in decode(p, bytes)? {
-                        if e.message_key.as_deref() == Some(key.as_str()) {
+                        if e.message_key.as_deref() == Some(key.as_str())
+                            && !OWN.contains(&e.status.as_str())
+                        {
                             ids.insert(e.message_id);
                         }
                     }
@@ -150,7 +203,40 @@ pub async fn erase(
         return Err(EraseError::Pending(waiting));
     }
     let live = live_entries(client, &ids).await?;
-    if live.is_empty() && !archived_any(&periods, &ids).await? {
+    let legacy: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM message_audit_v1 \
+                      WHERE message_id = ANY($1) AND message_key IS NOT NULL) \
+                  + (SELECT count(*) FROM message_payloads_v1 WHERE message_id = ANY($1) \
+                      AND (message_key IS NOT NULL OR payload IS NOT NULL OR headers IS NOT NULL))",
+            &[&ids],
+        )
+        .await?
+        .get(0);
+    // The archived entries to erase, each period's, checked against the
+    // holds before anything changes.
+    let mut archived: BTreeMap<String, Vec<(i64, Uuid)>> = BTreeMap::new();
+    for p in &periods {
+        for f in &p.manifest.files {
+            let bytes = get(p, &f.path).await?;
+            if !ids.iter().any(|id| parquet::may_hold(&bytes, *id)) {
+                continue;
+            }
+            for e in decode(p, bytes)?
+                .iter()
+                .filter(|e| ids.contains(&e.message_id) && erase_entry(&mut (*e).clone()))
+            {
+                if let Some(h) = covering(&active, e) {
+                    return Err(held(h, &format!("archived message {}", e.message_id)));
+                }
+                archived
+                    .entry(p.manifest.partition.clone())
+                    .or_default()
+                    .push((e.id, e.message_id));
+            }
+        }
+    }
+    if live.is_empty() && legacy == 0 && archived.is_empty() {
         return Err(EraseError::NothingFound);
     }
     for e in &live {
@@ -158,50 +244,13 @@ pub async fn erase(
             return Err(held(h, &format!("message {}", e.message_id)));
         }
     }
+    if !archived.is_empty() && signer.is_none() {
+        return Err(EraseError::NoKey);
+    }
     let mut done = Erased {
         messages: ids.clone(),
         ..Erased::default()
     };
-    let mut where_: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
-    // The archive first: a crash before the database's erasure leaves it
-    // to a second run, which finds the archive done.
-    if !periods.is_empty() {
-        let signer = signer.ok_or(EraseError::NoKey)?;
-        for p in &periods {
-            // A hold on a period, or on a key an entry of it holds.
-            for f in &p.manifest.files {
-                let bytes = get(p, &f.path).await?;
-                if !ids.iter().any(|id| parquet::may_hold(&bytes, *id)) {
-                    continue;
-                }
-                for e in decode(p, bytes)?
-                    .iter()
-                    .filter(|e| ids.contains(&e.message_id))
-                {
-                    if let Some(h) = covering(&active, e) {
-                        return Err(held(h, &format!("archived message {}", e.message_id)));
-                    }
-                }
-            }
-            let rewritten = rewrite::rewrite(
-                client,
-                &p.target,
-                signer,
-                (&p.manifest, &p.text),
-                |bytes: &Bytes| ids.iter().any(|id| parquet::may_hold(bytes, *id)),
-                |e: &mut Entry| ids.contains(&e.message_id) && erase_entry(e),
-            )
-            .await
-            .map_err(|e| archive_failed(&p.manifest.partition, e))?;
-            if let Some(r) = rewritten {
-                done.archived_entries += r.entries;
-                for id in &ids {
-                    where_.entry(*id).or_default().push(r.manifest.clone());
-                }
-                done.archives.push(r);
-            }
-        }
-    }
     let mut hasher = Hasher::default();
     let mut rows = Rows::default();
     for e in &live {
@@ -213,12 +262,62 @@ pub async fn erase(
         rows.at.push(e.recorded_at);
         rows.digests.push(digest);
     }
-    let by_message: BTreeMap<Uuid, Vec<&Entry>> = live.iter().fold(BTreeMap::new(), |mut m, e| {
-        m.entry(e.message_id).or_default().push(e);
-        m
-    });
-    done.live_entries = record(conn, &rows, &by_message, &where_, &done, by, reason).await?;
+    // Every message gets its record, a legacy-only one too.
+    let mut by_message: BTreeMap<Uuid, Erasing> =
+        ids.iter().map(|id| (*id, Erasing::default())).collect();
+    for e in &live {
+        let m = by_message.entry(e.message_id).or_default();
+        m.first.get_or_insert(e);
+        m.entries.push(e.id);
+    }
+    for (partition, entries) in &archived {
+        for (entry, message) in entries {
+            let m = by_message.entry(*message).or_default();
+            m.entries.push(*entry);
+            if m.periods.last() != Some(partition) {
+                m.periods.push(partition.clone());
+            }
+        }
+    }
+    (done.live_entries, done.legacy_rows) =
+        record(conn, &rows, &by_message, &done, by, reason).await?;
+    // The archive, once the erasure is on the record.
+    if let Some(signer) = signer {
+        for p in periods
+            .iter()
+            .filter(|p| archived.contains_key(&p.manifest.partition))
+        {
+            let rewritten = rewrite::rewrite(
+                client,
+                &p.target,
+                signer,
+                (&p.manifest, &p.text),
+                |bytes: &Bytes| ids.iter().any(|id| parquet::may_hold(bytes, *id)),
+                |e: &mut Entry| ids.contains(&e.message_id) && erase_entry(e),
+            )
+            .await
+            .map_err(|e| EraseError::ArchiveAfterRecord {
+                partition: p.manifest.partition.clone(),
+                reason: e.to_string(),
+            })?;
+            if let Some(r) = rewritten {
+                done.archived_entries += r.entries;
+                done.archives.push(r);
+            }
+        }
+    }
     Ok(done)
+}
+
+/// One message's part in an erasure, as its MESSAGE_ERASED entry says.
+#[derive(Default)]
+struct Erasing<'a> {
+    /// Its first live entry (where the record goes), if any.
+    first: Option<&'a Entry>,
+    /// Every entry erased, live and archived.
+    entries: Vec<i64>,
+    /// The archived periods it is erased from.
+    periods: Vec<String>,
 }
 
 /// The live entries to erase, as `custodian_audit_erase` takes them: ids,
@@ -235,12 +334,11 @@ struct Rows {
 async fn record(
     conn: &mut AsyncPgConnection,
     Rows { ids, at, digests }: &Rows,
-    by_message: &BTreeMap<Uuid, Vec<&Entry>>,
-    archived: &BTreeMap<Uuid, Vec<String>>,
+    by_message: &BTreeMap<Uuid, Erasing<'_>>,
     done: &Erased,
     by: &str,
     reason: &str,
-) -> Result<u64, EraseError> {
+) -> Result<(u64, u64), EraseError> {
     use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Timestamptz};
     #[derive(diesel::QueryableByName)]
     struct Changed {
@@ -249,24 +347,30 @@ async fn record(
     }
     let outcome = conn
         .transaction(async |conn| {
-            let changed = diesel::sql_query(
-                "SELECT custodian_audit_erase($1, $2, $3) AS changed",
-            )
-            .bind::<Array<BigInt>, _>(ids)
-            .bind::<Array<Timestamptz>, _>(at)
-            .bind::<Array<Nullable<Bytea>>, _>(digests)
-            .get_result::<Changed>(conn)
-            .await?
-            .changed;
-            for id in &done.messages {
-                let entries = by_message.get(id).map(Vec::as_slice).unwrap_or_default();
-                let first = entries.first().copied();
+            let changed = diesel::sql_query("SELECT custodian_audit_erase($1, $2, $3) AS changed")
+                .bind::<Array<BigInt>, _>(ids)
+                .bind::<Array<Timestamptz>, _>(at)
+                .bind::<Array<Nullable<Bytea>>, _>(digests)
+                .get_result::<Changed>(conn)
+                .await?
+                .changed;
+            let legacy = diesel::sql_query("SELECT custodian_audit_erase_legacy($1) AS changed")
+                .bind::<Array<diesel::sql_types::Uuid>, _>(&done.messages)
+                .get_result::<Changed>(conn)
+                .await?
+                .changed;
+            for (id, m) in by_message {
+                let first = m.first;
                 let detail = serde_json::json!({
                     "requested_by": by,
                     "reason": reason,
-                    "entries": entries.iter().map(|e| e.id).collect::<Vec<_>>(),
-                    "payload_only": entries.iter().filter(|e| e.blinding.is_none() && e.chain.is_some()).count(),
-                    "archives": archived.get(id).cloned().unwrap_or_default(),
+                    "entries": m.entries,
+                    "payload_only": ids
+                        .iter()
+                        .zip(digests)
+                        .filter(|(i, d)| d.is_none() && m.entries.contains(i))
+                        .count(),
+                    "archived_periods": m.periods,
                 });
                 operator::record(
                     conn,
@@ -276,18 +380,19 @@ async fn record(
                         topic: first.map_or("", |e| e.topic.as_str()),
                         kafka_partition: first.map_or(-1, |e| e.kafka_partition),
                         kafka_offset: first.map_or(-1, |e| e.kafka_offset),
-                        consumer_group: first.map_or(operator::GROUP, |e| e.consumer_group.as_str()),
+                        consumer_group: first
+                            .map_or(operator::GROUP, |e| e.consumer_group.as_str()),
                         message_key: None,
                         detail,
                     },
                 )
                 .await?;
             }
-            Ok::<i64, diesel::result::Error>(changed)
+            Ok::<(i64, i64), diesel::result::Error>((changed, legacy))
         })
         .await;
     match outcome {
-        Ok(n) => Ok(n.max(0) as u64),
+        Ok((n, legacy)) => Ok((n.max(0) as u64, legacy.max(0) as u64)),
         // A hold placed after the check above.
         Err(diesel::result::Error::DatabaseError(_, info))
             if info.message().contains("legal hold") =>
@@ -353,23 +458,6 @@ async fn live_entries(client: &Client, ids: &[Uuid]) -> Result<Vec<Entry>, Erase
         entries.push(Entry::from_row(r, chain.as_deref())?);
     }
     Ok(entries)
-}
-
-/// Whether any archived file may hold one of `ids` (bloom filters).
-async fn archived_any(periods: &[Period], ids: &[Uuid]) -> Result<bool, EraseError> {
-    for p in periods {
-        for f in &p.manifest.files {
-            let bytes = get(p, &f.path).await?;
-            if ids.iter().any(|id| parquet::may_hold(&bytes, *id))
-                && decode(p, bytes)?
-                    .iter()
-                    .any(|e| ids.contains(&e.message_id) && e.erased_digest.is_none())
-            {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
 }
 
 /// Every period with an archive still in the store (dropped from

@@ -9,7 +9,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::trail::operator;
+use crate::trail::{exclusive, operator};
 
 /// What a hold covers.
 #[derive(Debug, Clone)]
@@ -114,6 +114,9 @@ pub async fn place(
     };
     let id = conn
         .transaction(async |conn| {
+            diesel::sql_query(exclusive::IN_TRANSACTION)
+                .execute(conn)
+                .await?;
             let placed = diesel::sql_query(
                 "INSERT INTO audit_holds (message_key, from_time, to_time, reason, held_by) \
                  VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -162,6 +165,9 @@ pub async fn release(
     use diesel::sql_types::{BigInt, Text};
     let released = conn
         .transaction(async |conn| {
+            diesel::sql_query(exclusive::IN_TRANSACTION)
+                .execute(conn)
+                .await?;
             let n = diesel::sql_query(
                 "UPDATE audit_holds SET released_at = now(), released_by = $2, release_reason = $3 \
                  WHERE id = $1 AND released_at IS NULL",

@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod checkpointer;
 pub mod entry;
 pub mod erase;
+pub(crate) mod exclusive;
 pub mod holds;
 pub(crate) mod maintainer;
 pub(crate) mod marks;
@@ -324,7 +325,8 @@ impl Access {
                 "SELECT a.manifest FROM audit_partitions p \
                  JOIN LATERAL (SELECT manifest FROM audit_archives WHERE partition_name = p.name \
                      ORDER BY id DESC LIMIT 1) a ON true \
-                 WHERE p.dropped_at IS NOT NULL ORDER BY p.to_time",
+                 WHERE p.dropped_at IS NOT NULL AND p.archive_deleted_at IS NULL \
+                 ORDER BY p.to_time",
                 &[],
             )
             .await

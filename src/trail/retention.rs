@@ -51,8 +51,23 @@ struct Expired {
     manifests: Vec<(String, String)>,
 }
 
-/// Deletes every archived period that ended before `cutoff`.
+/// Deletes every archived period that ended before `cutoff`, under the
+/// trail's lock (`exclusive`): no hold is placed while it decides.
 pub async fn apply(
+    client: &Client,
+    conn: &mut AsyncPgConnection,
+    configured: &ArchiveSettings,
+    verifier: &Verifier,
+    cutoff: DateTime<Utc>,
+    by: &str,
+) -> Result<Retained, RetentionError> {
+    crate::trail::exclusive::with(client, async || {
+        apply_locked(client, conn, configured, verifier, cutoff, by).await
+    })
+    .await
+}
+
+async fn apply_locked(
     client: &Client,
     conn: &mut AsyncPgConnection,
     configured: &ArchiveSettings,
@@ -146,8 +161,18 @@ async fn holding(
         return Ok(None);
     }
     for f in files.iter().filter(|f| f.ends_with(".parquet")) {
-        let Ok(bytes) = target.get(f).await else {
-            continue;
+        // A file already gone (a superseded manifest's, or deleted by an
+        // earlier run) holds nothing to keep; any other failure stops the
+        // run rather than risk deleting a held key's period.
+        let bytes = match target.get(f).await {
+            Ok(b) => b,
+            Err(crate::trail::archive::target::TargetError::Missing { .. }) => continue,
+            Err(e) => {
+                return Err(RetentionError::Archive {
+                    partition: p.name.clone(),
+                    reason: e.to_string(),
+                })
+            }
         };
         let entries = parquet::decode(bytes).map_err(|e| RetentionError::Archive {
             partition: p.name.clone(),

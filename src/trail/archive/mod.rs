@@ -80,6 +80,21 @@ pub async fn archive_sealed(
     file_rows: usize,
     keep: bool,
 ) -> Result<Vec<Archived>, ArchiveError> {
+    // No erasure or retention run between a partition's export and its
+    // drop (the export would keep what the erasure removed).
+    crate::trail::exclusive::lock(client).await?;
+    let done = archive_locked(client, target, signer, file_rows, keep).await;
+    crate::trail::exclusive::unlock(client).await;
+    done
+}
+
+async fn archive_locked(
+    client: &mut Client,
+    target: &Target,
+    signer: Option<&Signer>,
+    file_rows: usize,
+    keep: bool,
+) -> Result<Vec<Archived>, ArchiveError> {
     let signer = signer.ok_or(ArchiveError::NoKey)?;
     let verifier = signer.verifier();
     let mut done = Vec::new();

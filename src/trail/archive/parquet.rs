@@ -225,6 +225,13 @@ fn decode_unguarded(bytes: Bytes) -> Result<Vec<Entry>, ParquetError> {
 
 pub(crate) fn decode_batch(batch: &RecordBatch, out: &mut Vec<Entry>) -> Result<(), ParquetError> {
     let bad = |name: &str| ParquetError::Schema(format!("column {name}"));
+    if batch.num_columns() != schema().fields().len() {
+        return Err(ParquetError::Schema(format!(
+            "{} columns, not {}",
+            batch.num_columns(),
+            schema().fields().len()
+        )));
+    }
     let col = |i: usize| batch.column(i);
     let text = |i: usize, name: &str| col(i).as_string_opt::<i32>().ok_or_else(|| bad(name));
     let int64 = |i: usize, name: &str| {

@@ -42,6 +42,7 @@ pub async fn rewrite(
     wanted: impl Fn(&Bytes) -> bool,
     erase: impl Fn(&mut Entry) -> bool,
 ) -> Result<Option<Rewritten>, ArchiveError> {
+    sweep(target, old).await;
     let stamp = Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
     let mut manifest = old.clone();
     let mut done = Rewritten {
@@ -75,38 +76,20 @@ pub async fn rewrite(
     if replaced.is_empty() {
         return Ok(None);
     }
-    manifest.supersedes = Some(hex(&Sha256::digest(old_text.as_bytes())));
+    let old_sha = Sha256::digest(old_text.as_bytes()).to_vec();
+    manifest.supersedes = Some(hex(&old_sha));
     manifest.created_at = Utc::now();
     let path = format!("{}/manifest-{stamp}.json", manifest.partition);
-    let signed = manifest.sign(signer)?;
-    let text = String::from_utf8_lossy(&signed).into_owned();
-    target.put(&path, signed).await?;
-    let verifier = signer.verifier();
-    let (seal, line) = seal::recorded(client, &manifest.partition, &verifier)
-        .await?
-        .ok_or_else(|| ArchiveError::NoSeal {
-            partition: manifest.partition.clone(),
-        })?;
-    let problems = read_back(target, &manifest, (&seal, &line), &verifier, &path).await;
-    if !problems.is_empty() {
-        return Err(ArchiveError::Unverified {
-            partition: manifest.partition.clone(),
-            problems: problems.join("; "),
-        });
+    let recorded = publish(client, target, signer, &manifest, &path, &old_sha).await;
+    if let Err(e) = recorded {
+        // Not recorded: what was written goes (it holds others' data too).
+        for f in done.files.iter().chain([&path]) {
+            if let Err(d) = target.delete(f).await {
+                tracing::warn!(file = %f, error = %d, "an unrecorded archive file could not be deleted");
+            }
+        }
+        return Err(e);
     }
-    client
-        .execute(
-            "SELECT custodian_audit_archive_supersede($1, $2, $3, $4, $5, $6)",
-            &[
-                &manifest.partition,
-                &target.url(),
-                &path,
-                &Sha256::digest(text.as_bytes()).to_vec(),
-                &text,
-                &manifest.entries,
-            ],
-        )
-        .await?;
     for old_file in replaced {
         if let Err(e) = target.delete(&old_file).await {
             tracing::warn!(file = %old_file, error = %e, "an erased archive file could not be deleted");
@@ -115,4 +98,66 @@ pub async fn rewrite(
     }
     done.manifest = path;
     Ok(Some(done))
+}
+
+/// Writes the new manifest, reads the period back against its seal and
+/// records it as superseding the manifest whose SHA-256 is `old_sha` (the
+/// database refuses if another was recorded meanwhile).
+async fn publish(
+    client: &Client,
+    target: &Target,
+    signer: &Signer,
+    manifest: &Manifest,
+    path: &str,
+    old_sha: &[u8],
+) -> Result<(), ArchiveError> {
+    let signed = manifest.sign(signer)?;
+    let text = String::from_utf8_lossy(&signed).into_owned();
+    target.put(path, signed).await?;
+    let verifier = signer.verifier();
+    let (seal, line) = seal::recorded(client, &manifest.partition, &verifier)
+        .await?
+        .ok_or_else(|| ArchiveError::NoSeal {
+            partition: manifest.partition.clone(),
+        })?;
+    let problems = read_back(target, manifest, (&seal, &line), &verifier, path).await;
+    if !problems.is_empty() {
+        return Err(ArchiveError::Unverified {
+            partition: manifest.partition.clone(),
+            problems: problems.join("; "),
+        });
+    }
+    client
+        .execute(
+            "SELECT custodian_audit_archive_supersede($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &manifest.partition,
+                &target.url(),
+                &path,
+                &Sha256::digest(text.as_bytes()).to_vec(),
+                &text,
+                &manifest.entries,
+                &old_sha,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Deletes the period's Parquet files no recorded manifest names any more
+/// but a crash left behind: the old files of a rewrite recorded just
+/// before the crash, the new files of one that was not. Best effort.
+async fn sweep(target: &Target, latest: &Manifest) {
+    let dir = format!("{}/", latest.partition);
+    let Ok(found) = target.list(&dir).await else {
+        return;
+    };
+    for path in found.iter().filter(|p| p.ends_with(".parquet")) {
+        if !latest.files.iter().any(|f| &f.path == path) {
+            tracing::info!(file = %path, "deleting an archive file no manifest names (left by a crash)");
+            if let Err(e) = target.delete(path).await {
+                tracing::warn!(file = %path, error = %e, "an orphaned archive file could not be deleted");
+            }
+        }
+    }
 }

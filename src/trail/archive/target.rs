@@ -148,6 +148,34 @@ impl Target {
         })
     }
 
+    /// The paths (from the store's root) of every object under `dir`.
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>, TargetError> {
+        use futures::TryStreamExt;
+        let root = self.full(dir);
+        let failed = |e: object_store::Error| TargetError::Io {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        };
+        let found: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&root))
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        let skip = self.prefix.parts().count();
+        Ok(found
+            .into_iter()
+            .map(|m| {
+                m.location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect())
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), TargetError> {
         match self.store.delete(&self.full(path)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -151,6 +151,13 @@ impl<'a> ChainCheck<'a> {
             };
             return Some(broken(e, BreakKind::Deleted, &detail));
         }
+        if entry.erased_but_filled() {
+            return Some(broken(
+                e,
+                BreakKind::Edited,
+                "it is erased, yet holds personal fields or a payload again",
+            ));
+        }
         if entry.payload_replaced() {
             return Some(broken(
                 e,

@@ -12,6 +12,7 @@
 
 pub mod archived;
 mod chain_check;
+mod records;
 mod report;
 mod strays;
 
@@ -143,6 +144,7 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
             a.periods.iter().filter(|p| p.deleted.is_none()).count()
         }),
         erased_entries: 0,
+        unrecorded: Vec::new(),
         deleted_by_retention: options
             .archive
             .as_ref()
@@ -202,7 +204,9 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         .collect();
     done.sort_by_key(|d| d.order);
     report.complete = done.len() == chains.len() && done.iter().all(|d| d.finished);
+    let mut records = records::Records::default();
     for d in done {
+        records.merge(d.records);
         report.entries_checked += d.chain.entries;
         report.archived_entries += d.archived;
         report.erased_entries += d.erased;
@@ -210,6 +214,10 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         report.chains.push(d.chain);
     }
     if report.complete {
+        let client = clients.first().ok_or(VerifyError::NoConnection)?;
+        report.unrecorded = records
+            .unrecorded(client, &report.deleted_by_retention)
+            .await?;
         // Checkpoints of chains the database no longer has at all.
         for (name, anchors) in anchors {
             if let Some((seq, anchor)) = anchors.iter().next_back() {
@@ -262,6 +270,7 @@ struct Done {
     finished: bool,
     archived: u64,
     erased: u64,
+    records: records::Records,
     archive_problems: Vec<String>,
 }
 
@@ -306,6 +315,7 @@ async fn verify_chain(
     let mut check = ChainCheck::new(name, start, anchors);
     let mut archived = 0;
     let mut erased = 0;
+    let mut records = records::Records::default();
     let mut archive_problems = Vec::new();
     for segment in segments {
         match segment {
@@ -322,6 +332,7 @@ async fn verify_chain(
                 for entry in entries.into_iter().flatten().filter(|e| e.seq() > after) {
                     archived += 1;
                     erased += u64::from(entry.erased_digest.is_some());
+                    records.see(&entry);
                     check.push(entry);
                 }
             }
@@ -345,6 +356,7 @@ async fn verify_chain(
         for row in rows {
             let entry = Entry::from_row(&row, Some(name))?;
             erased += u64::from(entry.erased_digest.is_some());
+            records.see(&entry);
             check.push(entry);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -360,6 +372,7 @@ async fn verify_chain(
         finished,
         archived,
         erased,
+        records,
         archive_problems,
     })
 }

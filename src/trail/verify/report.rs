@@ -148,6 +148,9 @@ pub struct Report {
     /// Archived periods deleted by `audit.retention`: each chain is carried
     /// across them by their signed seals.
     pub deleted_by_retention: Vec<String>,
+    /// Erasures, hold releases and retention deletions done without the
+    /// chained entry that records them.
+    pub unrecorded: Vec<String>,
     /// What is wrong with the archive: a manifest refused, swapped or
     /// missing, a file missing, edited, truncated or reordered (each
     /// naming the file), a period whose seal it does not match.
@@ -181,6 +184,7 @@ impl Report {
         let archive = self.archive_problems.iter().cloned();
         breaks
             .chain(archive)
+            .chain(self.unrecorded.iter().cloned())
             .chain(refused)
             .chain(strays)
             .chain(in_all.then(|| format!("{} stray row(s) in all", self.stray_entries)))

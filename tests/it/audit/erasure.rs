@@ -434,6 +434,100 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     let out = run(&["audit", "erase", "--key", BOB, "--reason", "request 44"]);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
 
+    // An erased entry given a key again (triggers off, as a superuser can):
+    // its hash covers only the kept digest, yet verify names it edited.
+    let forge = |value: &str| {
+        env.as_superuser(
+            &env.superuser_url(),
+            &[
+                "SET session_replication_role = replica",
+                &format!(
+                    "UPDATE audit_log SET message_key = {value} WHERE id = \
+                     (SELECT min(id) FROM audit_log WHERE erased_digest IS NOT NULL)"
+                ),
+            ],
+        )
+    };
+    forge("'forged@example.com'");
+    let report = verify_with(env, settings);
+    assert!(
+        report.problems().iter().any(|p| p.contains("edited")),
+        "{:?}",
+        report.problems()
+    );
+    forge("NULL");
+    assert!(verify_with(env, settings).holds);
+
+    // An erasure done through the database function alone, and a hold
+    // released by a bare UPDATE: the chain holds, but verify says neither
+    // was recorded.
+    let (id, at, digest) = env.rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT {}, c.name FROM audit_log l JOIN audit_chains c USING (chain_id) \
+                     WHERE l.blinding IS NOT NULL AND l.status = 'MESSAGE_PROCESSED' LIMIT 1",
+                    custodian::trail::entry::COLUMNS
+                ),
+                &[],
+            )
+            .await
+            .expect("a v2 entry");
+        let chain: String = row.get(custodian::trail::entry::COLUMN_COUNT);
+        let entry = custodian::trail::entry::Entry::from_row(&row, Some(&chain)).expect("entry");
+        let digest = custodian::trail::erase::digest(
+            &mut custodian::store::chain::Hasher::default(),
+            &entry,
+        )
+        .expect("a v2 digest");
+        (entry.id, entry.recorded_at, digest)
+    });
+    let hex = digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    env.as_superuser(
+        &env.superuser_url(),
+        &[
+            &format!(
+                "SELECT custodian_audit_erase(ARRAY[{id}]::bigint[], ARRAY['{}']::timestamptz[], \
+                 ARRAY['\\x{hex}']::bytea[])",
+                super::archive::stamp(at)
+            ),
+            "INSERT INTO audit_holds (message_key, reason, held_by) VALUES ('eve@example.com', 'x', 'y')",
+            "UPDATE audit_holds SET released_at = now(), released_by = 'nobody', release_reason = 'quietly' \
+             WHERE message_key = 'eve@example.com'",
+        ],
+    );
+    let report = verify_with(env, settings);
+    assert!(
+        report.chains.iter().all(|c| c.breach.is_none()),
+        "{:?}",
+        report.problems()
+    );
+    assert!(!report.holds);
+    assert!(
+        report
+            .unrecorded
+            .iter()
+            .any(|p| p.contains("no MESSAGE_ERASED entry names them")),
+        "{:?}",
+        report.unrecorded
+    );
+    assert!(
+        report
+            .unrecorded
+            .iter()
+            .any(|p| p.contains("no AUDIT_HOLD_RELEASED entry")),
+        "{:?}",
+        report.unrecorded
+    );
+
     // A message of carol's parked in the dead-letter queue: its bytes are
     // there too, so erasing her is refused until it is discarded.
     env.produce(&[(Some(CAROL), b"not an event".as_slice(), Some(0))]);
@@ -458,8 +552,161 @@ fn legal_holds_block_erasure_and_retention_until_released() {
         )),
         0
     );
+    // Every chain still holds; only the two unrecorded changes above fail.
     let report = verify_with(env, settings);
-    assert!(report.holds, "{:?}", report.problems());
+    assert!(
+        report.chains.iter().all(|c| c.breach.is_none()),
+        "{:?}",
+        report.problems()
+    );
+    assert_eq!(report.problems().len(), 2, "{:?}", report.problems());
     assert!(report.erased_entries > 0);
     app.stop().expect("graceful stop");
+}
+
+/// A trail from every earlier layout: rows of the legacy tables (before
+/// migration 000006) and chained entries of encoding version 1 (before
+/// 000017). Erasing their key empties the legacy rows and the version 1
+/// payloads; a version 1 entry keeps its key, which its hash covers as it
+/// is; verify still holds.
+#[test]
+fn a_trail_from_earlier_layouts_is_erased_as_far_as_its_encoding_allows() {
+    use custodian::store::chain::{partition_chain, Fields, Hasher, GENESIS};
+    use sha2::Digest;
+    const DAVE: &str = "dave@example.com";
+    let env = TestEnv::new(1);
+    let legacy_id = uuid::Uuid::new_v4();
+    super::trail_defects::migrate_first(&env, 5);
+    env.as_superuser(
+        &env.superuser_url(),
+        &[
+            &format!(
+                "INSERT INTO message_audit (message_id, status, topic, kafka_partition, kafka_offset, \
+                 message_key, consumer_group, occurred_at) VALUES \
+                 ('{legacy_id}', 'MESSAGE_RECEIVED', 'old', 0, 1, '{DAVE}', 'g', now()), \
+                 ('{legacy_id}', 'MESSAGE_PROCESSED', 'old', 0, 1, '{DAVE}', 'g', now())"
+            ),
+            &format!(
+                "INSERT INTO message_payloads (message_id, topic, kafka_partition, kafka_offset, \
+                 message_key, payload) VALUES ('{legacy_id}', 'old', 0, 1, \
+                 convert_to('{DAVE}', 'UTF8'), 'legacy secret')"
+            ),
+        ],
+    );
+    // Encoding version 1 entries, chained, as the writer before 000017 wrote them.
+    super::trail_defects::migrate_first(&env, 11);
+    let chain = partition_chain(&env.topic, 0);
+    let at = Utc::now() - chrono::Duration::minutes(5);
+    let payload = b"v1 secret";
+    let digest: [u8; 32] = sha2::Sha256::digest(payload).into();
+    let mut sql = vec![format!(
+        "INSERT INTO audit_chains (name) VALUES ('{chain}')"
+    )];
+    let (mut hasher, mut prev) = (Hasher::default(), GENESIS);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    for seq in 1..=3i64 {
+        let id = uuid::Uuid::new_v4();
+        let fields = Fields {
+            chain: &chain,
+            seq,
+            message_id: id,
+            status: "MESSAGE_PROCESSED",
+            topic: &env.topic,
+            kafka_partition: 0,
+            kafka_offset: seq,
+            message_key: Some(DAVE),
+            event_type: None,
+            attempt: 1,
+            error: None,
+            consumer_group: "g",
+            occurred_at: at,
+            detail: None,
+            received_at: Some(at),
+            received_detail: None,
+            key_bytes: Some(DAVE.as_bytes()),
+            headers: None,
+            kafka_timestamp: None,
+            payload_sha256: Some(&digest),
+            blinding: None,
+            erased_digest: None,
+        };
+        let hash = hasher.hash(&fields, &prev);
+        let stamp = super::archive::stamp(at);
+        sql.push(format!(
+            "INSERT INTO audit_log (message_id, status, topic, kafka_partition, kafka_offset, \
+             message_key, attempt, consumer_group, occurred_at, received_at, key_bytes, payload, \
+             payload_sha256, chain_id, chain_seq, entry_hash) \
+             SELECT '{id}', 'MESSAGE_PROCESSED', '{}', 0, {seq}, '{DAVE}', 1, 'g', '{stamp}', \
+             '{stamp}', convert_to('{DAVE}', 'UTF8'), '\\x{}', '\\x{}', chain_id, {seq}, '\\x{}' \
+             FROM audit_chains WHERE name = '{chain}'",
+            env.topic,
+            hex(payload),
+            hex(&digest),
+            hex(&hash)
+        ));
+        sql.push(format!(
+            "UPDATE audit_chain_heads SET chain_seq = {seq}, entry_hash = '\\x{}' \
+             WHERE chain_id = (SELECT chain_id FROM audit_chains WHERE name = '{chain}')",
+            hex(&hash)
+        ));
+        prev = hash;
+    }
+    let sql: Vec<&str> = sql.iter().map(String::as_str).collect();
+    env.as_superuser(&env.superuser_url(), &sql);
+    env.migrate();
+    let a = custodian::trail::Access::from_settings(&env.settings()).expect("settings");
+    let before = env
+        .rt
+        .block_on(a.verify(None, false, None))
+        .expect("verify");
+    assert!(before.holds, "{:?}", before.problems());
+
+    let erased = env
+        .rt
+        .block_on(a.erase(
+            &custodian::trail::erase::Selector::Key(DAVE.into()),
+            "dpo",
+            "request 46",
+        ))
+        .expect("erases");
+    assert_eq!(erased.messages.len(), 4, "{erased:?}");
+    assert_eq!(erased.payload_only, 3, "{erased:?}");
+    assert_eq!(erased.legacy_rows, 3, "{erased:?}");
+    let db = env.db();
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) AS n FROM message_audit_v1 WHERE message_key = '{DAVE}'"
+        )),
+        0
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM message_payloads_v1 \
+              WHERE payload IS NOT NULL OR message_key IS NOT NULL"
+        ),
+        0
+    );
+    // Version 1: the payloads are gone, the keys stay (their hashes cover them).
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_log WHERE payload IS NOT NULL"),
+        0
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE message_key = '{DAVE}' AND chain_seq IS NOT NULL \
+              AND status = 'MESSAGE_PROCESSED'"
+        )),
+        3
+    );
+    let after = env
+        .rt
+        .block_on(a.verify(None, false, None))
+        .expect("verify");
+    assert!(after.holds, "{:?}", after.problems());
+    // A legacy row takes no other change.
+    let refused = env.as_superuser_result(
+        &env.superuser_url(),
+        "UPDATE message_payloads_v1 SET topic = 'x'",
+    );
+    assert!(refused.is_err(), "{refused:?}");
 }

@@ -1,0 +1,116 @@
+//! What the trail says was done to itself, against what was done: every
+//! erased entry is named by a MESSAGE_ERASED entry, every released legal
+//! hold by an AUDIT_HOLD_RELEASED entry, every period deleted by retention
+//! by an ARCHIVE_DELETED entry. The database lets the service's role erase
+//! and release; without these checks, a leaked credential could do either
+//! without a trace verify would notice.
+
+use std::collections::HashSet;
+
+use tokio_postgres::Client;
+
+use crate::trail::entry::Entry;
+use crate::trail::operator;
+
+/// Seen while the chains are read.
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    /// Entries found erased.
+    erased: Vec<i64>,
+    /// Entries MESSAGE_ERASED entries name.
+    declared_erased: HashSet<i64>,
+    /// Holds AUDIT_HOLD_RELEASED entries name.
+    released: HashSet<i64>,
+    /// Partitions ARCHIVE_DELETED entries name.
+    deleted: HashSet<String>,
+}
+
+impl Records {
+    /// Notes an entry read.
+    pub(super) fn see(&mut self, e: &Entry) {
+        if e.erased_digest.is_some() {
+            self.erased.push(e.id);
+        }
+        let detail = e.detail.as_ref();
+        match e.status.as_str() {
+            operator::ERASED => {
+                let named = detail
+                    .and_then(|d| d.get("entries"))
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(serde_json::Value::as_i64);
+                self.declared_erased.extend(named);
+            }
+            operator::HOLD_RELEASED => {
+                if let Some(id) = detail
+                    .and_then(|d| d.get("hold_id"))
+                    .and_then(|v| v.as_i64())
+                {
+                    self.released.insert(id);
+                }
+            }
+            operator::ARCHIVE_DELETED => {
+                if let Some(p) = detail
+                    .and_then(|d| d.get("partition"))
+                    .and_then(|v| v.as_str())
+                {
+                    self.deleted.insert(p.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn merge(&mut self, other: Records) {
+        self.erased.extend(other.erased);
+        self.declared_erased.extend(other.declared_erased);
+        self.released.extend(other.released);
+        self.deleted.extend(other.deleted);
+    }
+
+    /// What was done without its record (the first 20 of each kind).
+    pub(super) async fn unrecorded(
+        &self,
+        client: &Client,
+        deleted_periods: &[String],
+    ) -> Result<Vec<String>, tokio_postgres::Error> {
+        let mut problems = Vec::new();
+        let mut silent: Vec<i64> = self
+            .erased
+            .iter()
+            .filter(|id| !self.declared_erased.contains(id))
+            .copied()
+            .collect();
+        silent.sort_unstable();
+        if !silent.is_empty() {
+            problems.push(format!(
+                "{} entries are erased, but no MESSAGE_ERASED entry names them (ids {:?})",
+                silent.len(),
+                &silent[..silent.len().min(20)]
+            ));
+        }
+        let released = client
+            .query(
+                "SELECT id FROM audit_holds WHERE released_at IS NOT NULL ORDER BY id",
+                &[],
+            )
+            .await?;
+        for r in &released {
+            let id: i64 = r.get(0);
+            if !self.released.contains(&id) {
+                problems.push(format!(
+                    "legal hold {id} is released, but no AUDIT_HOLD_RELEASED entry says so"
+                ));
+            }
+        }
+        for p in deleted_periods {
+            if !self.deleted.contains(p) {
+                problems.push(format!(
+                    "{p} is marked deleted by retention, but no ARCHIVE_DELETED entry says so"
+                ));
+            }
+        }
+        Ok(problems)
+    }
+}
