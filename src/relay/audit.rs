@@ -59,7 +59,8 @@ pub async fn write_published(
             detail: Some(serde_json::json!({
                 "outbox_id": p.row.id,
                 "aggregate_type": p.row.aggregate_type,
-                "aggregate_id": p.row.aggregate_id,
+                // The aggregate id is the entry's key (blinded, erasable):
+                // not repeated here, where the hash covers it as it is.
                 "payload_sha256": crate::text::hex(&digest),
             })),
             receipt: None,
