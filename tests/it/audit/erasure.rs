@@ -47,6 +47,22 @@ fn produce_keyed(env: &TestEnv, from: usize, n: usize) {
     env.produce(&borrowed);
 }
 
+/// The first column of the first row `sql` answers, as text.
+fn one_text(env: &TestEnv, sql: &str) -> String {
+    env.rt.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+        tokio::spawn(connection);
+        client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    })
+}
+
 /// Every file under `dir` holding `needle` as raw bytes.
 fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
@@ -214,21 +230,10 @@ fn erase_a_key(store: Store) {
     );
 
     // Through the API: bob's messages, one id at a time; bad requests are 400.
-    let bob_id: String = env.rt.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&env.database_url, tokio_postgres::NoTls)
-                .await
-                .expect("connect");
-        tokio::spawn(connection);
-        client
-            .query_one(
-                "SELECT message_id::text FROM audit_log WHERE message_key = $1 LIMIT 1",
-                &[&BOB],
-            )
-            .await
-            .expect("a message of bob's")
-            .get(0)
-    });
+    let bob_id = one_text(
+        env,
+        &format!("SELECT message_id::text FROM audit_log WHERE message_key = '{BOB}' LIMIT 1"),
+    );
     let (status, body) = env.api(
         &app,
         Method::POST,
@@ -395,6 +400,14 @@ fn legal_holds_block_erasure_and_retention_until_released() {
         archived_entries(&dir).is_empty(),
         "no archived file is left"
     );
+    // A lifecycle is still shown: the deleted period is not searched.
+    let live = one_text(
+        env,
+        "SELECT message_id::text FROM audit_log WHERE status = 'MESSAGE_PROCESSED' \
+          ORDER BY id DESC LIMIT 1",
+    );
+    let out = run(&["audit", "show", &live]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
     let db = env.db();
     assert_eq!(
         db.count("SELECT count(*) AS n FROM audit_log WHERE status = 'AUDIT_HOLD'"),
