@@ -96,6 +96,7 @@ impl From<Who> for Request {
             reason: w.reason,
             requested_by: Some(
                 w.by.or_else(|| std::env::var("USER").ok())
+                    .filter(|by| !by.trim().is_empty())
                     .unwrap_or_else(|| "cli".into()),
             ),
         }

@@ -102,11 +102,11 @@ BEGIN
     IF TG_OP = 'UPDATE'
        AND (NEW.id, NEW.message_id, NEW.status, NEW.topic, NEW.kafka_partition, NEW.kafka_offset,
             NEW.event_type, NEW.attempt, NEW.error, NEW.consumer_group, NEW.occurred_at,
-            NEW.recorded_at)
+            NEW.recorded_at, NEW.detail)
            IS NOT DISTINCT FROM
            (OLD.id, OLD.message_id, OLD.status, OLD.topic, OLD.kafka_partition, OLD.kafka_offset,
             OLD.event_type, OLD.attempt, OLD.error, OLD.consumer_group, OLD.occurred_at,
-            OLD.recorded_at)
+            OLD.recorded_at, OLD.detail)
        AND NEW.message_key IS NULL
     THEN
         RETURN NEW;
@@ -230,6 +230,12 @@ BEGIN
        AND (h.message_key = m.message_key
             OR (h.from_time <= m.recorded_at AND m.recorded_at < h.to_time))
      WHERE m.message_id = ANY(ids) LIMIT 1;
+    IF held IS NULL THEN
+        SELECT h.id INTO held FROM message_payloads_v1 m JOIN audit_holds h ON h.released_at IS NULL
+           AND (convert_to(h.message_key, 'UTF8') = m.message_key
+                OR (h.from_time <= m.first_seen_at AND m.first_seen_at < h.to_time))
+         WHERE m.message_id = ANY(ids) LIMIT 1;
+    END IF;
     IF held IS NOT NULL THEN
         RAISE EXCEPTION 'custodian: legal hold % covers a legacy entry to erase; nothing was erased', held
             USING ERRCODE = 'object_not_in_prerequisite_state';

@@ -124,7 +124,6 @@ impl Entry {
         self.chain_seq.unwrap_or(0)
     }
 
-    /// The payload, if kept, no longer matches the digest the hash covers.
     /// An erased entry that holds any personal field, payload or blinding
     /// again: its hash covers only the kept digest, so the fields were put
     /// back (or forged) after the erasure.
@@ -139,6 +138,7 @@ impl Entry {
                 || self.blinding.is_some())
     }
 
+    /// The payload, if kept, no longer matches the digest the hash covers.
     pub fn payload_replaced(&self) -> bool {
         match &self.payload {
             None => false,

@@ -125,7 +125,8 @@ pub async fn erase(
     pending: impl AsyncFn(&[Uuid]) -> Result<Option<String>, String>,
 ) -> Result<Erased, EraseError> {
     for (name, text) in [("reason", reason), ("requested_by", by)] {
-        if text.trim().is_empty() || text.chars().any(char::is_control) {
+        let control = |c: char| c.is_control() && c != '\n' && c != '\t';
+        if text.trim().is_empty() || text.chars().any(control) {
             return Err(EraseError::BadInput(format!(
                 "{name}: not blank, no control characters"
             )));
@@ -163,6 +164,11 @@ async fn erase_locked(
         }
     }
     let periods = archived_periods(client, configured, signer).await?;
+    // What an earlier erasure's crash left (old files of a recorded
+    // rewrite, new files of an unrecorded one) goes first.
+    for p in &periods {
+        rewrite::sweep(&p.target, &p.manifest).await;
+    }
     // The messages: by id, or every one with the key, live or archived.
     let mut ids: BTreeSet<Uuid> = BTreeSet::new();
     match selector {
@@ -203,16 +209,19 @@ async fn erase_locked(
         return Err(EraseError::Pending(waiting));
     }
     let live = live_entries(client, &ids).await?;
-    let legacy: i64 = client
-        .query_one(
-            "SELECT (SELECT count(*) FROM message_audit_v1 \
-                      WHERE message_id = ANY($1) AND message_key IS NOT NULL) \
-                  + (SELECT count(*) FROM message_payloads_v1 WHERE message_id = ANY($1) \
-                      AND (message_key IS NOT NULL OR payload IS NOT NULL OR headers IS NOT NULL))",
+    // Messages with legacy rows still to erase.
+    let legacy: BTreeSet<Uuid> = client
+        .query(
+            "SELECT message_id FROM message_audit_v1 \
+              WHERE message_id = ANY($1) AND message_key IS NOT NULL \
+             UNION SELECT message_id FROM message_payloads_v1 WHERE message_id = ANY($1) \
+                AND (message_key IS NOT NULL OR payload IS NOT NULL OR headers IS NOT NULL)",
             &[&ids],
         )
         .await?
-        .get(0);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     // The archived entries to erase, each period's, checked against the
     // holds before anything changes.
     let mut archived: BTreeMap<String, Vec<(i64, Uuid)>> = BTreeMap::new();
@@ -236,7 +245,7 @@ async fn erase_locked(
             }
         }
     }
-    if live.is_empty() && legacy == 0 && archived.is_empty() {
+    if live.is_empty() && legacy.is_empty() && archived.is_empty() {
         return Err(EraseError::NothingFound);
     }
     for e in &live {
@@ -262,9 +271,10 @@ async fn erase_locked(
         rows.at.push(e.recorded_at);
         rows.digests.push(digest);
     }
-    // Every message gets its record, a legacy-only one too.
+    // A record for every message something of is erased, a legacy-only
+    // one too; none for one with nothing left to erase.
     let mut by_message: BTreeMap<Uuid, Erasing> =
-        ids.iter().map(|id| (*id, Erasing::default())).collect();
+        legacy.iter().map(|id| (*id, Erasing::default())).collect();
     for e in &live {
         let m = by_message.entry(e.message_id).or_default();
         m.first.get_or_insert(e);
@@ -279,6 +289,12 @@ async fn erase_locked(
             }
         }
     }
+    for m in by_message.values_mut() {
+        // A partition archived with --keep is live and archived at once.
+        m.entries.sort_unstable();
+        m.entries.dedup();
+    }
+    done.messages = by_message.keys().copied().collect();
     (done.live_entries, done.legacy_rows) =
         record(conn, &rows, &by_message, &done, by, reason).await?;
     // The archive, once the erasure is on the record.

@@ -9,9 +9,9 @@
 
 use tokio_postgres::Client;
 
-/// `hashtext('custodian_audit_exclusive')` would do as well; a constant
-/// reads the same in `pg_locks`.
-pub const KEY: i64 = 0x6375_7374_6f64_6961; // "custodia"
+/// A constant reads the same in `pg_locks`. Not the relay leader's
+/// (`relay::session::LOCK_KEY`), which a running relay holds for good.
+pub const KEY: i64 = 0x6175_6469_7465_7863; // "auditexc"
 
 /// Runs `work` holding the lock on `client`'s session, waiting for it first.
 pub async fn with<T, E: From<tokio_postgres::Error>>(
@@ -44,12 +44,18 @@ pub async fn unlock(client: &Client) {
 }
 
 /// The statement a diesel transaction takes the lock with (until it ends).
-pub const IN_TRANSACTION: &str = "SELECT pg_advisory_xact_lock(7166761325952264545)";
+/// A hold waits at most `lock_timeout` for a running erasure, retention or
+/// archive run, then answers "busy" rather than hang.
+pub const IN_TRANSACTION: &str = "SELECT pg_advisory_xact_lock(7022629598041307235)";
+
+/// How long placing or releasing a hold waits for the lock.
+pub const HOLD_WAIT: &str = "SET LOCAL lock_timeout = '10s'";
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_transaction_statement_names_the_same_lock() {
+    fn the_transaction_statement_names_the_same_lock_and_not_the_relays() {
         assert!(super::IN_TRANSACTION.contains(&super::KEY.to_string()));
+        assert_ne!(super::KEY, crate::relay::session::LOCK_KEY);
     }
 }

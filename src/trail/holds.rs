@@ -114,6 +114,9 @@ pub async fn place(
     };
     let id = conn
         .transaction(async |conn| {
+            diesel::sql_query(exclusive::HOLD_WAIT)
+                .execute(conn)
+                .await?;
             diesel::sql_query(exclusive::IN_TRANSACTION)
                 .execute(conn)
                 .await?;
@@ -165,6 +168,9 @@ pub async fn release(
     use diesel::sql_types::{BigInt, Text};
     let released = conn
         .transaction(async |conn| {
+            diesel::sql_query(exclusive::HOLD_WAIT)
+                .execute(conn)
+                .await?;
             diesel::sql_query(exclusive::IN_TRANSACTION)
                 .execute(conn)
                 .await?;

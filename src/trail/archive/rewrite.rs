@@ -80,15 +80,30 @@ pub async fn rewrite(
     manifest.supersedes = Some(hex(&old_sha));
     manifest.created_at = Utc::now();
     let path = format!("{}/manifest-{stamp}.json", manifest.partition);
-    let recorded = publish(client, target, signer, &manifest, &path, &old_sha).await;
+    let signed = manifest.sign(signer)?;
+    let text = String::from_utf8_lossy(&signed).into_owned();
+    let sha = Sha256::digest(text.as_bytes()).to_vec();
+    let recorded = publish(
+        client,
+        target,
+        signer,
+        (&manifest, &text, &sha),
+        &path,
+        &old_sha,
+    )
+    .await;
     if let Err(e) = recorded {
-        // Not recorded: what was written goes (it holds others' data too).
-        for f in done.files.iter().chain([&path]) {
-            if let Err(d) = target.delete(f).await {
-                tracing::warn!(file = %f, error = %d, "an unrecorded archive file could not be deleted");
+        // The record may have committed with its answer lost: only a new
+        // manifest the database does not hold is taken back.
+        if latest_sha(client, &manifest.partition).await.as_deref() != Some(&sha[..]) {
+            // Not recorded: what was written goes (it holds others' data too).
+            for f in done.files.iter().chain([&path]) {
+                if let Err(d) = target.delete(f).await {
+                    tracing::warn!(file = %f, error = %d, "an unrecorded archive file could not be deleted");
+                }
             }
+            return Err(e);
         }
-        return Err(e);
     }
     for old_file in replaced {
         if let Err(e) = target.delete(&old_file).await {
@@ -107,13 +122,11 @@ async fn publish(
     client: &Client,
     target: &Target,
     signer: &Signer,
-    manifest: &Manifest,
+    (manifest, text, sha): (&Manifest, &str, &[u8]),
     path: &str,
     old_sha: &[u8],
 ) -> Result<(), ArchiveError> {
-    let signed = manifest.sign(signer)?;
-    let text = String::from_utf8_lossy(&signed).into_owned();
-    target.put(path, signed).await?;
+    target.put(path, text.as_bytes().to_vec()).await?;
     let verifier = signer.verifier();
     let (seal, line) = seal::recorded(client, &manifest.partition, &verifier)
         .await?
@@ -134,7 +147,7 @@ async fn publish(
                 &manifest.partition,
                 &target.url(),
                 &path,
-                &Sha256::digest(text.as_bytes()).to_vec(),
+                &sha,
                 &text,
                 &manifest.entries,
                 &old_sha,
@@ -144,10 +157,25 @@ async fn publish(
     Ok(())
 }
 
+/// The SHA-256 of the latest manifest recorded for `partition`, if any can
+/// be read.
+async fn latest_sha(client: &Client, partition: &str) -> Option<Vec<u8>> {
+    client
+        .query_opt(
+            "SELECT manifest_sha256 FROM audit_archives WHERE partition_name = $1 \
+             ORDER BY id DESC LIMIT 1",
+            &[&partition],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get(0))
+}
+
 /// Deletes the period's Parquet files no recorded manifest names any more
 /// but a crash left behind: the old files of a rewrite recorded just
 /// before the crash, the new files of one that was not. Best effort.
-async fn sweep(target: &Target, latest: &Manifest) {
+pub(crate) async fn sweep(target: &Target, latest: &Manifest) {
     let dir = format!("{}/", latest.partition);
     let Ok(found) = target.list(&dir).await else {
         return;

@@ -76,6 +76,14 @@ impl Archive {
         out
     }
 
+    /// The end of the latest period deleted by the retention policy.
+    pub fn deleted_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.periods
+            .iter()
+            .filter_map(|p| p.deleted.as_ref().map(|s| s.to))
+            .max()
+    }
+
     /// Periods deleted from the archive by the retention policy.
     pub fn deleted(&self) -> Vec<String> {
         self.periods

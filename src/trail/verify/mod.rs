@@ -70,15 +70,11 @@ pub(super) struct Anchor {
 pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report, VerifyError> {
     let (client, _) = clients.split_first_mut().ok_or(VerifyError::NoConnection)?;
     let started = Instant::now();
-    let chains: Vec<(i32, String)> = client
-        .query(
-            "SELECT chain_id, name FROM audit_chains ORDER BY chain_id",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let chains: Vec<(i32, String)> = pairs(
+        client,
+        "SELECT chain_id, name FROM audit_chains ORDER BY chain_id",
+    )
+    .await?;
     let mut anchors: HashMap<String, BTreeMap<i64, Anchor>> = HashMap::new();
     for c in &options.trusted {
         anchors.entry(c.chain.clone()).or_default().insert(
@@ -123,6 +119,7 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
     }
 
     let (strays, stray_entries) = strays::find(client).await?;
+    let facts = records::Facts::read(client).await?;
     let mut report = Report {
         holds: false,
         complete: true,
@@ -214,10 +211,14 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
         report.chains.push(d.chain);
     }
     if report.complete {
-        let client = clients.first().ok_or(VerifyError::NoConnection)?;
-        report.unrecorded = records
-            .unrecorded(client, &report.deleted_by_retention)
-            .await?;
+        if !options.from_checkpoints {
+            let client = clients.first().ok_or(VerifyError::NoConnection)?;
+            let horizon = options
+                .archive
+                .as_ref()
+                .and_then(archived::Archive::deleted_until);
+            report.unrecorded = records.unrecorded(client, &facts, horizon).await?;
+        }
         // Checkpoints of chains the database no longer has at all.
         for (name, anchors) in anchors {
             if let Some((seq, anchor)) = anchors.iter().next_back() {
@@ -244,6 +245,18 @@ pub async fn verify(clients: &mut [Client], options: &Options) -> Result<Report,
     report.entries_per_second = report.entries_checked as f64 / elapsed.as_secs_f64().max(1e-9);
     report.holds = report.holds();
     Ok(report)
+}
+
+/// The two columns of every row `sql` answers.
+async fn pairs<A, B>(client: &Client, sql: &str) -> Result<Vec<(A, B)>, tokio_postgres::Error>
+where
+    A: for<'a> tokio_postgres::types::FromSql<'a>,
+    B: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let rows = client.query(sql, &[]).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 async fn count(client: &Client, sql: &str) -> Result<i64, tokio_postgres::Error> {
