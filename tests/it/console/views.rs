@@ -146,15 +146,25 @@ async fn the_partitions_show_the_offsets_kafka_holds(c: &Client, topic: &str, hi
 /// Explorer: search by key (every row alice's), the next page, a processed
 /// message's lifecycle and pretty JSON payload.
 async fn the_explorer_finds_by_key_pages_and_opens_a_json_message(c: &Client) {
-    click(c, "#tab-explorer").await;
-    fill(c, "#x-key", "alice").await;
-    click(c, "#x-search").await;
-    eventually("alice's entries", || async {
-        count(c, "#x-results tr").await == 50
+    // Both lists open with the newest entries, before any search.
+    click(c, "#tab-transactions").await;
+    eventually("the newest transactions", || async {
+        count(c, "#hits tr").await > 0
     })
     .await;
-    let keys = texts(c, "#x-results tr td:nth-child(4)").await;
-    assert!(keys.iter().all(|k| k == "alice"), "{keys:?}");
+    click(c, "#tab-explorer").await;
+    eventually("the newest audit entries", || async {
+        count(c, "#x-results tr").await > 0
+    })
+    .await;
+    fill(c, "#x-key", "alice").await;
+    click(c, "#x-search").await;
+    // The newest entries were there already: wait for alice's to replace them.
+    eventually("alice's entries", || async {
+        let keys = texts(c, "#x-results tr td:nth-child(4)").await;
+        keys.len() == 50 && keys.iter().all(|k| k == "alice")
+    })
+    .await;
     // The next page continues where the first ended.
     click(c, "#x-more").await;
     eventually("a second page", || async {
@@ -311,5 +321,48 @@ fn every_view_shows_real_data_and_a_bulk_replay_runs_as_a_job() {
         env.db().replays_by("dana", "limit raised for the pilot"),
         22
     );
+    app.stop();
+}
+
+/// Dead letters page on past the first hundred, and the line a view leaves
+/// is not shown in the next.
+#[test]
+fn dead_letters_page_on_past_the_first_hundred() {
+    let env = TestEnv::new(1);
+    let mut app = console_custodian(&env);
+    let poison: Vec<Vec<u8>> = (0..130)
+        .map(|i| format!("not an event {i}").into_bytes())
+        .collect();
+    let records: Vec<(Option<&str>, &[u8], Option<i32>)> = poison
+        .iter()
+        .map(|p| (Some("p"), p.as_slice(), Some(0)))
+        .collect();
+    env.produce(&records);
+    wait_until(PATIENCE, "130 parked", || {
+        env.db().audit_counts().get("MESSAGE_DLQ") == Some(&130)
+    });
+    let (_driver, port) = chromedriver();
+    let ui = format!("http://{}/ui", app.http());
+    env.rt.block_on(async {
+        let c = browser(port).await;
+        signed_in(&c, &ui).await;
+        click(&c, "#tab-dlq").await;
+        eventually("the first hundred", || async {
+            count(&c, "#entries tr").await == 100
+        })
+        .await;
+        click(&c, "#dlq-more").await;
+        eventually("all 130", || async {
+            count(&c, "#entries tr").await == 130
+        })
+        .await;
+        assert!(text(&c, "#status").await.starts_with("130 entries"));
+        click(&c, "#tab-partitions").await;
+        eventually("the dead letters' line gone", || async {
+            !text(&c, "#status").await.contains("entries")
+        })
+        .await;
+        c.close().await.expect("close the browser");
+    });
     app.stop();
 }
