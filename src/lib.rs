@@ -53,6 +53,8 @@
 //! - [`status`]: the partition registry behind `GET /status`, what lag means
 //!   (computed once), the chart samples of the console's overview, the
 //!   `custodian status` table.
+//! - [`operators`]: people with credentials of their own (name, role,
+//!   token), `custodian operator …`, checked by the API's authorisation.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
@@ -68,6 +70,7 @@ pub(crate) mod handlers;
 pub(crate) mod health;
 pub mod kafka;
 pub(crate) mod keyed;
+pub mod operators;
 pub mod outcome;
 pub mod pipeline;
 pub(crate) mod process;

@@ -76,6 +76,11 @@ enum Command {
     /// Publish the `outbox` table to Kafka (the transactional outbox relay)
     /// until SIGTERM or Ctrl-C; several instances elect one publisher.
     Relay,
+    /// Manage operators: people with a name, a role and a token of their own.
+    Operator {
+        #[command(subcommand)]
+        command: cli::OperatorCommand,
+    },
     /// Add rows to the `outbox` table (demos).
     Outbox {
         #[command(subcommand)]
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Outbox { command } => current_thread(cli::outbox(settings, command)),
+        Command::Operator { command } => current_thread(cli::operator(settings, command)),
         Command::Search(args) => current_thread(cli::search(settings, args)),
         Command::Status(args) => current_thread(cli::status(settings, args)),
         Command::DevBroker {

@@ -16,9 +16,11 @@ ALTER TABLE audit_log ADD CONSTRAINT audit_log_blinding_check CHECK (
     AND (blinding IS NULL OR erased_digest IS NULL));
 
 -- Operator entries of this issue: an erasure, a legal hold placed and
--- released, an archived period deleted by the retention policy. Partitions
--- made with LIKE … INCLUDING CONSTRAINTS hold the check as their own too.
-DO $$
+-- released, an archived period deleted by the retention policy. The list
+-- of statuses is set by one function, for later migrations too: the check
+-- goes on audit_log and every partition (those made with LIKE … INCLUDING
+-- CONSTRAINTS hold it as their own).
+CREATE FUNCTION custodian_audit_statuses(statuses TEXT[]) RETURNS VOID LANGUAGE plpgsql AS $$
 DECLARE
     part TEXT;
 BEGIN
@@ -27,13 +29,16 @@ BEGIN
                  WHERE i.inhparent = 'audit_log'::regclass LOOP
         EXECUTE format('ALTER TABLE %I DROP CONSTRAINT IF EXISTS audit_log_status_check', part);
     END LOOP;
-    ALTER TABLE audit_log ADD CONSTRAINT audit_log_status_check CHECK (status IN (
-        'MESSAGE_PROCESSED', 'MESSAGE_FAILED', 'MESSAGE_DLQ',
-        'MESSAGE_DUPLICATE', 'MESSAGE_REPLAYED', 'MESSAGE_DISCARDED',
-        'MESSAGE_PUBLISHED', 'MESSAGE_RETRY_SCHEDULED',
-        'MESSAGE_ERASED', 'AUDIT_HOLD', 'AUDIT_HOLD_RELEASED', 'ARCHIVE_DELETED'));
+    EXECUTE format('ALTER TABLE audit_log ADD CONSTRAINT audit_log_status_check CHECK (status IN (%s))',
+                   (SELECT string_agg(quote_literal(s), ', ') FROM unnest(statuses) AS s));
 END
 $$;
+REVOKE ALL ON FUNCTION custodian_audit_statuses(TEXT[]) FROM PUBLIC;
+SELECT custodian_audit_statuses(ARRAY[
+    'MESSAGE_PROCESSED', 'MESSAGE_FAILED', 'MESSAGE_DLQ',
+    'MESSAGE_DUPLICATE', 'MESSAGE_REPLAYED', 'MESSAGE_DISCARDED',
+    'MESSAGE_PUBLISHED', 'MESSAGE_RETRY_SCHEDULED',
+    'MESSAGE_ERASED', 'AUDIT_HOLD', 'AUDIT_HOLD_RELEASED', 'ARCHIVE_DELETED']);
 
 -- 2. The one change an audit_log row accepts: its erasure. Everything the
 -- chain covers stays as it was; the personal fields, the payload and the

@@ -33,10 +33,15 @@ pub struct EraseRequest {
 #[utoipa::path(tag = "audit", security(("bearer" = [])), request_body = EraseRequest, responses((status = 200, description = "Erased: the messages, live and archived entries, each archived period's new manifest", body = Erased), (status = 400, description = "Neither or both of key and message_id, or a blank reason", body = ErrorBody), (status = 404, description = "No message matches", body = ErrorBody), (status = 409, description = "A legal hold covers what would be erased, or a message is still parked in the dead-letter queue or the retry schedule: nothing was erased", body = ErrorBody), Guarded, WithBody, PostgresBacked))]
 #[post("/audit/erasures")]
 pub async fn erase(
-    _: Authorized,
+    Authorized(caller): Authorized,
     state: web::Data<AppState>,
     body: web::Json<EraseRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    if !caller.may_approve() {
+        return Err(ApiError::Forbidden(
+            "erasing takes the approver or admin role".into(),
+        ));
+    }
     let r = body.into_inner();
     let selector = match (r.key, r.message_id) {
         (Some(k), None) if !k.is_empty() && k.len() <= 10_000 => Selector::Key(k),

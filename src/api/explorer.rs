@@ -43,6 +43,9 @@ pub const STATUSES: &[&str] = &[
     crate::trail::operator::HOLD,
     crate::trail::operator::HOLD_RELEASED,
     crate::trail::operator::ARCHIVE_DELETED,
+    crate::operators::ADDED,
+    crate::operators::ROTATED,
+    crate::operators::REVOKED,
 ];
 
 /// The parameters, as text, so a bad one is answered 400 naming it.

@@ -23,6 +23,7 @@ pub(crate) mod replay_jobs;
 pub(crate) mod responses;
 pub mod search;
 pub(crate) mod status;
+pub(crate) mod whoami;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,12 @@ pub fn server(
     let produce_target = web::Data::new(produce_target);
     let state = web::Data::new(state);
     let dead_letters = web::Data::from(dead_letters);
+    if settings.api_token.is_some() {
+        tracing::warn!(
+            "http.api_token is set: whoever holds it acts as an unnamed admin; give each person \
+             a token of their own with `custodian operator add`"
+        );
+    }
     let token = web::Data::new(auth::ApiToken(settings.api_token.clone()));
     let body_timeout = body_deadline::BodyTimeout(settings.body_timeout);
     let server = HttpServer::new(move || {
@@ -90,6 +97,7 @@ pub fn server(
             .service(audit::status)
             .service(audit::reconcile)
             .service(erasure::erase)
+            .service(whoami::whoami)
             // Before `/dlq/{message_id}` and `/replay/{message_id}`.
             .service(replay_jobs::by_kind)
             .service(replay_jobs::count)

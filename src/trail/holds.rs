@@ -134,22 +134,19 @@ pub async fn place(
             let subject = format!("hold/{}", placed.id);
             operator::record(
                 conn,
-                operator::Action {
-                    message_id: operator::subject_id(&subject),
-                    status: operator::HOLD,
-                    topic: "",
-                    kafka_partition: -1,
-                    kafka_offset: placed.id,
-                    consumer_group: operator::GROUP,
-                    message_key: key,
-                    detail: serde_json::json!({
+                operator::Action::about(
+                    &subject,
+                    operator::HOLD,
+                    placed.id,
+                    key,
+                    serde_json::json!({
                         "hold_id": placed.id,
                         "requested_by": by,
                         "reason": reason,
                         "from": from,
                         "to": to,
                     }),
-                },
+                ),
             )
             .await?;
             Ok::<i64, diesel::result::Error>(placed.id)
@@ -186,20 +183,17 @@ pub async fn release(
             if n == 1 {
                 operator::record(
                     conn,
-                    operator::Action {
-                        message_id: operator::subject_id(&format!("hold/{id}")),
-                        status: operator::HOLD_RELEASED,
-                        topic: "",
-                        kafka_partition: -1,
-                        kafka_offset: id,
-                        consumer_group: operator::GROUP,
-                        message_key: None,
-                        detail: serde_json::json!({
+                    operator::Action::about(
+                        &format!("hold/{id}"),
+                        operator::HOLD_RELEASED,
+                        id,
+                        None,
+                        serde_json::json!({
                             "hold_id": id,
                             "requested_by": by,
                             "reason": reason,
                         }),
-                    },
+                    ),
                 )
                 .await?;
             }

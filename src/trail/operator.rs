@@ -32,6 +32,31 @@ pub struct Action<'a> {
     pub detail: serde_json::Value,
 }
 
+impl<'a> Action<'a> {
+    /// An action on no message but on `subject` (`hold/7`,
+    /// `archive/audit_log_20260101`, `operator/3`): recorded under
+    /// [`subject_id`], with `number` (the hold's or operator's id, or -1)
+    /// as its offset.
+    pub fn about(
+        subject: &str,
+        status: &'static str,
+        number: i64,
+        message_key: Option<&'a str>,
+        detail: serde_json::Value,
+    ) -> Action<'a> {
+        Action {
+            message_id: subject_id(subject),
+            status,
+            topic: "",
+            kafka_partition: -1,
+            kafka_offset: number,
+            consumer_group: GROUP,
+            message_key,
+            detail,
+        }
+    }
+}
+
 /// The id under which an action on no message is recorded: the same for
 /// the same subject (`hold/7`, `archive/audit_log_20260101`).
 pub fn subject_id(subject: &str) -> Uuid {

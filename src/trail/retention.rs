@@ -199,15 +199,12 @@ async fn record(conn: &mut AsyncPgConnection, p: &Expired, by: &str) -> Result<(
             .await?;
         operator::record(
             conn,
-            operator::Action {
-                message_id: operator::subject_id(&format!("archive/{}", p.name)),
-                status: operator::ARCHIVE_DELETED,
-                topic: "",
-                kafka_partition: -1,
-                kafka_offset: -1,
-                consumer_group: operator::GROUP,
-                message_key: None,
-                detail: serde_json::json!({
+            operator::Action::about(
+                &format!("archive/{}", p.name),
+                operator::ARCHIVE_DELETED,
+                -1,
+                None,
+                serde_json::json!({
                     "partition": p.name,
                     "from": p.from,
                     "to": p.to,
@@ -215,7 +212,7 @@ async fn record(conn: &mut AsyncPgConnection, p: &Expired, by: &str) -> Result<(
                     "reason": "audit.retention",
                     "manifests": p.manifests.iter().map(|(_, path)| path).collect::<Vec<_>>(),
                 }),
-            },
+            ),
         )
         .await
     })

@@ -3,5 +3,6 @@
 mod auth;
 mod http_edges;
 mod openapi;
+mod operators;
 mod schemathesis;
 mod search;

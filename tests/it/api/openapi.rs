@@ -51,6 +51,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "GET /transactions/search",
             "GET /transactions/{id}",
             "GET /users/{id}",
+            "GET /whoami",
             "POST /audit/erasures",
             "POST /produce",
             "POST /replay",
