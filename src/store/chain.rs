@@ -144,6 +144,15 @@ fn encode_personal(f: &Fields<'_>, out: &mut Vec<u8>) {
 /// Version 2: the fields of version 1 less the personal ones, then the
 /// 32-byte blinded digest of those.
 pub fn encode_v2(f: &Fields<'_>, personal: &[u8], out: &mut Vec<u8>) {
+    position(f, out);
+    outcome(f, out);
+    optional_time(out, f.received_at);
+    optional_time(out, f.kafka_timestamp);
+    bytes(out, Some(personal));
+}
+
+/// Fields 1–7: the chain, the sequence number and where the record was.
+fn position(f: &Fields<'_>, out: &mut Vec<u8>) {
     bytes(out, Some(f.chain.as_bytes()));
     bytes(out, Some(&f.seq.to_be_bytes()));
     bytes(out, Some(f.message_id.as_bytes()));
@@ -151,15 +160,16 @@ pub fn encode_v2(f: &Fields<'_>, personal: &[u8], out: &mut Vec<u8>) {
     bytes(out, Some(f.topic.as_bytes()));
     bytes(out, Some(&f.kafka_partition.to_be_bytes()));
     bytes(out, Some(&f.kafka_offset.to_be_bytes()));
+}
+
+/// Fields 9–14: what happened, when, and who/why.
+fn outcome(f: &Fields<'_>, out: &mut Vec<u8>) {
     bytes(out, f.event_type.map(str::as_bytes));
     bytes(out, Some(&f.attempt.to_be_bytes()));
     bytes(out, f.error.map(str::as_bytes));
     bytes(out, Some(f.consumer_group.as_bytes()));
     bytes(out, Some(&micros(f.occurred_at).to_be_bytes()));
     json(out, f.detail);
-    optional_time(out, f.received_at);
-    optional_time(out, f.kafka_timestamp);
-    bytes(out, Some(personal));
 }
 
 fn optional_time(out: &mut Vec<u8>, t: Option<DateTime<Utc>>) {
@@ -175,39 +185,14 @@ fn optional_time(out: &mut Vec<u8>, t: Option<DateTime<Utc>>) {
 /// 8), timestamps BIGINT microseconds since 1970-01-01 UTC, UUIDs their 16
 /// bytes, text UTF-8, JSON its canonical text (see [`canonical_json`]).
 pub fn encode(f: &Fields<'_>, out: &mut Vec<u8>) {
-    bytes(out, Some(f.chain.as_bytes()));
-    bytes(out, Some(&f.seq.to_be_bytes()));
-    bytes(out, Some(f.message_id.as_bytes()));
-    bytes(out, Some(f.status.as_bytes()));
-    bytes(out, Some(f.topic.as_bytes()));
-    bytes(out, Some(&f.kafka_partition.to_be_bytes()));
-    bytes(out, Some(&f.kafka_offset.to_be_bytes()));
+    position(f, out);
     bytes(out, f.message_key.map(str::as_bytes));
-    bytes(out, f.event_type.map(str::as_bytes));
-    bytes(out, Some(&f.attempt.to_be_bytes()));
-    bytes(out, f.error.map(str::as_bytes));
-    bytes(out, Some(f.consumer_group.as_bytes()));
-    bytes(out, Some(&micros(f.occurred_at).to_be_bytes()));
-    json(out, f.detail);
-    bytes(
-        out,
-        f.received_at
-            .map(micros)
-            .map(i64::to_be_bytes)
-            .as_ref()
-            .map(|b| &b[..]),
-    );
+    outcome(f, out);
+    optional_time(out, f.received_at);
     json(out, f.received_detail);
     bytes(out, f.key_bytes);
     json(out, f.headers);
-    bytes(
-        out,
-        f.kafka_timestamp
-            .map(micros)
-            .map(i64::to_be_bytes)
-            .as_ref()
-            .map(|b| &b[..]),
-    );
+    optional_time(out, f.kafka_timestamp);
     bytes(out, f.payload_sha256);
 }
 

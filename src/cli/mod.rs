@@ -1,0 +1,342 @@
+//! The command line's subcommands past `run`: `dlq` here (the dead-letter
+//! operations from a terminal, calling the same functions as the HTTP API,
+//! so a replay from here is published, audited and removed exactly as one
+//! through `POST /replay`), `outbox`, `search`, `status`; `audit` and
+//! `operator` in their own files.
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use custodian::config::Settings;
+use custodian::dlq::replay::{DeadLetters, Request};
+use custodian::dlq::store::Filter;
+use custodian::kafka::client::replay_producer_config;
+use custodian::store::pool;
+use rdkafka::producer::FutureProducer;
+use uuid::Uuid;
+
+mod audit;
+mod operator;
+
+pub use audit::{audit, AuditCommand};
+pub use operator::{operator, OperatorCommand};
+
+#[derive(Subcommand)]
+pub enum DlqCommand {
+    /// List entries (oldest first), one per line; --json for whole entries.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print each entry as a JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one entry as JSON.
+    Show { message_id: Uuid },
+    /// Republish one entry (by id) or every entry matching --all's filter.
+    Replay {
+        /// The message to replay.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        message_id: Option<Uuid>,
+        /// Replay every entry that matches the filter (up to --limit); with
+        /// no filter, every topic's.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Remove one entry for good (audited MESSAGE_DISCARDED).
+    Discard {
+        message_id: Uuid,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long)]
+    error_kind: Option<String>,
+    /// Last failure at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<DateTime<Utc>>,
+    /// Last failure before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<DateTime<Utc>>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(a: FilterArgs) -> Self {
+        Filter {
+            topic: a.topic,
+            error_kind: a.error_kind,
+            from: a.from,
+            to: a.to,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct Who {
+    /// Why (required; kept in the audit trail and the record's headers).
+    #[arg(long)]
+    reason: String,
+    /// Who (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+impl From<Who> for Request {
+    fn from(w: Who) -> Self {
+        Request {
+            reason: w.reason,
+            requested_by: Some(
+                w.by.or_else(|| std::env::var("USER").ok())
+                    .filter(|by| !by.trim().is_empty())
+                    .unwrap_or_else(|| "cli".into()),
+            ),
+        }
+    }
+}
+
+pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> {
+    let redis = pool::redis(&settings.redis).context("redis.url")?;
+    let postgres = pool::postgres(&settings.postgres);
+    let producer: FutureProducer = replay_producer_config(&settings.kafka)
+        .create()
+        .context("cannot create the replay producer (check kafka.* settings)")?;
+    let header_key = custodian::pipeline::steering::HeaderKey::configured(&settings.kafka);
+    let dlq = Arc::new(DeadLetters::new(
+        redis,
+        postgres,
+        producer,
+        header_key,
+        &settings.dlq,
+    ));
+    match command {
+        DlqCommand::List {
+            filter,
+            offset,
+            limit,
+            json,
+        } => {
+            let page = dlq.list(&filter.into(), offset, limit).await?;
+            for e in &page.entries {
+                if json {
+                    println!("{}", serde_json::to_string(e)?);
+                } else {
+                    println!(
+                        "{}  {}/{}@{}  {}  attempts={}  last_failed={}  {}",
+                        e.message_id,
+                        e.topic,
+                        e.partition,
+                        e.offset,
+                        e.error_kind,
+                        e.attempts,
+                        e.last_failed_at.to_rfc3339(),
+                        e.stage
+                    );
+                }
+            }
+            if let Some(next) = page.next_offset {
+                eprintln!("more: --offset {next}");
+            }
+        }
+        DlqCommand::Show { message_id } => {
+            let entry = dlq.get(message_id).await?;
+            println!("{}", serde_json::to_string_pretty(&entry)?);
+        }
+        DlqCommand::Replay {
+            message_id,
+            all,
+            filter,
+            limit,
+            who,
+        } => {
+            let request: Request = who.into();
+            match message_id {
+                Some(id) if !all => {
+                    let r = dlq.replay(id, &request).await?;
+                    println!("{}", serde_json::to_string(&r)?);
+                }
+                _ => {
+                    let report = dlq
+                        .replay_matching(&filter.into(), true, limit, &request)
+                        .await?;
+                    println!("{}", serde_json::to_string(&report)?);
+                    anyhow::ensure!(report.failed == 0, "{} replays failed", report.failed);
+                }
+            }
+        }
+        DlqCommand::Discard { message_id, who } => {
+            let entry = dlq.discard(message_id, &who.into()).await?;
+            println!("discarded {} from {}", entry.message_id, entry.topic);
+        }
+    }
+    Ok(())
+}
+
+/// `custodian outbox …`: demo rows for the relay (seed 002's
+/// `insertMessages.sql`).
+#[derive(Subcommand)]
+pub enum OutboxCommand {
+    /// Insert one event into the `outbox` table, as an application would.
+    Add {
+        #[arg(long)]
+        topic: String,
+        /// The aggregate id: the Kafka key, and the unit of ordering.
+        #[arg(long)]
+        key: String,
+        /// The event type.
+        #[arg(long = "type")]
+        event_type: String,
+        /// The payload (UTF-8 text, usually JSON).
+        #[arg(long)]
+        payload: String,
+        /// The aggregate type (default: the topic).
+        #[arg(long)]
+        aggregate_type: Option<String>,
+    },
+}
+
+pub async fn outbox(settings: Settings, command: OutboxCommand) -> anyhow::Result<()> {
+    use custodian::relay::outbox::{add, NewEvent};
+    use diesel_async::AsyncConnection as _;
+    use secrecy::ExposeSecret as _;
+    let OutboxCommand::Add {
+        topic,
+        key,
+        event_type,
+        payload,
+        aggregate_type,
+    } = command;
+    let mut conn =
+        diesel_async::AsyncPgConnection::establish(settings.postgres.url.expose_secret())
+            .await
+            .context("cannot connect to postgres.url")?;
+    let added = add(
+        &mut conn,
+        &NewEvent {
+            aggregate_type: aggregate_type.as_deref().unwrap_or(&topic),
+            aggregate_id: &key,
+            event_type: &event_type,
+            topic: &topic,
+            payload: Some(payload.as_bytes()),
+            headers: serde_json::json!({}),
+        },
+    )
+    .await
+    .context("cannot insert into outbox (run `custodian migrate` first?)")?;
+    println!("outbox row {} event {}", added.id, added.event_id);
+    Ok(())
+}
+
+/// `custodian search "q"`: the transaction search of
+/// `GET /transactions/search`, from a terminal.
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Words, "a phrase", `or`, `-word`.
+    q: String,
+    #[arg(long)]
+    user_id: Option<String>,
+    #[arg(long = "type")]
+    transaction_type: Option<String>,
+    #[arg(long)]
+    status: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Created before (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    limit: Option<u32>,
+    /// The `next_cursor` a previous page printed.
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Print the page as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn search(settings: Settings, args: SearchArgs) -> anyhow::Result<()> {
+    use custodian::api::search::{parse, run, SearchQuery};
+    use diesel_async::AsyncConnection as _;
+    use secrecy::ExposeSecret as _;
+    let wanted = parse(SearchQuery {
+        q: args.q,
+        user_id: args.user_id,
+        transaction_type: args.transaction_type,
+        status: args.status,
+        from: args.from,
+        to: args.to,
+        limit: args.limit.map(|l| l.to_string()),
+        cursor: args.cursor,
+    })?;
+    let mut conn =
+        diesel_async::AsyncPgConnection::establish(settings.postgres.url.expose_secret())
+            .await
+            .context("cannot connect to postgres.url")?;
+    let page = run(&mut conn, wanted).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(());
+    }
+    for hit in &page.results {
+        println!(
+            "{:.4}  {}  {} {} {} {}  v{}  {}",
+            hit.rank,
+            hit.id,
+            hit.transaction_type,
+            hit.status,
+            hit.amount,
+            hit.currency,
+            hit.version,
+            hit.highlight.replace("<mark>", "[").replace("</mark>", "]")
+        );
+    }
+    if let Some(next) = &page.next_cursor {
+        eprintln!("more: --cursor {next}");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The instance's base URL (default: from http.bind).
+    #[arg(long)]
+    url: Option<String>,
+    /// Print the /status document as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn status(settings: Settings, args: StatusArgs) -> anyhow::Result<()> {
+    use custodian::status::client;
+    let base = args
+        .url
+        .unwrap_or_else(|| client::base_url(&settings.http.bind));
+    let report = client::fetch(
+        &base,
+        settings.http.api_token.as_ref(),
+        std::time::Duration::from_secs(10),
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", custodian::status::table::render(&report));
+    }
+    Ok(())
+}
