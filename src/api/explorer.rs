@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::dlq::message_id;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::params::{self, bad};
@@ -233,10 +233,10 @@ pub async fn run(
 
 /// Searches the audit trail, newest first (within a partition: highest
 /// offset first), with cursor paging.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (within a partition, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (within a partition, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages")]
 pub async fn search(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     query: web::Query<ExplorerQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -277,10 +277,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The original record of a message (its first delivery), for the message view.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The record as received", body = RecordView), (status = 404, description = "No record kept for this id", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The record as received", body = RecordView), (status = 404, description = "No record kept for this id", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages/{message_id}/record")]
 pub async fn record(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

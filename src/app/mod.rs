@@ -57,6 +57,7 @@ impl App {
             audit: deps.audit.clone(),
             status: deps.status.clone(),
             samples: deps.samples.clone(),
+            operators: deps.settings.operators.clone(),
         };
         let http = &deps.settings.http;
         let (server, http_addr) = api::server(

@@ -14,6 +14,7 @@ use std::time::Duration;
 mod audit;
 mod defaults;
 mod duration;
+mod operators;
 mod relay;
 mod route_settings;
 pub(crate) mod urls;
@@ -23,6 +24,7 @@ pub use audit::{ArchiveSettings, AuditSettings, Period, Retention, SigningSeed};
 use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
+pub use operators::OperatorsSettings;
 pub use relay::RelaySettings;
 pub use route_settings::RouteSettings;
 
@@ -78,6 +80,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The transactional outbox relay (`custodian relay`).
     pub relay: RelaySettings,
+    /// Four-eyes approval.
+    pub operators: OperatorsSettings,
 }
 
 /// Where to consume from and as which group.
@@ -266,7 +270,11 @@ impl Settings {
             None => figment = figment.merge(Toml::file("custodian.toml")),
         }
         Self::from_figment(
-            figment.merge(Env::prefixed("CUSTODIAN_").ignore(&["CONFIG"]).split("__")),
+            figment.merge(
+                Env::prefixed("CUSTODIAN_")
+                    .ignore(&["CONFIG", "TOKEN"])
+                    .split("__"),
+            ),
         )
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP API: its token, its edges, its OpenAPI contract, search.
 
+mod approvals;
 mod auth;
 mod http_edges;
 mod openapi;
