@@ -46,6 +46,10 @@ pub const STATUSES: &[&str] = &[
     crate::operators::ADDED,
     crate::operators::ROTATED,
     crate::operators::REVOKED,
+    crate::approvals::CREATED,
+    crate::approvals::APPROVED,
+    crate::approvals::REJECTED,
+    crate::approvals::EXPIRED,
 ];
 
 /// The parameters, as text, so a bad one is answered 400 naming it.
