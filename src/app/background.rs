@@ -84,6 +84,12 @@ impl Background {
             "the audit partition timer",
             Some(actix_rt::spawn(maintainer)),
         );
+        let expiry = crate::approvals::expiry::spawn(
+            deps.postgres.clone(),
+            settings.operators.approval_ttl,
+            background.stop.clone(),
+        );
+        background.add("expiring four-eyes requests", Some(expiry));
         let status = Arc::clone(&deps.status);
         let sampler = Arc::clone(&deps.samples).run(status, background.stop.clone());
         background.add("the chart sampler", Some(actix_rt::spawn(sampler)));

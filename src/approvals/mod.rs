@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::identity::{who, Actor};
 use crate::trail::operator;
 
+pub mod expiry;
 pub mod ready;
 
 /// A pending request made.

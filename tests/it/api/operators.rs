@@ -102,6 +102,53 @@ fn without_a_shared_token_an_operators_token_still_opens_the_api() {
     let mut settings = env.settings();
     settings.http.api_token = None;
     let app = Running::start(settings).expect("custodian starts");
+    // The first admin is added from a terminal with no token at all; after
+    // that, adding takes an admin's token.
+    let bare = |args: &[&str]| {
+        Launch::command(&env, args)
+            .env("CUSTODIAN_TOKEN", "")
+            .output()
+    };
+    let out = bare(&["operator", "add", "root", "--role", "admin"]);
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    let root = out.stdout.trim().to_owned();
+    let out = bare(&["operator", "add", "mallory", "--role", "admin"]);
+    assert!(!out.success, "a second bootstrap");
+    assert!(
+        out.stderr.contains("takes the admin role"),
+        "{}",
+        out.stderr
+    );
+    let out = Launch::command(&env, &["operator", "add", "hal", "--role", "viewer"])
+        .env("CUSTODIAN_TOKEN", &root)
+        .output();
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        env.db().count(
+            "SELECT count(*) AS n FROM audit_log WHERE status = 'OPERATOR_ADDED' \
+              AND detail->>'requested_by' LIKE 'bootstrap:%@%' AND detail->'subject'->>'name' = 'root'"
+        ),
+        1
+    );
+    assert_eq!(
+        env.db()
+            .count("SELECT count(*) AS n FROM operators WHERE name = 'hal' AND added_by = 'root'"),
+        1
+    );
+    // An admin's token manages operators over HTTP too; a viewer's does not.
+    let (status, body) = env.request(
+        &app,
+        Method::POST,
+        "/operators",
+        Some(serde_json::json!({"name": "ivy", "role": "approver"})),
+        Some(&root),
+    );
+    assert_eq!(status, 201, "{body}");
+    let ivy = body["token"].as_str().expect("ivy's token").to_owned();
+    assert_eq!(whoami(&env, &app, &ivy).1["role"], "approver");
+    let (status, body) = env.request(&app, Method::DELETE, "/operators/ivy", None, Some(&root));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(whoami(&env, &app, &ivy).0, 403, "revoked at once");
     let out = cli(&env, &["operator", "add", "fay", "--role", "viewer"]);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     let token = out.stdout.trim().to_owned();

@@ -1,5 +1,6 @@
 //! The operator's console, clicked through in headless Chromium.
 
+mod approvals;
 mod browser;
 mod operator;
 mod views;
