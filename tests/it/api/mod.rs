@@ -2,6 +2,7 @@
 
 mod approvals;
 mod auth;
+mod command_roles;
 mod http_edges;
 mod openapi;
 mod operators;
