@@ -14,6 +14,7 @@ use std::time::Duration;
 mod audit;
 mod defaults;
 mod duration;
+mod masking;
 mod relay;
 mod route_settings;
 pub(crate) mod urls;
@@ -23,6 +24,7 @@ pub use audit::{ArchiveSettings, AuditSettings, Period, Retention, SigningSeed};
 use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
+pub use masking::{MaskRule, MaskingSettings};
 pub use relay::RelaySettings;
 pub use route_settings::RouteSettings;
 
@@ -78,6 +80,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The transactional outbox relay (`custodian relay`).
     pub relay: RelaySettings,
+    /// Personal payload fields, masked in the API's answers (none by default).
+    #[serde(default)]
+    pub masking: MaskingSettings,
 }
 
 /// Where to consume from and as which group.

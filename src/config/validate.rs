@@ -24,7 +24,8 @@ impl Settings {
             return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
         }
         self.audit.validate()?;
-        self.relay.validate()
+        self.relay.validate()?;
+        self.masking.validate()
     }
 
     /// Brokers, group, topics and where a new group starts.
