@@ -79,7 +79,8 @@ impl MaskedPayload {
         }
     }
 
-    fn unchanged(bytes: &[u8]) -> MaskedPayload {
+    /// `bytes` as they are, nothing masked.
+    pub fn unchanged(bytes: &[u8]) -> MaskedPayload {
         MaskedPayload {
             bytes: bytes.to_vec(),
             json: serde_json::from_slice(bytes).ok(),

@@ -1,7 +1,9 @@
-//! The HTTP API: its token, its edges, its OpenAPI contract, search.
+//! The HTTP API: its token, its edges, its OpenAPI contract, search,
+//! masking.
 
 mod auth;
 mod http_edges;
+pub mod masking;
 mod openapi;
 mod operators;
 mod schemathesis;
