@@ -13,6 +13,7 @@ use custodian::app::Running;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::search::search;
 use crate::support::process::Launch;
 use crate::support::{wait_until, TestEnv};
 
@@ -88,15 +89,6 @@ fn get(env: &TestEnv, app: &Running, path: &str) -> Value {
     let (status, body) = env.api(app, Method::GET, path, None);
     assert_eq!(status, 200, "{path}: {body}");
     body
-}
-
-fn search(env: &TestEnv, app: &Running, query: &str) -> (u16, Value) {
-    env.api(
-        app,
-        Method::GET,
-        &format!("/transactions/search?{query}"),
-        None,
-    )
 }
 
 /// Every secret the test produced, none of which a viewer may read.

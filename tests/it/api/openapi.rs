@@ -53,6 +53,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "GET /users/{id}",
             "GET /whoami",
             "POST /audit/erasures",
+            "POST /messages/{message_id}/unmask",
             "POST /produce",
             "POST /replay",
             "POST /replay/jobs",

@@ -1,6 +1,7 @@
 //! The operator's console, clicked through in headless Chromium.
 
 mod browser;
+mod masking;
 mod operator;
 mod views;
 
