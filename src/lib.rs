@@ -64,6 +64,7 @@
 pub(crate) mod actors;
 pub mod api;
 pub mod app;
+pub mod approvals;
 pub mod config;
 pub(crate) mod delivery;
 pub mod dlq;

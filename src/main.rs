@@ -21,6 +21,11 @@ struct Cli {
     /// TOML settings file (default: ./custodian.toml if present).
     #[arg(long, global = true, env = "CUSTODIAN_CONFIG")]
     config: Option<PathBuf>,
+    /// A file whose first line is your operator token (else the
+    /// CUSTODIAN_TOKEN variable); commands that read or change data take
+    /// one, each declaring the least role it needs.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -81,6 +86,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::OperatorCommand,
     },
+    /// Four-eyes approval: list pending requests (bulk replays over
+    /// operators.four_eyes_threshold, erasures), approve or reject them.
+    Approvals {
+        #[command(subcommand)]
+        command: cli::ApprovalsCommand,
+    },
     /// Add rows to the `outbox` table (demos).
     Outbox {
         #[command(subcommand)]
@@ -115,6 +126,7 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings.log);
+    let token_file = cli.token_file;
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => app::run_until_signal(settings),
         Command::Migrate => {
@@ -138,16 +150,21 @@ fn main() -> ExitCode {
             latency: std::time::Duration::from_millis(latency_ms),
             fail_first,
         }),
-        Command::Dlq { command } => current_thread(cli::dlq(settings, command)),
-        Command::Audit { command } => current_thread(cli::audit(settings, command)),
+        Command::Dlq { command } => current_thread(cli::dlq(settings, token_file, command)),
+        Command::Audit { command } => current_thread(cli::audit(settings, token_file, command)),
+        Command::Approvals { command } => {
+            current_thread(cli::approvals(settings, token_file, command))
+        }
         Command::Relay => current_thread(async move {
             custodian::relay::run(settings, app::shutdown_signal()).await?;
             Ok(())
         }),
         Command::Outbox { command } => current_thread(cli::outbox(settings, command)),
-        Command::Operator { command } => current_thread(cli::operator(settings, command)),
-        Command::Search(args) => current_thread(cli::search(settings, args)),
-        Command::Status(args) => current_thread(cli::status(settings, args)),
+        Command::Operator { command } => {
+            current_thread(cli::operator(settings, token_file, command))
+        }
+        Command::Search(args) => current_thread(cli::search(settings, token_file, args)),
+        Command::Status(args) => current_thread(cli::status(settings, token_file, args)),
         Command::DevBroker {
             topics,
             partitions,

@@ -10,7 +10,7 @@ use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, PostgresBacked};
 use crate::api::AppState;
@@ -38,10 +38,10 @@ pub struct VerifyQuery {
 
 /// Recomputes every audit chain; names the first break of each, and the
 /// rows outside the chains custodian did not write.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(VerifyQuery), responses((status = 200, description = "The summary: `holds` is true when every chain and checkpoint holds, no stray row was found, this instance can append to its checkpoint file, and every chain was reached within the budget", body = VerifyReport), (status = 429, description = "Too many verifies at once (at most 2; more wait up to 5 s); try again after Retry-After", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(VerifyQuery), responses((status = 200, description = "The summary: `holds` is true when every chain and checkpoint holds, no stray row was found, this instance can append to its checkpoint file, and every chain was reached within the budget", body = VerifyReport), (status = 429, description = "Too many verifies at once (at most 2; more wait up to 5 s); try again after Retry-After", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/audit/verify")]
 pub async fn verify(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     query: web::Query<VerifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -63,9 +63,9 @@ pub async fn verify(
 
 /// The checkpointer's latest result and the latest verify's, as this
 /// instance knows them: a read of memory, no query.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), responses((status = 200, description = "The checkpointer (signing, last signed, the checkpoint file's state) and the latest verify (null before the first)", body = AuditStatus), Guarded))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), responses((status = 200, description = "The checkpointer (signing, last signed, the checkpoint file's state) and the latest verify (null before the first)", body = AuditStatus), Guarded))]
 #[get("/audit/status")]
-pub async fn status(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+pub async fn status(_: Authorized<Read>, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.audit.status().snapshot())
 }
 
@@ -86,10 +86,10 @@ pub struct ReconcileQuery {
 }
 
 /// One terminal outcome per offset: gaps, doubles and totals by outcome.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ReconcileQuery), responses((status = 200, description = "Per partition: the range checked, totals by outcome, gaps and doubles; `holds` is true when there are none", body = ReconcileReport), (status = 404, description = "custodian does not consume the topic, or the broker does not know it", body = ErrorBody), (status = 503, description = "PostgreSQL or Kafka does not answer", body = ErrorBody), Guarded))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(ReconcileQuery), responses((status = 200, description = "Per partition: the range checked, totals by outcome, gaps and doubles; `holds` is true when there are none", body = ReconcileReport), (status = 404, description = "custodian does not consume the topic, or the broker does not know it", body = ErrorBody), (status = 503, description = "PostgreSQL or Kafka does not answer", body = ErrorBody), Guarded))]
 #[get("/audit/reconcile")]
 pub async fn reconcile(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     query: web::Query<ReconcileQuery>,
 ) -> Result<HttpResponse, ApiError> {

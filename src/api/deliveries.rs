@@ -7,7 +7,7 @@
 use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
 
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, PostgresBacked};
 use crate::api::AppState;
@@ -38,10 +38,10 @@ pub struct DeliveriesPage {
 }
 
 /// Recent deliveries of http routes, newest first.
-#[utoipa::path(tag = "deliveries", security(("bearer" = [])), params(DeliveriesQuery), responses((status = 200, description = "Recent deliveries of http routes, open and finished, newest first", body = DeliveriesPage), (status = 400, description = "A parameter is not valid", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "deliveries", security(("bearer" = ["viewer"])), params(DeliveriesQuery), responses((status = 200, description = "Recent deliveries of http routes, open and finished, newest first", body = DeliveriesPage), (status = 400, description = "A parameter is not valid", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/deliveries")]
 pub async fn list(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     query: web::Query<DeliveriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -106,7 +106,7 @@ pub async fn run_now(
     id: uuid::Uuid,
     request: &crate::dlq::replay::Request,
 ) -> Result<HttpResponse, ApiError> {
-    let (who, why) = request.validate()?;
+    request.validate()?;
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, "retry schedule: PostgreSQL failed for /replay");
         ApiError::Unavailable("postgres")
@@ -132,11 +132,11 @@ pub async fn run_now(
         error: None,
         consumer_group: &t.consumer_group,
         occurred_at: chrono::Utc::now(),
-        detail: Some(serde_json::json!({
-            "requested_by": who,
-            "reason": why,
-            "retry_schedule": "due_now",
-        })),
+        detail: Some({
+            let mut detail = request.detail();
+            detail["retry_schedule"] = "due_now".into();
+            detail
+        }),
         receipt: None,
         blinding: crate::store::chain::blinding(),
     };

@@ -9,14 +9,16 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::api::answers::{Discarded, DlqPage};
-use crate::api::auth::Authorized;
+use crate::api::auth::{Act, Authorized, Read};
 use crate::api::deliveries::RunNow;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::masked;
 use crate::api::responses::{Guarded, RedisBacked, WithBody};
+use crate::api::why::{no_requested_by, Why};
 use crate::dlq::replay::{BulkReport, DeadLetters, DlqError, Replayed, Request};
 use crate::dlq::store::Filter;
 use crate::dlq::DlqEntry;
+use crate::operators::Actor;
 
 /// Parses a path's message id, or answers 400 naming the parameter.
 pub fn message_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -46,10 +48,10 @@ pub struct ListQuery {
 }
 
 /// `GET /dlq`: matching entries, oldest first, paged with `offset`/`limit`.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(ListQuery), responses((status = 200, description = "A page of entries (one per id), oldest last failure first", body = DlqPage), (status = 429, description = "Too many listings at once (at most 4; more wait up to 5 s); try again after Retry-After", body = ErrorBody), Guarded, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = ["viewer"])), params(ListQuery), responses((status = 200, description = "A page of entries (one per id), oldest last failure first", body = DlqPage), (status = 429, description = "Too many listings at once (at most 4; more wait up to 5 s); try again after Retry-After", body = ErrorBody), Guarded, RedisBacked))]
 #[get("/dlq")]
 pub async fn list(
-    _: Authorized,
+    _: Authorized<Read>,
     dlq: web::Data<DeadLetters>,
     query: web::Query<ListQuery>,
     state: web::Data<crate::api::AppState>,
@@ -80,10 +82,10 @@ pub async fn list(
 }
 
 /// `GET /dlq/{message_id}`: one entry.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The entry", body = DlqEntry), (status = 404, description = "Not parked", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), Guarded, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The entry", body = DlqEntry), (status = 404, description = "Not parked", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), Guarded, RedisBacked))]
 #[get("/dlq/{message_id}")]
 pub async fn show(
-    _: Authorized,
+    _: Authorized<Read>,
     dlq: web::Data<DeadLetters>,
     id: web::Path<String>,
     state: web::Data<crate::api::AppState>,
@@ -92,38 +94,40 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(masked::dead_letter(&state.masking, entry)))
 }
 
-/// `DELETE /dlq/{message_id}` with `{"reason": …, "requested_by": …}`.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Discarded, audited MESSAGE_DISCARDED", body = Discarded), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress, or the entry changed", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
+/// `DELETE /dlq/{message_id}` with `{"reason": …}`.
+#[utoipa::path(tag = "dead letters", security(("bearer" = ["operator"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Why, responses((status = 200, description = "Discarded, audited MESSAGE_DISCARDED", body = Discarded), (status = 404, description = "Not parked", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress, or the entry changed", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[delete("/dlq/{message_id}")]
 pub async fn discard(
-    _: Authorized,
+    Authorized(actor, _): Authorized<Act>,
     dlq: web::Data<DeadLetters>,
     id: web::Path<String>,
-    body: web::Json<Request>,
+    body: web::Json<Why>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = dlq.discard(message_id(&id)?, &body).await?;
+    let request = body.into_inner().of(actor)?;
+    let entry = dlq.discard(message_id(&id)?, &request).await?;
     Ok(HttpResponse::Ok().json(Discarded {
         discarded: entry.message_id,
         topic: entry.topic,
     }))
 }
 
-/// `POST /replay/{message_id}` with `{"reason": …, "requested_by": …}`
-/// (documented by [`Request`]).
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Request, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed", body = Replayed), (status = 202, description = "Not parked but waiting in the retry schedule: due now, attempted once at the retry worker's next round", body = RunNow), (status = 404, description = "Neither parked nor scheduled", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 422, description = "The stored entry cannot be republished", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
+/// `POST /replay/{message_id}` with `{"reason": …}` (documented by
+/// [`Why`]).
+#[utoipa::path(tag = "dead letters", security(("bearer" = ["operator"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), request_body = Why, responses((status = 200, description = "Republished, audited MESSAGE_REPLAYED, removed", body = Replayed), (status = 202, description = "Not parked but waiting in the retry schedule: due now, attempted once at the retry worker's next round", body = RunNow), (status = 404, description = "Neither parked nor scheduled", body = ErrorBody), (status = 409, description = "Another replay or discard is in progress", body = ErrorBody), (status = 422, description = "The stored entry cannot be republished", body = ErrorBody), (status = 502, description = "Kafka refused the publish", body = ErrorBody), (status = 500, description = "PostgreSQL refused the audit row: nothing was done", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[post("/replay/{message_id}")]
 pub async fn replay_one(
-    _: Authorized,
+    Authorized(actor, _): Authorized<Act>,
     dlq: web::Data<DeadLetters>,
     state: web::Data<crate::api::AppState>,
     id: web::Path<String>,
-    body: web::Json<Request>,
+    body: web::Json<Why>,
 ) -> Result<HttpResponse, ApiError> {
     let id = message_id(&id)?;
-    match dlq.replay(id, &body).await {
+    let request = body.into_inner().of(actor)?;
+    match dlq.replay(id, &request).await {
         Ok(replayed) => Ok(HttpResponse::Ok().json(replayed)),
         // Not parked in the DLQ: perhaps waiting in the retry schedule.
-        Err(DlqError::NotFound(_)) => crate::api::deliveries::run_now(&state, id, &body).await,
+        Err(DlqError::NotFound(_)) => crate::api::deliveries::run_now(&state, id, &request).await,
         Err(e) => Err(e.into()),
     }
 }
@@ -145,14 +149,21 @@ pub struct BulkRequest {
     /// Why; recorded in the audit trail. Not blank.
     #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     reason: String,
-    /// Who (default `api`).
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
-    requested_by: Option<String>,
+    /// Refused (400): who asks comes from the token.
+    #[serde(default)]
+    #[schema(ignore)]
+    requested_by: Option<serde::de::IgnoredAny>,
 }
 
 impl BulkRequest {
-    /// The filter, `all`, the limit (defaulted from `max_batch`) and who/why.
-    pub fn into_parts(self, max_batch: usize) -> (Filter, bool, usize, Request) {
+    /// The filter, `all`, the limit (defaulted from `max_batch`) and
+    /// who/why (`actor`, the token's holder).
+    pub fn into_parts(
+        self,
+        max_batch: usize,
+        actor: Actor,
+    ) -> Result<(Filter, bool, usize, Request), ApiError> {
+        no_requested_by(&self.requested_by)?;
         let filter = Filter {
             topic: self.topic,
             error_kind: self.error_kind,
@@ -160,24 +171,31 @@ impl BulkRequest {
             to: self.to,
         };
         let request = Request {
+            actor,
             reason: self.reason,
-            requested_by: self.requested_by,
+            approver: None,
         };
         let limit = self.limit.unwrap_or(max_batch.min(100));
-        (filter, self.all, limit, request)
+        Ok((filter, self.all, limit, request))
     }
 }
 
 /// `POST /replay` with a filter: replays matching entries, rate-limited, and
 /// reports how many were replayed, skipped and failed.
-#[utoipa::path(tag = "dead letters", security(("bearer" = [])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed", body = BulkReport), (status = 429, description = "Too many listings at once; try again after Retry-After", body = ErrorBody), Guarded, WithBody, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = ["operator"])), request_body = BulkRequest, responses((status = 200, description = "How many were replayed, skipped and failed", body = BulkReport), (status = 202, description = "Over operators.four_eyes_threshold entries: a pending request, run once a second person approves it", body = crate::api::approvals::AwaitingApproval), (status = 429, description = "Too many listings at once; try again after Retry-After", body = ErrorBody), Guarded, WithBody, RedisBacked))]
 #[post("/replay")]
 pub async fn replay_matching(
-    _: Authorized,
+    Authorized(actor, _): Authorized<Act>,
+    state: web::Data<crate::api::AppState>,
     dlq: web::Data<DeadLetters>,
     body: web::Json<BulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, all, limit, request) = body.into_inner().into_parts(dlq.max_batch());
+    let (filter, all, limit, request) = body.into_inner().into_parts(dlq.max_batch(), actor)?;
+    if let Some(waiting) =
+        crate::api::approvals::bulk_replay_gate(&state, &dlq, &filter, all, limit, &request).await?
+    {
+        return Ok(waiting);
+    }
     let report = dlq.replay_matching(&filter, all, limit, &request).await?;
     Ok(HttpResponse::Ok().json(report))
 }

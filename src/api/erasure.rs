@@ -1,16 +1,19 @@
-//! `POST /audit/erasures`: an operator erases a message's (or a key's)
-//! personal fields and payload, live and archived, behind the token (see
-//! `trail::erase`). Audited as MESSAGE_ERASED entries of the operator chain.
+//! `POST /audit/erasures`: an operator asks to erase a message's (or a
+//! key's) personal fields and payload, live and archived (see
+//! `trail::erase`). Every erasure is four-eyes: this makes a pending
+//! request, and the erasure runs when a second person approves it
+//! (`POST /approvals/{id}/approve`), audited as MESSAGE_ERASED entries of
+//! the operator chain that name both.
 
 use actix_web::{post, web, HttpResponse};
 use serde::Deserialize;
 
-use crate::api::auth::Authorized;
+use crate::api::approvals::AwaitingApproval;
+use crate::api::auth::{Act, Authorized};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, PostgresBacked, WithBody};
 use crate::api::AppState;
-use crate::trail::erase::{EraseError, Erased, Selector};
-use crate::trail::AccessError;
+use crate::approvals::Action;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -23,67 +26,40 @@ pub struct EraseRequest {
     /// Why (the request, the legal basis); recorded in the audit trail.
     #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     reason: String,
-    /// Who (default `api`).
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
-    requested_by: Option<String>,
+    /// Refused (400): who asks comes from the token.
+    #[serde(default)]
+    #[schema(ignore)]
+    requested_by: Option<serde::de::IgnoredAny>,
 }
 
-/// Erases what the request names; the chain still verifies and reports
-/// the entries as erased.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), request_body = EraseRequest, responses((status = 200, description = "Erased: the messages, live and archived entries, each archived period's new manifest", body = Erased), (status = 400, description = "Neither or both of key and message_id, or a blank reason", body = ErrorBody), (status = 404, description = "No message matches", body = ErrorBody), (status = 409, description = "A legal hold covers what would be erased, or a message is still parked in the dead-letter queue or the retry schedule: nothing was erased", body = ErrorBody), Guarded, WithBody, PostgresBacked))]
+/// Asks for an erasure: a pending request that a second person approves
+/// (the erasure then runs) or rejects. The chain still verifies after it
+/// and reports the entries as erased.
+#[utoipa::path(tag = "audit", security(("bearer" = ["operator"])), request_body = EraseRequest, responses((status = 202, description = "A pending request; the erasure runs once a second person approves it", body = AwaitingApproval), (status = 400, description = "Neither or both of key and message_id, a blank reason, or a requested_by", body = ErrorBody), Guarded, WithBody, PostgresBacked))]
 #[post("/audit/erasures")]
 pub async fn erase(
-    Authorized(caller): Authorized,
+    Authorized(actor, _): Authorized<Act>,
     state: web::Data<AppState>,
     body: web::Json<EraseRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if !caller.may_approve() {
-        return Err(ApiError::Forbidden(
-            "erasing takes the approver or admin role".into(),
-        ));
-    }
     let r = body.into_inner();
-    let selector = match (r.key, r.message_id) {
-        (Some(k), None) if !k.is_empty() && k.len() <= 10_000 => Selector::Key(k),
-        (None, Some(id)) => Selector::Message(id),
+    crate::api::why::no_requested_by(&r.requested_by)?;
+    let action = match (r.key, r.message_id) {
+        (Some(k), None) if !k.is_empty() && k.len() <= 10_000 && !k.contains('\0') => {
+            Action::Erase {
+                key: Some(k),
+                message_id: None,
+            }
+        }
+        (None, Some(id)) => Action::Erase {
+            key: None,
+            message_id: Some(id),
+        },
         _ => {
             return Err(ApiError::BadRequest(
-                "give key (1 to 10000 bytes) or message_id, not both".into(),
+                "give key (1 to 10000 bytes, no NUL) or message_id, not both".into(),
             ))
         }
     };
-    let blank = |s: &str| s.trim().is_empty();
-    if blank(&r.reason) || r.reason.len() > 1000 {
-        return Err(ApiError::BadRequest(
-            "reason: 1 to 1000 characters, not blank".into(),
-        ));
-    }
-    let by = r.requested_by.unwrap_or_else(|| "api".into());
-    if blank(&by) || by.len() > 200 {
-        return Err(ApiError::BadRequest(
-            "requested_by: 1 to 200 characters, not blank".into(),
-        ));
-    }
-    match state.audit.erase(&selector, &by, &r.reason).await {
-        Ok(erased) => Ok(HttpResponse::Ok().json(erased)),
-        Err(AccessError::Erase(e @ EraseError::BadInput(_))) => {
-            Err(ApiError::BadRequest(e.to_string()))
-        }
-        Err(AccessError::Erase(e @ EraseError::NothingFound)) => {
-            Err(ApiError::NotFound(e.to_string()))
-        }
-        Err(AccessError::Erase(
-            e @ (EraseError::Held { .. } | EraseError::HeldMeanwhile(_) | EraseError::Pending(_)),
-        )) => Err(ApiError::Conflict(e.to_string())),
-        Err(AccessError::Erase(
-            e @ (EraseError::Archive { .. } | EraseError::ArchiveAfterRecord { .. }),
-        )) => {
-            tracing::warn!(error = %e, "audit erase: the archive");
-            Err(ApiError::Unavailable("the archive store"))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "audit erase failed");
-            Err(ApiError::Unavailable("postgres"))
-        }
-    }
+    crate::api::approvals::request_approval(&state, action, 1, &r.reason, &actor).await
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::dlq::message_id;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::masked;
@@ -49,6 +49,10 @@ pub const STATUSES: &[&str] = &[
     crate::operators::ADDED,
     crate::operators::ROTATED,
     crate::operators::REVOKED,
+    crate::approvals::CREATED,
+    crate::approvals::APPROVED,
+    crate::approvals::REJECTED,
+    crate::approvals::EXPIRED,
     crate::trail::operator::UNMASKED,
 ];
 
@@ -237,10 +241,10 @@ pub async fn run(
 
 /// Searches the audit trail, newest first (within a partition: highest
 /// offset first), with cursor paging.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (within a partition, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(ExplorerQuery), responses((status = 200, description = "A page of audit entries, newest first (within a partition, highest offset first)", body = ExplorerPage), (status = 400, description = "A parameter is not valid (named)", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages")]
 pub async fn search(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     query: web::Query<ExplorerQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -291,10 +295,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The original record of a message (its first delivery), for the message view.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The record as received, its `masking.fields` masked", body = RecordView), (status = 404, description = "No record kept for this id", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The record as received, its `masking.fields` masked", body = RecordView), (status = 404, description = "No record kept for this id", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages/{message_id}/record")]
 pub async fn record(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

@@ -6,6 +6,7 @@
 //! (`unmask.rs`).
 
 pub(crate) mod answers;
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod body_deadline;
@@ -19,15 +20,18 @@ pub(crate) mod masked;
 pub(crate) mod methods;
 pub(crate) mod openapi;
 pub(crate) mod operations;
+pub(crate) mod operators;
 pub(crate) mod params;
 pub(crate) mod produce;
 pub(crate) mod read;
 pub(crate) mod replay_jobs;
+pub(crate) mod request_id;
 pub(crate) mod responses;
 pub mod search;
 pub(crate) mod status;
 pub(crate) mod unmask;
 pub(crate) mod whoami;
+pub(crate) mod why;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +60,8 @@ pub struct AppState {
     pub status: Arc<crate::status::Registry>,
     /// The overview's chart samples (`GET /status/samples`).
     pub samples: Arc<crate::status::Samples>,
+    /// Four-eyes approval's threshold and time to live.
+    pub operators: crate::config::OperatorsSettings,
     /// What every answer masks (`masking.fields`).
     pub masking: Arc<crate::masking::Masking>,
 }
@@ -105,6 +111,13 @@ pub fn server(
             .service(audit::reconcile)
             .service(erasure::erase)
             .service(whoami::whoami)
+            .service(approvals::list)
+            .service(approvals::approve)
+            .service(approvals::reject)
+            .service(operators::list)
+            .service(operators::add)
+            .service(operators::rotate)
+            .service(operators::revoke)
             // Before `/dlq/{message_id}` and `/replay/{message_id}`.
             .service(replay_jobs::by_kind)
             .service(replay_jobs::count)
@@ -135,11 +148,13 @@ pub fn server(
         // over-long head is refused, then the body deadline, then HEAD is
         // routed as GET.
         app.app_data(allowed)
+            .wrap(from_fn(auth::resolve))
             .wrap(from_fn(methods::head_as_get))
             .wrap(from_fn(body_deadline::limit))
             .wrap(from_fn(error::head_limits))
             .wrap(from_fn(error::json_errors))
             .wrap(from_fn(observe))
+            .wrap(from_fn(request_id::assign))
             .configure(openapi::serve(api))
             .configure(console::serve)
             .default_service(web::to(methods::unrouted))

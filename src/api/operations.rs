@@ -8,7 +8,7 @@ use actix_web::{get, web, HttpResponse};
 use uuid::Uuid;
 
 use crate::api::answers::{Health, KafkaReadiness, Lifecycle, Readiness};
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::dlq::message_id;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, PostgresBacked};
@@ -124,10 +124,10 @@ async fn archived(state: &AppState, id: Uuid) -> Result<HttpResponse, ApiError> 
 }
 
 /// A message's whole audit lifecycle, oldest first.
-#[utoipa::path(tag = "audit", security(("bearer" = [])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order (an `ArchivedLifecycle` when its periods are archived)", body = Lifecycle), (status = 404, description = "No audit record", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The audit lifecycle, in order (an `ArchivedLifecycle` when its periods are archived)", body = Lifecycle), (status = 404, description = "No audit record", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages/{message_id}")]
 pub async fn message(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     dlq: web::Data<DeadLetters>,
     id: web::Path<String>,

@@ -9,7 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 
 use crate::api::answers::{EventEnvelope, Produced};
-use crate::api::auth::Authorized;
+use crate::api::auth::{Act, Authorized};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, WithBody};
 use crate::handlers::domain::event;
@@ -64,10 +64,10 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
-#[utoipa::path(tag = "events", security(("bearer" = [])), request_body(content = EventEnvelope, description = "A domain envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
+#[utoipa::path(tag = "events", security(("bearer" = ["operator"])), request_body(content = EventEnvelope, description = "A domain envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
 #[post("/produce")]
 pub async fn produce(
-    _: Authorized,
+    _: Authorized<Act>,
     target: web::Data<ProduceTarget>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {

@@ -9,7 +9,7 @@ use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 
 use crate::api::answers::{OrderWithPayment, TransactionPage, UserWithOrders};
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, PostgresBacked};
 use crate::api::AppState;
@@ -59,10 +59,10 @@ pub(crate) fn query_failed(e: diesel::result::Error) -> ApiError {
 }
 
 /// `GET /users/{id}`: the user and their ten most recent orders.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The user and recent orders", body = UserWithOrders), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "read", security(("bearer" = ["viewer"])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The user and recent orders", body = UserWithOrders), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/users/{id}")]
 pub async fn user(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -81,10 +81,10 @@ pub async fn user(
 }
 
 /// `GET /orders/{id}`: the order and its payment status.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The order and its payment status", body = OrderWithPayment), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "read", security(("bearer" = ["viewer"])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The order and its payment status", body = OrderWithPayment), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/orders/{id}")]
 pub async fn order(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -159,10 +159,10 @@ pub struct TransactionQuery {
 }
 
 /// `GET /transactions?user_id=&status=&offset=&limit=`: most recent first.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(TransactionQuery), responses((status = 200, description = "Transactions, most recently changed first", body = TransactionPage), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "read", security(("bearer" = ["viewer"])), params(TransactionQuery), responses((status = 200, description = "Transactions, most recently changed first", body = TransactionPage), Guarded, PostgresBacked))]
 #[get("/transactions")]
 pub async fn transactions(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     query: web::Query<TransactionQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -208,10 +208,10 @@ pub async fn transactions(
 }
 
 /// `GET /transactions/{id}`.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The transaction", body = Transaction), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "read", security(("bearer" = ["viewer"])), params(("id" = String, Path, description = "The id", min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")), responses((status = 200, description = "The transaction", body = Transaction), (status = 404, description = "Absent", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/transactions/{id}")]
 pub async fn transaction(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

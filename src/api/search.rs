@@ -8,7 +8,7 @@
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::error::ApiError;
 use crate::api::params::{self, bad};
 use crate::api::read::{conn, key, query_failed};
@@ -106,10 +106,10 @@ pub fn parse(q: SearchQuery) -> Result<Search, ApiError> {
 }
 
 /// `GET /transactions/search?q=…`: ranked transactions with highlights.
-#[utoipa::path(tag = "read", security(("bearer" = [])), params(SearchQuery), responses((status = 200, description = "Matching transactions, best first, with highlights and versioning fields (_version, _updated_at, _enriched, _enriched_at); `masking.fields` masked, and no hit found only by a masked value", body = SearchPage), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "read", security(("bearer" = ["viewer"])), params(SearchQuery), responses((status = 200, description = "Matching transactions, best first, with highlights and versioning fields (_version, _updated_at, _enriched, _enriched_at); `masking.fields` masked, and no hit found only by a masked value", body = SearchPage), Guarded, PostgresBacked))]
 #[get("/transactions/search")]
 pub async fn search(
-    _: Authorized,
+    _: Authorized<Read>,
     state: web::Data<AppState>,
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::{get, web, HttpResponse};
 use chrono::Utc;
 
-use crate::api::auth::Authorized;
+use crate::api::auth::{Authorized, Read};
 use crate::api::responses::Guarded;
 use crate::api::AppState;
 use crate::status::report::{self, Dependencies, Dependency, StatusReport};
@@ -20,9 +20,9 @@ const DEADLINE: Duration = Duration::from_secs(2);
 
 /// Every owned partition: owner, state, committed offset, durable watermark,
 /// high watermark, lag, in-flight count, last error; and dependency health.
-#[utoipa::path(tag = "operations", security(("bearer" = [])), responses((status = 200, description = "Partitions and dependency health", body = StatusReport), Guarded))]
+#[utoipa::path(tag = "operations", security(("bearer" = ["viewer"])), responses((status = 200, description = "Partitions and dependency health", body = StatusReport), Guarded))]
 #[get("/status")]
-pub async fn status(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+pub async fn status(_: Authorized<Read>, state: web::Data<AppState>) -> HttpResponse {
     let ((mut partitions, mut kafka), postgres, redis) = futures::join!(
         report::partitions(state.status.clone(), DEADLINE),
         ping_postgres(&state.postgres, DEADLINE),
@@ -51,8 +51,8 @@ pub async fn status(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
 
 /// Settled messages per second, dead letters, retries and lag, one point
 /// per sample interval over the last hour (kept in memory).
-#[utoipa::path(tag = "operations", security(("bearer" = [])), responses((status = 200, description = "Chart points, oldest first", body = Series), Guarded))]
+#[utoipa::path(tag = "operations", security(("bearer" = ["viewer"])), responses((status = 200, description = "Chart points, oldest first", body = Series), Guarded))]
 #[get("/status/samples")]
-pub async fn samples(_: Authorized, state: web::Data<AppState>) -> HttpResponse {
+pub async fn samples(_: Authorized<Read>, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.samples.series())
 }

@@ -57,6 +57,7 @@ impl App {
             audit: deps.audit.clone(),
             status: deps.status.clone(),
             samples: deps.samples.clone(),
+            operators: deps.settings.operators.clone(),
             masking: std::sync::Arc::new(crate::masking::Masking::from_settings(&deps.settings)),
         };
         let http = &deps.settings.http;

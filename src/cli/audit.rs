@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use custodian::config::Settings;
-use custodian::dlq::replay::Request;
+use custodian::operators::Role;
 
 use super::Who;
 
@@ -74,9 +74,11 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Erase the key, headers and payload of every message with KEY (or of
-    /// message ID), in the database and the archive; the chain still
-    /// verifies and reports the entries as erased. Refused under a legal hold.
+    /// Ask to erase the key, headers and payload of every message with KEY
+    /// (or of message ID), in the database and the archive: a pending
+    /// request, run when a second person approves it (`custodian approvals
+    /// approve`); the chain still verifies and reports the entries as
+    /// erased. Refused under a legal hold.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["key", "id"])))]
     Erase {
         /// The message key, as text.
@@ -87,8 +89,6 @@ pub enum AuditCommand {
         id: Option<uuid::Uuid>,
         #[command(flatten)]
         who: Who,
-        #[arg(long)]
-        json: bool,
     },
     /// Place a legal hold on a key or a period: no erasure of what it
     /// covers, no deletion of an archived period it covers, until released.
@@ -143,8 +143,41 @@ fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("`{text}` is neither a date (2026-12-01) nor an RFC 3339 time"))
 }
 
-pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<()> {
+impl AuditCommand {
+    /// The least role the command takes; none for `keygen`, which writes a
+    /// local key file and reads nothing.
+    pub fn least(&self) -> Option<Role> {
+        Some(match self {
+            AuditCommand::Verify { .. }
+            | AuditCommand::Reconcile { .. }
+            | AuditCommand::Partitions { .. }
+            | AuditCommand::Show { .. }
+            | AuditCommand::Holds { .. } => Role::Viewer,
+            // Asks: every erasure waits for a second person's approval.
+            AuditCommand::Erase { .. } => Role::Operator,
+            AuditCommand::Hold { .. } | AuditCommand::Release { .. } => Role::Approver,
+            AuditCommand::Seal { .. }
+            | AuditCommand::Archive { .. }
+            | AuditCommand::Retain { .. } => Role::Admin,
+            AuditCommand::Keygen { .. } => return None,
+        })
+    }
+}
+
+pub async fn audit(
+    settings: Settings,
+    token_file: Option<std::path::PathBuf>,
+    command: AuditCommand,
+) -> anyhow::Result<()> {
     use custodian::trail::{checkpoint, reconcile, Access};
+    let actor = match command.least() {
+        Some(least) => Some(
+            super::credential::actor(&settings, token_file.as_deref(), least, "audit", false)
+                .await?,
+        ),
+        None => None,
+    };
+    let actor = actor.unwrap_or_else(|| custodian::operators::Actor::service("keygen"));
     let access = Access::from_settings(&settings)?;
     match command {
         AuditCommand::Verify {
@@ -320,33 +353,18 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                 println!("{} partition(s) archived", archived.len());
             }
         }
-        AuditCommand::Erase { key, id, who, json } => {
-            let selector = match (key, id) {
-                (Some(k), _) => custodian::trail::erase::Selector::Key(k),
-                (None, Some(id)) => custodian::trail::erase::Selector::Message(id),
-                (None, None) => anyhow::bail!("--key or --id"),
+        AuditCommand::Erase { key, id, who } => {
+            anyhow::ensure!(key.is_some() || id.is_some(), "--key or --id");
+            anyhow::ensure!(
+                key.as_ref()
+                    .is_none_or(|k| !k.is_empty() && !k.contains('\0')),
+                "--key: not empty, no NUL"
+            );
+            let action = custodian::approvals::Action::Erase {
+                key,
+                message_id: id,
             };
-            let request = Request::from(who);
-            let by = request.requested_by.unwrap_or_default();
-            let erased = access.erase(&selector, &by, &request.reason).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&erased)?);
-            } else {
-                println!(
-                    "erased {} message(s): {} live entries ({} written before chain encoding v2: payload only), {} archived entries in {} period(s)",
-                    erased.messages.len(),
-                    erased.live_entries,
-                    erased.payload_only,
-                    erased.archived_entries,
-                    erased.archives.len()
-                );
-                for a in &erased.archives {
-                    println!("  {}: new manifest {}", a.partition, a.manifest);
-                    for f in &a.not_deleted {
-                        println!("  WARNING: the store kept {f} (Object Lock?): its bytes remain");
-                    }
-                }
-            }
+            super::approvals::make(&settings, &action, 1, &who.reason, &actor).await?;
         }
         AuditCommand::Hold { key, from, to, who } => {
             let on = match (key, from, to) {
@@ -354,15 +372,11 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
                 (None, Some(f), Some(t)) => custodian::trail::holds::HoldOn::Period(f, t),
                 _ => anyhow::bail!("--key, or --from and --to"),
             };
-            let request = Request::from(who);
-            let by = request.requested_by.unwrap_or_default();
-            let id = access.hold(&on, &by, &request.reason).await?;
+            let id = access.hold(&on, &actor, &who.reason).await?;
             println!("hold {id} placed");
         }
         AuditCommand::Release { id, who } => {
-            let request = Request::from(who);
-            let by = request.requested_by.unwrap_or_default();
-            access.release(id, &by, &request.reason).await?;
+            access.release(id, &actor, &who.reason).await?;
             println!("hold {id} released");
         }
         AuditCommand::Holds { all, json } => {
@@ -393,8 +407,7 @@ pub async fn audit(settings: Settings, command: AuditCommand) -> anyhow::Result<
             }
         }
         AuditCommand::Retain { json } => {
-            let by = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-            let done = access.retain(Utc::now(), &by).await?;
+            let done = access.retain(Utc::now(), &actor).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&done)?);
             } else {

@@ -1,8 +1,11 @@
 //! The command line's subcommands past `run`: `dlq` here (the dead-letter
 //! operations from a terminal, calling the same functions as the HTTP API,
 //! so a replay from here is published, audited and removed exactly as one
-//! through `POST /replay`), `outbox`, `search`, `status`; `audit` and
-//! `operator` in their own files.
+//! through `POST /replay`), `outbox`, `search`, `status`; `audit`,
+//! `operator` and `approvals` in their own files, who runs a command in
+//! `credential.rs`. Each command that reads or changes data declares the
+//! least role it takes ([`DlqCommand::least`] and its kin).
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -16,10 +19,14 @@ use custodian::store::pool;
 use rdkafka::producer::FutureProducer;
 use uuid::Uuid;
 
+mod approvals;
 mod audit;
+mod credential;
 mod operator;
 
+pub use approvals::{approvals, ApprovalsCommand};
 pub use audit::{audit, AuditCommand};
+use custodian::operators::{Actor, Role};
 pub use operator::{operator, OperatorCommand};
 
 #[derive(Subcommand)]
@@ -87,43 +94,65 @@ impl From<FilterArgs> for Filter {
     }
 }
 
+/// Why (who is the token's holder).
 #[derive(Args)]
 pub struct Who {
     /// Why (required; kept in the audit trail and the record's headers).
     #[arg(long)]
-    reason: String,
-    /// Who (default: $USER).
-    #[arg(long)]
-    by: Option<String>,
+    pub reason: String,
 }
 
-impl From<Who> for Request {
-    fn from(w: Who) -> Self {
+impl Who {
+    fn of(self, actor: Actor) -> Request {
         Request {
-            reason: w.reason,
-            requested_by: Some(
-                w.by.or_else(|| std::env::var("USER").ok())
-                    .filter(|by| !by.trim().is_empty())
-                    .unwrap_or_else(|| "cli".into()),
-            ),
+            actor,
+            reason: self.reason,
+            approver: None,
         }
     }
 }
 
-pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> {
+/// The dead-letter queue's operations, from the configuration.
+fn dead_letters(settings: &Settings) -> anyhow::Result<Arc<DeadLetters>> {
     let redis = pool::redis(&settings.redis).context("redis.url")?;
     let postgres = pool::postgres(&settings.postgres);
     let producer: FutureProducer = replay_producer_config(&settings.kafka)
         .create()
         .context("cannot create the replay producer (check kafka.* settings)")?;
     let header_key = custodian::pipeline::steering::HeaderKey::configured(&settings.kafka);
-    let dlq = Arc::new(DeadLetters::new(
+    Ok(Arc::new(DeadLetters::new(
         redis,
         postgres,
         producer,
         header_key,
         &settings.dlq,
-    ));
+    )))
+}
+
+impl DlqCommand {
+    /// The least role the command takes.
+    pub fn least(&self) -> Role {
+        match self {
+            DlqCommand::List { .. } | DlqCommand::Show { .. } => Role::Viewer,
+            DlqCommand::Replay { .. } | DlqCommand::Discard { .. } => Role::Operator,
+        }
+    }
+}
+
+pub async fn dlq(
+    settings: Settings,
+    token_file: Option<PathBuf>,
+    command: DlqCommand,
+) -> anyhow::Result<()> {
+    let actor = credential::actor(
+        &settings,
+        token_file.as_deref(),
+        command.least(),
+        "dlq",
+        false,
+    )
+    .await?;
+    let dlq = dead_letters(&settings)?;
     match command {
         DlqCommand::List {
             filter,
@@ -164,23 +193,27 @@ pub async fn dlq(settings: Settings, command: DlqCommand) -> anyhow::Result<()> 
             limit,
             who,
         } => {
-            let request: Request = who.into();
+            let request = who.of(actor);
             match message_id {
                 Some(id) if !all => {
                     let r = dlq.replay(id, &request).await?;
                     println!("{}", serde_json::to_string(&r)?);
                 }
                 _ => {
-                    let report = dlq
-                        .replay_matching(&filter.into(), true, limit, &request)
-                        .await?;
+                    let filter: Filter = filter.into();
+                    if approvals::gate_bulk_replay(&settings, &dlq, &filter, limit, &request)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    let report = dlq.replay_matching(&filter, true, limit, &request).await?;
                     println!("{}", serde_json::to_string(&report)?);
                     anyhow::ensure!(report.failed == 0, "{} replays failed", report.failed);
                 }
             }
         }
         DlqCommand::Discard { message_id, who } => {
-            let entry = dlq.discard(message_id, &who.into()).await?;
+            let entry = dlq.discard(message_id, &who.of(actor)).await?;
             println!("discarded {} from {}", entry.message_id, entry.topic);
         }
     }
@@ -270,7 +303,19 @@ pub struct SearchArgs {
     json: bool,
 }
 
-pub async fn search(settings: Settings, args: SearchArgs) -> anyhow::Result<()> {
+pub async fn search(
+    settings: Settings,
+    token_file: Option<PathBuf>,
+    args: SearchArgs,
+) -> anyhow::Result<()> {
+    credential::actor(
+        &settings,
+        token_file.as_deref(),
+        Role::Viewer,
+        "search",
+        false,
+    )
+    .await?;
     use custodian::api::search::{parse, run, SearchQuery};
     use diesel_async::AsyncConnection as _;
     use secrecy::ExposeSecret as _;
@@ -330,17 +375,21 @@ pub struct StatusArgs {
     json: bool,
 }
 
-pub async fn status(settings: Settings, args: StatusArgs) -> anyhow::Result<()> {
+/// Reads `GET /status` with the command's token (else `http.api_token`);
+/// the instance checks it (the viewer role).
+pub async fn status(
+    settings: Settings,
+    token_file: Option<PathBuf>,
+    args: StatusArgs,
+) -> anyhow::Result<()> {
     use custodian::status::client;
     let base = args
         .url
         .unwrap_or_else(|| client::base_url(&settings.http.bind));
-    let report = client::fetch(
-        &base,
-        settings.http.api_token.as_ref(),
-        std::time::Duration::from_secs(10),
-    )
-    .await?;
+    let token = credential::token(token_file.as_deref())?
+        .map(secrecy::SecretString::from)
+        .or_else(|| settings.http.api_token.clone());
+    let report = client::fetch(&base, token.as_ref(), std::time::Duration::from_secs(10)).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,6 +1,5 @@
 //! `custodian operator …`: operators' own tokens.
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use custodian::config::Settings;
 
@@ -11,9 +10,6 @@ pub enum OperatorCommand {
         name: String,
         #[arg(long, value_enum)]
         role: custodian::operators::Role,
-        /// Who adds them (default: $USER).
-        #[arg(long)]
-        by: Option<String>,
     },
     /// List operators (never their tokens).
     List {
@@ -21,47 +17,45 @@ pub enum OperatorCommand {
         json: bool,
     },
     /// Replace an operator's token; prints the new one once.
-    Rotate {
-        name: String,
-        #[arg(long)]
-        by: Option<String>,
-    },
+    Rotate { name: String },
     /// Revoke an operator's token, at once.
-    Revoke {
-        name: String,
-        #[arg(long)]
-        by: Option<String>,
-    },
+    Revoke { name: String },
 }
 
-pub async fn operator(settings: Settings, command: OperatorCommand) -> anyhow::Result<()> {
+/// Every operator command takes the admin role; with no token and no
+/// active admin yet, `operator add` runs as the local user (`bootstrap:`),
+/// to add the first admin.
+pub async fn operator(
+    settings: Settings,
+    token_file: Option<std::path::PathBuf>,
+    command: OperatorCommand,
+) -> anyhow::Result<()> {
     use custodian::operators;
-    use diesel_async::AsyncConnection as _;
-    use secrecy::ExposeSecret as _;
-    let mut conn =
-        diesel_async::AsyncPgConnection::establish(settings.postgres.url.expose_secret())
-            .await
-            .context("cannot connect to postgres.url")?;
-    let who = |by: Option<String>| {
-        by.or_else(|| std::env::var("USER").ok())
-            .filter(|b| !b.trim().is_empty())
-            .unwrap_or_else(|| "cli".into())
-    };
+    let bootstrap = matches!(command, OperatorCommand::Add { .. });
+    let by = super::credential::actor(
+        &settings,
+        token_file.as_deref(),
+        operators::Role::Admin,
+        "operator",
+        bootstrap,
+    )
+    .await?;
+    let mut conn = super::credential::connect(&settings).await?;
     match command {
-        OperatorCommand::Add { name, role, by } => {
-            let token = operators::add(&mut conn, &name, role, &who(by)).await?;
+        OperatorCommand::Add { name, role } => {
+            let token = operators::add(&mut conn, &name, role, &by).await?;
             eprintln!("operator {name} added as {role}; their token (shown only now):");
             println!("{token}");
         }
-        OperatorCommand::Rotate { name, by } => {
-            let token = operators::rotate(&mut conn, &name, &who(by)).await?;
+        OperatorCommand::Rotate { name } => {
+            let token = operators::rotate(&mut conn, &name, &by).await?;
             eprintln!(
                 "operator {name}: the old token no longer works; the new one (shown only now):"
             );
             println!("{token}");
         }
-        OperatorCommand::Revoke { name, by } => {
-            operators::revoke(&mut conn, &name, &who(by)).await?;
+        OperatorCommand::Revoke { name } => {
+            operators::revoke(&mut conn, &name, &by).await?;
             println!("operator {name}: token revoked");
         }
         OperatorCommand::List { json } => {

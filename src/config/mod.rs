@@ -15,6 +15,7 @@ mod audit;
 mod defaults;
 mod duration;
 mod masking;
+mod operators;
 mod relay;
 mod route_settings;
 pub(crate) mod urls;
@@ -25,6 +26,7 @@ use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
 pub use masking::{MaskRule, MaskingSettings};
+pub use operators::OperatorsSettings;
 pub use relay::RelaySettings;
 pub use route_settings::RouteSettings;
 
@@ -80,6 +82,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The transactional outbox relay (`custodian relay`).
     pub relay: RelaySettings,
+    /// Four-eyes approval.
+    pub operators: OperatorsSettings,
     /// Personal payload fields, masked in the API's answers (none by default).
     #[serde(default)]
     pub masking: MaskingSettings,
@@ -271,7 +275,11 @@ impl Settings {
             None => figment = figment.merge(Toml::file("custodian.toml")),
         }
         Self::from_figment(
-            figment.merge(Env::prefixed("CUSTODIAN_").ignore(&["CONFIG"]).split("__")),
+            figment.merge(
+                Env::prefixed("CUSTODIAN_")
+                    .ignore(&["CONFIG", "TOKEN"])
+                    .split("__"),
+            ),
         )
     }
 

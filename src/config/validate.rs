@@ -24,6 +24,7 @@ impl Settings {
             return Err(invalid("log.format", "must be `auto`, `json` or `plain`"));
         }
         self.audit.validate()?;
+        self.operators.validate()?;
         self.relay.validate()?;
         self.masking.validate()
     }

@@ -14,17 +14,14 @@ impl DeadLetters {
     /// Removes a dead letter for good, audited MESSAGE_DISCARDED with who and
     /// why (and the failure it had).
     pub async fn discard(&self, id: Uuid, request: &Request) -> Result<DlqEntry, DlqError> {
-        let (by, reason) = request.validate()?;
+        request.validate()?;
         let result = self
             .locked(id, |stored| async move {
                 let e = &stored.entry;
-                let detail = serde_json::json!({
-                    "requested_by": by,
-                    "reason": reason,
-                    "error_kind": e.error_kind,
-                    "error": e.error,
-                    "attempts": e.attempts,
-                });
+                let mut detail = request.detail();
+                detail["error_kind"] = e.error_kind.clone().into();
+                detail["error"] = e.error.clone().into();
+                detail["attempts"] = e.attempts.into();
                 self.audit(
                     &stored,
                     DISCARDED,

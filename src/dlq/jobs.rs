@@ -36,9 +36,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::operator::{operator_text, redis_down, OWNER_TTL};
+use super::operator::{redis_down, OWNER_TTL};
 use super::replay::{BulkReport, BulkRun, DeadLetters, DlqError, Request};
 use super::store::{self, Filter};
+use crate::operators::{Actor, Channel, Role};
 
 /// How long a job's record is kept after its last update.
 const KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -67,7 +68,17 @@ pub struct Job {
     /// end, by a graceful stop or because the process running it died;
     /// `POST /replay/jobs/{id}/resume` runs it on).
     pub state: String,
+    /// The requester's name.
     pub requested_by: String,
+    /// Who, how and where the job was asked for (absent on jobs of older
+    /// versions).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub operator: Option<Actor>,
+    /// Who approved it, when it went through four-eyes approval.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub approved_by: Option<Actor>,
     pub reason: String,
     pub topic: Option<String>,
     pub error_kind: Option<String>,
@@ -100,9 +111,12 @@ pub struct Job {
     /// The process running the job, or that last ran it.
     #[serde(default)]
     pub owner: Option<String>,
-    /// Who last resumed it, and when.
+    /// Who last resumed it (their name), and when.
     #[serde(default)]
     pub resumed_by: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub resumed_operator: Option<Actor>,
     #[serde(default)]
     pub resumed_at: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
@@ -111,6 +125,19 @@ pub struct Job {
 }
 
 impl Job {
+    /// Who asked for the job (a job of an older version names only a
+    /// name).
+    fn requester(&self) -> Actor {
+        self.operator.clone().unwrap_or_else(|| Actor {
+            name: self.requested_by.clone(),
+            credential: None,
+            role: Role::Operator,
+            channel: Channel::Api,
+            client: None,
+            request_id: None,
+        })
+    }
+
     /// `base` (the counts before this run) plus what this run did.
     fn absorb(&mut self, base: &Job, report: &BulkReport) {
         self.matched = base.matched + report.matched;
@@ -331,11 +358,14 @@ pub async fn start(
     dlq.check_bulk(&filter, all, limit, &request)?;
     let (by, reason) = request.validate()?;
     let total = count(&dlq, &filter).await?.min(limit as u64);
+    let (operator, approved_by) = (Some(by.clone()), request.approver.clone());
     let now = Utc::now();
     let job = Job {
         id: Uuid::new_v4(),
         state: RUNNING.into(),
-        requested_by: by.to_owned(),
+        requested_by: by.name.clone(),
+        operator,
+        approved_by,
         reason: reason.to_owned(),
         topic: filter.topic.clone(),
         error_kind: filter.error_kind.clone(),
@@ -353,6 +383,7 @@ pub async fn start(
         interrupted: None,
         owner: Some(dlq.owner.clone()),
         resumed_by: None,
+        resumed_operator: None,
         resumed_at: None,
         started_at: now,
         updated_at: now,
@@ -388,13 +419,9 @@ pub enum Resumed {
 pub async fn resume(
     dlq: Arc<DeadLetters>,
     id: Uuid,
-    resumed_by: Option<&str>,
+    resumed_by: &Actor,
 ) -> Result<Resumed, DlqError> {
     refuse_when_stopping(&dlq)?;
-    let resumed_by = match resumed_by {
-        None => "api",
-        Some(by) => operator_text("requested_by", by, 200, false)?,
-    };
     let Some(job) = get(&dlq, id).await? else {
         return Ok(Resumed::NoSuchJob);
     };
@@ -412,7 +439,8 @@ pub async fn resume(
     resumed.state = RUNNING.into();
     resumed.interrupted = None;
     resumed.owner = Some(dlq.owner.clone());
-    resumed.resumed_by = Some(resumed_by.to_owned());
+    resumed.resumed_by = Some(resumed_by.name.clone());
+    resumed.resumed_operator = Some(resumed_by.clone());
     resumed.resumed_at = Some(now);
     resumed.updated_at = now;
     resumed.finished_at = None;
@@ -430,12 +458,13 @@ pub async fn resume(
         limit,
         budget: limit.saturating_sub(done.ids.len()),
         request: Request {
+            actor: job.requester(),
             reason: job.reason.clone(),
-            requested_by: Some(job.requested_by.clone()),
+            approver: job.approved_by.clone(),
         },
         skip: done.ids,
     };
-    tracing::info!(job = %id, resumed_by, already = plan.skip.len(), "replay job resumed");
+    tracing::info!(job = %id, resumed_by = %resumed_by.name, already = plan.skip.len(), "replay job resumed");
     let started = resumed.clone();
     dlq.jobs.spawn(run(Arc::clone(&dlq), resumed, plan));
     Ok(Resumed::Started(started))
@@ -463,7 +492,7 @@ async fn run(dlq: Arc<DeadLetters>, job: Job, plan: Plan) {
     // The counts before this run (a resumed job's earlier runs').
     let base = Arc::new(job.clone());
     let id = job.id;
-    let resumed_by = job.resumed_by.clone();
+    let resumed_by = job.resumed_operator.clone();
     let shared = Arc::new(Mutex::new(job));
     let progress = {
         let (shared, base) = (Arc::clone(&shared), Arc::clone(&base));
@@ -475,7 +504,7 @@ async fn run(dlq: Arc<DeadLetters>, job: Job, plan: Plan) {
     };
     let stop = dlq.jobs.child_token();
     let bulk = BulkRun {
-        job: Some((id, resumed_by.as_deref())),
+        job: Some((id, resumed_by.as_ref())),
         skip: &plan.skip,
         budget: plan.budget,
         stop: Some(&stop),

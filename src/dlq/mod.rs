@@ -20,7 +20,7 @@
 
 mod discard;
 mod job_runs;
-pub(crate) mod jobs;
+pub mod jobs;
 pub(crate) mod kinds;
 mod list;
 pub(crate) mod lock;

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::producer::FutureProducer;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::store::{self as queue, Stored};
 use super::Keys;
 use crate::config::DlqSettings;
+use crate::operators::Actor;
 use crate::pipeline::steering::HeaderKey;
 use crate::store::audit::AuditEntry;
 use crate::store::pool::RedisPool;
@@ -102,31 +102,33 @@ pub(super) fn postgres_down(e: impl std::fmt::Display) -> DlqError {
     }
 }
 
-/// Who asks for an operator action, and why. Both end up in the audit trail
-/// (and, for a replay, in the record's headers).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Who asks for an operator action (from their credential: see
+/// `operators::Actor`), and why. Both end up in the audit trail (and, for
+/// a replay, the name and reason in the record's headers).
+#[derive(Debug, Clone)]
 pub struct Request {
-    /// Why; recorded in the audit trail. Not blank; no control characters
-    /// but line breaks and tabs.
-    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
+    pub actor: Actor,
     pub reason: String,
-    /// Who (default `api`). No control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
-    pub requested_by: Option<String>,
+    /// Who approved it, when it went through four-eyes approval.
+    pub approver: Option<Actor>,
 }
 
 impl Request {
     /// The validated (who, why). Every operator text ends up in the audit
     /// trail and in Kafka headers, so one that cannot be stored there is
     /// refused here, naming the field, before anything happens.
-    pub fn validate(&self) -> Result<(&str, &str), DlqError> {
+    pub fn validate(&self) -> Result<(&Actor, &str), DlqError> {
         let reason = operator_text("reason", &self.reason, 1000, true)?;
-        let by = match &self.requested_by {
-            None => "api",
-            Some(by) => operator_text("requested_by", by, 200, false)?,
-        };
-        Ok((by, reason))
+        Ok((&self.actor, reason))
+    }
+
+    /// The `detail` fields every operator entry of this request carries:
+    /// who (`requested_by`, the name; `operator`, who, how and where), why,
+    /// and who approved it if anyone did (`approved_by`).
+    pub fn detail(&self) -> serde_json::Value {
+        let mut detail = crate::operators::who(&self.actor, self.approver.as_ref());
+        detail["reason"] = self.reason.trim().into();
+        detail
     }
 }
 

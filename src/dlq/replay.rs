@@ -34,6 +34,7 @@ use super::{
     REPLAYED_AT_HEADER, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER,
     REPLAY_REASON_HEADER,
 };
+use crate::operators::Actor;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 use crate::pipeline::steering::{self, Signed, SIGNATURE_HEADER};
 use crate::store::audit::REPLAYED;
@@ -80,7 +81,7 @@ pub struct BulkReport {
 pub struct BulkRun<'a> {
     /// The job, recorded in each MESSAGE_REPLAYED row's detail (`job_id`),
     /// with who resumed it if someone did (`resumed_by`).
-    pub job: Option<(Uuid, Option<&'a str>)>,
+    pub job: Option<(Uuid, Option<&'a Actor>)>,
     /// Ids not replayed again (those a resumed job already replayed).
     pub skip: &'a HashSet<Uuid>,
     /// Most entries taken (besides `skip`).
@@ -126,9 +127,9 @@ impl DeadLetters {
         id: Uuid,
         listed: Option<(&Filter, i64)>,
         request: &Request,
-        job: Option<(Uuid, Option<&str>)>,
+        job: Option<(Uuid, Option<&Actor>)>,
     ) -> Result<Replayed, DlqError> {
-        let (by, reason) = request.validate()?;
+        request.validate()?;
         let result = self
             .locked(id, |stored| async move {
                 if listed.is_some_and(|(filter, score)| {
@@ -136,7 +137,7 @@ impl DeadLetters {
                 }) {
                     return Err(DlqError::NotFound(id));
                 }
-                self.republish(stored, by, reason, job).await
+                self.republish(stored, request, job).await
             })
             .await;
         let result_label = match &result {
@@ -281,9 +282,8 @@ impl DeadLetters {
     async fn republish(
         &self,
         stored: Stored,
-        by: &str,
-        reason: &str,
-        job: Option<(Uuid, Option<&str>)>,
+        request: &Request,
+        job: Option<(Uuid, Option<&Actor>)>,
     ) -> Result<Replayed, DlqError> {
         let e = &stored.entry;
         let corrupt = |reason: String| DlqError::Corrupt {
@@ -299,20 +299,18 @@ impl DeadLetters {
         let digest = steering::payload_digest(payload.as_deref());
 
         // The audit row that authorises the publish comes first.
-        let mut detail = serde_json::json!({
-            "requested_by": by,
-            "reason": reason,
-            "replay_count": count,
-            "replayed_from": from,
-            "error_kind": e.error_kind,
-            "payload_sha256": crate::text::hex(&digest),
-        });
+        let (by, reason) = request.validate()?;
+        let mut detail = request.detail();
+        detail["replay_count"] = count.into();
+        detail["replayed_from"] = from.clone().into();
+        detail["error_kind"] = e.error_kind.clone().into();
+        detail["payload_sha256"] = crate::text::hex(&digest).into();
         // A job's rows name it: they are what the job reconciles its counts
         // with, and what a resumed job skips (see `dlq/jobs.rs`).
         if let Some((job, resumed_by)) = job {
             detail["job_id"] = job.to_string().into();
             if let Some(resumed_by) = resumed_by {
-                detail["resumed_by"] = resumed_by.into();
+                detail["resumed_by"] = resumed_by.to_json();
             }
         }
         self.audit(&stored, REPLAYED, count as i32, started, detail)
@@ -332,7 +330,7 @@ impl DeadLetters {
             (REPLAY_COUNT_HEADER, count_text.as_str()),
             (REPLAYED_FROM_HEADER, from.as_str()),
             (SIGNATURE_HEADER, signature.as_str()),
-            (REPLAYED_BY_HEADER, by),
+            (REPLAYED_BY_HEADER, by.name.as_str()),
             (REPLAY_REASON_HEADER, reason),
             (REPLAYED_AT_HEADER, at.as_str()),
         ];
@@ -371,7 +369,7 @@ impl DeadLetters {
             partition = delivery.partition,
             offset = delivery.offset,
             replay_count = count,
-            requested_by = by,
+            requested_by = %by.name,
             "dead letter replayed"
         );
         Ok(Replayed {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamptz};
 use diesel::OptionalExtension;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::trail::operator;
@@ -23,8 +23,16 @@ pub const ROTATED: &str = "OPERATOR_ROTATED";
 /// An operator's token revoked.
 pub const REVOKED: &str = "OPERATOR_REVOKED";
 
-/// What an operator may do (enforced per endpoint in a later part).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub mod actor;
+
+pub use actor::{who, Actor, Channel};
+
+/// What an operator may do. Each role includes those before it: an
+/// operator reads as a viewer does, an approver acts as an operator, an
+/// admin approves too.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -43,7 +51,7 @@ impl Role {
         }
     }
 
-    fn parse(text: &str) -> Option<Role> {
+    pub fn parse(text: &str) -> Option<Role> {
         [Role::Viewer, Role::Operator, Role::Approver, Role::Admin]
             .into_iter()
             .find(|r| r.as_str() == text)
@@ -51,11 +59,11 @@ impl Role {
 }
 
 impl Caller {
-    /// May approve and erase: an approver, an admin, or the shared token.
-    pub fn may_approve(&self) -> bool {
+    /// The credential's role (the shared token: admin).
+    pub fn role(&self) -> Role {
         match self {
-            Caller::Shared => true,
-            Caller::Operator { role, .. } => matches!(role, Role::Approver | Role::Admin),
+            Caller::Shared => Role::Admin,
+            Caller::Operator { role, .. } => *role,
         }
     }
 }
@@ -143,7 +151,7 @@ pub async fn add(
     conn: &mut AsyncPgConnection,
     name: &str,
     role: Role,
-    by: &str,
+    by: &Actor,
 ) -> Result<String, OperatorError> {
     if !valid_name(name) {
         return Err(OperatorError::BadName(name.to_owned()));
@@ -159,7 +167,7 @@ pub async fn add(
             .bind::<Text, _>(name)
             .bind::<Text, _>(role.as_str())
             .bind::<Binary, _>(&hash[..])
-            .bind::<Text, _>(by)
+            .bind::<Text, _>(&by.name)
             .get_result::<Id>(conn)
             .await
             .optional()?
@@ -181,7 +189,7 @@ pub async fn add(
 pub async fn rotate(
     conn: &mut AsyncPgConnection,
     name: &str,
-    by: &str,
+    by: &Actor,
 ) -> Result<String, OperatorError> {
     let token = new_token();
     let hash = digest(&token);
@@ -202,7 +210,7 @@ pub async fn rotate(
 pub async fn revoke(
     conn: &mut AsyncPgConnection,
     name: &str,
-    by: &str,
+    by: &Actor,
 ) -> Result<(), OperatorError> {
     change(
         conn,
@@ -222,7 +230,7 @@ async fn change(
     name: &str,
     hash: Option<&[u8; 32]>,
     status: &'static str,
-    by: &str,
+    by: &Actor,
 ) -> Result<(), OperatorError> {
     let changed = conn
         .transaction(async |conn| {
@@ -252,23 +260,20 @@ async fn record(
     status: &'static str,
     id: i64,
     name: &str,
-    by: &str,
+    by: &Actor,
     role: Option<Role>,
 ) -> diesel::QueryResult<()> {
     operator::record(
         conn,
-        operator::Action::about(
-            &format!("operator/{id}"),
-            status,
-            id,
-            None,
-            serde_json::json!({
-                "operator": name,
-                "operator_id": id,
+        operator::Action::about(&format!("operator/{id}"), status, id, None, {
+            let mut detail = who(by, None);
+            detail["subject"] = serde_json::json!({
+                "name": name,
+                "id": id,
                 "role": role.map(Role::as_str),
-                "requested_by": by,
-            }),
-        ),
+            });
+            detail
+        }),
     )
     .await
 }
@@ -290,6 +295,35 @@ struct Found {
     name: String,
     #[diesel(sql_type = Text)]
     role: String,
+}
+
+/// Whether `presented` is the shared `http.api_token`: compared in
+/// constant time, digests first (equal lengths, so the time says nothing
+/// of the token's length either).
+pub fn is_shared(shared: Option<&secrecy::SecretString>, presented: &str) -> bool {
+    use secrecy::ExposeSecret as _;
+    use subtle::ConstantTimeEq as _;
+    shared.is_some_and(|expected| {
+        let digest = Sha256::digest(presented.as_bytes());
+        let expected = Sha256::digest(expected.expose_secret().as_bytes());
+        bool::from(digest.ct_eq(&expected))
+    })
+}
+
+/// Whether an active admin exists (none: the command line may add the
+/// first one without a token).
+pub async fn any_admin(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Any {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        any: bool,
+    }
+    Ok(diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM operators WHERE role = 'admin' AND revoked_at IS NULL) AS any",
+    )
+    .get_result::<Any>(conn)
+    .await?
+    .any)
 }
 
 /// The active operator whose token this is, if any.

@@ -17,6 +17,7 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::config::ArchiveSettings;
+use crate::operators::Actor;
 use crate::store::chain::Hasher;
 use crate::trail::archive::manifest::Manifest;
 use crate::trail::archive::rewrite::{self, Rewritten};
@@ -114,6 +115,14 @@ struct Period {
 /// A failure or crash after the commit leaves archived files to erase,
 /// which a second run finds (by key, or by id) and finishes, recording
 /// that too.
+/// Who asked for an erasure, and who approved it (every erasure goes
+/// through four-eyes approval; the command line's own erasures name none).
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub actor: &'a Actor,
+    pub approver: Option<&'a Actor>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn erase(
     client: &Client,
@@ -121,11 +130,11 @@ pub async fn erase(
     configured: &ArchiveSettings,
     signer: Option<&Signer>,
     selector: &Selector,
-    by: &str,
+    by: &Asked<'_>,
     reason: &str,
     pending: impl AsyncFn(&[Uuid]) -> Result<Option<String>, String>,
 ) -> Result<Erased, EraseError> {
-    for (name, text) in [("reason", reason), ("requested_by", by)] {
+    for (name, text) in [("reason", reason)] {
         let control = |c: char| c.is_control() && c != '\n' && c != '\t';
         if text.trim().is_empty() || text.chars().any(control) {
             return Err(EraseError::BadInput(format!(
@@ -154,7 +163,7 @@ async fn erase_locked(
     configured: &ArchiveSettings,
     signer: Option<&Signer>,
     selector: &Selector,
-    by: &str,
+    by: &Asked<'_>,
     reason: &str,
     pending: impl AsyncFn(&[Uuid]) -> Result<Option<String>, String>,
 ) -> Result<Erased, EraseError> {
@@ -353,7 +362,7 @@ async fn record(
     Rows { ids, at, digests }: &Rows,
     by_message: &BTreeMap<Uuid, Erasing<'_>>,
     done: &Erased,
-    by: &str,
+    by: &Asked<'_>,
     reason: &str,
 ) -> Result<(u64, u64), EraseError> {
     use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Timestamptz};
@@ -379,7 +388,9 @@ async fn record(
             for (id, m) in by_message {
                 let first = m.first;
                 let detail = serde_json::json!({
-                    "requested_by": by,
+                    "requested_by": by.actor.name,
+                    "operator": by.actor.to_json(),
+                    "approved_by": by.approver.map(Actor::to_json),
                     "reason": reason,
                     "entries": m.entries,
                     "payload_only": ids

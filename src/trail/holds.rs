@@ -9,6 +9,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::operators::Actor;
 use crate::trail::{exclusive, operator};
 
 /// What a hold covers.
@@ -104,7 +105,7 @@ pub async fn place(
     conn: &mut AsyncPgConnection,
     on: &HoldOn,
     reason: &str,
-    by: &str,
+    by: &Actor,
 ) -> Result<i64, HoldError> {
     use diesel::sql_types::{Nullable, Text, Timestamptz};
     let (key, from, to) = match on {
@@ -128,7 +129,7 @@ pub async fn place(
             .bind::<Nullable<Timestamptz>, _>(from)
             .bind::<Nullable<Timestamptz>, _>(to)
             .bind::<Text, _>(reason)
-            .bind::<Text, _>(by)
+            .bind::<Text, _>(&by.name)
             .get_result::<Placed>(conn)
             .await?;
             let subject = format!("hold/{}", placed.id);
@@ -141,7 +142,8 @@ pub async fn place(
                     key,
                     serde_json::json!({
                         "hold_id": placed.id,
-                        "requested_by": by,
+                        "requested_by": by.name,
+                        "operator": by.to_json(),
                         "reason": reason,
                         "from": from,
                         "to": to,
@@ -160,7 +162,7 @@ pub async fn release(
     conn: &mut AsyncPgConnection,
     id: i64,
     reason: &str,
-    by: &str,
+    by: &Actor,
 ) -> Result<(), HoldError> {
     use diesel::sql_types::{BigInt, Text};
     let released = conn
@@ -176,7 +178,7 @@ pub async fn release(
                  WHERE id = $1 AND released_at IS NULL",
             )
             .bind::<BigInt, _>(id)
-            .bind::<Text, _>(by)
+            .bind::<Text, _>(&by.name)
             .bind::<Text, _>(reason)
             .execute(conn)
             .await?;
@@ -190,7 +192,8 @@ pub async fn release(
                         None,
                         serde_json::json!({
                             "hold_id": id,
-                            "requested_by": by,
+                            "requested_by": by.name,
+                        "operator": by.to_json(),
                             "reason": reason,
                         }),
                     ),

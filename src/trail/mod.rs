@@ -41,6 +41,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 use tokio_postgres::{Client, NoTls};
 
+use crate::operators::Actor;
+
 /// Verifies run at once by one instance (each over
 /// `audit.verify_connections` connections); more wait up to
 /// [`VERIFY_WAIT`], then answer "busy" (429 over HTTP).
@@ -440,7 +442,7 @@ impl Access {
     pub async fn erase(
         &self,
         selector: &erase::Selector,
-        by: &str,
+        by: &erase::Asked<'_>,
         reason: &str,
     ) -> Result<erase::Erased, AccessError> {
         let client = self.client("custodian audit erase").await?;
@@ -517,7 +519,7 @@ impl Access {
     pub async fn hold(
         &self,
         on: &holds::HoldOn,
-        by: &str,
+        by: &Actor,
         reason: &str,
     ) -> Result<i64, AccessError> {
         let mut conn = self.diesel().await?;
@@ -525,7 +527,7 @@ impl Access {
     }
 
     /// Releases a legal hold.
-    pub async fn release(&self, id: i64, by: &str, reason: &str) -> Result<(), AccessError> {
+    pub async fn release(&self, id: i64, by: &Actor, reason: &str) -> Result<(), AccessError> {
         let mut conn = self.diesel().await?;
         Ok(holds::release(&mut conn, id, reason, by).await?)
     }
@@ -535,7 +537,7 @@ impl Access {
     pub async fn retain(
         &self,
         now: chrono::DateTime<chrono::Utc>,
-        by: &str,
+        by: &Actor,
     ) -> Result<retention::Retained, AccessError> {
         let retention = self.retention.ok_or_else(|| {
             AccessError::Unavailable("audit.retention is not set: nothing is ever deleted".into())

@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::ArchiveSettings;
+use crate::operators::Actor;
 use crate::trail::archive::manifest::Manifest;
 use crate::trail::archive::parquet;
 use crate::trail::archive::target::Target;
@@ -59,7 +60,7 @@ pub async fn apply(
     configured: &ArchiveSettings,
     verifier: &Verifier,
     cutoff: DateTime<Utc>,
-    by: &str,
+    by: &Actor,
 ) -> Result<Retained, RetentionError> {
     crate::trail::exclusive::with(client, async || {
         apply_locked(client, conn, configured, verifier, cutoff, by).await
@@ -73,7 +74,7 @@ async fn apply_locked(
     configured: &ArchiveSettings,
     verifier: &Verifier,
     cutoff: DateTime<Utc>,
-    by: &str,
+    by: &Actor,
 ) -> Result<Retained, RetentionError> {
     let active = holds::active(client).await?;
     let mut done = Retained::default();
@@ -190,7 +191,11 @@ async fn holding(
     Ok(None)
 }
 
-async fn record(conn: &mut AsyncPgConnection, p: &Expired, by: &str) -> Result<(), RetentionError> {
+async fn record(
+    conn: &mut AsyncPgConnection,
+    p: &Expired,
+    by: &Actor,
+) -> Result<(), RetentionError> {
     use diesel::sql_types::Text;
     conn.transaction(async |conn| {
         diesel::sql_query("SELECT custodian_audit_archive_deleted($1)")
@@ -208,7 +213,8 @@ async fn record(conn: &mut AsyncPgConnection, p: &Expired, by: &str) -> Result<(
                     "partition": p.name,
                     "from": p.from,
                     "to": p.to,
-                    "requested_by": by,
+                    "requested_by": by.name,
+                        "operator": by.to_json(),
                     "reason": "audit.retention",
                     "manifests": p.manifests.iter().map(|(_, path)| path).collect::<Vec<_>>(),
                 }),

@@ -301,7 +301,7 @@ fn masking_covers_every_view_and_unmasking_takes_an_approver_and_is_audited() {
         db.count(&format!(
             "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_UNMASKED' \
               AND message_id = '{ann_id}' AND chain_id IS NOT NULL \
-              AND detail->>'requested_by' = 'april' AND detail->>'role' = 'approver' \
+              AND detail->>'requested_by' = 'april' AND detail->'operator'->>'role' = 'approver' \
               AND detail->>'reason' = 'ticket 7: the customer asked which address we hold' \
               AND detail->'pointers' = '[\"/data/email\"]'::jsonb"
         )),

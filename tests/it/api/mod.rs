@@ -1,6 +1,7 @@
 //! The HTTP API: its token, its edges, its OpenAPI contract, search,
 //! masking.
 
+mod approvals;
 mod auth;
 mod http_edges;
 pub mod masking;

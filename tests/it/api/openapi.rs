@@ -1,6 +1,8 @@
 //! The API contract: the OpenAPI document is collected from the registered
 //! handlers, and every operation it lists is really routed (the default
-//! "no such endpoint" 404 never answers one of them).
+//! "no such endpoint" 404 never answers one of them) and guarded by the
+//! role it documents: 401 without a token, 403 for each role below it,
+//! through for each role at or above it.
 
 use crate::support::TestEnv;
 use custodian::app::Running;
@@ -29,6 +31,8 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
         listed,
         [
             "DELETE /dlq/{message_id}",
+            "DELETE /operators/{name}",
+            "GET /approvals",
             "GET /audit/reconcile",
             "GET /audit/status",
             "GET /audit/verify",
@@ -42,6 +46,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "GET /messages/{message_id}",
             "GET /messages/{message_id}/record",
             "GET /metrics",
+            "GET /operators",
             "GET /orders/{id}",
             "GET /ready",
             "GET /replay/jobs/{job_id}",
@@ -52,8 +57,12 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "GET /transactions/{id}",
             "GET /users/{id}",
             "GET /whoami",
+            "POST /approvals/{approval_id}/approve",
+            "POST /approvals/{approval_id}/reject",
             "POST /audit/erasures",
             "POST /messages/{message_id}/unmask",
+            "POST /operators",
+            "POST /operators/{name}/rotate",
             "POST /produce",
             "POST /replay",
             "POST /replay/jobs",
@@ -62,10 +71,25 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
         ]
     );
     let open = ["/health", "/ready", "/metrics"];
+    let roles = ["viewer", "operator", "approver", "admin"];
+    let tokens: Vec<String> = roles
+        .iter()
+        .map(|role| {
+            let out = crate::support::process::Launch::command(
+                &env,
+                &["operator", "add", &format!("matrix-{role}"), "--role", role],
+            )
+            .output();
+            assert!(out.success, "{}{}", out.stdout, out.stderr);
+            out.stdout.trim().to_owned()
+        })
+        .collect();
     for (method, path, op) in &operations {
         let concrete = path
             .replace("{message_id}", &uuid::Uuid::new_v4().to_string())
             .replace("{job_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{approval_id}", "987654321")
+            .replace("{name}", "nobody")
             .replace("{id}", "absent");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let body = matches!(method, Method::POST | Method::DELETE).then(|| serde_json::json!({}));
@@ -87,8 +111,40 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "{method} {path} security"
         );
         if guarded {
-            let (status, _) = env.request(&app, method, &concrete, None, None);
+            let (status, _) = env.request(&app, method.clone(), &concrete, None, None);
             assert_eq!(status, 401, "{path} without a token");
+            // The one role it documents, and each token against it.
+            let declared = op["security"][0]["bearer"]
+                .as_array()
+                .filter(|r| r.len() == 1)
+                .and_then(|r| r[0].as_str())
+                .unwrap_or_else(|| panic!("{method} {path} declares no single role"));
+            let least = roles
+                .iter()
+                .position(|r| *r == declared)
+                .unwrap_or_else(|| panic!("{method} {path}: unknown role {declared}"));
+            for (rank, token) in tokens.iter().enumerate() {
+                let body =
+                    matches!(method, Method::POST | Method::DELETE).then(|| serde_json::json!({}));
+                let (status, answer) =
+                    env.request(&app, method.clone(), &concrete, body, Some(token));
+                if rank < least {
+                    assert_eq!(
+                        status, 403,
+                        "{method} {path} ({declared}) as a {}: {answer}",
+                        roles[rank]
+                    );
+                    assert!(answer["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(declared)));
+                } else {
+                    assert!(
+                        status != 401 && status != 403,
+                        "{method} {path} ({declared}) as a {}: {status} {answer}",
+                        roles[rank]
+                    );
+                }
+            }
         }
     }
     let (status, page) = env.get(&app, "/docs");

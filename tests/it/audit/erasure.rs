@@ -48,6 +48,64 @@ fn produce_keyed(env: &TestEnv, from: usize, n: usize) {
 }
 
 /// The first column of the first row `sql` answers, as text.
+/// Every erasure is four-eyes: `args` (an `audit erase`) asks, as the
+/// shared token's holder; then a second person, an approver, approves it
+/// and it runs. The approval's output.
+fn erase_approved(
+    env: &TestEnv,
+    args: &[&str],
+    settings: &[(&'static str, serde_json::Value)],
+) -> crate::support::process::Finished {
+    let asked = command(env, args, settings).output();
+    assert!(asked.success, "{}{}", asked.stdout, asked.stderr);
+    let id = asked
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("request "))
+        .expect("the request's id")
+        .trim()
+        .to_owned();
+    let approver = approver_token(env);
+    command(
+        env,
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--reason",
+            "checked the request",
+        ],
+        settings,
+    )
+    .env("CUSTODIAN_TOKEN", &approver)
+    .output()
+}
+
+/// The token of `second-eyes`, an approver (added on first use).
+pub(crate) fn approver_token(env: &TestEnv) -> String {
+    let verb = if env
+        .db()
+        .count("SELECT count(*) AS n FROM operators WHERE name = 'second-eyes'")
+        == 0
+    {
+        vec!["operator", "add", "second-eyes", "--role", "approver"]
+    } else {
+        vec!["operator", "rotate", "second-eyes"]
+    };
+    let out = crate::support::process::Launch::command(env, &verb).output();
+    assert!(out.success, "{}{}", out.stdout, out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+/// The erasure's result in an approval's output (`{"done": …}`).
+fn erased_of(out: &crate::support::process::Finished) -> serde_json::Value {
+    out.stdout
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["done"].clone())
+        .unwrap_or_default()
+}
+
 fn one_text(env: &TestEnv, sql: &str) -> String {
     env.rt.block_on(async {
         let (client, connection) =
@@ -146,8 +204,8 @@ fn erase_a_key(store: Store) {
     ));
     assert!(alice_live > 0, "and in the live partitions");
 
-    // Erased by the CLI.
-    let out = command(
+    // Erased by the CLI: asked, then approved by a second person.
+    let out = erase_approved(
         env,
         &[
             "audit",
@@ -156,15 +214,13 @@ fn erase_a_key(store: Store) {
             ALICE,
             "--reason",
             "GDPR art. 17, request 42",
-            "--by",
-            "dpo",
         ],
         settings,
-    )
-    .output();
+    );
     assert!(out.success, "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("erased 60 message(s)"),
+    assert_eq!(
+        erased_of(&out)["messages"].as_array().map(Vec::len),
+        Some(60),
         "{}",
         out.stdout
     );
@@ -202,13 +258,25 @@ fn erase_a_key(store: Store) {
         db.count("SELECT count(*) AS n FROM audit_archives WHERE supersedes IS NOT NULL"),
         1
     );
-    // Who and why, per message, in the chain.
+    // Who asked, who approved, how and why, per message, in the chain.
     assert_eq!(
         db.count(
             "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_ERASED' \
-              AND detail->>'requested_by' = 'dpo' AND detail->>'reason' = 'GDPR art. 17, request 42'"
+              AND detail->>'requested_by' = 'shared-token' \
+              AND detail->'operator'->>'channel' = 'cli' \
+              AND detail->'approved_by'->>'name' = 'second-eyes' \
+              AND detail->'approved_by'->>'role' = 'approver' \
+              AND detail->>'reason' = 'GDPR art. 17, request 42'"
         ),
         60
+    );
+    // The request, its approval: chained too.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM audit_log WHERE status IN ('REQUEST_CREATED', 'REQUEST_APPROVED') \
+              AND chain_id IS NOT NULL"
+        ),
+        2
     );
     // The chain holds, erased entries counted as such, archive included.
     let report = verify_with(env, settings);
@@ -240,8 +308,30 @@ fn erase_a_key(store: Store) {
         "/audit/erasures",
         Some(serde_json::json!({"message_id": bob_id, "reason": "request 43", "requested_by": "dpo"})),
     );
+    assert_eq!(status, 400, "who asks comes from the token: {body}");
+    let (status, body) = env.api(
+        &app,
+        Method::POST,
+        "/audit/erasures",
+        Some(serde_json::json!({"message_id": bob_id, "reason": "request 43"})),
+    );
+    assert_eq!(status, 202, "a pending request: {body}");
+    let request = body["approval"]["id"].as_i64().expect("request id");
+    let (status, body) = env.request(
+        &app,
+        Method::POST,
+        &format!("/approvals/{request}/approve"),
+        Some(serde_json::json!({"reason": "checked"})),
+        Some(&approver_token(env)),
+    );
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        body["outcome"]["erased"]["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{body}"
+    );
     let (status, body) = env.api(
         &app,
         Method::POST,
@@ -295,16 +385,7 @@ fn legal_holds_block_erasure_and_retention_until_released() {
 
     // A hold on bob: his erasure is refused, nothing changes.
     let run = |args: &[&str]| command(env, args, settings).output();
-    let out = run(&[
-        "audit",
-        "hold",
-        "--key",
-        BOB,
-        "--reason",
-        "litigation 7",
-        "--by",
-        "legal",
-    ]);
+    let out = run(&["audit", "hold", "--key", BOB, "--reason", "litigation 7"]);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     let key_hold: i64 = out
         .stdout
@@ -315,7 +396,11 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     let bob_before = env.db().count(&format!(
         "SELECT count(*) AS n FROM audit_log WHERE message_key = '{BOB}'"
     ));
-    let out = run(&["audit", "erase", "--key", BOB, "--reason", "request 44"]);
+    let out = erase_approved(
+        env,
+        &["audit", "erase", "--key", BOB, "--reason", "request 44"],
+        settings,
+    );
     assert!(!out.success);
     assert!(out.stderr.contains("legal hold"), "{}", out.stderr);
     assert_eq!(
@@ -329,14 +414,29 @@ fn legal_holds_block_erasure_and_retention_until_released() {
             .count("SELECT count(*) AS n FROM audit_log WHERE erased_digest IS NOT NULL"),
         0
     );
-    // The API says so too.
+    // The API says so too, when the request is approved.
     let (status, body) = env.api(
         &app,
         Method::POST,
         "/audit/erasures",
         Some(serde_json::json!({"key": BOB, "reason": "request 44"})),
     );
+    assert_eq!(status, 202, "{body}");
+    let request = body["approval"]["id"].as_i64().expect("request id");
+    let (status, body) = env.request(
+        &app,
+        Method::POST,
+        &format!("/approvals/{request}/approve"),
+        Some(serde_json::json!({"reason": "checked"})),
+        Some(&approver_token(env)),
+    );
     assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("legal hold")),
+        "{body}"
+    );
 
     // A period hold over the archived period as well.
     let from = (Utc::now() - chrono::Duration::days(2)).to_rfc3339();
@@ -362,7 +462,7 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     let later = Utc::now() + chrono::Duration::days(2);
     let kept = env
         .rt
-        .block_on(a.retain(later, "test"))
+        .block_on(a.retain(later, &custodian::operators::Actor::service("test")))
         .expect("retain runs");
     assert!(kept.deleted.is_empty());
     assert_eq!(kept.held, vec![(fx.names[0].clone(), period_hold)]);
@@ -377,7 +477,7 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     let kept = env
         .rt
-        .block_on(a.retain(later, "test"))
+        .block_on(a.retain(later, &custodian::operators::Actor::service("test")))
         .expect("retain runs");
     assert_eq!(kept.held, vec![(fx.names[0].clone(), key_hold)]);
     assert!(!archived_entries(&dir).is_empty());
@@ -392,7 +492,7 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     let done = env
         .rt
-        .block_on(a.retain(later, "test"))
+        .block_on(a.retain(later, &custodian::operators::Actor::service("test")))
         .expect("retain runs");
     assert_eq!(done.deleted, vec![fx.names[0].clone()]);
     assert!(done.not_deleted.is_empty(), "{:?}", done.not_deleted);
@@ -444,7 +544,11 @@ fn legal_holds_block_erasure_and_retention_until_released() {
         );
     }
     // Now bob can be erased.
-    let out = run(&["audit", "erase", "--key", BOB, "--reason", "request 44"]);
+    let out = erase_approved(
+        env,
+        &["audit", "erase", "--key", BOB, "--reason", "request 44"],
+        settings,
+    );
     assert!(out.success, "{}{}", out.stdout, out.stderr);
 
     // An erased entry given a key again (triggers off, as a superuser can):
@@ -547,7 +651,11 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     crate::support::wait_until(Duration::from_secs(30), "carol parked", || {
         !env.dlq_entries().is_empty()
     });
-    let out = run(&["audit", "erase", "--key", CAROL, "--reason", "request 45"]);
+    let out = erase_approved(
+        env,
+        &["audit", "erase", "--key", CAROL, "--reason", "request 45"],
+        settings,
+    );
     assert!(!out.success);
     assert!(
         out.stderr.contains("parked in the dead-letter queue"),
@@ -557,7 +665,11 @@ fn legal_holds_block_erasure_and_retention_until_released() {
     let carol = env.dlq_entries()[0].message_id.to_string();
     let out = run(&["dlq", "discard", &carol, "--reason", "erasure request 45"]);
     assert!(out.success, "{}{}", out.stdout, out.stderr);
-    let out = run(&["audit", "erase", "--key", CAROL, "--reason", "request 45"]);
+    let out = erase_approved(
+        env,
+        &["audit", "erase", "--key", CAROL, "--reason", "request 45"],
+        settings,
+    );
     assert!(out.success, "{}{}", out.stdout, out.stderr);
     assert_eq!(
         env.db().count(&format!(
@@ -678,7 +790,10 @@ fn a_trail_from_earlier_layouts_is_erased_as_far_as_its_encoding_allows() {
         .rt
         .block_on(a.erase(
             &custodian::trail::erase::Selector::Key(DAVE.into()),
-            "dpo",
+            &custodian::trail::erase::Asked {
+                actor: &custodian::operators::Actor::service("dpo"),
+                approver: None,
+            },
             "request 46",
         ))
         .expect("erases");

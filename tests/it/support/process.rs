@@ -77,9 +77,12 @@ impl Launch {
     }
 
     /// `custodian <args>` with the test's settings, warnings logged.
+    /// Commands that take a role run as the shared token's holder (an
+    /// admin) unless the test sets `CUSTODIAN_TOKEN` with [`Launch::env`].
     pub fn command<S: AsRef<OsStr>>(env: &TestEnv, args: &[S]) -> Launch {
         let mut launch = Launch::bare(args);
         launch.command.envs(env.env_vars());
+        launch.command.env("CUSTODIAN_TOKEN", super::TEST_TOKEN);
         launch.setting("log.level", "warn")
     }
 

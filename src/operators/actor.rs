@@ -1,0 +1,123 @@
+//! Who did an operator action, how and from where: taken from the
+//! credential and the connection, never from a request body. Every
+//! operator entry carries one in its chained `detail` (`operator`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Caller, Role};
+
+/// The name recorded for the shared `http.api_token`, which names no one.
+pub const SHARED_NAME: &str = "shared-token";
+
+/// How the action reached custodian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Api,
+    Cli,
+    Console,
+    /// custodian's own timers.
+    Service,
+}
+
+/// Who, how and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The operator's name ([`SHARED_NAME`] for the shared token).
+    pub name: String,
+    /// The credential's id (`operators.id`); null for the shared token.
+    pub credential: Option<i64>,
+    pub role: Role,
+    pub channel: Channel,
+    /// The client's address (HTTP), or `user@host` (CLI).
+    pub client: Option<String>,
+    /// The request's id (`X-Request-Id`, echoed in the answer).
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn new(
+        caller: &Caller,
+        channel: Channel,
+        client: Option<String>,
+        request_id: Option<String>,
+    ) -> Actor {
+        let (name, credential) = match caller {
+            Caller::Shared => (SHARED_NAME.to_owned(), None),
+            Caller::Operator { id, name, .. } => (name.clone(), Some(*id)),
+        };
+        Actor {
+            name,
+            credential,
+            role: caller.role(),
+            channel,
+            client,
+            request_id,
+        }
+    }
+
+    /// The same person, whatever credential they used: two credentials
+    /// under one name are one person (so no one approves their own
+    /// request with a second token).
+    pub fn same_person(&self, other: &Actor) -> bool {
+        self.name == other.name
+            || (self.credential.is_some() && self.credential == other.credential)
+    }
+
+    /// For the operator entry's `detail`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// custodian itself (a timer, not a person: retention run by `run`).
+    pub fn service(task: &str) -> Actor {
+        Actor {
+            name: format!("custodian:{task}"),
+            credential: None,
+            role: Role::Admin,
+            channel: Channel::Service,
+            client: None,
+            request_id: None,
+        }
+    }
+}
+
+/// The `detail` fields that say who: `requested_by` (the name), `operator`
+/// (who, how and where) and, after four-eyes approval, `approved_by`.
+pub fn who(by: &Actor, approver: Option<&Actor>) -> serde_json::Value {
+    let mut detail = serde_json::json!({
+        "requested_by": by.name,
+        "operator": by.to_json(),
+    });
+    if let Some(approver) = approver {
+        detail["approved_by"] = approver.to_json();
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_is_one_person_whatever_the_credential() {
+        let erin = |id| {
+            Actor::new(
+                &Caller::Operator {
+                    id,
+                    name: "erin".into(),
+                    role: Role::Approver,
+                },
+                Channel::Api,
+                None,
+                None,
+            )
+        };
+        assert!(erin(1).same_person(&erin(2)));
+        let shared = Actor::new(&Caller::Shared, Channel::Cli, None, None);
+        assert!(!erin(1).same_person(&shared));
+        assert!(shared.same_person(&shared.clone()));
+        assert_eq!(shared.role, Role::Admin);
+        assert_eq!(erin(1).to_json()["channel"], "api");
+    }
+}
