@@ -48,7 +48,7 @@ pub async fn request_approval(
     reason: &str,
     by: &Actor,
 ) -> Result<HttpResponse, ApiError> {
-    let mut db = conn(&state).await?;
+    let mut db = conn(state).await?;
     let approval = approvals::create(
         &mut db,
         &action,

@@ -134,13 +134,11 @@ pub async fn erase(
     reason: &str,
     pending: impl AsyncFn(&[Uuid]) -> Result<Option<String>, String>,
 ) -> Result<Erased, EraseError> {
-    for (name, text) in [("reason", reason)] {
-        let control = |c: char| c.is_control() && c != '\n' && c != '\t';
-        if text.trim().is_empty() || text.chars().any(control) {
-            return Err(EraseError::BadInput(format!(
-                "{name}: not blank, no control characters"
-            )));
-        }
+    let control = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if reason.trim().is_empty() || reason.chars().any(control) {
+        return Err(EraseError::BadInput(
+            "reason: not blank, no control characters".into(),
+        ));
     }
     if let Selector::Key(key) = selector {
         if key.is_empty() || key.contains('\0') {
