@@ -5,17 +5,16 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{invalid, ConfigError};
+use super::{invalid, ConfigError, RouteSettings};
 use crate::handlers::registry::HandlerKind;
 use crate::masking::Pointer;
 
 /// Masked payload fields, and the key their fingerprints are made with.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskingSettings {
     /// One rule per handler kind or topic; a message's masked fields are
     /// those of every rule that applies to it.
-    #[serde(default)]
     pub fields: Vec<MaskRule>,
     /// The HMAC key of the fingerprints (at least 32 bytes; required with
     /// any rule). Every instance needs the same one for fingerprints to
@@ -42,10 +41,22 @@ pub struct MaskRule {
     pub pointers: Vec<String>,
 }
 
+pub(super) fn defaults() -> serde_json::Value {
+    serde_json::json!({ "fields": [] })
+}
+
 impl MaskingSettings {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// `topics` is `kafka.topics`, `routes` the route table: a rule that
+    /// could never apply (a topic not consumed, a kind no route sends to)
+    /// would leave its fields in clear without a word, so it is refused.
+    pub(super) fn validate(
+        &self,
+        topics: &[String],
+        routes: &[RouteSettings],
+    ) -> Result<(), ConfigError> {
         for (i, rule) in self.fields.iter().enumerate() {
             rule.validate(i)?;
+            rule.reachable(i, topics, routes)?;
         }
         match &self.fingerprint_key {
             None if !self.fields.is_empty() => Err(invalid(
@@ -96,6 +107,33 @@ impl MaskRule {
         Ok(())
     }
 
+    fn reachable(
+        &self,
+        i: usize,
+        topics: &[String],
+        routes: &[RouteSettings],
+    ) -> Result<(), ConfigError> {
+        if let Some(kind) = self.handler {
+            if !routes.iter().any(|r| r.handler == kind) {
+                return Err(invalid(
+                    format!("masking.fields[{i}].handler"),
+                    format!("no route sends messages to the {kind} handler, so the rule would never apply"),
+                ));
+            }
+        }
+        // A `^pattern` in kafka.topics subscribes by regular expression:
+        // the topics are not known here.
+        if let Some(topic) = &self.topic {
+            if !topics.iter().any(|t| t.starts_with('^')) && !topics.contains(topic) {
+                return Err(invalid(
+                    format!("masking.fields[{i}].topic"),
+                    format!("`{topic}` is not in kafka.topics, so the rule would never apply"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The rule's pointers, parsed (checked at start).
     pub fn parsed(&self) -> Vec<Pointer> {
         self.pointers
@@ -131,7 +169,7 @@ mod tests {
                         "masking.fields",
                         json!([
                             {"handler": "domain", "pointers": ["/data/email"]},
-                            {"topic": "t", "pointers": ["/a"]},
+                            {"topic": "transactions", "pointers": ["/a"]},
                             {"handler": "transactions", "pointers": ["transaction/user_id"]},
                         ]),
                     ),
@@ -153,7 +191,7 @@ mod tests {
                 vec![
                     (
                         "masking.fields",
-                        json!([{"handler": "domain", "topic": "t", "pointers": ["/a"]}]),
+                        json!([{"handler": "domain", "topic": "transactions", "pointers": ["/a"]}]),
                     ),
                     ("masking.fingerprint_key", json!(KEY)),
                 ],
@@ -161,10 +199,33 @@ mod tests {
             ),
             (
                 vec![
-                    ("masking.fields", json!([{"topic": "t", "pointers": []}])),
+                    (
+                        "masking.fields",
+                        json!([{"topic": "transactions", "pointers": []}]),
+                    ),
                     ("masking.fingerprint_key", json!(KEY)),
                 ],
                 "masking.fields[0].pointers",
+            ),
+            (
+                vec![
+                    (
+                        "masking.fields",
+                        json!([{"topic": "transactoins", "pointers": ["/a"]}]),
+                    ),
+                    ("masking.fingerprint_key", json!(KEY)),
+                ],
+                "masking.fields[0].topic",
+            ),
+            (
+                vec![
+                    (
+                        "masking.fields",
+                        json!([{"handler": "http", "pointers": ["/a"]}]),
+                    ),
+                    ("masking.fingerprint_key", json!(KEY)),
+                ],
+                "masking.fields[0].handler",
             ),
         ] {
             let err = Settings::from_overrides(&overrides).expect_err(named);
@@ -190,7 +251,7 @@ mod tests {
         let s = Settings::from_overrides(&[
             (
                 "masking.fields",
-                json!([{"topic": "t", "pointers": ["/card/number"]}]),
+                json!([{"topic": "transactions", "pointers": ["/card/number"]}]),
             ),
             ("masking.fingerprint_key", json!(KEY)),
         ])

@@ -85,7 +85,6 @@ pub struct Settings {
     /// Four-eyes approval.
     pub operators: OperatorsSettings,
     /// Personal payload fields, masked in the API's answers (none by default).
-    #[serde(default)]
     pub masking: MaskingSettings,
 }
 
