@@ -72,6 +72,7 @@ pub mod downstream;
 pub mod failure;
 pub(crate) mod handlers;
 pub(crate) mod health;
+pub mod identity;
 pub mod kafka;
 pub(crate) mod keyed;
 pub mod masking;

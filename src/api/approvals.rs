@@ -11,11 +11,11 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::read::conn;
 use crate::api::responses::{Guarded, PostgresBacked, WithBody};
 use crate::api::AppState;
+use crate::approvals::ready::{erase, ready, Ready};
 use crate::approvals::{self, Action, Approval, ApprovalError};
 use crate::dlq::replay::{DeadLetters, Request};
 use crate::dlq::store::Filter;
 use crate::operators::{Actor, Role};
-use crate::trail::erase::{Asked, Selector};
 
 impl From<ApprovalError> for ApiError {
     fn from(e: ApprovalError) -> ApiError {
@@ -156,60 +156,37 @@ pub async fn approve(
     }))
 }
 
-/// Runs an approved request; what it did, or why it did not.
+/// Runs an approved request (a replay as a job); what it did, or why it
+/// did not.
 async fn run(
     state: &AppState,
     dlq: std::sync::Arc<DeadLetters>,
     request: &Approval,
     approver: &Actor,
 ) -> serde_json::Value {
-    let (Some(action), Some(requester)) = (request.action(), request.requester()) else {
-        return serde_json::json!({"error": "the request no longer names its action"});
-    };
-    match action {
-        Action::Replay {
-            topic,
-            error_kind,
-            from,
-            to,
+    let done = match ready(request, approver) {
+        Err(e) => Err(e),
+        Ok(Ready::Replay {
+            filter,
             all,
             limit,
-        } => {
-            let filter = Filter {
-                topic,
-                error_kind,
-                from,
-                to,
-            };
-            let asked = Request {
-                actor: requester,
-                reason: request.reason.clone(),
-                approver: Some(approver.clone()),
-            };
-            match crate::dlq::jobs::start(dlq, filter, all, limit, asked).await {
-                Ok(job) => serde_json::json!({"replay_job": job.id}),
-                Err(e) => serde_json::json!({"error": e.public_message()}),
-            }
-        }
-        Action::Erase { key, message_id } => {
-            let selector = match (key, message_id) {
-                (Some(k), _) => Selector::Key(k),
-                (None, Some(id)) => Selector::Message(id),
-                (None, None) => return serde_json::json!({"error": "no key or message_id"}),
-            };
-            let asked = Asked {
-                actor: &requester,
-                approver: Some(approver),
-            };
-            match state.audit.erase(&selector, &asked, &request.reason).await {
-                Ok(erased) => serde_json::json!({ "erased": erased }),
-                Err(e) => {
-                    tracing::warn!(error = %e, request = request.id, "an approved erasure failed");
-                    serde_json::json!({ "error": e.to_string() })
-                }
-            }
-        }
-    }
+            request,
+        }) => crate::dlq::jobs::start(dlq, filter, all, limit, request)
+            .await
+            .map(|job| serde_json::json!({ "replay_job": job.id }))
+            .map_err(|e| e.public_message()),
+        Ok(Ready::Erase {
+            selector,
+            requester,
+            reason,
+        }) => erase(&state.audit, &selector, &requester, approver, &reason)
+            .await
+            .map(|erased| serde_json::json!({ "erased": erased })),
+    };
+    done.unwrap_or_else(|error| {
+        tracing::warn!(%error, request = request.id, "an approved request did not run");
+        serde_json::json!({ "error": error })
+    })
 }
 
 /// Rejects a pending request: nothing runs.

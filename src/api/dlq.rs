@@ -18,7 +18,7 @@ use crate::api::why::{no_requested_by, Why};
 use crate::dlq::replay::{BulkReport, DeadLetters, DlqError, Replayed, Request};
 use crate::dlq::store::Filter;
 use crate::dlq::DlqEntry;
-use crate::operators::Actor;
+use crate::identity::Actor;
 
 /// Parses a path's message id, or answers 400 naming the parameter.
 pub fn message_id(raw: &str) -> Result<Uuid, ApiError> {

@@ -99,8 +99,14 @@ pub async fn rotate(
         }))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    /// The operator whose token no longer works.
+    pub revoked: String,
+}
+
 /// Revokes an operator's token, at once (the operator stays on record).
-#[utoipa::path(tag = "operators", security(("bearer" = ["admin"])), params(("name" = String, Path, description = "The operator's name")), responses((status = 204, description = "Revoked"), (status = 404, description = "No active operator of that name", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "operators", security(("bearer" = ["admin"])), params(("name" = String, Path, description = "The operator's name")), responses((status = 200, description = "Revoked", body = Revoked), (status = 404, description = "No active operator of that name", body = ErrorBody), Guarded, PostgresBacked))]
 #[delete("/operators/{name}")]
 pub async fn revoke(
     Authorized(by, _): Authorized<Admin>,
@@ -109,5 +115,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = conn(&state).await?;
     operators::revoke(&mut conn, &name, &by).await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(HttpResponse::Ok().json(Revoked {
+        revoked: name.into_inner(),
+    }))
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::api::auth::{Authorized, Read};
 use crate::api::responses::Guarded;
-use crate::operators::actor::SHARED_NAME;
+use crate::identity::SHARED_NAME;
 
 /// The caller, as its credential says.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::api::error::ApiError;
 use crate::dlq::replay::Request;
-use crate::operators::Actor;
+use crate::identity::Actor;
 
 /// Why a `requested_by` is refused.
 pub const NOT_FROM_THE_BODY: &str = "requested_by: not accepted; who asks is the holder of the \

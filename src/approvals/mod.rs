@@ -13,8 +13,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::operators::{who, Actor};
+use crate::identity::{who, Actor};
 use crate::trail::operator;
+
+pub mod ready;
 
 /// A pending request made.
 pub const CREATED: &str = "REQUEST_CREATED";

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use custodian::approvals::ready::{erase, ready, Ready};
 use custodian::approvals::{self, Action, Approval};
 use custodian::config::Settings;
 use custodian::dlq::replay::{DeadLetters, Request};
 use custodian::dlq::store::Filter;
 use custodian::operators::{Actor, Role};
-use custodian::trail::erase::{Asked, Selector};
 
 use super::credential;
 
@@ -102,57 +102,29 @@ pub async fn approvals(
 
 /// Runs an approved request here, to its end.
 async fn run(settings: &Settings, request: &Approval, approver: &Actor) -> serde_json::Value {
-    let (Some(action), Some(requester)) = (request.action(), request.requester()) else {
-        return serde_json::json!({"error": "the request no longer names its action"});
-    };
-    let done = match action {
-        Action::Replay {
-            topic,
-            error_kind,
-            from,
-            to,
+    let done = match ready(request, approver) {
+        Err(e) => Err(e),
+        Ok(Ready::Replay {
+            filter,
             all,
             limit,
-        } => {
-            let filter = Filter {
-                topic,
-                error_kind,
-                from,
-                to,
-            };
-            let asked = Request {
-                actor: requester,
-                reason: request.reason.clone(),
-                approver: Some(approver.clone()),
-            };
-            match super::dead_letters(settings) {
-                Ok(dlq) => dlq
-                    .replay_matching(&filter, all, limit, &asked)
-                    .await
-                    .map_err(|e| e.public_message())
-                    .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string())),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        Action::Erase { key, message_id } => {
-            let selector = match (key, message_id) {
-                (Some(k), _) => Selector::Key(k),
-                (None, Some(id)) => Selector::Message(id),
-                (None, None) => return serde_json::json!({"error": "no key or message_id"}),
-            };
-            let asked = Asked {
-                actor: &requester,
-                approver: Some(approver),
-            };
-            match custodian::trail::Access::from_settings(settings) {
-                Ok(access) => access
-                    .erase(&selector, &asked, &request.reason)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+            request,
+        }) => match super::dead_letters(settings) {
+            Ok(dlq) => dlq
+                .replay_matching(&filter, all, limit, &request)
+                .await
+                .map_err(|e| e.public_message())
+                .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string())),
+            Err(e) => Err(e.to_string()),
+        },
+        Ok(Ready::Erase {
+            selector,
+            requester,
+            reason,
+        }) => match custodian::trail::Access::from_settings(settings) {
+            Ok(access) => erase(&access, &selector, &requester, approver, &reason).await,
+            Err(e) => Err(e.to_string()),
+        },
     };
     match done {
         Ok(value) => serde_json::json!({ "done": value }),

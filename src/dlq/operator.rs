@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::store::{self as queue, Stored};
 use super::Keys;
 use crate::config::DlqSettings;
-use crate::operators::Actor;
+use crate::identity::Actor;
 use crate::pipeline::steering::HeaderKey;
 use crate::store::audit::AuditEntry;
 use crate::store::pool::RedisPool;

@@ -34,7 +34,7 @@ use super::{
     REPLAYED_AT_HEADER, REPLAYED_BY_HEADER, REPLAYED_FROM_HEADER, REPLAY_COUNT_HEADER,
     REPLAY_REASON_HEADER,
 };
-use crate::operators::Actor;
+use crate::identity::Actor;
 use crate::pipeline::message_id::MESSAGE_ID_HEADER;
 use crate::pipeline::steering::{self, Signed, SIGNATURE_HEADER};
 use crate::store::audit::REPLAYED;

@@ -5,13 +5,11 @@
 //! revoking are chained operator entries. The shared `http.api_token` still
 //! works, as one `admin`.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Binary, Nullable, Text, Timestamptz};
 use diesel::OptionalExtension;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::trail::operator;
@@ -23,68 +21,7 @@ pub const ROTATED: &str = "OPERATOR_ROTATED";
 /// An operator's token revoked.
 pub const REVOKED: &str = "OPERATOR_REVOKED";
 
-pub mod actor;
-
-pub use actor::{who, Actor, Channel};
-
-/// What an operator may do. Each role includes those before it: an
-/// operator reads as a viewer does, an approver acts as an operator, an
-/// admin approves too.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Viewer,
-    Operator,
-    Approver,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Approver => "approver",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        [Role::Viewer, Role::Operator, Role::Approver, Role::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == text)
-    }
-}
-
-impl Caller {
-    /// The credential's role (the shared token: admin).
-    pub fn role(&self) -> Role {
-        match self {
-            Caller::Shared => Role::Admin,
-            Caller::Operator { role, .. } => *role,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Who made a request, from its credential.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// The shared `http.api_token`: one admin, name unknown.
-    Shared,
-    Operator {
-        id: i64,
-        name: String,
-        role: Role,
-    },
-}
+pub use crate::identity::{who, Actor, Caller, Channel, Role};
 
 /// An operator as listed (never its token or digest).
 #[derive(Debug, Clone, Serialize, diesel::QueryableByName)]

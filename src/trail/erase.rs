@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::config::ArchiveSettings;
-use crate::operators::Actor;
+use crate::identity::Actor;
 use crate::store::chain::Hasher;
 use crate::trail::archive::manifest::Manifest;
 use crate::trail::archive::rewrite::{self, Rewritten};

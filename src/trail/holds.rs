@@ -9,7 +9,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::operators::Actor;
+use crate::identity::Actor;
 use crate::trail::{exclusive, operator};
 
 /// What a hold covers.

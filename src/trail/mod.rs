@@ -41,7 +41,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 use tokio_postgres::{Client, NoTls};
 
-use crate::operators::Actor;
+use crate::identity::Actor;
 
 /// Verifies run at once by one instance (each over
 /// `audit.verify_connections` connections); more wait up to

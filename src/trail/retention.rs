@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::config::ArchiveSettings;
-use crate::operators::Actor;
+use crate::identity::Actor;
 use crate::trail::archive::manifest::Manifest;
 use crate::trail::archive::parquet;
 use crate::trail::archive::target::Target;

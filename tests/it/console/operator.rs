@@ -4,7 +4,7 @@
 
 use super::browser::{browser, chromedriver, click, eventually, fill, text, PATIENCE};
 use super::{console_custodian, unknown_event};
-use crate::support::{transaction_event, wait_until, Table, TestEnv, TEST_TOKEN};
+use crate::support::{transaction_event, wait_until, Table, TestEnv};
 use fantoccini::{Client, Locator};
 
 async fn rows(c: &Client) -> Vec<String> {
@@ -45,13 +45,23 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
     let unknown_id = entries[1].message_id.to_string();
     env.lift_amount_limit();
 
+    let token_of = |name: &str, role: &str| {
+        let out = crate::support::process::Launch::command(
+            &env,
+            &["operator", "add", name, "--role", role],
+        )
+        .output();
+        assert!(out.success, "{}{}", out.stdout, out.stderr);
+        out.stdout.trim().to_owned()
+    };
+    let vera = token_of("vera", "viewer");
+    let erin = token_of("erin", "operator");
     let (_driver, port) = chromedriver();
     let ui = format!("http://{}/ui", app.http());
     env.rt.block_on(async {
         let c = browser(port).await;
         c.goto(&ui).await.expect("open the console");
         click(&c, "#tab-dlq").await;
-        fill(&c, "#operator", "erin").await;
         let row = |id: &str, button: &str| format!("tr[data-id='{id}'] button.{button}");
 
         // A wrong token: the page says so, lists nothing.
@@ -63,10 +73,39 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
         .await;
         assert!(rows(&c).await.is_empty());
 
-        // The right token: both dead letters listed.
-        fill(&c, "#token", TEST_TOKEN).await;
+        // A viewer's token: who and which role shown, both dead letters
+        // listed, and no action the role cannot take.
+        fill(&c, "#token", &vera).await;
         click(&c, "#connect").await;
+        eventually("signed in as a viewer", || async {
+            text(&c, "#me").await == "signed in as vera (viewer)"
+        })
+        .await;
         eventually("two rows", || async { rows(&c).await.len() == 2 }).await;
+        assert!(
+            c.find_all(fantoccini::Locator::Css("#entries button.replay"))
+                .await
+                .expect("find")
+                .is_empty(),
+            "a viewer sees no Replay"
+        );
+        // The operator's own token: the actions appear.
+        fill(&c, "#token", &erin).await;
+        click(&c, "#connect").await;
+        eventually("signed in as an operator", || async {
+            text(&c, "#me").await == "signed in as erin (operator)"
+        })
+        .await;
+        click(&c, "#refresh").await;
+        eventually("two rows, with actions", || async {
+            rows(&c).await.len() == 2
+                && !c
+                    .find_all(fantoccini::Locator::Css("#entries button.replay"))
+                    .await
+                    .expect("find")
+                    .is_empty()
+        })
+        .await;
         // The integrity line: the chains verified by GET /audit/verify.
         eventually("the trail verified", || async {
             text(&c, "#integrity")
@@ -125,8 +164,16 @@ fn an_operator_lists_inspects_replays_and_discards_from_the_console() {
     let counts = env.db().audit_counts();
     assert_eq!(counts.get("MESSAGE_REPLAYED"), Some(&1));
     assert_eq!(counts.get("MESSAGE_DISCARDED"), Some(&1));
-    // Each action records the name the operator gave.
+    // Each action records who the token says, and that it came from the
+    // console.
     assert_eq!(env.db().actions_by("erin"), 2);
+    assert_eq!(
+        env.db().count(
+            "SELECT count(*) AS n FROM audit_log WHERE detail->>'requested_by' = 'erin' \
+              AND detail->'operator'->>'channel' = 'console'"
+        ),
+        2
+    );
     assert!(env.dlq_entries().is_empty());
     app.stop();
 }

@@ -85,12 +85,12 @@ fn traffic_with_24_parked_then_the_limit_raised(env: &TestEnv) -> Vec<i64> {
     high
 }
 
-/// Signs in as dana; the token is kept for the tab, never in the URL.
+/// Signs in with the shared token (an admin); the token is kept for the
+/// tab, never in the URL.
 async fn signed_in(c: &Client, ui: &str) {
     c.set_window_size(1280, 1000).await.expect("window size");
     c.goto(ui).await.expect("open the console");
     fill(c, "#token", TEST_TOKEN).await;
-    fill(c, "#operator", "dana").await;
     click(c, "#connect").await;
     assert!(!c
         .current_url()
@@ -318,7 +318,8 @@ fn every_view_shows_real_data_and_a_bulk_replay_runs_as_a_job() {
         env.db().rows(Table::Transactions) == 220
     });
     assert_eq!(
-        env.db().replays_by("dana", "limit raised for the pilot"),
+        env.db()
+            .replays_by("shared-token", "limit raised for the pilot"),
         22
     );
     app.stop();

@@ -141,8 +141,7 @@ fn a_filtered_bulk_replay_takes_only_matching_entries_and_discard_needs_a_reason
         Some(serde_json::json!({"reason": "   "})),
     );
     assert_eq!(status, 400, "{body}");
-    let reason =
-        serde_json::json!({"reason": "test event, never valid", "requested_by": "ops-bob"});
+    let reason = serde_json::json!({"reason": "test event, never valid"});
     let (status, body) = env.api(&app, Method::DELETE, &path, Some(reason.clone()));
     assert_eq!(status, 200, "{body}");
     let (status, _) = env.api(&app, Method::DELETE, &path, Some(reason));

@@ -82,7 +82,7 @@ fn a_bulk_replay_job_is_previewed_started_and_followed_to_the_end() {
     let (code, job) = api(
         Method::POST,
         "/replay/jobs",
-        Some(json!({"error_kind": violation, "reason": "limit raised", "requested_by": "dana"})),
+        Some(json!({"error_kind": violation, "reason": "limit raised"})),
     );
     assert_eq!(code, 202, "{job}");
     assert_eq!(
@@ -103,7 +103,7 @@ fn a_bulk_replay_job_is_previewed_started_and_followed_to_the_end() {
     let (_, done) = api(Method::GET, &format!("/replay/jobs/{id}"), None);
     assert_eq!(done["replayed"], 6, "{done}");
     assert_eq!(done["failed"], 0, "{done}");
-    assert_eq!(done["requested_by"], "dana");
+    assert_eq!(done["requested_by"], "shared-token");
     let finished: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(done["finished_at"].clone()).expect("finished_at");
     assert!(
@@ -119,7 +119,7 @@ fn a_bulk_replay_job_is_previewed_started_and_followed_to_the_end() {
     wait_until(PATIENCE, "the replayed ones processed", || {
         env.db().rows(Table::Transactions) == 6
     });
-    assert_eq!(env.db().replays_by("dana", "limit raised"), 6);
+    assert_eq!(env.db().replays_by("shared-token", "limit raised"), 6);
     assert_eq!(env.dlq_entries().len(), 2);
     let (code, _) = api(
         Method::GET,
@@ -176,7 +176,7 @@ fn start_and_wait_for_progress(
         addr,
         Method::POST,
         "/replay/jobs",
-        Some(json!({"error_kind": kind, "reason": reason, "requested_by": "dana"})),
+        Some(json!({"error_kind": kind, "reason": reason})),
     );
     assert_eq!(code, 202, "{job}");
     let id = job["id"].as_str().expect("job id").to_owned();
@@ -190,12 +190,7 @@ fn start_and_wait_for_progress(
 /// Resumes job `id` and checks it replays every entry, each once overall.
 fn resume_to_the_end(env: &TestEnv, addr: std::net::SocketAddr, id: &str, ids: &[uuid::Uuid]) {
     let path = format!("/replay/jobs/{id}/resume");
-    let (code, job) = env.api(
-        addr,
-        Method::POST,
-        &path,
-        Some(json!({"requested_by": "erin"})),
-    );
+    let (code, job) = env.api(addr, Method::POST, &path, Some(json!({})));
     assert_eq!(code, 202, "{job}");
     assert_eq!(job["state"], "running", "{job}");
     wait_until(PATIENCE, "the resumed job done", || {
@@ -214,7 +209,8 @@ fn resume_to_the_end(env: &TestEnv, addr: std::net::SocketAddr, id: &str, ids: &
     assert_eq!(replays.len(), ids.len(), "{replays:?}");
     assert_eq!(done["replayed"], ids.len(), "{done}");
     assert_eq!(done["audited"], ids.len(), "{done}");
-    assert_eq!(done["resumed_by"], "erin", "{done}");
+    assert_eq!(done["resumed_by"], "shared-token", "{done}");
+    assert_eq!(done["resumed_operator"]["channel"], "api", "{done}");
     // A done job is not resumed again.
     let (code, body) = env.api(addr, Method::POST, &path, Some(json!({})));
     assert_eq!(code, 409, "{body}");
@@ -294,7 +290,7 @@ fn a_job_whose_process_died_is_interrupted_does_not_block_its_entry_and_resumes(
         app.http_addr,
         Method::POST,
         &format!("/replay/{held}"),
-        Some(json!({"reason": "by hand", "requested_by": "fay"})),
+        Some(json!({"reason": "by hand"})),
     );
     assert_eq!(code, 200, "{body}");
     // Its copy fails again and is parked again, for the job to take.

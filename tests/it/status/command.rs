@@ -34,7 +34,7 @@ fn produce_some(env: &TestEnv) {
 /// `custodian status --url <url>` with `token`.
 fn custodian_status(env: &TestEnv, url: &str, token: &str) -> Finished {
     Launch::command(env, &["status", "--url", url])
-        .setting("http.api_token", token)
+        .env("CUSTODIAN_TOKEN", token)
         .output()
 }
 

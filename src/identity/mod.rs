@@ -1,10 +1,71 @@
-//! Who did an operator action, how and from where: taken from the
-//! credential and the connection, never from a request body. Every
-//! operator entry carries one in its chained `detail` (`operator`).
+//! Who a request or a command acts as: the role a credential carries, the
+//! caller it names, and who did an operator action, how and from where
+//! (taken from the credential and the connection, never from a request
+//! body; every operator entry carries one in its chained `detail`). A leaf:
+//! the operators' store and the trail both build on it.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Caller, Role};
+/// What an operator may do. Each role includes those before it: an
+/// operator reads as a viewer does, an approver acts as an operator, an
+/// admin approves too.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Viewer, Role::Operator, Role::Approver, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+    }
+}
+
+impl Caller {
+    /// The credential's role (the shared token: admin).
+    pub fn role(&self) -> Role {
+        match self {
+            Caller::Shared => Role::Admin,
+            Caller::Operator { role, .. } => *role,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who made a request, from its credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The shared `http.api_token`: one admin, name unknown.
+    Shared,
+    Operator {
+        id: i64,
+        name: String,
+        role: Role,
+    },
+}
 
 /// The name recorded for the shared `http.api_token`, which names no one.
 pub const SHARED_NAME: &str = "shared-token";
