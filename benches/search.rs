@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use custodian::api::search::{parse, run, SearchQuery};
+use custodian::masking::Masking;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 #[path = "support/scratch.rs"]
@@ -125,6 +126,7 @@ async fn bench(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
             q: "starbucks".into(),
             ..Default::default()
         })?,
+        &Masking::none(),
     )
     .await?;
     let cursor = page_one.next_cursor.clone();
@@ -196,7 +198,7 @@ async fn bench(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
                 ..Default::default()
             })?;
             let started = Instant::now();
-            let page = run(conn, wanted).await?;
+            let page = run(conn, wanted, &Masking::none()).await?;
             times.push(started.elapsed());
             found = page.count;
         }

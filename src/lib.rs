@@ -53,6 +53,9 @@
 //! - [`status`]: the partition registry behind `GET /status`, what lag means
 //!   (computed once), the chart samples of the console's overview, the
 //!   `custodian status` table.
+//! - [`masking`]: personal payload fields masked in the API's answers
+//!   (JSON pointers per handler kind or topic, keyed fingerprints), the
+//!   projection columns they become, search text as a viewer may see it.
 //! - [`operators`]: people with credentials of their own (name, role,
 //!   token), `custodian operator …`, checked by the API's authorisation.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
@@ -72,6 +75,7 @@ pub(crate) mod health;
 pub mod identity;
 pub mod kafka;
 pub(crate) mod keyed;
+pub mod masking;
 pub mod operators;
 pub mod outcome;
 pub mod pipeline;

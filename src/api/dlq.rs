@@ -1,5 +1,7 @@
 //! The dead-letter API: list, show, replay (one or a filtered batch) and
-//! discard. Every endpoint here requires the bearer token.
+//! discard. Every endpoint here requires the bearer token; the entries
+//! shown have their `masking.fields` masked (a replay still sends the
+//! original bytes).
 
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -10,6 +12,7 @@ use crate::api::answers::{Discarded, DlqPage};
 use crate::api::auth::{Act, Authorized, Read};
 use crate::api::deliveries::RunNow;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::masked;
 use crate::api::responses::{Guarded, RedisBacked, WithBody};
 use crate::api::why::{no_requested_by, Why};
 use crate::dlq::replay::{BulkReport, DeadLetters, DlqError, Replayed, Request};
@@ -51,6 +54,7 @@ pub async fn list(
     _: Authorized<Read>,
     dlq: web::Data<DeadLetters>,
     query: web::Query<ListQuery>,
+    state: web::Data<crate::api::AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(50);
@@ -69,7 +73,11 @@ pub async fn list(
         limit,
         count: page.entries.len(),
         next_offset: page.next_offset,
-        entries: page.entries,
+        entries: page
+            .entries
+            .into_iter()
+            .map(|e| masked::dead_letter(&state.masking, e))
+            .collect(),
     }))
 }
 
@@ -80,9 +88,10 @@ pub async fn show(
     _: Authorized<Read>,
     dlq: web::Data<DeadLetters>,
     id: web::Path<String>,
+    state: web::Data<crate::api::AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let entry = dlq.get(message_id(&id)?).await?;
-    Ok(HttpResponse::Ok().json(entry))
+    Ok(HttpResponse::Ok().json(masked::dead_letter(&state.masking, entry)))
 }
 
 /// `DELETE /dlq/{message_id}` with `{"reason": …}`.

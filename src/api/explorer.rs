@@ -2,7 +2,8 @@
 //! key, topic, partition and offset range, status, event type or time, with
 //! an opaque keyset cursor; `GET /messages/{message_id}/record` is the
 //! original record (payload as text or JSON when it is, else hex and base64)
-//! for the console's message view. Both behind the token.
+//! for the console's message view. Both behind the token; the record's
+//! `masking.fields` are masked, and the entries' errors do not quote them.
 
 use actix_web::{get, web, HttpResponse};
 use base64::Engine as _;
@@ -13,10 +14,12 @@ use uuid::Uuid;
 use crate::api::auth::{Authorized, Read};
 use crate::api::dlq::message_id;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::masked;
 use crate::api::params::{self, bad};
 use crate::api::read::{conn, query_failed};
 use crate::api::responses::{Guarded, PostgresBacked};
 use crate::api::AppState;
+use crate::masking::{MaskedPayload, Masking};
 use crate::store::audit::{self, AuditRow};
 use crate::store::explorer::{self, Cursor, Filter};
 use crate::store::message_projection::{self, ProjectionRow};
@@ -50,6 +53,7 @@ pub const STATUSES: &[&str] = &[
     crate::approvals::APPROVED,
     crate::approvals::REJECTED,
     crate::approvals::EXPIRED,
+    crate::trail::operator::UNMASKED,
 ];
 
 /// The parameters, as text, so a bad one is answered 400 naming it.
@@ -246,9 +250,10 @@ pub async fn search(
 ) -> Result<HttpResponse, ApiError> {
     let (filter, after, limit) = parse(query.into_inner())?;
     let mut conn = conn(&state).await?;
-    let page = run(&mut conn, &filter, after, limit)
+    let mut page = run(&mut conn, &filter, after, limit)
         .await
         .map_err(query_failed)?;
+    masked::audit_rows(&mut conn, &state.masking, &mut page.entries).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -268,7 +273,16 @@ pub struct RecordView {
     pub payload_json: Option<serde_json::Value>,
     pub payload_base64: Option<String>,
     pub payload_hex: Option<String>,
+    /// The length of the payload shown (masked, when `masked` is not empty).
     pub payload_bytes: usize,
+    /// The JSON pointers masked in this view (`masking.fields`): the
+    /// payload and the projection row show their values as
+    /// `"••••:<fingerprint>"`; `""` is the whole payload (one that is not
+    /// JSON). Empty: nothing masked.
+    pub masked: Vec<String>,
+    /// The pointers shown in clear by an approver's unmask (`POST
+    /// /messages/{message_id}/unmask`, audited); empty elsewhere.
+    pub unmasked: Vec<String>,
     /// As recorded: text values as text, others base64 and flagged.
     pub headers: Option<serde_json::Value>,
     /// The projection row the message applied to, as it stands now (for
@@ -281,7 +295,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The original record of a message (its first delivery), for the message view.
-#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The record as received", body = RecordView), (status = 404, description = "No record kept for this id", body = ErrorBody), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "audit", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The record as received, its `masking.fields` masked", body = RecordView), (status = 404, description = "No record kept for this id", body = ErrorBody), Guarded, PostgresBacked))]
 #[get("/messages/{message_id}/record")]
 pub async fn record(
     _: Authorized<Read>,
@@ -290,38 +304,61 @@ pub async fn record(
 ) -> Result<HttpResponse, ApiError> {
     let id = message_id(&id)?;
     let mut conn = conn(&state).await?;
-    let Some(r) = explorer::record(&mut conn, id)
-        .await
-        .map_err(query_failed)?
-    else {
+    let view = record_view(&mut conn, id, &state.masking, false).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Message `id`'s record as `masking` shows it (or, `unmask`ed, in
+/// clear, saying which pointers), with the projection row it applied to;
+/// 404 when no record is kept.
+pub(crate) async fn record_view(
+    conn: &mut diesel_async::AsyncPgConnection,
+    id: Uuid,
+    masking: &Masking,
+    unmask: bool,
+) -> Result<RecordView, ApiError> {
+    let Some(r) = explorer::record(conn, id).await.map_err(query_failed)? else {
         return Err(ApiError::NotFound(format!(
             "no record kept for message {id}"
         )));
     };
     let payload = r.payload.unwrap_or_default();
-    let text = std::str::from_utf8(&payload).ok().map(str::to_owned);
-    let json: Option<serde_json::Value> = serde_json::from_slice(&payload).ok();
-    let projection = match &json {
-        Some(json) => message_projection::of(&mut conn, id, json)
+    let original: Option<serde_json::Value> = serde_json::from_slice(&payload).ok();
+    let projection = match &original {
+        Some(json) => message_projection::of(conn, id, json)
             .await
             .map_err(query_failed)?,
         None => None,
     };
-    Ok(HttpResponse::Ok().json(RecordView {
+    let mut shown = masking.payload(&r.topic, &payload);
+    let (projection, unmasked) = if unmask {
+        let pointers = std::mem::take(&mut shown.pointers);
+        shown = MaskedPayload::unchanged(&payload);
+        (projection, pointers)
+    } else {
+        (
+            projection.map(|p| masked::projection(masking, p)),
+            Vec::new(),
+        )
+    };
+    let bytes = &shown.bytes;
+    Ok(RecordView {
         message_id: id,
         topic: r.topic,
         partition: r.kafka_partition,
         offset: r.kafka_offset,
         kafka_timestamp: r.kafka_timestamp,
         key: r.key.and_then(|k| String::from_utf8(k).ok()),
-        payload_json: json,
-        payload_text: text,
-        payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(&payload)),
-        payload_hex: Some(hex(&payload)),
-        payload_bytes: payload.len(),
+        payload_text: std::str::from_utf8(bytes).ok().map(str::to_owned),
+        payload_base64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        payload_hex: Some(hex(bytes)),
+        payload_bytes: bytes.len(),
+        payload_json: shown.json,
+        masked: shown.pointers,
+        unmasked,
         headers: r.headers,
         projection,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The HTTP server (actix-web). Open: health, readiness, metrics, the
 //! OpenAPI document (`/openapi.json`) and its Swagger UI (`/docs`). Behind
 //! the bearer token: audit lifecycles, the dead-letter queue, replay, the
-//! read API, transaction search and `POST /produce`.
+//! read API, transaction search and `POST /produce`, every answer with its
+//! `masking.fields` masked (`masked.rs`) but an approver's unmask
+//! (`unmask.rs`).
 
 pub(crate) mod answers;
 pub(crate) mod approvals;
@@ -14,6 +16,7 @@ pub(crate) mod dlq;
 pub(crate) mod erasure;
 pub(crate) mod error;
 pub mod explorer;
+pub(crate) mod masked;
 pub(crate) mod methods;
 pub(crate) mod openapi;
 pub(crate) mod operations;
@@ -26,6 +29,7 @@ pub(crate) mod request_id;
 pub(crate) mod responses;
 pub mod search;
 pub(crate) mod status;
+pub(crate) mod unmask;
 pub(crate) mod whoami;
 pub(crate) mod why;
 
@@ -58,6 +62,8 @@ pub struct AppState {
     pub samples: Arc<crate::status::Samples>,
     /// Four-eyes approval's threshold and time to live.
     pub operators: crate::config::OperatorsSettings,
+    /// What every answer masks (`masking.fields`).
+    pub masking: Arc<crate::masking::Masking>,
 }
 
 /// Binds the server (port 0 picks one) and returns it with the bound address.
@@ -97,6 +103,7 @@ pub fn server(
             .service(operations::prometheus)
             .service(explorer::search)
             .service(explorer::record)
+            .service(unmask::unmask)
             .service(operations::message)
             .service(deliveries::list)
             .service(audit::verify)

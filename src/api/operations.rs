@@ -1,5 +1,6 @@
 //! Operational endpoints: liveness, readiness, metrics (open), and a
-//! message's audit lifecycle (behind the token).
+//! message's audit lifecycle (behind the token; its errors do not quote
+//! masked values).
 
 use std::time::Duration;
 
@@ -93,6 +94,19 @@ async fn archived(state: &AppState, id: Uuid) -> Result<HttpResponse, ApiError> 
     if shown.archived.entries.is_empty() {
         return Err(not_found());
     }
+    // Errors quoting a masked value lose it (the payload is the first
+    // delivery's, archived with it).
+    let payload = shown.archived.entries.iter().find_map(|e| {
+        e.payload
+            .as_deref()
+            .map(|p| state.masking.payload(&e.topic, p))
+    });
+    let scrub = |mut e: super::answers::ArchivedEntry| {
+        if let (Some(error), Some(p)) = (&e.error, &payload) {
+            e.error = Some(p.scrub(error));
+        }
+        e
+    };
     Ok(HttpResponse::Ok().json(super::answers::ArchivedLifecycle {
         message_id: id,
         archived: true,
@@ -104,6 +118,7 @@ async fn archived(state: &AppState, id: Uuid) -> Result<HttpResponse, ApiError> 
             .entries
             .iter()
             .map(super::answers::ArchivedEntry::from)
+            .map(scrub)
             .collect(),
     }))
 }
@@ -122,7 +137,7 @@ pub async fn message(
         tracing::warn!(error = %e, "no PostgreSQL connection for /messages");
         ApiError::Unavailable("postgres")
     })?;
-    let rows = audit::lifecycle(&mut conn, id).await.map_err(|e| {
+    let mut rows = audit::lifecycle(&mut conn, id).await.map_err(|e| {
         // A read by key fails only when the database is in trouble.
         tracing::warn!(error = %e, "audit lifecycle query failed");
         ApiError::Unavailable("postgres")
@@ -130,6 +145,7 @@ pub async fn message(
     if rows.is_empty() {
         return archived(&state, id).await;
     }
+    super::masked::audit_rows(&mut conn, &state.masking, &mut rows).await?;
     let delivery = crate::delivery::record::one(&mut conn, id)
         .await
         .map_err(|e| {

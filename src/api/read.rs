@@ -1,6 +1,7 @@
 //! The read API over the projections (seeds 001 and 004): users with recent
 //! orders, orders with payment status, transactions. Behind the token, like
-//! every endpoint that returns business data.
+//! every endpoint that returns business data; the columns holding
+//! `masking.fields` are masked, and are no filter.
 
 use actix_web::{get, web, HttpResponse};
 use diesel::QueryResult;
@@ -12,6 +13,7 @@ use crate::api::auth::{Authorized, Read};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, PostgresBacked};
 use crate::api::AppState;
+use crate::masking::Table;
 use crate::store::read::{self, Transaction, TransactionFilter};
 
 const MAX_PAGE: i64 = 500;
@@ -21,6 +23,19 @@ pub(crate) fn key(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.chars().count() > 200 || value.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!(
             "{field}: 1 to 200 characters, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a filter on a transaction column `masking.fields` masks: its
+/// answer would say which rows hold the value.
+pub(crate) fn not_masked(state: &AppState, column: &str) -> Result<(), ApiError> {
+    let mask = state.masking.table(Table::Transactions);
+    let pointer = crate::masking::Pointer::from_tokens([column]);
+    if mask.covers(&pointer) {
+        return Err(ApiError::BadRequest(format!(
+            "{column}: masked (masking.fields), so not a filter"
         )));
     }
     Ok(())
@@ -52,10 +67,17 @@ pub async fn user(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, recent_orders) = by_id(&state, &id, "user", read::user).await?;
-    Ok(HttpResponse::Ok().json(UserWithOrders {
-        user,
-        recent_orders,
-    }))
+    let m = &state.masking;
+    if m.is_off() {
+        return Ok(HttpResponse::Ok().json(UserWithOrders {
+            user,
+            recent_orders,
+        }));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user": m.table(Table::Users).row(&user),
+        "recent_orders": m.table(Table::Orders).row(&recent_orders),
+    })))
 }
 
 /// `GET /orders/{id}`: the order and its payment status.
@@ -67,14 +89,30 @@ pub async fn order(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (order, payment) = by_id(&state, &id, "order", read::order).await?;
-    Ok(HttpResponse::Ok().json(OrderWithPayment {
+    let answer = OrderWithPayment {
         order,
         payment_status: payment
             .as_ref()
             .map_or("PENDING", |p| p.status.as_str())
             .to_owned(),
         payment,
-    }))
+    };
+    let m = &state.masking;
+    if m.is_off() {
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    let payments = m.table(Table::Payments);
+    let payment = payments.row(&answer.payment);
+    // The status shown is the payment's: masked with it.
+    let payment_status = match payment.get("status") {
+        Some(status) if answer.payment.is_some() => status.clone(),
+        _ => serde_json::json!(answer.payment_status),
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "order": m.table(Table::Orders).row(&answer.order),
+        "payment_status": payment_status,
+        "payment": payment,
+    })))
 }
 
 /// One projection row by its `id` path parameter: the id checked, `find`
@@ -139,6 +177,7 @@ pub async fn transactions(
     for (field, value) in [("user_id", &q.user_id), ("status", &q.status)] {
         if let Some(value) = value {
             key(field, value)?;
+            not_masked(&state, field)?;
         }
     }
     let filter = TransactionFilter {
@@ -151,12 +190,21 @@ pub async fn transactions(
     let rows = read::transactions(&mut conn, &filter)
         .await
         .map_err(query_failed)?;
-    Ok(HttpResponse::Ok().json(TransactionPage {
+    let page = TransactionPage {
         offset: filter.offset,
         limit,
         count: rows.len(),
         transactions: rows,
-    }))
+    };
+    let mask = state.masking.table(Table::Transactions);
+    if mask.is_empty() {
+        return Ok(HttpResponse::Ok().json(page));
+    }
+    let mut json = serde_json::to_value(&page).unwrap_or_default();
+    if let Some(rows) = json.get_mut("transactions") {
+        mask.apply_each(rows);
+    }
+    Ok(HttpResponse::Ok().json(json))
 }
 
 /// `GET /transactions/{id}`.
@@ -173,7 +221,7 @@ pub async fn transaction(
         .await
         .map_err(query_failed)?
     {
-        Some(tx) => Ok(HttpResponse::Ok().json(tx)),
+        Some(tx) => Ok(HttpResponse::Ok().json(state.masking.table(Table::Transactions).row(&tx))),
         None => Err(ApiError::NotFound(format!("no transaction `{id}`"))),
     }
 }

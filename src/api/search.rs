@@ -2,7 +2,8 @@
 //! `store::search`), behind the token. Every input is checked here and a
 //! bad one is a 400 naming the field; the query text reaches PostgreSQL
 //! only as a bound parameter of `websearch_to_tsquery`, which accepts any
-//! text, so no query is a 500.
+//! text, so no query is a 500. Hits are shown masked (`masking.fields`),
+//! and none is found by a masked value (see [`run`]).
 
 use actix_web::{get, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use crate::api::params::{self, bad};
 use crate::api::read::{conn, key, query_failed};
 use crate::api::responses::{Guarded, PostgresBacked};
 use crate::api::AppState;
+use crate::masking::{self, Masking, RowMask, Table};
 use crate::store::search::{self as store, Cursor, Hit, Search};
 
 const DEFAULT_LIMIT: i64 = 20;
@@ -54,7 +56,9 @@ pub struct SearchQuery {
 pub struct SearchPage {
     pub query: String,
     pub count: usize,
-    pub results: Vec<Hit>,
+    /// Hits, as shown: `masking.fields` masked.
+    #[schema(value_type = Vec<Hit>)]
+    pub results: Vec<serde_json::Value>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
@@ -102,7 +106,7 @@ pub fn parse(q: SearchQuery) -> Result<Search, ApiError> {
 }
 
 /// `GET /transactions/search?q=…`: ranked transactions with highlights.
-#[utoipa::path(tag = "read", security(("bearer" = ["viewer"])), params(SearchQuery), responses((status = 200, description = "Matching transactions, best first, with highlights and versioning fields (_version, _updated_at, _enriched, _enriched_at)", body = SearchPage), Guarded, PostgresBacked))]
+#[utoipa::path(tag = "read", security(("bearer" = ["viewer"])), params(SearchQuery), responses((status = 200, description = "Matching transactions, best first, with highlights and versioning fields (_version, _updated_at, _enriched, _enriched_at); `masking.fields` masked, and no hit found only by a masked value", body = SearchPage), Guarded, PostgresBacked))]
 #[get("/transactions/search")]
 pub async fn search(
     _: Authorized<Read>,
@@ -110,40 +114,131 @@ pub async fn search(
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let wanted = parse(query.into_inner())?;
+    for (field, value) in [
+        ("user_id", &wanted.user_id),
+        ("transaction_type", &wanted.transaction_type),
+        ("status", &wanted.status),
+    ] {
+        if value.is_some() {
+            crate::api::read::not_masked(&state, field)?;
+        }
+    }
     let mut conn = conn(&state).await?;
-    Ok(HttpResponse::Ok().json(run(&mut conn, wanted).await?))
+    Ok(HttpResponse::Ok().json(run(&mut conn, wanted, &state.masking).await?))
 }
+
+/// Most rounds one page reads while masking drops hits (each round one
+/// page's worth of rows): past them the page is answered short, with the
+/// cursor where reading stopped.
+const MAX_ROUNDS: usize = 10;
 
 /// Runs a checked search: one page, and the cursor to the next. (The
 /// handler and `custodian search` share it.)
+///
+/// With `masking.fields` on transactions, each hit is shown masked and kept
+/// only if the query still matches its search text as a viewer may see it
+/// (`masking::search`); a page then reads on until it is full, and the
+/// cursor is the last row read, so a page may hold fewer hits than `limit`
+/// (even none) and still have a next one. `-word` is refused then: which
+/// hits it leaves out would say which hold the word in a masked field.
 pub async fn run(
     conn: &mut diesel_async::AsyncPgConnection,
-    mut wanted: Search,
+    wanted: Search,
+    masking: &Masking,
 ) -> Result<SearchPage, ApiError> {
-    if !store::has_words(conn, &wanted.q)
-        .await
-        .map_err(query_failed)?
-    {
+    let shape = store::shape(conn, &wanted.q).await.map_err(query_failed)?;
+    if !shape.has_words {
         return Err(bad("q", "has no words to search for"));
     }
-    let page_size = wanted.limit;
-    // One more than the page: whether there is a next page.
-    wanted.limit += 1;
-    let mut results = store::search(conn, &wanted).await.map_err(query_failed)?;
-    let more = results.len() as i64 > page_size;
-    results.truncate(page_size as usize);
-    let next_cursor = more.then(|| results.last()).flatten().map(|last| {
-        encode_cursor(&Cursor {
-            rank: last.rank,
-            id: last.id.clone(),
-        })
-    });
-    Ok(SearchPage {
-        query: wanted.q,
+    let mask = masking.table(Table::Transactions);
+    if shape.excludes && !mask.is_empty() {
+        return Err(bad(
+            "q",
+            "excluding a word (-word) is not available while masking.fields masks transactions",
+        ));
+    }
+    let page_size = wanted.limit as usize;
+    let mut results: Vec<serde_json::Value> = Vec::with_capacity(page_size);
+    let mut last: Option<Cursor> = None;
+    let mut after = wanted.after.clone();
+    for _ in 0..MAX_ROUNDS {
+        // One more than the page: whether there is a next page.
+        let round = Search {
+            after: after.clone(),
+            limit: wanted.limit + 1,
+            ..wanted.clone()
+        };
+        let rows = store::search(conn, &round).await.map_err(query_failed)?;
+        let read_all = rows.len() <= page_size;
+        for (hit, shown) in visible(conn, &wanted.q, rows, &mask).await? {
+            if results.len() == page_size {
+                // A row past a full page: there is (perhaps) more.
+                return Ok(page(wanted.q, results, last));
+            }
+            let cursor = Cursor {
+                rank: hit.rank,
+                id: hit.id,
+            };
+            if let Some(shown) = shown {
+                results.push(shown);
+                last = Some(cursor.clone());
+            }
+            after = Some(cursor);
+        }
+        if read_all {
+            return Ok(page(wanted.q, results, None));
+        }
+    }
+    // Read MAX_ROUNDS pages' worth, mostly hidden: answer what was found,
+    // and go on from the last row read.
+    Ok(page(wanted.q, results, after))
+}
+
+fn page(query: String, results: Vec<serde_json::Value>, next: Option<Cursor>) -> SearchPage {
+    SearchPage {
+        query,
         count: results.len(),
         results,
-        next_cursor,
-    })
+        next_cursor: next.as_ref().map(encode_cursor),
+    }
+}
+
+/// Each hit with its shown form, or `None` where the query matches only
+/// what masking hides.
+async fn visible(
+    conn: &mut diesel_async::AsyncPgConnection,
+    q: &str,
+    hits: Vec<Hit>,
+    mask: &RowMask<'_>,
+) -> Result<Vec<(Hit, Option<serde_json::Value>)>, ApiError> {
+    if mask.is_empty() {
+        return Ok(hits
+            .into_iter()
+            .map(|h| {
+                let shown = serde_json::to_value(&h).ok();
+                (h, shown)
+            })
+            .collect());
+    }
+    let shown: Vec<serde_json::Value> = hits.iter().map(|h| mask.row(h)).collect();
+    let texts: Vec<String> = hits
+        .iter()
+        .zip(&shown)
+        .map(|(h, s)| masking::search::document(h, s, mask))
+        .collect();
+    let checked = store::recheck(conn, q, &texts)
+        .await
+        .map_err(query_failed)?;
+    Ok(hits
+        .into_iter()
+        .zip(shown)
+        .zip(checked)
+        .map(|((hit, mut shown), (matches, highlight))| {
+            // The highlight of the text as shown, not the stored one.
+            shown["highlight"] = serde_json::Value::String(highlight);
+            (hit, matches.then_some(shown))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ impl App {
             status: deps.status.clone(),
             samples: deps.samples.clone(),
             operators: deps.settings.operators.clone(),
+            masking: std::sync::Arc::new(crate::masking::Masking::from_settings(&deps.settings)),
         };
         let http = &deps.settings.http;
         let (server, http_addr) = api::server(

@@ -333,22 +333,30 @@ pub async fn search(
         diesel_async::AsyncPgConnection::establish(settings.postgres.url.expose_secret())
             .await
             .context("cannot connect to postgres.url")?;
-    let page = run(&mut conn, wanted).await?;
+    let masking = custodian::masking::Masking::from_settings(&settings);
+    let page = run(&mut conn, wanted, &masking).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(());
     }
+    // Hits as the API shows them (masked): each field as text.
+    let field = |hit: &serde_json::Value, name: &str| match &hit[name] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     for hit in &page.results {
         println!(
             "{:.4}  {}  {} {} {} {}  v{}  {}",
-            hit.rank,
-            hit.id,
-            hit.transaction_type,
-            hit.status,
-            hit.amount,
-            hit.currency,
-            hit.version,
-            hit.highlight.replace("<mark>", "[").replace("</mark>", "]")
+            hit["rank"].as_f64().unwrap_or_default(),
+            field(hit, "id"),
+            field(hit, "transaction_type"),
+            field(hit, "status"),
+            field(hit, "amount"),
+            field(hit, "currency"),
+            field(hit, "version"),
+            field(hit, "highlight")
+                .replace("<mark>", "[")
+                .replace("</mark>", "]")
         );
     }
     if let Some(next) = &page.next_cursor {

@@ -1,7 +1,7 @@
 //! The built-in settings: every key's default, the base layer under the
 //! TOML file and the `CUSTODIAN_` environment.
 
-use super::{audit, operators, relay};
+use super::{audit, masking, operators, relay};
 use crate::handlers::registry::{HandlerKind, TEXT_MESSAGE_TYPE};
 
 /// The defaults: everything on localhost, as `dev/run` starts it.
@@ -74,6 +74,7 @@ pub(super) fn defaults() -> serde_json::Value {
         "log": { "level": "info", "format": "auto" },
         "audit": audit::defaults(),
         "relay": relay::defaults(),
+        "masking": masking::defaults(),
         "operators": operators::defaults(),
     })
 }

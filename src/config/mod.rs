@@ -14,6 +14,7 @@ use std::time::Duration;
 mod audit;
 mod defaults;
 mod duration;
+mod masking;
 mod operators;
 mod relay;
 mod route_settings;
@@ -24,6 +25,7 @@ pub use audit::{ArchiveSettings, AuditSettings, Period, Retention, SigningSeed};
 use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
+pub use masking::{MaskRule, MaskingSettings};
 pub use operators::OperatorsSettings;
 pub use relay::RelaySettings;
 pub use route_settings::RouteSettings;
@@ -82,6 +84,8 @@ pub struct Settings {
     pub relay: RelaySettings,
     /// Four-eyes approval.
     pub operators: OperatorsSettings,
+    /// Personal payload fields, masked in the API's answers (none by default).
+    pub masking: MaskingSettings,
 }
 
 /// Where to consume from and as which group.

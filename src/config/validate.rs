@@ -25,7 +25,8 @@ impl Settings {
         }
         self.audit.validate()?;
         self.operators.validate()?;
-        self.relay.validate()
+        self.relay.validate()?;
+        self.masking.validate(&self.kafka.topics, &self.routes)
     }
 
     /// Brokers, group, topics and where a new group starts.

@@ -192,3 +192,25 @@ pub async fn record(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Optio
     .await
     .optional()
 }
+
+/// One message's original payload and topic (for masking what is said
+/// about it).
+#[derive(Debug, QueryableByName)]
+pub struct Payload {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub message_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub topic: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bytea>)]
+    pub payload: Option<Vec<u8>>,
+}
+
+/// The original payloads of `ids` (those kept).
+pub async fn payloads(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Payload>> {
+    diesel::sql_query(
+        "SELECT message_id, topic, payload FROM message_payloads WHERE message_id = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+    .load(conn)
+    .await
+}

@@ -58,7 +58,9 @@ pub async fn of(
     };
     // Table and column names come from the match above, never from input.
     let (sql, column) = match table {
-        "transactions" => ("to_jsonb(t) - 'searchable_content'", "id"),
+        // The search columns are the row's words again (and would show
+        // masked ones): not part of the row shown.
+        "transactions" => ("to_jsonb(t) - 'searchable_content' - 'search_vector'", "id"),
         "payments" => ("to_jsonb(t)", "order_id"),
         "inventory" => ("to_jsonb(t)", "sku"),
         _ => ("to_jsonb(t)", "id"),

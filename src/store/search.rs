@@ -96,17 +96,64 @@ pub struct Hit {
 struct Nodes {
     #[diesel(sql_type = Integer)]
     nodes: i32,
+    #[diesel(sql_type = Bool)]
+    excludes: bool,
 }
 
-/// Whether `q` has anything to search for (a query of punctuation or
-/// operators alone has no words).
-pub async fn has_words(conn: &mut AsyncPgConnection, q: &str) -> QueryResult<bool> {
-    diesel::sql_query("SELECT numnode(websearch_to_tsquery($1::regconfig, $2)) AS nodes")
-        .bind::<Text, _>(CONFIG)
-        .bind::<Text, _>(q)
-        .get_result::<Nodes>(conn)
-        .await
-        .map(|n| n.nodes > 0)
+/// What a query text is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// It has something to search for (a query of punctuation or
+    /// operators alone has no words).
+    pub has_words: bool,
+    /// It excludes a word (`-word`).
+    pub excludes: bool,
+}
+
+/// The [`Shape`] of `q`.
+pub async fn shape(conn: &mut AsyncPgConnection, q: &str) -> QueryResult<Shape> {
+    // A lexeme is quoted in the text form: `!` outside quotes is a NOT.
+    diesel::sql_query(
+        "SELECT numnode(tq) AS nodes,                 regexp_replace(tq::text, '''([^'']|'''')*''', '', 'g') LIKE '%!%' AS excludes            FROM websearch_to_tsquery($1::regconfig, $2) AS tq",
+    )
+    .bind::<Text, _>(CONFIG)
+    .bind::<Text, _>(q)
+    .get_result::<Nodes>(conn)
+    .await
+    .map(|n| Shape {
+        has_words: n.nodes > 0,
+        excludes: n.excludes,
+    })
+}
+
+#[derive(diesel::QueryableByName)]
+struct Rechecked {
+    #[diesel(sql_type = Bool)]
+    matches: bool,
+    #[diesel(sql_type = Text)]
+    highlight: String,
+}
+
+/// For each of `texts` (hits' search texts as a viewer may see them,
+/// `masking::search`), whether `q` matches it, and its highlighted
+/// fragment (as [`search`] makes them), in order.
+pub async fn recheck(
+    conn: &mut AsyncPgConnection,
+    q: &str,
+    texts: &[String],
+) -> QueryResult<Vec<(bool, String)>> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Rechecked> = diesel::sql_query(
+        "SELECT to_tsvector($1::regconfig, d.text) @@ q.query AS matches,                 ts_headline($1::regconfig, d.text, q.query,                   'StartSel=<mark>, StopSel=</mark>, MaxWords=20, MinWords=5') AS highlight            FROM unnest($3::text[]) WITH ORDINALITY AS d(text, n),                 (SELECT websearch_to_tsquery($1::regconfig, $2) AS query) q           ORDER BY d.n",
+    )
+    .bind::<Text, _>(CONFIG)
+    .bind::<Text, _>(q)
+    .bind::<diesel::sql_types::Array<Text>, _>(texts)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.matches, r.highlight)).collect())
 }
 
 /// Up to `search.limit` hits after `search.after`, best first.

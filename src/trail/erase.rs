@@ -86,12 +86,13 @@ pub enum EraseError {
 }
 
 /// Entry statuses an erasure never touches: the operator's own records
-/// (an erasure's, a hold's) hold nothing of the message.
-const OWN: [&str; 4] = [
+/// (an erasure's, a hold's, an unmasking's) hold nothing of the message.
+const OWN: [&str; 5] = [
     operator::ERASED,
     operator::HOLD,
     operator::HOLD_RELEASED,
     operator::ARCHIVE_DELETED,
+    operator::UNMASKED,
 ];
 
 /// An archived period: its latest manifest (signed text) and store.

@@ -1,5 +1,6 @@
-//! The trail's own operator entries (erasure, legal holds, retention):
-//! each the next entry of the `operator` chain, who and why in `detail`.
+//! The trail's own operator entries (erasure, legal holds, retention,
+//! unmasking): each the next entry of the `operator` chain, who and why in
+//! `detail`.
 
 use std::borrow::Cow;
 
@@ -17,6 +18,9 @@ pub const HOLD: &str = "AUDIT_HOLD";
 pub const HOLD_RELEASED: &str = "AUDIT_HOLD_RELEASED";
 /// An archived period deleted by the retention policy.
 pub const ARCHIVE_DELETED: &str = "ARCHIVE_DELETED";
+/// A message's masked fields shown to an approver (`POST
+/// /messages/{id}/unmask`): who, why, which pointers.
+pub const UNMASKED: &str = "MESSAGE_UNMASKED";
 /// The consumer group of entries that are no message's.
 pub const GROUP: &str = "custodian-operator";
 

@@ -122,6 +122,17 @@ fn strategy_for(transaction_type: &str) -> Option<&'static dyn Strategy> {
     }
 }
 
+/// The enrichment field that holds a transaction type's search term (its
+/// merchant, peer or asset): masking rebuilds the search text from it.
+pub fn search_term_field(transaction_type: &str) -> Option<&'static str> {
+    match transaction_type {
+        "card" => Some("merchant_name"),
+        "p2p" => Some("counterparty"),
+        "crypto" => Some("asset"),
+        _ => None,
+    }
+}
+
 /// Enriches one transaction. `now` is passed in so tests control the clock.
 pub fn enrich(tx: &Transaction, now: DateTime<Utc>) -> Enrichment {
     let strategy = strategy_for(&tx.transaction_type);
@@ -200,6 +211,28 @@ mod tests {
         );
         assert_eq!(c.data["asset"], "BTC");
         assert_eq!(c.data["wallet_mask"], "****9876");
+    }
+
+    #[test]
+    fn the_search_term_is_in_the_field_named_for_it() {
+        for (kind, metadata) in [
+            ("card", json!({"merchant_name": "Starbucks"})),
+            ("p2p", json!({"recipient_name": "Ana"})),
+            ("crypto", json!({"asset": "btc"})),
+        ] {
+            let t = tx(kind, metadata);
+            let term = strategy_for(kind)
+                .and_then(|s| s.search_term(&t))
+                .expect("a term");
+            let field = search_term_field(kind).expect("a field");
+            let e = enrich(&t, Utc::now());
+            assert_eq!(
+                e.data[field].as_str().map(str::to_lowercase),
+                Some(term.to_lowercase()),
+                "{kind}"
+            );
+        }
+        assert_eq!(search_term_field("wire"), None);
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn every_documented_operation_is_routed_and_guarded_as_documented() {
             "POST /approvals/{approval_id}/approve",
             "POST /approvals/{approval_id}/reject",
             "POST /audit/erasures",
+            "POST /messages/{message_id}/unmask",
             "POST /operators",
             "POST /operators/{name}/rotate",
             "POST /produce",

@@ -70,7 +70,8 @@ fn apply(env: &TestEnv, events: &[(String, String)], rows: i64, versions: i64) {
     });
 }
 
-fn search(env: &TestEnv, app: &Running, query: &str) -> (u16, Value) {
+/// `GET /transactions/search?{query}` with the test token.
+pub(super) fn search(env: &TestEnv, app: &Running, query: &str) -> (u16, Value) {
     env.api(
         app,
         Method::GET,

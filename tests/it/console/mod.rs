@@ -2,6 +2,7 @@
 
 mod approvals;
 mod browser;
+mod masking;
 mod operator;
 mod views;
 
