@@ -5,9 +5,9 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::pointer::Pointer;
 use super::{invalid, ConfigError, RouteSettings};
 use crate::handlers::registry::HandlerKind;
-use crate::masking::Pointer;
 
 /// Masked payload fields, and the key their fingerprints are made with.
 #[derive(Debug, Clone, Deserialize)]

@@ -16,6 +16,7 @@ mod defaults;
 mod duration;
 mod masking;
 mod operators;
+pub mod pointer;
 mod relay;
 mod route_settings;
 pub(crate) mod urls;

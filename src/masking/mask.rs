@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::pointer::Pointer;
+use crate::config::pointer::Pointer;
 
 /// What every mask starts with.
 pub const MASK_PREFIX: &str = "••••:";

@@ -16,14 +16,13 @@
 //! This file: which rules apply to a message or a projection table.
 
 pub mod mask;
-pub mod pointer;
 pub mod projection;
 pub mod search;
 
 use serde_json::Value;
 
+pub use crate::config::pointer::Pointer;
 pub use mask::{Fingerprint, MASK_PREFIX};
-pub use pointer::Pointer;
 pub use projection::Table;
 
 use crate::config::Settings;

@@ -7,7 +7,7 @@
 
 use crate::handlers::registry::HandlerKind;
 
-use super::pointer::Pointer;
+use crate::config::pointer::Pointer;
 
 /// A projection table a payload writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

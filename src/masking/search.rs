@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use super::pointer::Pointer;
 use super::RowMask;
+use crate::config::pointer::Pointer;
 use crate::handlers::transactions::enrich::search_term_field;
 use crate::store::search::Hit;
 

@@ -1,5 +1,5 @@
-//! JSON pointers (RFC 6901) as masking rules name them: parsed once at
-//! start, compared token by token (is one under the other?), rendered back
+//! JSON pointers (RFC 6901) as settings name them (`masking.fields`):
+//! parsed once at start, checked with the rest of the configuration, compared token by token (is one under the other?), rendered back
 //! for `serde_json::Value::pointer_mut` and for the audit entry.
 
 use std::fmt;
