@@ -143,7 +143,7 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
 
     // Replay it: published again, audited, removed from the DLQ, and this
     // time applied.
-    let request = serde_json::json!({"reason": "row lock released", "requested_by": "ops-alice"});
+    let request = serde_json::json!({"reason": "row lock released"});
     let (status, replayed) = env.api(
         &app,
         Method::POST,
@@ -195,7 +195,7 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
     );
     let (_, body) = env.api(&app, Method::GET, &format!("/messages/{id}"), None);
     let replay_row = &body["lifecycle"][5];
-    assert_eq!(replay_row["detail"]["requested_by"], "ops-alice");
+    assert_eq!(replay_row["detail"]["requested_by"], "shared-token");
     assert_eq!(replay_row["detail"]["reason"], "row lock released");
     assert!(env.dlq_entries().is_empty());
     let (status, _) = env.api(&app, Method::GET, &format!("/dlq/{id}"), None);
