@@ -70,6 +70,7 @@ pub(crate) mod delivery;
 pub mod dlq;
 pub mod downstream;
 pub mod failure;
+pub mod formats;
 pub(crate) mod handlers;
 pub(crate) mod health;
 pub mod identity;

@@ -5,14 +5,20 @@
 use actix::prelude::*;
 use chrono::Utc;
 
+use crate::formats::Formats;
 use crate::pipeline;
 use crate::pipeline::route_table::Routes;
 use crate::pipeline::steering::HeaderKey;
 use crate::stages::{Batch, Prepared};
+use crate::wait::{until_back, DependencyWait, Patience};
 
 pub struct Enricher {
     pub mailbox_capacity: usize,
     pub routes: std::sync::Arc<Routes>,
+    /// Payload formats and the schema registry.
+    pub formats: std::sync::Arc<Formats>,
+    /// How long to wait for a registry that is down.
+    pub wait: DependencyWait,
     /// Checks the signature of steering headers.
     pub header_key: HeaderKey,
 }
@@ -29,22 +35,49 @@ impl Handler<Batch> for Enricher {
     type Result = ();
 
     /// Accepts the batch at once (the sender moves on) and blocks this
-    /// actor's mailbox until the processor has accepted the result.
+    /// actor's mailbox until the processor has accepted the result. The
+    /// schemas the batch names are gathered first: a registry that does not
+    /// answer pauses the partition (nothing is dead-lettered for it) until
+    /// it answers or the partition is revoked.
     fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
-        let now = Utc::now();
         let offsets: Vec<i64> = batch.records.iter().map(|r| r.offset).collect();
-        let items = batch
-            .records
-            .into_iter()
-            .map(|record| pipeline::prepare(record, &self.routes, &self.header_key, now))
-            .collect();
-        let handoff = batch.handoff;
-        let back = handoff.clone();
-        let processor = handoff.processor.clone();
-        let send = processor.send(Prepared { items, handoff });
+        let (routes, formats, key, wait) = (
+            std::sync::Arc::clone(&self.routes),
+            std::sync::Arc::clone(&self.formats),
+            self.header_key.clone(),
+            self.wait,
+        );
         ctx.wait(
             async move {
-                if let Err(e) = send.await {
+                let handoff = batch.handoff;
+                let back = handoff.clone();
+                let gathered =
+                    until_back(wait, Patience::UntilRevoked(&handoff.revoked), async || {
+                        formats
+                            .schemas(batch.records.iter().map(|r| r.payload.as_deref()))
+                            .await
+                    })
+                    .await;
+                let schemas = match gathered {
+                    Ok(schemas) => schemas,
+                    Err(down) => {
+                        back.lost(offsets, format!("revoked while waiting: {}", down.error));
+                        return;
+                    }
+                };
+                let now = Utc::now();
+                let reading = pipeline::Reading {
+                    routes: &routes,
+                    formats: &formats,
+                    schemas: &schemas,
+                };
+                let items = batch
+                    .records
+                    .into_iter()
+                    .map(|record| pipeline::prepare(record, &reading, &key, now))
+                    .collect();
+                let processor = handoff.processor.clone();
+                if let Err(e) = processor.send(Prepared { items, handoff }).await {
                     back.lost(offsets, format!("processor unavailable: {e}"));
                 }
             }

@@ -24,13 +24,16 @@ pub struct Health {
 pub struct Readiness {
     /// `ready` or `unavailable`.
     pub status: &'static str,
-    /// Of `kafka`, `postgres`, `redis`, `audit_checkpoint_file`.
+    /// Of `kafka`, `postgres`, `redis`, `schema_registry`,
+    /// `audit_checkpoint_file`.
     pub failing: Vec<&'static str>,
     pub kafka: KafkaReadiness,
     /// Why PostgreSQL did not answer, if it did not.
     pub postgres: Option<String>,
     /// Why Redis did not answer, if it did not.
     pub redis: Option<String>,
+    /// Why the schema registry does not answer (when one is configured).
+    pub schema_registry: Option<String>,
     /// Why the checkpointer cannot append to `audit.checkpoint_file`, if it
     /// cannot (checkpoints still go to `audit_checkpoints`).
     pub audit_checkpoint_file: Option<String>,

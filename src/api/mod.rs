@@ -60,6 +60,8 @@ pub struct AppState {
     pub status: Arc<crate::status::Registry>,
     /// The overview's chart samples (`GET /status/samples`).
     pub samples: Arc<crate::status::Samples>,
+    /// Payload formats and the schema registry (`/ready` asks it).
+    pub formats: Arc<crate::formats::Formats>,
     /// Four-eyes approval's threshold and time to live.
     pub operators: crate::config::OperatorsSettings,
     /// What every answer masks (`masking.fields`).

@@ -32,9 +32,18 @@ pub async fn health() -> HttpResponse {
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Kafka assignment known, PostgreSQL and Redis answer, the checkpoint file (if any) takes checkpoints", body = Readiness), (status = 503, description = "Names the failing dependency", body = Readiness)))]
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let (postgres, redis) = futures::join!(
+    let registry = async {
+        let registry = state.formats.registry()?;
+        Some(
+            tokio::time::timeout(PROBE_DEADLINE, registry.ping())
+                .await
+                .unwrap_or_else(|_| Err("no answer in 2 s".into())),
+        )
+    };
+    let (postgres, redis, registry) = futures::join!(
         ping_postgres(&state.postgres, PROBE_DEADLINE),
-        ping_redis(&state.redis, PROBE_DEADLINE)
+        ping_redis(&state.redis, PROBE_DEADLINE),
+        registry
     );
     let assignment = state.health.assignment();
     let mut failing = Vec::new();
@@ -46,6 +55,9 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
     if redis.is_err() {
         failing.push("redis");
+    }
+    if matches!(registry, Some(Err(_))) {
+        failing.push(crate::formats::REGISTRY);
     }
     // A checkpoint file that stopped taking lines: a truncated trail would
     // go unnoticed, so this instance does not call itself ready.
@@ -62,6 +74,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         },
         postgres: postgres.err().map(|e| e.to_string()),
         redis: redis.err(),
+        schema_registry: registry.and_then(Result::err),
         audit_checkpoint_file: checkpoint_file,
     };
     if ready {

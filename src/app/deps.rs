@@ -43,6 +43,8 @@ pub struct Deps {
     pub keys: Keys,
     /// Event type → handler, per topic.
     pub routes: Arc<Routes>,
+    /// Payload formats and the schema registry (`formats`).
+    pub formats: Arc<crate::formats::Formats>,
     /// The http routes' endpoints (URL, timeout, rate limit), shared so a
     /// route's limit holds for the whole instance.
     pub endpoints: Arc<Endpoints>,
@@ -84,7 +86,10 @@ impl Deps {
         if !created.is_empty() {
             tracing::info!(partitions = ?created, "audit_log partitions created ahead");
         }
+        let formats = crate::formats::Formats::from_settings(&settings)
+            .context("schema_registry / formats")?;
         Ok(Deps {
+            formats: Arc::new(formats),
             keys: Keys::new(&settings.dlq.key_prefix),
             routes: Arc::new(Routes::new(&settings.routes)),
             endpoints: Arc::new(Endpoints::new(&settings.routes)),
@@ -100,6 +105,14 @@ impl Deps {
             dead_letters,
             audit,
         })
+    }
+
+    /// How long the stages wait for a dependency that is down.
+    pub fn dependency_wait(&self) -> crate::wait::DependencyWait {
+        crate::wait::DependencyWait {
+            min: self.settings.pipeline.dependency_backoff_min,
+            max: self.settings.pipeline.dependency_backoff_max,
+        }
     }
 
     /// Where `POST /produce` publishes: the first of `kafka.topics`.

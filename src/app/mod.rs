@@ -58,6 +58,7 @@ impl App {
             status: deps.status.clone(),
             samples: deps.samples.clone(),
             operators: deps.settings.operators.clone(),
+            formats: std::sync::Arc::clone(&deps.formats),
             masking: std::sync::Arc::new(crate::masking::Masking::from_settings(&deps.settings)),
         };
         let http = &deps.settings.http;

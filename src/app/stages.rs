@@ -25,7 +25,6 @@ use crate::process::Shared;
 use crate::retry::deferred::gate::Parking;
 use crate::retry::topic::publish::Republisher;
 use crate::stages::Record;
-use crate::wait::DependencyWait;
 
 /// The actors of the data path, on their arbiters.
 pub struct Started {
@@ -94,9 +93,12 @@ pub fn start(deps: &Deps) -> Started {
         .map(|i| {
             let mailbox_capacity = pipeline.mailbox_capacity;
             let (routes, header_key) = (Arc::clone(&deps.routes), deps.header_key.clone());
+            let (formats, wait) = (Arc::clone(&deps.formats), deps.dependency_wait());
             Enricher::start_in_arbiter(on(i), move |_| Enricher {
                 mailbox_capacity,
                 routes,
+                formats,
+                wait,
                 header_key,
             })
             .recipient()
@@ -114,7 +116,6 @@ pub fn start(deps: &Deps) -> Started {
 
 /// What every processor shares.
 fn shared(deps: &Deps) -> Shared {
-    let pipeline = &deps.settings.pipeline;
     Shared {
         pool: deps.postgres.clone(),
         http: Arc::clone(&deps.endpoints),
@@ -122,10 +123,7 @@ fn shared(deps: &Deps) -> Shared {
         redis: deps.redis.clone(),
         keys: deps.keys.clone(),
         retry: deps.settings.retry.clone(),
-        wait: DependencyWait {
-            min: pipeline.dependency_backoff_min,
-            max: pipeline.dependency_backoff_max,
-        },
+        wait: deps.dependency_wait(),
         republisher: Republisher::new(deps.producer.clone(), deps.header_key.clone()),
     }
 }

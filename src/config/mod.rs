@@ -14,6 +14,7 @@ use std::time::Duration;
 mod audit;
 mod defaults;
 mod duration;
+mod formats;
 mod masking;
 mod operators;
 pub mod pointer;
@@ -26,6 +27,7 @@ pub use audit::{ArchiveSettings, AuditSettings, Period, Retention, SigningSeed};
 use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
+pub use formats::{PayloadFormat, SchemaRegistrySettings, TopicFormat};
 pub use masking::{MaskRule, MaskingSettings};
 pub use operators::OperatorsSettings;
 pub use relay::RelaySettings;
@@ -85,6 +87,10 @@ pub struct Settings {
     pub relay: RelaySettings,
     /// Four-eyes approval.
     pub operators: OperatorsSettings,
+    /// The schema registry Avro, Protobuf and JSON Schema topics name.
+    pub schema_registry: SchemaRegistrySettings,
+    /// Topics whose payloads are not plain JSON.
+    pub formats: Vec<TopicFormat>,
     /// Personal payload fields, masked in the API's answers (none by default).
     pub masking: MaskingSettings,
 }

@@ -25,6 +25,8 @@ impl Settings {
         }
         self.audit.validate()?;
         self.operators.validate()?;
+        super::formats::validate_formats(&self.formats, &self.kafka.topics)?;
+        self.schema_registry.validate(&self.formats)?;
         self.relay.validate()?;
         self.masking.validate(&self.kafka.topics, &self.routes)
     }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::failure::{AttemptFailure, Failure};
+use crate::formats::{Formats, Readable, Schemas};
 use crate::handlers::registry::Task;
 use crate::kafka::envelope::Envelope;
 use retry_headers::Origin;
@@ -67,25 +68,67 @@ impl std::ops::Deref for Item {
     }
 }
 
-/// Decodes and enriches one record, routed by `routes`; its steering
-/// headers count only if signed with `key`.
-pub fn prepare(envelope: Envelope, routes: &Routes, key: &HeaderKey, now: DateTime<Utc>) -> Item {
+/// What a record is read with: its routes, and its topic's payload format
+/// with the schemas its batch names (see `formats`).
+pub struct Reading<'a> {
+    pub routes: &'a Routes,
+    pub formats: &'a Formats,
+    pub schemas: &'a Schemas,
+}
+
+/// Decodes and enriches one record, routed by `reading.routes`; its
+/// steering headers count only if signed with `key`.
+pub fn prepare(
+    envelope: Envelope,
+    reading: &Reading<'_>,
+    key: &HeaderKey,
+    now: DateTime<Utc>,
+) -> Item {
     let payload_sha256 = steering::payload_digest(envelope.payload.as_deref());
     let steering = key.read(&envelope, &payload_sha256);
     let retry = Origin::read(&envelope, key, steering.message_id, &payload_sha256);
-    // A retry record goes by its original topic's routes.
-    let decoded = match &retry {
-        Some(origin) => decode::decode(
-            &Envelope {
-                topic: std::sync::Arc::from(origin.topic.as_str()),
-                ..envelope.clone()
-            },
-            routes,
-            steering.message_id,
-            now,
-        ),
-        None => decode::decode(&envelope, routes, steering.message_id, now),
+    // A retry record goes by its original topic's routes and format.
+    let topic = match &retry {
+        Some(origin) => std::sync::Arc::from(origin.topic.as_str()),
+        None => std::sync::Arc::clone(&envelope.topic),
     };
+    let decoded =
+        match reading
+            .formats
+            .readable(&topic, envelope.payload.as_deref(), reading.schemas)
+        {
+            Readable::AsIs if retry.is_none() => {
+                decode::decode(&envelope, reading.routes, steering.message_id, now)
+            }
+            Readable::AsIs => decode::decode(
+                &Envelope {
+                    topic,
+                    ..envelope.clone()
+                },
+                reading.routes,
+                steering.message_id,
+                now,
+            ),
+            // Decoded from its schema: read as the JSON it stands for; the
+            // record keeps its own bytes.
+            Readable::Decoded { json, .. } => decode::decode(
+                &Envelope {
+                    topic,
+                    payload: Some(json),
+                    ..envelope.clone()
+                },
+                reading.routes,
+                steering.message_id,
+                now,
+            ),
+            Readable::Failed(failure) => decode::Decoded {
+                message_id: steering.message_id.unwrap_or_else(|| {
+                    message_id::for_position(&envelope.topic, envelope.partition, envelope.offset)
+                }),
+                event_type: None,
+                work: Err(failure),
+            },
+        };
     let work = decoded.work;
     Item {
         message: Message {

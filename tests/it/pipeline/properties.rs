@@ -185,8 +185,11 @@ proptest! {
         let routes = routes();
         let key = key();
         let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
-        let item = prepare(envelope.clone(), &routes, &key, now);
-        let again = prepare(envelope.clone(), &routes, &key, now);
+        let formats = custodian::formats::Formats::json_only();
+        let schemas = custodian::formats::Schemas::default();
+        let reading = custodian::pipeline::Reading { routes: &routes, formats: &formats, schemas: &schemas };
+        let item = prepare(envelope.clone(), &reading, &key, now);
+        let again = prepare(envelope.clone(), &reading, &key, now);
         prop_assert_eq!(item.message_id, again.message_id, "a stable message id");
 
         let Some(entry) = crate::support::dead_letter::parked(item, now) else {
