@@ -2,19 +2,24 @@
 # Local PostgreSQL and Redis for custodian's development runs and tests
 # (and Debian's headless Chromium with its WebDriver, for the console test;
 # schemathesis in a Python venv, for the API fuzzing test; tansu, a
-# Kafka-compatible broker, for the fault tier in tests/it/faults/; and s3s-fs,
-# an S3-protocol server on the file system, for the object-store tests).
+# Kafka-compatible broker, for the fault tier in tests/it/faults/; s3s-fs,
+# an S3-protocol server on the file system, for the object-store tests; and
+# Karapace, a Confluent-compatible schema registry, for the Avro, Protobuf
+# and JSON Schema formats).
 #
 #   dev/services.sh start   install (Debian packages) if missing, start, print env
 #   dev/services.sh env     same as start; only the `export` lines go to stdout,
 #                           so `eval "$(dev/services.sh env)"` works
-#   dev/services.sh stop    stop them (PostgreSQL, Redis, s3s-fs)
+#   dev/services.sh stop    stop them (PostgreSQL, Redis, s3s-fs, the schema
+#                           registry and its broker)
 #   dev/services.sh tansu   only install tansu (dev/test runs this in the
 #                           background while custodian builds)
 #   dev/services.sh s3      only install s3s-fs (the same, for its build)
+#   dev/services.sh registry  only install Karapace
 #
-# DEV_TOOLS=0 skips the test-only tools (Chromium, schemathesis): dev/bench
-# uses it for its private instances.
+# DEV_TOOLS=0 skips the test-only tools (Chromium, schemathesis, and the
+# schema registry unless DEV_SKIP_REGISTRY=0 asks for it): dev/bench uses it
+# for its private instances.
 #
 # Private instances, on loopback only, data under $DEV_STATE_DIR
 # (default /tmp/custodian-dev): PostgreSQL on $DEV_PG_PORT (55432, trust
@@ -31,6 +36,19 @@
 # like tansu. No Object Lock, versioning or lifecycle: a plain object store.
 # DEV_SKIP_S3=1 makes start/env skip its install and start.
 #
+# Schema registry: Karapace 3.16.0 on $DEV_REGISTRY_PORT (58081), with a
+# tansu broker of its own on $DEV_REGISTRY_KAFKA_PORT (59092) that holds its
+# schemas in the topic _schemas (SQLite storage under
+# $DEV_STATE_DIR/registry/kafka, so schemas and their ids outlive a
+# restart of either); start/env export its URL as TEST_SCHEMA_REGISTRY_URL.
+# Karapace is not on PyPI: it installs from the source archive in
+# dev/vendor/ (see its README.md) with its dependencies from PyPI, once per
+# machine into a venv in the cache beside tansu. It needs tansu's binary:
+# with DEV_SKIP_TANSU=1 and tansu not built yet, start/env leave it stopped
+# (and export no URL) until a later start/env. DEV_SKIP_REGISTRY=1 makes
+# start/env skip its install and start (DEV_TOOLS=0 implies it, unless
+# DEV_SKIP_REGISTRY=0).
+#
 # Output: one line per phase on stderr (installing, building tansu, starting
 # a server), with its time and its log, $DEV_STATE_DIR/logs/<phase>.log, where
 # apt-get, pip and cargo write; a failing phase shows the last lines of its
@@ -41,6 +59,9 @@ STATE=${DEV_STATE_DIR:-/tmp/custodian-dev}
 PG_PORT=${DEV_PG_PORT:-55432}
 REDIS_PORT=${DEV_REDIS_PORT:-56379}
 S3_PORT=${DEV_S3_PORT:-59000}
+REGISTRY_PORT=${DEV_REGISTRY_PORT:-58081}
+REGISTRY_KAFKA_PORT=${DEV_REGISTRY_KAFKA_PORT:-59092}
+if [ "${DEV_TOOLS:-1}" = 1 ]; then SKIP_REGISTRY=${DEV_SKIP_REGISTRY:-0}; else SKIP_REGISTRY=${DEV_SKIP_REGISTRY:-1}; fi
 LOGS=$STATE/logs
 log() { echo "services: $*" >&2; }
 
@@ -71,8 +92,15 @@ install_missing() {
   command -v psql >/dev/null || packages+=(postgresql-client)
   # The fault tier edits a stopped tansu's SQLite store (tests/it/faults/).
   command -v sqlite3 >/dev/null || packages+=(sqlite3)
-  # The S3 server's readiness check signs its request (curl --aws-sigv4).
-  [ "${DEV_SKIP_S3:-0}" = 1 ] || command -v curl >/dev/null || packages+=(curl)
+  # The S3 server's readiness check signs its request (curl --aws-sigv4);
+  # the schema registry's asks its REST API.
+  if [ "${DEV_SKIP_S3:-0}" != 1 ] || [ "$SKIP_REGISTRY" != 1 ]; then
+    command -v curl >/dev/null || packages+=(curl)
+  fi
+  # Karapace's venv: Debian's python3 has venv in a package of its own.
+  if [ "$SKIP_REGISTRY" != 1 ]; then
+    python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+  fi
   if [ "${DEV_TOOLS:-1}" = 1 ]; then
     # Headless Chromium drives the console test (tests/it/console/).
     command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
@@ -251,6 +279,167 @@ stop_s3() {
   rm -f "$S3_DIR/server.pid"
 }
 
+# Karapace (Aiven's Confluent-compatible schema registry), pinned, installed
+# once per machine into a venv in the cache, under the same kind of stamp
+# and lock as tansu. It is not on PyPI: its source is the archive in
+# dev/vendor/ (see its README.md for where it comes from and why 3.16.0),
+# its dependencies come from PyPI at the versions Karapace pins. About 35
+# seconds on 2 cores (wheels for every dependency but avro, a small
+# pure-Python build).
+KARAPACE_VERSION=3.16.0
+KARAPACE_SRC=$(cd "$(dirname "$0")" && pwd)/vendor/karapace-$KARAPACE_VERSION.tar.gz
+KARAPACE_REQUIREMENTS=${KARAPACE_SRC%.tar.gz}-requirements.txt
+KARAPACE_ROOT=$CACHE/karapace
+REGISTRY_DIR=$STATE/registry
+install_registry() {
+  mkdir -p "$KARAPACE_ROOT"
+  exec 7>"$KARAPACE_ROOT/.lock"
+  if ! flock -n 7; then
+    phase_begin "waiting for the Karapace install in progress" "$LOGS/karapace.log"
+    flock 7
+    phase_end 0
+  fi
+  # The archive's and the pins' digests: a change in either reinstalls.
+  local stamp
+  stamp="karapace $KARAPACE_VERSION $(python3 --version 2>&1) $(cat "$KARAPACE_SRC" "$KARAPACE_REQUIREMENTS" | sha256sum | cut -c1-16)"
+  if [ -x "$KARAPACE_ROOT/venv/bin/karapace" ] && [ "$(cat "$KARAPACE_ROOT/stamp" 2>/dev/null)" = "$stamp" ]; then
+    exec 7>&-
+    return 0
+  fi
+  rm -f "$KARAPACE_ROOT/stamp"
+  phase "installing Karapace $KARAPACE_VERSION into $KARAPACE_ROOT (pip; once per machine: about 35 seconds)" \
+    "$LOGS/karapace.log" pip_karapace
+  echo "$stamp" >"$KARAPACE_ROOT/stamp"
+  exec 7>&-
+}
+
+pip_karapace() {
+  rm -rf "$KARAPACE_ROOT/venv"
+  python3 -m venv "$KARAPACE_ROOT/venv"
+  "$KARAPACE_ROOT/venv/bin/pip" install --progress-bar off -r "$KARAPACE_REQUIREMENTS"
+  # Its setup.py takes the version from KARAPACE_VERSION where there is no git.
+  KARAPACE_VERSION=$KARAPACE_VERSION "$KARAPACE_ROOT/venv/bin/pip" install --progress-bar off --no-deps "$KARAPACE_SRC"
+  "$KARAPACE_ROOT/venv/bin/pip" check
+  "$KARAPACE_ROOT/venv/bin/karapace" --version
+}
+
+# 200 once Karapace has read the schemas topic to its end (503 before).
+registry_ready() {
+  curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/subjects" 2>/dev/null
+}
+
+registry_kafka_listens() { (exec 3<>"/dev/tcp/127.0.0.1/$REGISTRY_KAFKA_PORT") 2>/dev/null; }
+
+# The pid in $REGISTRY_DIR/NAME.pid, if that process still runs PROGRAM.
+registry_pid() {
+  local pid
+  pid=$(cat "$REGISTRY_DIR/$1.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$2" && echo "$pid"
+}
+
+# SIGTERM, then SIGKILL after 10 s (Karapace takes about 2 s to close).
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
+
+start_registry() {
+  if [ ! -x "$TANSU_ROOT/bin/tansu" ] || [ "$(cat "$TANSU_ROOT/stamp" 2>/dev/null)" != "$TANSU_STAMP" ]; then
+    phase_note "schema registry not started: it needs tansu $TANSU_VERSION, not built yet (dev/services.sh tansu)"
+    return 0
+  fi
+  mkdir -p "$REGISTRY_DIR/kafka"
+  # Karapace answers reads from memory with its broker gone: ask for both.
+  if registry_ready && registry_kafka_listens; then
+    REGISTRY_RUNNING=1
+    return 0
+  fi
+  phase "starting the schema registry (Karapace $KARAPACE_VERSION) on 127.0.0.1:$REGISTRY_PORT, its tansu on 127.0.0.1:$REGISTRY_KAFKA_PORT" \
+    "$LOGS/registry.log" registry_up
+  REGISTRY_RUNNING=1
+  STARTED=1
+}
+
+registry_up() {
+  local pid
+  # One that runs but does not answer, or whose broker went away.
+  if pid=$(registry_pid karapace karapace); then
+    echo "Karapace (pid $pid) runs, but it or its broker does not answer: stopping it"
+    stop_pid "$pid"
+  fi
+  if ! { registry_pid tansu tansu >/dev/null && registry_kafka_listens; }; then
+    if pid=$(registry_pid tansu tansu); then
+      echo "the registry's tansu (pid $pid) does not listen: stopping it"
+      stop_pid "$pid"
+    fi
+    # tansu 0.6 resolves a sqlite:// path against its working directory.
+    # setsid: a session of its own, so that it outlives this script; it
+    # execs in place, so $! is the broker's pid.
+    (
+      cd "$REGISTRY_DIR/kafka"
+      RUST_LOG=${DEV_REGISTRY_KAFKA_LOG:-warn} exec setsid "$TANSU_ROOT/bin/tansu" broker \
+        --listener-url "tcp://127.0.0.1:$REGISTRY_KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$REGISTRY_KAFKA_PORT" \
+        --storage-engine sqlite://tansu.db
+    ) </dev/null >>"$REGISTRY_DIR/tansu.log" 2>&1 &
+    echo $! >"$REGISTRY_DIR/tansu.pid"
+    for _ in $(seq 100); do
+      registry_kafka_listens && break
+      kill -0 "$(cat "$REGISTRY_DIR/tansu.pid")" 2>/dev/null || break
+      sleep 0.1
+    done
+    if ! registry_kafka_listens; then
+      echo "tansu does not listen on 127.0.0.1:$REGISTRY_KAFKA_PORT; $REGISTRY_DIR/tansu.log:"
+      tail -n 20 "$REGISTRY_DIR/tansu.log"
+      return 1
+    fi
+  fi
+  # A group of its own on every start. Karapace elects its primary (the one
+  # that writes) in a Kafka consumer group, and tansu 0.6 keeps a member in
+  # the group after its Karapace stopped, even cleanly: a Karapace that
+  # rejoined the group of its previous run joined as a follower of that
+  # leader, got an empty assignment and never served. It reads _schemas
+  # without a group, so nothing else depends on the group's name.
+  cat >"$REGISTRY_DIR/karapace.json" <<JSON
+{
+  "bootstrap_uri": "127.0.0.1:$REGISTRY_KAFKA_PORT",
+  "host": "127.0.0.1",
+  "port": $REGISTRY_PORT,
+  "advertised_hostname": "127.0.0.1",
+  "advertised_port": $REGISTRY_PORT,
+  "registry_host": "127.0.0.1",
+  "registry_port": $REGISTRY_PORT,
+  "karapace_registry": true,
+  "karapace_rest": false,
+  "topic_name": "_schemas",
+  "replication_factor": 1,
+  "group_id": "schema-registry-$(date +%s%N)",
+  "log_level": "${DEV_REGISTRY_LOG:-INFO}"
+}
+JSON
+  setsid "$KARAPACE_ROOT/venv/bin/karapace" "$REGISTRY_DIR/karapace.json" \
+    </dev/null >>"$REGISTRY_DIR/karapace.log" 2>&1 &
+  echo $! >"$REGISTRY_DIR/karapace.pid"
+  for _ in $(seq 600); do
+    registry_ready && return 0
+    kill -0 "$(cat "$REGISTRY_DIR/karapace.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "Karapace does not answer GET /subjects on 127.0.0.1:$REGISTRY_PORT; $REGISTRY_DIR/karapace.log:"
+  tail -n 30 "$REGISTRY_DIR/karapace.log"
+  return 1
+}
+
+# Karapace first, then its broker.
+stop_registry() {
+  local pid
+  if pid=$(registry_pid karapace karapace); then stop_pid "$pid"; fi
+  if pid=$(registry_pid tansu tansu); then stop_pid "$pid"; fi
+  rm -f "$REGISTRY_DIR/karapace.pid" "$REGISTRY_DIR/tansu.pid"
+}
+
 # initdb and postgres refuse to run as root: use the package's postgres user.
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -332,6 +521,10 @@ export TEST_S3_BUCKET=$S3_BUCKET
 export DEV_S3_PORT=$S3_PORT
 export TEST_S3_DATA_DIR=$STATE/s3/data
 ENV
+  [ "$REGISTRY_RUNNING" != 1 ] || cat <<ENV
+export TEST_SCHEMA_REGISTRY_URL=http://127.0.0.1:$REGISTRY_PORT
+export DEV_REGISTRY_PORT=$REGISTRY_PORT
+ENV
 }
 
 case "${1:-start}" in
@@ -340,15 +533,26 @@ case "${1:-start}" in
     [ "${DEV_TOOLS:-1}" = 1 ] && install_schemathesis
     [ "${DEV_SKIP_TANSU:-0}" = 1 ] || install_tansu
     [ "${DEV_SKIP_S3:-0}" = 1 ] || install_s3s
+    [ "$SKIP_REGISTRY" = 1 ] || install_registry
     STARTED=0
+    REGISTRY_RUNNING=0
     start_postgres
     start_redis
-    running="PostgreSQL (127.0.0.1:$PG_PORT) and Redis (127.0.0.1:$REDIS_PORT)"
+    running=("PostgreSQL (127.0.0.1:$PG_PORT)" "Redis (127.0.0.1:$REDIS_PORT)")
     if [ "${DEV_SKIP_S3:-0}" != 1 ]; then
       start_s3
-      running="PostgreSQL (127.0.0.1:$PG_PORT), Redis (127.0.0.1:$REDIS_PORT) and s3s-fs (127.0.0.1:$S3_PORT)"
+      running+=("s3s-fs (127.0.0.1:$S3_PORT)")
     fi
-    [ "$STARTED" = 1 ] || phase_note "$running already running"
+    if [ "$SKIP_REGISTRY" != 1 ]; then
+      start_registry
+      [ "$REGISTRY_RUNNING" != 1 ] || running+=("the schema registry (127.0.0.1:$REGISTRY_PORT)")
+    fi
+    if [ "$STARTED" != 1 ]; then
+      last=${running[-1]}
+      unset 'running[-1]'
+      list=$(IFS=,; echo "${running[*]}")
+      phase_note "${list//,/, } and $last already running"
+    fi
     print_env
     ;;
   stop)
@@ -356,8 +560,10 @@ case "${1:-start}" in
     [ -n "$bin" ] && [ -d "$STATE/pg" ] && as_pg "$bin/pg_ctl" -D "$STATE/pg" -m fast stop >&2 || true
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     stop_s3 || true
+    stop_registry || true
     ;;
   tansu) install_tansu ;;
   s3) install_s3s ;;
-  *) echo "usage: $0 start|env|stop|tansu|s3" >&2; exit 2 ;;
+  registry) install_registry ;;
+  *) echo "usage: $0 start|env|stop|tansu|s3|registry" >&2; exit 2 ;;
 esac
