@@ -113,6 +113,8 @@ enum Command {
         /// Topic (default: the first of kafka.topics).
         #[arg(long)]
         topic: Option<String>,
+        #[command(flatten)]
+        encoding: produce::Encoding,
     },
 }
 
@@ -173,14 +175,17 @@ fn main() -> ExitCode {
         Command::Produce {
             synthetic: false,
             topic,
+            encoding,
             ..
         } => {
             let topic = topic.unwrap_or_else(|| settings.kafka.topics[0].clone());
             let brokers = settings.kafka.brokers.clone();
             current_thread(async move {
+                let encoder = encoding.encoder(&settings.schema_registry).await?;
                 let sent = produce::interactive(
                     &brokers,
                     &topic,
+                    encoder.as_ref(),
                     std::io::stdin().lock(),
                     std::io::stdout().lock(),
                 )
@@ -193,13 +198,17 @@ fn main() -> ExitCode {
             synthetic: true,
             events,
             topic,
+            encoding,
         } => {
-            let options = produce::SyntheticOptions {
-                brokers: settings.kafka.brokers.clone(),
-                topic: topic.unwrap_or_else(|| settings.kafka.topics[0].clone()),
-                events,
-            };
+            let brokers = settings.kafka.brokers.clone();
+            let topic = topic.unwrap_or_else(|| settings.kafka.topics[0].clone());
             current_thread(async move {
+                let options = produce::SyntheticOptions {
+                    brokers,
+                    topic,
+                    events,
+                    encoder: encoding.encoder(&settings.schema_registry).await?,
+                };
                 let report = produce::synthetic(options).await?;
                 println!(
                     "produced {} events ({} failed) in {:.1}s",

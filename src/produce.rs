@@ -4,7 +4,10 @@
 //! - interactive: each line read becomes a `Message` event with a
 //!   new id, which is printed back once Kafka acknowledged it;
 //! - `--synthetic`: generated transaction events, keyed by user,
-//!   optionally rate-limited (governor), with a progress bar.
+//!   optionally rate-limited (governor), with a progress bar;
+//! - `--format avro|protobuf|json-schema --subject S`: each payload (a
+//!   typed line is then the event's JSON itself) written in the Confluent
+//!   wire format with the subject's schema (`--schema-file` registers it).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::num::NonZeroU32;
@@ -13,6 +16,9 @@ use std::time::{Duration, Instant};
 use governor::{Quota, RateLimiter};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::formats::encode::Encoder;
+use crate::formats::registry::{Endpoint, Registry};
+use crate::formats::schema::Kind;
 use crate::handlers::registry::TEXT_MESSAGE_TYPE;
 use crate::kafka::client::producer_config;
 use crate::synth::Generator;
@@ -29,12 +35,82 @@ pub fn text_message(id: uuid::Uuid, text: &str) -> String {
     .to_string()
 }
 
+/// How `produce` writes payloads in a schema format (`--format`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Encoding {
+    /// Write payloads in the Confluent wire format with this kind of schema
+    /// (needs schema_registry.url); default: plain JSON.
+    #[arg(long, value_enum)]
+    pub format: Option<EncodingFormat>,
+    /// The registry subject whose schema encodes them (its latest version,
+    /// or the one --schema-file registers).
+    #[arg(long, requires = "format")]
+    pub subject: Option<String>,
+    /// A schema file (.avsc, .proto, .json) registered under --subject.
+    #[arg(long, requires = "subject")]
+    pub schema_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EncodingFormat {
+    Avro,
+    Protobuf,
+    JsonSchema,
+}
+
+impl Encoding {
+    /// The encoder these options name, if any (registering the schema).
+    pub async fn encoder(
+        &self,
+        settings: &crate::config::SchemaRegistrySettings,
+    ) -> anyhow::Result<Option<Encoder>> {
+        use anyhow::Context as _;
+        let Some(format) = self.format else {
+            return Ok(None);
+        };
+        let subject = self
+            .subject
+            .as_deref()
+            .context("--format needs --subject")?;
+        let url = settings
+            .url
+            .clone()
+            .context("--format needs schema_registry.url")?;
+        let registry = Registry::new(
+            Endpoint {
+                url,
+                username: settings.username.clone(),
+                password: settings.password.clone(),
+                timeout: settings.timeout,
+            },
+            16,
+        )?;
+        let text = match &self.schema_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--schema-file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let kind = match format {
+            EncodingFormat::Avro => Kind::Avro,
+            EncodingFormat::Protobuf => Kind::Protobuf,
+            EncodingFormat::JsonSchema => Kind::JsonSchema,
+        };
+        Ok(Some(
+            Encoder::new(&registry, subject, kind, text.as_deref()).await?,
+        ))
+    }
+}
+
 /// Reads lines from `input` until it ends; publishes each non-empty line as
 /// a message with a new id (also its key), and writes the id to `output`.
 /// With a terminal, prompts for each line. Returns how many were sent.
+/// With an `encoder`, a line is the event's JSON, written in its format.
 pub async fn interactive(
     brokers: &str,
     topic: &str,
+    encoder: Option<&Encoder>,
     input: impl BufRead,
     mut output: impl Write,
 ) -> anyhow::Result<u64> {
@@ -51,7 +127,12 @@ pub async fn interactive(
         if !text.is_empty() {
             let id = uuid::Uuid::new_v4();
             let key = id.to_string();
-            let payload = text_message(id, text);
+            let payload = match encoder {
+                Some(encoder) => encoder
+                    .encode(text.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("the line does not fit the schema: {e}"))?,
+                None => text_message(id, text).into_bytes(),
+            };
             let delivery = producer
                 .send(
                     FutureRecord::to(topic).key(&key).payload(&payload),
@@ -78,6 +159,8 @@ pub struct SyntheticOptions {
     pub brokers: String,
     pub topic: String,
     pub events: Synthetic,
+    /// Writes each event in a schema format (`--format`).
+    pub encoder: Option<Encoder>,
 }
 
 /// What a synthetic run sends, and how fast: `custodian produce
@@ -134,7 +217,14 @@ pub async fn synthetic(options: SyntheticOptions) -> anyhow::Result<Report> {
         if let Some(limiter) = &limiter {
             limiter.until_ready().await;
         }
-        let event = generator.next_event();
+        let mut event = generator.next_event();
+        if let Some(encoder) = &options.encoder {
+            // A poison event does not fit the schema: it is sent as it is,
+            // a wire-format failure for custodian to dead-letter.
+            if let Ok(encoded) = encoder.encode(&event.payload) {
+                event.payload = encoded;
+            }
+        }
         let producer = producer.clone();
         let topic = options.topic.clone();
         pending.push(async move {

@@ -356,3 +356,129 @@ mod round_trip {
         assert!(unscaled("1e5", 2).is_err());
     }
 }
+
+/// `value`, read with `writer`, in `reader`'s shape (Avro schema
+/// resolution: fields matched by name, a field the writer lacks takes the
+/// reader's default, one the reader lacks is dropped, unions matched by
+/// branch type, numbers promoted). Done here rather than by apache-avro's
+/// datum reader, which refuses a `bytes` decimal whose length cannot hold
+/// its precision's digits (any short amount).
+pub fn evolve(
+    value: Value,
+    writer: &Schema,
+    reader: &Schema,
+    names: (&Names<'_>, &Names<'_>),
+) -> Result<Value, Mismatch> {
+    use apache_avro::schema::SchemaKind;
+    let resolve = |s: &'_ Schema, n: &Names<'_>| -> Result<Schema, Mismatch> {
+        match s {
+            Schema::Ref { name } => {
+                n.0.get(name)
+                    .map(|s| (*s).clone())
+                    .ok_or_else(|| Mismatch(format!("the schema names an unknown type {name}")))
+            }
+            other => Ok(other.clone()),
+        }
+    };
+    let (writer, reader) = (resolve(writer, names.0)?, resolve(reader, names.1)?);
+    let no = |why: &str| Mismatch(format!("cannot read into the reader schema: {why}"));
+    Ok(match (value, &writer, &reader) {
+        (Value::Union(i, inner), Schema::Union(wu), _) => {
+            let branch = wu
+                .variants()
+                .get(i as usize)
+                .ok_or_else(|| no("a union branch the writer lacks"))?
+                .clone();
+            return evolve(*inner, &branch, &reader, names);
+        }
+        (value, _, Schema::Union(ru)) => {
+            let kind = SchemaKind::from(&writer);
+            let at = ru
+                .variants()
+                .iter()
+                .position(|b| SchemaKind::from(b) == kind)
+                .or_else(|| {
+                    ru.variants()
+                        .iter()
+                        .position(|b| !matches!(b, Schema::Null))
+                })
+                .ok_or_else(|| no("no union branch fits"))?;
+            let branch = ru.variants()[at].clone();
+            Value::Union(at as u32, Box::new(evolve(value, &writer, &branch, names)?))
+        }
+        (Value::Record(fields), Schema::Record(w), Schema::Record(r)) => {
+            let mut by_name: HashMap<String, Value> = fields.into_iter().collect();
+            let mut out = Vec::with_capacity(r.fields.len());
+            for field in &r.fields {
+                let value = match (by_name.remove(&field.name), w.lookup.get(&field.name)) {
+                    (Some(v), Some(at)) => evolve(v, &w.fields[*at].schema, &field.schema, names)?,
+                    _ => match &field.default {
+                        Some(default) => from_json(default, &field.schema, names.1)?,
+                        None => return Err(no(&format!("field {} has no default", field.name))),
+                    },
+                };
+                out.push((field.name.clone(), value));
+            }
+            Value::Record(out)
+        }
+        (Value::Array(items), Schema::Array(w), Schema::Array(r)) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| evolve(v, &w.items, &r.items, names))
+                .collect::<Result<_, _>>()?,
+        ),
+        (Value::Map(map), Schema::Map(w), Schema::Map(r)) => Value::Map(
+            map.into_iter()
+                .map(|(k, v)| Ok((k, evolve(v, &w.types, &r.types, names)?)))
+                .collect::<Result<_, Mismatch>>()?,
+        ),
+        (Value::Enum(_, symbol), _, Schema::Enum(e)) => {
+            let at = e
+                .symbols
+                .iter()
+                .position(|s| *s == symbol)
+                .ok_or_else(|| no(&format!("enum symbol {symbol}")))?;
+            Value::Enum(at as u32, symbol)
+        }
+        (Value::Int(i), _, Schema::Long) => Value::Long(i64::from(i)),
+        (Value::Int(i), _, Schema::Double) => Value::Double(f64::from(i)),
+        (Value::Long(i), _, Schema::Double) => Value::Double(i as f64),
+        (Value::Float(f), _, Schema::Double) => Value::Double(f64::from(f)),
+        (Value::String(s), _, Schema::Bytes) => Value::Bytes(s.into_bytes()),
+        (Value::Bytes(b), _, Schema::String) => {
+            Value::String(String::from_utf8(b).map_err(|_| no("bytes that are not UTF-8"))?)
+        }
+        (value, w, r) if SchemaKind::from(w) == SchemaKind::from(r) => value,
+        (_, w, r) => {
+            return Err(no(&format!(
+                "{:?} does not read as {:?}",
+                SchemaKind::from(w),
+                SchemaKind::from(r)
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod evolution {
+    use super::*;
+
+    #[test]
+    fn a_field_the_writer_lacks_takes_the_readers_default() {
+        let writer = Schema::parse_str(
+            r#"{"type":"record","name":"T","fields":[{"name":"a","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":2}}]}"#,
+        )
+        .expect("writer");
+        let reader = Schema::parse_str(
+            r#"{"type":"record","name":"T","fields":[{"name":"a","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":2}},{"name":"s","type":"string","default":"pending"}]}"#,
+        )
+        .expect("reader");
+        let value = Value::Record(vec![("a".into(), Value::Decimal(vec![0x07, 0xd0].into()))]);
+        let (wn, rn) = (Names::of(&writer), Names::of(&reader));
+        let evolved = evolve(value, &writer, &reader, (&wn, &rn)).expect("evolves");
+        assert_eq!(
+            render(&evolved, &reader, &rn).expect("renders"),
+            r#"{"a":20.00,"s":"pending"}"#
+        );
+    }
+}

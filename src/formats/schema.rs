@@ -141,7 +141,6 @@ impl Schema {
                     ))
                 };
                 let value = apache_avro::reader::datum::GenericDatumReader::builder(writer)
-                    .maybe_reader_schema(reader)
                     .build()
                     .map_err(mismatch)?
                     .read_value(&mut rest)
@@ -153,8 +152,16 @@ impl Schema {
                         self.id
                     )));
                 }
-                let shape = reader.unwrap_or(writer);
-                let names = super::avro_json::Names::of(shape);
+                let written = super::avro_json::Names::of(writer);
+                let (value, shape, names) = match reader {
+                    Some(reader) => {
+                        let read = super::avro_json::Names::of(reader);
+                        let value =
+                            super::avro_json::evolve(value, writer, reader, (&written, &read))?;
+                        (value, reader, read)
+                    }
+                    None => (value, writer, written),
+                };
                 super::avro_json::render(&value, shape, &names).map(String::into_bytes)
             }
             Compiled::Protobuf(pool) => {

@@ -19,6 +19,8 @@
 //! - `console`: the operator's console in headless Chromium.
 //! - `outbox`: the transactional outbox relay.
 //! - `status`: `GET /status`, `custodian status`, metrics and logs.
+//! - `formats`: Avro, Protobuf and JSON Schema through a real schema
+//!   registry (Karapace).
 //! - `faults`: the fault tier, custodian and brokers as processes killed
 //!   and restarted; its scenarios run one at a time.
 //! - `support`: the helpers every area uses.
@@ -29,6 +31,7 @@ mod console;
 mod delivery;
 mod dlq;
 mod faults;
+mod formats;
 mod hostile;
 mod outbox;
 mod pipeline;
