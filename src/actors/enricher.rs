@@ -10,7 +10,7 @@ use crate::pipeline;
 use crate::pipeline::route_table::Routes;
 use crate::pipeline::steering::HeaderKey;
 use crate::stages::{Batch, Prepared};
-use crate::wait::{until_back, DependencyWait, Patience};
+use crate::wait::{until_back, DependencyWait, Down, Patience};
 
 pub struct Enricher {
     pub mailbox_capacity: usize,
@@ -56,6 +56,7 @@ impl Handler<Batch> for Enricher {
                         formats
                             .schemas(batch.records.iter().map(|r| r.payload.as_deref()))
                             .await
+                            .map_err(|e| Down::new(crate::formats::REGISTRY, e))
                     })
                     .await;
                 let schemas = match gathered {

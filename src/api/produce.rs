@@ -1,6 +1,8 @@
 //! `POST /produce`: validates a domain event envelope, keys it
-//! (userId, orderId, orderId, sku), publishes it, and answers 202 with where
-//! it went once Kafka acknowledged it.
+//! (userId, orderId, orderId, sku), publishes it (as JSON, or with
+//! `?format=avro|protobuf|json-schema` in the Confluent wire format with its
+//! subject's latest schema), and answers 202 with where it went once Kafka
+//! acknowledged it.
 
 use std::time::Duration;
 
@@ -64,17 +66,72 @@ fn validate(body: &[u8]) -> Result<(uuid::Uuid, String, String), String> {
     Ok((event_id, kind, event.key().to_owned()))
 }
 
-#[utoipa::path(tag = "events", security(("bearer" = ["operator"])), request_body(content = EventEnvelope, description = "A domain envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), Guarded, WithBody))]
+/// How to write the event (`?format=…&subject=…`).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ProduceQuery {
+    /// `json` (the default), `avro`, `protobuf` or `json-schema`: the
+    /// latter in the Confluent wire format, with `subject`'s latest schema
+    /// from the schema registry.
+    format: Option<String>,
+    /// The registry subject (default `<topic>-value`).
+    subject: Option<String>,
+}
+
+/// The event in `query`'s format: as it is, or encoded with its subject's
+/// latest schema.
+async fn encoded(
+    state: &crate::api::AppState,
+    topic: &str,
+    query: ProduceQuery,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    use crate::formats::registry::FetchError;
+    use crate::formats::schema::Kind;
+    let kind = match query.format.as_deref() {
+        None | Some("json") => return Ok(body.to_vec()),
+        Some("avro") => Kind::Avro,
+        Some("protobuf") => Kind::Protobuf,
+        Some("json-schema") => Kind::JsonSchema,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "format: json, avro, protobuf or json-schema".into(),
+            ))
+        }
+    };
+    let registry = state.formats.registry().ok_or_else(|| {
+        ApiError::BadRequest("format: needs schema_registry.url, which is not configured".into())
+    })?;
+    let subject = query.subject.unwrap_or_else(|| format!("{topic}-value"));
+    let encoder = crate::formats::encode::Encoder::new(registry, &subject, kind, None)
+        .await
+        .map_err(|e| match e {
+            FetchError::Unavailable(error) => {
+                tracing::warn!(%error, "POST /produce: the schema registry");
+                ApiError::Unavailable(crate::formats::REGISTRY)
+            }
+            other => ApiError::BadRequest(format!("subject: {other}")),
+        })?;
+    encoder
+        .encode(body)
+        .map_err(|e| ApiError::BadRequest(format!("body: does not fit subject {subject}: {e}")))
+}
+
+#[utoipa::path(tag = "events", security(("bearer" = ["operator"])), params(ProduceQuery), request_body(content = EventEnvelope, description = "A domain envelope: eventId, type, timestamp, data (at most 256 KiB). `data.amount` (OrderPlaced, PaymentSettled) is a JSON number, not a string, that NUMERIC(24,8) holds exactly: at most 16 digits before the point and 8 after; it is never rounded."), responses((status = 202, description = "Kafka acknowledged it", body = Produced), (status = 502, description = "Kafka did not acknowledge", body = ErrorBody), (status = 503, description = "The schema registry does not answer (with a format)", body = ErrorBody), Guarded, WithBody))]
 #[post("/produce")]
 pub async fn produce(
     _: Authorized<Act>,
     target: web::Data<ProduceTarget>,
+    state: web::Data<crate::api::AppState>,
+    query: web::Query<ProduceQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (event_id, kind, key) = validate(&body).map_err(ApiError::BadRequest)?;
+    let payload = encoded(&state, &target.topic, query.into_inner(), &body).await?;
     let record = FutureRecord::to(&target.topic)
         .key(key.as_bytes())
-        .payload(body.as_ref());
+        .payload(payload.as_slice());
     let delivery = target
         .producer
         .send(record, Duration::from_secs(10))

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use apache_avro::schema::{Name, Schema};
 use apache_avro::types::Value;
 
-use super::schema::Mismatch;
+use super::mismatch::Mismatch;
 
 /// Named types, for a schema's references.
 pub struct Names<'a>(HashMap<Name, &'a Schema>);

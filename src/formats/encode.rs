@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use super::mismatch::Mismatch;
 use super::registry::{FetchError, Registry};
-use super::schema::{Kind, Mismatch, Schema};
+use super::schema::{Kind, Schema};
 use super::wire;
 
 /// A subject's schema, ready to encode with.

@@ -11,6 +11,7 @@
 
 mod avro_json;
 pub mod encode;
+pub mod mismatch;
 pub mod registry;
 pub mod schema;
 pub mod wire;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 pub use crate::config::PayloadFormat as Format;
 use crate::config::Settings;
 use crate::failure::{Failure, Stage};
-use crate::wait::Down;
 use registry::{Endpoint, FetchError, Registry};
 use schema::Schema;
 
@@ -128,14 +128,15 @@ impl Formats {
         self.by_topic.get(topic).copied().unwrap_or(Format::Json)
     }
 
-    /// The schemas `payloads` name, from the cache or the registry; a
-    /// [`Down`] when the registry does not answer. Any payload in the wire
+    /// The schemas `payloads` name, from the cache or the registry; why
+    /// not when the registry does not answer (an outage: the caller waits
+    /// it out under [`REGISTRY`]). Any payload in the wire
     /// format counts, whatever its topic (a retry topic's record is read
     /// in its original topic's format).
     pub async fn schemas<'a>(
         &self,
         payloads: impl IntoIterator<Item = Option<&'a [u8]>>,
-    ) -> Result<Schemas, Down> {
+    ) -> Result<Schemas, String> {
         let mut found = Schemas::default();
         let Some(registry) = &self.registry else {
             return Ok(found);
@@ -152,7 +153,7 @@ impl Formats {
         }
         for id in wanted {
             match registry.get(id).await {
-                Err(FetchError::Unavailable(e)) => return Err(Down::new(REGISTRY, e)),
+                Err(FetchError::Unavailable(e)) => return Err(e),
                 got => {
                     found.0.insert(id, got);
                 }

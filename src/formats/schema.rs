@@ -98,10 +98,7 @@ impl Compiled {
     }
 }
 
-/// Why a body does not fit its schema (error kind `schema_mismatch`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Mismatch(pub String);
+pub use super::mismatch::Mismatch;
 
 /// The Protobuf message type `indexes` names in `pool`'s file.
 pub fn message_type(pool: &DescriptorPool, indexes: &[i32]) -> Result<MessageDescriptor, Mismatch> {

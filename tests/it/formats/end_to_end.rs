@@ -106,3 +106,60 @@ fn avro_records_of_an_older_schema_are_read_into_the_reader_schema() {
     );
     app.stop().expect("graceful stop");
 }
+
+/// `POST /produce?format=avro` encodes a domain event with its subject's
+/// latest schema; the pipeline decodes and applies it.
+#[test]
+fn post_produce_writes_the_wire_format_with_the_subjects_schema() {
+    let env = TestEnv::new(1);
+    let schema = r#"{"type":"record","name":"DomainEvent","fields":[
+        {"name":"eventId","type":"string"},{"name":"type","type":"string"},
+        {"name":"timestamp","type":"string"},
+        {"name":"data","type":{"type":"record","name":"UserData","fields":[
+            {"name":"userId","type":"string"},{"name":"name","type":"string"},
+            {"name":"email","type":"string"}]}}]}"#;
+    let registry = super::registry(&super::registry_url());
+    let subject = format!("{}-value", env.topic);
+    env.rt
+        .block_on(custodian::formats::encode::Encoder::new(
+            &registry,
+            &subject,
+            Kind::Avro,
+            Some(schema),
+        ))
+        .expect("registered");
+    let app = Running::start(settings(&env, PayloadFormat::Avro, None)).expect("custodian starts");
+    let user = format!("u-{}", uuid::Uuid::new_v4().simple());
+    let body = serde_json::json!({
+        "eventId": uuid::Uuid::new_v4(),
+        "type": "UserCreated",
+        "timestamp": "2025-01-11T12:00:00Z",
+        "data": {"userId": user, "name": "Ada", "email": "ada@example.com"},
+    });
+    let (status, answer) = env.api(
+        &app,
+        Method::POST,
+        "/produce?format=avro",
+        Some(body.clone()),
+    );
+    assert_eq!(status, 202, "{answer}");
+    wait_until(PATIENCE, "the user applied", || {
+        env.db().count(&format!(
+            "SELECT count(*) AS n FROM users WHERE id = '{user}' AND name = 'Ada'"
+        )) == 1
+    });
+    // A body that does not fit the schema is refused, naming why.
+    let mut wrong = body.clone();
+    wrong["data"]["email"] = serde_json::json!(7);
+    let (status, answer) = env.api(&app, Method::POST, "/produce?format=avro", Some(wrong));
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = env.api(&app, Method::POST, "/produce?format=xml", Some(body));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("format")),
+        "{answer}"
+    );
+    app.stop().expect("graceful stop");
+}
