@@ -53,6 +53,7 @@ impl Background {
             redis: deps.redis.clone(),
             header_key: deps.header_key.clone(),
             auditors,
+            formats: Arc::clone(&deps.formats),
         };
         let worker = worker::spawn(settings, wiring, background.stop.clone());
         background.add("the retry worker (its leases expire on their own)", worker);

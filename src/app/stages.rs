@@ -125,6 +125,7 @@ fn shared(deps: &Deps) -> Shared {
         retry: deps.settings.retry.clone(),
         wait: deps.dependency_wait(),
         republisher: Republisher::new(deps.producer.clone(), deps.header_key.clone()),
+        formats: Arc::clone(&deps.formats),
     }
 }
 

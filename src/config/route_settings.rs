@@ -49,6 +49,10 @@ pub struct RouteSettings {
     /// may be delivered at once (default 1); one key's stay in order.
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// For `http` on a schema topic (`formats`): `decoded` (the default,
+    /// the record's JSON) or `original` (its own bytes, in the wire format).
+    #[serde(default)]
+    pub forward: Option<String>,
 }
 
 /// Where a refusal points: `routes[<index>].<field>`, so an operator with
@@ -143,6 +147,12 @@ impl RouteSettings {
             }
             (Some(_), false) => return Err(at.invalid("url", "only an http route takes a url")),
             (None, false) => {}
+        }
+        match self.forward.as_deref() {
+            None | Some("decoded") => {}
+            Some("original") if is_http => {}
+            Some("original") => return Err(at.invalid("forward", "only an http route forwards")),
+            Some(_) => return Err(at.invalid("forward", "`decoded` or `original`")),
         }
         if self.rate_per_second == Some(0) || self.burst == Some(0) {
             return Err(at.invalid(

@@ -42,6 +42,9 @@ pub struct Endpoint {
     /// Messages of one partition with different keys delivered at once
     /// (`concurrency`, default 1); one key's stay in order.
     pub concurrency: usize,
+    /// `forward = "original"`: a schema topic's record goes in its own
+    /// bytes, not as its JSON.
+    pub forward_original: bool,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,6 +67,7 @@ impl Endpoint {
             deferred: r.deferred(),
             retry_topic: r.retry_topic(),
             concurrency: r.concurrency.unwrap_or(1),
+            forward_original: r.forward.as_deref() == Some("original"),
         }
     }
 }

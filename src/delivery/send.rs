@@ -112,14 +112,38 @@ pub async fn keep_answer(
     }
 }
 
-/// One attempt at delivering `envelope` over `route`; the 2xx answer.
+/// One attempt at delivering `envelope` (read from `topic`, its own or,
+/// for a retry record, its original one) over `route`; the 2xx answer. A
+/// schema topic's record goes as the JSON it decodes to, or as it is with
+/// `forward = "original"` (see `formats::forward`).
 pub async fn forward(
     client: &reqwest::Client,
     route: &Endpoint,
+    (formats, topic): (&crate::formats::Formats, &str),
     envelope: &Envelope,
     message_id: uuid::Uuid,
     event_type: Option<&str>,
 ) -> Result<Answer, TryError> {
+    use crate::formats::forward::NotReady;
+    let body = match formats
+        .body(topic, envelope.payload.as_deref(), route.forward_original)
+        .await
+    {
+        Ok(body) => body,
+        Err(NotReady::Outage(error)) => {
+            return Err(TryError::Unavailable {
+                dependency: crate::formats::REGISTRY,
+                error,
+            })
+        }
+        Err(NotReady::Unreadable(e)) => {
+            return Err(TryError::Failed(crate::failure::Failure::permanent(
+                crate::failure::Stage::Process,
+                crate::formats::SCHEMA_MISMATCH,
+                e,
+            )))
+        }
+    };
     if route.limiter.check().is_err() {
         RateLimited {
             route: &route.label,
@@ -130,7 +154,7 @@ pub async fn forward(
     let mut request = client
         .post(&route.url)
         .timeout(route.timeout)
-        .header("content-type", "application/json")
+        .header("content-type", body.content_type)
         .header("x-custodian-message-id", message_id.to_string())
         .header("x-kafka-topic", &*envelope.topic)
         .header("x-kafka-partition", envelope.partition.to_string())
@@ -145,7 +169,7 @@ pub async fn forward(
             request = request.header("x-kafka-key", value);
         }
     }
-    let body = envelope.payload.clone().unwrap_or_default();
+    let body = body.bytes;
     DeliveryStarted {
         route: &route.label,
     }

@@ -11,6 +11,7 @@
 
 mod avro_json;
 pub mod encode;
+pub mod forward;
 pub mod mismatch;
 pub mod registry;
 pub mod schema;

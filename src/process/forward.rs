@@ -125,6 +125,7 @@ async fn forward_one(
         send::forward(
             &cx.client,
             route,
+            (&cx.formats, item.position().0),
             &item.envelope,
             item.message_id,
             item.event_type.as_deref(),

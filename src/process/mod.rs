@@ -54,6 +54,8 @@ pub struct Shared {
     pub wait: DependencyWait,
     /// The retry topics of `retry_backend = "kafka"` routes.
     pub republisher: Republisher,
+    /// Payload formats: what an http route sends for a schema topic's record.
+    pub formats: Arc<crate::formats::Formats>,
 }
 
 /// What one batch's processing needs: the shared part, and the batch's own.

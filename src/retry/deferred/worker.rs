@@ -74,6 +74,8 @@ pub struct Deps {
     /// How often to look for due entries when the last round found none.
     pub poll: Duration,
     pub dependency_backoff: (Duration, Duration),
+    /// Payload formats: what a schema topic's record is sent as.
+    pub formats: Arc<crate::formats::Formats>,
 }
 
 pub struct Worker {
@@ -432,6 +434,7 @@ async fn attempt(deps: &Deps, route: &Endpoint, c: &Claimed, envelope: &Envelope
     let sent = send::forward(
         &deps.client,
         route,
+        (&deps.formats, &c.topic),
         envelope,
         c.message_id,
         c.event_type.as_deref(),
@@ -481,6 +484,7 @@ pub struct Wiring {
     pub header_key: HeaderKey,
     /// The auditors, indexed as the Supervisor picks them (by partition).
     pub auditors: Vec<actix::Recipient<Record>>,
+    pub formats: Arc<crate::formats::Formats>,
 }
 
 /// How often an idle worker looks for due entries.
@@ -501,6 +505,7 @@ pub fn spawn(
         redis,
         header_key,
         auditors,
+        formats,
     } = wiring;
     if !routes.all().iter().any(|r| r.deferred) {
         return None;
@@ -514,6 +519,7 @@ pub fn spawn(
         retry: settings.retry.clone(),
         header_key,
         poll: POLL,
+        formats,
         dependency_backoff: (
             settings.pipeline.dependency_backoff_min,
             settings.pipeline.dependency_backoff_max,

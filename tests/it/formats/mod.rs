@@ -6,6 +6,7 @@
 
 mod end_to_end;
 mod failures;
+mod forward;
 mod outage;
 mod properties;
 

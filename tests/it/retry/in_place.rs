@@ -169,7 +169,7 @@ fn attempts_run_out_the_message_is_parked_and_a_replay_completes_it_once() {
     assert_eq!(header("custodian-replay-count").as_deref(), Some("1"));
     assert_eq!(
         header("custodian-replayed-by").as_deref(),
-        Some("ops-alice")
+        Some("shared-token")
     );
     assert_eq!(
         header("custodian-replay-reason").as_deref(),

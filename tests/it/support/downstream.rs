@@ -19,6 +19,8 @@ pub struct Seen {
     pub message_id: String,
     /// The payload's `data.n`.
     pub n: i64,
+    pub content_type: String,
+    pub body: Vec<u8>,
     pub status: u16,
     pub started: Instant,
     pub ended: Instant,
@@ -86,6 +88,8 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
             key,
             message_id,
             n,
+            content_type: header("content-type"),
+            body: body.to_vec(),
             status,
             started,
             ended: Instant::now(),
