@@ -288,6 +288,11 @@ pub struct RecordView {
     /// The projection row the message applied to, as it stands now (for
     /// transaction events and domain envelopes).
     pub projection: Option<ProjectionRow>,
+    /// On a schema topic (`formats`): the schema the record was written
+    /// with; `payload_json` is then the JSON it decodes to (masked as
+    /// JSON), while `payload_text`, `payload_base64` and `payload_hex` (and
+    /// the download) are the record's own bytes.
+    pub schema: Option<crate::formats::forward::SchemaRef>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -304,7 +309,7 @@ pub async fn record(
 ) -> Result<HttpResponse, ApiError> {
     let id = message_id(&id)?;
     let mut conn = conn(&state).await?;
-    let view = record_view(&mut conn, id, &state.masking, false).await?;
+    let view = record_view(&mut conn, id, (&state.masking, &state.formats), false).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -314,7 +319,7 @@ pub async fn record(
 pub(crate) async fn record_view(
     conn: &mut diesel_async::AsyncPgConnection,
     id: Uuid,
-    masking: &Masking,
+    (masking, formats): (&Masking, &crate::formats::Formats),
     unmask: bool,
 ) -> Result<RecordView, ApiError> {
     let Some(r) = explorer::record(conn, id).await.map_err(query_failed)? else {
@@ -323,17 +328,29 @@ pub(crate) async fn record_view(
         )));
     };
     let payload = r.payload.unwrap_or_default();
-    let original: Option<serde_json::Value> = serde_json::from_slice(&payload).ok();
+    // A schema topic's record: read as the JSON it decodes to.
+    let decoded = formats.readable_json(&r.topic, &payload).await;
+    let readable = decoded
+        .as_ref()
+        .map_or(payload.as_slice(), |(json, _)| json.as_slice());
+    let original: Option<serde_json::Value> = serde_json::from_slice(readable).ok();
     let projection = match &original {
         Some(json) => message_projection::of(conn, id, json)
             .await
             .map_err(query_failed)?,
         None => None,
     };
-    let mut shown = masking.payload(&r.topic, &payload);
+    let mut shown = masking.payload(&r.topic, readable);
+    // The record's own bytes, masked whole if any rule applies (they are
+    // not JSON); the JSON view above is masked field by field.
+    let mut raw = match &decoded {
+        Some(_) => masking.payload(&r.topic, &payload),
+        None => shown.clone(),
+    };
     let (projection, unmasked) = if unmask {
         let pointers = std::mem::take(&mut shown.pointers);
-        shown = MaskedPayload::unchanged(&payload);
+        shown = MaskedPayload::unchanged(readable);
+        raw = MaskedPayload::unchanged(&payload);
         (projection, pointers)
     } else {
         (
@@ -341,7 +358,7 @@ pub(crate) async fn record_view(
             Vec::new(),
         )
     };
-    let bytes = &shown.bytes;
+    let bytes = &raw.bytes;
     Ok(RecordView {
         message_id: id,
         topic: r.topic,
@@ -358,6 +375,7 @@ pub(crate) async fn record_view(
         unmasked,
         headers: r.headers,
         projection,
+        schema: decoded.map(|(_, schema)| schema),
     })
 }
 

@@ -34,7 +34,7 @@ pub async fn unmask(
     let request = body.into_inner().of(actor)?;
     request.validate()?;
     let mut conn = conn(&state).await?;
-    let view = record_view(&mut conn, id, &state.masking, true).await?;
+    let view = record_view(&mut conn, id, (&state.masking, &state.formats), true).await?;
     let first = audit::lifecycle(&mut conn, id)
         .await
         .map_err(query_failed)?

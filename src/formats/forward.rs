@@ -71,3 +71,39 @@ impl Formats {
         })
     }
 }
+
+/// The schema a record was written with, as the message view shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SchemaRef {
+    pub id: u32,
+    /// `avro`, `protobuf` or `json-schema`.
+    pub format: &'static str,
+    pub subject: Option<String>,
+    pub version: Option<i32>,
+}
+
+impl Formats {
+    /// A schema topic's record decoded to JSON for reading, with its
+    /// schema; none for a JSON topic, or when it cannot be decoded now
+    /// (the registry down, a record that never decoded).
+    pub async fn readable_json(&self, topic: &str, payload: &[u8]) -> Option<(Vec<u8>, SchemaRef)> {
+        let format = self.format(topic);
+        if format == Format::Json {
+            return None;
+        }
+        let framed = wire::split(payload, format == Format::Protobuf).ok()?;
+        let schema = self.registry()?.get(framed.schema_id).await.ok()?;
+        let json = schema
+            .decode(&framed.indexes, framed.body, self.readers.get(topic))
+            .ok()?;
+        Some((
+            json,
+            SchemaRef {
+                id: schema.id,
+                format: schema.kind.as_str(),
+                subject: schema.subject.clone(),
+                version: schema.version,
+            },
+        ))
+    }
+}

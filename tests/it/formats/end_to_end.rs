@@ -44,6 +44,28 @@ fn applied_like_json(format: PayloadFormat, kind: Kind) {
         Some(serde_json::json!("MESSAGE_PROCESSED")),
         "{life}"
     );
+    // The message view: the decoded JSON beside its schema; the record's
+    // own bytes for the download.
+    let (status, record) = env.api(
+        &app,
+        Method::GET,
+        &format!("/messages/{message_id}/record"),
+        None,
+    );
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["schema"]["format"], kind.as_str(), "{record}");
+    assert_eq!(record["schema"]["id"], encoder.schema_id(), "{record}");
+    assert!(record["schema"]["subject"].is_string(), "{record}");
+    assert_eq!(
+        record["payload_json"]["transaction"]["id"],
+        id.as_str(),
+        "{record}"
+    );
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(record["payload_base64"].as_str().expect("base64"))
+        .expect("decodes");
+    assert_eq!(raw, bytes, "the download is the record's own bytes");
     app.stop().expect("graceful stop");
 }
 
