@@ -5,4 +5,5 @@ mod archive;
 mod chain;
 mod erasure;
 mod explorer;
+mod holds;
 mod trail_defects;
