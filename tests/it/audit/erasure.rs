@@ -78,6 +78,25 @@ pub(super) fn erase_approved(
     .output()
 }
 
+/// Asks for an erasure over HTTP (as the shared token's holder), then a
+/// second person approves it: the approval's answer.
+pub(super) fn erase_over_http(
+    env: &TestEnv,
+    app: &Running,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (status, asked) = env.api(app, Method::POST, "/audit/erasures", Some(body));
+    assert_eq!(status, 202, "a pending request: {asked}");
+    let request = asked["approval"]["id"].as_i64().expect("request id");
+    env.request(
+        app,
+        Method::POST,
+        &format!("/approvals/{request}/approve"),
+        Some(serde_json::json!({"reason": "checked"})),
+        Some(&approver_token(env)),
+    )
+}
+
 /// The token of `second-eyes`, an approver (added on first use).
 pub(crate) fn approver_token(env: &TestEnv) -> String {
     let verb = if env
@@ -306,20 +325,10 @@ fn erase_a_key(store: Store) {
         Some(serde_json::json!({"message_id": bob_id, "reason": "request 43", "requested_by": "dpo"})),
     );
     assert_eq!(status, 400, "who asks comes from the token: {body}");
-    let (status, body) = env.api(
+    let (status, body) = erase_over_http(
+        env,
         &app,
-        Method::POST,
-        "/audit/erasures",
-        Some(serde_json::json!({"message_id": bob_id, "reason": "request 43"})),
-    );
-    assert_eq!(status, 202, "a pending request: {body}");
-    let request = body["approval"]["id"].as_i64().expect("request id");
-    let (status, body) = env.request(
-        &app,
-        Method::POST,
-        &format!("/approvals/{request}/approve"),
-        Some(serde_json::json!({"reason": "checked"})),
-        Some(&approver_token(env)),
+        serde_json::json!({"message_id": bob_id, "reason": "request 43"}),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(

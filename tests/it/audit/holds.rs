@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use custodian::app::Running;
-use reqwest::Method;
 
 use super::archive::{access, command, fixture, local_store, verify_with};
 use super::erasure::{
-    approver_token, archived_entries, erase_approved, one_text, produce_keyed, BOB, CAROL,
+    archived_entries, erase_approved, erase_over_http, one_text, produce_keyed, BOB, CAROL,
 };
 use super::trail_defects::wait_processed;
 
@@ -68,20 +67,10 @@ fn legal_holds_block_erasure_and_retention_until_released() {
         0
     );
     // The API says so too, when the request is approved.
-    let (status, body) = env.api(
+    let (status, body) = erase_over_http(
+        env,
         &app,
-        Method::POST,
-        "/audit/erasures",
-        Some(serde_json::json!({"key": BOB, "reason": "request 44"})),
-    );
-    assert_eq!(status, 202, "{body}");
-    let request = body["approval"]["id"].as_i64().expect("request id");
-    let (status, body) = env.request(
-        &app,
-        Method::POST,
-        &format!("/approvals/{request}/approve"),
-        Some(serde_json::json!({"reason": "checked"})),
-        Some(&approver_token(env)),
+        serde_json::json!({"key": BOB, "reason": "request 44"}),
     );
     assert_eq!(status, 409, "{body}");
     assert!(
