@@ -222,20 +222,15 @@ pub async fn bulk_replay_gate(
     limit: usize,
     request: &Request,
 ) -> Result<Option<HttpResponse>, ApiError> {
-    dlq.check_bulk(filter, all, limit, request)?;
-    let entries = crate::dlq::jobs::count(dlq, filter)
-        .await?
-        .min(limit as u64);
-    if entries <= state.operators.four_eyes_threshold {
+    let gate = approvals::bulk_replay_gate(
+        dlq,
+        (filter, all, limit),
+        request,
+        state.operators.four_eyes_threshold,
+    )
+    .await?;
+    let Some((action, entries)) = gate else {
         return Ok(None);
-    }
-    let action = Action::Replay {
-        topic: filter.topic.clone(),
-        error_kind: filter.error_kind.clone(),
-        from: filter.from,
-        to: filter.to,
-        all,
-        limit,
     };
     request_approval(state, action, entries, &request.reason, &request.actor)
         .await

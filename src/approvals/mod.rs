@@ -69,6 +69,34 @@ impl Action {
     }
 }
 
+/// A bulk replay of `filter` checked (refused before anything happens if
+/// it cannot start), and, when it covers more than `threshold` entries,
+/// the action and entry count a pending request must name; none when it
+/// may run at once. The API and the command line gate on this alike.
+pub async fn bulk_replay_gate(
+    dlq: &crate::dlq::replay::DeadLetters,
+    (filter, all, limit): (&crate::dlq::store::Filter, bool, usize),
+    request: &crate::dlq::replay::Request,
+    threshold: u64,
+) -> Result<Option<(Action, u64)>, crate::dlq::replay::DlqError> {
+    dlq.check_bulk(filter, all, limit, request)?;
+    let entries = crate::dlq::jobs::count(dlq, filter)
+        .await?
+        .min(limit as u64);
+    if entries <= threshold {
+        return Ok(None);
+    }
+    let action = Action::Replay {
+        topic: filter.topic.clone(),
+        error_kind: filter.error_kind.clone(),
+        from: filter.from,
+        to: filter.to,
+        all,
+        limit,
+    };
+    Ok(Some((action, entries)))
+}
+
 /// A request, as stored and listed.
 #[derive(Debug, Clone, Serialize, diesel::QueryableByName, utoipa::ToSchema)]
 #[schema(as = ApprovalRequest)]

@@ -141,20 +141,15 @@ pub async fn gate_bulk_replay(
     limit: usize,
     request: &Request,
 ) -> anyhow::Result<bool> {
-    dlq.check_bulk(filter, true, limit, request)?;
-    let entries = custodian::dlq::jobs::count(dlq, filter)
-        .await?
-        .min(limit as u64);
-    if entries <= settings.operators.four_eyes_threshold {
+    let gate = approvals::bulk_replay_gate(
+        dlq,
+        (filter, true, limit),
+        request,
+        settings.operators.four_eyes_threshold,
+    )
+    .await?;
+    let Some((action, entries)) = gate else {
         return Ok(false);
-    }
-    let action = Action::Replay {
-        topic: filter.topic.clone(),
-        error_kind: filter.error_kind.clone(),
-        from: filter.from,
-        to: filter.to,
-        all: true,
-        limit,
     };
     make(settings, &action, entries, &request.reason, &request.actor).await?;
     Ok(true)
