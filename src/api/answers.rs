@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::dlq::DlqEntry;
+use crate::api::dlq_view::DlqView;
 use crate::store::audit::AuditRow;
 use crate::store::read::{Order, Payment, Transaction, User};
 
@@ -119,7 +119,7 @@ pub struct DlqPage {
     pub count: usize,
     /// Where the next page starts; null on the last page.
     pub next_offset: Option<usize>,
-    pub entries: Vec<DlqEntry>,
+    pub entries: Vec<DlqView>,
 }
 
 /// `DELETE /dlq/{message_id}`.

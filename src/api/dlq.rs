@@ -11,13 +11,12 @@ use uuid::Uuid;
 use crate::api::answers::{Discarded, DlqPage};
 use crate::api::auth::{Act, Authorized, Read};
 use crate::api::deliveries::RunNow;
+use crate::api::dlq_view::{self, DlqView};
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::masked;
 use crate::api::responses::{Guarded, RedisBacked, WithBody};
 use crate::api::why::{no_requested_by, Why};
 use crate::dlq::replay::{BulkReport, DeadLetters, DlqError, Replayed, Request};
 use crate::dlq::store::Filter;
-use crate::dlq::DlqEntry;
 use crate::identity::Actor;
 
 /// Parses a path's message id, or answers 400 naming the parameter.
@@ -73,16 +72,12 @@ pub async fn list(
         limit,
         count: page.entries.len(),
         next_offset: page.next_offset,
-        entries: page
-            .entries
-            .into_iter()
-            .map(|e| masked::dead_letter(&state.masking, e))
-            .collect(),
+        entries: dlq_view::page(&state.masking, &state.formats, page.entries).await,
     }))
 }
 
 /// `GET /dlq/{message_id}`: one entry.
-#[utoipa::path(tag = "dead letters", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The entry", body = DlqEntry), (status = 404, description = "Not parked", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), Guarded, RedisBacked))]
+#[utoipa::path(tag = "dead letters", security(("bearer" = ["viewer"])), params(("message_id" = uuid::Uuid, Path, description = "The message id")), responses((status = 200, description = "The entry, masked; on a schema topic with its payload decoded", body = DlqView), (status = 404, description = "Not parked", body = ErrorBody), (status = 422, description = "The stored entry cannot be read", body = ErrorBody), Guarded, RedisBacked))]
 #[get("/dlq/{message_id}")]
 pub async fn show(
     _: Authorized<Read>,
@@ -91,7 +86,7 @@ pub async fn show(
     state: web::Data<crate::api::AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let entry = dlq.get(message_id(&id)?).await?;
-    Ok(HttpResponse::Ok().json(masked::dead_letter(&state.masking, entry)))
+    Ok(HttpResponse::Ok().json(dlq_view::view(&state.masking, &state.formats, entry).await))
 }
 
 /// `DELETE /dlq/{message_id}` with `{"reason": …}`.

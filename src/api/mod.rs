@@ -13,6 +13,7 @@ pub(crate) mod body_deadline;
 pub(crate) mod console;
 pub(crate) mod deliveries;
 pub(crate) mod dlq;
+pub(crate) mod dlq_view;
 pub(crate) mod erasure;
 pub(crate) mod error;
 pub mod explorer;

@@ -85,14 +85,16 @@ pub struct SchemaRef {
 impl Formats {
     /// A schema topic's record decoded to JSON for reading, with its
     /// schema; none for a JSON topic, or when it cannot be decoded now
-    /// (the registry down, a record that never decoded).
+    /// (the registry down, a record that never decoded, one written with
+    /// a schema of another kind than its topic's).
     pub async fn readable_json(&self, topic: &str, payload: &[u8]) -> Option<(Vec<u8>, SchemaRef)> {
         let format = self.format(topic);
-        if format == Format::Json {
-            return None;
-        }
+        let wanted = super::schema_kind(format)?;
         let framed = wire::split(payload, format == Format::Protobuf).ok()?;
         let schema = self.registry()?.get(framed.schema_id).await.ok()?;
+        if schema.kind != wanted {
+            return None;
+        }
         let json = schema
             .decode(&framed.indexes, framed.body, self.readers.get(topic))
             .ok()?;

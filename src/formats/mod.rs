@@ -197,11 +197,8 @@ impl Formats {
                 )
             }
         };
-        let wanted = match format {
-            Format::Avro => schema::Kind::Avro,
-            Format::Protobuf => schema::Kind::Protobuf,
-            Format::JsonSchema => schema::Kind::JsonSchema,
-            Format::Json => return Readable::AsIs,
+        let Some(wanted) = schema_kind(format) else {
+            return Readable::AsIs;
         };
         if schema.kind != wanted {
             return failed(
@@ -218,5 +215,15 @@ impl Formats {
             Ok(json) => Readable::Decoded { json, schema },
             Err(e) => failed(SCHEMA_MISMATCH, e.0),
         }
+    }
+}
+
+/// The kind of schema a topic of `format` is written with; none for JSON.
+pub(crate) fn schema_kind(format: Format) -> Option<schema::Kind> {
+    match format {
+        Format::Avro => Some(schema::Kind::Avro),
+        Format::Protobuf => Some(schema::Kind::Protobuf),
+        Format::JsonSchema => Some(schema::Kind::JsonSchema),
+        Format::Json => None,
     }
 }

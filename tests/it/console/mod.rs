@@ -4,6 +4,7 @@ mod approvals;
 mod browser;
 mod masking;
 mod operator;
+mod schemas;
 mod views;
 
 use std::time::Duration;

@@ -29,11 +29,20 @@ fn wire_format_unknown_schema_and_mismatch_are_dead_lettered_with_their_bytes() 
     let wrong_type = json_schema
         .encode(event("wrong", "1.00", "completed").as_bytes())
         .expect("encoded");
-    let poison: [(&str, &[u8]); 4] = [
+    // Decodes, but no route takes its event type: shown decoded when listed.
+    let unrouted = avro
+        .encode(
+            event("unrouted", "2.00", "completed")
+                .replace("transaction.created", "transaction.bogus")
+                .as_bytes(),
+        )
+        .expect("encoded");
+    let poison: [(&str, &[u8]); 5] = [
         ("wire_format", &plain_json),
         ("unknown_schema", &unknown),
         ("schema_mismatch", &mismatch),
         ("unknown_schema", &wrong_type),
+        ("unknown_event_type", &unrouted),
     ];
     let mut records: Vec<(Option<&str>, &[u8], Option<i32>)> = poison
         .iter()
@@ -42,8 +51,8 @@ fn wire_format_unknown_schema_and_mismatch_are_dead_lettered_with_their_bytes() 
     records.push((Some("k"), &good, Some(0)));
     env.produce(&records);
 
-    wait_until(PATIENCE, "four parked, one applied", || {
-        env.dlq_entries().len() == 4 && env.db().rows(Table::Transactions) == 1
+    wait_until(PATIENCE, "five parked, one applied", || {
+        env.dlq_entries().len() == 5 && env.db().rows(Table::Transactions) == 1
     });
     let parked = env.dlq_entries();
     for (kind, bytes) in poison {
@@ -53,6 +62,42 @@ fn wire_format_unknown_schema_and_mismatch_are_dead_lettered_with_their_bytes() 
             .unwrap_or_else(|| panic!("a {kind} record parked with its bytes intact"));
         assert_eq!(entry.error_kind, kind, "{entry:?}");
     }
+
+    // The listing and the entry show a record that decodes as the JSON it
+    // decodes to, beside its schema; one that does not, as bytes only.
+    let (status, page) = env.api(&app, Method::GET, "/dlq?limit=10", None);
+    assert_eq!(status, 200, "{page}");
+    let listed = page["entries"].as_array().expect("entries");
+    assert_eq!(listed.len(), 5, "{page}");
+    for shown in listed {
+        let decodes = shown["error_kind"] == "unknown_event_type";
+        assert_eq!(shown["schema"].is_object(), decodes, "{shown}");
+        assert_eq!(shown["payload_json"].is_object(), decodes, "{shown}");
+        if decodes {
+            assert_eq!(
+                shown["payload_encoding"], "base64",
+                "the bytes as they are: {shown}"
+            );
+        }
+    }
+    let id = listed
+        .iter()
+        .find(|e| e["error_kind"] == "unknown_event_type")
+        .and_then(|e| e["message_id"].as_str())
+        .expect("the unrouted entry")
+        .to_owned();
+    let (status, shown) = env.api(&app, Method::GET, &format!("/dlq/{id}"), None);
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(
+        shown["payload_json"]["event_type"], "transaction.bogus",
+        "{shown}"
+    );
+    assert_eq!(
+        shown["payload_json"]["transaction"]["id"], "unrouted",
+        "{shown}"
+    );
+    assert_eq!(shown["schema"]["format"], "avro", "{shown}");
+    assert_eq!(shown["schema"]["id"], avro.schema_id(), "{shown}");
 
     // A replayed Avro record carries its bytes unchanged: it fails again
     // identically, and its new entry holds the same bytes.
