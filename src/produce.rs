@@ -72,19 +72,9 @@ impl Encoding {
             .subject
             .as_deref()
             .context("--format needs --subject")?;
-        let url = settings
-            .url
-            .clone()
-            .context("--format needs schema_registry.url")?;
-        let registry = Registry::new(
-            Endpoint {
-                url,
-                username: settings.username.clone(),
-                password: settings.password.clone(),
-                timeout: settings.timeout,
-            },
-            16,
-        )?;
+        let endpoint =
+            Endpoint::configured(settings).context("--format needs schema_registry.url")?;
+        let registry = Registry::new(endpoint, 16)?;
         let text = match &self.schema_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)

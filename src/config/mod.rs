@@ -30,7 +30,7 @@ use duration::{duration, optional_duration};
 pub use formats::{PayloadFormat, SchemaRegistrySettings, TopicFormat};
 pub use masking::{MaskRule, MaskingSettings};
 pub use operators::OperatorsSettings;
-pub use relay::RelaySettings;
+pub use relay::{RelayEncoding, RelaySettings};
 pub use route_settings::RouteSettings;
 
 use figment::providers::{Env, Format, Serialized, Toml};

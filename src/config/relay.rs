@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{duration, invalid, ConfigError};
+use super::{duration, invalid, ConfigError, PayloadFormat};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +31,32 @@ pub struct RelaySettings {
     pub retry_backoff_min: Duration,
     #[serde(deserialize_with = "duration")]
     pub retry_backoff_max: Duration,
+    /// Topics whose rows' JSON payloads are encoded in the wire format
+    /// with a subject's schema before they are published.
+    #[serde(default)]
+    pub encodings: Vec<RelayEncoding>,
+}
+
+/// `[[relay.encodings]]`: one topic's rows encoded with a subject's latest
+/// schema (looked up once per relay process, as Confluent's serializers
+/// do with `use.latest.version`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayEncoding {
+    pub topic: String,
+    /// `avro`, `protobuf` or `json-schema`.
+    pub format: PayloadFormat,
+    /// Default `{topic}-value` (the registry's topic name strategy).
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+impl RelayEncoding {
+    pub fn subject(&self) -> String {
+        self.subject
+            .clone()
+            .unwrap_or_else(|| format!("{}-value", self.topic))
+    }
 }
 
 pub(super) fn defaults() -> serde_json::Value {
@@ -45,7 +71,34 @@ pub(super) fn defaults() -> serde_json::Value {
 }
 
 impl RelaySettings {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// `registry`: whether `schema_registry.url` is set.
+    pub(super) fn validate(&self, registry: bool) -> Result<(), ConfigError> {
+        for (i, e) in self.encodings.iter().enumerate() {
+            if e.topic.trim().is_empty() {
+                return Err(invalid(format!("relay.encodings[{i}].topic"), "empty"));
+            }
+            if self.encodings[..i].iter().any(|f| f.topic == e.topic) {
+                return Err(invalid(
+                    format!("relay.encodings[{i}].topic"),
+                    "named twice",
+                ));
+            }
+            if e.format == PayloadFormat::Json {
+                return Err(invalid(
+                    format!("relay.encodings[{i}].format"),
+                    "avro, protobuf or json-schema (json rows are published as they are)",
+                ));
+            }
+            if e.subject.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(invalid(format!("relay.encodings[{i}].subject"), "empty"));
+            }
+            if !registry {
+                return Err(invalid(
+                    "schema_registry.url",
+                    "required: relay.encodings encodes with a registry's schemas",
+                ));
+            }
+        }
         if !(1..=10_000).contains(&self.batch_size) {
             return Err(invalid("relay.batch_size", "must be between 1 and 10000"));
         }
@@ -88,6 +141,46 @@ mod tests {
             let err = Settings::from_overrides(&[(key, value)]).expect_err(key);
             let field = key.rsplit('.').next().unwrap_or(key);
             assert!(err.to_string().contains(field), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn relay_encodings_are_checked_by_key() {
+        let encodings = |e: serde_json::Value| ("relay.encodings", serde_json::json!([e]));
+        let registry = (
+            "schema_registry.url",
+            serde_json::json!("http://127.0.0.1:8081"),
+        );
+        let ok = Settings::from_overrides(&[
+            encodings(serde_json::json!({"topic": "t", "format": "avro"})),
+            registry.clone(),
+        ])
+        .expect("an encoding with a registry");
+        assert_eq!(ok.relay.encodings[0].subject(), "t-value");
+        for (overrides, named) in [
+            (
+                vec![encodings(
+                    serde_json::json!({"topic": "t", "format": "avro"}),
+                )],
+                "schema_registry.url",
+            ),
+            (
+                vec![
+                    encodings(serde_json::json!({"topic": "t", "format": "json"})),
+                    registry.clone(),
+                ],
+                "relay.encodings[0].format",
+            ),
+            (
+                vec![
+                    encodings(serde_json::json!({"topic": "t", "format": "avro", "subject": " "})),
+                    registry.clone(),
+                ],
+                "relay.encodings[0].subject",
+            ),
+        ] {
+            let err = Settings::from_overrides(&overrides).expect_err(named);
+            assert!(err.to_string().contains(named), "{named}: {err}");
         }
     }
 }

@@ -27,7 +27,7 @@ impl Settings {
         self.operators.validate()?;
         super::formats::validate_formats(&self.formats, &self.kafka.topics)?;
         self.schema_registry.validate(&self.formats)?;
-        self.relay.validate()?;
+        self.relay.validate(self.schema_registry.url.is_some())?;
         self.masking.validate(&self.kafka.topics, &self.routes)
     }
 

@@ -73,14 +73,9 @@ pub struct Formats {
 impl Formats {
     /// From `formats` and `schema_registry` (checked at start).
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Formats> {
-        let registry = match &settings.schema_registry.url {
-            Some(url) => Some(Registry::new(
-                Endpoint {
-                    url: url.clone(),
-                    username: settings.schema_registry.username.clone(),
-                    password: settings.schema_registry.password.clone(),
-                    timeout: settings.schema_registry.timeout,
-                },
+        let registry = match Endpoint::configured(&settings.schema_registry) {
+            Some(endpoint) => Some(Registry::new(
+                endpoint,
                 settings.schema_registry.cache_size,
             )?),
             None => None,

@@ -23,6 +23,9 @@ pub enum FetchError {
     /// names a schema custodian cannot read).
     #[error("schema id {id} cannot be read: {reason}")]
     Unreadable { id: u32, reason: String },
+    /// The registry answered: no such subject (a setting's fault).
+    #[error("subject {0} has no schema in the registry")]
+    NoSubject(String),
     /// Down, slow or answering 5xx: wait and ask again.
     #[error("the schema registry is unavailable: {0}")]
     Unavailable(String),
@@ -35,6 +38,18 @@ pub struct Endpoint {
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub timeout: Duration,
+}
+
+impl Endpoint {
+    /// The `schema_registry` section's registry, if it names one.
+    pub fn configured(settings: &crate::config::SchemaRegistrySettings) -> Option<Endpoint> {
+        Some(Endpoint {
+            url: settings.url.clone()?,
+            username: settings.username.clone(),
+            password: settings.password.clone(),
+            timeout: settings.timeout,
+        })
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -232,6 +247,9 @@ impl Registry {
             .send()
             .await
             .map_err(|e| FetchError::Unavailable(e.without_url().to_string()))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(FetchError::NoSubject(subject.to_owned()));
+        }
         if !response.status().is_success() {
             return Err(FetchError::Unavailable(format!(
                 "GET {path} answered {}",

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-use crate::pipeline::steering;
 use crate::relay::outbox::Pending;
 use crate::store::audit::AuditEntry;
 
@@ -25,6 +24,9 @@ pub const RELAY_GROUP: &str = "custodian-relay";
 #[derive(Debug)]
 pub struct Published<'a> {
     pub row: &'a Pending,
+    /// SHA-256 of the payload as published (encoded, under
+    /// `relay.encodings`).
+    pub payload_sha256: [u8; 32],
     pub partition: i32,
     pub offset: i64,
     pub at: DateTime<Utc>,
@@ -43,7 +45,6 @@ pub async fn write_published(
     published: &[Published<'_>],
 ) -> QueryResult<()> {
     for p in published {
-        let digest = steering::payload_digest(p.row.payload.as_deref());
         let entry = AuditEntry {
             message_id: p.row.event_id,
             status: PUBLISHED,
@@ -61,7 +62,7 @@ pub async fn write_published(
                 "aggregate_type": p.row.aggregate_type,
                 // The aggregate id is the entry's key (blinded, erasable):
                 // not repeated here, where the hash covers it as it is.
-                "payload_sha256": crate::text::hex(&digest),
+                "payload_sha256": crate::text::hex(&p.payload_sha256),
             })),
             receipt: None,
             blinding: crate::store::chain::blinding(),

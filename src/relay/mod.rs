@@ -7,6 +7,8 @@
 //! - [`outbox`]: the table's queries.
 //! - `record`: headers (the signed message id) and send-error classes.
 //! - `audit`: the MESSAGE_PUBLISHED entry.
+//! - `encode`: `relay.encodings`, a topic's JSON rows published in the
+//!   wire format with a registry subject's schema.
 //! - `publisher`: the loop: lead, read a batch, publish per aggregate in
 //!   order, mark, audit, wait.
 //!
@@ -17,6 +19,7 @@
 //! `relay.enabled = true`.
 
 pub(crate) mod audit;
+pub(crate) mod encode;
 pub mod outbox;
 pub(crate) mod publisher;
 pub(crate) mod record;
@@ -29,4 +32,6 @@ pub use publisher::{run, Publisher};
 pub enum RelayError {
     #[error("cannot create the relay's Kafka producer (check kafka.* settings): {0}")]
     Producer(#[source] rdkafka::error::KafkaError),
+    #[error("cannot create the relay's schema registry client: {0}")]
+    Registry(#[source] reqwest::Error),
 }

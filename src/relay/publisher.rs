@@ -15,8 +15,10 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use crate::config::Settings;
+use crate::pipeline::steering;
 use crate::pipeline::steering::HeaderKey;
 use crate::relay::audit::{self, Published};
+use crate::relay::encode::Encodings;
 use crate::relay::outbox::{self, Pending, Placed, Refused};
 use crate::relay::record::{self, SendFailure};
 use crate::relay::session;
@@ -32,6 +34,7 @@ pub struct Publisher {
     settings: Settings,
     producer: FutureProducer,
     key: HeaderKey,
+    encodings: Encodings,
 }
 
 /// How a round ended.
@@ -47,10 +50,12 @@ impl Publisher {
     pub fn new(settings: Settings) -> Result<Self, RelayError> {
         let producer = producer(&settings)?;
         let key = crate::pipeline::steering::HeaderKey::configured(&settings.kafka);
+        let encodings = Encodings::from_settings(&settings).map_err(RelayError::Registry)?;
         Ok(Publisher {
             settings,
             producer,
             key,
+            encodings,
         })
     }
 
@@ -167,16 +172,17 @@ impl Publisher {
             return Ok(Round::default());
         }
         let sent = self.publish(&batch).await;
-        let placed: Vec<Placed> = sent.placed.iter().map(|(p, _)| *p).collect();
+        let placed: Vec<Placed> = sent.placed.iter().map(|(p, _, _)| *p).collect();
         let (sent_placed, refused) = (&sent.placed, &sent.refused);
         let published = conn
             .transaction(async |tx| {
                 let marked = outbox::mark_published(tx, &placed).await?;
                 let entries: Vec<Published<'_>> = sent_placed
                     .iter()
-                    .filter(|(p, _)| marked.contains(&p.id))
-                    .map(|(p, row)| Published {
+                    .filter(|(p, _, _)| marked.contains(&p.id))
+                    .map(|(p, row, digest)| Published {
                         row,
+                        payload_sha256: *digest,
                         partition: p.partition,
                         offset: p.offset,
                         at: chrono::Utc::now(),
@@ -259,11 +265,19 @@ impl Publisher {
     async fn publish_in_order<'a>(&self, rows: Vec<&'a Pending>) -> Run<'a> {
         let mut run = Run::default();
         for row in rows {
-            let headers = record::headers(row, &self.key);
+            let payload = match self.encodings.payload(row).await {
+                Ok(payload) => payload,
+                Err(failure) => {
+                    run.stopped = Some((row, failure));
+                    break;
+                }
+            };
+            let digest = steering::payload_digest(payload.as_deref());
+            let headers = record::headers(row, &digest, &self.key);
             let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&row.topic)
                 .key(row.aggregate_id.as_str())
                 .headers(headers);
-            if let Some(payload) = row.payload.as_deref() {
+            if let Some(payload) = payload.as_deref() {
                 record = record.payload(payload);
             }
             match self
@@ -278,6 +292,7 @@ impl Publisher {
                         offset: delivery.offset,
                     },
                     row,
+                    digest,
                 )),
                 Err((error, _)) => {
                     run.stopped = Some((row, record::classify(&error)));
@@ -292,7 +307,8 @@ impl Publisher {
 /// One aggregate's share of a batch.
 #[derive(Default)]
 struct Run<'a> {
-    placed: Vec<(Placed, &'a Pending)>,
+    /// Each with the SHA-256 of the payload it was published with.
+    placed: Vec<(Placed, &'a Pending, [u8; 32])>,
     /// The event that stopped the aggregate, and why.
     stopped: Option<(&'a Pending, SendFailure)>,
 }
@@ -300,7 +316,7 @@ struct Run<'a> {
 /// A batch's results.
 #[derive(Default)]
 struct Sent<'a> {
-    placed: Vec<(Placed, &'a Pending)>,
+    placed: Vec<(Placed, &'a Pending, [u8; 32])>,
     refused: Vec<Refused>,
     refused_rows: Vec<&'a Pending>,
     outage: Option<String>,

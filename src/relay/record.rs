@@ -15,16 +15,17 @@ pub const EVENT_TYPE_HEADER: &str = "custodian-event-type";
 /// The outbox row's aggregate type (its aggregate id is the record key).
 pub const AGGREGATE_TYPE_HEADER: &str = "custodian-aggregate-type";
 
-/// The record headers for `row`: the row's own headers (steering names
-/// dropped: only the relay's signed ones may steer), then the relay's.
-pub fn headers(row: &Pending, key: &HeaderKey) -> OwnedHeaders {
-    let digest = steering::payload_digest(row.payload.as_deref());
+/// The record headers for `row`, published with `payload` (its own, or
+/// encoded): the row's own headers (steering names dropped: only the
+/// relay's signed ones may steer), then the relay's, signed over `digest`
+/// (of `payload`).
+pub fn headers(row: &Pending, digest: &[u8; 32], key: &HeaderKey) -> OwnedHeaders {
     let id = row.event_id.to_string();
     let signature = key.sign(&Signed {
         message_id: row.event_id,
         replayed_from: "",
         replay_count: 0,
-        payload_sha256: &digest,
+        payload_sha256: digest,
     });
     let ours = [
         (MESSAGE_ID_HEADER, id.as_str()),
@@ -138,7 +139,11 @@ mod tests {
             "attempt": 2,
             MESSAGE_ID_HEADER: forged,
         }));
-        let headers = headers(&row, &key);
+        let headers = headers(
+            &row,
+            &steering::payload_digest(row.payload.as_deref()),
+            &key,
+        );
         let e = envelope(&row, &headers);
         let steering = key.read(&e, &steering::payload_digest(e.payload.as_deref()));
         assert_eq!(steering.message_id, Some(row.event_id));

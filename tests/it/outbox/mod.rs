@@ -1,3 +1,4 @@
 //! The transactional outbox relay.
 
+mod encoded;
 mod relay;

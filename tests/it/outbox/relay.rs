@@ -409,7 +409,7 @@ fn an_event_kafka_refuses_holds_back_only_its_own_aggregate() {
     assert_eq!(row(behind).attempts, 0);
 
     // An operator fixes the event; the aggregate resumes, in order.
-    env.db().fix_outbox_payload(blocked);
+    env.db().set_outbox_payload(blocked, b"{}");
     wait_until(Duration::from_secs(30), "the aggregate resumed", || {
         env.db().unpublished() == 0
     });

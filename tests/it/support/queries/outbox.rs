@@ -110,14 +110,15 @@ impl Db<'_> {
         )
     }
 
-    /// An operator's fix of outbox row `id`: its payload becomes `{}`.
-    pub fn fix_outbox_payload(&self, id: i64) {
+    /// An operator's fix of outbox row `id`: its payload becomes `payload`.
+    pub fn set_outbox_payload(&self, id: i64, payload: &[u8]) {
         let mut conn = self.conn();
         let fixed = self
             .rt
             .block_on(
-                diesel::sql_query("UPDATE outbox SET payload = '{}'::bytea WHERE id = $1")
+                diesel::sql_query("UPDATE outbox SET payload = $2 WHERE id = $1")
                     .bind::<BigInt, _>(id)
+                    .bind::<diesel::sql_types::Bytea, _>(payload)
                     .execute(&mut conn),
             )
             .expect("update the outbox row");
