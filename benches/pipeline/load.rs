@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use custodian::formats::encode::Encoder;
 use custodian::synth::Generator;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -47,6 +50,11 @@ impl ProducerContext for Acks {
 pub struct Load {
     producer: BaseProducer<Acks>,
     events: Generator,
+    /// Writes each event in the wire format (a poison event, which does
+    /// not fit the schema, goes as it is: a dead letter either way).
+    encoder: Option<Arc<Encoder>>,
+    /// Events the encoder could not encode.
+    pub unencoded: u64,
 }
 
 impl Load {
@@ -60,7 +68,18 @@ impl Load {
             .set("message.timeout.ms", "120000")
             .create_with_context(Acks::default())?;
         let events = Generator::new(seed, None, 1000, 0.1).with_poison_ratio(poison);
-        Ok(Load { producer, events })
+        Ok(Load {
+            producer,
+            events,
+            encoder: None,
+            unencoded: 0,
+        })
+    }
+
+    /// Events from now on written in `encoder`'s wire format.
+    pub fn encoded(mut self, encoder: Option<Arc<Encoder>>) -> Load {
+        self.encoder = encoder;
+        self
     }
 
     /// Produces `n` events, `rate` per second (0: as fast as the broker
@@ -95,7 +114,13 @@ impl Load {
                     std::thread::sleep(wait);
                 }
             }
-            let event = self.events.next_event();
+            let mut event = self.events.next_event();
+            if let Some(encoder) = &self.encoder {
+                match encoder.encode(&event.payload) {
+                    Ok(encoded) => event.payload = encoded,
+                    Err(_) => self.unencoded += 1,
+                }
+            }
             self.send(
                 BaseRecord::to(topic)
                     .key(event.key.as_str())

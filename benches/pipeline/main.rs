@@ -12,7 +12,8 @@
 //!    (`keyed.rs`);
 //! 4. memory: a larger preload drained by a fresh process, for peak RSS;
 //!
-//! and between 2 and 3, the comparison (`quix.rs`): the same clean load
+//! and between 2 and 3, Avro input against JSON input (`avro.rs`;
+//! BENCH_AVRO=0 skips it), and the comparison (`quix.rs`): the same clean load
 //! drained by custodian and by quixstreams with its PostgreSQL sink, and
 //! their ratio (BENCH_QUIX=0 skips it; BENCH_QUIX_PYTHON, set by dev/bench,
 //! is the venv's interpreter).
@@ -29,6 +30,7 @@
 //! run ahead of the committed offsets), and from dev/bench:
 //! BENCH_ADMIN_URL, BENCH_REDIS_URL, BENCH_PG_DATA.
 
+mod avro;
 mod broker;
 mod keyed;
 mod load;
@@ -286,6 +288,8 @@ struct Bench {
     partitions: i32,
     poison: f64,
     seed: u64,
+    /// When set, drains write their load in this wire format.
+    encoder: Option<std::sync::Arc<custodian::formats::encode::Encoder>>,
     /// How far ahead of the committed offsets the load may run (only for
     /// the dev broker, which keeps ~5 MB per partition).
     window: Option<u64>,
@@ -320,7 +324,8 @@ impl Bench {
         let group = format!("bench-{}-{name}", self.run);
         self.broker.create_topic(&topic, self.partitions)?;
         self.seed += 1;
-        let mut load = Load::new(&self.broker.bootstrap, self.seed, self.poison)?;
+        let mut load = Load::new(&self.broker.bootstrap, self.seed, self.poison)?
+            .encoded(self.encoder.clone());
         let produced = Instant::now();
         // A broker that cannot hold the whole load gets its head start,
         // and the rest while custodian drains it.
@@ -459,10 +464,18 @@ fn main() -> anyhow::Result<()> {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{run}"));
     std::fs::create_dir_all(&work)?;
     let variants = variants();
-    let phases = ["saturated", "memory", "keyed", "clean", "quix"]
-        .map(str::to_owned)
-        .into_iter()
-        .chain((0..variants.len()).map(|i| format!("variant{i}")));
+    let phases = [
+        "saturated",
+        "memory",
+        "keyed",
+        "clean",
+        "quix",
+        "json",
+        "avro",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain((0..variants.len()).map(|i| format!("variant{i}")));
     let topics: Vec<String> = phases.map(|p| topic_name(&run, &p)).collect();
     let broker = Broker::start(
         &tansu,
@@ -490,6 +503,7 @@ fn main() -> anyhow::Result<()> {
         partitions,
         poison,
         seed: 42,
+        encoder: None,
         window,
     };
 
@@ -549,6 +563,11 @@ fn main() -> anyhow::Result<()> {
     // The same work for custodian and quixstreams: their ratio.
     if env_or("BENCH_QUIX", 1) != 0 {
         quix::run(&mut bench, n)?;
+    }
+
+    // Avro input against JSON input, saturated.
+    if env_or("BENCH_AVRO", 1) != 0 {
+        avro::run(&mut bench, n)?;
     }
 
     // 3. Keyed delivery to a slow downstream.
