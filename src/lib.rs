@@ -58,6 +58,9 @@
 //!   projection columns they become, search text as a viewer may see it.
 //! - [`operators`]: people with credentials of their own (name, role,
 //!   token), `custodian operator …`, checked by the API's authorisation.
+//! - [`flow`]: flow control: operators' pauses of a topic, partition or
+//!   http route (kept in PostgreSQL, honoured by every instance), a circuit
+//!   breaker per http route, stalled partitions.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
@@ -70,6 +73,7 @@ pub(crate) mod delivery;
 pub mod dlq;
 pub mod downstream;
 pub mod failure;
+pub mod flow;
 pub mod formats;
 pub(crate) mod handlers;
 pub(crate) mod health;

@@ -92,6 +92,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::ApprovalsCommand,
     },
+    /// Flow control: pause or resume a topic, a partition or an http route
+    /// on every instance, and list the pauses in force.
+    Flow {
+        #[command(subcommand)]
+        command: cli::FlowCommand,
+    },
     /// Add rows to the `outbox` table (demos).
     Outbox {
         #[command(subcommand)]
@@ -157,6 +163,7 @@ fn main() -> ExitCode {
         Command::Approvals { command } => {
             current_thread(cli::approvals(settings, token_file, command))
         }
+        Command::Flow { command } => current_thread(cli::flow(settings, token_file, command)),
         Command::Relay => current_thread(async move {
             custodian::relay::run(settings, app::shutdown_signal()).await?;
             Ok(())

@@ -11,6 +11,13 @@
 //! partition has `max_in_flight` records (or `max_in_flight_bytes` of them)
 //! without a durable outcome. That limit is what pauses the partition when a
 //! dependency is down, and what bounds memory by bytes, not only by count.
+//!
+//! An operator's pause (`flow`) holds it too: it reads nothing while a
+//! pause of its topic or of itself is in force (or before the pauses are
+//! first read), and a batch read just as a pause came is kept, not handed
+//! over, so nothing past its position is committed. It resumes when the
+//! pause does. And when its oldest in-flight message has waited longer than
+//! `flow.stall_after`, it flags itself stalled, naming that message.
 
 use std::sync::Arc;
 
@@ -25,6 +32,7 @@ use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::{KafkaConsumer, PartitionQueue};
 use crate::stages::{Ack, Batch, Handoff};
 use crate::status::registry::{PartitionStatus, State};
+use crate::telemetry::flow::PartitionStall;
 use crate::telemetry::kafka::{
     PartitionCommitted, PartitionForgotten, PartitionInFlight, RecordsRead,
 };
@@ -69,6 +77,16 @@ pub struct PartitionActor {
     /// What `GET /status` shows of this partition.
     status: Arc<PartitionStatus>,
     span: tracing::Span,
+    /// The operators' pauses in force.
+    flow: crate::flow::Flow,
+    /// Records read as a pause came: handed over when it ends.
+    held: Vec<Envelope>,
+    /// When each batch in flight was read, by its last offset (for stalls:
+    /// the oldest in-flight record is the watermark, read with the first
+    /// batch that reaches it).
+    read_at: std::collections::VecDeque<(i64, chrono::DateTime<chrono::Utc>)>,
+    stall_after: std::time::Duration,
+    stalled: bool,
 }
 
 pub struct PartitionConfig {
@@ -82,6 +100,10 @@ pub struct PartitionConfig {
     pub commit_interval: std::time::Duration,
     /// This incarnation's cell in the status registry.
     pub status: Arc<PartitionStatus>,
+    /// The operators' pauses in force.
+    pub flow: crate::flow::Flow,
+    /// `flow.stall_after`.
+    pub stall_after: std::time::Duration,
 }
 
 impl PartitionActor {
@@ -117,22 +139,34 @@ impl PartitionActor {
             drain_waiters: Vec::new(),
             revoked: tokio_util::sync::CancellationToken::new(),
             status: config.status,
+            flow: config.flow,
+            held: Vec::new(),
+            read_at: std::collections::VecDeque::new(),
+            stall_after: config.stall_after,
+            stalled: false,
         }
     }
 
     fn schedule_read(&mut self, ctx: &mut Context<Self>) {
-        if self.reading.is_some()
-            || self.handing_over
-            || self.draining
-            || self.tracker.in_flight() + self.batch_size > self.max_in_flight
+        if self.reading.is_some() || self.handing_over || self.draining {
+            return;
+        }
+        if self.hold(ctx) {
+            return;
+        }
+        if self.tracker.in_flight() + self.batch_size > self.max_in_flight
             || self.tracker.in_flight_bytes() >= self.max_in_flight_bytes
         {
-            if !self.draining && self.reading.is_none() && !self.handing_over {
-                self.status.set_state(State::Paused);
-            }
+            self.status.set_state(State::Paused);
             return;
         }
         self.status.set_state(State::Running);
+        if !self.held.is_empty() {
+            // Read as a pause came, which has ended.
+            let records = std::mem::take(&mut self.held);
+            self.hand_over(records, ctx);
+            return;
+        }
         if let Some(wait) = self.due.wait(chrono::Utc::now()) {
             // The head record is not due: wait for it without reading on.
             let handle = ctx.run_later(wait, |act, ctx| {
@@ -148,13 +182,105 @@ impl PartitionActor {
         let max = self.batch_size;
         let span = self.span.clone();
         let status = Arc::clone(&self.status);
-        let read = async move { read_batch(&queue, &topic, max, &span, &status).await };
+        let (mut changes, partition) = (self.flow.changes(), self.partition);
+        let read = async move {
+            // A pause that comes while the partition waits for records ends
+            // the wait (the receive is cancellation-safe), so it shows as
+            // held at once.
+            tokio::select! {
+                records = read_batch(&queue, &topic, max, &span, &status) => records,
+                () = paused(&mut changes, &topic, partition) => Vec::new(),
+            }
+        };
         let handle = ctx.spawn(read.into_actor(self).map(|records, act, ctx| {
             act.reading = None;
             let ready = act.due.admit(records, chrono::Utc::now());
+            if act.held_now().is_some() {
+                // A pause came while this batch was read: keep it.
+                act.held.extend(ready);
+                act.schedule_read(ctx);
+                return;
+            }
             act.hand_over(ready, ctx);
         }));
         self.reading = Some(handle);
+    }
+
+    /// Why an operator's pause holds this partition now, if one does.
+    fn held_now(&self) -> Option<String> {
+        self.flow.now().holding(&self.topic, self.partition)
+    }
+
+    /// True while a pause holds this partition: then it waits for the
+    /// pauses to change (the wait is the pending "read", so a drain
+    /// cancels it) and reads nothing.
+    fn hold(&mut self, ctx: &mut Context<Self>) -> bool {
+        let mut changes = self.flow.changes();
+        let why = changes
+            .borrow_and_update()
+            .holding(&self.topic, self.partition);
+        let Some(why) = why else {
+            self.status.set_held(None);
+            return false;
+        };
+        self.status.set_state(State::Held);
+        self.status.set_held(Some(why));
+        let wait = async move {
+            if changes.changed().await.is_err() {
+                // No one reads the pauses any more: look again later.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        };
+        let handle = ctx.spawn(wait.into_actor(self).map(|(), act, ctx| {
+            act.reading = None;
+            act.schedule_read(ctx);
+        }));
+        self.reading = Some(handle);
+        true
+    }
+
+    /// Flags (or clears) a stall: the oldest in-flight record waiting
+    /// longer than `flow.stall_after`.
+    fn check_stall(&mut self) {
+        let now = chrono::Utc::now();
+        let oldest = match (self.tracker.in_flight(), self.tracker.watermark()) {
+            (0, _) | (_, None) => {
+                self.read_at.clear();
+                None
+            }
+            (_, Some(offset)) => {
+                while self.read_at.front().is_some_and(|(last, _)| *last < offset) {
+                    self.read_at.pop_front();
+                }
+                self.read_at.front().map(|(_, at)| (offset, *at))
+            }
+        };
+        let late =
+            oldest.filter(|(_, at)| (now - *at).to_std().unwrap_or_default() > self.stall_after);
+        match (late, self.stalled) {
+            (Some((offset, since)), false) => {
+                self.stalled = true;
+                self.status
+                    .set_stalled(Some(crate::status::registry::Stall { offset, since }));
+                PartitionStall {
+                    topic: &self.topic,
+                    partition: &self.partition_label,
+                    oldest: Some((offset, (now - since).to_std().unwrap_or_default())),
+                }
+                .emit();
+            }
+            (None, true) => {
+                self.stalled = false;
+                self.status.set_stalled(None);
+                PartitionStall {
+                    topic: &self.topic,
+                    partition: &self.partition_label,
+                    oldest: None,
+                }
+                .emit();
+            }
+            _ => {}
+        }
     }
 
     fn hand_over(&mut self, records: Vec<Envelope>, ctx: &mut Context<Self>) {
@@ -164,6 +290,9 @@ impl PartitionActor {
         }
         for record in &records {
             self.tracker.register(record.offset, record.size());
+        }
+        if let Some(last) = records.last() {
+            self.read_at.push_back((last.offset, chrono::Utc::now()));
         }
         RecordsRead {
             topic: &self.topic,
@@ -265,6 +394,27 @@ impl PartitionActor {
     }
 }
 
+/// Resolves when a pause holds partition `partition` of `topic` (never, if
+/// no one reads the pauses any more).
+async fn paused(
+    changes: &mut tokio::sync::watch::Receiver<Arc<crate::flow::active::Active>>,
+    topic: &str,
+    partition: i32,
+) {
+    loop {
+        if changes
+            .borrow_and_update()
+            .holding(topic, partition)
+            .is_some()
+        {
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// Waits for at least one record, then takes whatever else is already
 /// queued, up to `max`.
 async fn read_batch(
@@ -306,6 +456,11 @@ impl Actor for PartitionActor {
         self.span
             .in_scope(|| tracing::info!("partition actor started"));
         ctx.run_interval(self.commit_interval, |act, _| act.commit_watermark());
+        let every = (self.stall_after / 4).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(5),
+        );
+        ctx.run_interval(every, |act, _| act.check_stall());
         self.schedule_read(ctx);
     }
 
@@ -313,6 +468,14 @@ impl Actor for PartitionActor {
         // Whatever this incarnation still has in flight is uncommitted and
         // will be read again by the next owner: stop working on it.
         self.revoked.cancel();
+        if self.stalled {
+            PartitionStall {
+                topic: &self.topic,
+                partition: &self.partition_label,
+                oldest: None,
+            }
+            .emit();
+        }
         PartitionForgotten {
             topic: &self.topic,
             partition: &self.partition_label,

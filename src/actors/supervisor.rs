@@ -55,6 +55,9 @@ pub struct Supervisor {
     status: Arc<crate::status::Registry>,
     /// Incarnations started so far (numbers partition actors).
     generations: u64,
+    /// The operators' pauses, which every partition actor honours.
+    flow: crate::flow::Flow,
+    stall_after: Duration,
     shutting_down: bool,
 }
 
@@ -80,8 +83,18 @@ impl Supervisor {
             partitions: HashMap::new(),
             status: Arc::default(),
             generations: 0,
+            flow: crate::flow::Flow::unpaused(),
+            stall_after: Duration::from_secs(60),
             shutting_down: false,
         }
+    }
+
+    /// Partition actors honour `flow`'s pauses and flag a stall after
+    /// `stall_after` (by default: never paused, 60 s).
+    pub fn flow(mut self, flow: crate::flow::Flow, stall_after: Duration) -> Self {
+        self.flow = flow;
+        self.stall_after = stall_after;
+        self
     }
 
     /// Partition actors report to `registry` (by default a private one).
@@ -116,6 +129,8 @@ impl Supervisor {
             max_in_flight_bytes: self.max_in_flight_bytes,
             commit_interval: self.commit_interval,
             status: self.status.register(&topic, partition),
+            flow: self.flow.clone(),
+            stall_after: self.stall_after,
         };
         let actor_queue = Arc::clone(&queue);
         let actor_topic = topic.clone();

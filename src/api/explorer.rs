@@ -54,6 +54,11 @@ pub const STATUSES: &[&str] = &[
     crate::approvals::REJECTED,
     crate::approvals::EXPIRED,
     crate::trail::operator::UNMASKED,
+    crate::flow::pauses::PAUSED,
+    crate::flow::pauses::RESUMED,
+    crate::flow::record::OPENED,
+    crate::flow::record::HALF_OPEN,
+    crate::flow::record::CLOSED,
 ];
 
 /// The parameters, as text, so a bad one is answered 400 naming it.

@@ -17,6 +17,7 @@ pub(crate) mod dlq_view;
 pub(crate) mod erasure;
 pub(crate) mod error;
 pub mod explorer;
+pub(crate) mod flow;
 pub(crate) mod masked;
 pub(crate) mod methods;
 pub(crate) mod openapi;
@@ -67,6 +68,12 @@ pub struct AppState {
     pub operators: crate::config::OperatorsSettings,
     /// What every answer masks (`masking.fields`).
     pub masking: Arc<crate::masking::Masking>,
+    /// The operators' pauses in force (`/flow`).
+    pub flow: crate::flow::Flow,
+    /// The http routes, with their gates (`/flow`, `/status`).
+    pub endpoints: Arc<crate::delivery::Endpoints>,
+    /// `kafka.topics`: what a pause may name.
+    pub topics: Vec<String>,
 }
 
 /// Binds the server (port 0 picks one) and returns it with the bound address.
@@ -139,6 +146,9 @@ pub fn server(
             // Before `/transactions/{id}`, which would take "search" as an id.
             .service(search::search)
             .service(read::transaction)
+            .service(flow::list)
+            .service(flow::pause)
+            .service(flow::resume)
             .service(status::status)
             .service(status::samples)
             .split_for_parts();

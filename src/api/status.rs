@@ -46,6 +46,7 @@ pub async fn status(_: Authorized<Read>, state: web::Data<AppState>) -> HttpResp
             redis: Dependency::from(redis),
         },
         partitions,
+        routes: crate::api::flow::route_gates(&state),
     })
 }
 

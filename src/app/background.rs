@@ -91,6 +91,22 @@ impl Background {
             background.stop.clone(),
         );
         background.add("expiring four-eyes requests", Some(expiry));
+        let pauses = deps.flow.clone().run(
+            deps.postgres.clone(),
+            settings.flow.poll_interval,
+            Arc::clone(&deps.endpoints),
+            background.stop.clone(),
+        );
+        background.add(
+            "reading the operators' pauses",
+            Some(actix_rt::spawn(pauses)),
+        );
+        let (changes, recorder) =
+            crate::flow::record::spawn(deps.postgres.clone(), background.stop.clone());
+        for route in deps.endpoints.all() {
+            route.gate.report_to(changes.clone());
+        }
+        background.add("recording circuit breaker changes", Some(recorder));
         let status = Arc::clone(&deps.status);
         let sampler = Arc::clone(&deps.samples).run(status, background.stop.clone());
         background.add("the chart sampler", Some(actix_rt::spawn(sampler)));

@@ -54,6 +54,8 @@ pub struct Deps {
     pub health: Arc<Health>,
     pub status: Arc<Registry>,
     pub samples: Arc<Samples>,
+    /// The operators' pauses in force (read by a background task).
+    pub flow: crate::flow::Flow,
 }
 
 impl Deps {
@@ -92,7 +94,8 @@ impl Deps {
             formats: Arc::new(formats),
             keys: Keys::new(&settings.dlq.key_prefix),
             routes: Arc::new(Routes::new(&settings.routes)),
-            endpoints: Arc::new(Endpoints::new(&settings.routes)),
+            endpoints: Arc::new(Endpoints::new(&settings.routes, &settings.breaker)),
+            flow: crate::flow::Flow::new(),
             health: Arc::new(Health::default()),
             status: Arc::new(Registry::default()),
             samples: Arc::new(Samples::new(SAMPLE_INTERVAL, SAMPLES_KEPT)),

@@ -60,6 +60,9 @@ impl App {
             operators: deps.settings.operators.clone(),
             formats: std::sync::Arc::clone(&deps.formats),
             masking: std::sync::Arc::new(crate::masking::Masking::from_settings(&deps.settings)),
+            flow: deps.flow.clone(),
+            endpoints: std::sync::Arc::clone(&deps.endpoints),
+            topics: deps.settings.kafka.topics.clone(),
         };
         let http = &deps.settings.http;
         let (server, http_addr) = api::server(

@@ -151,6 +151,7 @@ pub fn consume(deps: &Deps, started: &Started) -> anyhow::Result<Consuming> {
         settings.kafka.commit_interval,
     )
     .reporting_to(Arc::clone(&deps.status))
+    .flow(deps.flow.clone(), settings.flow.stall_after)
     .start();
     consumer.context().connect(
         Arc::downgrade(&consumer),

@@ -183,7 +183,7 @@ pub enum ApprovalError {
 const COLUMNS: &str = "id, kind, params, entries, reason, requested_by, state, decided_by, \
      decided_reason, decided_at, outcome, created_at, expires_at";
 
-fn reason_ok(reason: &str) -> bool {
+pub(crate) fn reason_ok(reason: &str) -> bool {
     let r = reason.trim();
     !r.is_empty()
         && r.chars().count() <= 1000

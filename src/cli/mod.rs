@@ -22,11 +22,13 @@ use uuid::Uuid;
 mod approvals;
 mod audit;
 mod credential;
+mod flow;
 mod operator;
 
 pub use approvals::{approvals, ApprovalsCommand};
 pub use audit::{audit, AuditCommand};
 use custodian::operators::{Actor, Role};
+pub use flow::{flow, FlowCommand};
 pub use operator::{operator, OperatorCommand};
 
 #[derive(Subcommand)]

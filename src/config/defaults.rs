@@ -1,7 +1,7 @@
 //! The built-in settings: every key's default, the base layer under the
 //! TOML file and the `CUSTODIAN_` environment.
 
-use super::{audit, formats, masking, operators, relay};
+use super::{audit, flow, formats, masking, operators, relay};
 use crate::handlers::registry::{HandlerKind, TEXT_MESSAGE_TYPE};
 
 /// The defaults: everything on localhost, as `dev/run` starts it.
@@ -78,5 +78,7 @@ pub(super) fn defaults() -> serde_json::Value {
         "operators": operators::defaults(),
         "schema_registry": formats::registry_defaults(),
         "formats": [],
+        "flow": flow::defaults(),
+        "breaker": flow::breaker_defaults(),
     })
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 mod audit;
 mod defaults;
 mod duration;
+mod flow;
 mod formats;
 mod masking;
 mod operators;
@@ -27,6 +28,7 @@ pub use audit::{ArchiveSettings, AuditSettings, Period, Retention, SigningSeed};
 use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
+pub use flow::{BreakerSettings, FlowSettings};
 pub use formats::{PayloadFormat, SchemaRegistrySettings, TopicFormat};
 pub use masking::{MaskRule, MaskingSettings};
 pub use operators::OperatorsSettings;
@@ -93,6 +95,10 @@ pub struct Settings {
     pub formats: Vec<TopicFormat>,
     /// Personal payload fields, masked in the API's answers (none by default).
     pub masking: MaskingSettings,
+    /// Operators' pauses and stalled partitions.
+    pub flow: FlowSettings,
+    /// Every http route's circuit breaker.
+    pub breaker: BreakerSettings,
 }
 
 /// Where to consume from and as which group.

@@ -25,6 +25,8 @@ impl Settings {
         }
         self.audit.validate()?;
         self.operators.validate()?;
+        self.flow.validate()?;
+        self.breaker.validate()?;
         super::formats::validate_formats(&self.formats, &self.kafka.topics)?;
         self.schema_registry.validate(&self.formats)?;
         self.relay.validate(self.schema_registry.url.is_some())?;

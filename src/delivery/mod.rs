@@ -20,7 +20,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::urls::label;
-use crate::config::RouteSettings;
+use crate::config::{BreakerSettings, RouteSettings};
 use crate::handlers::registry::HandlerKind;
 
 /// A downstream URL, with its timeout and rate limit (shared by every
@@ -45,6 +45,8 @@ pub struct Endpoint {
     /// `forward = "original"`: a schema topic's record goes in its own
     /// bytes, not as its JSON.
     pub forward_original: bool,
+    /// The operators' pause of this route and its circuit breaker.
+    pub gate: crate::flow::gate::Gate,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,12 +55,13 @@ const DEFAULT_BURST: u32 = 10;
 
 impl Endpoint {
     /// From a validated http route (it has a URL: checked at start).
-    pub fn new(r: &RouteSettings) -> Self {
+    pub fn new(r: &RouteSettings, breaker: &BreakerSettings) -> Self {
         let url = r.url.clone().unwrap_or_default();
         let rate =
             NonZeroU32::new(r.rate_per_second.unwrap_or(DEFAULT_RATE)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(r.burst.unwrap_or(DEFAULT_BURST)).unwrap_or(NonZeroU32::MIN);
         Endpoint {
+            gate: crate::flow::gate::Gate::new(&label(&url), breaker),
             label: label(&url),
             url,
             timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),
@@ -78,12 +81,12 @@ impl Endpoint {
 pub struct Endpoints(Vec<Arc<Endpoint>>);
 
 impl Endpoints {
-    pub fn new(settings: &[RouteSettings]) -> Self {
+    pub fn new(settings: &[RouteSettings], breaker: &BreakerSettings) -> Self {
         Endpoints(
             settings
                 .iter()
                 .filter(|r| r.handler == HandlerKind::Http)
-                .map(|r| Arc::new(Endpoint::new(r)))
+                .map(|r| Arc::new(Endpoint::new(r, breaker)))
                 .collect(),
         )
     }
@@ -128,8 +131,13 @@ impl std::fmt::Debug for Endpoint {
 #[cfg(test)]
 mod tests {
     use super::Endpoints;
-    use crate::config::RouteSettings;
+    use crate::config::{RouteSettings, Settings};
     use crate::pipeline::route_table::Routes;
+
+    fn endpoints(settings: &[RouteSettings]) -> Endpoints {
+        let defaults = Settings::from_overrides(&[]).expect("defaults");
+        Endpoints::new(settings, &defaults.breaker)
+    }
 
     #[test]
     fn a_stored_route_reference_never_resolves_to_another_downstream() {
@@ -140,7 +148,7 @@ mod tests {
             { "event_types": ["C"], "handler": "http", "url": "http://b.example/y" },
         ]))
         .expect("route settings");
-        let http = Endpoints::new(&settings);
+        let http = endpoints(&settings);
         let label = |r: Option<&std::sync::Arc<super::Endpoint>>| r.map(|r| r.label.clone());
         // Stored at index 0 when a.example's route came first: found by label.
         assert_eq!(
@@ -167,7 +175,7 @@ mod tests {
             { "event_types": ["C"], "handler": "audit" },
         ]))
         .expect("route settings");
-        let (routes, http) = (Routes::new(&settings), Endpoints::new(&settings));
+        let (routes, http) = (Routes::new(&settings), endpoints(&settings));
         for (event_type, label) in [("A", "http://a.example"), ("B", "http://b.example")] {
             let handler = routes.handler("t", event_type).expect("routed");
             let route = http.get(handler.route).expect("an http route");

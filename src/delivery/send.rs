@@ -116,7 +116,57 @@ pub async fn keep_answer(
 /// for a retry record, its original one) over `route`; the 2xx answer. A
 /// schema topic's record goes as the JSON it decodes to, or as it is with
 /// `forward = "original"` (see `formats::forward`).
+///
+/// The route's gate goes first: while the route is paused or its circuit
+/// breaker is open, nothing is sent and the answer is "unavailable" (not
+/// an attempt: the message waits); each delivery that goes tells the
+/// breaker how it ended.
 pub async fn forward(
+    client: &reqwest::Client,
+    route: &Endpoint,
+    (formats, topic): (&crate::formats::Formats, &str),
+    envelope: &Envelope,
+    message_id: uuid::Uuid,
+    event_type: Option<&str>,
+) -> Result<Answer, TryError> {
+    let pass = route.gate.admit().map_err(|error| TryError::Unavailable {
+        dependency: crate::flow::gate::ROUTE,
+        error,
+    })?;
+    let result = attempt(
+        client,
+        route,
+        (formats, topic),
+        envelope,
+        message_id,
+        event_type,
+    )
+    .await;
+    if let Some(outcome) = for_breaker(&result) {
+        route.gate.record(pass, outcome);
+    }
+    result
+}
+
+/// How a delivery's result counts for its route's breaker: the
+/// downstream's failures against it, its answers (a refusal of the message
+/// included) for it; none when no request was made (the registry down, a
+/// record that does not decode).
+fn for_breaker(result: &Result<Answer, TryError>) -> Option<crate::flow::breaker::Outcome> {
+    use crate::flow::breaker::Outcome;
+    match result {
+        Ok(_) => Some(Outcome::Answered),
+        Err(TryError::Unavailable { dependency, .. }) => {
+            (*dependency == "downstream").then_some(Outcome::Failed)
+        }
+        Err(TryError::Failed(f)) if f.kind == "downstream_rejected" => Some(Outcome::Answered),
+        Err(TryError::Failed(f)) if f.kind.starts_with("downstream_") => Some(Outcome::Failed),
+        Err(TryError::Failed(_)) => None,
+    }
+}
+
+/// [`forward`] past the gate: the request, and its answer classified.
+async fn attempt(
     client: &reqwest::Client,
     route: &Endpoint,
     (formats, topic): (&crate::formats::Formats, &str),

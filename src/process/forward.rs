@@ -117,6 +117,17 @@ async fn forward_one(
         // Behind an earlier message of its key: parked untried.
         return (Err(()), Vec::new());
     }
+    if let Some(wait) = route.gate.shut_for() {
+        // A deferred route paused or open: scheduled untried, only its key
+        // waits (an in-place route waits in the attempt below).
+        if cx
+            .deferrals
+            .borrow_mut()
+            .hold(index, route, &item.envelope, wait)
+        {
+            return (Err(()), Vec::new());
+        }
+    }
     done.borrow_mut()
         .insert(item.message_id, Some(item.payload_sha256));
     let topic = &*item.envelope.topic;

@@ -24,6 +24,9 @@ pub enum State {
     Paused,
     /// Revoked or shutting down: finishing what is in flight, reading nothing.
     Draining,
+    /// Held by an operator's pause (`flow`): reading nothing, committing
+    /// nothing past its position.
+    Held,
 }
 
 impl State {
@@ -31,6 +34,7 @@ impl State {
         match v {
             1 => State::Paused,
             2 => State::Draining,
+            3 => State::Held,
             _ => State::Running,
         }
     }
@@ -41,6 +45,16 @@ impl State {
 pub struct LastError {
     pub at: DateTime<Utc>,
     pub message: String,
+}
+
+/// A partition's oldest in-flight message, waiting past `flow.stall_after`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Stall {
+    /// Its offset in the partition (the explorer finds it by topic,
+    /// partition and offset; its id is known once it is decoded).
+    pub offset: i64,
+    /// Read at this time, and without a durable outcome since.
+    pub since: DateTime<Utc>,
 }
 
 /// One partition's live figures. Written only by its actor.
@@ -56,6 +70,10 @@ pub struct PartitionStatus {
     /// Set on a pipeline failure or a Kafka partition error; kept until the
     /// next one (a brief lock, never held across an await).
     last_error: Mutex<Option<LastError>>,
+    /// Why an operator's pause holds it, while one does.
+    held: Mutex<Option<String>>,
+    /// Its oldest in-flight message, while that waits too long.
+    stalled: Mutex<Option<Stall>>,
 }
 
 impl Default for PartitionStatus {
@@ -65,6 +83,8 @@ impl Default for PartitionStatus {
             watermark: AtomicI64::new(-1),
             in_flight: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            held: Mutex::new(None),
+            stalled: Mutex::new(None),
         }
     }
 }
@@ -88,6 +108,26 @@ impl PartitionStatus {
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(error);
         }
+    }
+
+    pub fn set_held(&self, why: Option<String>) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = why;
+        }
+    }
+
+    pub fn held(&self) -> Option<String> {
+        self.held.lock().ok().and_then(|h| h.clone())
+    }
+
+    pub fn set_stalled(&self, stall: Option<Stall>) {
+        if let Ok(mut stalled) = self.stalled.lock() {
+            *stalled = stall;
+        }
+    }
+
+    pub fn stalled(&self) -> Option<Stall> {
+        self.stalled.lock().ok().and_then(|s| s.clone())
     }
 
     pub fn state(&self) -> State {
@@ -130,7 +170,7 @@ impl Default for Registry {
 }
 
 /// `host/pid`: enough to tell instances apart in a group.
-fn instance_name() -> String {
+pub fn instance_name() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -50,9 +50,16 @@ pub struct PartitionRow {
     pub partition: i32,
     /// The instance that owns it (`host/pid`).
     pub owner: String,
-    /// `running`, `paused` (waiting for in-flight outcomes: a dependency)
-    /// or `draining`.
+    /// `running`, `paused` (waiting for in-flight outcomes: a dependency),
+    /// `held` (an operator's pause: see `held_by`) or `draining`.
     pub state: String,
+    /// While an operator's pause holds it: who paused it and why.
+    #[serde(default)]
+    pub held_by: Option<String>,
+    /// While its oldest in-flight message has waited longer than
+    /// `flow.stall_after` (head-of-line blocking): that message.
+    #[serde(default)]
+    pub stalled: Option<super::registry::Stall>,
     /// The group's committed offset (from Kafka), if any.
     pub committed_offset: Option<i64>,
     /// Every record below it has a durable outcome (not yet necessarily
@@ -82,6 +89,17 @@ impl From<LastError> for ErrorRow {
     }
 }
 
+/// One http route's gate on this instance.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RouteRow {
+    /// The route's label (its URL without credentials or query).
+    pub route: String,
+    /// While an operator's pause holds it: who paused it and why.
+    pub paused_by: Option<String>,
+    /// Its circuit breaker (none: `breaker.enabled` is off).
+    pub breaker: Option<crate::flow::breaker::Snapshot>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusReport {
     pub instance: String,
@@ -90,6 +108,9 @@ pub struct StatusReport {
     pub assigned_partitions: Option<usize>,
     pub health: Dependencies,
     pub partitions: Vec<PartitionRow>,
+    /// Each http route's gate: an operator's pause, its circuit breaker.
+    #[serde(default)]
+    pub routes: Vec<RouteRow>,
 }
 
 /// What Kafka said about the owned partitions.
@@ -177,6 +198,8 @@ pub async fn partitions(
                 high_watermark: high,
                 lag: lag(high, committed, durable),
                 in_flight: cell.in_flight(),
+                held_by: cell.held(),
+                stalled: cell.stalled(),
                 last_error: cell.last_error().map(ErrorRow::from),
             }
         })
@@ -193,5 +216,6 @@ fn state_name(state: State) -> &'static str {
         State::Running => "running",
         State::Paused => "paused",
         State::Draining => "draining",
+        State::Held => "held",
     }
 }

@@ -200,6 +200,8 @@ mod tests {
             high_watermark: high,
             lag: super::super::lag::lag(high, committed, None),
             in_flight: 0,
+            held_by: None,
+            stalled: None,
             last_error: None,
         }
     }

@@ -81,6 +81,31 @@ pub fn render(report: &StatusReport) -> String {
     if rows.is_empty() {
         out.push_str("(no partitions assigned to this instance)\n");
     }
+    for p in &report.partitions {
+        if let Some(why) = &p.held_by {
+            out.push_str(&format!("{}/{} held: {why}\n", p.topic, p.partition));
+        }
+        if let Some(stall) = &p.stalled {
+            out.push_str(&format!(
+                "{}/{} stalled: offset {} waiting since {}\n",
+                p.topic,
+                p.partition,
+                stall.offset,
+                stall.since.format("%H:%M:%S UTC")
+            ));
+        }
+    }
+    for r in &report.routes {
+        let breaker = r.breaker.as_ref().map_or_else(
+            || "breaker off".to_owned(),
+            |b| format!("breaker {}", b.state.as_str()),
+        );
+        let paused = r
+            .paused_by
+            .as_ref()
+            .map_or_else(String::new, |why| format!(", {why}"));
+        out.push_str(&format!("route {}: {breaker}{paused}\n", r.route));
+    }
     out
 }
 
@@ -118,6 +143,8 @@ mod tests {
                     high_watermark: Some(12350),
                     lag: Some(5),
                     in_flight: 5,
+                    held_by: None,
+                    stalled: None,
                     last_error: None,
                 },
                 PartitionRow {
@@ -130,9 +157,12 @@ mod tests {
                     high_watermark: Some(0),
                     lag: None,
                     in_flight: 0,
+                    held_by: None,
+                    stalled: None,
                     last_error: None,
                 },
             ],
+            routes: Vec::new(),
         };
         let text = render(&report);
         assert!(text.contains("redis: DOWN (refused)"), "{text}");

@@ -21,6 +21,7 @@
 //!   discards.
 //! - `trail`: the audit: durable batches, PostgreSQL write times,
 //!   duplicates, end-to-end and pipeline latency.
+//! - `flow`: http routes' circuit breakers and stalled partitions.
 //! - `outbox`: the relay's backlog and what it published or Kafka refused.
 //! - `api`: HTTP requests served and events produced through the API.
 //!
@@ -47,6 +48,7 @@ use crate::config::LogSettings;
 pub(crate) mod api;
 pub(crate) mod delivery;
 pub(crate) mod dlq;
+pub(crate) mod flow;
 pub(crate) mod kafka;
 pub(crate) mod outbox;
 pub(crate) mod pipeline;
@@ -74,6 +76,7 @@ struct Metrics {
     api: api::Metrics,
     delivery: delivery::Metrics,
     dlq: dlq::Metrics,
+    flow: flow::Metrics,
     kafka: kafka::Metrics,
     outbox: outbox::Metrics,
     pipeline: pipeline::Metrics,
@@ -90,6 +93,7 @@ fn metrics() -> &'static Metrics {
             api: api::Metrics::register(&r),
             delivery: delivery::Metrics::register(&r),
             dlq: dlq::Metrics::register(&r),
+            flow: flow::Metrics::register(&r),
             kafka: kafka::Metrics::register(&r),
             outbox: outbox::Metrics::register(&r),
             pipeline: pipeline::Metrics::register(&r),
@@ -286,9 +290,11 @@ mod tests {
     /// Every series by name, type and label names, as dashboards and the
     /// integration tests know them (unchanged since the metrics lived in
     /// one struct, `src/metrics.rs`).
-    const SERIES: [(&str, &str, &str); 31] = [
+    const SERIES: [(&str, &str, &str); 34] = [
         ("audit_batch_size", "HISTOGRAM", ""),
         ("audit_flush_seconds", "HISTOGRAM", ""),
+        ("breaker_changes_total", "COUNTER", "route,to"),
+        ("breaker_state", "GAUGE", "route"),
         ("consumer_lag_messages", "GAUGE", "partition,topic"),
         ("db_latency_seconds", "HISTOGRAM", "operation"),
         ("deliveries_in_flight", "GAUGE", "route"),
@@ -311,6 +317,7 @@ mod tests {
         ("outbox_published_total", "COUNTER", "topic"),
         ("outbox_refused_total", "COUNTER", "topic"),
         ("partition_in_flight_messages", "GAUGE", "partition,topic"),
+        ("partition_stalled", "GAUGE", "partition,topic"),
         ("partition_stored_offset", "GAUGE", "partition,topic"),
         ("pipeline_latency_seconds", "HISTOGRAM", ""),
         ("rate_limit_waits_total", "COUNTER", "route"),
@@ -423,6 +430,19 @@ mod tests {
         }
         .emit();
         outbox::OutboxPublished { topic }.emit();
+        flow::BreakerChanged {
+            route,
+            from: "closed",
+            to: "open",
+            why: "test",
+        }
+        .emit();
+        flow::PartitionStall {
+            topic,
+            partition,
+            oldest: None,
+        }
+        .emit();
         outbox::OutboxRefused {
             outbox_id: 1,
             aggregate_id: "a",

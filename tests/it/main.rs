@@ -31,6 +31,7 @@ mod console;
 mod delivery;
 mod dlq;
 mod faults;
+mod flow;
 mod formats;
 mod hostile;
 mod outbox;

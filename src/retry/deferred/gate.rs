@@ -122,6 +122,36 @@ impl Deferrals {
         true
     }
 
+    /// A message of a deferred `route` whose gate is shut (paused, or its
+    /// breaker open): not attempted, but scheduled for `wait` from now, its
+    /// key's later messages behind it, so only its key waits, not the
+    /// partition. False (it waits in place) on other routes.
+    pub fn hold(
+        &mut self,
+        index: usize,
+        route: &Endpoint,
+        envelope: &crate::kafka::envelope::Envelope,
+        wait: std::time::Duration,
+    ) -> bool {
+        if !route.deferred {
+            return false;
+        }
+        if let Some(key) = envelope.key.clone() {
+            self.waiting.insert((route.label.clone(), key));
+        }
+        self.tickets.insert(
+            envelope.offset,
+            Ticket {
+                route: index,
+                label: route.label.clone(),
+                attempts: 0,
+                next_attempt_at: Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+            },
+        );
+        true
+    }
+
     /// After a failed delivery on `route`: true (and a ticket) when the
     /// route defers and the last failure is transient. The key's later
     /// messages then wait behind it.

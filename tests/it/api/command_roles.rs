@@ -61,6 +61,15 @@ fn table(id: &str) -> Vec<(Vec<String>, Option<&'static str>)> {
             Some("approver"),
         ),
         (s(&["search", "x"]), Some("viewer")),
+        (s(&["flow", "list"]), Some("viewer")),
+        (
+            s(&["flow", "pause", "--topic", "t", "--reason", "r"]),
+            Some("operator"),
+        ),
+        (
+            s(&["flow", "resume", "--topic", "t", "--reason", "r"]),
+            Some("operator"),
+        ),
     ]
 }
 
@@ -82,7 +91,7 @@ fn every_command_is_refused_below_the_role_it_declares() {
     let env = TestEnv::new(1);
     let id = uuid::Uuid::new_v4().to_string();
     let table = table(&id);
-    for group in ["dlq", "audit", "operator", "approvals"] {
+    for group in ["dlq", "audit", "operator", "approvals", "flow"] {
         let commands = listed(&env, group);
         assert!(
             commands.len() >= 2,

@@ -94,6 +94,16 @@ impl TestEnv {
             .sum()
     }
 
+    /// The sum of the series of `name` whose labels contain `labels`
+    /// (any topic).
+    pub fn metric_any(&self, addr: impl HttpTarget, name: &str, labels: &str) -> f64 {
+        let (_, text) = self.get(addr, "/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// How many partitions the instance at `addr` owns, from `/ready`
     /// (`None` before it has an assignment, or while it does not answer).
     pub fn assigned_partitions(&self, addr: impl HttpTarget) -> Option<u64> {

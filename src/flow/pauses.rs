@@ -1,0 +1,251 @@
+//! Operators' pauses, kept in `flow_pauses` (so every instance and every
+//! restart honours them): taking one and resuming it, each in one
+//! transaction with its chained operator entry (FLOW_PAUSED,
+//! FLOW_RESUMED), and reading the active ones. Bound parameters only.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{who, Actor};
+use crate::trail::operator;
+
+pub const PAUSED: &str = "FLOW_PAUSED";
+pub const RESUMED: &str = "FLOW_RESUMED";
+
+/// What a pause holds: a topic, one partition of it, or an http route
+/// (by its label: the URL without credentials or query).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    pub route: Option<String>,
+}
+
+impl Target {
+    /// `topic`, `topic/partition` or `route:<label>`.
+    pub fn describe(&self) -> String {
+        match (&self.topic, self.partition, &self.route) {
+            (Some(t), Some(p), _) => format!("{t}/{p}"),
+            (Some(t), None, _) => t.clone(),
+            (None, _, Some(r)) => format!("route:{r}"),
+            _ => "nothing".into(),
+        }
+    }
+
+    /// A target as an operator names it, checked: a topic of `topics` (and
+    /// perhaps a partition), or a route of `routes` (labels); the error
+    /// names the field at fault.
+    pub fn checked(
+        topic: Option<String>,
+        partition: Option<i32>,
+        route: Option<String>,
+        topics: &[String],
+        routes: &[&str],
+    ) -> Result<Target, String> {
+        match (&topic, partition, &route) {
+            (Some(t), p, None) => {
+                if !topics.contains(t) {
+                    return Err(format!("topic: {t} is not one of kafka.topics"));
+                }
+                if p.is_some_and(|p| p < 0) {
+                    return Err("partition: 0 or more".into());
+                }
+            }
+            (None, None, Some(r)) => {
+                if !routes.contains(&r.as_str()) {
+                    return Err(format!(
+                        "route: {r} is not an http route (the flow list names them)"
+                    ));
+                }
+            }
+            (None, Some(_), _) => return Err("partition: only with a topic".into()),
+            _ => {
+                return Err(
+                    "topic: name a topic (and perhaps a partition), or a route, not both".into(),
+                )
+            }
+        }
+        Ok(Target {
+            topic,
+            partition,
+            route,
+        })
+    }
+
+    /// Whether this pause holds partition `partition` of `topic`.
+    pub fn holds(&self, topic: &str, partition: i32) -> bool {
+        self.topic.as_deref() == Some(topic) && self.partition.is_none_or(|p| p == partition)
+    }
+}
+
+/// One pause, active or resumed.
+#[derive(Debug, Clone, Serialize, diesel::QueryableByName, utoipa::ToSchema)]
+pub struct Pause {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub topic: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    #[serde(rename = "partition")]
+    pub kafka_partition: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub route: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub reason: String,
+    /// Who paused it (name, role, channel, client, request id).
+    #[diesel(sql_type = Jsonb)]
+    #[schema(value_type = Object)]
+    pub paused_by: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    pub paused_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub resumed_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    #[schema(value_type = Option<Object>)]
+    pub resumed_by: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub resume_reason: Option<String>,
+}
+
+impl Pause {
+    pub fn target(&self) -> Target {
+        Target {
+            topic: self.topic.clone(),
+            partition: self.kafka_partition,
+            route: self.route.clone(),
+        }
+    }
+
+    /// Who paused it and why, as `/status` and a held partition say it.
+    pub fn why(&self) -> String {
+        let by = self.paused_by["name"].as_str().unwrap_or("?");
+        format!("paused by {by}: {}", self.reason)
+    }
+}
+
+const COLUMNS: &str = "id, topic, kafka_partition, route, reason, paused_by, paused_at, \
+                       resumed_at, resumed_by, resume_reason";
+
+/// Why a pause or resume was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("{0} is paused already")]
+    AlreadyPaused(String),
+    #[error("{0} is not paused")]
+    NotPaused(String),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// The active pauses, oldest first.
+pub async fn active(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Pause>> {
+    diesel::sql_query(format!(
+        "SELECT {COLUMNS} FROM flow_pauses WHERE resumed_at IS NULL ORDER BY id"
+    ))
+    .load(conn)
+    .await
+}
+
+/// Pauses `target`, chained FLOW_PAUSED; 409 when it is paused already.
+pub async fn pause(
+    conn: &mut AsyncPgConnection,
+    target: &Target,
+    reason: &str,
+    by: &Actor,
+) -> Result<Pause, FlowError> {
+    let described = target.describe();
+    conn.transaction(async |conn| {
+        let made: Option<Pause> = diesel::sql_query(format!(
+            "INSERT INTO flow_pauses (topic, kafka_partition, route, reason, paused_by) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind::<Nullable<Text>, _>(target.topic.as_deref())
+        .bind::<Nullable<Integer>, _>(target.partition)
+        .bind::<Nullable<Text>, _>(target.route.as_deref())
+        .bind::<Text, _>(reason.trim())
+        .bind::<Jsonb, _>(by.to_json())
+        .get_result(conn)
+        .await
+        .map(Some)
+        .or_else(|e| match e {
+            diesel::result::Error::NotFound => Ok(None),
+            other => Err(other),
+        })?;
+        let Some(made) = made else {
+            return Err(FlowError::AlreadyPaused(described.clone()));
+        };
+        record(conn, PAUSED, &made, by, reason).await?;
+        Ok(made)
+    })
+    .await
+}
+
+/// Resumes `target`'s active pause, chained FLOW_RESUMED; 404 when it is
+/// not paused.
+pub async fn resume(
+    conn: &mut AsyncPgConnection,
+    target: &Target,
+    reason: &str,
+    by: &Actor,
+) -> Result<Pause, FlowError> {
+    let described = target.describe();
+    conn.transaction(async |conn| {
+        let resumed: Option<Pause> = diesel::sql_query(format!(
+            "UPDATE flow_pauses SET resumed_at = now(), resumed_by = $4, resume_reason = $5 \
+              WHERE resumed_at IS NULL AND topic IS NOT DISTINCT FROM $1 \
+                AND kafka_partition IS NOT DISTINCT FROM $2 AND route IS NOT DISTINCT FROM $3 \
+             RETURNING {COLUMNS}"
+        ))
+        .bind::<Nullable<Text>, _>(target.topic.as_deref())
+        .bind::<Nullable<Integer>, _>(target.partition)
+        .bind::<Nullable<Text>, _>(target.route.as_deref())
+        .bind::<Jsonb, _>(by.to_json())
+        .bind::<Text, _>(reason.trim())
+        .get_result(conn)
+        .await
+        .map(Some)
+        .or_else(|e| match e {
+            diesel::result::Error::NotFound => Ok(None),
+            other => Err(other),
+        })?;
+        let Some(resumed) = resumed else {
+            return Err(FlowError::NotPaused(described.clone()));
+        };
+        record(conn, RESUMED, &resumed, by, reason).await?;
+        Ok(resumed)
+    })
+    .await
+}
+
+/// The chained entry of a pause or resume.
+async fn record(
+    conn: &mut AsyncPgConnection,
+    status: &'static str,
+    pause: &Pause,
+    by: &Actor,
+    reason: &str,
+) -> diesel::QueryResult<()> {
+    let mut detail = who(by, None);
+    detail["reason"] = reason.trim().into();
+    detail["pause"] = pause.id.into();
+    detail["target"] = serde_json::to_value(pause.target()).unwrap_or_default();
+    let topic = pause.topic.clone().unwrap_or_default();
+    operator::record(
+        conn,
+        operator::Action {
+            topic: &topic,
+            kafka_partition: pause.kafka_partition.unwrap_or(-1),
+            ..operator::Action::about(
+                &format!("flow/{}", pause.target().describe()),
+                status,
+                pause.id,
+                None,
+                detail,
+            )
+        },
+    )
+    .await
+}
