@@ -75,9 +75,17 @@ impl Target {
         })
     }
 
-    /// Whether this pause holds partition `partition` of `topic`.
+    /// Whether this pause holds partition `partition` of `topic`. A topic's
+    /// pause holds its retry topic (`<topic>.retry`) too: its records are
+    /// the topic's.
     pub fn holds(&self, topic: &str, partition: i32) -> bool {
-        self.topic.as_deref() == Some(topic) && self.partition.is_none_or(|p| p == partition)
+        let Some(paused) = self.topic.as_deref() else {
+            return false;
+        };
+        let same = topic == paused;
+        let its_retries =
+            self.partition.is_none() && topic.strip_suffix(".retry").is_some_and(|t| t == paused);
+        its_retries || (same && self.partition.is_none_or(|p| p == partition))
     }
 }
 
@@ -248,4 +256,57 @@ async fn record(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    fn target(topic: &str, partition: Option<i32>) -> Target {
+        Target {
+            topic: Some(topic.into()),
+            partition,
+            route: None,
+        }
+    }
+
+    #[test]
+    fn a_pause_holds_its_topic_or_partition_and_the_topics_retries() {
+        let topic = target("pay", None);
+        assert!(topic.holds("pay", 0) && topic.holds("pay", 7));
+        assert!(topic.holds("pay.retry", 2), "its retry topic");
+        assert!(!topic.holds("payments", 0) && !topic.holds("other.retry", 0));
+        let one = target("pay", Some(3));
+        assert!(one.holds("pay", 3));
+        assert!(!one.holds("pay", 2) && !one.holds("pay.retry", 3));
+        let route = Target {
+            topic: None,
+            partition: None,
+            route: Some("http://x".into()),
+        };
+        assert!(!route.holds("pay", 0));
+        assert_eq!(one.describe(), "pay/3");
+        assert_eq!(route.describe(), "route:http://x");
+    }
+
+    #[test]
+    fn a_target_names_a_known_topic_or_route_and_not_both() {
+        let topics = vec!["pay".to_string()];
+        let routes = ["http://x"];
+        let check = |t: Option<&str>, p: Option<i32>, r: Option<&str>| {
+            Target::checked(t.map(Into::into), p, r.map(Into::into), &topics, &routes)
+        };
+        assert!(check(Some("pay"), Some(1), None).is_ok());
+        assert!(check(None, None, Some("http://x")).is_ok());
+        for (bad, field) in [
+            (check(Some("nope"), None, None), "topic"),
+            (check(Some("pay"), Some(-1), None), "partition"),
+            (check(None, Some(1), None), "partition"),
+            (check(None, None, Some("http://y")), "route"),
+            (check(Some("pay"), None, Some("http://x")), "topic"),
+            (check(None, None, None), "topic"),
+        ] {
+            assert!(bad.as_ref().is_err_and(|e| e.starts_with(field)), "{bad:?}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 mod approvals;
 mod browser;
+mod flow;
 mod masking;
 mod operator;
 mod schemas;
