@@ -8,7 +8,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::dlq_view::DlqView;
 use crate::store::audit::AuditRow;
 use crate::store::read::{Order, Payment, Transaction, User};
 
@@ -109,17 +108,6 @@ impl From<&crate::trail::entry::Entry> for ArchivedEntry {
             chain_seq: e.chain_seq,
         }
     }
-}
-
-/// `GET /dlq`.
-#[derive(Serialize, ToSchema)]
-pub struct DlqPage {
-    pub offset: usize,
-    pub limit: usize,
-    pub count: usize,
-    /// Where the next page starts; null on the last page.
-    pub next_offset: Option<usize>,
-    pub entries: Vec<DlqView>,
 }
 
 /// `DELETE /dlq/{message_id}`.

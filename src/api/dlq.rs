@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::api::answers::{Discarded, DlqPage};
+use crate::api::answers::Discarded;
 use crate::api::auth::{Act, Authorized, Read};
 use crate::api::deliveries::RunNow;
-use crate::api::dlq_view::{self, DlqView};
+use crate::api::dlq_view::{self, DlqPage, DlqView};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{Guarded, RedisBacked, WithBody};
 use crate::api::why::{no_requested_by, Why};

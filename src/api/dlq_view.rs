@@ -26,6 +26,17 @@ pub struct DlqView {
     pub schema: Option<SchemaRef>,
 }
 
+/// `GET /dlq`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DlqPage {
+    pub offset: usize,
+    pub limit: usize,
+    pub count: usize,
+    /// Where the next page starts; null on the last page.
+    pub next_offset: Option<usize>,
+    pub entries: Vec<DlqView>,
+}
+
 /// `entry` as shown: masked, and decoded when its topic has a schema.
 pub async fn view(masking: &Masking, formats: &Formats, entry: DlqEntry) -> DlqView {
     let decoded = match entry.payload_bytes() {

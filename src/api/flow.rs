@@ -15,7 +15,7 @@ use crate::api::responses::{Guarded, PostgresBacked, WithBody};
 use crate::api::why::no_requested_by;
 use crate::api::AppState;
 use crate::flow::pauses::{self, FlowError, Pause, Target};
-use crate::status::report::RouteRow;
+use crate::status::report::{BreakerRow, RouteRow};
 
 /// `{"topic": …, "partition"?: …, "reason": …}` or `{"route": …, "reason": …}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -56,7 +56,11 @@ pub fn route_gates(state: &AppState) -> Vec<RouteRow> {
         .map(|r| RouteRow {
             route: r.label.clone(),
             paused_by: r.gate.paused(),
-            breaker: r.gate.breaker(),
+            breaker: r.gate.breaker().map(|b| BreakerRow {
+                state: b.state.as_str().to_owned(),
+                for_seconds: b.for_seconds,
+                consecutive_failures: b.consecutive_failures,
+            }),
         })
         .collect()
 }

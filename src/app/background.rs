@@ -94,7 +94,11 @@ impl Background {
         let pauses = deps.flow.clone().run(
             deps.postgres.clone(),
             settings.flow.poll_interval,
-            Arc::clone(&deps.endpoints),
+            deps.endpoints
+                .all()
+                .iter()
+                .map(|r| Arc::clone(&r.gate))
+                .collect(),
             background.stop.clone(),
         );
         background.add(

@@ -77,7 +77,7 @@ pub async fn flow(
     )
     .await?;
     let mut conn = credential::connect(&settings).await?;
-    let routes = custodian::flow::route_labels(&settings);
+    let routes = settings.http_route_labels();
     let labels: Vec<&str> = routes.iter().map(String::as_str).collect();
     let checked = |t: FlowTarget| -> anyhow::Result<(Target, String)> {
         let target = Target::checked(

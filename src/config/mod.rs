@@ -340,6 +340,16 @@ impl Settings {
             routes: self.routes.iter().map(RouteSettings::describe).collect(),
         }
     }
+
+    /// The labels of the http routes (their URLs without credentials or
+    /// query), as their gates, `GET /flow` and a pause name them.
+    pub fn http_route_labels(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|r| r.handler == crate::handlers::registry::HandlerKind::Http)
+            .map(|r| urls::label(r.url.as_deref().unwrap_or_default()))
+            .collect()
+    }
 }
 
 #[cfg(test)]

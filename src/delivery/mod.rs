@@ -46,7 +46,7 @@ pub struct Endpoint {
     /// bytes, not as its JSON.
     pub forward_original: bool,
     /// The operators' pause of this route and its circuit breaker.
-    pub gate: crate::flow::gate::Gate,
+    pub gate: Arc<crate::flow::gate::Gate>,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +61,7 @@ impl Endpoint {
             NonZeroU32::new(r.rate_per_second.unwrap_or(DEFAULT_RATE)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(r.burst.unwrap_or(DEFAULT_BURST)).unwrap_or(NonZeroU32::MIN);
         Endpoint {
-            gate: crate::flow::gate::Gate::new(&label(&url), breaker),
+            gate: Arc::new(crate::flow::gate::Gate::new(&label(&url), breaker)),
             label: label(&url),
             url,
             timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),

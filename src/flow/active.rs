@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::gate::Gate;
 use super::pauses::{self, Pause};
-use crate::delivery::Endpoints;
 use crate::store::PgPool;
 
 /// The pauses in force, once read.
@@ -93,12 +93,12 @@ impl Flow {
     }
 
     /// Reads the pauses every `interval` until `stop`, applying each
-    /// route's to its gate.
+    /// route's to its gate (`gates`: every http route's).
     pub async fn run(
         self,
         pool: PgPool,
         interval: Duration,
-        endpoints: Arc<Endpoints>,
+        gates: Vec<Arc<Gate>>,
         stop: CancellationToken,
     ) {
         let mut warned = false;
@@ -114,8 +114,8 @@ impl Flow {
                         loaded: true,
                         pauses,
                     };
-                    for route in endpoints.all() {
-                        route.gate.set_paused(active.route(&route.label));
+                    for gate in &gates {
+                        gate.set_paused(active.route(gate.label()));
                     }
                     self.tx.send_if_modified(|now| {
                         let same = now.loaded

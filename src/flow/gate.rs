@@ -53,6 +53,11 @@ impl Gate {
         }
     }
 
+    /// The route's label (its URL without credentials or query).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// Breaker changes are sent to `changes` from now on.
     pub fn report_to(&self, changes: Changes) {
         if let Ok(mut slot) = self.changes.lock() {

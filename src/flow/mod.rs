@@ -17,13 +17,3 @@ pub mod pauses;
 pub mod record;
 
 pub use active::Flow;
-
-/// The labels of the http routes a pause may name (their URLs without
-/// credentials or query, as their gates and `GET /flow` name them).
-pub fn route_labels(settings: &crate::config::Settings) -> Vec<String> {
-    crate::delivery::Endpoints::new(&settings.routes, &settings.breaker)
-        .all()
-        .iter()
-        .map(|r| r.label.clone())
-        .collect()
-}

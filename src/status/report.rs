@@ -97,7 +97,17 @@ pub struct RouteRow {
     /// While an operator's pause holds it: who paused it and why.
     pub paused_by: Option<String>,
     /// Its circuit breaker (none: `breaker.enabled` is off).
-    pub breaker: Option<crate::flow::breaker::Snapshot>,
+    pub breaker: Option<BreakerRow>,
+}
+
+/// A route's circuit breaker on this instance.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BreakerRow {
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    /// Seconds in this state.
+    pub for_seconds: f64,
+    pub consecutive_failures: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -98,7 +98,7 @@ pub fn render(report: &StatusReport) -> String {
     for r in &report.routes {
         let breaker = r.breaker.as_ref().map_or_else(
             || "breaker off".to_owned(),
-            |b| format!("breaker {}", b.state.as_str()),
+            |b| format!("breaker {}", b.state),
         );
         let paused = r
             .paused_by
