@@ -61,6 +61,8 @@
 //! - [`flow`]: flow control: operators' pauses of a topic, partition or
 //!   http route (kept in PostgreSQL, honoured by every instance), a circuit
 //!   breaker per http route, stalled partitions.
+//! - [`otel`]: OpenTelemetry traces (off unless `telemetry.otlp_endpoint`):
+//!   the exporter and sampler, trace context in headers, a record's span.
 //! - [`relay`]: the transactional outbox relay (PostgreSQL `outbox` → Kafka,
 //!   audited MESSAGE_PUBLISHED), `custodian relay` or inside `run`.
 
@@ -82,6 +84,7 @@ pub mod kafka;
 pub(crate) mod keyed;
 pub mod masking;
 pub mod operators;
+pub mod otel;
 pub mod outcome;
 pub mod pipeline;
 pub(crate) mod process;

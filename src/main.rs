@@ -133,7 +133,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
+    // Traces only where custodian consumes or publishes: `run` and `relay`.
+    let traced = matches!(
+        cli.command,
+        None | Some(Command::Run) | Some(Command::Relay)
+    );
+    let started = if traced {
+        custodian::otel::Traces::start(&settings.telemetry)
+    } else {
+        Ok((custodian::otel::Traces::off(), None))
+    };
+    let (traces, tracer) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("custodian: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log, tracer);
     let token_file = cli.token_file;
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => app::run_until_signal(settings),
@@ -232,6 +249,8 @@ fn main() -> ExitCode {
             })
         }
     };
+    // What is queued goes to the collector, within a bound.
+    traces.shutdown(std::time::Duration::from_secs(3));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

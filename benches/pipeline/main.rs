@@ -13,7 +13,8 @@
 //! 4. memory: a larger preload drained by a fresh process, for peak RSS;
 //!
 //! and between 2 and 3, Avro input against JSON input (`avro.rs`;
-//! BENCH_AVRO=0 skips it), and the comparison (`quix.rs`): the same clean load
+//! BENCH_AVRO=0 skips it), traces off, at ratio 1.0 and at 0.01
+//! (`traces.rs`; BENCH_TRACES=0 skips it), and the comparison (`quix.rs`): the same clean load
 //! drained by custodian and by quixstreams with its PostgreSQL sink, and
 //! their ratio (BENCH_QUIX=0 skips it; BENCH_QUIX_PYTHON, set by dev/bench,
 //! is the venv's interpreter).
@@ -37,6 +38,7 @@ mod load;
 mod procs;
 mod quix;
 mod scrape;
+mod traces;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -472,6 +474,9 @@ fn main() -> anyhow::Result<()> {
         "quix",
         "json",
         "avro",
+        "traces0",
+        "traces1",
+        "traces2",
     ]
     .map(str::to_owned)
     .into_iter()
@@ -568,6 +573,11 @@ fn main() -> anyhow::Result<()> {
     // Avro input against JSON input, saturated.
     if env_or("BENCH_AVRO", 1) != 0 {
         avro::run(&mut bench, n)?;
+    }
+
+    // What tracing costs: off, at ratio 1.0 and at 0.01.
+    if env_or("BENCH_TRACES", 1) != 0 {
+        traces::run(&mut bench, n)?;
     }
 
     // 3. Keyed delivery to a slow downstream.

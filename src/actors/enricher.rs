@@ -6,6 +6,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use crate::formats::Formats;
+use crate::otel::record::RecordTrace;
 use crate::pipeline;
 use crate::pipeline::route_table::Routes;
 use crate::pipeline::steering::HeaderKey;
@@ -21,6 +22,8 @@ pub struct Enricher {
     pub wait: DependencyWait,
     /// Checks the signature of steering headers.
     pub header_key: HeaderKey,
+    /// The consumer group (a record's trace names it).
+    pub group: std::sync::Arc<str>,
 }
 
 impl Actor for Enricher {
@@ -47,6 +50,7 @@ impl Handler<Batch> for Enricher {
             self.header_key.clone(),
             self.wait,
         );
+        let group = std::sync::Arc::clone(&self.group);
         ctx.wait(
             async move {
                 let handoff = batch.handoff;
@@ -75,7 +79,16 @@ impl Handler<Batch> for Enricher {
                 let items = batch
                     .records
                     .into_iter()
-                    .map(|record| pipeline::prepare(record, &reading, &key, now))
+                    .map(|record| {
+                        // With traces on: the record's span, and its decoding.
+                        let trace = RecordTrace::start(&record, &group);
+                        let decoding = trace.decode();
+                        let mut item = pipeline::prepare(record, &reading, &key, now);
+                        drop(decoding);
+                        trace.decoded(item.message_id, item.event_type.as_deref());
+                        item.message.trace = trace;
+                        item
+                    })
                     .collect();
                 let processor = handoff.processor.clone();
                 if let Err(e) = processor.send(Prepared { items, handoff }).await {

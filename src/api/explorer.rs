@@ -87,6 +87,10 @@ pub struct ExplorerQuery {
     pub status: Option<String>,
     #[param(min_length = 1, max_length = 1000)]
     pub event_type: Option<String>,
+    /// A trace id (32 hex digits, as the message view shows it): that
+    /// trace's entries.
+    #[param(min_length = 32, max_length = 32, pattern = "^[0-9a-fA-F]{32}$")]
+    pub trace_id: Option<String>,
     /// Occurred at or after (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
@@ -162,6 +166,15 @@ fn decode_cursor(text: &str) -> Result<Cursor, ApiError> {
         .ok_or_else(|| bad("cursor", "not a next_cursor from this endpoint"))
 }
 
+/// A trace id as W3C writes it: 32 hex digits, not all zero (lowercased).
+fn trace_id(text: String) -> Result<String, ApiError> {
+    let ok = text.len() == 32
+        && text.chars().all(|c| c.is_ascii_hexdigit())
+        && text.chars().any(|c| c != '0');
+    ok.then(|| text.to_ascii_lowercase())
+        .ok_or_else(|| bad("trace_id", "32 hex digits, not all zero"))
+}
+
 /// Checks the parameters: the filter, the cursor and the page size.
 pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError> {
     let mut filter = Filter {
@@ -173,6 +186,7 @@ pub fn parse(q: ExplorerQuery) -> Result<(Filter, Option<Cursor>, i64), ApiError
         offset_to: number("offset_to", q.offset_to)?,
         status: q.status,
         event_type: text("event_type", q.event_type, MAX_TEXT)?,
+        trace_id: q.trace_id.map(trace_id).transpose()?,
         from: None,
         to: None,
     };

@@ -94,12 +94,14 @@ pub fn start(deps: &Deps) -> Started {
             let mailbox_capacity = pipeline.mailbox_capacity;
             let (routes, header_key) = (Arc::clone(&deps.routes), deps.header_key.clone());
             let (formats, wait) = (Arc::clone(&deps.formats), deps.dependency_wait());
+            let group: Arc<str> = Arc::from(deps.settings.kafka.group_id.as_str());
             Enricher::start_in_arbiter(on(i), move |_| Enricher {
                 mailbox_capacity,
                 routes,
                 formats,
                 wait,
                 header_key,
+                group,
             })
             .recipient()
         })

@@ -1,7 +1,7 @@
 //! The built-in settings: every key's default, the base layer under the
 //! TOML file and the `CUSTODIAN_` environment.
 
-use super::{audit, flow, formats, masking, operators, relay};
+use super::{audit, flow, formats, masking, operators, relay, telemetry};
 use crate::handlers::registry::{HandlerKind, TEXT_MESSAGE_TYPE};
 
 /// The defaults: everything on localhost, as `dev/run` starts it.
@@ -80,5 +80,6 @@ pub(super) fn defaults() -> serde_json::Value {
         "formats": [],
         "flow": flow::defaults(),
         "breaker": flow::breaker_defaults(),
+        "telemetry": telemetry::defaults(),
     })
 }

@@ -21,6 +21,7 @@ mod operators;
 pub mod pointer;
 mod relay;
 mod route_settings;
+mod telemetry;
 pub(crate) mod urls;
 mod validate;
 
@@ -34,6 +35,7 @@ pub use masking::{MaskRule, MaskingSettings};
 pub use operators::OperatorsSettings;
 pub use relay::{RelayEncoding, RelaySettings};
 pub use route_settings::RouteSettings;
+pub use telemetry::TelemetrySettings;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -99,6 +101,8 @@ pub struct Settings {
     pub flow: FlowSettings,
     /// Every http route's circuit breaker.
     pub breaker: BreakerSettings,
+    /// OpenTelemetry traces (off unless `telemetry.otlp_endpoint`).
+    pub telemetry: TelemetrySettings,
 }
 
 /// Where to consume from and as which group.

@@ -27,6 +27,7 @@ impl Settings {
         self.operators.validate()?;
         self.flow.validate()?;
         self.breaker.validate()?;
+        self.telemetry.validate()?;
         super::formats::validate_formats(&self.formats, &self.kafka.topics)?;
         self.schema_registry.validate(&self.formats)?;
         self.relay.validate(self.schema_registry.url.is_some())?;

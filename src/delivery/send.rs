@@ -121,11 +121,14 @@ pub async fn keep_answer(
 /// breaker is open, nothing is sent and the answer is "unavailable" (not
 /// an attempt: the message waits); each delivery that goes tells the
 /// breaker how it ended.
+///
+/// With traces on, the attempt is a client span of the record's trace,
+/// whose context the request carries (`traceparent`).
 pub async fn forward(
     client: &reqwest::Client,
     route: &Endpoint,
     (formats, topic): (&crate::formats::Formats, &str),
-    envelope: &Envelope,
+    (envelope, trace): (&Envelope, &crate::otel::record::RecordTrace),
     message_id: uuid::Uuid,
     event_type: Option<&str>,
 ) -> Result<Answer, TryError> {
@@ -133,15 +136,38 @@ pub async fn forward(
         dependency: crate::flow::gate::ROUTE,
         error,
     })?;
-    let result = attempt(
+    let span = trace.http(&route.label);
+    let context = span
+        .as_ref()
+        .map(crate::otel::context::headers_of)
+        .unwrap_or_default();
+    let attempt = attempt(
         client,
         route,
         (formats, topic),
-        envelope,
+        (envelope, &context),
         message_id,
         event_type,
-    )
-    .await;
+    );
+    let result = match &span {
+        Some(span) => tracing::Instrument::instrument(attempt, span.clone()).await,
+        None => attempt.await,
+    };
+    if let Some(span) = &span {
+        match &result {
+            Ok(answer) => {
+                span.record("http.response.status_code", answer.status);
+            }
+            Err(e) => {
+                let kind = match e {
+                    TryError::Unavailable { dependency, .. } => *dependency,
+                    TryError::Failed(f) => f.kind,
+                };
+                span.record("error.type", kind);
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+    }
     if let Some(outcome) = for_breaker(&result) {
         route.gate.record(pass, outcome);
     }
@@ -170,7 +196,7 @@ async fn attempt(
     client: &reqwest::Client,
     route: &Endpoint,
     (formats, topic): (&crate::formats::Formats, &str),
-    envelope: &Envelope,
+    (envelope, context): (&Envelope, &[(String, String)]),
     message_id: uuid::Uuid,
     event_type: Option<&str>,
 ) -> Result<Answer, TryError> {
@@ -209,6 +235,9 @@ async fn attempt(
         .header("x-kafka-topic", &*envelope.topic)
         .header("x-kafka-partition", envelope.partition.to_string())
         .header("x-kafka-offset", envelope.offset.to_string());
+    for (name, value) in context {
+        request = request.header(name, value);
+    }
     if let Some(event_type) = event_type {
         if let Ok(value) = reqwest::header::HeaderValue::from_str(event_type) {
             request = request.header("x-event-type", value);

@@ -173,6 +173,10 @@ pub struct DlqEntry {
     /// from (its signed `custodian-replayed-from` header).
     #[serde(default)]
     pub replayed_from: Option<String>,
+    /// With traces on: the W3C `traceparent` of its dead-letter span, which
+    /// a replay continues (the replayed record's `custodian-traceparent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl DlqEntry {
@@ -293,6 +297,7 @@ impl DlqEntry {
             last_failed_at: last.at,
             replay_count: s.steering.replay_count,
             replayed_from: s.steering.replayed_from.clone(),
+            traceparent: None,
         })
     }
 
@@ -371,6 +376,7 @@ mod tests {
                     ..Default::default()
                 },
                 retry: None,
+                trace: Default::default(),
             },
             outcome: Outcome::DeadLettered,
             at: Utc::now(),

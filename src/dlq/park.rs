@@ -72,8 +72,15 @@ impl Parker {
         settled: impl IntoIterator<Item = &'s Settled>,
     ) -> Result<(), Down> {
         let mut by_topic: BTreeMap<String, Vec<DlqEntry>> = BTreeMap::new();
+        // With traces on, each push is a span of its record's trace, kept
+        // whatever the sampling, and the entry keeps its context.
+        let mut pushing = Vec::new();
         for s in settled {
-            if let Some(entry) = DlqEntry::from_settled(s, &self.group) {
+            if let Some(mut entry) = DlqEntry::from_settled(s, &self.group) {
+                if let Some(span) = s.trace.dead_letter(&entry.error_kind) {
+                    entry.traceparent = crate::otel::context::traceparent_of(&span);
+                    pushing.push(span);
+                }
                 by_topic.entry(entry.topic.clone()).or_default().push(entry);
             }
         }

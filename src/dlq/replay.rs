@@ -313,6 +313,11 @@ impl DeadLetters {
                 detail["resumed_by"] = resumed_by.to_json();
             }
         }
+        // With traces on, the replay continues the dead letter's trace.
+        let span = crate::otel::record::send("replay", e.traceparent.as_deref(), &e.topic);
+        if let Some(trace_id) = span.as_ref().and_then(crate::otel::context::trace_id_of) {
+            detail["trace_id"] = trace_id.into();
+        }
         self.audit(&stored, REPLAYED, count as i32, started, detail)
             .await?;
 
@@ -325,7 +330,11 @@ impl DeadLetters {
             replay_count: count,
             payload_sha256: &digest,
         });
-        let ours = [
+        let traceparent = span
+            .as_ref()
+            .and_then(crate::otel::context::traceparent_of)
+            .unwrap_or_default();
+        let mut ours = vec![
             (MESSAGE_ID_HEADER, id.as_str()),
             (REPLAY_COUNT_HEADER, count_text.as_str()),
             (REPLAYED_FROM_HEADER, from.as_str()),
@@ -334,6 +343,12 @@ impl DeadLetters {
             (REPLAY_REASON_HEADER, reason),
             (REPLAYED_AT_HEADER, at.as_str()),
         ];
+        if !traceparent.is_empty() {
+            ours.push((
+                crate::otel::context::REPLAY_TRACEPARENT,
+                traceparent.as_str(),
+            ));
+        }
         // An earlier copy's steering and replay headers are replaced.
         let headers = steering::compose_headers(
             original

@@ -188,6 +188,14 @@ impl Writer {
         let tx = client.transaction().await?;
         let mut written: Vec<Written> = submissions.iter().map(|_| Written::default()).collect();
         let effects_started = std::time::Instant::now();
+        // With traces on, each stored message's "apply" span, then its
+        // "audit write" span, over this transaction's two parts.
+        let applying: Vec<tracing::Span> = submissions
+            .iter()
+            .flatten()
+            .filter(|p| p.effects.apply.is_some())
+            .filter_map(|p| p.settled.trace.apply())
+            .collect();
         if careful {
             apply_one_by_one(&tx, submissions, &mut written).await?;
         } else {
@@ -197,6 +205,12 @@ impl Writer {
             elapsed: effects_started.elapsed(),
         }
         .emit();
+        drop(applying);
+        let writing: Vec<tracing::Span> = submissions
+            .iter()
+            .flatten()
+            .filter_map(|p| p.settled.trace.audit_write(self.chain))
+            .collect();
         let cut = |si: usize, written: &[Written], len: usize| {
             written[si].refused.as_ref().map_or(len, |(i, _)| *i)
         };
@@ -285,6 +299,7 @@ impl Writer {
             super::crash_point::reached("before_commit");
             tx.commit().await?;
         }
+        drop(writing);
         Ok(written)
     }
 }
@@ -293,7 +308,12 @@ impl Writer {
 fn shape(entries: &mut Vec<AuditEntry<'_>>, p: &Pending) {
     if let Some(detail) = &p.effects.detail {
         for e in entries.iter_mut().filter(|e| e.status == RETRY_SCHEDULED) {
-            e.detail = Some(detail.clone());
+            let trace_id = e.detail.as_ref().and_then(|d| d.get("trace_id")).cloned();
+            let mut detail = detail.clone();
+            if let (Some(trace_id), Some(fields)) = (trace_id, detail.as_object_mut()) {
+                fields.insert("trace_id".into(), trace_id);
+            }
+            e.detail = Some(detail);
         }
     }
     if let Some(attempt) = p.effects.continues {

@@ -36,6 +36,8 @@ pub struct Message {
     /// Read from a retry topic: where the message came from and how many
     /// attempts it has had (signed retry headers, see `retry_headers`).
     pub retry: Option<Origin>,
+    /// Its trace (empty unless traces are on): the stages' spans hang on it.
+    pub trace: crate::otel::record::RecordTrace,
 }
 
 impl Message {
@@ -138,6 +140,7 @@ pub fn prepare(
             payload_sha256,
             steering,
             retry,
+            trace: Default::default(),
         },
         work,
     }

@@ -137,7 +137,7 @@ async fn forward_one(
             &cx.client,
             route,
             (&cx.formats, item.position().0),
-            &item.envelope,
+            (&item.envelope, &item.trace),
             item.message_id,
             item.event_type.as_deref(),
         )

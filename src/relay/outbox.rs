@@ -34,6 +34,9 @@ pub struct Pending {
     /// Attempts before this one.
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
+    /// The W3C `traceparent` of the transaction that wrote it, if it says.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub traceparent: Option<String>,
 }
 
 /// Where Kafka put a published row.
@@ -60,7 +63,7 @@ pub struct Refused {
 pub async fn next_batch(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Pending>> {
     diesel::sql_query(
         "SELECT o.id, o.event_id, o.aggregate_type, o.aggregate_id, o.event_type, o.topic, \
-                o.payload, o.headers, o.attempts \
+                o.payload, o.headers, o.attempts, o.traceparent \
            FROM outbox o \
           WHERE o.published_at IS NULL \
             AND NOT EXISTS (SELECT 1 FROM outbox w \

@@ -273,7 +273,20 @@ impl Publisher {
                 }
             };
             let digest = steering::payload_digest(payload.as_deref());
-            let headers = record::headers(row, &digest, &self.key);
+            // The row's trace (its `traceparent` column, or header)
+            // continues through the relay's span when traces are on.
+            let written = row.traceparent.clone().or_else(|| {
+                row.headers
+                    .get("traceparent")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            });
+            let span = crate::otel::record::send("outbox", written.as_deref(), &row.topic);
+            let traceparent = span
+                .as_ref()
+                .and_then(crate::otel::context::traceparent_of)
+                .or(row.traceparent.clone());
+            let headers = record::headers(row, &digest, &self.key, traceparent.as_deref());
             let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&row.topic)
                 .key(row.aggregate_id.as_str())
                 .headers(headers);

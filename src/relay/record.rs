@@ -18,8 +18,14 @@ pub const AGGREGATE_TYPE_HEADER: &str = "custodian-aggregate-type";
 /// The record headers for `row`, published with `payload` (its own, or
 /// encoded): the row's own headers (steering names dropped: only the
 /// relay's signed ones may steer), then the relay's, signed over `digest`
-/// (of `payload`).
-pub fn headers(row: &Pending, digest: &[u8; 32], key: &HeaderKey) -> OwnedHeaders {
+/// (of `payload`). `traceparent`, when given, is the record's (replacing
+/// one in the row's headers).
+pub fn headers(
+    row: &Pending,
+    digest: &[u8; 32],
+    key: &HeaderKey,
+    traceparent: Option<&str>,
+) -> OwnedHeaders {
     let id = row.event_id.to_string();
     let signature = key.sign(&Signed {
         message_id: row.event_id,
@@ -27,12 +33,15 @@ pub fn headers(row: &Pending, digest: &[u8; 32], key: &HeaderKey) -> OwnedHeader
         replay_count: 0,
         payload_sha256: digest,
     });
-    let ours = [
+    let mut ours = vec![
         (MESSAGE_ID_HEADER, id.as_str()),
         (SIGNATURE_HEADER, signature.as_str()),
         (EVENT_TYPE_HEADER, row.event_type.as_str()),
         (AGGREGATE_TYPE_HEADER, row.aggregate_type.as_str()),
     ];
+    if let Some(traceparent) = traceparent {
+        ours.push(("traceparent", traceparent));
+    }
     let theirs: Vec<(&str, Option<String>)> = row
         .headers
         .as_object()
@@ -110,6 +119,7 @@ mod tests {
             payload: Some(b"{}".to_vec()),
             headers,
             attempts: 0,
+            traceparent: None,
         }
     }
 
@@ -143,6 +153,7 @@ mod tests {
             &row,
             &steering::payload_digest(row.payload.as_deref()),
             &key,
+            None,
         );
         let e = envelope(&row, &headers);
         let steering = key.read(&e, &steering::payload_digest(e.payload.as_deref()));

@@ -160,6 +160,11 @@ pub fn entries<'a>(
     let mut entries = Vec::with_capacity(batch.len());
     for s in batch {
         let e = &s.envelope;
+        // With traces on, every entry names its record's trace.
+        let traced = s
+            .trace
+            .trace_id()
+            .map(|id| serde_json::json!({ "trace_id": id }));
         let key = e.key_text().map(no_nul);
         // A retry record's entries go under its original position, where
         // reconciliation looks for the message's outcome.
@@ -178,7 +183,7 @@ pub fn entries<'a>(
                     error: error.map(|e| no_nul(Cow::Owned(e)).into_owned()),
                     consumer_group: group,
                     occurred_at: at,
-                    detail: None,
+                    detail: traced.clone(),
                     receipt: None,
                     blinding: crate::store::chain::blinding(),
                 }
@@ -212,7 +217,11 @@ pub fn entries<'a>(
             Outcome::Redelivered => {
                 // Flagged: reconcile never takes it for the offset's outcome.
                 let mut duplicate = entry(DUPLICATE, next_attempt, None, s.at);
-                duplicate.detail = Some(serde_json::json!({ "redelivery": true }));
+                let mut detail = serde_json::json!({ "redelivery": true });
+                if let Some(Some(trace_id)) = traced.as_ref().map(|t| t.get("trace_id")) {
+                    detail["trace_id"] = trace_id.clone();
+                }
+                duplicate.detail = Some(detail);
                 entries.push(duplicate);
             }
             Outcome::RetryScheduled => {

@@ -29,6 +29,8 @@ pub struct Filter {
     pub offset_to: Option<i64>,
     pub status: Option<String>,
     pub event_type: Option<String>,
+    /// A trace id (32 lowercase hex digits): the entries of that trace.
+    pub trace_id: Option<String>,
     pub from: Option<DateTime<Utc>>,
     /// Exclusive.
     pub to: Option<DateTime<Utc>>,
@@ -109,6 +111,13 @@ pub async fn page(
         query = query
             .filter(prefix("event_type", event_type))
             .filter(a::event_type.eq(event_type.clone()));
+    }
+    if let Some(trace_id) = &filter.trace_id {
+        // The expression of the index migration 000022 makes.
+        query = query.filter(
+            sql::<Bool>("(detail->>'trace_id') = ")
+                .bind::<diesel::sql_types::Text, _>(trace_id.clone()),
+        );
     }
     if let Some(from) = filter.from {
         query = query.filter(a::occurred_at.ge(from));

@@ -178,13 +178,22 @@ fn total(collector: &dyn Collector) -> f64 {
         .sum()
 }
 
-/// Installs the global subscriber; a second call (tests) is a no-op.
-pub fn init(settings: &LogSettings) {
+/// Installs the global subscriber; a second call (tests) is a no-op. With
+/// `tracer` (traces on: `otel`), custodian's spans of the target
+/// [`crate::otel::TARGET`] go to it, whatever the log level; the log lines
+/// never show them.
+pub fn init(settings: &LogSettings, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let noise = ClientNoise {
         show: filter.max_level_hint() >= Some(LevelFilter::DEBUG),
+    };
+    // With traces on, custodian's spans pass whatever the log level.
+    let traced = format!("{}=info", crate::otel::TARGET).parse();
+    let filter = match (&tracer, traced) {
+        (Some(_), Ok(traced)) => filter.add_directive(traced),
+        _ => filter,
     };
     let json = match settings.format.as_str() {
         "json" => true,
@@ -203,10 +212,26 @@ pub fn init(settings: &LogSettings) {
     } else {
         format.boxed()
     };
+    // The log lines never show the trace spans; the exporter sees only them.
+    let untraced =
+        tracing_subscriber::filter::filter_fn(|meta| meta.target() != crate::otel::TARGET);
+    let traces = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target(crate::otel::TARGET, Level::INFO),
+            )
+    });
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(noise)
-        .with(format)
+        .with(format.with_filter(untraced))
+        .with(traces)
         .try_init();
 }
 

@@ -40,3 +40,4 @@ mod recovery;
 mod retry;
 mod status;
 mod support;
+mod traces;

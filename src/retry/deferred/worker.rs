@@ -286,6 +286,7 @@ impl Worker {
                 payload_sha256: sha,
                 steering,
                 retry: None,
+                trace: Default::default(),
             },
             outcome: Outcome::Processed,
             at: now,
@@ -431,11 +432,13 @@ fn finished(
 
 /// One delivery attempt.
 async fn attempt(deps: &Deps, route: &Endpoint, c: &Claimed, envelope: &Envelope) -> Verdict {
+    // A later attempt continues the trace the record carries.
+    let trace = crate::otel::record::RecordTrace::start(envelope, &c.group);
     let sent = send::forward(
         &deps.client,
         route,
         (&deps.formats, &c.topic),
-        envelope,
+        (envelope, &trace),
         c.message_id,
         c.event_type.as_deref(),
     )

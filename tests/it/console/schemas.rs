@@ -63,13 +63,18 @@ fn the_console_shows_an_avro_record_decoded_beside_its_schema() {
             text(&c, "#x-results").await.contains("MESSAGE_PROCESSED")
         })
         .await;
-        let processed = c
-            .find(fantoccini::Locator::XPath(
+        // The list may be drawn again meanwhile (its first load answering
+        // after the search): find the button afresh until a click lands.
+        eventually("the processed entry opened", || async {
+            let open = c.find(fantoccini::Locator::XPath(
                 "//tr[td[contains(., 'MESSAGE_PROCESSED')]]//button[contains(@class, 'open')]",
-            ))
-            .await
-            .expect("an Open button on the processed entry");
-        processed.click().await.expect("open the message");
+            ));
+            match open.await {
+                Ok(button) => button.click().await.is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
         eventually("its schema named, its JSON decoded", || async {
             let meta = text(&c, "#message").await;
             meta.contains(&named)

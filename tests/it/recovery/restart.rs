@@ -254,6 +254,7 @@ fn record_at(
         payload_sha256: custodian::pipeline::steering::payload_digest(Some(payload)),
         steering: Default::default(),
         retry: None,
+        trace: Default::default(),
     }
 }
 

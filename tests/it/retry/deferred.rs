@@ -347,8 +347,21 @@ fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
         latency: Duration::from_millis(150),
         ..Behaviour::default()
     });
-    let first = deferred(&env, &down.url(), 10);
-    let second = deferred(&env, &down.url(), 10);
+    // Every message's first tries fail: a circuit breaker would rightly
+    // open on this downstream and hold every key (tests/it/flow/breaker.rs);
+    // here the schedule's sharing is what is tested, so it stays off.
+    let no_breaker = |env: &TestEnv| {
+        let overrides = [
+            ("routes", json!([route("Notify", &down.url())])),
+            ("retry.max_attempts", 10.into()),
+            ("retry.backoff_min", "100ms".into()),
+            ("retry.backoff_max", "300ms".into()),
+            ("breaker.enabled", false.into()),
+        ];
+        Running::start(env.settings_with(&overrides)).expect("custodian starts")
+    };
+    let first = no_breaker(&env);
+    let second = no_breaker(&env);
     let keys: Vec<String> = (0..40).map(|k| format!("k{k}")).collect();
     let mut records = Vec::new();
     let mut payloads = Vec::new();

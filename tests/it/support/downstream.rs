@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse};
+
+use super::http_thread::HttpThread;
 
 /// One request as the downstream saw it.
 #[derive(Debug, Clone)]
@@ -20,6 +22,8 @@ pub struct Seen {
     /// The payload's `data.n`.
     pub n: i64,
     pub content_type: String,
+    /// The W3C `traceparent` the request carried (empty: none).
+    pub traceparent: String,
     pub body: Vec<u8>,
     pub status: u16,
     pub started: Instant,
@@ -89,6 +93,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
             message_id,
             n,
             content_type: header("content-type"),
+            traceparent: header("traceparent"),
             body: body.to_vec(),
             status,
             started,
@@ -105,8 +110,7 @@ pub struct KeyedDownstream {
     pub addr: SocketAddr,
     pub behaviour: Arc<Behaviour>,
     seen: Arc<Mutex<Vec<Seen>>>,
-    server: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    server: Option<HttpThread>,
 }
 
 impl KeyedDownstream {
@@ -118,31 +122,16 @@ impl KeyedDownstream {
             seen: Arc::clone(&seen),
             tries: Mutex::new(HashMap::new()),
         });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(state.clone())
-                        .default_service(web::to(receive))
-                })
-                .workers(2)
-                .max_connections(4096)
-                .disable_signals()
-                .bind("127.0.0.1:0")?;
-                let addr = server.addrs()[0];
-                let server = server.run();
-                let _ = tx.send((addr, server.handle()));
-                server.await
-            })
+        let server = HttpThread::start(2, move || {
+            App::new()
+                .app_data(state.clone())
+                .default_service(web::to(receive))
         });
-        let (addr, server) = rx.recv().expect("keyed downstream starts");
         KeyedDownstream {
-            addr,
+            addr: server.addr,
             behaviour,
             seen,
-            server,
-            thread: Some(thread),
+            server: Some(server),
         }
     }
 
@@ -164,10 +153,7 @@ impl Drop for KeyedDownstream {
     fn drop(&mut self) {
         // A request held by `hang` would hold up the graceful stop.
         self.behaviour.hang.store(false, Ordering::SeqCst);
-        futures::executor::block_on(self.server.stop(true));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        drop(self.server.take());
     }
 }
 

@@ -71,10 +71,13 @@ impl RowLock<'_> {
 impl TestEnv {
     pub fn new(partitions: i32) -> TestEnv {
         // Warnings and errors show in a failing test's output; RUST_LOG widens.
-        custodian::telemetry::init(&custodian::config::LogSettings {
-            level: "warn".into(),
-            format: "plain".into(),
-        });
+        custodian::telemetry::init(
+            &custodian::config::LogSettings {
+                level: "warn".into(),
+                format: "plain".into(),
+            },
+            None,
+        );
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
         let admin_url = required_env("TEST_POSTGRES_ADMIN_URL");
         let redis_url = required_env("TEST_REDIS_URL");
