@@ -6,6 +6,7 @@ mod flow;
 mod masking;
 mod operator;
 mod schemas;
+mod traces;
 mod views;
 
 use std::time::Duration;

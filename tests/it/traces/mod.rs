@@ -2,7 +2,8 @@
 //! decodes what custodian sends: a record's trace continues through
 //! custodian to the downstream, in the right parent order, and into the
 //! audit trail; a dead letter is recorded at a sampling ratio of 0, and its
-//! replay continues its trace.
+//! replay continues its trace; an outbox row's trace goes through the relay
+//! to the consumer.
 
 use std::time::Duration;
 
@@ -211,6 +212,65 @@ fn at_ratio_zero_a_dead_letter_is_recorded_and_its_replay_continues_its_trace() 
         replayed["detail"]["trace_id"],
         dead.trace_id.as_str(),
         "{life}"
+    );
+    app.stop();
+}
+
+#[test]
+fn an_outbox_rows_traceparent_goes_through_the_relay_into_the_consumers_trace() {
+    let env = TestEnv::new(1);
+    custodian::store::migrate::run(&env.database_url.clone().into(), Duration::from_secs(30))
+        .expect("migrations");
+    let receiver = Receiver::start();
+    let event = crate::support::transaction_event(
+        "transaction.created",
+        "tx-traced",
+        5.0,
+        "2024-01-01T12:00:00Z",
+    );
+    let (row, event_id) = env.db().insert_outbox(
+        "tx-traced",
+        "transaction.created",
+        &env.topic,
+        event.as_bytes(),
+    );
+    // Written by a traced (sampled) transaction.
+    let writer_span = "b7ad6b7169203331";
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    env.db()
+        .set_outbox_traceparent(row, &format!("00-{trace}-{writer_span}-01"));
+    let mut app = Launch::run(&env)
+        .setting("telemetry.otlp_endpoint", receiver.url())
+        .setting("relay.enabled", true)
+        .setting("relay.interval", "100ms")
+        .spawn();
+    app.wait_ready(&env, PATIENCE);
+    wait_until(PATIENCE, "published, consumed, and traced", || {
+        let spans = receiver.trace(trace);
+        !named(&spans, "send").is_empty() && !named(&spans, "process").is_empty()
+    });
+    let spans = receiver.trace(trace);
+    let send = named(&spans, "send")[0];
+    assert_eq!(
+        send.parent_span_id, writer_span,
+        "the relay continues the row's trace"
+    );
+    assert_eq!(send.kind, "SPAN_KIND_PRODUCER");
+    assert_eq!(
+        send.attributes.get("custodian.send").map(String::as_str),
+        Some("outbox")
+    );
+    let process = named(&spans, "process")[0];
+    assert_eq!(
+        process.parent_span_id, send.span_id,
+        "the consumer continues the relay's"
+    );
+    assert_eq!(
+        process
+            .attributes
+            .get("messaging.message.id")
+            .map(String::as_str),
+        Some(event_id.to_string().as_str())
     );
     app.stop();
 }

@@ -110,6 +110,21 @@ impl Db<'_> {
         )
     }
 
+    /// Outbox row `id` says the transaction that wrote it was traced.
+    pub fn set_outbox_traceparent(&self, id: i64, traceparent: &str) {
+        let mut conn = self.conn();
+        let set = self
+            .rt
+            .block_on(
+                diesel::sql_query("UPDATE outbox SET traceparent = $2 WHERE id = $1")
+                    .bind::<BigInt, _>(id)
+                    .bind::<Text, _>(traceparent)
+                    .execute(&mut conn),
+            )
+            .expect("update the outbox row");
+        assert_eq!(set, 1, "outbox row {id}");
+    }
+
     /// An operator's fix of outbox row `id`: its payload becomes `payload`.
     pub fn set_outbox_payload(&self, id: i64, payload: &[u8]) {
         let mut conn = self.conn();
