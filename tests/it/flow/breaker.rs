@@ -128,3 +128,92 @@ fn a_breaker_opens_on_a_failing_downstream_probes_and_closes_then_delivers_in_ke
     env.assert_chains_hold(&app);
     app.stop().expect("graceful stop");
 }
+
+#[test]
+fn on_a_deferred_route_an_open_breaker_holds_its_keys_in_the_schedule_not_the_partition() {
+    let env = TestEnv::new(1);
+    let down = KeyedDownstream::start(Behaviour {
+        keys: HashSet::from(["A".to_string(), "B".to_string()]),
+        failing: true.into(),
+        ..Behaviour::default()
+    });
+    let app = Running::start(env.settings_with(&[
+        (
+            "routes",
+            json!([{ "event_types": ["Notify"], "handler": "http", "url": down.url(),
+                     "timeout": "2s", "rate_per_second": 1000, "burst": 100,
+                     "retry": "deferred" },
+                   { "event_types": ["transaction.created"], "handler": "transactions" }]),
+        ),
+        ("retry.max_attempts", json!(1000)),
+        ("retry.backoff_min", json!("50ms")),
+        ("retry.backoff_max", json!("100ms")),
+        ("breaker.failures", json!(2)),
+        ("breaker.cool_down", json!("3s")),
+    ]))
+    .expect("custodian starts");
+    let notify = |n: i64| {
+        json!({"eventId": uuid::Uuid::new_v4(), "type": "Notify",
+               "timestamp": "2025-01-11T12:00:00Z", "data": {"n": n}})
+        .to_string()
+    };
+    let first: Vec<(String, String)> = (0..6)
+        .map(|n| (if n % 2 == 0 { "A" } else { "B" }.to_string(), notify(n)))
+        .collect();
+    let records: Vec<_> = first
+        .iter()
+        .map(|(k, p)| (Some(k.as_str()), p.as_bytes(), Some(0)))
+        .collect();
+    env.produce(&records);
+    wait_until(PATIENCE, "the breaker open", || {
+        breaker(&env, &app)["state"] == "open"
+    });
+    // While it is open, a new key's message is not attempted: it waits in
+    // the schedule (its key only), and the partition flows on behind it.
+    let fresh = notify(100);
+    let event = crate::support::transaction_event(
+        "transaction.created",
+        "tx-behind",
+        1.0,
+        "2024-01-01T12:00:00Z",
+    );
+    env.produce(&[
+        (Some("D"), fresh.as_bytes(), Some(0)),
+        (Some("C"), event.as_bytes(), Some(0)),
+    ]);
+    wait_until(PATIENCE, "the partition flows past the held key", || {
+        env.db()
+            .count("SELECT count(*) AS n FROM transactions WHERE id = 'tx-behind'")
+            == 1
+    });
+    assert!(
+        down.seen().iter().all(|s| s.key != "D"),
+        "D's message was not attempted while the breaker was open"
+    );
+    assert_eq!(
+        env.db().count(
+            "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_RETRY_SCHEDULED' \
+              AND message_key = 'D' AND attempt = 1"
+        ),
+        1,
+        "D's message scheduled untried"
+    );
+    assert!(env.dlq_entries().is_empty(), "nothing dead-lettered");
+    down.heal();
+    wait_until(PATIENCE, "every Notify delivered", || {
+        env.db().audited("MESSAGE_PROCESSED") == 8
+    });
+    assert!(env.dlq_entries().is_empty());
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for seen in down.seen().into_iter().filter(|s| s.status == 200) {
+        if let Some(before) = last.insert(seen.key.clone(), seen.n) {
+            assert!(
+                before < seen.n,
+                "{} delivered {} after {before}",
+                seen.key,
+                seen.n
+            );
+        }
+    }
+    app.stop().expect("graceful stop");
+}
