@@ -212,21 +212,28 @@ pub fn init(settings: &LogSettings, tracer: Option<opentelemetry_sdk::trace::Sdk
     } else {
         format.boxed()
     };
+    let Some(tracer) = tracer else {
+        // Traces off: no per-layer filter at all (they cost every span).
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(noise)
+            .with(format)
+            .try_init();
+        return;
+    };
     // The log lines never show the trace spans; the exporter sees only them.
     let untraced =
         tracing_subscriber::filter::filter_fn(|meta| meta.target() != crate::otel::TARGET);
-    let traces = tracer.map(|tracer| {
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_tracked_inactivity(false)
-            .with_filter(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target(crate::otel::TARGET, Level::INFO),
-            )
-    });
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(crate::otel::TARGET, Level::INFO),
+        );
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(noise)
