@@ -139,8 +139,7 @@ pub async fn forward(
     let span = trace.http(&route.label);
     let context = span
         .as_ref()
-        .map(crate::otel::context::headers_of)
-        .unwrap_or_default();
+        .map_or_else(|| trace.context(), crate::otel::context::headers_of);
     let attempt = attempt(
         client,
         route,

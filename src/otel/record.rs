@@ -14,15 +14,18 @@ use super::context;
 use super::TARGET;
 use crate::kafka::envelope::Envelope;
 
+/// The record's span, and whether its trace is sampled (an unsampled
+/// record gets no children but its dead letter's: they would be dropped,
+/// and they cost as much to make).
 #[derive(Debug, Default, Clone)]
-pub struct RecordTrace(Option<Span>);
+pub struct RecordTrace(Option<Span>, bool);
 
 impl RecordTrace {
     /// The "process" span of `envelope`, read by `group`, continuing the
     /// trace its headers carry.
     pub fn start(envelope: &Envelope, group: &str) -> RecordTrace {
         if !super::enabled() {
-            return RecordTrace(None);
+            return RecordTrace(None, false);
         }
         let span = tracing::info_span!(
             target: TARGET,
@@ -42,7 +45,17 @@ impl RecordTrace {
         );
         // Before the span starts (entered, or its context read).
         let _ = span.set_parent(context::from_headers(&envelope.headers));
-        RecordTrace(Some(span))
+        let sampled = {
+            use opentelemetry::trace::TraceContextExt;
+            span.context().span().span_context().is_sampled()
+        };
+        RecordTrace(Some(span), sampled)
+    }
+
+    /// The record's span, when its trace is sampled: the parent of its
+    /// children.
+    fn sampled(&self) -> Option<&Span> {
+        self.0.as_ref().filter(|_| self.1)
     }
 
     /// The record's span, when tracing is on.
@@ -62,19 +75,19 @@ impl RecordTrace {
 
     /// Decoding and enriching it.
     pub fn decode(&self) -> Option<Span> {
-        let parent = self.0.as_ref()?;
+        let parent = self.sampled()?;
         Some(tracing::info_span!(target: TARGET, parent: parent, "decode"))
     }
 
     /// Applying its stored effect (projection or ledger row).
     pub fn apply(&self) -> Option<Span> {
-        let parent = self.0.as_ref()?;
+        let parent = self.sampled()?;
         Some(tracing::info_span!(target: TARGET, parent: parent, "apply"))
     }
 
     /// Writing its audit entries (and committing them).
     pub fn audit_write(&self, chained: bool) -> Option<Span> {
-        let parent = self.0.as_ref()?;
+        let parent = self.sampled()?;
         Some(tracing::info_span!(
             target: TARGET,
             parent: parent,
@@ -85,9 +98,11 @@ impl RecordTrace {
     }
 
     /// One http delivery attempt to `route` (a client span; its context
-    /// goes to the downstream as `traceparent`).
+    /// goes to the downstream as `traceparent`). Unsampled, there is none,
+    /// and the downstream gets the record's context (see
+    /// [`RecordTrace::context`]).
     pub fn http(&self, route: &str) -> Option<Span> {
-        let parent = self.0.as_ref()?;
+        let parent = self.sampled()?;
         Some(tracing::info_span!(
             target: TARGET,
             parent: parent,
@@ -115,9 +130,17 @@ impl RecordTrace {
         ))
     }
 
-    /// Its trace id (32 hex digits), when it is traced.
-    pub fn trace_id(&self) -> Option<String> {
-        context::trace_id_of(self.0.as_ref()?)
+    /// The headers that carry the record's own context (for a downstream
+    /// of an unsampled record: its trace, marked not sampled).
+    pub fn context(&self) -> Vec<(String, String)> {
+        self.0.as_ref().map(context::headers_of).unwrap_or_default()
+    }
+
+    /// Its trace id (32 hex digits), when its trace is exported: sampled,
+    /// or `dead` (a dead letter's span is kept whatever the sampling).
+    pub fn trace_id(&self, dead: bool) -> Option<String> {
+        let span = self.0.as_ref().filter(|_| self.1 || dead)?;
+        context::trace_id_of(span)
     }
 }
 

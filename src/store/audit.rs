@@ -163,7 +163,7 @@ pub fn entries<'a>(
         // With traces on, every entry names its record's trace.
         let traced = s
             .trace
-            .trace_id()
+            .trace_id(s.outcome == Outcome::DeadLettered)
             .map(|id| serde_json::json!({ "trace_id": id }));
         let key = e.key_text().map(no_nul);
         // A retry record's entries go under its original position, where

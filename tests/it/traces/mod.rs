@@ -159,6 +159,28 @@ fn at_ratio_zero_a_dead_letter_is_recorded_and_its_replay_continues_its_trace() 
         "at ratio 0 only the failure is kept: {:?}",
         receiver.spans()
     );
+    // The delivered one's downstream still got its context, marked not
+    // sampled, and its audit entries name no trace that was not kept.
+    wait_until(PATIENCE, "the first delivered", || down.seen().len() == 1);
+    let sent = down.seen()[0].traceparent.clone();
+    assert!(sent.starts_with("00-") && sent.ends_with("-00"), "{sent}");
+    assert_eq!(
+        env.db().count(
+            "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_PROCESSED' \
+              AND detail ? 'trace_id'"
+        ),
+        0
+    );
+    let dlq_traced = format!(
+        "SELECT count(*) AS n FROM audit_log WHERE status = 'MESSAGE_DLQ' \
+          AND detail->>'trace_id' = '{}'",
+        dead.trace_id
+    );
+    assert_eq!(
+        env.db().count(&dlq_traced),
+        1,
+        "the dead letter names its trace"
+    );
     let entry = env.dlq_entries().remove(0);
     let kept = entry
         .traceparent
