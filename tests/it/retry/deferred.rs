@@ -17,7 +17,7 @@ use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn notify(n: i64) -> (uuid::Uuid, String) {
+pub(super) fn notify(n: i64) -> (uuid::Uuid, String) {
     let id = uuid::Uuid::new_v4();
     let payload = json!({"eventId": id, "type": "Notify", "timestamp": "2025-01-11T12:00:00Z",
                          "data": {"n": n}})
@@ -26,7 +26,7 @@ fn notify(n: i64) -> (uuid::Uuid, String) {
 }
 
 /// A deferred http route for `event_type` to `url`.
-fn route(event_type: &str, url: &str) -> serde_json::Value {
+pub(super) fn route(event_type: &str, url: &str) -> serde_json::Value {
     json!({ "event_types": [event_type], "handler": "http", "url": url, "timeout": "2s",
             "rate_per_second": 10000, "burst": 1000, "retry": "deferred" })
 }
@@ -65,7 +65,7 @@ fn produce(env: &TestEnv, messages: &[(&str, i64)]) -> HashMap<i64, uuid::Uuid> 
 }
 
 /// The `n`s answered 2xx, in the order the downstream answered them.
-fn delivered(seen: &[Seen]) -> Vec<i64> {
+pub(super) fn delivered(seen: &[Seen]) -> Vec<i64> {
     seen.iter()
         .filter(|s| s.status == 200)
         .map(|s| s.n)
@@ -317,96 +317,6 @@ fn failing_for_a() -> KeyedDownstream {
         failing: true.into(),
         ..Behaviour::default()
     })
-}
-
-/// True when two attempts at one message ran at the same time.
-fn overlapping(seen: &[Seen]) -> Vec<String> {
-    let mut by_message: HashMap<&str, Vec<&Seen>> = HashMap::new();
-    for s in seen {
-        by_message.entry(&s.message_id).or_default().push(s);
-    }
-    let mut overlaps = Vec::new();
-    for (id, tries) in by_message {
-        for (i, a) in tries.iter().enumerate() {
-            for b in &tries[i + 1..] {
-                if a.started < b.ended && b.started < a.ended {
-                    overlaps.push(id.to_owned());
-                }
-            }
-        }
-    }
-    overlaps
-}
-
-#[test]
-fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
-    let env = TestEnv::new(2);
-    // Every message fails its first three tries; each try takes 150 ms.
-    let down = KeyedDownstream::start(Behaviour {
-        fail_attempts: 3,
-        latency: Duration::from_millis(150),
-        ..Behaviour::default()
-    });
-    // Every message's first tries fail: a circuit breaker would rightly
-    // open on this downstream and hold every key (tests/it/flow/breaker.rs);
-    // here the schedule's sharing is what is tested, so it stays off.
-    let no_breaker = |env: &TestEnv| {
-        let overrides = [
-            ("routes", json!([route("Notify", &down.url())])),
-            ("retry.max_attempts", 10.into()),
-            ("retry.backoff_min", "100ms".into()),
-            ("retry.backoff_max", "300ms".into()),
-            ("breaker.enabled", false.into()),
-        ];
-        Running::start(env.settings_with(&overrides)).expect("custodian starts")
-    };
-    let first = no_breaker(&env);
-    let second = no_breaker(&env);
-    let keys: Vec<String> = (0..40).map(|k| format!("k{k}")).collect();
-    let mut records = Vec::new();
-    let mut payloads = Vec::new();
-    for round in 0..2 {
-        for (k, key) in keys.iter().enumerate() {
-            let n = (round * 100 + k) as i64;
-            payloads.push((key.clone(), n, notify(n).1));
-        }
-    }
-    for (key, _, payload) in &payloads {
-        records.push((Some(key.as_str()), payload.as_bytes(), None));
-    }
-    env.produce(&records);
-    let total = payloads.len() as i64;
-    wait_until(Duration::from_secs(120), "all processed", || {
-        env.db().audited("MESSAGE_PROCESSED") == total
-    });
-    let seen = down.seen();
-    let refused = seen.iter().filter(|s| s.status == 500).count() as i64;
-    assert_eq!(
-        refused,
-        3 * total,
-        "every message failed its first three tries"
-    );
-    assert_eq!(
-        overlapping(&seen),
-        Vec::<String>::new(),
-        "attempts overlapped"
-    );
-    let ok: Vec<i64> = delivered(&seen);
-    let unique: HashSet<i64> = ok.iter().copied().collect();
-    assert_eq!(ok.len(), unique.len(), "no message delivered twice");
-    assert_eq!(unique.len() as i64, total);
-    // Per key, round 0 before round 1.
-    for (k, _) in keys.iter().enumerate() {
-        let mine: Vec<i64> = ok
-            .iter()
-            .copied()
-            .filter(|n| *n % 100 == k as i64)
-            .collect();
-        assert_eq!(mine, [k as i64, 100 + k as i64], "key {k} in order");
-    }
-    assert_eq!(env.db().rows(Table::RetrySchedule), 0);
-    first.stop().expect("graceful stop");
-    second.stop().expect("graceful stop");
 }
 
 /// `custodian run` as a process with one deferred route to `down` (from a

@@ -4,3 +4,4 @@
 mod deferred;
 mod in_place;
 mod retry_topic;
+mod shared;
