@@ -172,7 +172,7 @@ impl PartitionActor {
             let handle = ctx.run_later(wait, |act, ctx| {
                 act.reading = None;
                 let ready = act.due.release(chrono::Utc::now());
-                act.hand_over(ready, ctx);
+                act.hand_over_unless_held(ready, ctx);
             });
             self.reading = Some(handle);
             return;
@@ -195,15 +195,20 @@ impl PartitionActor {
         let handle = ctx.spawn(read.into_actor(self).map(|records, act, ctx| {
             act.reading = None;
             let ready = act.due.admit(records, chrono::Utc::now());
-            if act.held_now().is_some() {
-                // A pause came while this batch was read: keep it.
-                act.held.extend(ready);
-                act.schedule_read(ctx);
-                return;
-            }
-            act.hand_over(ready, ctx);
+            act.hand_over_unless_held(ready, ctx);
         }));
         self.reading = Some(handle);
+    }
+
+    /// Hands `records` over, unless a pause came while they were read (or
+    /// waited to be due): then they are kept, until it ends.
+    fn hand_over_unless_held(&mut self, records: Vec<Envelope>, ctx: &mut Context<Self>) {
+        if self.held_now().is_some() {
+            self.held.extend(records);
+            self.schedule_read(ctx);
+            return;
+        }
+        self.hand_over(records, ctx);
     }
 
     /// Why an operator's pause holds this partition now, if one does.
@@ -258,7 +263,11 @@ impl PartitionActor {
         let late =
             oldest.filter(|(_, at)| (now - *at).to_std().unwrap_or_default() > self.stall_after);
         match (late, self.stalled) {
-            (Some((offset, since)), false) => {
+            (Some((offset, since)), stalled) => {
+                if stalled && self.status.stalled().is_some_and(|s| s.offset == offset) {
+                    return;
+                }
+                // Newly stalled, or another message is now the oldest late one.
                 self.stalled = true;
                 self.status
                     .set_stalled(Some(crate::status::registry::Stall { offset, since }));

@@ -37,6 +37,9 @@ impl Active {
 
     /// Why http route `label` must not deliver now, if so.
     pub fn route(&self, label: &str) -> Option<String> {
+        if !self.loaded {
+            return Some("paused until the operators' pauses are read".into());
+        }
         self.pauses
             .iter()
             .find(|p| p.route.as_deref() == Some(label))

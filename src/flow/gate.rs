@@ -45,7 +45,9 @@ impl Gate {
     pub fn new(label: &str, settings: &BreakerSettings) -> Gate {
         Gate {
             label: label.to_owned(),
-            paused: RwLock::new(None),
+            // Until the operators' pauses are first read (`flow::active`),
+            // a route may be paused: it waits, like a partition.
+            paused: RwLock::new(Some("paused until the operators' pauses are read".into())),
             breaker: settings
                 .enabled
                 .then(|| Breaker::new(settings.clone(), Instant::now())),

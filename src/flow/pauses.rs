@@ -240,20 +240,16 @@ async fn record(
     detail["reason"] = reason.trim().into();
     detail["pause"] = pause.id.into();
     detail["target"] = serde_json::to_value(pause.target()).unwrap_or_default();
-    let topic = pause.topic.clone().unwrap_or_default();
+    // Under no message's position: the target is in `detail`.
     operator::record(
         conn,
-        operator::Action {
-            topic: &topic,
-            kafka_partition: pause.kafka_partition.unwrap_or(-1),
-            ..operator::Action::about(
-                &format!("flow/{}", pause.target().describe()),
-                status,
-                pause.id,
-                None,
-                detail,
-            )
-        },
+        operator::Action::about(
+            &format!("flow/{}", pause.target().describe()),
+            status,
+            pause.id,
+            None,
+            detail,
+        ),
     )
     .await
 }
