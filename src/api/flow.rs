@@ -114,6 +114,27 @@ pub async fn list(
     }))
 }
 
+/// Pauses (or resumes) what `body` names, then reads the pauses again at
+/// once on this instance.
+async fn change(
+    state: &AppState,
+    actor: &crate::identity::Actor,
+    body: &FlowRequest,
+    pausing: bool,
+) -> Result<Pause, ApiError> {
+    let target = target(state, body)?;
+    let mut db = conn(state).await?;
+    let changed = if pausing {
+        pauses::pause(&mut db, &target, &body.reason, actor).await?
+    } else {
+        pauses::resume(&mut db, &target, &body.reason, actor).await?
+    };
+    state.flow.poke();
+    let what = if pausing { "paused" } else { "resumed" };
+    tracing::warn!(target = %target.describe(), by = %actor.name, reason = %body.reason.trim(), "{what}");
+    Ok(changed)
+}
+
 /// Pauses a topic, one partition of it, or an http route, on every instance.
 #[utoipa::path(tag = "flow", security(("bearer" = ["operator"])), request_body = FlowRequest, responses((status = 201, description = "Paused (chained FLOW_PAUSED); every instance holds it within flow.poll_interval", body = Pause), (status = 400, description = "No such topic or route, both or neither named, or no reason", body = ErrorBody), (status = 409, description = "Paused already", body = ErrorBody), Guarded, WithBody, PostgresBacked))]
 #[post("/flow/pause")]
@@ -122,11 +143,7 @@ pub async fn pause(
     state: web::Data<AppState>,
     body: web::Json<FlowRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = target(&state, &body)?;
-    let mut db = conn(&state).await?;
-    let paused = pauses::pause(&mut db, &target, &body.reason, &actor).await?;
-    state.flow.poke();
-    tracing::warn!(target = %target.describe(), by = %actor.name, reason = %body.reason.trim(), "paused");
+    let paused = change(&state, &actor, &body, true).await?;
     Ok(HttpResponse::Created().json(paused))
 }
 
@@ -138,10 +155,6 @@ pub async fn resume(
     state: web::Data<AppState>,
     body: web::Json<FlowRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let target = target(&state, &body)?;
-    let mut db = conn(&state).await?;
-    let resumed = pauses::resume(&mut db, &target, &body.reason, &actor).await?;
-    state.flow.poke();
-    tracing::info!(target = %target.describe(), by = %actor.name, reason = %body.reason.trim(), "resumed");
+    let resumed = change(&state, &actor, &body, false).await?;
     Ok(HttpResponse::Ok().json(resumed))
 }

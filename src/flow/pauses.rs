@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::OptionalExtension;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 
@@ -164,31 +165,12 @@ pub async fn pause(
     reason: &str,
     by: &Actor,
 ) -> Result<Pause, FlowError> {
-    let described = target.describe();
-    conn.transaction(async |conn| {
-        let made: Option<Pause> = diesel::sql_query(format!(
-            "INSERT INTO flow_pauses (topic, kafka_partition, route, reason, paused_by) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
-        ))
-        .bind::<Nullable<Text>, _>(target.topic.as_deref())
-        .bind::<Nullable<Integer>, _>(target.partition)
-        .bind::<Nullable<Text>, _>(target.route.as_deref())
-        .bind::<Text, _>(reason.trim())
-        .bind::<Jsonb, _>(by.to_json())
-        .get_result(conn)
-        .await
-        .map(Some)
-        .or_else(|e| match e {
-            diesel::result::Error::NotFound => Ok(None),
-            other => Err(other),
-        })?;
-        let Some(made) = made else {
-            return Err(FlowError::AlreadyPaused(described.clone()));
-        };
-        record(conn, PAUSED, &made, by, reason).await?;
-        Ok(made)
-    })
-    .await
+    let sql = format!(
+        "INSERT INTO flow_pauses (topic, kafka_partition, route, paused_by, reason) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+    );
+    let refused = FlowError::AlreadyPaused(target.describe());
+    change(conn, (&sql, PAUSED, refused), target, reason, by).await
 }
 
 /// Resumes `target`'s active pause, chained FLOW_RESUMED; 404 when it is
@@ -199,31 +181,41 @@ pub async fn resume(
     reason: &str,
     by: &Actor,
 ) -> Result<Pause, FlowError> {
-    let described = target.describe();
+    let sql = format!(
+        "UPDATE flow_pauses SET resumed_at = now(), resumed_by = $4, resume_reason = $5 \
+          WHERE resumed_at IS NULL AND topic IS NOT DISTINCT FROM $1 \
+            AND kafka_partition IS NOT DISTINCT FROM $2 AND route IS NOT DISTINCT FROM $3 \
+         RETURNING {COLUMNS}"
+    );
+    let refused = FlowError::NotPaused(target.describe());
+    change(conn, (&sql, RESUMED, refused), target, reason, by).await
+}
+
+/// One pause or resume: `sql` (bound to the target, who and why; it
+/// answers the row it changed, or none) and its chained `status` entry, in
+/// one transaction; `refused` when it changed no row.
+async fn change(
+    conn: &mut AsyncPgConnection,
+    (sql, status, refused): (&str, &'static str, FlowError),
+    target: &Target,
+    reason: &str,
+    by: &Actor,
+) -> Result<Pause, FlowError> {
     conn.transaction(async |conn| {
-        let resumed: Option<Pause> = diesel::sql_query(format!(
-            "UPDATE flow_pauses SET resumed_at = now(), resumed_by = $4, resume_reason = $5 \
-              WHERE resumed_at IS NULL AND topic IS NOT DISTINCT FROM $1 \
-                AND kafka_partition IS NOT DISTINCT FROM $2 AND route IS NOT DISTINCT FROM $3 \
-             RETURNING {COLUMNS}"
-        ))
-        .bind::<Nullable<Text>, _>(target.topic.as_deref())
-        .bind::<Nullable<Integer>, _>(target.partition)
-        .bind::<Nullable<Text>, _>(target.route.as_deref())
-        .bind::<Jsonb, _>(by.to_json())
-        .bind::<Text, _>(reason.trim())
-        .get_result(conn)
-        .await
-        .map(Some)
-        .or_else(|e| match e {
-            diesel::result::Error::NotFound => Ok(None),
-            other => Err(other),
-        })?;
-        let Some(resumed) = resumed else {
-            return Err(FlowError::NotPaused(described.clone()));
+        let changed: Option<Pause> = diesel::sql_query(sql)
+            .bind::<Nullable<Text>, _>(target.topic.as_deref())
+            .bind::<Nullable<Integer>, _>(target.partition)
+            .bind::<Nullable<Text>, _>(target.route.as_deref())
+            .bind::<Jsonb, _>(by.to_json())
+            .bind::<Text, _>(reason.trim())
+            .get_result(conn)
+            .await
+            .optional()?;
+        let Some(changed) = changed else {
+            return Err(refused);
         };
-        record(conn, RESUMED, &resumed, by, reason).await?;
-        Ok(resumed)
+        record(conn, status, &changed, by, reason).await?;
+        Ok(changed)
     })
     .await
 }

@@ -124,3 +124,14 @@ pub async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
 }
+
+/// A browser on the console at `ui`, signed in with the shared token (an
+/// admin).
+pub async fn admin_console(port: u16, ui: &str) -> Client {
+    let c = browser(port).await;
+    c.set_window_size(1280, 1000).await.expect("window size");
+    c.goto(ui).await.expect("open the console");
+    fill(&c, "#token", crate::support::TEST_TOKEN).await;
+    click(&c, "#connect").await;
+    c
+}

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 
-use super::browser::{browser, chromedriver, click, eventually, fill, screenshot, text, PATIENCE};
+use super::browser::{
+    admin_console, chromedriver, click, eventually, fill, screenshot, text, PATIENCE,
+};
 use crate::support::process::Launch;
-use crate::support::{transaction_event, wait_until, TestEnv, TEST_TOKEN};
+use crate::support::{transaction_event, wait_until, TestEnv};
 
 #[test]
 fn an_operator_pauses_a_partition_sees_it_held_and_resumes_it() {
@@ -22,11 +24,7 @@ fn an_operator_pauses_a_partition_sees_it_held_and_resumes_it() {
     let ui = format!("http://{}/ui", app.http());
     let topic = env.topic.clone();
     env.rt.block_on(async {
-        let c = browser(port).await;
-        c.set_window_size(1280, 1000).await.expect("window size");
-        c.goto(&ui).await.expect("open the console");
-        fill(&c, "#token", TEST_TOKEN).await;
-        click(&c, "#connect").await;
+        let c = admin_console(port, &ui).await;
         click(&c, "#tab-partitions").await;
         c.find(Locator::Css("#f-kind option[value='partition']"))
             .await
@@ -75,11 +73,7 @@ fn an_operator_pauses_a_partition_sees_it_held_and_resumes_it() {
     );
 
     env.rt.block_on(async {
-        let c = browser(port).await;
-        c.set_window_size(1280, 1000).await.expect("window size");
-        c.goto(&ui).await.expect("open the console");
-        fill(&c, "#token", TEST_TOKEN).await;
-        click(&c, "#connect").await;
+        let c = admin_console(port, &ui).await;
         click(&c, "#tab-partitions").await;
         fill(&c, "#f-reason", "migration done").await;
         click(&c, "#f-pauses button.resume").await;

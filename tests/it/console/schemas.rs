@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use custodian::formats::schema::Kind;
 
-use super::browser::{browser, chromedriver, click, eventually, fill, screenshot, text, PATIENCE};
+use super::browser::{
+    admin_console, chromedriver, click, eventually, fill, screenshot, text, PATIENCE,
+};
 use crate::formats::{encoder, event, registry_url, schema_text};
 use crate::support::process::Launch;
-use crate::support::{wait_until, TestEnv, TEST_TOKEN};
+use crate::support::{wait_until, TestEnv};
 
 #[test]
 fn the_console_shows_an_avro_record_decoded_beside_its_schema() {
@@ -48,11 +50,7 @@ fn the_console_shows_an_avro_record_decoded_beside_its_schema() {
     let (_driver, port) = chromedriver();
     let ui = format!("http://{}/ui", app.http());
     env.rt.block_on(async {
-        let c = browser(port).await;
-        c.set_window_size(1280, 1000).await.expect("window size");
-        c.goto(&ui).await.expect("open the console");
-        fill(&c, "#token", TEST_TOKEN).await;
-        click(&c, "#connect").await;
+        let c = admin_console(port, &ui).await;
 
         // The explorer's message view: the schema named, the JSON decoded
         // (the decimal exact), while the bytes stay the record's.

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use super::browser::{browser, chromedriver, click, eventually, fill, text, PATIENCE};
+use super::browser::{admin_console, chromedriver, click, eventually, fill, text, PATIENCE};
 use crate::support::otlp::Receiver;
 use crate::support::process::Launch;
-use crate::support::{transaction_event, wait_until, TestEnv, TEST_TOKEN};
+use crate::support::{transaction_event, wait_until, TestEnv};
 
 #[test]
 fn the_message_view_shows_the_trace_id_and_the_explorer_finds_it() {
@@ -37,11 +37,7 @@ fn the_message_view_shows_the_trace_id_and_the_explorer_finds_it() {
     let (_driver, port) = chromedriver();
     let ui = format!("http://{}/ui", app.http());
     env.rt.block_on(async {
-        let c = browser(port).await;
-        c.set_window_size(1280, 1000).await.expect("window size");
-        c.goto(&ui).await.expect("open the console");
-        fill(&c, "#token", TEST_TOKEN).await;
-        click(&c, "#connect").await;
+        let c = admin_console(port, &ui).await;
         click(&c, "#tab-explorer").await;
         fill(&c, "#x-trace-id", trace).await;
         click(&c, "#x-search").await;
