@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{duration, invalid, ConfigError};
+use super::{duration, invalid, optional_duration, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,26 @@ pub struct BreakerSettings {
     /// How long it stays open before one probe is let through.
     #[serde(deserialize_with = "duration")]
     pub cool_down: Duration,
+}
+
+/// One http route's own breaker settings (`routes[i].breaker`): each one
+/// set replaces the `breaker` section's for that route alone, so a flaky
+/// downstream can get a patient breaker, or none, without the others.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteBreaker {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub failures: Option<u32>,
+    #[serde(default)]
+    pub failure_ratio: Option<f64>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub window: Option<Duration>,
+    #[serde(default)]
+    pub min_requests: Option<u32>,
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub cool_down: Option<Duration>,
 }
 
 pub(super) fn defaults() -> serde_json::Value {
@@ -72,22 +92,42 @@ impl FlowSettings {
 }
 
 impl BreakerSettings {
+    /// These settings with a route's own (`routes[i].breaker`) in place
+    /// of the ones it sets.
+    pub fn for_route(&self, own: Option<&RouteBreaker>) -> BreakerSettings {
+        let Some(own) = own else {
+            return self.clone();
+        };
+        BreakerSettings {
+            enabled: own.enabled.unwrap_or(self.enabled),
+            failures: own.failures.unwrap_or(self.failures),
+            failure_ratio: own.failure_ratio.unwrap_or(self.failure_ratio),
+            window: own.window.unwrap_or(self.window),
+            min_requests: own.min_requests.unwrap_or(self.min_requests),
+            cool_down: own.cool_down.unwrap_or(self.cool_down),
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_at("breaker")
+    }
+
+    /// Refuses a value out of range, naming it under `section` (`breaker`,
+    /// or a route's `routes[i].breaker`).
+    pub(super) fn validate_at(&self, section: &str) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("{section}.{field}");
         if self.failures == 0 {
-            return Err(invalid("breaker.failures", "at least 1"));
+            return Err(invalid(key("failures"), "at least 1"));
         }
         if !(self.failure_ratio > 0.0 && self.failure_ratio <= 1.0) {
-            return Err(invalid("breaker.failure_ratio", "more than 0, at most 1"));
+            return Err(invalid(key("failure_ratio"), "more than 0, at most 1"));
         }
         if self.min_requests == 0 {
-            return Err(invalid("breaker.min_requests", "at least 1"));
+            return Err(invalid(key("min_requests"), "at least 1"));
         }
-        for (key, value) in [
-            ("breaker.window", self.window),
-            ("breaker.cool_down", self.cool_down),
-        ] {
+        for (field, value) in [("window", self.window), ("cool_down", self.cool_down)] {
             if value < Duration::from_millis(10) || value > Duration::from_secs(86_400) {
-                return Err(invalid(key, "between 10ms and 24h"));
+                return Err(invalid(key(field), "between 10ms and 24h"));
             }
         }
         Ok(())
@@ -113,5 +153,65 @@ mod tests {
             let err = Settings::from_overrides(&[(key, value)]).expect_err(key);
             assert!(err.to_string().contains(key), "{key}: {err}");
         }
+    }
+
+    fn with_routes(routes: serde_json::Value) -> Result<Settings, crate::config::ConfigError> {
+        Settings::from_overrides(&[("routes", routes), ("breaker.failures", 7.into())])
+    }
+
+    #[test]
+    fn a_routes_own_breaker_settings_replace_the_sections_for_it_alone() {
+        let s = with_routes(serde_json::json!([
+            { "event_types": ["A"], "handler": "http", "url": "http://a.example/hook",
+              "breaker": { "failures": 2, "cool_down": "3s" } },
+            { "event_types": ["B"], "handler": "http", "url": "http://b.example/hook",
+              "breaker": { "enabled": false } },
+            { "event_types": ["C"], "handler": "http", "url": "http://c.example/hook" },
+        ]))
+        .expect("valid");
+        let own: Vec<_> = s
+            .routes
+            .iter()
+            .map(|r| s.breaker.for_route(r.breaker.as_ref()))
+            .collect();
+        assert_eq!(own[0].failures, 2);
+        assert_eq!(own[0].cool_down, std::time::Duration::from_secs(3));
+        assert!(own[0].enabled, "unset: the section's");
+        assert_eq!(own[0].min_requests, s.breaker.min_requests);
+        assert!(!own[1].enabled);
+        assert_eq!(own[1].failures, 7, "the section's");
+        assert_eq!(own[2].failures, 7);
+    }
+
+    #[test]
+    fn a_routes_breaker_is_checked_under_its_own_key() {
+        for (breaker, key) in [
+            (
+                serde_json::json!({ "failures": 0 }),
+                "routes[1].breaker.failures",
+            ),
+            (
+                serde_json::json!({ "failure_ratio": 0.0 }),
+                "routes[1].breaker.failure_ratio",
+            ),
+            (
+                serde_json::json!({ "window": "1ms" }),
+                "routes[1].breaker.window",
+            ),
+        ] {
+            let err = with_routes(serde_json::json!([
+                { "event_types": ["A"], "handler": "http", "url": "http://a.example/hook" },
+                { "event_types": ["B"], "handler": "http", "url": "http://b.example/hook",
+                  "breaker": breaker },
+            ]))
+            .expect_err(key);
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        let err = with_routes(serde_json::json!([
+            { "event_types": ["transaction.created"], "handler": "transactions",
+              "breaker": { "failures": 2 } },
+        ]))
+        .expect_err("not an http route");
+        assert!(err.to_string().contains("routes[0].breaker"), "{err}");
     }
 }

@@ -29,7 +29,7 @@ pub use audit::{ArchiveSettings, AuditSettings, Period, Retention, SigningSeed};
 use defaults::defaults;
 pub use duration::parse_duration;
 use duration::{duration, optional_duration};
-pub use flow::{BreakerSettings, FlowSettings};
+pub use flow::{BreakerSettings, FlowSettings, RouteBreaker};
 pub use formats::{PayloadFormat, SchemaRegistrySettings, TopicFormat};
 pub use masking::{MaskRule, MaskingSettings};
 pub use operators::OperatorsSettings;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, optional_duration, ConfigError};
+use super::{invalid, optional_duration, ConfigError, RouteBreaker};
 use crate::handlers::registry::HandlerKind;
 
 /// One entry of the route table.
@@ -53,6 +53,11 @@ pub struct RouteSettings {
     /// the record's JSON) or `original` (its own bytes, in the wire format).
     #[serde(default)]
     pub forward: Option<String>,
+    /// For `http`: this route's own circuit breaker settings, each one
+    /// replacing the `breaker` section's (`breaker = { enabled = false }`
+    /// turns it off for this route alone).
+    #[serde(default)]
+    pub breaker: Option<RouteBreaker>,
 }
 
 /// Where a refusal points: `routes[<index>].<field>`, so an operator with
@@ -153,6 +158,9 @@ impl RouteSettings {
             Some("original") if is_http => {}
             Some("original") => return Err(at.invalid("forward", "only an http route forwards")),
             Some(_) => return Err(at.invalid("forward", "`decoded` or `original`")),
+        }
+        if self.breaker.is_some() && !is_http {
+            return Err(at.invalid("breaker", "only an http route has a circuit breaker"));
         }
         if self.rate_per_second == Some(0) || self.burst == Some(0) {
             return Err(at.invalid(

@@ -27,6 +27,13 @@ impl Settings {
         self.operators.validate()?;
         self.flow.validate()?;
         self.breaker.validate()?;
+        for (index, route) in self.routes.iter().enumerate() {
+            if route.breaker.is_some() {
+                self.breaker
+                    .for_route(route.breaker.as_ref())
+                    .validate_at(&format!("routes[{index}].breaker"))?;
+            }
+        }
         self.telemetry.validate()?;
         super::formats::validate_formats(&self.formats, &self.kafka.topics)?;
         self.schema_registry.validate(&self.formats)?;

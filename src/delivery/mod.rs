@@ -61,7 +61,10 @@ impl Endpoint {
             NonZeroU32::new(r.rate_per_second.unwrap_or(DEFAULT_RATE)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(r.burst.unwrap_or(DEFAULT_BURST)).unwrap_or(NonZeroU32::MIN);
         Endpoint {
-            gate: Arc::new(crate::flow::gate::Gate::new(&label(&url), breaker)),
+            gate: Arc::new(crate::flow::gate::Gate::new(
+                &label(&url),
+                &breaker.for_route(r.breaker.as_ref()),
+            )),
             label: label(&url),
             url,
             timeout: r.timeout.unwrap_or(DEFAULT_TIMEOUT),

@@ -37,15 +37,16 @@ fn a_breaker_opens_on_a_failing_downstream_probes_and_closes_then_delivers_in_ke
     let app = Running::start(env.settings_with(&[
         (
             "routes",
+            // The route's own breaker settings, in place of the section's
+            // (5 failures, 30s).
             json!([{ "event_types": ["Notify"], "handler": "http", "url": down.url(),
-                     "timeout": "2s", "rate_per_second": 1000, "burst": 100 }]),
+                     "timeout": "2s", "rate_per_second": 1000, "burst": 100,
+                     "breaker": { "failures": 3, "cool_down": "1s" } }]),
         ),
         ("retry.max_attempts", json!(1000)),
         ("retry.backoff_min", json!("10ms")),
         ("retry.backoff_max", json!("20ms")),
         ("pipeline.dependency_backoff_max", json!("100ms")),
-        ("breaker.failures", json!(3)),
-        ("breaker.cool_down", json!("1s")),
     ]))
     .expect("custodian starts");
     let messages: Vec<(String, i64)> = (0..10)

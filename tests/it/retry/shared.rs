@@ -42,14 +42,16 @@ fn two_instances_share_the_schedule_and_never_attempt_an_entry_twice_at_once() {
     });
     // Every message's first tries fail: a circuit breaker would rightly
     // open on this downstream and hold every key (tests/it/flow/breaker.rs);
-    // here the schedule's sharing is what is tested, so it stays off.
+    // here the schedule's sharing is what is tested, so the route's own
+    // breaker is off.
+    let mut notify_route = route("Notify", &down.url());
+    notify_route["breaker"] = json!({ "enabled": false });
     let no_breaker = |env: &TestEnv| {
         let overrides = [
-            ("routes", json!([route("Notify", &down.url())])),
+            ("routes", json!([notify_route.clone()])),
             ("retry.max_attempts", 10.into()),
             ("retry.backoff_min", "100ms".into()),
             ("retry.backoff_max", "300ms".into()),
-            ("breaker.enabled", false.into()),
         ];
         Running::start(env.settings_with(&overrides)).expect("custodian starts")
     };
