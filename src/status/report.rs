@@ -96,7 +96,8 @@ pub struct RouteRow {
     pub route: String,
     /// While an operator's pause holds it: who paused it and why.
     pub paused_by: Option<String>,
-    /// Its circuit breaker (none: `breaker.enabled` is off).
+    /// Its circuit breaker (none: off, by `breaker.enabled` or the route's
+    /// own `breaker.enabled`).
     pub breaker: Option<BreakerRow>,
 }
 
