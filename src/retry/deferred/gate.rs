@@ -43,6 +43,20 @@ pub struct Ticket {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+impl Ticket {
+    /// A ticket for http route `index` (`route`), after `attempts`, due
+    /// `after` from now.
+    fn new(index: usize, route: &Endpoint, attempts: u32, after: std::time::Duration) -> Ticket {
+        Ticket {
+            route: index,
+            label: route.label.clone(),
+            attempts,
+            next_attempt_at: Utc::now()
+                + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::zero()),
+        }
+    }
+}
+
 /// One batch's decisions, by offset.
 #[derive(Debug, Default)]
 pub struct Deferrals {
@@ -112,12 +126,7 @@ impl Deferrals {
         }
         self.tickets.insert(
             envelope.offset,
-            Ticket {
-                route: index,
-                label: route.label.clone(),
-                attempts: 0,
-                next_attempt_at: Utc::now(),
-            },
+            Ticket::new(index, route, 0, std::time::Duration::ZERO),
         );
         true
     }
@@ -139,16 +148,8 @@ impl Deferrals {
         if let Some(key) = envelope.key.clone() {
             self.waiting.insert((route.label.clone(), key));
         }
-        self.tickets.insert(
-            envelope.offset,
-            Ticket {
-                route: index,
-                label: route.label.clone(),
-                attempts: 0,
-                next_attempt_at: Utc::now()
-                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
-            },
-        );
+        self.tickets
+            .insert(envelope.offset, Ticket::new(index, route, 0, wait));
         true
     }
 
@@ -181,13 +182,7 @@ impl Deferrals {
             .next_delay();
         self.tickets.insert(
             envelope.offset,
-            Ticket {
-                route: index,
-                label: route.label.clone(),
-                attempts: last.attempt,
-                next_attempt_at: Utc::now()
-                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero()),
-            },
+            Ticket::new(index, route, last.attempt, delay),
         );
         true
     }

@@ -20,6 +20,15 @@ fn breaker(env: &TestEnv, app: &Running) -> serde_json::Value {
     flow["routes"][0]["breaker"].clone()
 }
 
+/// A downstream that fails every request for keys A and B until healed.
+fn failing_downstream() -> KeyedDownstream {
+    KeyedDownstream::start(Behaviour {
+        keys: HashSet::from(["A".to_string(), "B".to_string()]),
+        failing: true.into(),
+        ..Behaviour::default()
+    })
+}
+
 fn audited(env: &TestEnv, status: &str) -> i64 {
     env.db().count(&format!(
         "SELECT count(*) AS n FROM audit_log WHERE status = '{status}' AND chain_id IS NOT NULL"
@@ -29,11 +38,7 @@ fn audited(env: &TestEnv, status: &str) -> i64 {
 #[test]
 fn a_breaker_opens_on_a_failing_downstream_probes_and_closes_then_delivers_in_key_order() {
     let env = TestEnv::new(1);
-    let down = KeyedDownstream::start(Behaviour {
-        keys: HashSet::from(["A".to_string(), "B".to_string()]),
-        failing: true.into(),
-        ..Behaviour::default()
-    });
+    let down = failing_downstream();
     let app = Running::start(env.settings_with(&[
         (
             "routes",
@@ -133,11 +138,7 @@ fn a_breaker_opens_on_a_failing_downstream_probes_and_closes_then_delivers_in_ke
 #[test]
 fn on_a_deferred_route_an_open_breaker_holds_its_keys_in_the_schedule_not_the_partition() {
     let env = TestEnv::new(1);
-    let down = KeyedDownstream::start(Behaviour {
-        keys: HashSet::from(["A".to_string(), "B".to_string()]),
-        failing: true.into(),
-        ..Behaviour::default()
-    });
+    let down = failing_downstream();
     let app = Running::start(env.settings_with(&[
         (
             "routes",
